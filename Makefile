@@ -1,0 +1,45 @@
+# make test: lint, type check, the test suite on the embedded PostgreSQL 18, the
+# database-level tests once more on the machine's PostgreSQL (127.0.0.1:5432) when it
+# answers, and every benchmark in --quick mode. Needs nothing but Python and pip.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+EXTERNAL_PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+
+.PHONY: test lint typecheck pytest pytest-external-pg bench-quick demo clean
+
+test: lint typecheck pytest pytest-external-pg bench-quick
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+# pytest exits 5 when it collects nothing; make treats that as the failure it is.
+pytest: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+pytest-external-pg: $(VENV)/.installed
+	@if $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
+		echo "== database-level tests against $(EXTERNAL_PG_URL)"; \
+		SCSYNC_TEST_PG_URL=$(EXTERNAL_PG_URL) $(PY) -m pytest -q -m dblevel; \
+	else \
+		echo "== no PostgreSQL at 127.0.0.1:5432: database-level tests ran on the embedded server only"; \
+	fi
+
+bench-quick: $(VENV)/.installed
+	@set -e; for b in bench/*.py; do \
+		case "$$b" in */_*) continue;; esac; \
+		echo "== $$b --quick"; $(PY) $$b --quick; \
+	done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

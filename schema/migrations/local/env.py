@@ -1,0 +1,3 @@
+from schema.migrations.runner import run
+
+run("local")

@@ -1,0 +1,75 @@
+"""SQL that a DBA can read: function/trigger files applied by migrations, and the
+named queries of ``queries.sql`` that the typed access layer runs.
+
+``queries.sql`` and ``queries_<package>.sql`` (one file per package: replicator,
+lockd, api, ...) hold blocks introduced by ``-- name: <query_name>`` lines, in the
+manner of procrastinate's ``queries.sql``; :func:`query` returns one by name. A name
+defined twice is an error at load time.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from importlib import resources
+
+import sqlparse
+
+_NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+
+
+def read_sql(filename: str) -> str:
+    return resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
+
+
+def statements(sql: str) -> list[str]:
+    """Split a script into statements, respecting $$ bodies and quotes.
+
+    pg8000 sends each statement through the extended protocol, which takes one
+    statement at a time, so scripts are always run statement by statement.
+    """
+    out = []
+    for stmt in sqlparse.split(sql):
+        stripped = sqlparse.format(stmt, strip_comments=True).strip().rstrip(";").strip()
+        if stripped:
+            out.append(stmt)
+    return out
+
+
+def run_sql_file(filename: str) -> None:
+    """Run a file of schema/sql inside the current alembic migration."""
+    from alembic import op
+
+    # Through the DBAPI cursor without parameters: neither driver then parses the
+    # '%' of a PL/pgSQL RAISE format as a placeholder.
+    cursor = op.get_bind().connection.cursor()
+    try:
+        for stmt in statements(read_sql(filename)):
+            cursor.execute(stmt)
+    finally:
+        cursor.close()
+
+
+@functools.cache
+def _queries() -> dict[str, str]:
+    files = sorted(
+        f.name
+        for f in resources.files(__package__).iterdir()
+        if f.name == "queries.sql" or (f.name.startswith("queries_") and f.name.endswith(".sql"))
+    )
+    found: dict[str, str] = {}
+    for filename in files:
+        parts = _NAME.split(read_sql(filename))
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in found:
+                raise ValueError(f"query {name!r} is defined twice (second time in {filename})")
+            found[name] = body.strip().rstrip(";")
+    return found
+
+
+def query(name: str) -> str:
+    """The named query from queries.sql (KeyError names it when missing)."""
+    try:
+        return _queries()[name]
+    except KeyError:
+        raise KeyError(f"no query named {name!r} in schema/sql/queries.sql") from None

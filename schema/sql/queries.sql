@@ -1,0 +1,18 @@
+-- Named queries of the typed access layer (schema/db.py and the packages above it).
+-- Each block starts with "-- name: <query_name>"; parameters are SQLAlchemy binds (:name).
+
+-- name: node_get
+SELECT node_id, side, site_id FROM scsync_node
+
+-- name: node_set
+INSERT INTO scsync_node (singleton, node_id, side, site_id)
+VALUES (true, :node_id, :side, :site_id)
+ON CONFLICT (singleton) DO UPDATE
+   SET node_id = EXCLUDED.node_id, side = EXCLUDED.side, site_id = EXCLUDED.site_id,
+       configured_at = now()
+
+-- name: snowflake_next
+SELECT scsync_snowflake()
+
+-- name: synced_tables
+SELECT table_name, file_column FROM scsync_synced_tables ORDER BY registered_at, table_name

@@ -1,0 +1,5 @@
+import sys
+
+from scsync.cli import main
+
+sys.exit(main())

@@ -1,0 +1,12 @@
+"""Sub-commands of `scsync`, one module each; every module has ``register(subparsers)``.
+
+Add a module here to add a command group.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from scsync.commands import db
+
+COMMANDS: tuple[ModuleType, ...] = (db,)

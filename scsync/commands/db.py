@@ -1,0 +1,114 @@
+"""`scsync db ...`: schema upgrade/downgrade/current/check and the node id."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from schema import migrate
+from schema.errors import ConfigError
+
+URL_ENV = {"local": "SCSYNC_LOCAL_DB_URL", "cloud": "SCSYNC_CLOUD_DB_URL"}
+
+
+def db_url(args: argparse.Namespace) -> str:
+    if args.url:
+        return str(args.url)
+    env = URL_ENV.get(args.side, "")
+    value = os.environ.get(env)
+    if not value:
+        raise ConfigError(f"no database URL: pass --url or set {env}")
+    return value
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    migrate.check_side(args.side)
+    url = db_url(args)
+    migrate.upgrade(url, args.side, args.revision)
+    print(f"{args.side} database upgraded to {migrate.current_revision(url, args.side)}")
+    return 0
+
+
+def _db_downgrade(args: argparse.Namespace) -> int:
+    migrate.check_side(args.side)
+    migrate.downgrade(db_url(args), args.side, args.revision)
+    print(f"{args.side} database downgraded to {args.revision}")
+    return 0
+
+
+def _db_current(args: argparse.Namespace) -> int:
+    migrate.check_side(args.side)
+    url = db_url(args)
+    current = migrate.current_revision(url, args.side)
+    head = migrate.head_revision(args.side)
+    print(f"{args.side}: at {current or 'nothing (empty database)'}, head is {head}")
+    return 0
+
+
+def _db_check(args: argparse.Namespace) -> int:
+    migrate.check_side(args.side)
+    migrate.check(db_url(args), args.side)
+    print(f"{args.side} database is at head and matches the declared schema")
+    return 0
+
+
+def _db_set_node(args: argparse.Namespace) -> int:
+    from schema import db
+    from schema.urls import create_engine
+
+    side = migrate.check_side(args.side)
+    engine = create_engine(db_url(args))
+    try:
+        with engine.begin() as conn:
+            node = db.set_node(conn, args.node_id, side, args.site_id)
+    finally:
+        engine.dispose()
+    print(
+        f"{side} database is node {node.node_id}"
+        + (f" of site {node.site_id}" if node.site_id else "")
+    )
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add `db` to the top-level sub-parsers (argparse gives them no public type)."""
+    db = sub.add_parser(
+        "db",
+        help="database schema: upgrade, downgrade, current, check, set-node",
+        epilog="examples:\n"
+        "  scsync db upgrade --side local --url postgresql://scsync@127.0.0.1/scsync\n"
+        "  SCSYNC_CLOUD_DB_URL=postgresql://... scsync db check --side cloud",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+
+    def side_and_url(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--side", required=True, help="local or cloud")
+        p.add_argument(
+            "--url", help="database URL (default: SCSYNC_LOCAL_DB_URL / SCSYNC_CLOUD_DB_URL)"
+        )
+
+    up = db_sub.add_parser("upgrade", help="apply migrations (default: to head)")
+    side_and_url(up)
+    up.add_argument("--revision", default="head")
+    up.set_defaults(handler=_db_upgrade)
+
+    down = db_sub.add_parser("downgrade", help="revert migrations (default: to base = empty)")
+    side_and_url(down)
+    down.add_argument("--revision", default="base")
+    down.set_defaults(handler=_db_downgrade)
+
+    cur = db_sub.add_parser("current", help="show the database's revision and the head")
+    side_and_url(cur)
+    cur.set_defaults(handler=_db_current)
+
+    chk = db_sub.add_parser("check", help="fail unless at head and equal to the declared schema")
+    side_and_url(chk)
+    chk.set_defaults(handler=_db_check)
+
+    node = db_sub.add_parser("set-node", help="set this database's Snowflake node id")
+    side_and_url(node)
+    node.add_argument("--node-id", type=int, required=True, help="0..4095, unique per database")
+    node.add_argument("--site-id", type=int, help="the site this local database belongs to")
+    node.set_defaults(handler=_db_set_node)

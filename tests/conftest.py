@@ -1,0 +1,70 @@
+"""Shared fixtures: one PostgreSQL per session, a fresh database per test, S3 over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.pg import PgCluster, TestDatabase, cluster_for_session
+
+SITE_1 = 1
+SITE_2 = 2
+CLOUD_NODE = 0
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    with cluster_for_session() as cluster:
+        yield cluster
+
+
+def _database(
+    cluster: PgCluster, side: str, node_id: int, site_id: int | None
+) -> Iterator[TestDatabase]:
+    tdb = cluster.new_database(side, node_id=node_id, site_id=site_id)  # type: ignore[arg-type]
+    try:
+        yield tdb
+    finally:
+        cluster.remove(tdb)
+
+
+@pytest.fixture
+def local_db(pg_cluster: PgCluster) -> Iterator[TestDatabase]:
+    """Site 1's local database (node 1)."""
+    yield from _database(pg_cluster, "local", node_id=1, site_id=SITE_1)
+
+
+@pytest.fixture
+def local_db2(pg_cluster: PgCluster) -> Iterator[TestDatabase]:
+    """Site 2's local database (node 2)."""
+    yield from _database(pg_cluster, "local", node_id=2, site_id=SITE_2)
+
+
+@pytest.fixture
+def cloud_db(pg_cluster: PgCluster) -> Iterator[TestDatabase]:
+    """The cloud database (node 0)."""
+    yield from _database(pg_cluster, "cloud", node_id=CLOUD_NODE, site_id=None)
+
+
+@pytest.fixture
+def empty_db(pg_cluster: PgCluster) -> Iterator[TestDatabase]:
+    """A database with nothing in it, for migration tests."""
+    tdb = pg_cluster.new_database("local", node_id=1, site_id=SITE_1, migrated=False)
+    try:
+        yield tdb
+    finally:
+        pg_cluster.remove(tdb)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[object]:
+    """moto in server mode, a real HTTP endpoint on a free loopback port."""
+    from scsync.s3_server import S3Endpoint
+
+    endpoint = S3Endpoint()
+    endpoint.start()
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()

@@ -1,0 +1,193 @@
+"""The PostgreSQL the tests run against, and per-test databases made from templates.
+
+One server per test session: the embedded PostgreSQL 18 by default, any server
+given by ``SCSYNC_TEST_PG_URL`` (an admin URL, e.g. the machine's PostgreSQL 15),
+or, where Docker runs, ``SCSYNC_TEST_PG=testcontainers``. Each side's schema is
+migrated once into a template database; every test gets a fresh database cloned
+from it and dropped WITH (FORCE) afterwards. Transaction-rollback isolation is not
+used: NOTIFY fires only on commit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine
+
+from schema import db as schema_db
+from schema import migrate
+from schema.tables import Side
+from schema.urls import create_engine, libpq_url, sqlalchemy_url
+
+Backend = Literal["embedded", "url", "testcontainers"]
+
+
+def select_backend(env: dict[str, str] | os._Environ[str]) -> Backend:
+    """Which server the session uses, from the environment (tested on its own)."""
+    if env.get("SCSYNC_TEST_PG_URL"):
+        return "url"
+    choice = env.get("SCSYNC_TEST_PG", "embedded")
+    if choice not in ("embedded", "testcontainers"):
+        raise ValueError(f"SCSYNC_TEST_PG must be 'embedded' or 'testcontainers', not {choice!r}")
+    return choice  # type: ignore[return-value]
+
+
+@dataclass
+class TestDatabase:
+    """One database of a test: its URLs and a SQLAlchemy engine (psycopg)."""
+
+    __test__ = False  # not a test class, despite the name
+
+    name: str
+    url: str  # SQLAlchemy URL, psycopg driver
+    side: Side
+    site_id: int | None
+    node_id: int
+    _engine: Engine | None = field(default=None, repr=False)
+
+    @property
+    def libpq_url(self) -> str:
+        return libpq_url(self.url)
+
+    def url_with(self, driver: str) -> str:
+        return sqlalchemy_url(self.url, driver)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = create_engine(self.url)
+        return self._engine
+
+    def connect(self, **kwargs: object) -> psycopg.Connection[tuple[object, ...]]:
+        """A plain psycopg connection (for LISTEN, COPY, concurrency tests)."""
+        return psycopg.connect(self.libpq_url, **kwargs)  # type: ignore[arg-type]
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+class PgCluster:
+    """A server plus the admin operations the harness needs."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = libpq_url(admin_url)
+        self.prefix = f"scsync_t{os.getpid()}_"
+        self._templates: dict[Side, str] = {}
+
+    def url_for(self, dbname: str) -> str:
+        from sqlalchemy.engine import make_url
+
+        return sqlalchemy_url(
+            make_url(self.admin_url).set(database=dbname).render_as_string(hide_password=False)
+        )
+
+    def _admin(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self.admin_url, autocommit=True)
+
+    def create_database(self, name: str, template: str | None = None) -> None:
+        with self._admin() as conn:
+            if template:
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                        sql.Identifier(name), sql.Identifier(template)
+                    )
+                )
+            else:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def drop_database(self, name: str) -> None:
+        with self._admin() as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+    def template(self, side: Side) -> str:
+        """The migrated template of a side, made on first use in the session."""
+        if side not in self._templates:
+            name = f"{self.prefix}tpl_{side}"
+            self.drop_database(name)
+            self.create_database(name)
+            migrate.upgrade(self.url_for(name), side)
+            self._templates[side] = name
+        return self._templates[side]
+
+    def new_database(
+        self, side: Side, *, node_id: int, site_id: int | None, migrated: bool = True
+    ) -> TestDatabase:
+        name = f"{self.prefix}{side}_{uuid.uuid4().hex[:10]}"
+        self.create_database(name, self.template(side) if migrated else None)
+        tdb = TestDatabase(
+            name=name, url=self.url_for(name), side=side, site_id=site_id, node_id=node_id
+        )
+        if migrated:
+            with tdb.engine.begin() as conn:
+                schema_db.set_node(conn, node_id, side, site_id)
+        return tdb
+
+    def remove(self, tdb: TestDatabase) -> None:
+        tdb.dispose()
+        self.drop_database(tdb.name)
+
+    def drop_all(self) -> None:
+        with self._admin() as conn:
+            names = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                    (self.prefix + "%",),
+                )
+            ]
+        for name in names:
+            with suppress(psycopg.Error):
+                self.drop_database(str(name))
+
+
+@contextmanager
+def cluster_for_session() -> Iterator[PgCluster]:
+    backend = select_backend(os.environ)
+    if backend == "url":
+        cluster = PgCluster(os.environ["SCSYNC_TEST_PG_URL"])
+        try:
+            yield cluster
+        finally:
+            cluster.drop_all()
+        return
+    if backend == "testcontainers":
+        with _testcontainers_server() as url:
+            yield PgCluster(url)
+        return
+    from scsync.embedded_pg import EmbeddedPostgres
+
+    workdir = Path(tempfile.mkdtemp(prefix="scsync-pg-"))
+    server = EmbeddedPostgres(workdir / "data")
+    server.start()
+    try:
+        yield PgCluster(server.url)
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def _testcontainers_server() -> Iterator[str]:
+    """PostgreSQL in Docker, for machines that have it (the design card lists it)."""
+    try:
+        from testcontainers.postgres import PostgresContainer  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise RuntimeError(
+            "SCSYNC_TEST_PG=testcontainers needs `pip install testcontainers[postgres]` and Docker"
+        ) from exc
+    with PostgresContainer("postgres:16", driver=None) as container:
+        yield str(container.get_connection_url())

@@ -1,0 +1,84 @@
+"""`scsync db ...` as an operator runs it: a real process, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from schema import migrate
+from tests.pg import TestDatabase
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full_env = {**os.environ, **(env or {})}
+    for key in ("SCSYNC_LOCAL_DB_URL", "SCSYNC_CLOUD_DB_URL"):
+        if env is None or key not in env:
+            full_env.pop(key, None)
+    return subprocess.run(
+        [sys.executable, "-m", "scsync", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=full_env,
+    )
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.parametrize("driver", ["postgresql", "postgresql+pg8000"])
+def test_unreachable_url_is_one_line_and_nonzero(driver: str) -> None:
+    result = run_cli("db", "upgrade", "--side", "local", "--url", f"{driver}://x@127.0.0.1:1/none")
+    _assert_one_line_error(result, "cannot connect to the database")
+    assert result.returncode == 3
+
+
+def test_wrong_side_name() -> None:
+    result = run_cli("db", "upgrade", "--side", "middle", "--url", "postgresql://x@127.0.0.1/x")
+    _assert_one_line_error(result, "unknown side 'middle'")
+    assert result.returncode == 2
+
+
+def test_malformed_url_and_missing_url() -> None:
+    _assert_one_line_error(
+        run_cli("db", "upgrade", "--side", "local", "--url", "not a url"), "not a database URL"
+    )
+    _assert_one_line_error(run_cli("db", "upgrade", "--side", "cloud"), "SCSYNC_CLOUD_DB_URL")
+    _assert_one_line_error(
+        run_cli("db", "upgrade", "--side", "local", "--url", "mysql://x@127.0.0.1/x"),
+        "unsupported database 'mysql'",
+    )
+
+
+def test_missing_arguments_are_one_line() -> None:
+    _assert_one_line_error(run_cli("db", "upgrade"), "--side")
+    _assert_one_line_error(run_cli("db", "set-node", "--side", "local"), "--node-id")
+
+
+@pytest.mark.dblevel
+def test_upgrade_current_check_set_node(empty_db: TestDatabase) -> None:
+    url = empty_db.libpq_url
+    up = run_cli("db", "upgrade", "--side", "cloud", "--url", url)
+    assert up.returncode == 0, up.stderr
+    head = migrate.head_revision("cloud")
+    assert f"upgraded to {head}" in up.stdout
+    assert migrate.current_revision(url, "cloud") == head
+    current = run_cli("db", "current", "--side", "cloud", env={"SCSYNC_CLOUD_DB_URL": url})
+    assert current.returncode == 0 and f"at {head}, head is {head}" in current.stdout
+    assert run_cli("db", "check", "--side", "cloud", "--url", url).returncode == 0
+    node = run_cli("db", "set-node", "--side", "cloud", "--url", url, "--node-id", "0")
+    assert node.returncode == 0, node.stderr
+    bad_node = run_cli("db", "set-node", "--side", "cloud", "--url", url, "--node-id", "5000")
+    _assert_one_line_error(bad_node, "between 0 and 4095")
+    wrong_side_check = run_cli("db", "check", "--side", "local", "--url", url)
+    _assert_one_line_error(wrong_side_check, "differs from the declared schema")

@@ -1,0 +1,102 @@
+"""Migrations build the declared schema on both sides, with both drivers, and undo it."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from schema import migrate
+from schema.errors import MigrationError
+from schema.tables import SYNCED_TABLES, metadata_for
+from tests.pg import TestDatabase
+
+pytestmark = pytest.mark.dblevel
+
+
+def _objects(tdb: TestDatabase) -> dict[str, list[str]]:
+    with tdb.engine.connect() as conn:
+        tables = conn.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+        ).scalars()
+        functions = conn.execute(
+            text(
+                "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+                " WHERE n.nspname = 'public' ORDER BY 1"
+            )
+        ).scalars()
+        sequences = conn.execute(
+            text("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1")
+        ).scalars()
+        return {"tables": list(tables), "functions": list(functions), "sequences": list(sequences)}
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "pg8000"])
+@pytest.mark.parametrize("side", ["local", "cloud"])
+def test_up_down_up_equals_metadata(empty_db: TestDatabase, side: str, driver: str) -> None:
+    url = empty_db.url_with(driver)
+    migrate.upgrade(url, side)
+    assert migrate.current_revision(url, side) == migrate.head_revision(side)
+    assert migrate.schema_diff(url, side) == []
+    migrate.check(url, side)
+    created = _objects(empty_db)
+    expected_tables = set(metadata_for(side).tables)  # type: ignore[arg-type]
+    assert expected_tables | {"alembic_version"} == set(created["tables"])
+    assert "scsync_snowflake" in created["functions"]
+
+    migrate.downgrade(url, side)
+    assert _objects(empty_db) == {"tables": [], "functions": [], "sequences": []}
+
+    migrate.upgrade(url, side)
+    assert _objects(empty_db) == created
+    assert migrate.schema_diff(url, side) == []
+
+
+@pytest.mark.parametrize("side", ["local", "cloud"])
+def test_every_synced_table_is_registered_with_its_file_column(
+    empty_db: TestDatabase, side: str
+) -> None:
+    migrate.upgrade(empty_db.url, side)
+    with empty_db.engine.connect() as conn:
+        registered: dict[str, str | None] = dict(
+            conn.execute(text("SELECT table_name, file_column FROM scsync_synced_tables")).all()
+        )
+        triggers = conn.execute(
+            text(
+                "SELECT event_object_table, trigger_name FROM information_schema.triggers"
+                " WHERE trigger_name LIKE 'scsync_%' GROUP BY 1, 2"
+            )
+        ).all()
+    assert registered == SYNCED_TABLES
+    assert {(t, n) for t in SYNCED_TABLES for n in ("scsync_stamp", "scsync_capture")} == set(
+        triggers
+    )
+
+
+def test_check_reports_a_database_behind_head(empty_db: TestDatabase) -> None:
+    with pytest.raises(MigrationError, match="at revision None"):
+        migrate.check(empty_db.url, "local")
+
+
+def test_check_reports_drift_from_declared_schema(empty_db: TestDatabase) -> None:
+    migrate.upgrade(empty_db.url, "cloud")
+    with empty_db.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE patients ADD COLUMN handmade text"))
+    with pytest.raises(MigrationError, match="handmade"):
+        migrate.check(empty_db.url, "cloud")
+
+
+def test_side_specific_columns(local_db: TestDatabase, cloud_db: TestDatabase) -> None:
+    def columns(tdb: TestDatabase, table: str) -> set[str]:
+        with tdb.engine.connect() as conn:
+            return set(
+                conn.execute(
+                    text(
+                        "SELECT column_name FROM information_schema.columns WHERE table_name = :t"
+                    ),
+                    {"t": table},
+                ).scalars()
+            )
+
+    local_cols, cloud_cols = columns(local_db, "images"), columns(cloud_db, "images")
+    assert local_cols - cloud_cols == {"local_path"}
+    assert cloud_cols - local_cols == {"lifecycle"}
