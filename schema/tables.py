@@ -7,7 +7,7 @@ of one side only (``local_path`` locally, ``lifecycle`` on the cloud).
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final
 
 from sqlalchemy import (
     BigInteger,
@@ -30,8 +30,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-Side = Literal["local", "cloud"]
-SIDES: Final[tuple[Side, ...]] = ("local", "cloud")
+from schema import tables_files, tables_lockd, tables_replicator
+from schema.tables_types import SIDES, Side
+
+__all__ = ["SIDES", "SYNCED_TABLES", "Side", "build_metadata", "metadata_for"]
+
 
 # Synced tables in dependency order (parents first); the value is the column that
 # holds a file, or None. Registration (scsync_register_table) follows this order.
@@ -267,6 +270,9 @@ def build_metadata(side: Side) -> MetaData:
     _add_synced_tables(md, side)
     if side == "cloud":
         _add_cloud_tables(md)
+    # Each later area declares its own tables in its own module (one per migration).
+    for area in (tables_replicator, tables_lockd, tables_files):
+        area.add_tables(md, side)
     return md
 
 
