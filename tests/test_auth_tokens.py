@@ -11,7 +11,7 @@ import pytest
 
 from schema.auth import AuthError, bearer, issue_token, site_token, verify_token
 
-SECRET = "s" * 40
+SECRET = "s" * 64
 
 
 def test_roundtrip_user_and_site() -> None:
@@ -35,7 +35,7 @@ def test_expired_wrong_signature_and_alg_none_are_refused() -> None:
     )
     with pytest.raises(AuthError, match="expired"):
         verify_token(SECRET, expired)
-    other = issue_token("o" * 40, subject="user:a", kind="user", role="viewer", site_id=1)
+    other = issue_token("o" * 64, subject="user:a", kind="user", role="viewer", site_id=1)
     with pytest.raises(AuthError, match="signature"):
         verify_token(SECRET, other)
     claims = {

@@ -100,3 +100,36 @@ def test_side_specific_columns(local_db: TestDatabase, cloud_db: TestDatabase) -
     local_cols, cloud_cols = columns(local_db, "images"), columns(cloud_db, "images")
     assert local_cols - cloud_cols == {"local_path"}
     assert cloud_cols - local_cols == {"lifecycle"}
+
+
+@pytest.mark.parametrize("side", ["local", "cloud"])
+def test_alembic_command_line_with_named_environments(empty_db: TestDatabase, side: str) -> None:
+    """What a DBA runs: `alembic -n SIDE upgrade head -x url=...` from the repository root."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    alembic = [sys.executable, "-m", "alembic", "-c", str(root / "alembic.ini"), "-n", side]
+    up = subprocess.run(
+        [*alembic, "-x", f"url={empty_db.url_with('pg8000')}", "upgrade", "head"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+    )
+    assert up.returncode == 0, up.stderr
+    assert migrate.schema_diff(empty_db.url, side) == []
+    env_var = "SCSYNC_LOCAL_DB_URL" if side == "local" else "SCSYNC_CLOUD_DB_URL"
+    import os
+
+    down = subprocess.run(
+        [*alembic, "downgrade", "base"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+        env={**os.environ, env_var: empty_db.url},
+    )
+    assert down.returncode == 0, down.stderr
+    assert _objects(empty_db)["tables"] == ["alembic_version"]
