@@ -6,9 +6,14 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 EXTERNAL_PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: test lint typecheck pytest pytest-external-pg bench-quick demo clean
+.PHONY: test system-deps lint typecheck pytest pytest-external-pg bench-quick demo clean
 
-test: lint typecheck pytest pytest-external-pg bench-quick
+test: system-deps lint typecheck pytest pytest-external-pg bench-quick
+
+# Debian packages some tests drive (systemd-analyze for the unit files). Installed
+# only when missing, so a machine that has them needs no network for this step.
+system-deps:
+	@command -v systemd-analyze >/dev/null || { apt-get update -qq && apt-get install -y -qq systemd; }
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
