@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-from schema import tables_files, tables_lockd, tables_replicator
+from schema import tables_api, tables_files, tables_lockd, tables_replicator
 from schema.tables_types import SIDES, Side
 
 __all__ = ["SIDES", "SYNCED_TABLES", "Side", "build_metadata", "metadata_for"]
@@ -271,7 +271,7 @@ def build_metadata(side: Side) -> MetaData:
     if side == "cloud":
         _add_cloud_tables(md)
     # Each later area declares its own tables in its own module (one per migration).
-    for area in (tables_replicator, tables_lockd, tables_files):
+    for area in (tables_replicator, tables_lockd, tables_files, tables_api):
         area.add_tables(md, side)
     return md
 

@@ -1,0 +1,73 @@
+"""Tables added by the API work (migration 0005_api on each side).
+
+``scsync_api_events`` is the event log behind the WebSocket ``/ws``: every event gets
+a bigint id from an identity column, so ids increase across every API instance that
+shares the database, and a client that reconnects with ``last_event_id`` is replayed
+what it missed. The cloud already has ``scsync_audit`` (0001); the local side gets the
+same table here. ``scsync_api_relay`` keeps the RabbitMQ relay's cursor (cloud only).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, Integer, MetaData, Table, Text
+from sqlalchemy import text as sql_text
+from sqlalchemy.dialects.postgresql import JSONB
+
+from schema.tables_types import Side
+
+
+def add_tables(md: MetaData, side: Side) -> None:
+    """Declare this area's tables on `md` for `side`; migration 0005 builds them."""
+    Table(
+        "scsync_api_events",
+        md,
+        Column("id", BigInteger, Identity(always=False), primary_key=True),
+        Column(
+            "at",
+            DateTime(timezone=True),
+            nullable=False,
+            server_default=sql_text("clock_timestamp()"),
+        ),
+        Column("site_id", Integer),
+        Column("type", Text, nullable=False),
+        Column("table_name", Text),
+        Column("row_id", BigInteger),
+        Column("patient_id", BigInteger),
+        Column("payload", JSONB, nullable=False, server_default=sql_text("'{}'::jsonb")),
+        Index("ix_scsync_api_events_site_id", "site_id", "id"),
+        Index("ix_scsync_api_events_at", "at"),
+    )
+    if side == "local":
+        # Same shape as the cloud's scsync_audit (0001), so both sides audit alike.
+        Table(
+            "scsync_audit",
+            md,
+            Column("seq", BigInteger, Identity(always=False), primary_key=True),
+            Column(
+                "at",
+                DateTime(timezone=True),
+                nullable=False,
+                server_default=sql_text("clock_timestamp()"),
+            ),
+            Column("actor", Text, nullable=False),
+            Column("side", Text, nullable=False),
+            Column("site_id", Integer),
+            Column("action", Text, nullable=False),
+            Column("table_name", Text),
+            Column("row_id", BigInteger),
+            Column("detail", JSONB),
+            Index("ix_scsync_audit_record", "table_name", "row_id"),
+        )
+    if side == "cloud":
+        Table(
+            "scsync_api_relay",
+            md,
+            Column("name", Text, primary_key=True),
+            Column("last_event_id", BigInteger, nullable=False, server_default=sql_text("0")),
+            Column(
+                "updated_at",
+                DateTime(timezone=True),
+                nullable=False,
+                server_default=sql_text("now()"),
+            ),
+        )
