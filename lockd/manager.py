@@ -1,0 +1,421 @@
+"""Every lease operation, over psycopg 3 async (procrastinate's "manager").
+
+Each operation is one call of a function of ``r0003_lockd_leases.sql``: one statement,
+one transaction, one round trip, timed only by the database's ``clock_timestamp()``.
+This process's clock is used for nothing but its own waiting (``monotonic``, which
+tests replace), so a client whose clock is off by an hour gets the same grants and
+expiries as one whose clock is right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from lockd.db import Pool, translate_error
+from lockd.errors import BadRequest, LeaseBusy, LockdError, RecordNotFound
+from lockd.models import Lease, LeaseEvent, LeaseState, SaveGrant, SaveResult
+from lockd.records import PROTECTED, check_changes, check_table, content_of
+from schema.sql import query
+
+log = logging.getLogger(__name__)
+
+HOLDER_RE = re.compile(r"^(local:[0-9]+/\S{1,120}|cloud:\S{1,120})$")
+
+
+@dataclass(frozen=True)
+class LockdConfig:
+    """Lease policy. Every duration is configurable so that tests run in seconds."""
+
+    ttl_s: float = 30.0
+    # Idle policy: no user activity (touch/save) for idle_warn_s -> lease.idle_warning;
+    # idle_close_s after that warning -> the lease ends with lease.idle_closed.
+    idle_warn_s: float | None = 600.0
+    idle_close_s: float | None = 300.0
+    sweep_interval_s: float = 1.0
+    event_retention_s: float = 86400.0
+    wait_poll_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.ttl_s <= 86400:
+            raise ValueError("ttl_s must be between 0.1 and 86400 seconds")
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who may act on a lease by its id: one holder, or (site tokens) every
+    ``local:<site>/...`` holder of one site. ``None`` in the library means "trusted
+    caller": the lease id + token alone decide."""
+
+    name: str
+    prefix: bool = False
+
+    @classmethod
+    def holder(cls, holder: str) -> Owner:
+        return cls(holder, False)
+
+    @classmethod
+    def site(cls, site_id: int) -> Owner:
+        return cls(f"local:{site_id}/", True)
+
+
+def check_holder(holder: object) -> str:
+    if not isinstance(holder, str) or not HOLDER_RE.match(holder):
+        raise BadRequest("holder must be 'local:<site>/<user>' or 'cloud:<user>'", field="holder")
+    return holder
+
+
+def check_row_id(row_id: object) -> int:
+    if isinstance(row_id, bool) or not isinstance(row_id, int) or not 0 < row_id < 2**63:
+        raise BadRequest("row_id must be a positive 64-bit integer", field="row_id")
+    return row_id
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1000)
+
+
+class LeaseManager:
+    """The lease library. Construct with an open autocommit pool (``lockd.db.make_pool``).
+
+    ``scope_site`` limits an operation to records of one site (403 otherwise); ``None``
+    lets a trusted caller (the cloud API acting for a vendor admin) reach every site.
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        config: LockdConfig | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pool = pool
+        self.config = config or LockdConfig()
+        self._monotonic = monotonic
+
+    async def _call(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(query(name), params)
+                row = await cur.fetchone()
+        except psycopg.Error as exc:  # PoolTimeout is one too
+            raise translate_error(exc) from exc
+        assert row is not None and isinstance(row[0], dict)
+        return row[0]
+
+    # --- acquire / renew / touch / release / break / get ----------------------------
+
+    async def try_acquire(
+        self,
+        table: str,
+        row_id: int,
+        holder: str,
+        *,
+        scope_site: int | None = None,
+        ttl_s: float | None = None,
+    ) -> Lease | LeaseState:
+        """One attempt: the new Lease, or the LeaseState of the live lease in the way."""
+        d = await self._call(
+            "lockd_acquire",
+            {
+                "table": check_table(table),
+                "row_id": check_row_id(row_id),
+                "scope_site": scope_site,
+                "holder": check_holder(holder),
+                "ttl_ms": _ms(ttl_s if ttl_s is not None else self.config.ttl_s),
+            },
+        )
+        if d["status"] == "acquired":
+            return Lease.from_json(d)
+        return LeaseState.from_json({**d, "status": "held"})
+
+    async def acquire(
+        self,
+        table: str,
+        row_id: int,
+        holder: str,
+        *,
+        scope_site: int | None = None,
+        ttl_s: float | None = None,
+        wait_s: float = 0.0,
+    ) -> Lease:
+        """Acquire, or wait up to ``wait_s`` seconds for the record to become free.
+        Raises LeaseBusy (naming the holder) when it stays taken."""
+        deadline = self._monotonic() + max(0.0, wait_s)
+        while True:
+            got = await self.try_acquire(table, row_id, holder, scope_site=scope_site, ttl_s=ttl_s)
+            if isinstance(got, Lease):
+                return got
+            remaining = deadline - self._monotonic()
+            if remaining <= 0:
+                raise LeaseBusy(
+                    f"{table}/{row_id} is being edited by {got.holder}",
+                    holder=got.holder,
+                    expires_in_ms=got.expires_in_ms,
+                    editing_by=got.editing_by,
+                )
+            # Poll: a release is seen at the next attempt, an expiry at the latest when
+            # the holder's TTL runs out. Jitter keeps waiters from moving in lockstep.
+            pause = self.config.wait_poll_s * random.uniform(0.5, 1.5)
+            if got.expires_in_ms is not None:
+                pause = min(pause, got.expires_in_ms / 1000 + 0.005)
+            await asyncio.sleep(max(0.001, min(pause, remaining)))
+
+    async def renew(
+        self,
+        lease_id: uuid.UUID,
+        token: int,
+        *,
+        owner: Owner | None = None,
+        ttl_s: float | None = None,
+    ) -> Lease:
+        """Heartbeat: extend the lease by its TTL. Not user activity (see ``touch``)."""
+        return await self._renew(lease_id, token, owner, ttl_s, activity=False)
+
+    async def touch(self, lease_id: uuid.UUID, token: int, *, owner: Owner | None = None) -> Lease:
+        """User activity: clears the idle clock and extends the lease like ``renew``."""
+        return await self._renew(lease_id, token, owner, None, activity=True)
+
+    async def _renew(
+        self,
+        lease_id: uuid.UUID,
+        token: int,
+        owner: Owner | None,
+        ttl_s: float | None,
+        *,
+        activity: bool,
+    ) -> Lease:
+        d = await self._call(
+            "lockd_renew",
+            {
+                **_hold_params(lease_id, token, owner),
+                "ttl_ms": _ms(ttl_s),
+                "activity": activity,
+            },
+        )
+        return Lease.from_json(d)
+
+    async def release(self, lease_id: uuid.UUID, token: int, *, owner: Owner | None = None) -> None:
+        """Owner-checked release: a late or replayed release never frees a lease that
+        is no longer this one (LeaseNotHeld / LeaseExpired instead)."""
+        await self._call("lockd_release", _hold_params(lease_id, token, owner))
+
+    async def force_break(
+        self,
+        table: str,
+        row_id: int,
+        *,
+        by: str,
+        reason: str = "",
+        scope_site: int | None = None,
+    ) -> dict[str, Any]:
+        """Admin: end the record's lease whoever holds it; the token is bumped."""
+        return await self._call(
+            "lockd_break",
+            {
+                "table": check_table(table),
+                "row_id": check_row_id(row_id),
+                "scope_site": scope_site,
+                "by": by,
+                "reason": reason,
+            },
+        )
+
+    async def get(self, table: str, row_id: int, *, scope_site: int | None = None) -> LeaseState:
+        d = await self._call(
+            "lockd_get",
+            {"table": check_table(table), "row_id": check_row_id(row_id), "scope_site": scope_site},
+        )
+        return LeaseState.from_json(d)
+
+    # --- sweeper ----------------------------------------------------------------------
+
+    async def sweep(self) -> dict[str, int]:
+        """Expire leases past TTL, apply the idle policy, prune old events."""
+        d = await self._call(
+            "lockd_sweep",
+            {
+                "idle_warn_ms": _ms(self.config.idle_warn_s),
+                "idle_close_ms": _ms(self.config.idle_close_s),
+                "retention_ms": _ms(self.config.event_retention_s),
+            },
+        )
+        return {k: int(v) for k, v in d.items()}
+
+    async def run_sweeper(self, stop: asyncio.Event) -> None:
+        """Sweep every ``sweep_interval_s`` until ``stop`` is set; survives DB outages."""
+        while not stop.is_set():
+            try:
+                await self.sweep()
+            except LockdError as exc:
+                log.warning("lease sweep failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.sweep_interval_s)
+
+    # --- saves ------------------------------------------------------------------------
+
+    async def save(
+        self,
+        lease_id: uuid.UUID,
+        token: int,
+        changes: Mapping[str, Any],
+        *,
+        table: str | None = None,
+        expected_revision: int | None = None,
+        save_id: uuid.UUID | None = None,
+        owner: Owner | None = None,
+    ) -> SaveResult:
+        """A fenced save on the cloud DB (one transaction; see scsync_lockd_save).
+
+        ``table`` (when given) validates the change keys before the database is asked;
+        the function checks them again, and ownership, liveness and the revision.
+        """
+        if table is not None:
+            changes = check_changes(check_table(table), changes)
+        elif not isinstance(changes, Mapping):
+            raise BadRequest("changes must be a JSON object", field="changes")
+        d = await self._call(
+            "lockd_save",
+            {
+                **_hold_params(lease_id, token, owner),
+                "expected_revision": expected_revision,
+                "changes": Jsonb(dict(changes)),
+                "save_id": save_id,
+                "protected": PROTECTED,
+            },
+        )
+        return SaveResult.from_json(d)
+
+    async def rollback(
+        self,
+        lease_id: uuid.UUID,
+        token: int,
+        to_revision: int,
+        *,
+        expected_revision: int | None = None,
+        save_id: uuid.UUID | None = None,
+        owner: Owner | None = None,
+    ) -> SaveResult:
+        """Restore the record's content of an older revision, as a new save."""
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                cur = await conn.execute(query("lockd_lease_of"), {"lease_id": lease_id})
+                lease_row = await cur.fetchone()
+                if lease_row is None:
+                    # Let the save function name the reason (not held / expired).
+                    changes: dict[str, Any] = {}
+                else:
+                    table, row_id = str(lease_row[0]), int(lease_row[1])
+                    cur = await conn.execute(
+                        query("lockd_history_row"),
+                        {"table": table, "row_id": row_id, "revision": to_revision},
+                    )
+                    hist = await cur.fetchone()
+                    if hist is None:
+                        raise RecordNotFound(
+                            f"{table}/{row_id} has no revision {to_revision}", field="revision"
+                        )
+                    changes = content_of(table, hist[0])
+                cur = await conn.execute(
+                    query("lockd_save"),
+                    {
+                        **_hold_params(lease_id, token, owner),
+                        "expected_revision": expected_revision,
+                        "changes": Jsonb(changes),
+                        "save_id": save_id,
+                        "protected": PROTECTED,
+                    },
+                )
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise translate_error(exc) from exc
+        assert row is not None
+        return SaveResult.from_json(row[0])
+
+    async def begin_save(
+        self,
+        lease_id: uuid.UUID,
+        token: int,
+        base_revision: int,
+        *,
+        owner: Owner | None = None,
+    ) -> SaveGrant:
+        """Fence a save that a site makes on its LOCAL database (docs/lockd.md)."""
+        d = await self._call(
+            "lockd_begin_save",
+            {**_hold_params(lease_id, token, owner), "base_revision": base_revision},
+        )
+        return SaveGrant.from_json(d)
+
+    async def end_save(
+        self,
+        lease_id: uuid.UUID,
+        token: int,
+        new_revision: int,
+        changed: bool,
+        *,
+        owner: Owner | None = None,
+    ) -> None:
+        """Record the outcome of a local save on the lease (revision, A.B progress)."""
+        await self._call(
+            "lockd_end_save",
+            {
+                **_hold_params(lease_id, token, owner),
+                "new_revision": new_revision,
+                "changed": changed,
+            },
+        )
+
+    # --- events -----------------------------------------------------------------------
+
+    async def events_since(
+        self, after_seq: int, *, site_id: int | None = None, limit: int = 1000
+    ) -> list[LeaseEvent]:
+        """Logged events after ``after_seq`` (a relay that missed notifications)."""
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    query("lockd_events_since"),
+                    {"after_seq": after_seq, "site_id": site_id, "limit": limit},
+                )
+                rows = await cur.fetchall()
+        except psycopg.Error as exc:
+            raise translate_error(exc) from exc
+        return [
+            LeaseEvent(
+                seq=int(r[0]),
+                event=str(r[2]),
+                table=str(r[3]),
+                row_id=int(r[4]),
+                site_id=int(r[5]),
+                holder=str(r[6]),
+                token=int(r[7]),
+                lease_id=str(r[8]),
+                detail={"at": r[1].isoformat(), **(r[9] or {})},
+            )
+            for r in rows
+        ]
+
+
+def _hold_params(lease_id: uuid.UUID, token: int, owner: Owner | None) -> dict[str, Any]:
+    if not isinstance(lease_id, uuid.UUID):
+        raise BadRequest("lease_id must be a UUID", field="lease_id")
+    if isinstance(token, bool) or not isinstance(token, int):
+        raise BadRequest("token must be an integer", field="token")
+    return {
+        "lease_id": lease_id,
+        "token": token,
+        "owner": owner.name if owner else None,
+        "owner_prefix": owner.prefix if owner else False,
+    }

@@ -1,0 +1,126 @@
+"""What an edit session may change in a record, and the one way changes are applied.
+
+Both the cloud save (inside ``scsync_lockd_save``) and a local save (the local API, an
+offline session) go through the SQL function ``scsync_lockd_apply``, so the A.B version
+rule has one implementation: the first save with real changes in a session makes
+(A+1).0, each later one A.(B+1), a save that changes nothing leaves the version alone.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from lockd.db import translate_error
+from lockd.errors import BadRequest, InvalidChange, RecordNotFound
+from schema.sql import query
+from schema.tables import SYNCED_TABLES, metadata_for
+
+Bump = Literal["major", "minor"]
+
+# Columns no edit may set: identity, versioning and sync bookkeeping, file storage
+# (files change through new blobs, never through an edit of these columns).
+NOT_EDITABLE: frozenset[str] = frozenset(
+    {
+        "id",
+        "site_id",
+        "version_major",
+        "version_minor",
+        "revision",
+        "synced_revision",
+        "synced",
+        "last_synced_at",
+        "in_conflict",
+        "created_at",
+        "updated_at",
+        "lifecycle",
+        "sync_enabled",
+        "blob_sha256",
+        "blob_size",
+        "blob_state",
+        "local_path",
+    }
+)
+
+PROTECTED: list[str] = sorted(NOT_EDITABLE)
+
+
+@functools.cache
+def editable_columns(table: str) -> frozenset[str]:
+    """The columns of a synced table that an edit session may change."""
+    if table not in SYNCED_TABLES:
+        raise RecordNotFound(f"unknown table {table!r}", field="table")
+    cols = set(metadata_for("cloud").tables[table].columns.keys())
+    cols &= set(metadata_for("local").tables[table].columns.keys())
+    return frozenset(cols - NOT_EDITABLE)
+
+
+def check_table(table: object) -> str:
+    if not isinstance(table, str) or not table:
+        raise BadRequest("table must be a non-empty string", field="table")
+    if table not in SYNCED_TABLES:
+        raise RecordNotFound(f"unknown table {table!r}", field="table")
+    return table
+
+
+def check_changes(table: str, changes: object) -> dict[str, Any]:
+    """The changes as a dict of editable columns; InvalidChange names the first bad key."""
+    if not isinstance(changes, Mapping):
+        raise InvalidChange("changes must be a JSON object", field="changes")
+    allowed = editable_columns(table)
+    for key in changes:
+        if key not in allowed:
+            raise InvalidChange(
+                f"column {key!r} of {table} cannot be edited", field=f"changes.{key}"
+            )
+    return dict(changes)
+
+
+def content_of(table: str, row_data: Mapping[str, Any]) -> dict[str, Any]:
+    """The editable part of a history row: what a rollback writes back."""
+    allowed = editable_columns(table)
+    return {k: v for k, v in row_data.items() if k in allowed}
+
+
+@dataclass(frozen=True)
+class Applied:
+    changed: bool
+    version_major: int
+    version_minor: int
+    revision: int
+
+
+async def apply_changes(
+    conn: psycopg.AsyncConnection[Any],
+    table: str,
+    row_id: int,
+    changes: Mapping[str, Any],
+    bump: Bump,
+) -> Applied:
+    """Apply ``changes`` to a record in the caller's transaction (local DB or cloud DB).
+
+    Raises InvalidChange for a value the column refuses; the caller's transaction is
+    then aborted, so nothing of the save is written.
+    """
+    checked = check_changes(check_table(table), changes)
+    try:
+        cur = await conn.execute(
+            query("lockd_apply"),
+            {
+                "table": table,
+                "row_id": row_id,
+                "changes": Jsonb(checked),
+                "bump": bump,
+                "protected": PROTECTED,
+            },
+        )
+        row = await cur.fetchone()
+    except psycopg.Error as exc:
+        raise translate_error(exc) from exc
+    assert row is not None  # the function always returns one row
+    return Applied(bool(row[0]), int(row[1]), int(row[2]), int(row[3]))

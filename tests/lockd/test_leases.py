@@ -1,0 +1,255 @@
+"""The lease library against a real cloud database: acquire, renew, touch, release,
+break, sweep, events, and what each refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from lockd.db import Pool
+from lockd.errors import (
+    BadRequest,
+    Forbidden,
+    LeaseBusy,
+    LeaseExpired,
+    LeaseNotHeld,
+    NoLease,
+    RecordNotFound,
+)
+from lockd.manager import LeaseManager, LockdConfig, Owner
+from lockd.models import Lease
+from tests.lockd.conftest import EventListener, Records, lease_rows
+
+pytestmark = pytest.mark.dblevel
+
+
+async def test_acquire_records_version_and_blocks_others(
+    manager: LeaseManager, records: Records, events: EventListener
+) -> None:
+    rid = records.site1[0]
+    lease = await manager.acquire("patients", rid, "local:1/alice", scope_site=1)
+    assert (lease.version_major, lease.version_minor) == (1, 0)
+    assert lease.holder == "local:1/alice" and lease.site_id == 1
+    assert 0 < lease.expires_in_ms <= 1000
+    with pytest.raises(LeaseBusy) as busy:
+        await manager.acquire("patients", rid, "cloud:bob")
+    assert busy.value.extra["holder"] == "local:1/alice"
+    assert busy.value.extra["editing_by"] == "local"
+    state = await manager.get("patients", rid)
+    assert state.status == "held" and state.editing_by == "local" and state.token == lease.token
+    assert "lease_id" not in state.raw
+    acquired = await events.wait_for("lease.acquired")
+    assert acquired["holder"] == "local:1/alice"
+    assert acquired["token"] == lease.token and acquired["lease_id"] == str(lease.lease_id)
+    assert acquired["table"] == "patients" and acquired["row_id"] == rid
+    assert acquired["site_id"] == 1
+
+
+async def test_release_is_owner_checked_and_frees_the_record(
+    manager: LeaseManager, records: Records, events: EventListener
+) -> None:
+    rid = records.site1[0]
+    lease = await manager.acquire("patients", rid, "cloud:bob")
+    with pytest.raises(LeaseNotHeld):
+        await manager.release(lease.lease_id, lease.token + 1)
+    with pytest.raises(LeaseNotHeld):
+        await manager.release(lease.lease_id, lease.token, owner=Owner.holder("cloud:eve"))
+    with pytest.raises(LeaseNotHeld):
+        await manager.release(lease.lease_id, lease.token, owner=Owner.site(1))
+    assert len(lease_rows(records.db)) == 1
+    await manager.release(lease.lease_id, lease.token, owner=Owner.holder("cloud:bob"))
+    assert lease_rows(records.db) == []
+    await events.wait_for("lease.released")
+    # A late (replayed) release never frees the next holder's lease.
+    nxt = await manager.acquire("patients", rid, "local:1/carol")
+    with pytest.raises(LeaseNotHeld):
+        await manager.release(lease.lease_id, lease.token)
+    assert nxt.token > lease.token
+    assert [r[2] for r in lease_rows(records.db)] == ["local:1/carol"]
+
+
+async def test_site_owner_prefix_covers_its_users_only(
+    manager: LeaseManager, records: Records
+) -> None:
+    lease = await manager.acquire("patients", records.site1[0], "local:1/alice")
+    with pytest.raises(LeaseNotHeld):
+        await manager.renew(lease.lease_id, lease.token, owner=Owner.site(2))
+    renewed = await manager.renew(lease.lease_id, lease.token, owner=Owner.site(1))
+    assert renewed.token == lease.token
+
+
+async def test_scope_unknown_and_bad_input(manager: LeaseManager, records: Records) -> None:
+    with pytest.raises(Forbidden):
+        await manager.acquire("patients", records.site2[0], "local:1/alice", scope_site=1)
+    with pytest.raises(RecordNotFound):
+        await manager.acquire("patients", 12345, "local:1/alice", scope_site=1)
+    with pytest.raises(RecordNotFound):
+        await manager.acquire("no_such_table", 1, "local:1/alice")
+    with pytest.raises(BadRequest) as bad:
+        await manager.acquire("patients", records.site1[0], "mallory")
+    assert bad.value.field == "holder"
+    with pytest.raises(BadRequest) as bad:
+        await manager.acquire("patients", -1, "cloud:x")
+    assert bad.value.field == "row_id"
+    assert lease_rows(records.db) == []
+
+
+async def test_renew_extends_touch_resets_idle(manager: LeaseManager, records: Records) -> None:
+    lease = await manager.acquire("patients", records.site1[0], "cloud:bob", ttl_s=0.6)
+    await asyncio.sleep(0.3)
+    renewed = await manager.renew(lease.lease_id, lease.token)
+    assert renewed.expires_at is not None and lease.expires_at is not None
+    assert renewed.expires_at > lease.expires_at
+    assert renewed.last_activity_at == lease.last_activity_at  # a heartbeat is not activity
+    touched = await manager.touch(lease.lease_id, lease.token)
+    assert touched.last_activity_at is not None and lease.last_activity_at is not None
+    assert touched.last_activity_at > lease.last_activity_at
+
+
+async def test_expired_lease_refuses_renew_and_is_taken_over_with_a_greater_token(
+    manager: LeaseManager, records: Records, events: EventListener
+) -> None:
+    rid = records.site1[0]
+    lease = await manager.acquire("patients", rid, "cloud:bob", ttl_s=0.2)
+    await asyncio.sleep(0.35)
+    with pytest.raises(LeaseExpired):
+        await manager.renew(lease.lease_id, lease.token)
+    nxt = await manager.acquire("patients", rid, "local:1/alice")
+    assert nxt.token > lease.token
+    expired = await events.wait_for("lease.expired")
+    assert expired["token"] == lease.token
+    with pytest.raises(LeaseNotHeld):
+        await manager.renew(lease.lease_id, lease.token)
+
+
+async def test_wait_acquire_gets_the_record_when_released(
+    manager: LeaseManager, records: Records
+) -> None:
+    rid = records.site1[0]
+    first = await manager.acquire("patients", rid, "cloud:bob", ttl_s=5)
+
+    async def release_soon() -> None:
+        await asyncio.sleep(0.2)
+        await manager.release(first.lease_id, first.token)
+
+    task = asyncio.create_task(release_soon())
+    second = await manager.acquire("patients", rid, "cloud:carol", wait_s=3)
+    await task
+    assert second.token > first.token and second.holder == "cloud:carol"
+    with pytest.raises(LeaseBusy):
+        await manager.acquire("patients", rid, "cloud:dave", wait_s=0.15)
+
+
+async def test_sweeper_expires_and_publishes(
+    manager: LeaseManager, records: Records, events: EventListener
+) -> None:
+    lease = await manager.acquire("patients", records.site1[0], "cloud:bob", ttl_s=0.2)
+    assert (await manager.sweep())["expired"] == 0
+    await asyncio.sleep(0.3)
+    counts = await manager.sweep()
+    assert counts["expired"] == 1
+    assert lease_rows(records.db) == []
+    ev = await events.wait_for("lease.expired")
+    assert ev["lease_id"] == str(lease.lease_id)
+    logged = await manager.events_since(0, site_id=1)
+    assert [e.event for e in logged] == ["lease.acquired", "lease.expired"]
+    assert await manager.events_since(0, site_id=2) == []
+
+
+async def test_idle_policy_warns_then_closes_despite_heartbeats(
+    pool: Pool, records: Records, events: EventListener
+) -> None:
+    mgr = LeaseManager(pool, LockdConfig(ttl_s=1.0, idle_warn_s=0.3, idle_close_s=0.3))
+    lease = await mgr.acquire("patients", records.site1[0], "local:1/alice")
+    warned = closed = False
+    for _ in range(40):
+        try:
+            await mgr.renew(lease.lease_id, lease.token)  # heartbeats, no user activity
+        except LeaseNotHeld:
+            break
+        counts = await mgr.sweep()
+        warned = warned or counts["idle_warned"] == 1
+        closed = closed or counts["idle_closed"] == 1
+        await asyncio.sleep(0.05)
+    assert warned and closed
+    warning = await events.wait_for("lease.idle_warning")
+    assert warning["close_in_ms"] == 300
+    close = await events.wait_for("lease.idle_closed")
+    assert close["close"] is True and close["token"] == lease.token
+    assert events.names().index("lease.idle_warning") < events.names().index("lease.idle_closed")
+    with pytest.raises(LeaseNotHeld):
+        await mgr.renew(lease.lease_id, lease.token)
+
+
+async def test_touch_keeps_an_active_editor(pool: Pool, records: Records) -> None:
+    mgr = LeaseManager(pool, LockdConfig(ttl_s=1.0, idle_warn_s=0.3, idle_close_s=0.3))
+    lease = await mgr.acquire("patients", records.site1[0], "local:1/alice")
+    for _ in range(12):
+        await mgr.touch(lease.lease_id, lease.token)
+        counts = await mgr.sweep()
+        assert counts["idle_warned"] == 0 and counts["idle_closed"] == 0
+        await asyncio.sleep(0.05)
+
+
+async def test_force_break_bumps_the_token(
+    manager: LeaseManager, records: Records, events: EventListener
+) -> None:
+    rid = records.site1[0]
+    with pytest.raises(NoLease):
+        await manager.force_break("patients", rid, by="cloud:admin")
+    lease = await manager.acquire("patients", rid, "local:1/alice")
+    with pytest.raises(Forbidden):
+        await manager.force_break("patients", rid, by="cloud:admin2", scope_site=2)
+    out = await manager.force_break("patients", rid, by="cloud:admin", reason="stuck")
+    assert out["bumped_token"] > lease.token and out["holder"] == "local:1/alice"
+    ev = await events.wait_for("lease.broken")
+    assert ev["broken_by"] == "cloud:admin" and ev["reason"] == "stuck" and ev["close"] is True
+    with pytest.raises(LeaseNotHeld):
+        await manager.save(lease.lease_id, lease.token, {"name": "x"})
+    nxt = await manager.acquire("patients", rid, "cloud:bob")
+    assert nxt.token > out["bumped_token"]
+
+
+class _SkewedClock:
+    def __init__(self, offset_s: float) -> None:
+        self.offset_s = offset_s
+
+    def __call__(self) -> float:
+        import time
+
+        return time.monotonic() + self.offset_s
+
+
+@pytest.mark.parametrize("skew_s", [-3600.0, 3600.0])
+async def test_client_clock_skew_moves_nothing(
+    pool: Pool, records: Records, skew_s: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + skew_s)
+    mgr = LeaseManager(pool, LockdConfig(ttl_s=0.5), monotonic=_SkewedClock(skew_s))
+    lease = await mgr.acquire("patients", records.site1[0], "cloud:bob")
+    assert isinstance(lease, Lease)
+    assert lease.acquired_at is not None and lease.expires_at is not None
+    assert (lease.expires_at - lease.acquired_at).total_seconds() == pytest.approx(0.5, abs=1e-3)
+    # The grant is relative to the database clock, whatever this process believes.
+    with records.db.connect() as conn:
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    db_now = row[0]
+    assert abs((lease.expires_at - db_now).total_seconds()) < 1.0  # type: ignore[operator]
+    with pytest.raises(LeaseBusy):
+        await mgr.acquire("patients", records.site1[0], "cloud:carol", wait_s=0.1)
+    await asyncio.sleep(0.6)
+    other = await mgr.acquire("patients", records.site1[0], "cloud:carol")
+    assert other.token > lease.token
+
+
+async def test_lease_id_must_be_a_uuid(manager: LeaseManager) -> None:
+    with pytest.raises(BadRequest):
+        await manager.renew("nope", 1)  # type: ignore[arg-type]
+    with pytest.raises(LeaseNotHeld):
+        await manager.renew(uuid.uuid4(), 1)
