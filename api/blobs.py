@@ -1,0 +1,640 @@
+"""Blob endpoints of the cloud API: presigned S3 URLs for sites, verification, on-demand.
+
+An aiohttp sub-application. The cloud API mounts it with
+``app.add_subapp("/v1/blobs", make_blobs_app(BlobSettings(...)))``; tests run it alone
+on a loopback port. Sites hold no S3 credentials: this app signs short-lived URLs for
+exactly one key, ``sites/<site_id>/blobs/<sha256>``, built here from the path's site id
+(which must be the caller's) and a validated sha256, so no caller-supplied text ever
+becomes part of a key.
+
+After an upload the cloud reads the object back through hashlib (in chunks, never the
+whole object in memory) and compares size and sha256 before it records the blob as
+uploaded. S3's ETag of a multipart object is not a content hash, and an S3 SHA256
+checksum of a multipart object is a checksum of part checksums, so reading back is the
+one check that proves the bytes. Endpoints and JSON bodies are listed in docs/files.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from schema.auth import AuthError, Principal, bearer, verify_token
+from schema.sql import query
+from schema.urls import connect_args, sqlalchemy_url
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+__all__ = ["BlobSettings", "blob_key", "make_blobs_app"]
+
+MiB: Final = 1024 * 1024
+SHA256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
+S3_MIN_PART: Final = 5 * MiB
+S3_MAX_PARTS: Final = 10_000
+FILE_TABLES: Final = ("images", "captures", "project_files")
+UPLOAD_ROLES: Final = frozenset({"site", "editor", "admin", "vendor_admin"})
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BlobSettings:
+    db_url: str  # the cloud database
+    jwt_secret: str
+    bucket: str
+    s3_endpoint_url: str | None = None  # None: AWS itself
+    s3_region: str = "us-east-1"
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    multipart_threshold: int = 64 * MiB
+    part_size: int = 16 * MiB
+    url_ttl_s: int = 600
+    verify_chunk: int = MiB
+    executor_threads: int = 8
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> BlobSettings:
+        """``SCSYNC_CLOUD_DB_URL``, ``SCSYNC_JWT_SECRET`` and ``SCSYNC_S3_*`` variables."""
+        e = dict(os.environ if env is None else env)
+        return cls(
+            db_url=e["SCSYNC_CLOUD_DB_URL"],
+            jwt_secret=e["SCSYNC_JWT_SECRET"],
+            bucket=e["SCSYNC_S3_BUCKET"],
+            s3_endpoint_url=e.get("SCSYNC_S3_ENDPOINT_URL") or None,
+            s3_region=e.get("SCSYNC_S3_REGION", "us-east-1"),
+            s3_access_key=e.get("SCSYNC_S3_ACCESS_KEY") or None,
+            s3_secret_key=e.get("SCSYNC_S3_SECRET_KEY") or None,
+            multipart_threshold=int(e.get("SCSYNC_S3_MULTIPART_THRESHOLD", 64 * MiB)),
+            part_size=int(e.get("SCSYNC_S3_PART_SIZE", 16 * MiB)),
+            url_ttl_s=int(e.get("SCSYNC_S3_URL_TTL_S", 600)),
+        )
+
+
+def blob_key(site_id: int, sha256: str) -> str:
+    """The one S3 key a blob of a site may have."""
+    return f"sites/{site_id}/blobs/{sha256}"
+
+
+class BlobHttpError(web.HTTPException):
+    """A JSON error body ``{"error": code, "message": ...}`` with its status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status_code = status
+        super().__init__(
+            text=json.dumps({"error": code, "message": message}), content_type="application/json"
+        )
+
+
+def _bad(message: str) -> BlobHttpError:
+    return BlobHttpError(400, "bad_request", message)
+
+
+def _forbidden(message: str) -> BlobHttpError:
+    return BlobHttpError(403, "forbidden", message)
+
+
+def _not_found(message: str) -> BlobHttpError:
+    return BlobHttpError(404, "not_found", message)
+
+
+@dataclass
+class _State:
+    settings: BlobSettings
+    engine: AsyncEngine
+    s3: S3Client
+    loop_executor: Any
+
+    async def s3_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        # boto3 blocks; its calls run on a bounded pool so the event loop keeps serving.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.loop_executor, partial(fn, *args, **kwargs))
+
+
+STATE: Final = web.AppKey("blobs_state", _State)
+PRINCIPAL: Final = web.RequestKey("blobs_principal", Principal)
+
+
+def make_blobs_app(settings: BlobSettings) -> web.Application:
+    """The blob endpoints as an aiohttp application (mount it at ``/v1/blobs``)."""
+    app = web.Application(middlewares=[_auth_middleware])
+    app[_SETTINGS] = settings
+    app.cleanup_ctx.append(_resources)
+    r = app.router
+    base = "/sites/{site_id}/blobs/{sha256}"
+    r.add_get(base, _blob_info)
+    r.add_post(base + "/upload", _presign_upload)
+    r.add_post(base + "/complete", _complete)
+    r.add_post(base + "/download", _presign_download)
+    r.add_post(base + "/request", _request_blob)
+    r.add_delete(base, _delete_blob)
+    r.add_get("/sites/{site_id}/requests", _open_requests)
+    return app
+
+
+_SETTINGS: Final = web.AppKey("blobs_settings", BlobSettings)
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+    from botocore.config import Config
+
+    settings = app[_SETTINGS]
+    engine = create_async_engine(
+        sqlalchemy_url(settings.db_url, "psycopg"),
+        connect_args=connect_args(settings.db_url),
+        pool_size=5,
+        max_overflow=5,
+    )
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=settings.s3_secret_key,
+        config=Config(
+            s3={"addressing_style": "path"},
+            signature_version="s3v4",
+            max_pool_connections=settings.executor_threads,
+        ),
+    )
+    executor = ThreadPoolExecutor(settings.executor_threads, thread_name_prefix="blobs-s3")
+    app[STATE] = _State(settings=settings, engine=engine, s3=s3, loop_executor=executor)
+    try:
+        yield
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+        await engine.dispose()
+
+
+# -- authentication and addressing ---------------------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    settings = request.app[_SETTINGS]
+    try:
+        principal = verify_token(settings.jwt_secret, bearer(request.headers.get("Authorization")))
+    except AuthError as exc:
+        raise BlobHttpError(401, "unauthorized", str(exc)) from exc
+    request[PRINCIPAL] = principal
+    return await handler(request)
+
+
+@dataclass(frozen=True)
+class _Target:
+    principal: Principal
+    site_id: int
+    sha256: str
+
+    @property
+    def key(self) -> str:
+        return blob_key(self.site_id, self.sha256)
+
+
+def _site_of(request: web.Request) -> tuple[Principal, int]:
+    principal: Principal = request[PRINCIPAL]
+    raw = request.match_info["site_id"]
+    if not raw.isdigit() or len(raw) > 9:
+        raise _bad("site id must be a positive integer")
+    site_id = int(raw)
+    if not principal.may_access_site(site_id):
+        raise _forbidden("this token may not use another site's blobs")
+    return principal, site_id
+
+
+def _target(request: web.Request) -> _Target:
+    principal, site_id = _site_of(request)
+    sha = request.match_info["sha256"]
+    # Checked before anything else is done with it: anything but 64 lowercase hex digits
+    # ("../", another prefix, an encoded slash) never reaches a key.
+    if not SHA256_RE.fullmatch(sha):
+        raise _bad("a blob is named by its sha256: 64 lowercase hex digits")
+    return _Target(principal, site_id, sha)
+
+
+def _require_writer(principal: Principal) -> None:
+    if principal.role not in UPLOAD_ROLES:
+        raise _forbidden(f"role {principal.role!r} may not upload or delete blobs")
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _bad("body must be JSON") from exc
+    if not isinstance(body, dict):
+        raise _bad("body must be a JSON object")
+    return body
+
+
+def _size_of(body: dict[str, Any]) -> int:
+    size = body.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise _bad("size must be a non-negative integer")
+    return size
+
+
+# -- database -----------------------------------------------------------------------------
+
+
+async def _blob_row(conn: AsyncConnection, t: _Target) -> Any:
+    result = await conn.execute(
+        text(query("files_blob_get")), {"site_id": t.site_id, "sha256": t.sha256}
+    )
+    return result.first()
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+
+async def _blob_info(request: web.Request) -> web.Response:
+    t = _target(request)
+    state = request.app[STATE]
+    async with state.engine.connect() as conn:
+        row = await _blob_row(conn, t)
+    if row is None:
+        raise _not_found("this site has no such blob")
+    return web.json_response({"sha256": t.sha256, "size": row.size, "state": row.state})
+
+
+def _part_count(size: int, part_size: int) -> int:
+    return max(1, math.ceil(size / part_size))
+
+
+def _effective_part_size(settings: BlobSettings, size: int) -> int:
+    part = max(settings.part_size, S3_MIN_PART)
+    # S3 allows at most 10,000 parts: grow the part size for very large blobs.
+    while _part_count(size, part) > S3_MAX_PARTS:
+        part *= 2
+    return part
+
+
+async def _presign_upload(request: web.Request) -> web.Response:
+    t = _target(request)
+    _require_writer(t.principal)
+    body = await _json_body(request)
+    size = _size_of(body)
+    state = request.app[STATE]
+    settings = state.settings
+    async with state.engine.begin() as conn:
+        row = await _blob_row(conn, t)
+        if row is not None and row.state == "uploaded":
+            return web.json_response({"status": "exists", "key": t.key, "size": row.size})
+        if size < settings.multipart_threshold:
+            await conn.execute(
+                text(query("files_blob_pending")),
+                {"site_id": t.site_id, "sha256": t.sha256, "size": size, "upload_id": None},
+            )
+            url = await state.s3_call(
+                state.s3.generate_presigned_url,
+                "put_object",
+                Params={"Bucket": settings.bucket, "Key": t.key},
+                ExpiresIn=settings.url_ttl_s,
+            )
+            return web.json_response(
+                {
+                    "status": "single",
+                    "key": t.key,
+                    "method": "PUT",
+                    "url": url,
+                    "expires_in": settings.url_ttl_s,
+                }
+            )
+        part_size = _effective_part_size(settings, size)
+        upload_id, done = await _resumable_upload(state, t, row, size, body)
+        await conn.execute(
+            text(query("files_blob_pending")),
+            {"site_id": t.site_id, "sha256": t.sha256, "size": size, "upload_id": upload_id},
+        )
+    count = _part_count(size, part_size)
+    done_numbers = {p["part_number"] for p in done}
+    parts = []
+    for number in range(1, count + 1):
+        if number in done_numbers:
+            continue
+        url = state.s3.generate_presigned_url(
+            "upload_part",
+            Params={
+                "Bucket": settings.bucket,
+                "Key": t.key,
+                "UploadId": upload_id,
+                "PartNumber": number,
+            },
+            ExpiresIn=settings.url_ttl_s,
+        )
+        parts.append({"part_number": number, "url": url})
+    return web.json_response(
+        {
+            "status": "multipart",
+            "key": t.key,
+            "upload_id": upload_id,
+            "part_size": part_size,
+            "part_count": count,
+            "parts": parts,
+            "uploaded_parts": done,
+            "expires_in": settings.url_ttl_s,
+        }
+    )
+
+
+async def _resumable_upload(
+    state: _State, t: _Target, row: Any, size: int, body: dict[str, Any]
+) -> tuple[str, list[dict[str, Any]]]:
+    """The multipart upload to continue (with the parts S3 already holds) or a new one."""
+    candidates = [body.get("upload_id")]
+    if row is not None and row.size == size:
+        candidates.append(row.upload_id)
+    for candidate in candidates:
+        if not isinstance(candidate, str) or not candidate:
+            continue
+        done = await _list_parts(state, t, candidate)
+        if done is not None:
+            return candidate, done
+    created = await state.s3_call(
+        state.s3.create_multipart_upload, Bucket=state.settings.bucket, Key=t.key
+    )
+    return created["UploadId"], []
+
+
+async def _list_parts(state: _State, t: _Target, upload_id: str) -> list[dict[str, Any]] | None:
+    """Parts S3 holds for an upload of this very key; None when S3 does not know it."""
+    from botocore.exceptions import ClientError
+
+    out: list[dict[str, Any]] = []
+    marker = 0
+    while True:
+        try:
+            page = await state.s3_call(
+                state.s3.list_parts,
+                Bucket=state.settings.bucket,
+                Key=t.key,
+                UploadId=upload_id,
+                PartNumberMarker=marker,
+            )
+        except ClientError:
+            return None
+        for p in page.get("Parts", []):
+            out.append({"part_number": p["PartNumber"], "etag": p["ETag"], "size": p["Size"]})
+        if not page.get("IsTruncated"):
+            return out
+        marker = page["NextPartNumberMarker"]
+
+
+async def _complete(request: web.Request) -> web.Response:
+    t = _target(request)
+    _require_writer(t.principal)
+    body = await _json_body(request)
+    size = _size_of(body)
+    state = request.app[STATE]
+    settings = state.settings
+    async with state.engine.connect() as conn:
+        row = await _blob_row(conn, t)
+    if row is not None and row.state == "uploaded":
+        return web.json_response({"status": "exists", "key": t.key, "size": row.size})
+    upload_id = body.get("upload_id")
+    if upload_id is not None:
+        if not isinstance(upload_id, str) or row is None or row.upload_id != upload_id:
+            raise _bad("upload_id is not the upload in progress for this blob")
+        done = await _list_parts(state, t, upload_id)
+        if not done:
+            raise BlobHttpError(409, "incomplete", "the multipart upload has no parts")
+        expected = _part_count(size, _effective_part_size(settings, size))
+        if len(done) != expected:
+            raise BlobHttpError(
+                409, "incomplete", f"{len(done)} of {expected} parts uploaded; upload the rest"
+            )
+        from botocore.exceptions import ClientError
+
+        try:
+            await state.s3_call(
+                state.s3.complete_multipart_upload,
+                Bucket=settings.bucket,
+                Key=t.key,
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [
+                        {"PartNumber": p["part_number"], "ETag": p["etag"]}
+                        for p in sorted(done, key=lambda p: p["part_number"])
+                    ]
+                },
+            )
+        except ClientError as exc:
+            raise BlobHttpError(409, "incomplete", f"S3 refused to complete: {exc}") from exc
+    ok, why = await _verify(state, t, size)
+    if not ok:
+        await state.s3_call(state.s3.delete_object, Bucket=settings.bucket, Key=t.key)
+        async with state.engine.begin() as conn:
+            await conn.execute(
+                text(query("files_blob_forget")), {"site_id": t.site_id, "sha256": t.sha256}
+            )
+        raise BlobHttpError(422, "verification_failed", why)
+    served = await _record_uploaded(state, t, size)
+    return web.json_response(
+        {"status": "uploaded", "key": t.key, "size": size, "requests_served": served}
+    )
+
+
+async def _verify(state: _State, t: _Target, size: int) -> tuple[bool, str]:
+    from botocore.exceptions import ClientError
+
+    settings = state.settings
+    try:
+        obj = await state.s3_call(state.s3.get_object, Bucket=settings.bucket, Key=t.key)
+    except ClientError:
+        return False, "no object was uploaded for this blob"
+    if obj["ContentLength"] != size:
+        obj["Body"].close()
+        return False, f"size is {obj['ContentLength']}, expected {size}"
+    stream = obj["Body"]
+
+    def digest() -> str:
+        h = hashlib.sha256()
+        try:
+            while chunk := stream.read(settings.verify_chunk):
+                h.update(chunk)
+        finally:
+            stream.close()
+        return h.hexdigest()
+
+    actual = await state.s3_call(digest)
+    if actual != t.sha256:
+        return False, f"sha256 of the uploaded bytes is {actual}"
+    return True, ""
+
+
+async def _record_uploaded(state: _State, t: _Target, size: int) -> int:
+    """Blob uploaded, rows referencing it say so, open requests served, events out."""
+    params = {"site_id": t.site_id, "sha256": t.sha256}
+    async with state.engine.begin() as conn:
+        await conn.execute(text(query("files_blob_uploaded")), {**params, "size": size})
+        rows: list[tuple[str, int]] = []
+        for name in FILE_TABLES:
+            result = await conn.execute(text(query(f"files_mark_uploaded_{name}")), params)
+            rows.extend((name, r.id) for r in result)
+        served = (await conn.execute(text(query("files_requests_serve")), params)).all()
+        for table, row_id in rows:
+            await _publish(
+                conn,
+                t.site_id,
+                "record.sync",
+                table,
+                row_id,
+                {"state": "synced", "blob_state": "uploaded", "sha256": t.sha256},
+            )
+    return len(served)
+
+
+async def _publish(
+    conn: AsyncConnection,
+    site_id: int,
+    kind: str,
+    table: str | None,
+    row_id: int | None,
+    payload: dict[str, Any],
+) -> None:
+    await conn.execute(
+        text(query("files_publish")),
+        {
+            "site_id": site_id,
+            "type": kind,
+            "table_name": table,
+            "row_id": row_id,
+            "payload": json.dumps(payload),
+        },
+    )
+
+
+async def _presign_download(request: web.Request) -> web.Response:
+    t = _target(request)
+    state = request.app[STATE]
+    async with state.engine.connect() as conn:
+        row = await _blob_row(conn, t)
+    if row is None or row.state != "uploaded":
+        raise _not_found("this blob is not uploaded (request it: POST .../request)")
+    url = await state.s3_call(
+        state.s3.generate_presigned_url,
+        "get_object",
+        Params={"Bucket": state.settings.bucket, "Key": t.key},
+        ExpiresIn=state.settings.url_ttl_s,
+    )
+    return web.json_response(
+        {
+            "key": t.key,
+            "url": url,
+            "method": "GET",
+            "size": row.size,
+            "expires_in": state.settings.url_ttl_s,
+        }
+    )
+
+
+async def _request_blob(request: web.Request) -> web.Response:
+    """A cloud client wants a blob that is still only on the site (on-demand)."""
+    t = _target(request)
+    body = await _json_body(request)
+    table = body.get("table")
+    row_id = body.get("row_id")
+    if table is not None and table not in FILE_TABLES:
+        raise _bad(f"table must be one of {', '.join(FILE_TABLES)}")
+    if row_id is not None and (not isinstance(row_id, int | str) or not str(row_id).isdigit()):
+        raise _bad("row_id must be an integer (or its decimal string)")
+    state = request.app[STATE]
+    async with state.engine.begin() as conn:
+        row = await _blob_row(conn, t)
+        if row is not None and row.state == "uploaded":
+            return web.json_response({"status": "uploaded", "key": t.key})
+        req_id = (
+            await conn.execute(
+                text(query("files_request_add")),
+                {
+                    "site_id": t.site_id,
+                    "sha256": t.sha256,
+                    "table_name": table,
+                    "row_id": int(row_id) if row_id is not None else None,
+                    "requested_by": t.principal.subject,
+                },
+            )
+        ).scalar_one()
+        await _publish(
+            conn,
+            t.site_id,
+            "blob.requested",
+            table,
+            int(row_id) if row_id is not None else None,
+            {"sha256": t.sha256, "request_id": str(req_id)},
+        )
+    return web.json_response({"status": "requested", "request_id": req_id}, status=202)
+
+
+async def _open_requests(request: web.Request) -> web.Response:
+    principal, site_id = _site_of(request)
+    _require_writer(principal)
+    state = request.app[STATE]
+    async with state.engine.connect() as conn:
+        result = await conn.execute(
+            text(query("files_requests_open")), {"site_id": site_id, "limit": 100}
+        )
+        rows = result.all()
+    return web.json_response(
+        {
+            "requests": [
+                {
+                    "id": r.id,
+                    "sha256": r.sha256,
+                    "table": r.table_name,
+                    "row_id": str(r.row_id) if r.row_id is not None else None,
+                    "requested_at": r.requested_at.isoformat(),
+                }
+                for r in rows
+            ]
+        }
+    )
+
+
+async def _delete_blob(request: web.Request) -> web.Response:
+    """Remove a blob no active row needs any more (old-data option 'delete')."""
+    t = _target(request)
+    _require_writer(t.principal)
+    state = request.app[STATE]
+    params = {"site_id": t.site_id, "sha256": t.sha256}
+    async with state.engine.begin() as conn:
+        if (await conn.execute(text(query("files_blob_referenced")), params)).scalar_one():
+            raise BlobHttpError(409, "in_use", "an active record still references this blob")
+        await conn.execute(text(query("files_blob_deleted")), params)
+    await state.s3_call(state.s3.delete_object, Bucket=state.settings.bucket, Key=t.key)
+    return web.json_response({"status": "deleted", "key": t.key})
+
+
+def main() -> None:
+    """``python -m api.blobs --port N``: the blob endpoints alone (settings from env)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="scsync blob endpoints (standalone)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    args = parser.parse_args()
+    root = web.Application()
+    root.add_subapp("/v1/blobs", make_blobs_app(BlobSettings.from_env()))
+    web.run_app(root, host=args.host, port=args.port, print=None)
+
+
+if __name__ == "__main__":
+    main()

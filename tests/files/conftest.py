@@ -1,0 +1,112 @@
+"""Fixtures of the files tests: a bucket per test, the blob endpoints on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from api.blobs import BlobSettings, make_blobs_app
+from schema.auth import issue_token, site_token
+from scsync.s3_server import ACCESS_KEY, REGION, SECRET_KEY, S3Endpoint, free_port
+from tests.pg import TestDatabase
+
+SECRET = "files-tests-secret-0123456789abcdef"
+MiB = 1024 * 1024
+
+
+@dataclass
+class BlobServer:
+    """The blob endpoints served by aiohttp's real server from a background thread."""
+
+    settings: BlobSettings
+    port: int
+    s3: S3Endpoint
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/blobs"
+
+    def token(self, site_id: int) -> str:
+        return site_token(SECRET, site_id)
+
+    def user_token(self, site_id: int, role: str = "viewer") -> str:
+        return issue_token(SECRET, subject="user:ann", kind="user", role=role, site_id=site_id)
+
+    def key(self, site_id: int, sha: str) -> str:
+        return f"sites/{site_id}/blobs/{sha}"
+
+    def put_count(self) -> int:
+        prefix = f"/{self.settings.bucket}/"
+        return sum(1 for m, p in self.s3.request_log() if m == "PUT" and p.startswith(prefix))
+
+
+def _serve(settings: BlobSettings, port: int, ready: threading.Event, stop: list[Any]) -> None:
+    loop = asyncio.new_event_loop()
+    root = web.Application()
+    root.add_subapp("/v1/blobs", make_blobs_app(settings))
+    runner = web.AppRunner(root)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    done = asyncio.Event()
+    stop.append((loop, done))
+    ready.set()
+    loop.run_until_complete(done.wait())
+    loop.run_until_complete(runner.cleanup())
+    loop.close()
+
+
+def start_blob_server(settings: BlobSettings, s3: S3Endpoint) -> tuple[BlobServer, Any]:
+    port = free_port()
+    ready = threading.Event()
+    stop: list[Any] = []
+    thread = threading.Thread(target=_serve, args=(settings, port, ready, stop), daemon=True)
+    thread.start()
+    assert ready.wait(20), "blob server did not start"
+
+    def shutdown() -> None:
+        loop, done = stop[0]
+        loop.call_soon_threadsafe(done.set)
+        thread.join(20)
+
+    return BlobServer(settings=settings, port=port, s3=s3), shutdown
+
+
+@pytest.fixture
+def bucket(s3_endpoint: S3Endpoint) -> str:
+    name = f"scsync-{uuid.uuid4().hex[:12]}"
+    s3_endpoint.client().create_bucket(Bucket=name)
+    return name
+
+
+def blob_settings(cloud_db: TestDatabase, s3: S3Endpoint, bucket: str) -> BlobSettings:
+    return BlobSettings(
+        db_url=cloud_db.url,
+        jwt_secret=SECRET,
+        bucket=bucket,
+        s3_endpoint_url=s3.url,
+        s3_region=REGION,
+        s3_access_key=ACCESS_KEY,
+        s3_secret_key=SECRET_KEY,
+        multipart_threshold=6 * MiB,
+        part_size=5 * MiB,
+        url_ttl_s=300,
+    )
+
+
+@pytest.fixture
+def blobs(cloud_db: TestDatabase, s3_endpoint: S3Endpoint, bucket: str) -> Iterator[BlobServer]:
+    server, shutdown = start_blob_server(blob_settings(cloud_db, s3_endpoint, bucket), s3_endpoint)
+    try:
+        yield server
+    finally:
+        shutdown()
+
+
+__all__ = ["SECRET", "BlobServer", "blob_settings", "replace", "start_blob_server"]
