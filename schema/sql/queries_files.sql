@@ -73,3 +73,23 @@ RETURNING id;
 -- name: files_publish
 SELECT scsync_api_publish(:site_id, :type, :table_name, :row_id, NULL,
                           CAST(:payload AS jsonb));
+
+-- ==== local: upload journal ==============================================================
+
+-- name: files_journal_get
+SELECT u.upload_id, u.size, u.part_size, p.part_number, p.etag
+  FROM scsync_uploads u LEFT JOIN scsync_upload_parts p ON p.sha256 = u.sha256
+ WHERE u.sha256 = :sha256
+ ORDER BY p.part_number;
+
+-- name: files_journal_begin
+INSERT INTO scsync_uploads (sha256, upload_id, size, part_size)
+VALUES (:sha256, :upload_id, :size, :part_size);
+
+-- name: files_journal_part
+INSERT INTO scsync_upload_parts (sha256, part_number, etag, size)
+VALUES (:sha256, :part_number, :etag, :size)
+ON CONFLICT (sha256, part_number) DO UPDATE SET etag = EXCLUDED.etag, size = EXCLUDED.size;
+
+-- name: files_journal_finish
+DELETE FROM scsync_uploads WHERE sha256 = :sha256;

@@ -1,0 +1,43 @@
+"""Errors of the file lanes (transfer, scope policy, backfill).
+
+``FilesError`` is the base the CLI maps; driver and HTTP errors are wrapped at the
+boundary that meets them (``raise ... from exc``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FilesError(Exception):
+    """Base of every error raised by replicator.files."""
+
+
+class ApiRefused(FilesError):
+    """The cloud's blob endpoints answered with an error status."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        message = body.get("message") if isinstance(body, dict) else str(body)
+        super().__init__(f"blob API answered {status}: {message}")
+        self.status = status
+        self.body = body
+
+
+class TransferFailed(FilesError):
+    """Bytes could not be moved to or from S3 after the allowed retries."""
+
+
+class BlobCorrupt(FilesError):
+    """Downloaded bytes do not match the blob's sha256 or size (never written in place)."""
+
+
+class BlobMissing(FilesError):
+    """The local file of a blob is gone or has changed since its row was written."""
+
+
+class PolicyError(FilesError):
+    """A scope policy or selection that cannot be stored (unknown table, bad period...)."""
+
+
+class RecordNotFound(FilesError):
+    """No such record in a synced table."""
