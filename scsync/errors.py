@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lockd.errors import LockdError, LockdUnavailable
 from schema.errors import ConfigError, DatabaseUnavailable, SchemaError
 
 EXIT_USAGE = 2
@@ -26,5 +27,9 @@ def to_cli_error(exc: Exception) -> CliError | None:
     if isinstance(exc, DatabaseUnavailable):
         return CliError(str(exc), EXIT_UNAVAILABLE)
     if isinstance(exc, SchemaError):
+        return CliError(str(exc), EXIT_FAILED)
+    if isinstance(exc, LockdUnavailable):
+        return CliError(str(exc), EXIT_UNAVAILABLE)
+    if isinstance(exc, LockdError):
         return CliError(str(exc), EXIT_FAILED)
     return None

@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from scsync.commands import db
+from scsync.commands import db, lockd
 
-COMMANDS: tuple[ModuleType, ...] = (db,)
+COMMANDS: tuple[ModuleType, ...] = (db, lockd)

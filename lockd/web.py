@@ -1,0 +1,427 @@
+"""lockd over HTTP: an aiohttp sub-application, mounted by the cloud API at ``/v1/locks``
+(``root.add_subapp("/v1/locks", make_app(...))``) or run alone (``scsync lockd run``).
+
+Every request but ``GET /health`` carries ``Authorization: Bearer <JWT>`` (schema.auth):
+- a **site** token acts for the site's local users: ``holder`` must be
+  ``local:<its site>/<user>``, it reaches only its own site's records (403 otherwise) and
+  only its own site's leases;
+- a **user** token (cloud client) acts as ``cloud:<user>`` on its site's records; a
+  ``vendor_admin`` reaches every site. Force-break needs role ``admin``/``vendor_admin``
+  (or a site token, for the local admins behind it).
+
+Errors are JSON ``{"error": code, "message": ..., "field": ...}`` with 400 (malformed JSON
+or field; ``field`` names it), 401, 403, 404, 409 (busy / not held / expired / version
+conflict), 413 (body over the limit) or 503 (database unreachable). A request that fails
+changes no lease state: each operation is one database transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from lockd.db import Pool, make_pool
+from lockd.errors import (
+    BadRequest,
+    Forbidden,
+    LockdError,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from lockd.manager import LeaseManager, LockdConfig, Owner, check_holder
+from lockd.sessions import EditSession  # noqa: F401  (re-exported for the API engineer)
+from schema.auth import AuthError, Principal, bearer, verify_token
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 64 * 1024
+MAX_WAIT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    jwt_secret: str
+    max_body: int = DEFAULT_MAX_BODY
+    run_sweeper: bool = True
+
+
+MANAGER = web.AppKey("lockd_manager", LeaseManager)
+SETTINGS = web.AppKey("lockd_settings", WebSettings)
+PRINCIPAL = "lockd_principal"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def make_app(
+    *,
+    jwt_secret: str,
+    pool: Pool | None = None,
+    db_url: str | None = None,
+    config: LockdConfig | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    run_sweeper: bool = True,
+    pool_max_size: int = 20,
+) -> web.Application:
+    """The lockd application. Give an open ``pool`` (the cloud API shares its own) or a
+    ``db_url`` (the app then owns a pool for its lifetime). The sweeper runs in every
+    instance; that is safe (each expiry is claimed by one sweep) and keeps expiry going
+    while any instance is up."""
+    if pool is None and db_url is None:
+        raise ValueError("make_app needs a pool or a db_url")
+    app = web.Application(middlewares=[_errors, _auth])
+    app[SETTINGS] = WebSettings(jwt_secret, max_body, run_sweeper)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        own = pool is None
+        p = pool if pool is not None else make_pool(str(db_url), max_size=pool_max_size)
+        if own:
+            await p.open(wait=True)
+        manager = LeaseManager(p, config)
+        app[MANAGER] = manager
+        stop = asyncio.Event()
+        sweeper = asyncio.create_task(manager.run_sweeper(stop)) if run_sweeper else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if sweeper is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+            if own:
+                await p.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/health", _health)
+    app.router.add_post("/acquire", _acquire)
+    app.router.add_post("/renew", _renew)
+    app.router.add_post("/touch", _touch)
+    app.router.add_post("/release", _release)
+    app.router.add_post("/break", _break)
+    app.router.add_get("/leases/{table}/{row_id}", _get)
+    app.router.add_post("/save", _save)
+    app.router.add_post("/rollback", _rollback)
+    app.router.add_post("/begin_save", _begin_save)
+    app.router.add_post("/end_save", _end_save)
+    app.router.add_get("/events", _events)
+    return app
+
+
+# --- middlewares ------------------------------------------------------------------
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except LockdError as exc:
+        return web.json_response(exc.body(), status=exc.status)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("lockd request %s %s failed", request.method, request.path)
+        return web.json_response(
+            {"error": "internal_error", "message": "internal error", "field": None}, status=500
+        )
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.endswith("/health"):
+        return await handler(request)
+    try:
+        principal = verify_token(
+            request.app[SETTINGS].jwt_secret, bearer(request.headers.get("Authorization"))
+        )
+    except AuthError as exc:
+        raise Unauthorized(str(exc)) from exc
+    request[PRINCIPAL] = principal
+    return await handler(request)
+
+
+# --- request parsing ----------------------------------------------------------------
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    limit = request.app[SETTINGS].max_body
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body is over {limit} bytes")
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"request body is over {limit} bytes")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return data
+
+
+def _int(body: dict[str, Any], name: str, *, required: bool = True) -> int | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"{name} is required", field=name)
+        return None
+    # Snowflake ids exceed JavaScript's safe integers, so decimal strings are accepted.
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+        raise BadRequest(f"{name} must be a 64-bit integer", field=name)
+    return value
+
+
+def _req_int(body: dict[str, Any], name: str) -> int:
+    value = _int(body, name)
+    assert value is not None
+    return value
+
+
+def _str(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{name} must be a non-empty string", field=name)
+    return value
+
+
+def _uuid(body: dict[str, Any], name: str, *, required: bool = True) -> uuid.UUID | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    try:
+        return uuid.UUID(str(value)) if isinstance(value, str) else _fail_uuid(name)
+    except ValueError as exc:
+        raise BadRequest(f"{name} must be a UUID", field=name) from exc
+
+
+def _fail_uuid(name: str) -> uuid.UUID:
+    raise BadRequest(f"{name} must be a UUID", field=name)
+
+
+def _lease_ref(body: dict[str, Any]) -> tuple[uuid.UUID, int]:
+    lease_id = _uuid(body, "lease_id")
+    assert lease_id is not None
+    return lease_id, _req_int(body, "token")
+
+
+def _ms_to_s(body: dict[str, Any], name: str, limit: int) -> float | None:
+    value = _int(body, name, required=False)
+    if value is None:
+        return None
+    if not 0 <= value <= limit:
+        raise BadRequest(f"{name} must be between 0 and {limit}", field=name)
+    return value / 1000
+
+
+def _principal(request: web.Request) -> Principal:
+    principal = request[PRINCIPAL]
+    assert isinstance(principal, Principal)
+    return principal
+
+
+def _scope(p: Principal) -> int | None:
+    return None if p.is_vendor_admin else p.site_id
+
+
+def _owner(p: Principal) -> Owner | None:
+    if p.is_site:
+        assert p.site_id is not None
+        return Owner.site(p.site_id)
+    if p.is_vendor_admin:
+        return None
+    return Owner.holder(p.holder)
+
+
+def _holder(p: Principal, body: dict[str, Any]) -> str:
+    if p.is_site:
+        holder = check_holder(body.get("holder"))
+        if not holder.startswith(f"local:{p.site_id}/"):
+            raise Forbidden(
+                f"a token of site {p.site_id} may only name holders local:{p.site_id}/<user>",
+                field="holder",
+            )
+        return holder
+    return check_holder(p.holder)
+
+
+def _manager(request: web.Request) -> LeaseManager:
+    return request.app[MANAGER]
+
+
+# --- handlers -----------------------------------------------------------------------
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _acquire(request: web.Request) -> web.Response:
+    body = await _body(request)
+    p = _principal(request)
+    table = _str(body, "table")
+    row_id = _req_int(body, "row_id")
+    holder = _holder(p, body)
+    ttl_s = _ms_to_s(body, "ttl_ms", 86_400_000)
+    wait_s = _ms_to_s(body, "wait_ms", MAX_WAIT_MS) or 0.0
+    assert table is not None
+    lease = await _manager(request).acquire(
+        table, row_id, holder, scope_site=_scope(p), ttl_s=ttl_s, wait_s=wait_s
+    )
+    return web.json_response(lease.to_json())
+
+
+async def _renew(request: web.Request) -> web.Response:
+    body = await _body(request)
+    lease_id, token = _lease_ref(body)
+    ttl_s = _ms_to_s(body, "ttl_ms", 86_400_000)
+    lease = await _manager(request).renew(
+        lease_id, token, owner=_owner(_principal(request)), ttl_s=ttl_s
+    )
+    return web.json_response(lease.to_json())
+
+
+async def _touch(request: web.Request) -> web.Response:
+    body = await _body(request)
+    lease_id, token = _lease_ref(body)
+    lease = await _manager(request).touch(lease_id, token, owner=_owner(_principal(request)))
+    return web.json_response(lease.to_json())
+
+
+async def _release(request: web.Request) -> web.Response:
+    body = await _body(request)
+    lease_id, token = _lease_ref(body)
+    await _manager(request).release(lease_id, token, owner=_owner(_principal(request)))
+    return web.json_response({"status": "released", "lease_id": str(lease_id), "token": token})
+
+
+async def _break(request: web.Request) -> web.Response:
+    body = await _body(request)
+    p = _principal(request)
+    if not (p.is_site or p.role in ("admin", "vendor_admin")):
+        raise Forbidden("force-break needs an admin")
+    table = _str(body, "table")
+    row_id = _req_int(body, "row_id")
+    reason = body.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise BadRequest("reason must be a string of at most 500 characters", field="reason")
+    by = _holder(p, {"holder": body.get("by")}) if p.is_site else p.holder
+    assert table is not None
+    out = await _manager(request).force_break(
+        table, row_id, by=by, reason=reason, scope_site=_scope(p)
+    )
+    return web.json_response(out)
+
+
+async def _get(request: web.Request) -> web.Response:
+    p = _principal(request)
+    row_id = _req_int({"row_id": request.match_info["row_id"]}, "row_id")
+    state = await _manager(request).get(request.match_info["table"], row_id, scope_site=_scope(p))
+    return web.json_response({**state.raw, "editing_by": state.editing_by})
+
+
+async def _save(request: web.Request) -> web.Response:
+    body = await _body(request)
+    lease_id, token = _lease_ref(body)
+    changes = body.get("changes")
+    if not isinstance(changes, dict):
+        raise BadRequest("changes must be a JSON object", field="changes")
+    result = await _manager(request).save(
+        lease_id,
+        token,
+        changes,
+        expected_revision=_int(body, "expected_revision", required=False),
+        save_id=_uuid(body, "save_id", required=False),
+        owner=_owner(_principal(request)),
+    )
+    return web.json_response(result.to_json())
+
+
+async def _rollback(request: web.Request) -> web.Response:
+    body = await _body(request)
+    lease_id, token = _lease_ref(body)
+    result = await _manager(request).rollback(
+        lease_id,
+        token,
+        _req_int(body, "to_revision"),
+        expected_revision=_int(body, "expected_revision", required=False),
+        save_id=_uuid(body, "save_id", required=False),
+        owner=_owner(_principal(request)),
+    )
+    return web.json_response(result.to_json())
+
+
+async def _begin_save(request: web.Request) -> web.Response:
+    body = await _body(request)
+    lease_id, token = _lease_ref(body)
+    grant = await _manager(request).begin_save(
+        lease_id, token, _req_int(body, "base_revision"), owner=_owner(_principal(request))
+    )
+    return web.json_response(grant.to_json())
+
+
+async def _end_save(request: web.Request) -> web.Response:
+    body = await _body(request)
+    lease_id, token = _lease_ref(body)
+    changed = body.get("changed")
+    if not isinstance(changed, bool):
+        raise BadRequest("changed must be true or false", field="changed")
+    await _manager(request).end_save(
+        lease_id,
+        token,
+        _req_int(body, "new_revision"),
+        changed,
+        owner=_owner(_principal(request)),
+    )
+    return web.json_response({"status": "recorded"})
+
+
+async def _events(request: web.Request) -> web.Response:
+    p = _principal(request)
+    after = _int(dict(request.query), "after", required=False) or 0
+    limit = _int(dict(request.query), "limit", required=False) or 1000
+    if not 1 <= limit <= 10_000:
+        raise BadRequest("limit must be between 1 and 10000", field="limit")
+    events = await _manager(request).events_since(after, site_id=_scope(p), limit=limit)
+    return web.json_response(
+        {
+            "events": [
+                {
+                    "seq": e.seq,
+                    "event": e.event,
+                    "table": e.table,
+                    "row_id": e.row_id,
+                    "site_id": e.site_id,
+                    "holder": e.holder,
+                    "token": e.token,
+                    "lease_id": e.lease_id,
+                    **e.detail,
+                }
+                for e in events
+            ]
+        }
+    )
+
+
+def run(
+    *,
+    host: str,
+    port: int,
+    db_url: str,
+    jwt_secret: str,
+    config: LockdConfig | None = None,
+    prefix: str = "/v1/locks",
+) -> None:
+    """Serve lockd alone (``scsync lockd run``) until SIGINT/SIGTERM."""
+    root = web.Application()
+    root.add_subapp(prefix, make_app(jwt_secret=jwt_secret, db_url=db_url, config=config))
+    web.run_app(root, host=host, port=port, print=None, access_log=None)
