@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from api.errors import ApiError
+from api.errors import ConfigError as ApiConfigError
 from lockd.errors import LockdError, LockdUnavailable
 from schema.errors import ConfigError, DatabaseUnavailable, SchemaError
 
@@ -27,6 +29,10 @@ def to_cli_error(exc: Exception) -> CliError | None:
     if isinstance(exc, DatabaseUnavailable):
         return CliError(str(exc), EXIT_UNAVAILABLE)
     if isinstance(exc, SchemaError):
+        return CliError(str(exc), EXIT_FAILED)
+    if isinstance(exc, ApiConfigError):
+        return CliError(str(exc), EXIT_USAGE)
+    if isinstance(exc, ApiError):
         return CliError(str(exc), EXIT_FAILED)
     if isinstance(exc, LockdUnavailable):
         return CliError(str(exc), EXIT_UNAVAILABLE)

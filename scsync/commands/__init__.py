@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from scsync.commands import db, lockd
+from scsync.commands import api, db, lockd
 
-COMMANDS: tuple[ModuleType, ...] = (db, lockd)
+COMMANDS: tuple[ModuleType, ...] = (db, lockd, api)

@@ -1,0 +1,199 @@
+"""``make_app(side, settings)``: the local (SC Server) and cloud (SC Server Cloud) APIs.
+
+One codebase, two sides. State lives under typed ``web.AppKey``s (api/state.py);
+``cleanup_ctx`` owns the connection pool and the event listeners; ``on_shutdown``
+closes the WebSockets. Every error leaves as JSON ``{"error", "message", "field"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
+
+from aiohttp import WSCloseCode, web
+
+from api import state, store, views, ws
+from api.errors import ApiError, ConfigError, MethodNotAllowed, NotFound, PayloadTooLarge
+from api.events import Hub, RabbitBus, listen
+from api.openapi import document
+from api.settings import Settings
+from schema.urls import libpq_url
+
+log = logging.getLogger("scsync.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error_response(exc: ApiError) -> web.Response:
+    return web.json_response(exc.body(), status=exc.status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _error_response(exc)
+    except web.HTTPRequestEntityTooLarge:
+        return _error_response(PayloadTooLarge("the body exceeds the size limit"))
+    except web.HTTPNotFound:
+        return _error_response(NotFound(f"no such endpoint: {request.path}"))
+    except web.HTTPMethodNotAllowed:
+        return _error_response(MethodNotAllowed(f"{request.method} is not allowed here"))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        body = {"error": exc.reason.lower().replace(" ", "_"), "message": exc.text, "field": None}
+        return web.json_response(body, status=exc.status)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return web.json_response(
+            {"error": "internal_error", "message": "internal error", "field": None}, status=500
+        )
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+async def _db_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[state.SETTINGS]
+    pool = store.make_pool(libpq_url(settings.db_url), settings.pool_min, settings.pool_max)
+    try:
+        await pool.open(wait=True, timeout=15)
+    except Exception as exc:
+        await pool.close()
+        raise ConfigError(f"cannot connect to the database of setting 'db_url': {exc}") from exc
+    app[state.POOL] = pool
+    async with store.db_errors(), pool.connection() as conn:
+        node = await store.node(conn)
+    if node is None or node["side"] != settings.side:
+        await pool.close()
+        raise ConfigError(
+            f"the database of setting 'db_url' is not a configured {settings.side} database"
+            " (scsync db upgrade / set-node)",
+            field="db_url",
+        )
+    if settings.side == "local":
+        app[state.NODE_SITE] = int(node["site_id"])
+    try:
+        yield
+    finally:
+        await pool.close()
+
+
+async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[state.SETTINGS]
+    hub = app[state.HUB]
+    pool = app[state.POOL]
+    tasks: list[asyncio.Task[None]] = []
+    conninfo = libpq_url(settings.db_url)
+    ready = asyncio.Event()
+    bus: RabbitBus | None = None
+    if settings.bus == "rabbitmq":
+        bus = RabbitBus(settings.amqp_url, settings.amqp_exchange, hub)
+        try:
+            await bus.start()
+        except Exception as exc:
+            raise ConfigError(
+                f"cannot reach RabbitMQ at setting 'amqp_url': {exc}", field="amqp_url"
+            ) from exc
+        app[state.BUS] = bus
+        hub.last_id = await _max_id(pool)
+        tasks.append(asyncio.create_task(bus.relay(conninfo, pool), name="api-event-relay"))
+        ready.set()
+    else:
+        tasks.append(
+            asyncio.create_task(
+                listen(conninfo, pool, hub.dispatch, ready=ready), name="api-listen"
+            )
+        )
+    app[state.TASKS] = tasks
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(ready.wait(), 15)
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if bus is not None:
+            await bus.close()
+
+
+async def _max_id(pool: store.Pool) -> int:
+    from api.events import max_event_id
+
+    return await max_event_id(pool)
+
+
+async def _close_websockets(app: web.Application) -> None:
+    sockets = app[state.WEBSOCKETS]
+    for socket in list(sockets):
+        with contextlib.suppress(Exception):
+            await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.Response(
+        text=request.app[OPENAPI_TEXT], content_type="application/json", charset="utf-8"
+    )
+
+
+async def status_page(request: web.Request) -> web.Response:
+    html = resources.files("api").joinpath("static/status.html").read_text(encoding="utf-8")
+    return web.Response(text=html, content_type="text/html", charset="utf-8")
+
+
+OPENAPI_TEXT = web.AppKey("openapi_text", str)
+
+
+def make_app(side: str, settings: Settings) -> web.Application:
+    """The API of one side; run it with ``web.run_app`` or aiohttp's test server."""
+    if side != settings.side:
+        raise ConfigError(f"side {side!r} does not match the settings' side {settings.side!r}")
+    app = web.Application(
+        middlewares=[error_middleware, security_headers], client_max_size=settings.client_max_size
+    )
+    app[state.SETTINGS] = settings
+    app[state.HUB] = Hub()
+    app[state.WEBSOCKETS] = state.Sockets()
+    app[OPENAPI_TEXT] = json.dumps(document(settings.side))
+    app.cleanup_ctx.append(_db_ctx)
+    app.cleanup_ctx.append(_events_ctx)
+    app.on_shutdown.append(_close_websockets)
+
+    r = app.router
+    r.add_get("/", status_page)
+    r.add_get("/openapi.json", openapi_json)
+    r.add_get("/health", views.health)
+    r.add_get("/ws", ws.websocket)
+    r.add_post("/v1/auth/token", views.auth_token)
+    r.add_get("/v1/me", views.me)
+    r.add_get("/v1/status", views.sync_status)
+    r.add_get("/v1/conflicts", views.list_conflicts)
+    r.add_get("/v1/conflicts/{id}", views.get_conflict)
+    records = "/v1/records/{table}"
+    r.add_get(records, views.list_records)
+    r.add_post(records, views.create_record)
+    r.add_get(records + "/{id}", views.get_record)
+    r.add_patch(records + "/{id}", views.update_record)
+    r.add_delete(records + "/{id}", views.delete_record)
+    r.add_get(records + "/{id}/history", views.history)
+    r.add_post(records + "/{id}/rollback", views.rollback)
+    r.add_put(records + "/{id}/sync", views.set_sync)
+    if settings.side == "cloud":
+        r.add_post("/v1/sites/{site_id}/token", views.issue_site_token)
+    return app

@@ -1,0 +1,98 @@
+"""The API's one exception hierarchy; the error middleware turns each into a JSON body
+``{"error": code, "message": ..., "field": ...}`` with its HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """Base of every error the API raises on purpose."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, field: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.code, "message": self.message, "field": self.field}
+        out.update(self.extra)
+        return out
+
+
+class ConfigError(ApiError):
+    """A setting is missing or malformed (raised at start-up, never to a client)."""
+
+    code = "config_error"
+
+
+class BadRequest(ApiError):
+    status = 400
+    code = "bad_request"
+
+
+class MalformedJson(BadRequest):
+    code = "malformed_json"
+
+
+class ValidationFailed(BadRequest):
+    code = "validation_failed"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
+
+
+class Locked(ApiError):
+    """Someone else holds the record's edit lease."""
+
+    status = 409
+    code = "record_locked"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    code = "service_unavailable"
+
+
+class LockServiceUnreachable(ServiceUnavailable):
+    code = "lock_service_unreachable"
+
+
+class DatabaseError(ServiceUnavailable):
+    code = "database_unavailable"

@@ -1,0 +1,339 @@
+"""Live events: a hub per API instance fed by the database (LISTEN/NOTIFY on
+``scsync_api_events``) or, on the cloud, by a RabbitMQ fanout exchange.
+
+Every event is a row of ``scsync_api_events`` first (see schema/sql/r0005_api.sql), so
+it has an id that grows across instances and can be replayed. With the RabbitMQ bus,
+one instance (whoever holds a PostgreSQL advisory lock) relays the database's events
+to the exchange; every instance consumes the exchange with its own queue and delivers
+to its own subscribers. Redelivered events are dropped by id, so each subscriber gets
+each event once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import psycopg
+
+from api import store
+from schema.auth import Principal
+
+log = logging.getLogger("scsync.api.events")
+
+CHANNEL: Final = "scsync_api_events"
+RELAY_LOCK_KEY: Final = 7308901234567890505
+RELAY_NAME: Final = "rabbitmq"
+SEEN_WINDOW: Final = 20_000
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    type: str
+    site: int | None
+    table: str | None
+    record_id: str | None
+    patient_id: str | None
+    at: str
+    data: dict[str, Any]
+
+    @classmethod
+    def from_notify(cls, body: dict[str, Any]) -> Event:
+        return cls(
+            id=int(body["id"]),
+            type=str(body["type"]),
+            site=body.get("site"),
+            table=body.get("table"),
+            record_id=body.get("record_id"),
+            patient_id=body.get("patient_id"),
+            at=str(body.get("at")),
+            data=dict(body.get("data") or {}),
+        )
+
+    @classmethod
+    def from_row(cls, row: store.Row) -> Event:
+        return cls(
+            id=int(row["id"]),
+            type=str(row["type"]),
+            site=row["site_id"],
+            table=row["table_name"],
+            record_id=None if row["row_id"] is None else str(row["row_id"]),
+            patient_id=None if row["patient_id"] is None else str(row["patient_id"]),
+            at=row["at"].isoformat(),
+            data=dict(row["payload"] or {}),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "site": self.site,
+            "table": self.table,
+            "record_id": self.record_id,
+            "patient_id": self.patient_id,
+            "at": self.at,
+            "data": self.data,
+        }
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One WebSocket's interest and its bounded outgoing queue."""
+
+    principal: Principal
+    queue: asyncio.Queue[str | None]
+    sites: set[int] = field(default_factory=set)
+    patients: set[str] = field(default_factory=set)
+    records: set[tuple[str, str]] = field(default_factory=set)
+    overflowed: bool = False
+    delivered: int = 0
+    # While a replay runs, live events wait here (id, text) instead of the queue.
+    hold: list[tuple[int, str]] | None = None
+
+    def matches(self, ev: Event) -> bool:
+        # The tenant wall first: nothing of another site, whatever was asked for.
+        if ev.site is not None and not self.principal.may_access_site(ev.site):
+            return False
+        if ev.site is None:
+            return True
+        if ev.site in self.sites:
+            return True
+        if ev.patient_id is not None and ev.patient_id in self.patients:
+            return True
+        return (
+            ev.table is not None
+            and ev.record_id is not None
+            and (ev.table, ev.record_id) in self.records
+        )
+
+    def offer(self, text: str) -> bool:
+        """Queue an event; False (and the subscriber marked overflowed) when full."""
+        if self.overflowed:
+            return False
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            # Make room for the wake-up that tells the writer to disconnect.
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+            return False
+        self.delivered += 1
+        return True
+
+
+class Hub:
+    """Dispatches events to this instance's subscribers, each event once."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[Subscriber] = set()
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self.last_id = 0
+        self.dispatched = 0
+
+    def add(self, sub: Subscriber) -> None:
+        self.subscribers.add(sub)
+
+    def remove(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+    def dispatch(self, ev: Event) -> None:
+        if ev.id in self._seen:
+            return
+        self._seen[ev.id] = None
+        if len(self._seen) > SEEN_WINDOW:
+            self._seen.popitem(last=False)
+        self.last_id = max(self.last_id, ev.id)
+        self.dispatched += 1
+        text: str | None = None
+        for sub in list(self.subscribers):
+            if sub.matches(ev):
+                if text is None:
+                    text = json.dumps(ev.as_dict())
+                if sub.hold is not None:
+                    sub.hold.append((ev.id, text))
+                else:
+                    sub.offer(text)
+
+
+async def _event_from_payload(pool: store.Pool, payload: str) -> Event | None:
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        log.warning("ignoring a malformed event notification")
+        return None
+    if body.get("ref"):
+        async with store.db_errors(), pool.connection() as conn:
+            row = await store.fetch_one(conn, store.q("api_event_get"), {"id": int(body["id"])})
+        return None if row is None else Event.from_row(row)
+    return Event.from_notify(body)
+
+
+async def events_after(pool: store.Pool, after: int, site: int | None, limit: int) -> list[Event]:
+    async with store.db_errors(), pool.connection() as conn:
+        rows = await store.fetch_all(
+            conn, store.q("api_events_after"), {"after": after, "site": site, "limit": limit}
+        )
+    return [Event.from_row(r) for r in rows]
+
+
+async def max_event_id(pool: store.Pool) -> int:
+    async with store.db_errors(), pool.connection() as conn:
+        row = await store.fetch_one(conn, store.q("api_events_max"), {})
+    return 0 if row is None else int(row["id"])
+
+
+async def listen(
+    conninfo: str,
+    pool: store.Pool,
+    on_event: Callable[[Event], Awaitable[None] | None],
+    *,
+    ready: asyncio.Event | None = None,
+    probe_s: float = 5.0,
+    retry_s: float = 1.0,
+) -> None:
+    """LISTEN on the event channel for ever; reconnect on failure and catch up by id
+    from the last event seen, so a listener outage loses nothing (up to 10,000)."""
+    last_id: int | None = None
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                await conn.execute("LISTEN scsync_api_events")
+                if last_id is None:
+                    last_id = await max_event_id(pool)
+                else:
+                    for ev in await events_after(pool, last_id, None, 10_000):
+                        last_id = max(last_id, ev.id)
+                        await _maybe_await(on_event(ev))
+                if ready is not None:
+                    ready.set()
+                while True:
+                    got = False
+                    async for note in conn.notifies(timeout=probe_s):
+                        got = True
+                        live = await _event_from_payload(pool, note.payload)
+                        if live is not None:
+                            last_id = max(last_id, live.id)
+                            await _maybe_await(on_event(live))
+                    if not got:
+                        # A quiet period: prove the connection is alive.
+                        await conn.execute("SELECT 1")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("event listener lost its connection (%s); retrying", exc)
+            await asyncio.sleep(retry_s)
+
+
+async def _maybe_await(value: Awaitable[None] | None) -> None:
+    if value is not None:
+        await value
+
+
+class RabbitBus:
+    """The cloud's scale-out bus: a fanout exchange, one exclusive queue per instance,
+    and a relay (one leader among the instances) from the database to the exchange."""
+
+    def __init__(self, amqp_url: str, exchange: str, hub: Hub) -> None:
+        self.amqp_url = amqp_url
+        self.exchange_name = exchange
+        self.hub = hub
+        self._connection: Any = None
+        self._exchange: Any = None
+        self.is_leader = False
+
+    async def start(self) -> None:
+        import aio_pika
+
+        self._connection = await aio_pika.connect_robust(self.amqp_url, timeout=10)
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=1000)
+        self._exchange = await channel.declare_exchange(
+            self.exchange_name, aio_pika.ExchangeType.FANOUT, durable=True
+        )
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(self._exchange)
+        await queue.consume(self._on_message, no_ack=True)
+
+    async def _on_message(self, message: Any) -> None:
+        try:
+            body = json.loads(message.body)
+            ev = Event.from_notify(body)
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed message on the event exchange")
+            return
+        self.hub.dispatch(ev)
+
+    async def publish(self, ev: Event) -> None:
+        import aio_pika
+
+        await self._exchange.publish(
+            aio_pika.Message(
+                json.dumps(ev.as_dict()).encode(),
+                content_type="application/json",
+                message_id=str(ev.id),
+            ),
+            routing_key="",
+        )
+
+    async def relay(self, conninfo: str, pool: store.Pool, retry_s: float = 1.0) -> None:
+        """Become the relay when no other instance is, then move events DB → exchange.
+
+        The advisory lock is held by the relay's own session: when that instance dies
+        its connection closes, the lock is freed and another instance takes over from
+        the cursor kept in scsync_api_relay (a redelivery is dropped by id downstream).
+        """
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                    while True:
+                        cur = await conn.execute(
+                            store.query_text("api_try_leader"), {"key": RELAY_LOCK_KEY}
+                        )
+                        row = await cur.fetchone()
+                        if row is not None and row[0]:
+                            break
+                        await asyncio.sleep(retry_s)
+                    self.is_leader = True
+                    await conn.execute("LISTEN scsync_api_events")
+                    cursor = await self._relay_cursor(pool)
+                    for ev in await events_after(pool, cursor, None, 10_000):
+                        await self.publish(ev)
+                        cursor = ev.id
+                    await self._advance(pool, cursor)
+                    while True:
+                        async for note in conn.notifies(timeout=5.0):
+                            live = await _event_from_payload(pool, note.payload)
+                            if live is not None:
+                                await self.publish(live)
+                                cursor = max(cursor, live.id)
+                                await self._advance(pool, cursor)
+                        await conn.execute("SELECT 1")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.is_leader = False
+                log.warning("event relay interrupted (%s); retrying", exc)
+                await asyncio.sleep(retry_s)
+
+    async def _relay_cursor(self, pool: store.Pool) -> int:
+        async with store.transaction(pool) as conn:
+            row = await store.fetch_one(conn, store.q("api_relay_cursor"), {"name": RELAY_NAME})
+        return 0 if row is None else int(row["last_event_id"])
+
+    async def _advance(self, pool: store.Pool, event_id: int) -> None:
+        async with store.transaction(pool) as conn:
+            await conn.execute(store.q("api_relay_advance"), {"id": event_id, "name": RELAY_NAME})
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()

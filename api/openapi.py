@@ -1,0 +1,395 @@
+"""The OpenAPI 3.1 document of each side, generated from the table metadata and the
+route list in api/app.py, so that what is documented is what is served."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from api.records import ID_PATTERN, TableSpec, table_specs
+from schema.tables import Side
+
+ERROR_REF: Final = {"$ref": "#/components/schemas/Error"}
+ID_SCHEMA: Final = {"type": "string", "pattern": ID_PATTERN}
+NULLABLE_STR: Final = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+NULLABLE_ID: Final = {"anyOf": [ID_SCHEMA, {"type": "null"}]}
+NULLABLE_TIME: Final = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}
+
+
+@dataclass(frozen=True)
+class Op:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    response: dict[str, Any] | None  # JSON schema of the success body; None = not JSON
+    status: int = 200
+    request: dict[str, Any] | None = None
+    params: tuple[dict[str, Any], ...] = ()
+    auth: bool = True
+    tags: tuple[str, ...] = ()
+    content_type: str = "application/json"
+    extra_responses: dict[str, Any] = field(default_factory=dict)
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    out["required"] = list(props) if required is None else required
+    out.update(extra)
+    return out
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _q(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    p: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": schema}
+    if description:
+        p["description"] = description
+    return p
+
+
+ID_PARAM: Final = {"name": "id", "in": "path", "required": True, "schema": ID_SCHEMA}
+LIMIT: Final = _q("limit", {"type": "integer", "minimum": 1, "maximum": 200})
+CURSOR: Final = _q("cursor", ID_SCHEMA, "next_cursor of the previous page")
+SITE_Q: Final = _q(
+    "site_id",
+    {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+    "vendor admins: the site to act on; others: must be their own site",
+)
+
+
+def table_schemas(spec: TableSpec) -> dict[str, dict[str, Any]]:
+    t = spec.name
+    record = _obj({c.name: c.json_schema() for c in spec.readable}, additionalProperties=False)
+    write_props = {n: spec.column(n).json_schema() for n in spec.writable}
+    if spec.write_only:
+        write_props["password"] = {"type": "string", "minLength": 8, "maxLength": 1024}
+    create = _obj(write_props, list(spec.required), additionalProperties=False)
+    update = _obj(write_props, [], additionalProperties=False, minProperties=1)
+    page = _obj(
+        {"items": {"type": "array", "items": _ref(f"Record_{t}")}, "next_cursor": NULLABLE_ID}
+    )
+    return {f"Record_{t}": record, f"Create_{t}": create, f"Update_{t}": update, f"Page_{t}": page}
+
+
+def record_ops(spec: TableSpec) -> list[Op]:
+    t = spec.name
+    base = f"/v1/records/{t}"
+    tags = ("records",)
+    filters: list[dict[str, Any]] = [LIMIT, CURSOR, SITE_Q]
+    if spec.has_patient or t == "patients":
+        filters.append(_q("patient_id", ID_SCHEMA))
+    if spec.has_modality:
+        filters.append(_q("modality", {"type": "string"}))
+    filters += [
+        _q("since", {"type": "string", "format": "date-time"}, "updated_at >= since"),
+        _q("until", {"type": "string", "format": "date-time"}, "updated_at < until"),
+        _q("sync", {"type": "string", "enum": ["synced", "pending", "conflict", "off"]}),
+        _q("deleted", {"type": "string", "enum": ["true", "false", "any"]}, "default false"),
+    ]
+    rec = _ref(f"Record_{t}")
+    one = (ID_PARAM,)
+    return [
+        Op(
+            "get",
+            base,
+            f"list_{t}",
+            f"List {t}",
+            _ref(f"Page_{t}"),
+            params=tuple(filters),
+            tags=tags,
+        ),
+        Op(
+            "post",
+            base,
+            f"create_{t}",
+            f"Create a {t} record",
+            rec,
+            status=201,
+            request=_ref(f"Create_{t}"),
+            params=(SITE_Q,),
+            tags=tags,
+        ),
+        Op("get", f"{base}/{{id}}", f"get_{t}", f"Get a {t} record", rec, params=one, tags=tags),
+        Op(
+            "patch",
+            f"{base}/{{id}}",
+            f"update_{t}",
+            f"Update a {t} record (a new save: version (A+1).0)",
+            rec,
+            request=_ref(f"Update_{t}"),
+            params=(ID_PARAM, _q("expected_revision", ID_SCHEMA, "409 when it moved on")),
+            tags=tags,
+        ),
+        Op(
+            "delete",
+            f"{base}/{{id}}",
+            f"delete_{t}",
+            f"Soft-delete a {t} record",
+            rec,
+            params=one,
+            tags=tags,
+        ),
+        Op(
+            "get",
+            f"{base}/{{id}}/history",
+            f"history_{t}",
+            f"Revisions of a {t} record, newest first",
+            _ref("History"),
+            params=(ID_PARAM, _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000})),
+            tags=tags,
+        ),
+        Op(
+            "post",
+            f"{base}/{{id}}/rollback",
+            f"rollback_{t}",
+            f"Restore an older revision of a {t} record as a new save",
+            rec,
+            request=_obj({"revision": ID_SCHEMA}, additionalProperties=False),
+            params=one,
+            tags=tags,
+        ),
+        Op(
+            "put",
+            f"{base}/{{id}}/sync",
+            f"sync_switch_{t}",
+            f"Turn sync on or off for one {t} record",
+            rec,
+            request=_obj({"enabled": {"type": "boolean"}}, additionalProperties=False),
+            params=one,
+            tags=tags,
+        ),
+    ]
+
+
+def common_schemas() -> dict[str, Any]:
+    return {
+        "Error": _obj(
+            {
+                "error": {"type": "string"},
+                "message": {"type": "string"},
+                "field": NULLABLE_STR,
+            },
+            ["error", "message"],
+        ),
+        "History": _obj(
+            {
+                "items": {
+                    "type": "array",
+                    "items": _obj(
+                        {
+                            "seq": {"type": "integer"},
+                            "revision": ID_SCHEMA,
+                            "version": {"type": "string", "pattern": r"^[0-9]+\.[0-9]+$"},
+                            "op": {"type": "string", "enum": ["I", "U", "D"]},
+                            "origin": {"type": "string"},
+                            "saved_at": {"type": "string", "format": "date-time"},
+                            "data": {"type": "object"},
+                        }
+                    ),
+                }
+            }
+        ),
+        "Conflict": _obj(
+            {
+                "id": ID_SCHEMA,
+                "table": {"type": "string"},
+                "record_id": ID_SCHEMA,
+                "site_id": {"type": "integer"},
+                "base_revision": NULLABLE_ID,
+                "local_revision": NULLABLE_ID,
+                "cloud_revision": NULLABLE_ID,
+                "detected_on": {"type": "string", "enum": ["local", "cloud"]},
+                "detected_at": {"type": "string", "format": "date-time"},
+                "status": {"type": "string", "enum": ["open", "resolved"]},
+                "resolution": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                "resolved_by": NULLABLE_STR,
+                "resolved_at": NULLABLE_TIME,
+                "local_row": {"type": "object"},
+                "cloud_row": {"type": "object"},
+            },
+            [
+                "id",
+                "table",
+                "record_id",
+                "site_id",
+                "detected_on",
+                "detected_at",
+                "status",
+            ],
+        ),
+        "ConflictPage": _obj(
+            {"items": {"type": "array", "items": _ref("Conflict")}, "next_cursor": NULLABLE_ID}
+        ),
+        "TokenRequest": _obj(
+            {
+                "username": {"type": "string", "minLength": 1},
+                "password": {"type": "string", "minLength": 1},
+                "site_id": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+            },
+            ["username", "password"],
+            additionalProperties=False,
+        ),
+        "Token": _obj(
+            {
+                "token": {"type": "string"},
+                "token_type": {"type": "string", "enum": ["bearer"]},
+                "expires_in": {"type": "integer"},
+                "role": {"type": "string"},
+                "site_id": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+            },
+            ["token", "token_type", "expires_in"],
+        ),
+        "Me": _obj(
+            {
+                "subject": {"type": "string"},
+                "kind": {"type": "string", "enum": ["user", "site"]},
+                "role": {"type": "string"},
+                "site_id": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                "side": {"type": "string", "enum": ["local", "cloud"]},
+                "actor": {"type": "string"},
+            }
+        ),
+        "Status": _obj(
+            {
+                "side": {"type": "string", "enum": ["local", "cloud"]},
+                "site_id": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                "outbox_depth": {"type": "integer"},
+                "outbox_oldest_age_s": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+                "open_conflicts": {"type": "integer"},
+                "lanes": {"type": "array", "items": {"type": "object"}},
+                "last_event_id": {"type": "integer"},
+                "websocket_clients": {"type": "integer"},
+                "bus": {"type": "string"},
+                "relay_leader": {"anyOf": [{"type": "boolean"}, {"type": "null"}]},
+            }
+        ),
+        "Health": _obj(
+            {"status": {"type": "string"}, "side": {"type": "string", "enum": ["local", "cloud"]}}
+        ),
+    }
+
+
+def base_ops(side: Side) -> list[Op]:
+    ops = [
+        Op("get", "/health", "health", "Liveness", _ref("Health"), auth=False, tags=("meta",)),
+        Op(
+            "post",
+            "/v1/auth/token",
+            "auth_token",
+            "Sign in: user name and password give a JWT",
+            _ref("Token"),
+            request=_ref("TokenRequest"),
+            auth=False,
+            tags=("auth",),
+        ),
+        Op("get", "/v1/me", "me", "Who the token says you are", _ref("Me"), tags=("auth",)),
+        Op(
+            "get",
+            "/v1/status",
+            "sync_status",
+            "Sync health: outbox depth, lag per lane, open conflicts",
+            _ref("Status"),
+            tags=("status",),
+        ),
+        Op(
+            "get",
+            "/v1/conflicts",
+            "list_conflicts",
+            "Conflicts of your site",
+            _ref("ConflictPage"),
+            params=(
+                _q("status", {"type": "string", "enum": ["open", "resolved", "all"]}),
+                LIMIT,
+                CURSOR,
+                SITE_Q,
+            ),
+            tags=("conflicts",),
+        ),
+        Op(
+            "get",
+            "/v1/conflicts/{id}",
+            "get_conflict",
+            "One conflict with both versions",
+            _ref("Conflict"),
+            params=(ID_PARAM,),
+            tags=("conflicts",),
+        ),
+    ]
+    if side == "cloud":
+        ops.append(
+            Op(
+                "post",
+                "/v1/sites/{site_id}/token",
+                "issue_site_token",
+                "A token for a site's replicator (vendor admins)",
+                _ref("Token"),
+                request=_obj(
+                    {"ttl_s": {"type": "integer", "minimum": 60, "maximum": 366 * 86400}},
+                    [],
+                    additionalProperties=False,
+                ),
+                params=(
+                    {
+                        "name": "site_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": r"^[0-9]{1,9}$"},
+                    },
+                ),
+                tags=("auth",),
+            )
+        )
+    return ops
+
+
+def all_ops(side: Side, extra: list[Op] | None = None) -> list[Op]:
+    ops = base_ops(side)
+    for spec in table_specs(side).values():
+        ops += record_ops(spec)
+    return ops + list(extra or [])
+
+
+def document(side: Side, extra: list[Op] | None = None) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for op in all_ops(side, extra):
+        item: dict[str, Any] = {
+            "operationId": op.operation_id,
+            "summary": op.summary,
+            "tags": list(op.tags),
+            "responses": {
+                str(op.status): {
+                    "description": "success",
+                    "content": {op.content_type: {"schema": op.response or {"type": "string"}}},
+                },
+                **op.extra_responses,
+                "default": {
+                    "description": "error",
+                    "content": {"application/json": {"schema": ERROR_REF}},
+                },
+            },
+        }
+        if op.params:
+            item["parameters"] = list(op.params)
+        if op.request is not None:
+            item["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": op.request}},
+            }
+        item["security"] = [{"bearerAuth": []}] if op.auth else []
+        paths.setdefault(op.path, {})[op.method] = item
+    schemas = common_schemas()
+    for spec in table_specs(side).values():
+        schemas.update(table_schemas(spec))
+    title = "SC Server API (local)" if side == "local" else "SC Server Cloud API"
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": "1.0.0"},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,173 @@
+"""Settings of one API process: a TOML file, then ``SCSYNC_API_<KEY>`` environment
+variables on top. Every problem is reported naming the key it concerns.
+
+The file holds the keys at top level or under ``[api]``::
+
+    db_url = "postgresql://scsync@127.0.0.1/scsync_local"
+    jwt_secret = "... at least 32 bytes ..."
+    port = 8080
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from api.errors import ConfigError
+
+Side = Literal["local", "cloud"]
+Bus = Literal["postgres", "rabbitmq"]
+ENV_PREFIX: Final = "SCSYNC_API_"
+DB_URL_ENV: Final[dict[str, str]] = {"local": "SCSYNC_LOCAL_DB_URL", "cloud": "SCSYNC_CLOUD_DB_URL"}
+MIN_SECRET_BYTES: Final = 32
+
+
+@dataclass(frozen=True)
+class Settings:
+    side: Side
+    db_url: str
+    jwt_secret: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token_ttl_s: int = 3600
+    client_max_size: int = 1024 * 1024
+    pool_min: int = 1
+    pool_max: int = 10
+    # WebSocket: per-client queue bound (then disconnect), replay bound, ping period.
+    ws_queue_size: int = 256
+    ws_replay_limit: int = 1000
+    ws_heartbeat_s: float = 20.0
+    # Where events come from on this instance: the DB's LISTEN/NOTIFY, or (cloud)
+    # a RabbitMQ fanout exchange fed by one relay instance.
+    bus: Bus = "postgres"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    amqp_exchange: str = "scsync.events"
+    # Local side: the cloud's lockd (base URL of its HTTP API) and this site's token.
+    lockd_url: str = ""
+    lockd_token: str = ""
+    lockd_timeout_s: float = 3.0
+    # Cloud side: mount lockd and the blob endpoints when their packages provide them.
+    mount_lockd: bool = True
+    mount_blobs: bool = True
+
+
+_FIELDS: Final = {f.name: f for f in dataclasses.fields(Settings)}
+_INT_KEYS: Final = {
+    "port",
+    "token_ttl_s",
+    "client_max_size",
+    "pool_min",
+    "pool_max",
+    "ws_queue_size",
+    "ws_replay_limit",
+}
+_FLOAT_KEYS: Final = {"ws_heartbeat_s", "lockd_timeout_s"}
+_BOOL_KEYS: Final = {"mount_lockd", "mount_blobs"}
+
+
+def _coerce(key: str, value: Any, from_env: bool) -> Any:
+    where = f"{ENV_PREFIX}{key.upper()}" if from_env else key
+    if key in _INT_KEYS:
+        if isinstance(value, bool):
+            raise ConfigError(f"setting {where!r} must be an integer, got {value!r}", field=key)
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"setting {where!r} must be an integer, got {value!r}", field=key
+            ) from None
+    if key in _FLOAT_KEYS:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"setting {where!r} must be a number, got {value!r}", field=key
+            ) from None
+    if key in _BOOL_KEYS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"setting {where!r} must be true or false, got {value!r}", field=key)
+    if not isinstance(value, str):
+        raise ConfigError(f"setting {where!r} must be a string, got {value!r}", field=key)
+    return value
+
+
+def load_settings(
+    side: str,
+    config_file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Read the file, apply the environment and `overrides`, validate, return Settings."""
+    if side not in ("local", "cloud"):
+        raise ConfigError(f"unknown side {side!r} (use 'local' or 'cloud')", field="side")
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from exc
+        section = data.get("api", data)
+        if not isinstance(section, dict):
+            raise ConfigError(f"config file {str(path)!r}: [api] must be a table")
+        for key, value in section.items():
+            if key == "side":
+                continue
+            if key not in _FIELDS:
+                raise ConfigError(f"unknown setting {key!r} in {str(path)!r}", field=key)
+            raw[key] = _coerce(key, value, from_env=False)
+    if "db_url" not in raw and env.get(DB_URL_ENV[side]):
+        raw["db_url"] = env[DB_URL_ENV[side]]
+    for name in _FIELDS:
+        env_value = env.get(f"{ENV_PREFIX}{name.upper()}")
+        if env_value is not None and name != "side":
+            raw[name] = _coerce(name, env_value, from_env=True)
+    for key, value in overrides.items():
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown setting {key!r}", field=key)
+        raw[key] = value
+    for required in ("db_url", "jwt_secret"):
+        if not raw.get(required):
+            raise ConfigError(
+                f"setting {required!r} is required (config file or {ENV_PREFIX}{required.upper()})",
+                field=required,
+            )
+    settings = Settings(side=side, **raw)  # type: ignore[arg-type]
+    validate(settings)
+    return settings
+
+
+def validate(s: Settings) -> None:
+    if len(s.jwt_secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"setting 'jwt_secret' must be at least {MIN_SECRET_BYTES} bytes", field="jwt_secret"
+        )
+    if not 0 <= s.port <= 65535:
+        raise ConfigError(f"setting 'port' must be 0..65535, got {s.port}", field="port")
+    for key in ("token_ttl_s", "client_max_size", "pool_min", "pool_max", "ws_queue_size"):
+        if getattr(s, key) < 1:
+            raise ConfigError(f"setting {key!r} must be at least 1", field=key)
+    if s.pool_max < s.pool_min:
+        raise ConfigError("setting 'pool_max' must be >= 'pool_min'", field="pool_max")
+    if s.ws_replay_limit < 0:
+        raise ConfigError("setting 'ws_replay_limit' must be >= 0", field="ws_replay_limit")
+    if s.bus not in ("postgres", "rabbitmq"):
+        raise ConfigError(f"setting 'bus' must be postgres or rabbitmq, got {s.bus!r}", field="bus")
+    if s.bus == "rabbitmq" and s.side != "cloud":
+        raise ConfigError("setting 'bus' = rabbitmq is for the cloud side only", field="bus")
+    if not s.db_url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+        raise ConfigError("setting 'db_url' must be a postgresql:// URL", field="db_url")

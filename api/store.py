@@ -1,0 +1,254 @@
+"""Every database operation of the API, on a psycopg_pool.AsyncConnectionPool.
+
+SQL comes from schema/sql/queries_api.sql by name; table and column names are
+composed with psycopg.sql.Identifier. Driver errors become api.errors at one
+boundary (:func:`db_errors`), the original kept as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from api.errors import ApiError, Conflict, DatabaseError, NotFound, ValidationFailed
+from api.records import TableSpec
+from schema.sql import query
+
+Row = dict[str, Any]
+Conn = psycopg.AsyncConnection[Row]
+
+
+def q(name: str, **identifiers: sql.Composable) -> sql.SQL | sql.Composed:
+    """A named query; `identifiers` fill its {placeholders}."""
+    text = query(name)  # the file's text, never built from input
+    if identifiers:
+        return sql.SQL(text).format(**identifiers)
+    return sql.SQL(text)
+
+
+@asynccontextmanager
+async def db_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except ApiError:
+        raise
+    except pg_errors.ForeignKeyViolation as exc:
+        raise ValidationFailed("a referenced record does not exist", field=_column_of(exc)) from exc
+    except pg_errors.UniqueViolation as exc:
+        raise Conflict(
+            "a record with the same unique values exists", field=_column_of(exc)
+        ) from exc
+    except (pg_errors.CheckViolation, pg_errors.NotNullViolation) as exc:
+        raise ValidationFailed(
+            f"value refused by the database: {exc.diag.message_primary}", field=_column_of(exc)
+        ) from exc
+    except pg_errors.DataError as exc:
+        raise ValidationFailed(
+            f"value refused by the database: {exc.diag.message_primary}", field=None
+        ) from exc
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+        raise DatabaseError(f"the database is unavailable: {exc}") from exc
+
+
+def _column_of(exc: psycopg.Error) -> str | None:
+    col = exc.diag.column_name
+    if col:
+        return col
+    constraint = exc.diag.constraint_name or ""
+    # fk names look like <table>_<column>_fkey
+    detail = exc.diag.message_detail or ""
+    if "Key (" in detail:
+        return detail.split("Key (", 1)[1].split(")", 1)[0]
+    return constraint or None
+
+
+def make_pool(
+    conninfo: str, min_size: int, max_size: int
+) -> psycopg_pool.AsyncConnectionPool[Conn]:
+    return psycopg_pool.AsyncConnectionPool(
+        conninfo,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        timeout=10.0,
+        kwargs={"row_factory": dict_row, "autocommit": False},
+        connection_class=psycopg.AsyncConnection[Row],
+    )
+
+
+Pool = psycopg_pool.AsyncConnectionPool[Conn]
+
+
+@asynccontextmanager
+async def transaction(pool: Pool) -> AsyncIterator[Conn]:
+    async with db_errors(), pool.connection() as conn, conn.transaction():
+        yield conn
+
+
+async def fetch_one(
+    conn: Conn, stmt: sql.SQL | sql.Composed, params: Mapping[str, Any]
+) -> Row | None:
+    cur = await conn.execute(stmt, params)
+    row: Row | None = await cur.fetchone()
+    return row
+
+
+async def fetch_all(
+    conn: Conn, stmt: sql.SQL | sql.Composed, params: Mapping[str, Any]
+) -> list[Row]:
+    cur = await conn.execute(stmt, params)
+    rows: list[Row] = await cur.fetchall()
+    return rows
+
+
+def _table(spec: TableSpec) -> sql.Identifier:
+    return sql.Identifier(spec.name)
+
+
+async def node(conn: Conn) -> Row | None:
+    return await fetch_one(conn, q("api_node"), {})
+
+
+async def list_records(conn: Conn, spec: TableSpec, params: Mapping[str, Any]) -> list[Row]:
+    patient_col = "id" if spec.name == "patients" else "patient_id"
+    stmt = q(
+        "api_records_list",
+        table=_table(spec),
+        patient_col=sql.Identifier(
+            patient_col if spec.has_patient or spec.name == "patients" else "id"
+        ),
+        modality_col=sql.Identifier("modality") if spec.has_modality else sql.SQL("NULL::text"),
+    )
+    return await fetch_all(conn, stmt, params)
+
+
+async def get_record(
+    conn: Conn, spec: TableSpec, row_id: int, site: int | None, *, for_update: bool = False
+) -> Row:
+    name = "api_record_get_for_update" if for_update else "api_record_get"
+    row = await fetch_one(conn, q(name, table=_table(spec)), {"id": row_id, "site": site})
+    if row is None:
+        raise NotFound(f"no {spec.name} record {row_id}")
+    return row
+
+
+async def ref_site(conn: Conn, table: str, row_id: int) -> int | None:
+    row = await fetch_one(conn, q("api_ref_site", table=sql.Identifier(table)), {"id": row_id})
+    return None if row is None else int(row["site_id"])
+
+
+def _adapt(values: Mapping[str, Any], json_columns: frozenset[str]) -> dict[str, Any]:
+    return {k: (Jsonb(v) if k in json_columns else v) for k, v in values.items()}
+
+
+async def insert_record(
+    conn: Conn, spec: TableSpec, values: Mapping[str, Any], json_columns: frozenset[str]
+) -> Row:
+    names = list(values)
+    stmt = q(
+        "api_record_insert",
+        table=_table(spec),
+        columns=sql.SQL(", ").join(sql.Identifier(n) for n in names),
+        values=sql.SQL(", ").join(sql.Placeholder(n) for n in names),
+    )
+    row = await fetch_one(conn, stmt, _adapt(values, json_columns))
+    assert row is not None
+    return row
+
+
+async def update_record(
+    conn: Conn,
+    spec: TableSpec,
+    row_id: int,
+    site: int | None,
+    values: Mapping[str, Any],
+    json_columns: frozenset[str],
+    version: tuple[int, int] | None = None,
+) -> Row:
+    # Bind names are prefixed so a column called "id" or "site" cannot collide.
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(n), sql.Placeholder(f"v_{n}")) for n in values
+    )
+    params: dict[str, Any] = {f"v_{k}": v for k, v in _adapt(values, json_columns).items()}
+    params.update(id=row_id, site=site)
+    if version is None:
+        stmt = q("api_record_update", table=_table(spec), assignments=assignments)
+    else:
+        stmt = q("api_record_update_versioned", table=_table(spec), assignments=assignments)
+        params.update(version_major=version[0], version_minor=version[1])
+    row = await fetch_one(conn, stmt, params)
+    if row is None:
+        raise NotFound(f"no {spec.name} record {row_id}")
+    return row
+
+
+async def simple_update(conn: Conn, name: str, spec: TableSpec, params: Mapping[str, Any]) -> Row:
+    row = await fetch_one(conn, q(name, table=_table(spec)), params)
+    if row is None:
+        raise NotFound(f"no {spec.name} record {params['id']}")
+    return row
+
+
+async def audit(
+    conn: Conn,
+    *,
+    actor: str,
+    side: str,
+    site: int | None,
+    action: str,
+    table: str | None,
+    row_id: int | None,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        q("api_audit_insert"),
+        {
+            "actor": actor,
+            "side": side,
+            "site": site,
+            "action": action,
+            "table": table,
+            "row_id": row_id,
+            "detail": Jsonb(dict(detail)) if detail is not None else None,
+        },
+    )
+
+
+async def publish(
+    conn: Conn,
+    *,
+    site: int | None,
+    type: str,
+    table: str | None = None,
+    row_id: int | None = None,
+    patient: int | None = None,
+    payload: Mapping[str, Any] | None = None,
+) -> int:
+    row = await fetch_one(
+        conn,
+        q("api_publish"),
+        {
+            "site": site,
+            "type": type,
+            "table": table,
+            "row_id": row_id,
+            "patient": patient,
+            "payload": json.dumps(dict(payload or {})),
+        },
+    )
+    assert row is not None
+    return int(row["id"])
+
+
+def query_text(name: str) -> sql.SQL:
+    """A named query with no identifiers to fill, for plain (tuple-row) connections."""
+    return sql.SQL(query(name))

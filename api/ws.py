@@ -1,0 +1,250 @@
+"""WebSocket ``/ws``: live events for a site, a patient or a list of records.
+
+Protocol (JSON text frames):
+
+- connect with ``?token=<JWT>`` (or send ``{"type": "auth", "token": ...}`` first,
+  within 10 s); optional ``?last_event_id=N`` replays what was missed at the first
+  subscribe.
+- client: ``{"type": "subscribe", "site": 1}``, ``{"type": "subscribe", "patient_id":
+  "..."}``, ``{"type": "subscribe", "records": [{"table": "images", "id": "..."}]}``
+  (keys may be combined; ``last_event_id`` may be given here too),
+  ``{"type": "unsubscribe", ...}`` with the same keys, ``{"type": "ping"}``.
+- server: ``hello``, ``subscribed``, ``pong``, ``error``, ``replay.truncated`` and the
+  events themselves (``{"id", "type": "record.changed", "site", "table", "record_id",
+  "patient_id", "at", "data"}``).
+
+A client that does not keep up has a bounded queue; when it fills, the server closes
+the socket with code 4008 and the reason ``slow consumer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any, Final
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from api import state
+from api.errors import ApiError, Unauthorized
+from api.events import Event, Subscriber, events_after
+from api.http import verify
+from api.records import parse_id, table_spec
+from schema.auth import Principal
+
+CLOSE_UNAUTHORIZED: Final = 4401
+CLOSE_SLOW: Final = 4008
+AUTH_TIMEOUT_S: Final = 10.0
+MAX_MESSAGE: Final = 64 * 1024
+MAX_RECORDS: Final = 1000
+
+
+class _Session:
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse, sub: Subscriber) -> None:
+        self.request = request
+        self.ws = ws
+        self.sub = sub
+        self.pending_replay: int | None = None
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sub.offer(json.dumps(message))
+
+    def error(self, code: str, message: str) -> None:
+        self.send({"type": "error", "error": code, "message": message})
+
+    async def handle(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        if kind == "ping":
+            self.send({"type": "pong"})
+        elif kind in ("subscribe", "unsubscribe"):
+            await self.subscribe(msg, add=kind == "subscribe")
+        elif kind == "auth":
+            self.error("already_authenticated", "this connection is already authenticated")
+        else:
+            self.error("bad_message", f"unknown message type {kind!r}")
+
+    async def subscribe(self, msg: dict[str, Any], add: bool) -> None:
+        p = self.sub.principal
+        sites: set[int] = set()
+        patients: set[str] = set()
+        records: set[tuple[str, str]] = set()
+        try:
+            if "site" in msg:
+                site = msg["site"]
+                if isinstance(site, bool) or not isinstance(site, int):
+                    raise ApiError("site must be an integer", field="site")
+                if not p.may_access_site(site):
+                    self.error("forbidden", "site is not yours")
+                    return
+                sites.add(site)
+            if "patient_id" in msg:
+                patients.add(str(parse_id(msg["patient_id"], "patient_id")))
+            if "records" in msg:
+                items = msg["records"]
+                if not isinstance(items, list) or len(items) > MAX_RECORDS:
+                    raise ApiError("records must be a list (at most 1000)", field="records")
+                side = self.request.app[state.SETTINGS].side
+                for item in items:
+                    if (
+                        not isinstance(item, dict)
+                        or table_spec(side, item.get("table", "")) is None
+                    ):
+                        raise ApiError("each record is {table, id}", field="records")
+                    records.add((item["table"], str(parse_id(item.get("id"), "id"))))
+            last = msg.get("last_event_id", self.pending_replay)
+            if last is not None and (isinstance(last, bool) or not isinstance(last, int)):
+                raise ApiError("last_event_id must be an integer", field="last_event_id")
+        except ApiError as exc:
+            self.error("bad_message", exc.message)
+            return
+        if add:
+            self.sub.sites |= sites
+            self.sub.patients |= patients
+            self.sub.records |= records
+        else:
+            self.sub.sites -= sites
+            self.sub.patients -= patients
+            self.sub.records -= records
+        replayed, truncated = 0, False
+        if add and last is not None:
+            self.pending_replay = None
+            replayed, truncated = await self.replay(last)
+        self.send(
+            {
+                "type": "subscribed",
+                "sites": sorted(self.sub.sites),
+                "patients": sorted(self.sub.patients),
+                "records": [{"table": t, "id": i} for t, i in sorted(self.sub.records)],
+                "replayed": replayed,
+                "truncated": truncated,
+            }
+        )
+
+    async def replay(self, after: int) -> tuple[int, bool]:
+        """Send what matches since `after`, holding live events back meanwhile so the
+        client sees every event once and in id order."""
+        app = self.request.app
+        limit = app[state.SETTINGS].ws_replay_limit
+        held: list[tuple[int, str]] = []
+        self.sub.hold = held
+        try:
+            p = self.sub.principal
+            site = None if p.is_vendor_admin else p.site_id
+            events = await events_after(app[state.POOL], after, site, limit + 1)
+        finally:
+            self.sub.hold = None
+        truncated = len(events) > limit
+        events = events[:limit]
+        if truncated:
+            self.send({"type": "replay.truncated", "after": after, "limit": limit})
+        sent_ids: set[int] = set()
+        count = 0
+        for ev in events:
+            if self.sub.matches(ev):
+                sent_ids.add(ev.id)
+                self.sub.offer(json.dumps(ev.as_dict()))
+                count += 1
+        for ev_id, text in held:
+            if ev_id not in sent_ids:
+                self.sub.offer(text)
+        return count, truncated
+
+
+async def _writer(ws: web.WebSocketResponse, sub: Subscriber) -> None:
+    while True:
+        text = await sub.queue.get()
+        if text is None:
+            await ws.close(
+                code=CLOSE_SLOW,
+                message=f"slow consumer: more than {sub.queue.maxsize} events queued".encode(),
+            )
+            return
+        await ws.send_str(text)
+
+
+async def _authenticate_first_message(
+    request: web.Request, ws: web.WebSocketResponse
+) -> Principal | None:
+    try:
+        msg = await ws.receive(timeout=AUTH_TIMEOUT_S)
+    except TimeoutError:
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized: no auth message")
+        return None
+    if msg.type != WSMsgType.TEXT:
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized: expected auth message")
+        return None
+    try:
+        body = json.loads(msg.data)
+        if not isinstance(body, dict) or body.get("type") != "auth":
+            raise Unauthorized("expected {type: auth, token}")
+        return verify(request, str(body.get("token", "")))
+    except (ValueError, Unauthorized) as exc:
+        reason = exc.message if isinstance(exc, Unauthorized) else "malformed auth message"
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=f"unauthorized: {reason}"[:120].encode())
+        return None
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    settings = app[state.SETTINGS]
+    p: Principal | None = None
+    if "token" in request.query:
+        p = verify(request, request.query["token"])  # 401 before the upgrade
+    last_raw = request.query.get("last_event_id")
+    last: int | None = None
+    if last_raw is not None:
+        try:
+            last = int(last_raw)
+        except ValueError:
+            raise ApiError("last_event_id must be an integer", field="last_event_id") from None
+    ws = web.WebSocketResponse(heartbeat=settings.ws_heartbeat_s, max_msg_size=MAX_MESSAGE)
+    await ws.prepare(request)
+    app[state.WEBSOCKETS].add(ws)
+    if p is None:
+        p = await _authenticate_first_message(request, ws)
+        if p is None:
+            return ws
+    sub = Subscriber(principal=p, queue=asyncio.Queue(maxsize=settings.ws_queue_size))
+    session = _Session(request, ws, sub)
+    session.pending_replay = last
+    hub = app[state.HUB]
+    hub.add(sub)
+    writer = asyncio.create_task(_writer(ws, sub))
+    session.send(
+        {
+            "type": "hello",
+            "side": settings.side,
+            "site_id": p.site_id,
+            "role": p.role,
+            "last_event_id": hub.last_id,
+        }
+    )
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            try:
+                body = json.loads(msg.data)
+            except ValueError:
+                session.error("malformed_json", "messages are JSON objects")
+                continue
+            if not isinstance(body, dict):
+                session.error("bad_message", "messages are JSON objects")
+                continue
+            await session.handle(body)
+            if writer.done():
+                break
+    finally:
+        hub.remove(sub)
+        if not writer.done():
+            writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
+        if not ws.closed:
+            await ws.close(code=WSCloseCode.GOING_AWAY)
+    return ws
+
+
+def event_text(ev: Event) -> str:
+    return json.dumps(ev.as_dict())

@@ -1,0 +1,146 @@
+"""The app itself: settings, JSON errors, limits, OpenAPI, the real process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openapi_spec_validator import validate
+
+from api.errors import ConfigError
+from api.settings import load_settings
+from scsync.embedded_pg import free_port
+from tests.api.conftest import (
+    PASSWORD,
+    SECRET,
+    Api,
+    ApiProcess,
+    add_user,
+    auth,
+    start_api,
+    token,
+    write_config,
+)
+from tests.pg import TestDatabase
+
+
+def test_settings_name_the_key_at_fault(tmp_path: Path) -> None:
+    cfg = tmp_path / "api.toml"
+    cfg.write_text('db_url = "postgresql://x@127.0.0.1/db"\njwt_secret = "short"\n')
+    with pytest.raises(ConfigError, match="'jwt_secret' must be at least 32 bytes"):
+        load_settings("local", cfg, env={})
+    with pytest.raises(ConfigError, match="'SCSYNC_API_PORT' must be an integer"):
+        load_settings("local", cfg, env={"SCSYNC_API_PORT": "eighty"})
+    cfg.write_text('db_url = "postgresql://x@127.0.0.1/db"\nportt = 1\n')
+    with pytest.raises(ConfigError, match="unknown setting 'portt'"):
+        load_settings("local", cfg, env={})
+    with pytest.raises(ConfigError, match="'jwt_secret' is required"):
+        load_settings("local", None, env={"SCSYNC_LOCAL_DB_URL": "postgresql://x@h/db"})
+    s = load_settings(
+        "cloud",
+        None,
+        env={
+            "SCSYNC_CLOUD_DB_URL": "postgresql://x@127.0.0.1/db",
+            "SCSYNC_API_JWT_SECRET": SECRET,
+            "SCSYNC_API_PORT": "9001",
+        },
+    )
+    assert (s.port, s.side, s.db_url) == (9001, "cloud", "postgresql://x@127.0.0.1/db")
+    with pytest.raises(ConfigError, match="rabbitmq is for the cloud side only"):
+        load_settings("local", None, env={}, db_url=s.db_url, jwt_secret=SECRET, bus="rabbitmq")
+
+
+@pytest.mark.parametrize("side", ["local", "cloud"])
+def test_openapi_document_is_valid(side: str) -> None:
+    from api.openapi import document
+
+    validate(document(side))  # type: ignore[arg-type]
+
+
+async def test_sign_in_gives_a_token_that_works(local_api: Api) -> None:
+    add_user(local_api.db, "alice", "editor")
+    c = local_api.client
+    resp = await c.post("/v1/auth/token", json={"username": "alice", "password": PASSWORD})
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert body["role"] == "editor" and body["site_id"] == 1
+    me = await c.get("/v1/me", headers=auth(body["token"]))
+    assert (await me.json())["actor"] == "local:1/alice"
+    bad = await c.post("/v1/auth/token", json={"username": "alice", "password": "wrong-one"})
+    assert bad.status == 401
+    assert (await bad.json())["error"] == "unauthorized"
+    nobody = await c.post("/v1/auth/token", json={"username": "bob", "password": PASSWORD})
+    assert nobody.status == 401
+
+
+async def test_errors_are_json_with_code_message_field(local_api: Api) -> None:
+    c = local_api.client
+    tok = token()
+    resp = await c.get("/v1/nothing-here", headers=auth(tok))
+    assert resp.status == 404 and (await resp.json())["error"] == "not_found"
+    resp = await c.put("/v1/me", headers=auth(tok))
+    assert resp.status == 405 and (await resp.json())["error"] == "method_not_allowed"
+    resp = await c.post(
+        "/v1/records/patients",
+        data=b'{"name": "x",',
+        headers=auth(tok) | {"Content-Type": "application/json"},
+    )
+    body = await resp.json()
+    assert resp.status == 400 and body["error"] == "malformed_json"
+    assert "line 1 column" in body["message"]
+    resp = await c.post(
+        "/v1/records/patients", json={"name": 5, "patient_code": "P1"}, headers=auth(tok)
+    )
+    body = await resp.json()
+    assert resp.status == 400 and body["field"] == "name", body
+    resp = await c.post(
+        "/v1/records/patients", json={"name": "x", "colour": "red"}, headers=auth(tok)
+    )
+    assert (await resp.json())["field"] == "colour"
+    resp = await c.post("/v1/records/patients", json={"name": "x"}, headers=auth(tok))
+    assert (await resp.json())["field"] == "patient_code"
+
+
+async def test_oversized_body_is_413(local_api: Api) -> None:
+    big = json.dumps({"name": "x" * (2 * 1024 * 1024), "patient_code": "P"})
+    resp = await local_api.client.post(
+        "/v1/records/patients",
+        data=big,
+        headers=auth(token()) | {"Content-Type": "application/json"},
+    )
+    assert resp.status == 413
+    assert (await resp.json())["error"] == "payload_too_large"
+
+
+async def test_openapi_served_and_status_page(local_api: Api) -> None:
+    resp = await local_api.client.get("/openapi.json")
+    doc: dict[str, Any] = await resp.json()
+    validate(doc)
+    assert "/v1/records/images/{id}/history" in doc["paths"]
+    page = await local_api.client.get("/")
+    assert page.status == 200 and page.content_type == "text/html"
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def test_api_run_is_a_real_process_that_stops_on_sigterm(
+    tmp_path: Path, local_db: TestDatabase, processes: list[ApiProcess]
+) -> None:
+    cfg = write_config(tmp_path / "local.toml", local_db, free_port())
+    proc = start_api("local", cfg)
+    processes.append(proc)
+    assert _get(proc.url + "/health") == {"status": "ok", "side": "local"}
+    assert proc.stop(signal.SIGTERM) == 0
+
+
+def test_api_run_refuses_a_bad_setting_naming_it(tmp_path: Path, local_db: TestDatabase) -> None:
+    cfg = write_config(tmp_path / "local.toml", local_db, free_port())
+    with pytest.raises(RuntimeError, match="pool_max"):
+        start_api("local", cfg, env={"SCSYNC_API_POOL_MAX": "0"})
