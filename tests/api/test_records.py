@@ -1,0 +1,180 @@
+"""Records of every synced table: create, list (filters, cursor), get, update, soft
+delete, history, rollback, the sync switch; audit rows for patient data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.api.conftest import Api, auth, token
+
+
+def _audit(api: Api) -> list[tuple[Any, ...]]:
+    with api.db.connect() as conn:
+        return conn.execute(
+            "SELECT actor, side, site_id, action, table_name, row_id FROM scsync_audit ORDER BY seq"
+        ).fetchall()
+
+
+async def test_create_get_update_delete_and_audit(local_api: Api) -> None:
+    c, tok = local_api.client, token("editor")
+    p = await local_api.create("patients", {"patient_code": "P1", "name": "Kim"}, tok)
+    assert p["site_id"] == 1 and p["version_major"] == 1 and isinstance(p["id"], str)
+    img = await local_api.create(
+        "images",
+        {"patient_id": p["id"], "modality": "CT", "study_date": "2026-01-02", "tags": ["a"]},
+        tok,
+    )
+    assert img["patient_id"] == p["id"] and img["study_date"] == "2026-01-02"
+    resp = await c.get(f"/v1/records/images/{img['id']}", headers=auth(tok))
+    assert (await resp.json())["modality"] == "CT"
+    resp = await c.patch(
+        f"/v1/records/images/{img['id']}", json={"description": "lower jaw"}, headers=auth(tok)
+    )
+    updated = await resp.json()
+    assert resp.status == 200, updated
+    assert (updated["version_major"], updated["version_minor"]) == (2, 0)
+    assert updated["revision"] != img["revision"]
+    # A stale expected_revision is a 409 naming the current one.
+    resp = await c.patch(
+        f"/v1/records/images/{img['id']}",
+        json={"description": "x"},
+        params={"expected_revision": img["revision"]},
+        headers=auth(tok),
+    )
+    body = await resp.json()
+    assert resp.status == 409 and body["revision"] == updated["revision"]
+    resp = await c.delete(f"/v1/records/images/{img['id']}", headers=auth(tok))
+    assert (await resp.json())["deleted"] is True
+    listed = await (await c.get("/v1/records/images", headers=auth(tok))).json()
+    assert listed["items"] == []
+    listed = await (
+        await c.get("/v1/records/images", params={"deleted": "true"}, headers=auth(tok))
+    ).json()
+    assert [i["id"] for i in listed["items"]] == [img["id"]]
+    actions = [(a[3], a[4]) for a in _audit(local_api)]
+    assert actions == [
+        ("create", "patients"),
+        ("create", "images"),
+        ("read", "images"),
+        ("update", "images"),
+        ("delete", "images"),
+        ("list", "images"),
+        ("list", "images"),
+    ]
+    assert all(a[0] == "local:1/alice" and a[1] == "local" and a[2] == 1 for a in _audit(local_api))
+
+
+async def test_list_filters_and_cursor_pagination(local_api: Api) -> None:
+    c, tok = local_api.client, token("editor")
+    p1 = await local_api.create("patients", {"patient_code": "P1", "name": "A"}, tok)
+    p2 = await local_api.create("patients", {"patient_code": "P2", "name": "B"}, tok)
+    ids = []
+    for i in range(5):
+        img = await local_api.create(
+            "images", {"patient_id": p1["id"], "modality": "CT" if i % 2 else "PX"}, tok
+        )
+        ids.append(img["id"])
+    await local_api.create("images", {"patient_id": p2["id"], "modality": "CT"}, tok)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"patient_id": p1["id"], "limit": "2"}
+        if cursor:
+            params["cursor"] = cursor
+        page = await (await c.get("/v1/records/images", params=params, headers=auth(tok))).json()
+        seen += [i["id"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))  # newest first, each once
+    ct = await (
+        await c.get(
+            "/v1/records/images",
+            params={"patient_id": p1["id"], "modality": "CT"},
+            headers=auth(tok),
+        )
+    ).json()
+    assert sorted(i["id"] for i in ct["items"]) == sorted(ids[1::2])
+    pending = await (
+        await c.get("/v1/records/images", params={"sync": "pending"}, headers=auth(tok))
+    ).json()
+    assert len(pending["items"]) == 6
+    synced = await (
+        await c.get("/v1/records/images", params={"sync": "synced"}, headers=auth(tok))
+    ).json()
+    assert synced["items"] == []
+    resp = await c.get("/v1/records/doctors", params={"modality": "CT"}, headers=auth(tok))
+    assert resp.status == 400 and (await resp.json())["field"] == "modality"
+    resp = await c.get("/v1/records/images", params={"since": "yesterday"}, headers=auth(tok))
+    assert resp.status == 400 and (await resp.json())["field"] == "since"
+
+
+async def test_history_rollback_and_sync_switch(local_api: Api) -> None:
+    c, tok = local_api.client, token("editor")
+    p = await local_api.create("patients", {"patient_code": "P1", "name": "First"}, tok)
+    await c.patch(f"/v1/records/patients/{p['id']}", json={"name": "Second"}, headers=auth(tok))
+    hist = await (await c.get(f"/v1/records/patients/{p['id']}/history", headers=auth(tok))).json()
+    assert [h["data"]["name"] for h in hist["items"]] == ["Second", "First"]
+    assert [h["version"] for h in hist["items"]] == ["2.0", "1.0"]
+    resp = await c.post(
+        f"/v1/records/patients/{p['id']}/rollback",
+        json={"revision": p["revision"]},
+        headers=auth(tok),
+    )
+    back = await resp.json()
+    assert resp.status == 200, back
+    assert back["name"] == "First" and back["version_major"] == 3
+    assert back["revision"] not in (p["revision"],)
+    resp = await c.post(
+        f"/v1/records/patients/{p['id']}/rollback", json={"revision": "12345"}, headers=auth(tok)
+    )
+    assert resp.status == 404 and (await resp.json())["field"] == "revision"
+    resp = await c.put(
+        f"/v1/records/patients/{p['id']}/sync", json={"enabled": False}, headers=auth(tok)
+    )
+    assert (await resp.json())["sync_enabled"] is False
+    off = await (
+        await c.get("/v1/records/patients", params={"sync": "off"}, headers=auth(tok))
+    ).json()
+    assert [i["id"] for i in off["items"]] == [p["id"]]
+
+
+async def test_viewer_reads_but_cannot_write_and_accounts_need_admin(local_api: Api) -> None:
+    c = local_api.client
+    p = await local_api.create("patients", {"patient_code": "P1", "name": "A"}, token("editor"))
+    viewer = token("viewer", name="vera")
+    assert (await c.get(f"/v1/records/patients/{p['id']}", headers=auth(viewer))).status == 200
+    resp = await c.patch(
+        f"/v1/records/patients/{p['id']}", json={"name": "B"}, headers=auth(viewer)
+    )
+    assert resp.status == 403
+    assert (await c.get("/v1/records/user_accounts", headers=auth(token("editor")))).status == 403
+    admin = token("admin", name="root")
+    u = await local_api.create(
+        "user_accounts", {"username": "new", "password": "long enough pw", "role": "viewer"}, admin
+    )
+    assert "password_hash" not in u and "password" not in u
+    resp = await c.post(
+        "/v1/records/user_accounts",
+        json={"username": "boss", "password": "long enough pw", "role": "vendor_admin"},
+        headers=auth(admin),
+    )
+    assert resp.status == 400 and (await resp.json())["field"] == "role"
+    login = await c.post("/v1/auth/token", json={"username": "new", "password": "long enough pw"})
+    assert login.status == 200
+
+
+async def test_reference_to_another_sites_record_is_refused(cloud_api: Api) -> None:
+    c = cloud_api.client
+    theirs = await cloud_api.create(
+        "patients", {"patient_code": "X", "name": "Other"}, token("editor", site=2)
+    )
+    resp = await c.post(
+        "/v1/records/images", json={"patient_id": theirs["id"]}, headers=auth(token(site=1))
+    )
+    body = await resp.json()
+    assert resp.status == 400 and body["field"] == "patient_id", body
+    resp = await c.post(
+        "/v1/records/images", json={"patient_id": "999999"}, headers=auth(token(site=1))
+    )
+    assert resp.status == 400 and (await resp.json())["field"] == "patient_id"
