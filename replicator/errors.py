@@ -1,0 +1,31 @@
+"""Errors of the replicator core (lanes, daemon, site registration).
+
+Driver errors are wrapped at one boundary (:func:`replicator.db.wrap_errors`), keeping
+the original as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+
+class ReplicatorError(Exception):
+    """Base of every error raised by the replicator core."""
+
+
+class SettingsError(ReplicatorError):
+    """The replicator's settings are missing or malformed."""
+
+
+class Unavailable(ReplicatorError):
+    """A database could not be reached or the connection broke: retry with backoff."""
+
+
+class LaneBusy(ReplicatorError):
+    """Another replicator already runs this lane for this site."""
+
+
+class ApplyFailed(ReplicatorError):
+    """A record could not be applied at the destination (it gets parked)."""
+
+
+class ReplicationFailed(ReplicatorError):
+    """An unexpected database error in a lane (a bug or a broken schema)."""

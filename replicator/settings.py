@@ -1,0 +1,74 @@
+"""Replicator settings: a TOML file (``--config``) and ``SCSYNC_*`` environment variables,
+the environment winning (pydantic-settings does the parsing and validation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from replicator.errors import SettingsError
+
+
+class Settings(BaseSettings):
+    """Everything the daemon needs; field ``x`` is read from ``SCSYNC_X`` too."""
+
+    model_config = SettingsConfigDict(env_prefix="SCSYNC_", extra="forbid")
+
+    local_db_url: str = Field(description="the site's local database")
+    cloud_db_url: str = Field(description="the cloud database, as this site's own role")
+    site_id: int = Field(gt=0)
+    lanes: tuple[str, ...] = ("push", "pull")
+    batch_size: int = Field(default=1000, gt=0)
+    poll_interval_s: float = Field(default=5.0, gt=0)
+    listener_probe_s: float = Field(default=30.0, gt=0)
+    op_timeout_s: float = Field(default=60.0, gt=0)
+    connect_timeout_s: int = Field(default=10, gt=0)
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    stop_grace_s: float = Field(default=5.0, ge=0)
+    dead_letter_initial_s: float = Field(default=5.0, gt=0)
+    dead_letter_max_s: float = Field(default=600.0, gt=0)
+    schema_refresh_s: float = Field(default=10.0, gt=0)
+    metrics_interval_s: float = Field(default=2.0, gt=0)
+    log_level: str = "INFO"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from (lowest first) the TOML file, the environment, ``overrides``."""
+    if config_file is not None and not config_file.is_file():
+        raise SettingsError(f"no config file {config_file}")
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if config_file is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            return tuple(sources)
+
+    try:
+        loaded = _FromFile(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise SettingsError(f"bad replicator settings: {problems}") from exc
+    for lane in loaded.lanes:
+        if lane not in ("push", "pull"):
+            raise SettingsError(f"unknown lane {lane!r} (use push and/or pull)")
+    return Settings.model_validate(loaded.model_dump())

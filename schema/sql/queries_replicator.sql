@@ -1,0 +1,118 @@
+-- Named queries of the replicator and of schema.conflicts.
+-- Blocks named replicator_conflicts_* / replicator_site_* run through SQLAlchemy and take
+-- :name binds (either driver). All other replicator_* blocks run on psycopg's async
+-- connections of the lanes and take %(name)s placeholders.
+
+-- name: replicator_conflicts_list
+SELECT id, table_name, row_id, site_id, base_revision, local_revision, cloud_revision,
+       detected_on, detected_at, status, resolution, resolved_by, resolved_at
+  FROM scsync_conflicts
+ WHERE (CAST(:site_id AS int) IS NULL OR site_id = :site_id)
+   AND (CAST(:status AS text) IS NULL OR status = :status)
+ ORDER BY detected_at, id
+
+-- name: replicator_conflicts_get
+SELECT id, table_name, row_id, site_id, base_revision, local_revision, cloud_revision,
+       local_row, cloud_row, detected_on, detected_at, status, resolution, resolved_by,
+       resolved_at
+  FROM scsync_conflicts
+ WHERE id = :id
+
+-- name: replicator_conflicts_resolve
+SELECT scsync_resolve_conflict(:id, :keep, :by) AS revision
+
+-- name: replicator_site_register
+SELECT site_id, node_id, db_role FROM scsync_register_site(:name, :password, :node_id)
+
+-- name: replicator_columns
+SELECT st.table_name, a.attname::text AS column_name
+  FROM scsync_synced_tables st
+  JOIN pg_attribute a ON a.attrelid = st.table_name::regclass
+ WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+ ORDER BY st.table_name, a.attnum
+
+-- name: replicator_schema_revision
+SELECT version_num FROM alembic_version
+
+-- name: replicator_lock
+SELECT pg_try_advisory_lock(%(key)s, %(site_id)s)
+
+-- name: replicator_stage
+SELECT scsync_replicator_stage()
+
+-- name: replicator_read
+SELECT ord, seqs, table_name, row_id, op, revision, base, row_data,
+       source_commit_at, resolution::text
+  FROM scsync_replicator_read(%(lane)s, %(site_id)s, %(limit)s, %(exclude)s::jsonb)
+ ORDER BY ord
+
+-- name: replicator_replicating
+SELECT set_config('scsync.replicating', 'on', true)
+
+-- name: replicator_copy_stage
+COPY scsync_stage (ord, table_name, row_id, op, revision, base, row_data, resolution)
+FROM STDIN
+
+-- name: replicator_apply
+SELECT ord, table_name, row_id, outcome, revision, conflict::text
+  FROM scsync_replicator_apply(%(side)s, %(columns)s::jsonb, %(only_ord)s)
+
+-- name: replicator_constraints_immediate
+SET CONSTRAINTS ALL IMMEDIATE
+
+-- name: replicator_inbox_add
+INSERT INTO scsync_inbox (lane, site_id, batch_id, source_seqs, row_count)
+VALUES (%(lane)s, %(site_id)s, scsync_snowflake(), %(seqs)s::jsonb, %(rows)s)
+RETURNING batch_id
+
+-- name: replicator_inbox_pending
+SELECT batch_id, source_seqs::text FROM scsync_inbox
+ WHERE lane = %(lane)s AND site_id = %(site_id)s
+ ORDER BY batch_id
+
+-- name: replicator_inbox_forget
+DELETE FROM scsync_inbox
+ WHERE lane = %(lane)s AND site_id = %(site_id)s AND batch_id = ANY(%(batch_ids)s)
+
+-- name: replicator_cursor_advance
+INSERT INTO scsync_replication_cursor AS c (lane, site_id, last_batch_id, last_applied_at,
+                                            last_source_commit_at, rows_applied,
+                                            peer_schema_revision)
+VALUES (%(lane)s, %(site_id)s, %(batch_id)s, clock_timestamp(), %(source_commit_at)s,
+        %(rows)s, %(peer_schema_revision)s)
+ON CONFLICT (lane, site_id) DO UPDATE
+   SET last_batch_id = EXCLUDED.last_batch_id,
+       last_applied_at = EXCLUDED.last_applied_at,
+       last_source_commit_at = greatest(c.last_source_commit_at,
+                                        EXCLUDED.last_source_commit_at),
+       rows_applied = c.rows_applied + EXCLUDED.rows_applied,
+       peer_schema_revision = EXCLUDED.peer_schema_revision
+
+-- name: replicator_outbox_keys
+SELECT DISTINCT table_name AS t, row_id AS id FROM scsync_outbox WHERE seq = ANY(%(seqs)s)
+
+-- name: replicator_recover_rows
+SELECT scsync_replicator_recover_rows(%(keys)s::jsonb)::text
+
+-- name: replicator_ack
+SELECT scsync_replicator_ack(%(lane)s, %(seqs)s, %(rows)s::jsonb)
+
+-- name: replicator_park
+SELECT scsync_replicator_park(%(lane)s, %(table_name)s, %(row_id)s, %(site_id)s,
+                              %(revision)s, %(reason)s, %(initial_s)s, %(max_s)s)
+
+-- name: replicator_outbox_depth
+SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at))
+  FROM scsync_outbox WHERE site_id = %(site_id)s
+
+-- name: replicator_conflicts_open
+SELECT count(*) FROM scsync_conflicts WHERE status = 'open' AND site_id = %(site_id)s
+
+-- name: replicator_dead_letters
+SELECT lane, table_name, row_id, revision, reason, attempts, first_failed_at, next_retry_at
+  FROM scsync_dead_letters WHERE site_id = %(site_id)s ORDER BY first_failed_at
+
+-- name: replicator_cursors
+SELECT lane, site_id, last_batch_id, last_applied_at, last_source_commit_at, rows_applied,
+       peer_schema_revision
+  FROM scsync_replication_cursor WHERE site_id = %(site_id)s ORDER BY lane

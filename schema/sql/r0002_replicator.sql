@@ -1,0 +1,543 @@
+-- Replicator functions, revision 0002, installed on both sides by migration 0002.
+--
+-- A lane moves changes from a source database (its scsync_outbox) to a destination
+-- database. Gap-free consume-and-delete:
+--   1. source, REPEATABLE READ: scsync_replicator_read() returns the committed outbox
+--      rows (oldest seq first), coalesced per record, with the record's current content.
+--      Rows of still-open transactions are simply not visible yet; nothing is skipped
+--      because nothing is remembered but the outbox itself.
+--   2. destination, one transaction (scsync.replicating = 'on'): the batch is COPYed into
+--      the temp table scsync_stage, scsync_replicator_apply() applies it set-based, the
+--      batch's source seqs go into scsync_inbox.
+--   3. source, one transaction: scsync_replicator_ack() deletes exactly those seqs from
+--      the outbox and does the bookkeeping (synced_revision, conflict marks).
+--   4. destination: the inbox entry is forgotten (in the next apply transaction).
+-- A crash between 2 and 4 leaves the inbox entry; the lane acknowledges it first on
+-- restart, so nothing is lost and nothing is applied twice.
+
+-- ---------------------------------------------------------------------------
+-- The site a caller may act for: NULL (anything) here; the cloud replaces this with a
+-- check of the site role (r0002_replicator_cloud.sql), since the lane functions run
+-- there as their owner.
+CREATE FUNCTION scsync_replicator_guard(p_site_id int) RETURNS int
+LANGUAGE sql STABLE AS $$
+    SELECT NULL::int
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Read one batch at the source. p_exclude: columns not to send (those the destination
+-- lacks, and side-specific bookkeeping). Tombstones (record gone) carry the revision
+-- and synced_revision of the record's last outbox row.
+CREATE FUNCTION scsync_replicator_read(p_lane text, p_site_id int, p_limit int,
+                                       p_exclude jsonb)
+RETURNS TABLE (ord bigint, seqs bigint[], table_name text, row_id bigint, op text,
+               revision bigint, base bigint, row_data text, source_commit_at timestamptz,
+               resolution jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE
+    tname text;
+    excl text[];
+BEGIN
+    PERFORM scsync_replicator_guard(p_site_id);
+    IF to_regclass('pg_temp.scsync_read_keys') IS NULL THEN
+        CREATE TEMP TABLE scsync_read_keys (
+            ord bigint, seqs bigint[], table_name text, row_id bigint, last_op text,
+            last_revision bigint, last_base bigint, source_commit_at timestamptz
+        ) ON COMMIT DELETE ROWS;
+    END IF;
+    TRUNCATE scsync_read_keys;
+    INSERT INTO scsync_read_keys
+    SELECT min(o.seq), array_agg(o.seq ORDER BY o.seq), o.table_name, o.row_id,
+           (array_agg(o.op ORDER BY o.seq DESC))[1],
+           (array_agg(o.revision ORDER BY o.seq DESC))[1],
+           (array_agg(o.synced_revision ORDER BY o.seq DESC))[1],
+           max(o.created_at)
+      FROM (SELECT * FROM scsync_outbox ob
+             WHERE ob.site_id = p_site_id
+               AND NOT EXISTS (
+                   SELECT 1 FROM scsync_dead_letters d
+                    WHERE d.lane = p_lane AND d.table_name = ob.table_name
+                      AND d.row_id = ob.row_id AND d.next_retry_at > clock_timestamp())
+             ORDER BY ob.seq
+             LIMIT p_limit) o
+     GROUP BY o.table_name, o.row_id;
+
+    FOR tname IN SELECT DISTINCT k.table_name FROM scsync_read_keys k LOOP
+        excl := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_exclude -> tname, '[]')));
+        RETURN QUERY EXECUTE format(
+            'SELECT k.ord, k.seqs, k.table_name, k.row_id,
+                    CASE WHEN t.id IS NULL THEN ''D'' ELSE ''U'' END,
+                    coalesce(t.revision, k.last_revision),
+                    CASE WHEN t.id IS NULL THEN k.last_base ELSE t.synced_revision END,
+                    CASE WHEN t.id IS NULL THEN NULL
+                         ELSE (to_jsonb(t) - $2)::text
+                    END,
+                    k.source_commit_at,
+                    CASE WHEN t.id IS NOT NULL AND NOT t.in_conflict THEN (
+                        SELECT jsonb_build_object(''id'', c.id, ''resolution'', c.resolution,
+                                                  ''resolved_by'', c.resolved_by)
+                          FROM scsync_conflicts c
+                         WHERE c.table_name = k.table_name AND c.row_id = k.row_id
+                           AND c.status = ''resolved''
+                         ORDER BY c.resolved_at DESC LIMIT 1)
+                    END
+               FROM scsync_read_keys k LEFT JOIN %I t ON t.id = k.row_id
+              WHERE k.table_name = $1', tname)
+        USING tname, excl;
+    END LOOP;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- The destination's view of a batch: the lane COPYs into this per-session table.
+CREATE FUNCTION scsync_replicator_stage() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF to_regclass('pg_temp.scsync_stage') IS NOT NULL THEN
+        RETURN;
+    END IF;
+    CREATE TEMP TABLE scsync_stage (
+        ord bigint NOT NULL,
+        table_name text NOT NULL,
+        row_id bigint NOT NULL,
+        op text NOT NULL,
+        revision bigint NOT NULL,
+        base bigint,
+        row_data jsonb,
+        resolution jsonb,
+        dest_row jsonb,
+        dest_revision bigint,
+        outcome text,
+        conflict_id bigint
+    ) ON COMMIT DELETE ROWS;
+    -- On the cloud this runs as the functions' owner: the login fills the table by COPY.
+    EXECUTE format('GRANT SELECT, INSERT ON pg_temp.scsync_stage TO %I', session_user);
+END
+$$;
+
+-- Apply the staged batch (or the one staged row p_only_ord) at the destination.
+-- p_side: this database's side. p_columns: {table: [columns to write]}, the columns
+-- both sides have. Outcomes follow the SPEC's apply rule:
+--   apply      destination revision = base (absent destination and null base), or a
+--              tombstone for what the destination holds
+--   duplicate  destination revision = revision, or revision already in history here
+--   conflict   anything else: both versions kept in scsync_conflicts, nothing
+--              overwritten, the record marked in_conflict.
+-- The caller has SET LOCAL scsync.replicating = 'on'.
+CREATE FUNCTION scsync_replicator_apply(p_side text, p_columns jsonb, p_only_ord bigint DEFAULT NULL)
+RETURNS TABLE (ord bigint, table_name text, row_id bigint, outcome text, revision bigint,
+               conflict jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE
+    tname text;
+    cols text[];
+    col_list text;
+    src_list text;
+    excl_list text;
+    file_bearing boolean;
+    ins_extra_cols text;
+    ins_extra_vals text;
+    upd_extra_cols text;
+    upd_extra_vals text;
+    g int := scsync_replicator_guard(NULL);
+BEGIN
+    IF g IS NOT NULL AND EXISTS (
+        SELECT 1 FROM scsync_stage s
+         WHERE (p_only_ord IS NULL OR s.ord = p_only_ord)
+           AND coalesce((s.row_data ->> 'site_id')::int, g) <> g) THEN
+        RAISE EXCEPTION 'a site may only send its own rows' USING ERRCODE = '42501';
+    END IF;
+    FOR tname IN SELECT DISTINCT s.table_name FROM scsync_stage s
+                  WHERE p_only_ord IS NULL OR s.ord = p_only_ord LOOP
+        IF NOT EXISTS (SELECT 1 FROM scsync_synced_tables st WHERE st.table_name = tname) THEN
+            RAISE EXCEPTION 'table % is not synced here', tname USING ERRCODE = 'SC201';
+        END IF;
+        -- Lock the destination records first: a local user's concurrent save then
+        -- either happened before (and is classified against) or waits for us.
+        EXECUTE format('SELECT 1 FROM %I t JOIN scsync_stage s ON s.row_id = t.id
+                         WHERE s.table_name = $1 AND ($2 IS NULL OR s.ord = $2)
+                         ORDER BY t.id FOR UPDATE OF t', tname)
+        USING tname, p_only_ord;
+        EXECUTE format('UPDATE scsync_stage s SET dest_row = d.row, dest_revision = d.rev
+                          FROM (SELECT s2.ord, to_jsonb(t) AS row, t.revision AS rev
+                                  FROM scsync_stage s2 JOIN %I t ON t.id = s2.row_id
+                                 WHERE s2.table_name = $1) d
+                         WHERE s.ord = d.ord AND ($2 IS NULL OR s.ord = $2)', tname)
+        USING tname, p_only_ord;
+    END LOOP;
+
+    IF g IS NOT NULL AND EXISTS (
+        SELECT 1 FROM scsync_stage s
+         WHERE (p_only_ord IS NULL OR s.ord = p_only_ord)
+           AND coalesce((s.dest_row ->> 'site_id')::int, g) <> g) THEN
+        RAISE EXCEPTION 'a site may only change its own rows' USING ERRCODE = '42501';
+    END IF;
+
+    UPDATE scsync_stage s SET outcome = CASE
+        WHEN s.op = 'D' THEN CASE
+            WHEN s.dest_row IS NULL THEN 'duplicate'
+            WHEN p_side = 'cloud' AND (s.dest_row ->> 'deleted')::boolean THEN 'duplicate'
+            WHEN s.dest_revision = s.base OR s.dest_revision = s.revision THEN 'apply'
+            ELSE 'conflict' END
+        WHEN s.dest_row IS NULL THEN CASE
+            WHEN s.base IS NULL THEN 'apply'
+            WHEN EXISTS (SELECT 1 FROM scsync_history h
+                          WHERE h.table_name = s.table_name AND h.row_id = s.row_id
+                            AND h.revision = s.revision) THEN 'duplicate'
+            ELSE 'conflict' END
+        WHEN s.dest_revision = s.revision THEN 'duplicate'
+        WHEN s.dest_revision = s.base THEN 'apply'
+        WHEN EXISTS (SELECT 1 FROM scsync_history h
+                      WHERE h.table_name = s.table_name AND h.row_id = s.row_id
+                        AND h.revision = s.revision) THEN 'duplicate'
+        ELSE 'conflict' END
+     WHERE p_only_ord IS NULL OR s.ord = p_only_ord;
+
+    FOR tname IN SELECT DISTINCT s.table_name FROM scsync_stage s
+                  WHERE (p_only_ord IS NULL OR s.ord = p_only_ord)
+                    AND s.outcome IN ('apply', 'conflict') LOOP
+        SELECT array_agg(c ORDER BY c) INTO cols
+          FROM jsonb_array_elements_text(p_columns -> tname) c;
+        IF cols IS NULL OR NOT ('id' = ANY(cols)) THEN
+            RAISE EXCEPTION 'no common columns for table %', tname USING ERRCODE = 'SC202';
+        END IF;
+        SELECT string_agg(quote_ident(c), ', ' ORDER BY c),
+               string_agg('r.' || quote_ident(c), ', ' ORDER BY c),
+               string_agg('EXCLUDED.' || quote_ident(c), ', ' ORDER BY c)
+          INTO col_list, src_list, excl_list
+          FROM unnest(cols) c;
+        SELECT st.file_column IS NOT NULL INTO file_bearing
+          FROM scsync_synced_tables st WHERE st.table_name = tname;
+        ins_extra_cols := '';
+        ins_extra_vals := '';
+        upd_extra_cols := '';
+        upd_extra_vals := '';
+        IF p_side = 'cloud' THEN
+            ins_extra_cols := ins_extra_cols || ', lifecycle';
+            ins_extra_vals := ins_extra_vals
+                || ', CASE WHEN r.deleted THEN ''deleted'' ELSE ''active'' END';
+            upd_extra_cols := upd_extra_cols || ', lifecycle';
+            upd_extra_vals := upd_extra_vals || format(
+                ', CASE WHEN EXCLUDED.deleted THEN ''deleted''
+                        WHEN %1$I.lifecycle = ''deleted'' THEN ''active''
+                        ELSE %1$I.lifecycle END', tname);
+        END IF;
+        IF file_bearing THEN
+            -- Blob hook: a record that arrives with a (new) file has its file on the
+            -- other side: locally 'remote' (the blob lane downloads it), on the cloud
+            -- 'pending' (the files trigger turns it 'uploaded' once the blob is verified).
+            ins_extra_cols := ins_extra_cols || ', blob_state';
+            ins_extra_vals := ins_extra_vals || format(', %L',
+                CASE WHEN p_side = 'cloud' THEN 'pending' ELSE 'remote' END);
+            upd_extra_cols := upd_extra_cols || ', blob_state';
+            upd_extra_vals := upd_extra_vals || format(
+                ', CASE WHEN %1$I.blob_sha256 IS DISTINCT FROM EXCLUDED.blob_sha256
+                        THEN %2$L ELSE %1$I.blob_state END', tname,
+                CASE WHEN p_side = 'cloud' THEN 'pending' ELSE 'remote' END);
+        END IF;
+
+        -- Fast-forward inserts and updates, set-based.
+        EXECUTE format(
+            'INSERT INTO %1$I (%2$s, synced_revision, last_synced_at, in_conflict%5$s)
+             SELECT %3$s, s.revision, clock_timestamp(), false%6$s
+               FROM scsync_stage s, jsonb_populate_record(NULL::%1$I, s.row_data) r
+              WHERE s.table_name = $1 AND s.outcome = ''apply'' AND s.op <> ''D''
+                AND ($2 IS NULL OR s.ord = $2)
+              ORDER BY s.ord
+             ON CONFLICT (id) DO UPDATE
+                SET (%2$s, synced_revision, last_synced_at, in_conflict%7$s)
+                  = ROW(%4$s, EXCLUDED.synced_revision, EXCLUDED.last_synced_at, false%8$s)',
+            tname, col_list, src_list, excl_list, ins_extra_cols, ins_extra_vals,
+            upd_extra_cols, upd_extra_vals)
+        USING tname, p_only_ord;
+
+        -- Deletes: the cloud never hard-deletes; it keeps the record as deleted, under a
+        -- new revision that both sides are known to hold (the site's copy is gone).
+        IF p_side = 'cloud' THEN
+            EXECUTE format(
+                'UPDATE %1$I t SET deleted = true, lifecycle = ''deleted'', in_conflict = false,
+                        revision = x.rev, synced_revision = x.rev,
+                        last_synced_at = clock_timestamp(), updated_at = clock_timestamp()
+                   FROM (SELECT s.row_id, scsync_snowflake() AS rev FROM scsync_stage s
+                          WHERE s.table_name = $1 AND s.outcome = ''apply'' AND s.op = ''D''
+                            AND ($2 IS NULL OR s.ord = $2)) x
+                  WHERE t.id = x.row_id', tname)
+            USING tname, p_only_ord;
+        ELSE
+            EXECUTE format(
+                'DELETE FROM %1$I t USING scsync_stage s
+                  WHERE s.table_name = $1 AND s.outcome = ''apply'' AND s.op = ''D''
+                    AND ($2 IS NULL OR s.ord = $2) AND t.id = s.row_id', tname)
+            USING tname, p_only_ord;
+        END IF;
+
+        -- Conflicts: mark the record; it keeps its content.
+        EXECUTE format(
+            'UPDATE %1$I t SET in_conflict = true FROM scsync_stage s
+              WHERE s.table_name = $1 AND s.outcome = ''conflict''
+                AND ($2 IS NULL OR s.ord = $2) AND t.id = s.row_id AND NOT t.in_conflict',
+            tname)
+        USING tname, p_only_ord;
+    END LOOP;
+
+    -- A record that was in conflict here and is now fast-forwarded was resolved on the
+    -- other side: its open conflicts close with the resolution that came along.
+    UPDATE scsync_conflicts c
+       SET status = 'resolved',
+           resolution = coalesce(s.resolution ->> 'resolution', c.resolution),
+           resolved_by = coalesce(s.resolution ->> 'resolved_by', 'replicator'),
+           resolved_at = clock_timestamp()
+      FROM scsync_stage s
+     WHERE (p_only_ord IS NULL OR s.ord = p_only_ord) AND s.outcome = 'apply'
+       AND c.table_name = s.table_name AND c.row_id = s.row_id AND c.status = 'open';
+
+    -- Both versions of each conflict: one open record per record, refreshed with the
+    -- latest versions while it stays open.
+    UPDATE scsync_stage s SET conflict_id = c.id
+      FROM scsync_conflicts c
+     WHERE (p_only_ord IS NULL OR s.ord = p_only_ord) AND s.outcome = 'conflict'
+       AND c.table_name = s.table_name AND c.row_id = s.row_id AND c.status = 'open';
+    UPDATE scsync_stage s SET conflict_id = scsync_snowflake()
+     WHERE (p_only_ord IS NULL OR s.ord = p_only_ord) AND s.outcome = 'conflict'
+       AND s.conflict_id IS NULL;
+    INSERT INTO scsync_conflicts AS c (id, table_name, row_id, site_id, base_revision,
+                                       local_revision, cloud_revision, local_row, cloud_row,
+                                       detected_on)
+    SELECT s.conflict_id, s.table_name, s.row_id,
+           coalesce((s.dest_row ->> 'site_id')::int, (s.row_data ->> 'site_id')::int),
+           s.base,
+           CASE WHEN p_side = 'cloud' THEN s.revision ELSE s.dest_revision END,
+           CASE WHEN p_side = 'cloud' THEN s.dest_revision ELSE s.revision END,
+           CASE WHEN p_side = 'cloud' THEN s.row_data ELSE s.dest_row END,
+           CASE WHEN p_side = 'cloud' THEN s.dest_row ELSE s.row_data END,
+           p_side
+      FROM scsync_stage s
+     WHERE (p_only_ord IS NULL OR s.ord = p_only_ord) AND s.outcome = 'conflict'
+    ON CONFLICT (id) DO UPDATE
+       SET base_revision = EXCLUDED.base_revision,
+           local_revision = EXCLUDED.local_revision,
+           cloud_revision = EXCLUDED.cloud_revision,
+           local_row = EXCLUDED.local_row, cloud_row = EXCLUDED.cloud_row,
+           detected_at = clock_timestamp();
+
+    RETURN QUERY
+    SELECT s.ord, s.table_name, s.row_id, s.outcome, s.revision,
+           CASE WHEN s.outcome = 'conflict' THEN (
+               SELECT to_jsonb(c) FROM scsync_conflicts c WHERE c.id = s.conflict_id)
+           END
+      FROM scsync_stage s
+     WHERE p_only_ord IS NULL OR s.ord = p_only_ord
+     ORDER BY s.ord;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Acknowledge a batch at its source, in one transaction (replicating = 'on'):
+-- delete exactly the consumed outbox seqs, forget dead letters that went through,
+-- move synced_revision forward, mirror conflicts. p_rows: [{"t": table, "id": row_id,
+-- "revs": [revisions the destination holds or held], "conflict": {...} | null}].
+-- synced_revision moves to the newest of "revs" that this side also held (by this
+-- side's history order), even when the record changed since it was sent: the content
+-- is untouched and `synced` stays false, but the next push carries the right base.
+CREATE FUNCTION scsync_replicator_ack(p_lane text, p_seqs bigint[], p_rows jsonb)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    tname text;
+    g int := scsync_replicator_guard(NULL);
+BEGIN
+    IF g IS NOT NULL AND EXISTS (
+        SELECT 1 FROM jsonb_array_elements(p_rows) r
+         WHERE jsonb_typeof(r -> 'conflict') = 'object'
+           AND (r -> 'conflict' ->> 'site_id')::int <> g) THEN
+        RAISE EXCEPTION 'a site may only record its own conflicts' USING ERRCODE = '42501';
+    END IF;
+    DELETE FROM scsync_outbox WHERE seq = ANY(p_seqs) AND (g IS NULL OR site_id = g);
+    DELETE FROM scsync_dead_letters d
+     USING jsonb_array_elements(p_rows) r
+     WHERE d.lane = p_lane AND d.table_name = r ->> 't' AND d.row_id = (r ->> 'id')::bigint
+       AND (g IS NULL OR d.site_id = g);
+    FOR tname IN SELECT DISTINCT r ->> 't' FROM jsonb_array_elements(p_rows) r LOOP
+        EXECUTE format(
+            'UPDATE %1$I t SET synced_revision = b.rev, last_synced_at = clock_timestamp()
+               FROM (SELECT DISTINCT ON (x.id) x.id, h.revision AS rev, h.seq
+                       FROM (SELECT (r ->> ''id'')::bigint AS id, r -> ''revs'' AS revs
+                               FROM jsonb_array_elements($2) r WHERE r ->> ''t'' = $1) x
+                       JOIN scsync_history h
+                         ON h.table_name = $1 AND h.row_id = x.id
+                        AND h.revision IN (SELECT jsonb_array_elements_text(x.revs)::bigint)
+                      ORDER BY x.id, h.seq DESC) b
+              WHERE t.id = b.id AND ($3 IS NULL OR t.site_id = $3)
+                AND t.synced_revision IS DISTINCT FROM b.rev
+                AND coalesce((SELECT h2.seq FROM scsync_history h2
+                               WHERE h2.table_name = $1 AND h2.row_id = t.id
+                                 AND h2.revision = t.synced_revision), -1) < b.seq',
+            tname)
+        USING tname, p_rows, g;
+        EXECUTE format(
+            'UPDATE %1$I t SET in_conflict = true
+               FROM jsonb_array_elements($2) r
+              WHERE r ->> ''t'' = $1 AND (r ->> ''id'')::bigint = t.id
+                AND ($3 IS NULL OR t.site_id = $3)
+                AND jsonb_typeof(r -> ''conflict'') = ''object'' AND NOT t.in_conflict',
+            tname)
+        USING tname, p_rows, g;
+    END LOOP;
+    INSERT INTO scsync_conflicts AS c
+    SELECT x.* FROM jsonb_array_elements(p_rows) r,
+                    jsonb_populate_record(NULL::scsync_conflicts, r -> 'conflict') x
+     WHERE jsonb_typeof(r -> 'conflict') = 'object'
+    ON CONFLICT (id) DO UPDATE
+       SET base_revision = EXCLUDED.base_revision,
+           local_revision = EXCLUDED.local_revision,
+           cloud_revision = EXCLUDED.cloud_revision,
+           local_row = EXCLUDED.local_row, cloud_row = EXCLUDED.cloud_row,
+           detected_at = EXCLUDED.detected_at
+     WHERE c.status = 'open';
+END
+$$;
+
+-- After a crash: what the destination holds of some records, in the shape
+-- scsync_replicator_ack takes. p_keys: [{"t": table, "id": row_id}].
+CREATE FUNCTION scsync_replicator_recover_rows(p_keys jsonb) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    WITH g AS (SELECT scsync_replicator_guard(NULL) AS site)
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               't', k ->> 't', 'id', (k ->> 'id')::bigint,
+               'revs', (SELECT coalesce(jsonb_agg(h.revision), '[]'::jsonb)
+                          FROM scsync_history h
+                         WHERE h.table_name = k ->> 't' AND h.row_id = (k ->> 'id')::bigint
+                           AND (g.site IS NULL OR h.site_id = g.site)),
+               'conflict', (SELECT to_jsonb(c) FROM scsync_conflicts c
+                             WHERE c.table_name = k ->> 't'
+                               AND c.row_id = (k ->> 'id')::bigint AND c.status = 'open'
+                               AND (g.site IS NULL OR c.site_id = g.site)
+                             ORDER BY c.detected_at DESC LIMIT 1))), '[]'::jsonb)
+      FROM jsonb_array_elements(p_keys) k, g
+$$;
+
+-- Park a record that could not be applied; it is retried after a growing delay and
+-- never holds back the records behind it.
+CREATE FUNCTION scsync_replicator_park(p_lane text, p_table text, p_row_id bigint,
+                                       p_site_id int, p_revision bigint, p_reason text,
+                                       p_initial_s double precision, p_max_s double precision)
+RETURNS void
+LANGUAGE sql AS $$
+    SELECT scsync_replicator_guard(p_site_id);
+    INSERT INTO scsync_dead_letters AS d (lane, table_name, row_id, site_id, revision, reason,
+                                          attempts, next_retry_at)
+    VALUES (p_lane, p_table, p_row_id, p_site_id, p_revision, p_reason, 1,
+            clock_timestamp() + make_interval(secs => p_initial_s * (0.5 + random())))
+    ON CONFLICT (lane, table_name, row_id) DO UPDATE
+       SET reason = EXCLUDED.reason, revision = EXCLUDED.revision,
+           attempts = d.attempts + 1, last_failed_at = clock_timestamp(),
+           next_retry_at = clock_timestamp() + make_interval(secs =>
+               least(p_max_s, p_initial_s * power(2, least(d.attempts, 30)))
+               * (0.5 + random()))
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Resolve an open conflict on this side (either side will do; the other side follows
+-- through replication): the kept version is saved here as a new revision whose
+-- synced_revision is the revision the other side holds, so the lane's apply rule sees
+-- "destination revision = base" there and fast-forwards it. Returns the new revision
+-- (NULL when the kept version is a deletion that needs no new row here).
+CREATE FUNCTION scsync_resolve_conflict(p_conflict_id bigint, p_keep text, p_by text)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    c scsync_conflicts%ROWTYPE;
+    here text;
+    kept jsonb;
+    other_rev bigint;
+    other_row jsonb;
+    new_rev bigint;
+    cols text;
+    src text;
+    exists_here boolean;
+BEGIN
+    SELECT side INTO here FROM scsync_node;
+    SELECT * INTO c FROM scsync_conflicts WHERE id = p_conflict_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no conflict %', p_conflict_id USING ERRCODE = 'SC210';
+    END IF;
+    IF c.status <> 'open' THEN
+        RAISE EXCEPTION 'conflict % is already resolved (%)', p_conflict_id, c.resolution
+            USING ERRCODE = 'SC211';
+    END IF;
+    IF p_keep NOT IN ('local', 'cloud') THEN
+        RAISE EXCEPTION 'keep must be local or cloud, not %', p_keep USING ERRCODE = 'SC212';
+    END IF;
+    PERFORM set_config('scsync.replicating', 'on', true);
+    EXECUTE format('SELECT to_jsonb(t) FROM %I t WHERE t.id = $1 FOR UPDATE', c.table_name)
+       INTO kept USING c.row_id;
+    exists_here := kept IS NOT NULL;
+    IF here = 'local' THEN
+        other_rev := c.cloud_revision;
+        other_row := c.cloud_row;
+    ELSE
+        other_rev := c.local_revision;
+        other_row := c.local_row;
+    END IF;
+    IF p_keep <> here THEN
+        kept := other_row;  -- the other side's version as last reported
+    END IF;
+
+    IF kept IS NULL THEN
+        -- The kept version is a deletion.
+        IF here = 'local' THEN
+            IF exists_here THEN
+                EXECUTE format('DELETE FROM %I WHERE id = $1', c.table_name) USING c.row_id;
+            END IF;
+            -- A tombstone based on the cloud's revision fast-forwards the cloud to deleted.
+            INSERT INTO scsync_outbox (table_name, row_id, site_id, op, origin, revision,
+                                       synced_revision)
+            VALUES (c.table_name, c.row_id, c.site_id, 'D', here,
+                    coalesce(c.local_revision, c.cloud_revision), c.cloud_revision);
+        ELSE
+            new_rev := scsync_snowflake();
+            EXECUTE format('UPDATE %I SET deleted = true, lifecycle = ''deleted'',
+                                   revision = $2, synced_revision = NULL, in_conflict = false,
+                                   updated_at = clock_timestamp() WHERE id = $1', c.table_name)
+            USING c.row_id, new_rev;
+            INSERT INTO scsync_outbox (table_name, row_id, site_id, op, origin, revision,
+                                       synced_revision)
+            VALUES (c.table_name, c.row_id, c.site_id, 'U', here, new_rev, NULL);
+        END IF;
+    ELSE
+        new_rev := scsync_snowflake();
+        SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
+               string_agg('r.' || quote_ident(a.attname), ', ' ORDER BY a.attnum)
+          INTO cols, src
+          FROM pg_attribute a
+         WHERE a.attrelid = c.table_name::regclass AND a.attnum > 0 AND NOT a.attisdropped
+           AND a.attgenerated = '' AND kept ? a.attname::text
+           AND a.attname::text <> ALL (scsync_bookkeeping_columns() || ARRAY['id']);
+        IF exists_here THEN
+            EXECUTE format('UPDATE %1$I t SET (%2$s) = (SELECT %3$s FROM
+                                jsonb_populate_record(NULL::%1$I, $2) r),
+                                revision = $3, synced_revision = $4, in_conflict = false,
+                                updated_at = clock_timestamp()
+                             WHERE t.id = $1', c.table_name, cols, src)
+            USING c.row_id, kept, new_rev, CASE WHEN other_row IS NULL THEN NULL ELSE other_rev END;
+        ELSE
+            EXECUTE format('INSERT INTO %1$I (id, %2$s, revision, synced_revision, updated_at)
+                            SELECT $1, %3$s, $3, $4, clock_timestamp()
+                              FROM jsonb_populate_record(NULL::%1$I, $2) r',
+                           c.table_name, cols, src)
+            USING c.row_id, kept, new_rev, CASE WHEN other_row IS NULL THEN NULL ELSE other_rev END;
+        END IF;
+        INSERT INTO scsync_outbox (table_name, row_id, site_id, op, origin, revision,
+                                   synced_revision)
+        VALUES (c.table_name, c.row_id, c.site_id, 'U', here, new_rev,
+                CASE WHEN other_row IS NULL THEN NULL ELSE other_rev END);
+    END IF;
+    PERFORM pg_notify('scsync_outbox', c.site_id::text);
+    UPDATE scsync_conflicts
+       SET status = 'resolved', resolution = p_keep, resolved_by = p_by,
+           resolved_at = clock_timestamp()
+     WHERE table_name = c.table_name AND row_id = c.row_id AND status = 'open';
+    PERFORM set_config('scsync.replicating', '', true);
+    RETURN new_rev;
+END
+$$;

@@ -1,0 +1,10 @@
+-- Undo r0002_replicator.sql.
+DROP FUNCTION scsync_replicator_read(text, int, int, jsonb);
+DROP FUNCTION scsync_replicator_stage();
+DROP FUNCTION scsync_replicator_apply(text, jsonb, bigint);
+DROP FUNCTION scsync_replicator_ack(text, bigint[], jsonb);
+DROP FUNCTION scsync_replicator_recover_rows(jsonb);
+DROP FUNCTION scsync_replicator_park(text, text, bigint, int, bigint, text,
+                                     double precision, double precision);
+DROP FUNCTION scsync_resolve_conflict(bigint, text, text);
+DROP FUNCTION scsync_replicator_guard(int);
