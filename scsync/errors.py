@@ -5,6 +5,7 @@ from __future__ import annotations
 from api.errors import ApiError
 from api.errors import ConfigError as ApiConfigError
 from lockd.errors import LockdError, LockdUnavailable
+from replicator.files.errors import FilesError, PolicyError
 from schema.errors import ConfigError, DatabaseUnavailable, SchemaError
 
 EXIT_USAGE = 2
@@ -37,5 +38,9 @@ def to_cli_error(exc: Exception) -> CliError | None:
     if isinstance(exc, LockdUnavailable):
         return CliError(str(exc), EXIT_UNAVAILABLE)
     if isinstance(exc, LockdError):
+        return CliError(str(exc), EXIT_FAILED)
+    if isinstance(exc, PolicyError):
+        return CliError(str(exc), EXIT_USAGE)
+    if isinstance(exc, FilesError):
         return CliError(str(exc), EXIT_FAILED)
     return None

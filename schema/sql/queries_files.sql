@@ -93,3 +93,182 @@ ON CONFLICT (sha256, part_number) DO UPDATE SET etag = EXCLUDED.etag, size = EXC
 
 -- name: files_journal_finish
 DELETE FROM scsync_uploads WHERE sha256 = :sha256;
+
+-- ==== local: scope policy ================================================================
+
+-- name: files_policy_get
+SELECT mode, tables, modalities, since_date, last_days, old_data FROM scsync_file_policy;
+
+-- name: files_policy_set
+INSERT INTO scsync_file_policy (singleton, mode, tables, modalities, since_date, last_days,
+                                old_data, updated_at)
+VALUES (true, :mode, CAST(:tables AS jsonb), CAST(:modalities AS jsonb), :since_date,
+        :last_days, :old_data, now())
+ON CONFLICT (singleton) DO UPDATE
+   SET mode = EXCLUDED.mode, tables = EXCLUDED.tables, modalities = EXCLUDED.modalities,
+       since_date = EXCLUDED.since_date, last_days = EXCLUDED.last_days,
+       old_data = EXCLUDED.old_data, updated_at = now();
+
+-- name: files_select
+INSERT INTO scsync_file_selection (table_name, row_id) VALUES (:table_name, :row_id)
+ON CONFLICT DO NOTHING;
+
+-- name: files_unselect
+DELETE FROM scsync_file_selection WHERE table_name = :table_name AND row_id = :row_id;
+
+-- name: files_row_in_scope
+SELECT scsync_blob_in_scope(table_name, id, modality, record_date) AS in_scope
+  FROM scsync_file_rows
+ WHERE table_name = :table_name AND id = :row_id;
+
+-- name: files_out_of_scope_crossed
+SELECT table_name, id, blob_sha256 FROM scsync_file_rows
+ WHERE site_id = :site_id AND synced_revision IS NOT NULL AND sync_enabled
+   AND blob_sha256 IS NOT NULL
+   AND NOT scsync_blob_in_scope(table_name, id, modality, record_date)
+ ORDER BY id DESC;
+
+-- ==== cloud: lifecycle of copies that left scope (run as replicated bookkeeping) ==========
+
+-- name: files_lifecycle_images
+UPDATE images SET lifecycle = :lifecycle
+ WHERE id = :row_id AND site_id = :site_id AND lifecycle = 'active' RETURNING id;
+
+-- name: files_lifecycle_captures
+UPDATE captures SET lifecycle = :lifecycle
+ WHERE id = :row_id AND site_id = :site_id AND lifecycle = 'active' RETURNING id;
+
+-- name: files_lifecycle_project_files
+UPDATE project_files SET lifecycle = :lifecycle
+ WHERE id = :row_id AND site_id = :site_id AND lifecycle = 'active' RETURNING id;
+
+-- name: files_blob_remote_images
+UPDATE images SET blob_state = 'remote' WHERE id = :row_id AND site_id = :site_id;
+
+-- name: files_blob_remote_captures
+UPDATE captures SET blob_state = 'remote' WHERE id = :row_id AND site_id = :site_id;
+
+-- name: files_blob_remote_project_files
+UPDATE project_files SET blob_state = 'remote' WHERE id = :row_id AND site_id = :site_id;
+
+-- name: files_restore_images
+UPDATE images SET lifecycle = 'active'
+ WHERE id = :row_id AND site_id = :site_id AND lifecycle = 'backed_up' RETURNING id;
+
+-- name: files_restore_captures
+UPDATE captures SET lifecycle = 'active'
+ WHERE id = :row_id AND site_id = :site_id AND lifecycle = 'backed_up' RETURNING id;
+
+-- name: files_restore_project_files
+UPDATE project_files SET lifecycle = 'active'
+ WHERE id = :row_id AND site_id = :site_id AND lifecycle = 'backed_up' RETURNING id;
+
+-- ==== local: backfill and on-demand (psycopg binds: %(name)s; {table}, {stage},
+-- {columns}, ... are psycopg.sql.Identifier / composed lists) ==============================
+
+-- name: files_local_blob_file
+SELECT table_name, id, local_path, blob_size FROM scsync_file_rows
+ WHERE site_id = %(site_id)s AND blob_sha256 = %(sha256)s AND local_path IS NOT NULL
+   AND blob_state = 'present'
+ ORDER BY id DESC
+ LIMIT 1;
+
+-- Rows of one table that never crossed, newest first, below the keyset cursor.
+-- name: files_backfill_copy_out
+COPY (SELECT {columns} FROM {table}
+       WHERE site_id = %(site_id)s AND synced_revision IS NULL AND sync_enabled
+         AND id < %(before)s
+       ORDER BY id DESC
+       LIMIT %(limit)s) TO STDOUT (FORMAT BINARY);
+
+-- name: files_backfill_copy_out_ids
+COPY (SELECT {columns} FROM {table} WHERE id = ANY(%(ids)s) ORDER BY id DESC)
+  TO STDOUT (FORMAT BINARY);
+
+-- The next file-bearing rows, with what the upload needs and whether the blob is in scope.
+-- name: files_backfill_file_rows
+SELECT id, blob_sha256, blob_size, blob_state, local_path,
+       scsync_blob_in_scope(table_name, id, modality, record_date) AS in_scope
+  FROM scsync_file_rows
+ WHERE table_name = %(table_name)s AND site_id = %(site_id)s
+   AND synced_revision IS NULL AND sync_enabled AND id < %(before)s
+ ORDER BY id DESC
+ LIMIT %(limit)s;
+
+-- name: files_backfill_stage_create
+CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS
+    AS SELECT {columns} FROM {table} WITH NO DATA;
+
+-- name: files_backfill_stage_copy_in
+COPY {stage} ({columns}) FROM STDIN (FORMAT BINARY);
+
+-- name: files_backfill_stage_stats
+SELECT count(*) AS n, min(id) AS min_id FROM {stage};
+
+-- Fast-forward of rows the cloud has never seen (absent = null base); a row already
+-- there is left alone (duplicate when its revision matches, else the core's conflict).
+-- Every inserted revision is recorded in history, as the capture trigger would.
+-- name: files_backfill_apply
+WITH ins AS (
+    INSERT INTO {table} ({targets})
+    SELECT {values} FROM {stage} s
+    ON CONFLICT (id) DO NOTHING
+    RETURNING *
+)
+INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major,
+                            version_minor, op, row_data, origin)
+SELECT %(table_name)s, ins.id, ins.site_id, ins.revision, ins.version_major,
+       ins.version_minor, 'I', to_jsonb(ins), 'replicated'
+  FROM ins
+ON CONFLICT (table_name, row_id, revision) DO NOTHING;
+
+-- name: files_backfill_accepted
+SELECT s.id, s.revision FROM {stage} s JOIN {table} c ON c.id = s.id AND c.revision = s.revision;
+
+-- name: files_backfill_mark_synced
+UPDATE {table} t SET synced_revision = a.rev, last_synced_at = now()
+  FROM unnest(%(ids)s::bigint[], %(revs)s::bigint[]) AS a(id, rev)
+ WHERE t.id = a.id AND t.synced_revision IS NULL;
+
+-- name: files_backfill_remaining_rows
+SELECT count(*) FROM {table}
+ WHERE site_id = %(site_id)s AND synced_revision IS NULL AND sync_enabled;
+
+-- name: files_backfill_remaining_bytes
+SELECT coalesce(sum(blob_size), 0) FROM scsync_file_rows
+ WHERE site_id = %(site_id)s AND synced_revision IS NULL AND sync_enabled
+   AND blob_sha256 IS NOT NULL
+   AND scsync_blob_in_scope(table_name, id, modality, record_date);
+
+-- name: files_backfill_may_bulk
+SELECT current_setting('is_superuser') = 'on'
+       OR has_parameter_privilege('session_replication_role', 'SET');
+
+-- name: files_backfill_get
+SELECT state, rows_per_s, bytes_per_s, rows_total, bytes_total, rows_done, bytes_done,
+       run_started_at, run_rows, run_bytes, updated_at
+  FROM scsync_backfill;
+
+-- name: files_backfill_start
+INSERT INTO scsync_backfill (singleton, state, rows_per_s, bytes_per_s, rows_total,
+                             bytes_total, rows_done, bytes_done, run_started_at, run_rows,
+                             run_bytes, updated_at)
+VALUES (true, 'running', %(rows_per_s)s, %(bytes_per_s)s, %(rows_total)s, %(bytes_total)s,
+        %(rows_done)s, %(bytes_done)s, now(), 0, 0, now())
+ON CONFLICT (singleton) DO UPDATE
+   SET state = 'running', rows_per_s = EXCLUDED.rows_per_s, bytes_per_s = EXCLUDED.bytes_per_s,
+       rows_total = EXCLUDED.rows_total, bytes_total = EXCLUDED.bytes_total,
+       rows_done = EXCLUDED.rows_done, bytes_done = EXCLUDED.bytes_done,
+       run_started_at = now(), run_rows = 0, run_bytes = 0, updated_at = now();
+
+-- name: files_backfill_progress
+UPDATE scsync_backfill
+   SET rows_done = %(rows_done)s, bytes_done = %(bytes_done)s, run_rows = %(run_rows)s,
+       run_bytes = %(run_bytes)s, updated_at = now();
+
+-- name: files_backfill_set_state
+INSERT INTO scsync_backfill (singleton, state, updated_at) VALUES (true, %(state)s, now())
+ON CONFLICT (singleton) DO UPDATE SET state = EXCLUDED.state, updated_at = now();
+
+-- name: files_backfill_publish
+SELECT scsync_api_publish(%(site_id)s, 'sync.progress', NULL, NULL, NULL, %(payload)s::jsonb);

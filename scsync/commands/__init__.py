@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from scsync.commands import api, db, lockd
+from scsync.commands import api, db, files, lockd
 
-COMMANDS: tuple[ModuleType, ...] = (db, lockd, api)
+COMMANDS: tuple[ModuleType, ...] = (db, lockd, api, files)

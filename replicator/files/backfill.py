@@ -1,0 +1,509 @@
+"""Backfill: everything that never crossed (``synced_revision IS NULL``) goes to the cloud.
+
+Order: tables parents first (so a child never arrives before the parent it references),
+each table newest first (``ORDER BY id DESC``: Snowflake ids grow with time). A batch of
+metadata is streamed with COPY from the local table straight into a staging table on
+the cloud (binary, never the whole table in memory), applied there with
+``INSERT ... ON CONFLICT (id) DO NOTHING`` (absent at the cloud = null base: a fast
+forward; already there with the same revision: a duplicate), its revisions recorded in
+history, and only then marked synced locally, with the revision the cloud accepted.
+Progress is therefore derived from what is recorded as synced: a restart simply finds
+fewer rows that never crossed, and a crash between the two commits makes the next run
+see duplicates, which it acknowledges.
+
+File-bearing tables go in smaller batches: the blobs of in-scope rows are uploaded first
+(concurrently, bounded, deduplicated), and the rows then carry ``blob_state`` ``uploaded``
+only for blobs the cloud verified, ``remote`` otherwise (metadata only).
+
+Live changes come first: before every batch the lane awaits ``live_gate`` (the core's
+"live lane is idle" signal, see docs/files.md) and serves open on-demand requests.
+Throttles: rows/s (between batches) and bytes/s (inside every transfer chunk).
+Progress goes to the ``scsync_backfill`` row, to ``sync.progress`` events, to
+``on_progress`` (the CLI's progress bar) and, when asked, to a Prometheus text file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import namedtuple_row
+
+from replicator.files.errors import BlobMissing, FilesError
+from replicator.files.ondemand import OnDemand
+from replicator.files.transfer import RateLimiter, Transfer
+from schema.sql import query
+from schema.tables import SYNCED_TABLES, metadata_for
+from schema.urls import libpq_url
+
+log = logging.getLogger(__name__)
+
+MiB: Final = 1024 * 1024
+# Columns the cloud computes or that do not exist there.
+_NOT_COPIED: Final = frozenset({"synced", "local_path"})
+AsyncConn = psycopg.AsyncConnection[Any]
+
+
+@dataclass(frozen=True)
+class BackfillConfig:
+    batch_rows: int = 5000
+    file_batch_rows: int = 20
+    rows_per_s: float | None = None
+    bytes_per_s: float | None = None
+    requests_poll_s: float = 1.0
+    progress_interval_s: float = 0.5
+    # Apply with session_replication_role = replica when the role may (as logical
+    # replication's apply does): no per-row triggers, history and states set in bulk.
+    bulk: bool = True
+    metrics_path: Path | None = None
+    tables: tuple[str, ...] = tuple(SYNCED_TABLES)
+
+
+@dataclass
+class Progress:
+    state: str = "idle"
+    rows_total: int = 0
+    rows_done: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0
+    rows_per_s: float = 0.0
+    bytes_per_s: float = 0.0
+    table: str | None = None
+    requests_served: int = 0
+
+    @property
+    def eta_s(self) -> float | None:
+        left_rows = max(0, self.rows_total - self.rows_done)
+        left_bytes = max(0, self.bytes_total - self.bytes_done)
+        if left_rows == 0 and left_bytes == 0:
+            return 0.0
+        etas = []
+        if left_rows and self.rows_per_s > 0:
+            etas.append(left_rows / self.rows_per_s)
+        if left_bytes and self.bytes_per_s > 0:
+            etas.append(left_bytes / self.bytes_per_s)
+        return max(etas) if etas else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "rows_total": self.rows_total,
+            "rows_done": self.rows_done,
+            "bytes_total": self.bytes_total,
+            "bytes_done": self.bytes_done,
+            "rows_per_s": round(self.rows_per_s, 1),
+            "bytes_per_s": round(self.bytes_per_s, 1),
+            "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
+            "table": self.table,
+        }
+
+    def metrics_text(self) -> str:
+        """The same figures in Prometheus' text exposition format."""
+        eta = self.eta_s
+        figures = {
+            "scsync_backfill_rows_total": self.rows_total,
+            "scsync_backfill_rows_done": self.rows_done,
+            "scsync_backfill_bytes_total": self.bytes_total,
+            "scsync_backfill_bytes_done": self.bytes_done,
+            "scsync_backfill_rows_per_second": self.rows_per_s,
+            "scsync_backfill_bytes_per_second": self.bytes_per_s,
+            "scsync_backfill_eta_seconds": -1 if eta is None else eta,
+            "scsync_backfill_running": 1 if self.state == "running" else 0,
+        }
+        lines = []
+        for name, value in figures.items():
+            lines.append(f"# TYPE {name} gauge")
+            lines.append(f"{name} {value}")
+        return "\n".join(lines) + "\n"
+
+
+async def connect(url: str) -> AsyncConn:
+    return await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True)
+
+
+def _copied_columns(table: str) -> list[str]:
+    local = metadata_for("local").tables[table]
+    return [c.name for c in local.columns if c.name not in _NOT_COPIED]
+
+
+def _stage(table: str) -> sql.Identifier:
+    return sql.Identifier(f"scsync_backfill_stage_{table}")
+
+
+def _q(name: str, **parts: sql.Composable) -> sql.Composed:
+    return sql.SQL(query(name)).format(**parts)
+
+
+async def remaining(local: AsyncConn, site_id: int, tables: Sequence[str]) -> tuple[int, int]:
+    """Rows that never crossed and in-scope bytes they carry (the backfill's left-over)."""
+    rows = 0
+    async with local.cursor() as cur:
+        for table in tables:
+            await cur.execute(
+                _q("files_backfill_remaining_rows", table=sql.Identifier(table)),
+                {"site_id": site_id},
+            )
+            rows += int((await cur.fetchone() or (0,))[0])
+        await cur.execute(query("files_backfill_remaining_bytes"), {"site_id": site_id})
+        nbytes = int((await cur.fetchone() or (0,))[0])
+    return rows, nbytes
+
+
+async def read_progress(local: AsyncConn, site_id: int) -> Progress:
+    """What `scsync backfill status` shows: stored totals, done derived from the data."""
+    async with local.cursor(row_factory=namedtuple_row) as cur:
+        await cur.execute(query("files_backfill_get"))
+        row: Any = await cur.fetchone()
+    left_rows, left_bytes = await remaining(local, site_id, tuple(SYNCED_TABLES))
+    if row is None:
+        return Progress(rows_total=left_rows, bytes_total=left_bytes)
+    total_rows = max(row.rows_total, left_rows)
+    total_bytes = max(row.bytes_total, left_bytes)
+    p = Progress(
+        state=row.state,
+        rows_total=total_rows,
+        rows_done=total_rows - left_rows,
+        bytes_total=total_bytes,
+        bytes_done=total_bytes - left_bytes,
+    )
+    if row.run_started_at is not None and row.state == "running":
+        elapsed = max(1e-6, (row.updated_at - row.run_started_at).total_seconds())
+        p.rows_per_s = row.run_rows / elapsed
+        p.bytes_per_s = row.run_bytes / elapsed
+    return p
+
+
+async def set_state(local: AsyncConn, state: str) -> None:
+    async with local.cursor() as cur:
+        await cur.execute(query("files_backfill_set_state"), {"state": state})
+
+
+@dataclass
+class _Run:
+    started: float = field(default_factory=time.monotonic)
+    rows: int = 0
+    bytes: int = 0
+    last_emit: float = 0.0
+
+
+class Backfill:
+    """One site's backfill lane. ``await run()`` returns when done or paused."""
+
+    def __init__(
+        self,
+        local_url: str,
+        cloud_url: str,
+        site_id: int,
+        transfer: Transfer | None = None,
+        config: BackfillConfig | None = None,
+        live_gate: Callable[[], Awaitable[None]] | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.local_url = local_url
+        self.cloud_url = cloud_url
+        self.site_id = site_id
+        self.transfer = transfer
+        self.config = config or BackfillConfig()
+        self.live_gate = live_gate
+        self.on_progress = on_progress
+        self.progress = Progress()
+        self._rows_limiter = RateLimiter(self.config.rows_per_s)
+        if transfer is not None and self.config.bytes_per_s:
+            transfer.limiter = RateLimiter(self.config.bytes_per_s, burst=MiB)
+        self._run = _Run()
+        self._last_poll = 0.0
+        self._ondemand: OnDemand | None = None
+
+    async def run(self) -> Progress:
+        local = await connect(self.local_url)
+        cloud = await connect(self.cloud_url)
+        try:
+            self._bulk = self.config.bulk and await self._may_bulk(local, cloud)
+            if self.transfer is not None:
+                self._ondemand = OnDemand(self.transfer, local)
+            await self._begin(local)
+            for table in self.config.tables:
+                if not await self._table(local, cloud, table):
+                    self.progress.state = "paused"
+                    await self._emit(local, force=True)
+                    return self.progress
+            self.progress.state = "done"
+            self.progress.table = None
+            await set_state(local, "done")
+            await self._emit(local, force=True)
+            return self.progress
+        finally:
+            await local.close()
+            await cloud.close()
+
+    async def _may_bulk(self, local: AsyncConn, cloud: AsyncConn) -> bool:
+        for conn in (local, cloud):
+            async with conn.cursor() as cur:
+                await cur.execute(query("files_backfill_may_bulk"))
+                row: Any = await cur.fetchone()
+                if not (row and row[0]):
+                    return False
+        return True
+
+    async def _begin(self, local: AsyncConn) -> None:
+        async with local.cursor(row_factory=namedtuple_row) as cur:
+            await cur.execute(query("files_backfill_get"))
+            row: Any = await cur.fetchone()
+        left_rows, left_bytes = await remaining(local, self.site_id, self.config.tables)
+        resuming = row is not None and row.state in ("running", "paused")
+        total_rows = max(row.rows_total, left_rows) if resuming and row else left_rows
+        total_bytes = max(row.bytes_total, left_bytes) if resuming and row else left_bytes
+        self.progress = Progress(
+            state="running",
+            rows_total=total_rows,
+            rows_done=total_rows - left_rows,
+            bytes_total=total_bytes,
+            bytes_done=total_bytes - left_bytes,
+        )
+        async with local.cursor() as cur:
+            await cur.execute(
+                query("files_backfill_start"),
+                {
+                    "rows_per_s": self.config.rows_per_s,
+                    "bytes_per_s": self.config.bytes_per_s,
+                    "rows_total": total_rows,
+                    "bytes_total": total_bytes,
+                    "rows_done": self.progress.rows_done,
+                    "bytes_done": self.progress.bytes_done,
+                },
+            )
+        self._run = _Run()
+
+    async def _paused(self, local: AsyncConn) -> bool:
+        async with local.cursor() as cur:
+            await cur.execute(query("files_backfill_get"))
+            row: Any = await cur.fetchone()
+        return row is not None and row[0] == "paused"
+
+    async def _before_batch(self, local: AsyncConn) -> bool:
+        if self.live_gate is not None:
+            await self.live_gate()
+        if await self._paused(local):
+            return False
+        if self._ondemand is not None:
+            now = time.monotonic()
+            if now - self._last_poll >= self.config.requests_poll_s:
+                self._last_poll = now
+                before = self._ondemand.bytes
+                served = await self._ondemand.serve_once()
+                self.progress.requests_served += served
+                self._run.bytes += self._ondemand.bytes - before
+        return True
+
+    async def _table(self, local: AsyncConn, cloud: AsyncConn, table: str) -> bool:
+        """Backfill one table; False when paused."""
+        self.progress.table = table
+        file_bearing = SYNCED_TABLES[table] is not None
+        before = (1 << 63) - 1
+        while True:
+            if not await self._before_batch(local):
+                return False
+            if file_bearing:
+                n, min_id = await self._file_batch(local, cloud, table, before)
+            else:
+                n, min_id = await self._batch(local, cloud, table, before=before)
+            if n == 0 or min_id is None:
+                return True
+            before = min_id
+            await self._rows_limiter.consume(n)
+            await self._emit(local)
+
+    async def _file_batch(
+        self, local: AsyncConn, cloud: AsyncConn, table: str, before: int
+    ) -> tuple[int, int | None]:
+        async with local.cursor(row_factory=namedtuple_row) as cur:
+            await cur.execute(
+                query("files_backfill_file_rows"),
+                {
+                    "table_name": table,
+                    "site_id": self.site_id,
+                    "before": before,
+                    "limit": self.config.file_batch_rows,
+                },
+            )
+            rows: list[Any] = await cur.fetchall()
+        if not rows:
+            return 0, None
+        uploaded = await self._upload_blobs(rows)
+        await self._batch(local, cloud, table, ids=[r.id for r in rows], uploaded=sorted(uploaded))
+        return len(rows), min(r.id for r in rows)
+
+    async def _upload_blobs(self, rows: Sequence[Any]) -> set[str]:
+        """Upload the in-scope blobs of a batch; the shas the cloud has verified."""
+        if self.transfer is None:
+            return set()
+        transfer = self.transfer
+        wanted: dict[str, Any] = {}
+        for r in rows:
+            if r.in_scope and r.blob_sha256 and r.local_path and r.blob_state == "present":
+                wanted.setdefault(r.blob_sha256, r)
+
+        async def one(r: Any) -> str | None:
+            try:
+                await transfer.upload(Path(r.local_path), r.blob_sha256, r.blob_size)
+            except BlobMissing as exc:
+                log.warning("row %s: %s; it crosses as metadata only", r.id, exc)
+                return None
+            self._run.bytes += r.blob_size
+            self.progress.bytes_done += r.blob_size
+            return str(r.blob_sha256)
+
+        done = await asyncio.gather(*(one(r) for r in wanted.values()))
+        return {sha for sha in done if sha}
+
+    async def _batch(
+        self,
+        local: AsyncConn,
+        cloud: AsyncConn,
+        table: str,
+        *,
+        before: int | None = None,
+        ids: list[int] | None = None,
+        uploaded: list[str] | None = None,
+    ) -> tuple[int, int | None]:
+        """Copy one batch to the cloud, apply it, mark what was accepted; (rows, min id)."""
+        columns = _copied_columns(table)
+        cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+        ident = sql.Identifier(table)
+        stage = _stage(table)
+        if ids is not None:
+            copy_out = _q("files_backfill_copy_out_ids", columns=cols, table=ident)
+            out_params: dict[str, Any] = {"ids": ids}
+        else:
+            copy_out = _q("files_backfill_copy_out", columns=cols, table=ident)
+            out_params = {
+                "site_id": self.site_id,
+                "before": before,
+                "limit": self.config.batch_rows,
+            }
+        targets, values = self._apply_lists(columns, uploaded)
+        try:
+            async with cloud.transaction():
+                ccur = cloud.cursor()
+                if self._bulk:
+                    await ccur.execute("SET LOCAL session_replication_role = replica")
+                await ccur.execute("SET LOCAL scsync.replicating = 'on'")
+                await ccur.execute(
+                    _q("files_backfill_stage_create", stage=stage, table=ident, columns=cols)
+                )
+                lcur = local.cursor()
+                async with (
+                    lcur.copy(copy_out, out_params) as source,
+                    ccur.copy(
+                        _q("files_backfill_stage_copy_in", stage=stage, columns=cols)
+                    ) as sink,
+                ):
+                    async for data in source:
+                        await sink.write(data)
+                await ccur.execute(_q("files_backfill_stage_stats", stage=stage))
+                stats: Any = await ccur.fetchone()
+                min_id: Any
+                n, min_id = (int(stats[0]), stats[1]) if stats else (0, None)
+                if not n:
+                    return 0, None
+                await ccur.execute(
+                    _q(
+                        "files_backfill_apply",
+                        table=ident,
+                        stage=stage,
+                        targets=targets,
+                        values=values,
+                    ),
+                    {"table_name": table, "uploaded": uploaded or []},
+                )
+                await ccur.execute(_q("files_backfill_accepted", stage=stage, table=ident))
+                accepted = await ccur.fetchall()
+            async with local.transaction():
+                mcur = local.cursor()
+                if self._bulk:
+                    await mcur.execute("SET LOCAL session_replication_role = replica")
+                await mcur.execute("SET LOCAL scsync.replicating = 'on'")
+                await mcur.execute(
+                    _q("files_backfill_mark_synced", table=ident),
+                    {"ids": [a[0] for a in accepted], "revs": [a[1] for a in accepted]},
+                )
+        except psycopg.Error as exc:
+            raise FilesError(f"backfill of {table} failed: {exc}") from exc
+        if len(accepted) < n:
+            log.warning(
+                "%s: %d of %d rows differ on the cloud; left for the conflict handling",
+                table,
+                n - len(accepted),
+                n,
+            )
+        self._run.rows += len(accepted)
+        self.progress.rows_done += len(accepted)
+        return n, int(min_id)
+
+    def _apply_lists(
+        self, columns: list[str], uploaded: list[str] | None
+    ) -> tuple[sql.Composable, sql.Composable]:
+        targets: list[sql.Composable] = []
+        values: list[sql.Composable] = []
+        for c in columns:
+            targets.append(sql.Identifier(c))
+            if c == "synced_revision":
+                values.append(sql.SQL("s.revision"))
+            elif c == "last_synced_at":
+                values.append(sql.SQL("now()"))
+            elif c == "blob_state":
+                # 'uploaded' only for blobs the cloud verified in this batch or before.
+                values.append(
+                    sql.SQL(
+                        "CASE WHEN s.blob_sha256 = ANY(%(uploaded)s::text[]) "
+                        "OR EXISTS (SELECT 1 FROM scsync_blobs b WHERE b.site_id = s.site_id "
+                        "AND b.sha256 = s.blob_sha256 AND b.state = 'uploaded') "
+                        "THEN 'uploaded' ELSE 'remote' END"
+                    )
+                )
+            else:
+                values.append(sql.SQL("s.") + sql.Identifier(c))
+        return sql.SQL(", ").join(targets), sql.SQL(", ").join(values)
+
+    async def _emit(self, local: AsyncConn, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._run.last_emit < self.config.progress_interval_s:
+            return
+        self._run.last_emit = now
+        elapsed = max(1e-6, now - self._run.started)
+        self.progress.rows_per_s = self._run.rows / elapsed
+        self.progress.bytes_per_s = self._run.bytes / elapsed
+        payload = self.progress.as_dict()
+        async with local.cursor() as cur:
+            await cur.execute(
+                query("files_backfill_progress"),
+                {
+                    "rows_done": self.progress.rows_done,
+                    "bytes_done": self.progress.bytes_done,
+                    "run_rows": self._run.rows,
+                    "run_bytes": self._run.bytes,
+                },
+            )
+            await cur.execute(
+                query("files_backfill_publish"),
+                {"site_id": self.site_id, "payload": json.dumps(payload)},
+            )
+        if self.config.metrics_path is not None:
+            _write_atomic(self.config.metrics_path, self.progress.metrics_text())
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
+
+def _write_atomic(path: Path, content: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(content, encoding="utf-8")
+    os.replace(tmp, path)

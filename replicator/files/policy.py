@@ -1,0 +1,252 @@
+"""The site's sync scope for files, the per-record switch and the old-data option.
+
+Scope decides which blobs go to S3; every enabled row's metadata crosses either way,
+and a row whose blob is out of scope arrives on the cloud with ``blob_state = remote``
+(a cloud client may request it on demand). The rule itself lives in SQL
+(``scsync_blob_in_scope`` over the view ``scsync_file_rows``, r0004_files_local.sql) so
+the backfill, the core's push and this module all evaluate the same thing.
+
+What leaves scope follows the policy's old-data option, applied to the cloud copy
+(the local database stays the origin of truth and keeps everything):
+
+- ``keep``: nothing changes on the cloud;
+- ``delete``: the cloud record is marked ``lifecycle = deleted`` and its blob removed
+  from S3 (unless another active record uses the same bytes);
+- ``backup``: the cloud record is marked ``lifecycle = backed_up`` and its blob kept;
+  ``restore`` makes it active again and pins it in scope by explicit selection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from sqlalchemy import Connection, Table, text, update
+from sqlalchemy.exc import DBAPIError
+
+from replicator.files.errors import PolicyError, RecordNotFound
+from schema.sql import query
+from schema.tables import SYNCED_TABLES, metadata_for
+
+FILE_TABLES: Final = tuple(t for t, col in SYNCED_TABLES.items() if col is not None)
+Mode = Literal["all", "selective"]
+OldData = Literal["keep", "delete", "backup"]
+
+
+@dataclass(frozen=True)
+class ScopePolicy:
+    mode: Mode = "all"
+    tables: tuple[str, ...] = ()
+    modalities: tuple[str, ...] = ()
+    since_date: dt.date | None = None
+    last_days: int | None = None
+    old_data: OldData = "keep"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "tables": list(self.tables),
+            "modalities": list(self.modalities),
+            "since_date": self.since_date.isoformat() if self.since_date else None,
+            "last_days": self.last_days,
+            "old_data": self.old_data,
+        }
+
+
+def validate(policy: ScopePolicy) -> ScopePolicy:
+    if policy.mode not in ("all", "selective"):
+        raise PolicyError(f"mode must be 'all' or 'selective', not {policy.mode!r}")
+    unknown = sorted(set(policy.tables) - set(FILE_TABLES))
+    if unknown:
+        raise PolicyError(
+            f"unknown file table(s) {', '.join(unknown)}; use {', '.join(FILE_TABLES)}"
+        )
+    if policy.last_days is not None and policy.last_days <= 0:
+        raise PolicyError("last N days must be a positive number")
+    if policy.old_data not in ("keep", "delete", "backup"):
+        raise PolicyError(
+            f"old-data option must be keep, delete or backup, not {policy.old_data!r}"
+        )
+    return policy
+
+
+def get_policy(conn: Connection) -> ScopePolicy:
+    row = conn.execute(text(query("files_policy_get"))).first()
+    if row is None:
+        return ScopePolicy()
+    return ScopePolicy(
+        mode=row.mode,
+        tables=tuple(row.tables),
+        modalities=tuple(row.modalities),
+        since_date=row.since_date,
+        last_days=row.last_days,
+        old_data=row.old_data,
+    )
+
+
+def set_policy(conn: Connection, policy: ScopePolicy) -> ScopePolicy:
+    """Store the policy (the caller commits); then run :func:`apply_old_data`."""
+    validate(policy)
+    conn.execute(
+        text(query("files_policy_set")),
+        {
+            "mode": policy.mode,
+            "tables": json.dumps(list(policy.tables)),
+            "modalities": json.dumps(list(policy.modalities)),
+            "since_date": policy.since_date,
+            "last_days": policy.last_days,
+            "old_data": policy.old_data,
+        },
+    )
+    return policy
+
+
+def select(conn: Connection, table: str, row_ids: Sequence[int]) -> None:
+    """Put records in scope explicitly (the user's selection)."""
+    _file_table(table)
+    for rid in row_ids:
+        conn.execute(text(query("files_select")), {"table_name": table, "row_id": rid})
+
+
+def unselect(conn: Connection, table: str, row_ids: Sequence[int]) -> None:
+    _file_table(table)
+    for rid in row_ids:
+        conn.execute(text(query("files_unselect")), {"table_name": table, "row_id": rid})
+
+
+def in_scope(conn: Connection, table: str, row_id: int) -> bool:
+    """Whether this record's blob belongs in the cloud under the current policy."""
+    _file_table(table)
+    row = conn.execute(
+        text(query("files_row_in_scope")), {"table_name": table, "row_id": row_id}
+    ).first()
+    if row is None:
+        raise RecordNotFound(f"no {table} record {row_id}")
+    return bool(row.in_scope)
+
+
+def _file_table(table: str) -> None:
+    if table not in FILE_TABLES:
+        raise PolicyError(f"{table!r} holds no files; use one of {', '.join(FILE_TABLES)}")
+
+
+def _synced_table(conn: Connection, table: str) -> Table:
+    if table not in SYNCED_TABLES:
+        raise PolicyError(f"{table!r} is not a synced table")
+    return metadata_for("cloud" if _side(conn) == "cloud" else "local").tables[table]
+
+
+def _side(conn: Connection) -> str | None:
+    row = conn.execute(text(query("node_get"))).first()
+    return None if row is None else str(row.side)
+
+
+# -- per-record switch --------------------------------------------------------------------
+
+
+def set_sync_enabled(conn: Connection, table: str, row_id: int, enabled: bool) -> int:
+    """Turn sync on or off for one local record (a content change: it goes out as a
+    normal change, and on arrival the cloud marks its copy deleted/active)."""
+    t = _synced_table(conn, table)
+    result = conn.execute(
+        update(t).where(t.c.id == row_id).values(sync_enabled=enabled).returning(t.c.site_id)
+    )
+    site = result.scalar_one_or_none()
+    if site is None:
+        raise RecordNotFound(f"no {table} record {row_id}")
+    return int(site)
+
+
+def mark_cloud_copy(
+    cloud: Connection, table: str, row_id: int, site_id: int, enabled: bool
+) -> bool:
+    """Apply the switch to the cloud copy at once (as replicated bookkeeping: no new
+    revision, so the later push of the local change fast-forwards). False: no copy."""
+    t = _synced_table(cloud, table)
+    cloud.execute(text("SET LOCAL scsync.replicating = 'on'"))
+    result = cloud.execute(
+        update(t)
+        .where(t.c.id == row_id, t.c.site_id == site_id)
+        .values(sync_enabled=enabled)
+        .returning(t.c.id)
+    )
+    return result.first() is not None
+
+
+# -- old data -------------------------------------------------------------------------------
+
+
+@dataclass
+class OldDataReport:
+    option: OldData
+    records: list[tuple[str, int]] = field(default_factory=list)
+    blobs_deleted: list[str] = field(default_factory=list)
+
+
+DeleteBlob = Callable[[str], Awaitable[bool]]
+
+
+def out_of_scope_crossed(local: Connection, site_id: int) -> list[Any]:
+    """Records that crossed but whose blob is now outside the scope."""
+    return list(local.execute(text(query("files_out_of_scope_crossed")), {"site_id": site_id}))
+
+
+async def apply_old_data(
+    local: Connection,
+    cloud: Connection,
+    site_id: int,
+    delete_blob: DeleteBlob | None = None,
+    option: OldData | None = None,
+) -> OldDataReport:
+    """Bring the cloud copies of records that left scope in line with the old-data option.
+
+    ``delete_blob(sha256)`` removes a blob through the cloud's blob API (True when it
+    was deleted); the caller commits `cloud`. Idempotent: only active copies change.
+    """
+    chosen: OldData = option or get_policy(local).old_data
+    report = OldDataReport(chosen)
+    if chosen == "keep":
+        return report
+    lifecycle = "deleted" if chosen == "delete" else "backed_up"
+    shas: set[str] = set()
+    cloud.execute(text("SET LOCAL scsync.replicating = 'on'"))
+    for rec in out_of_scope_crossed(local, site_id):
+        changed = cloud.execute(
+            text(query(f"files_lifecycle_{rec.table_name}")),
+            {"row_id": rec.id, "site_id": site_id, "lifecycle": lifecycle},
+        ).first()
+        if changed is not None:
+            report.records.append((rec.table_name, rec.id))
+            if rec.blob_sha256:
+                shas.add(rec.blob_sha256)
+    if chosen == "delete" and delete_blob is not None:
+        # The blob API refuses while an active record still uses the bytes, so the
+        # lifecycle change must be visible to it first.
+        cloud.commit()
+        for sha in sorted(shas):
+            if await delete_blob(sha):
+                report.blobs_deleted.append(sha)
+        cloud.execute(text("SET LOCAL scsync.replicating = 'on'"))
+        for table, rid in report.records:
+            cloud.execute(
+                text(query(f"files_blob_remote_{table}")), {"row_id": rid, "site_id": site_id}
+            )
+    return report
+
+
+def restore(local: Connection, cloud: Connection, table: str, row_id: int, site_id: int) -> None:
+    """Bring a backed-up record back: active on the cloud, pinned in scope locally."""
+    _file_table(table)
+    cloud.execute(text("SET LOCAL scsync.replicating = 'on'"))
+    try:
+        row = cloud.execute(
+            text(query(f"files_restore_{table}")), {"row_id": row_id, "site_id": site_id}
+        ).first()
+    except DBAPIError as exc:
+        raise PolicyError(f"restore failed: {exc.orig}") from exc
+    if row is None:
+        raise RecordNotFound(f"no backed-up {table} record {row_id} of site {site_id}")
+    select(local, table, [row_id])

@@ -1,0 +1,463 @@
+"""`scsync policy|sync|restore|backfill ...`: the site's file scope and its backfill.
+
+Databases and the cloud's blob API come from flags or the environment:
+``SCSYNC_LOCAL_DB_URL``, ``SCSYNC_CLOUD_DB_URL``, ``SCSYNC_BLOBS_URL`` (the cloud API's
+``.../v1/blobs``) and ``SCSYNC_SITE_TOKEN`` (this site's JWT).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from schema.errors import ConfigError
+
+ENV = {
+    "local_url": "SCSYNC_LOCAL_DB_URL",
+    "cloud_url": "SCSYNC_CLOUD_DB_URL",
+    "blobs_url": "SCSYNC_BLOBS_URL",
+    "token": "SCSYNC_SITE_TOKEN",
+}
+
+
+def _opt(args: argparse.Namespace, name: str, required: bool = True) -> str | None:
+    value = getattr(args, name, None) or os.environ.get(ENV[name])
+    if required and not value:
+        flag = "--" + name.replace("_", "-")
+        raise ConfigError(f"missing {flag} (or {ENV[name]})")
+    return value
+
+
+def _need(args: argparse.Namespace, name: str) -> str:
+    value = _opt(args, name)
+    assert value is not None
+    return value
+
+
+def _site_id(local_url: str) -> int:
+    from schema import db
+    from schema.urls import create_engine
+
+    engine = create_engine(local_url)
+    try:
+        with engine.connect() as conn:
+            node = db.get_node(conn)
+    finally:
+        engine.dispose()
+    if node is None or node.site_id is None:
+        raise ConfigError("the local database has no site id (scsync db set-node)")
+    return node.site_id
+
+
+@asynccontextmanager
+async def _transfer(args: argparse.Namespace, site_id: int) -> AsyncIterator[Any]:
+    """A Transfer bound to the cloud's blob API, journaling into the local DB."""
+    import aiohttp
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from replicator.files.transfer import BlobApi, DbJournal, Transfer, TransferConfig
+    from schema.urls import sqlalchemy_url
+
+    engine = create_async_engine(sqlalchemy_url(_need(args, "local_url"), "psycopg"))
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            api = BlobApi(session, _need(args, "blobs_url"), _need(args, "token"), site_id)
+            yield Transfer(
+                api,
+                DbJournal(engine),
+                TransferConfig(concurrency=getattr(args, "concurrency", 4)),
+            )
+    finally:
+        await engine.dispose()
+
+
+# -- policy -----------------------------------------------------------------------------------
+
+
+def _parse_ref(text: str) -> tuple[str, int]:
+    table, _, rid = text.partition(":")
+    if not rid.isdigit():
+        raise ConfigError(f"a record is TABLE:ID, not {text!r}")
+    return table, int(rid)
+
+
+def _policy_show(args: argparse.Namespace) -> int:
+    from replicator.files import policy
+    from schema.urls import create_engine
+
+    engine = create_engine(_need(args, "local_url"))
+    try:
+        with engine.connect() as conn:
+            p = policy.get_policy(conn)
+    finally:
+        engine.dispose()
+    print(json.dumps(p.describe(), indent=2))
+    return 0
+
+
+def _policy_set(args: argparse.Namespace) -> int:
+    from replicator.files import policy
+    from schema.urls import create_engine
+
+    local_url = _need(args, "local_url")
+    engine = create_engine(local_url)
+    try:
+        with engine.begin() as conn:
+            current = policy.get_policy(conn)
+            new = policy.ScopePolicy(
+                mode=args.mode or current.mode,
+                tables=_split(args.tables, current.tables),
+                modalities=_split(args.modalities, current.modalities),
+                since_date=(
+                    None
+                    if args.since == "none"
+                    else dt.date.fromisoformat(args.since)
+                    if args.since
+                    else current.since_date
+                ),
+                last_days=(
+                    None
+                    if args.last_days == 0
+                    else args.last_days
+                    if args.last_days is not None
+                    else current.last_days
+                ),
+                old_data=args.old_data or current.old_data,
+            )
+            policy.set_policy(conn, new)
+            for ref in args.select or ():
+                table, rid = _parse_ref(ref)
+                policy.select(conn, table, [rid])
+            for ref in args.unselect or ():
+                table, rid = _parse_ref(ref)
+                policy.unselect(conn, table, [rid])
+    finally:
+        engine.dispose()
+    print(json.dumps(new.describe(), indent=2))
+    if _opt(args, "cloud_url", required=False) and not args.no_apply:
+        report = asyncio.run(_apply_old_data(args, local_url))
+        print(
+            f"old data ({report.option}): {len(report.records)} cloud record(s) changed, "
+            f"{len(report.blobs_deleted)} blob(s) deleted"
+        )
+    return 0
+
+
+def _split(value: str | None, current: tuple[str, ...]) -> tuple[str, ...]:
+    if value is None:
+        return current
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+async def _apply_old_data(args: argparse.Namespace, local_url: str) -> Any:
+    from replicator.files import policy
+    from replicator.files.errors import ApiRefused
+    from schema.urls import create_engine
+
+    site_id = _site_id(local_url)
+    local = create_engine(local_url)
+    cloud = create_engine(_need(args, "cloud_url"))
+    try:
+        with local.connect() as lconn, cloud.connect() as cconn:
+            if not _opt(args, "blobs_url", required=False):
+                report = await policy.apply_old_data(lconn, cconn, site_id)
+                cconn.commit()
+                return report
+            async with _transfer(args, site_id) as transfer:
+
+                async def delete_blob(sha: str) -> bool:
+                    try:
+                        await transfer.api.delete(sha)
+                    except ApiRefused as exc:
+                        if exc.status == 409:
+                            return False
+                        raise
+                    return True
+
+                report = await policy.apply_old_data(lconn, cconn, site_id, delete_blob)
+                cconn.commit()
+                return report
+    finally:
+        local.dispose()
+        cloud.dispose()
+
+
+# -- per-record switch and restore ----------------------------------------------------------
+
+
+def _sync_switch(enabled: bool) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        from replicator.files import policy
+        from schema.urls import create_engine
+
+        local = create_engine(_need(args, "local_url"))
+        try:
+            with local.begin() as conn:
+                site_id = policy.set_sync_enabled(conn, args.table, args.id, enabled)
+        finally:
+            local.dispose()
+        word = "enabled" if enabled else "disabled"
+        print(f"sync {word} for {args.table} {args.id}")
+        cloud_url = _opt(args, "cloud_url", required=False)
+        if cloud_url:
+            cloud = create_engine(cloud_url)
+            try:
+                with cloud.begin() as cconn:
+                    found = policy.mark_cloud_copy(cconn, args.table, args.id, site_id, enabled)
+            finally:
+                cloud.dispose()
+            state = "active" if enabled else "deleted"
+            print(f"cloud copy marked {state}" if found else "no cloud copy yet")
+        return 0
+
+    return handler
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from replicator.files import policy
+    from schema.urls import create_engine
+
+    local_url = _need(args, "local_url")
+    site_id = _site_id(local_url)
+    local = create_engine(local_url)
+    cloud = create_engine(_need(args, "cloud_url"))
+    try:
+        with local.begin() as lconn, cloud.begin() as cconn:
+            policy.restore(lconn, cconn, args.table, args.id, site_id)
+    finally:
+        local.dispose()
+        cloud.dispose()
+    print(f"{args.table} {args.id} restored: active on the cloud, pinned in scope")
+    return 0
+
+
+# -- backfill ---------------------------------------------------------------------------------
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _fmt_eta(eta: float | None) -> str:
+    if eta is None:
+        return "--:--"
+    eta = int(eta)
+    return f"{eta // 3600}:{eta % 3600 // 60:02d}:{eta % 60:02d}"
+
+
+def _describe(p: Any) -> str:
+    return (
+        f"rows {p.rows_done:,}/{p.rows_total:,}  bytes {_fmt_bytes(p.bytes_done)}/"
+        f"{_fmt_bytes(p.bytes_total)}  {p.rows_per_s:,.0f} rows/s  "
+        f"{_fmt_bytes(p.bytes_per_s)}/s  ETA {_fmt_eta(p.eta_s)}"
+    )
+
+
+def _backfill_start(args: argparse.Namespace) -> int:
+    return asyncio.run(_backfill_run(args))
+
+
+async def _backfill_run(args: argparse.Namespace) -> int:
+    from replicator.files.backfill import Backfill, BackfillConfig, Progress
+
+    local_url = _need(args, "local_url")
+    site_id = _site_id(local_url)
+    config = BackfillConfig(
+        batch_rows=args.batch_rows,
+        file_batch_rows=args.file_batch_rows,
+        rows_per_s=args.rows_per_s,
+        bytes_per_s=args.bytes_per_s,
+        metrics_path=Path(args.metrics_file) if args.metrics_file else None,
+    )
+    bar = None if args.no_progress or not sys.stderr.isatty() else _RichBar()
+
+    def on_progress(p: Progress) -> None:
+        if bar is not None:
+            bar.update(p)
+        elif args.log_progress:
+            print(json.dumps(p.as_dict()), flush=True)
+
+    async def run(transfer: Any) -> Progress:
+        lane = Backfill(
+            local_url,
+            _need(args, "cloud_url"),
+            site_id,
+            transfer=transfer,
+            config=config,
+            on_progress=on_progress,
+        )
+        return await lane.run()
+
+    try:
+        if _opt(args, "blobs_url", required=False):
+            async with _transfer(args, site_id) as transfer:
+                result = await run(transfer)
+        else:
+            result = await run(None)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"backfill {result.state}: {_describe(result)}")
+    print(json.dumps(result.as_dict()))
+    return 0
+
+
+class _RichBar:
+    """rich's progress bar with the backfill's own figures (rows, bytes, rate, ETA)."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]backfill[/] {task.fields[table]}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TextColumn("{task.fields[detail]}"),
+            transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("backfill", total=1, table="", detail="")
+
+    def update(self, p: Any) -> None:
+        self.progress.update(
+            self.task,
+            total=max(1, p.rows_total),
+            completed=p.rows_done,
+            table=p.table or "",
+            detail=_describe(p),
+        )
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def _backfill_status(args: argparse.Namespace) -> int:
+    return asyncio.run(_backfill_status_async(args))
+
+
+async def _backfill_status_async(args: argparse.Namespace) -> int:
+    from replicator.files.backfill import connect, read_progress
+
+    local_url = _need(args, "local_url")
+    site_id = _site_id(local_url)
+    conn = await connect(local_url)
+    try:
+        p = await read_progress(conn, site_id)
+    finally:
+        await conn.close()
+    if args.json:
+        print(json.dumps(p.as_dict()))
+    elif args.metrics:
+        print(p.metrics_text(), end="")
+    else:
+        print(f"backfill {p.state}: {_describe(p)}")
+    return 0
+
+
+def _backfill_pause(args: argparse.Namespace) -> int:
+    return asyncio.run(_backfill_pause_async(args))
+
+
+async def _backfill_pause_async(args: argparse.Namespace) -> int:
+    from replicator.files.backfill import connect, set_state
+
+    conn = await connect(_need(args, "local_url"))
+    try:
+        await set_state(conn, "paused")
+    finally:
+        await conn.close()
+    print("backfill paused (the running lane stops after its current batch)")
+    return 0
+
+
+# -- registration -----------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser, cloud: bool = True, blobs: bool = False) -> None:
+    p.add_argument("--local-url", help="local database URL (default: SCSYNC_LOCAL_DB_URL)")
+    if cloud:
+        p.add_argument("--cloud-url", help="cloud database URL (default: SCSYNC_CLOUD_DB_URL)")
+    if blobs:
+        p.add_argument("--blobs-url", help="the cloud's blob API (default: SCSYNC_BLOBS_URL)")
+        p.add_argument("--token", help="this site's JWT (default: SCSYNC_SITE_TOKEN)")
+
+
+def register(sub: Any) -> None:
+    pol = sub.add_parser("policy", help="the site's file sync scope: show, set")
+    pol_sub = pol.add_subparsers(dest="policy_command", required=True)
+    show = pol_sub.add_parser("show", help="print the current scope policy")
+    _common(show, cloud=False)
+    show.set_defaults(handler=_policy_show)
+    st = pol_sub.add_parser(
+        "set",
+        help="change the scope (only the options given change)",
+        epilog="examples:\n"
+        "  scsync policy set --mode all\n"
+        "  scsync policy set --mode selective --tables images --modalities CT,CBCT "
+        "--last-days 365 --old-data backup\n"
+        "  scsync policy set --select images:123 --unselect captures:456",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(st, blobs=True)
+    st.add_argument("--mode", choices=["all", "selective"])
+    st.add_argument("--tables", help="comma-separated: images,captures,project_files ('' = any)")
+    st.add_argument("--modalities", help="comma-separated modalities ('' = any)")
+    st.add_argument("--since", help="YYYY-MM-DD, or 'none'")
+    st.add_argument("--last-days", type=int, help="N days back (0 = no limit)")
+    st.add_argument("--old-data", choices=["keep", "delete", "backup"])
+    st.add_argument("--select", action="append", metavar="TABLE:ID", help="pin a record in scope")
+    st.add_argument("--unselect", action="append", metavar="TABLE:ID")
+    st.add_argument(
+        "--no-apply", action="store_true", help="do not apply the old-data option to the cloud"
+    )
+    st.set_defaults(handler=_policy_set)
+
+    sync = sub.add_parser("sync", help="per-record sync switch: disable, enable")
+    sync_sub = sync.add_subparsers(dest="sync_command", required=True)
+    for name, enabled in (("disable", False), ("enable", True)):
+        p = sync_sub.add_parser(name, help=f"{name} sync of one record")
+        _common(p)
+        p.add_argument("table")
+        p.add_argument("id", type=int)
+        p.set_defaults(handler=_sync_switch(enabled))
+
+    rs = sub.add_parser("restore", help="bring a backed-up record back on the cloud")
+    _common(rs)
+    rs.add_argument("table")
+    rs.add_argument("id", type=int)
+    rs.set_defaults(handler=_restore)
+
+    bf = sub.add_parser("backfill", help="send what never crossed: start, status, pause")
+    bf_sub = bf.add_subparsers(dest="backfill_command", required=True)
+    start = bf_sub.add_parser("start", help="run the backfill in the foreground")
+    _common(start, blobs=True)
+    start.add_argument("--rows-per-s", type=float, help="throttle: rows per second")
+    start.add_argument("--bytes-per-s", type=float, help="throttle: file bytes per second")
+    start.add_argument("--batch-rows", type=int, default=5000)
+    start.add_argument("--file-batch-rows", type=int, default=20)
+    start.add_argument("--concurrency", type=int, default=4, help="file transfers in flight")
+    start.add_argument("--metrics-file", help="write Prometheus text metrics here")
+    start.add_argument("--no-progress", action="store_true", help="no progress bar")
+    start.add_argument("--log-progress", action="store_true", help="print progress as JSON lines")
+    start.set_defaults(handler=_backfill_start)
+    status = bf_sub.add_parser("status", help="rows, bytes, rate and ETA")
+    _common(status, cloud=False)
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--metrics", action="store_true", help="Prometheus text format")
+    status.set_defaults(handler=_backfill_status)
+    pause = bf_sub.add_parser("pause", help="stop the running backfill after its batch")
+    _common(pause, cloud=False)
+    pause.set_defaults(handler=_backfill_pause)

@@ -1,0 +1,149 @@
+"""Backfill lane in-process: newest first, parents first, resumable, files uploaded."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from replicator.files.backfill import Backfill, BackfillConfig, Progress, connect, read_progress
+from replicator.files.transfer import BlobApi, DbJournal, Transfer
+from tests.files.conftest import BlobServer
+from tests.files.helpers import add_image, add_patient, fetch, sha256_of, urandom_file
+from tests.pg import TestDatabase
+
+
+def seed_patients(tdb: TestDatabase, n: int) -> list[int]:
+    with tdb.engine.begin() as conn:
+        ids = conn.execute(
+            text(
+                "INSERT INTO patients (site_id, patient_code, name)"
+                " SELECT :s, 'P' || g, 'Name ' || g FROM generate_series(1, :n) g RETURNING id"
+            ),
+            {"s": tdb.site_id, "n": n},
+        ).scalars()
+        return sorted(ids)
+
+
+@pytest.fixture
+async def local_engine(local_db: TestDatabase) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(local_db.url)
+    yield engine
+    await engine.dispose()
+
+
+def _pause(tdb: TestDatabase) -> None:
+    with psycopg.connect(tdb.libpq_url, autocommit=True) as c:
+        c.execute(
+            "INSERT INTO scsync_backfill (singleton, state) VALUES (true, 'paused')"
+            " ON CONFLICT (singleton) DO UPDATE SET state = 'paused'"
+        )
+
+
+async def test_metadata_newest_first_resumable_and_exactly_once(
+    local_db: TestDatabase, cloud_db: TestDatabase
+) -> None:
+    ids = seed_patients(local_db, 250)
+    batches = 0
+
+    async def gate() -> None:
+        nonlocal batches
+        batches += 1
+        if batches == 4:  # pause after three batches of 40
+            _pause(local_db)
+
+    config = BackfillConfig(batch_rows=40, tables=("patients",))
+    first = await Backfill(local_db.url, cloud_db.url, 1, config=config, live_gate=gate).run()
+    assert first.state == "paused"
+    synced = [r.id for r in fetch(local_db, "SELECT id FROM patients WHERE synced ORDER BY id")]
+    assert synced == ids[-120:]  # exactly the newest 120
+    assert [r.id for r in fetch(cloud_db, "SELECT id FROM patients ORDER BY id")] == synced
+    status = await _status(local_db)
+    assert (status.state, status.rows_done, status.rows_total) == ("paused", 120, 250)
+
+    # A crash between the cloud commit and the local mark: the next run sees duplicates.
+    with local_db.engine.begin() as conn:
+        conn.execute(text("SET LOCAL scsync.replicating = 'on'"))
+        conn.execute(
+            text("UPDATE patients SET synced_revision = NULL WHERE id = ANY(:ids)"),
+            {"ids": ids[-10:]},
+        )
+    second = await Backfill(local_db.url, cloud_db.url, 1, config=config).run()
+    assert second.state == "done"
+    assert fetch(local_db, "SELECT count(*) AS n FROM patients WHERE NOT synced")[0].n == 0
+    cloud = fetch(cloud_db, "SELECT id, revision, synced_revision, lifecycle FROM patients")
+    local = {r.id: r.revision for r in fetch(local_db, "SELECT id, revision FROM patients")}
+    assert len(cloud) == 250
+    assert all(r.revision == local[r.id] == r.synced_revision for r in cloud)
+    assert {r.lifecycle for r in cloud} == {"active"}
+    history = fetch(
+        cloud_db, "SELECT count(*) AS n FROM scsync_history WHERE table_name = 'patients'"
+    )
+    assert history[0].n == 250
+    status = await _status(local_db)
+    assert (status.state, status.rows_done, status.rows_total) == ("done", 250, 250)
+    events = fetch(local_db, "SELECT payload FROM scsync_api_events WHERE type = 'sync.progress'")
+    assert events and events[-1].payload["state"] == "done"
+
+
+async def _status(tdb: TestDatabase) -> Progress:
+    conn = await connect(tdb.url)
+    try:
+        return await read_progress(conn, 1)
+    finally:
+        await conn.close()
+
+
+async def test_disabled_rows_never_cross_and_children_follow_parents(
+    local_db: TestDatabase, cloud_db: TestDatabase
+) -> None:
+    patient = add_patient(local_db, 1)
+    hidden = add_patient(local_db, 1, "P2")
+    with local_db.engine.begin() as conn:
+        conn.execute(text("UPDATE patients SET sync_enabled = false WHERE id = :i"), {"i": hidden})
+    image = add_image(local_db, 1, patient)
+    await Backfill(local_db.url, cloud_db.url, 1, config=BackfillConfig(bulk=False)).run()
+    assert [r.id for r in fetch(cloud_db, "SELECT id FROM patients")] == [patient]
+    assert [r.id for r in fetch(cloud_db, "SELECT id FROM images")] == [image]
+
+
+async def test_files_in_scope_uploaded_others_metadata_only(
+    local_db: TestDatabase,
+    cloud_db: TestDatabase,
+    blobs: BlobServer,
+    local_engine: AsyncEngine,
+    tmp_path: Path,
+) -> None:
+    patient = add_patient(local_db, 1)
+    files = {}
+    for i, modality in enumerate(["CT", "PANO", "CT"]):
+        path = tmp_path / f"img{i}.dcm"
+        sha = urandom_file(path, 50_000 + i)
+        files[
+            add_image(local_db, 1, patient, sha=sha, size=50_000 + i, path=path, modality=modality)
+        ] = sha
+    with local_db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO scsync_file_policy (mode, modalities) VALUES ('selective', '[\"CT\"]')"
+            )
+        )
+    async with aiohttp.ClientSession() as session:
+        transfer = Transfer(
+            BlobApi(session, blobs.base_url, blobs.token(1), 1), DbJournal(local_engine)
+        )
+        done = await Backfill(local_db.url, cloud_db.url, 1, transfer=transfer).run()
+    assert done.state == "done" and done.bytes_done == done.bytes_total == 100_002
+    states = {r.id: r.blob_state for r in fetch(cloud_db, "SELECT id, blob_state FROM images")}
+    modality = {r.id: r.modality for r in fetch(local_db, "SELECT id, modality FROM images")}
+    assert states == {i: ("uploaded" if modality[i] == "CT" else "remote") for i in files}
+    s3 = blobs.s3.client()
+    for image_id, sha in files.items():
+        if modality[image_id] == "CT":
+            body = s3.get_object(Bucket=blobs.settings.bucket, Key=blobs.key(1, sha))["Body"]
+            assert sha256_of(body.read()) == sha
