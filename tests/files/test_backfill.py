@@ -140,10 +140,10 @@ async def test_files_in_scope_uploaded_others_metadata_only(
         done = await Backfill(local_db.url, cloud_db.url, 1, transfer=transfer).run()
     assert done.state == "done" and done.bytes_done == done.bytes_total == 100_002
     states = {r.id: r.blob_state for r in fetch(cloud_db, "SELECT id, blob_state FROM images")}
-    modality = {r.id: r.modality for r in fetch(local_db, "SELECT id, modality FROM images")}
-    assert states == {i: ("uploaded" if modality[i] == "CT" else "remote") for i in files}
+    modalities = {r.id: r.modality for r in fetch(local_db, "SELECT id, modality FROM images")}
+    assert states == {i: ("uploaded" if modalities[i] == "CT" else "remote") for i in files}
     s3 = blobs.s3.client()
     for image_id, sha in files.items():
-        if modality[image_id] == "CT":
+        if modalities[image_id] == "CT":
             body = s3.get_object(Bucket=blobs.settings.bucket, Key=blobs.key(1, sha))["Body"]
             assert sha256_of(body.read()) == sha
