@@ -315,8 +315,9 @@ BEGIN
      WHERE (p_only_ord IS NULL OR s.ord = p_only_ord) AND s.outcome = 'conflict'
     ON CONFLICT (id) DO UPDATE
        SET base_revision = EXCLUDED.base_revision,
-           local_revision = EXCLUDED.local_revision,
-           cloud_revision = EXCLUDED.cloud_revision,
+           -- a side whose record is gone reports no revision: keep what is known
+           local_revision = coalesce(EXCLUDED.local_revision, c.local_revision),
+           cloud_revision = coalesce(EXCLUDED.cloud_revision, c.cloud_revision),
            local_row = EXCLUDED.local_row, cloud_row = EXCLUDED.cloud_row,
            detected_at = clock_timestamp();
 
@@ -389,8 +390,9 @@ BEGIN
      WHERE jsonb_typeof(r -> 'conflict') = 'object'
     ON CONFLICT (id) DO UPDATE
        SET base_revision = EXCLUDED.base_revision,
-           local_revision = EXCLUDED.local_revision,
-           cloud_revision = EXCLUDED.cloud_revision,
+           -- a side whose record is gone reports no revision: keep what is known
+           local_revision = coalesce(EXCLUDED.local_revision, c.local_revision),
+           cloud_revision = coalesce(EXCLUDED.cloud_revision, c.cloud_revision),
            local_row = EXCLUDED.local_row, cloud_row = EXCLUDED.cloud_row,
            detected_at = EXCLUDED.detected_at
      WHERE c.status = 'open';

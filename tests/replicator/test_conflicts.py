@@ -1,0 +1,178 @@
+"""The apply rule's conflict branch, resolution from either side, redelivery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from replicator.lane import Lane
+from schema import conflicts
+from tests.replicator.conftest import World, rows, sync
+
+
+def _one_patient(world: World) -> int:
+    with world.site1.local.connect(autocommit=True) as c:
+        row = c.execute(
+            "INSERT INTO patients (site_id, patient_code, name) VALUES (1, 'P', 'base') "
+            "RETURNING id"
+        ).fetchone()
+    assert row is not None
+    return int(str(row[0]))
+
+
+async def _offline_edits(world: World) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    pid = _one_patient(world)
+    await sync(world.site1)
+    with world.site1.local.connect(autocommit=True) as c:
+        c.execute("UPDATE patients SET name = 'local version' WHERE id = %s", (pid,))
+    with world.cloud.connect(autocommit=True) as c:
+        c.execute("UPDATE patients SET name = 'cloud version' WHERE id = %s", (pid,))
+    local_before = rows(world.site1.local, "patients")[pid]
+    cloud_before = rows(world.cloud, "patients")[pid]
+    await sync(world.site1)
+    return pid, local_before, cloud_before
+
+
+async def test_concurrent_edit_is_kept_on_both_sides_and_resolved_by_keep_cloud(
+    world: World,
+) -> None:
+    pid, local_before, cloud_before = await _offline_edits(world)
+    local, cloud = rows(world.site1.local, "patients")[pid], rows(world.cloud, "patients")[pid]
+    # Neither side overwritten, both marked.
+    assert (local["name"], local["revision"]) == ("local version", local_before["revision"])
+    assert (cloud["name"], cloud["revision"]) == ("cloud version", cloud_before["revision"])
+    assert local["in_conflict"] and cloud["in_conflict"]
+    # One conflict record on each side, the same id, both versions retrievable.
+    with world.site1.local.engine.connect() as lc, world.cloud.engine.connect() as cc:
+        on_local = conflicts.list_conflicts(lc, site_id=1)
+        on_cloud = conflicts.list_conflicts(cc, site_id=1)
+        assert len(on_local) == 1 and len(on_cloud) == 1
+        assert on_local[0].id == on_cloud[0].id
+        full = conflicts.get_conflict(lc, on_local[0].id)
+    assert full.local_row is not None and full.local_row["name"] == "local version"
+    assert full.cloud_row is not None and full.cloud_row["name"] == "cloud version"
+    assert full.local_revision == local_before["revision"]
+    assert full.cloud_revision == cloud_before["revision"]
+
+    # More syncing changes nothing while the conflict is open.
+    await sync(world.site1)
+    assert rows(world.cloud, "patients")[pid]["name"] == "cloud version"
+    assert rows(world.site1.local, "patients")[pid]["name"] == "local version"
+
+    # Resolved at the site, keeping the cloud's version: both sides converge.
+    with world.site1.local.engine.begin() as lc:
+        new_rev = conflicts.resolve_conflict(lc, full.id, keep="cloud", by="dr.kim")
+    await sync(world.site1)
+    local, cloud = rows(world.site1.local, "patients")[pid], rows(world.cloud, "patients")[pid]
+    assert local["name"] == cloud["name"] == "cloud version"
+    assert local["revision"] == cloud["revision"] == new_rev
+    assert not local["in_conflict"] and not cloud["in_conflict"]
+    assert local["synced"] and cloud["synced"]
+    with world.site1.local.engine.connect() as lc, world.cloud.engine.connect() as cc:
+        for conn in (lc, cc):
+            c = conflicts.get_conflict(conn, full.id)
+            assert (c.status, c.resolution, c.resolved_by) == ("resolved", "cloud", "dr.kim")
+        with pytest.raises(conflicts.ConflictError):
+            conflicts.resolve_conflict(cc, full.id, keep="local", by="x")
+    # Later edits flow normally again.
+    with world.cloud.connect(autocommit=True) as c:
+        c.execute("UPDATE patients SET notes = 'after' WHERE id = %s", (pid,))
+    await sync(world.site1)
+    assert rows(world.site1.local, "patients")[pid]["notes"] == "after"
+
+
+async def test_keep_local_resolved_on_the_cloud(world: World) -> None:
+    pid, _, _ = await _offline_edits(world)
+    with world.cloud.engine.begin() as cc:
+        (c,) = conflicts.list_conflicts(cc)
+        conflicts.resolve_conflict(cc, c.id, keep="local", by="cloud-admin")
+    await sync(world.site1)
+    local, cloud = rows(world.site1.local, "patients")[pid], rows(world.cloud, "patients")[pid]
+    assert local["name"] == cloud["name"] == "local version"
+    assert local["revision"] == cloud["revision"]
+    assert not local["in_conflict"] and not cloud["in_conflict"]
+    with world.site1.local.engine.connect() as lc:
+        assert conflicts.list_conflicts(lc) == []
+
+
+async def test_local_delete_against_cloud_edit_conflicts_and_keep_cloud_restores(
+    world: World,
+) -> None:
+    pid = _one_patient(world)
+    await sync(world.site1)
+    with world.site1.local.connect(autocommit=True) as c:
+        c.execute("DELETE FROM patients WHERE id = %s", (pid,))
+    with world.cloud.connect(autocommit=True) as c:
+        c.execute("UPDATE patients SET name = 'edited in cloud' WHERE id = %s", (pid,))
+    await sync(world.site1)
+    cloud = rows(world.cloud, "patients")[pid]
+    assert cloud["name"] == "edited in cloud" and not cloud["deleted"] and cloud["in_conflict"]
+    assert pid not in rows(world.site1.local, "patients")
+    with world.site1.local.engine.begin() as lc:
+        (c,) = conflicts.list_conflicts(lc)
+        assert c.local_revision is not None
+        assert conflicts.get_conflict(lc, c.id).local_row is None  # the deletion
+        conflicts.resolve_conflict(lc, c.id, keep="cloud", by="dr.kim")
+    await sync(world.site1)
+    local, cloud = rows(world.site1.local, "patients")[pid], rows(world.cloud, "patients")[pid]
+    assert local["name"] == cloud["name"] == "edited in cloud"
+    assert local["revision"] == cloud["revision"]
+
+
+async def test_redelivered_batch_is_a_duplicate_not_a_conflict(world: World) -> None:
+    """Killed after the cloud applied a batch, before the site heard of it; meanwhile a
+    cloud user edits one of those rows. The old change is a duplicate; the edit stays."""
+    pid = _one_patient(world)
+    settings = world.site1.settings()
+    lane = Lane("push", settings)
+    await lane.open()
+    batch = await lane.read()
+    result, _ = await lane._apply(batch)  # applied and recorded in the cloud's inbox ...
+    assert result.applied == 1
+    await lane.close()  # ... and the ack never happens
+    with world.cloud.connect(autocommit=True) as c:
+        c.execute("UPDATE patients SET name = 'cloud edit' WHERE id = %s", (pid,))
+        assert c.execute("SELECT count(*) FROM scsync_inbox").fetchone() == (1,)
+
+    await sync(world.site1)
+    local, cloud = rows(world.site1.local, "patients")[pid], rows(world.cloud, "patients")[pid]
+    assert local["name"] == cloud["name"] == "cloud edit"
+    assert not local["in_conflict"] and not cloud["in_conflict"]
+    for db in (world.site1.local, world.cloud):
+        with db.connect() as c:
+            assert c.execute("SELECT count(*) FROM scsync_conflicts").fetchone() == (0,)
+            assert c.execute("SELECT count(*) FROM scsync_inbox").fetchone() == (0,)
+    # A second delivery of the very same batch (the worst case) is a duplicate too.
+    lane = Lane("push", settings)
+    await lane.open()
+    try:
+        again, _ = await lane._apply(batch)
+    finally:
+        await lane.close()
+    assert (again.applied, again.duplicates, again.conflicts) == (0, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("op", "revision", "base", "dest", "in_history", "expected"),
+    [
+        ("U", 5, 3, 3, False, "apply"),
+        ("I", 5, None, None, False, "apply"),
+        ("U", 5, 3, 5, True, "duplicate"),
+        ("U", 5, 3, 7, True, "duplicate"),
+        ("U", 5, 3, 7, False, "conflict"),
+        ("U", 5, 3, None, False, "conflict"),
+        ("D", 5, 3, 3, False, "apply"),
+        ("D", 5, 3, None, False, "duplicate"),
+        ("D", 5, 3, 8, False, "conflict"),
+    ],
+)
+def test_decide_follows_the_spec(
+    op: Any, revision: int, base: int | None, dest: int | None, in_history: bool, expected: str
+) -> None:
+    assert (
+        conflicts.decide(
+            op=op, revision=revision, base=base, dest_revision=dest, in_dest_history=in_history
+        )
+        == expected
+    )
