@@ -85,8 +85,8 @@ async def test_concurrent_edit_is_kept_on_both_sides_and_resolved_by_keep_cloud(
 async def test_keep_local_resolved_on_the_cloud(world: World) -> None:
     pid, _, _ = await _offline_edits(world)
     with world.cloud.engine.begin() as cc:
-        (c,) = conflicts.list_conflicts(cc)
-        conflicts.resolve_conflict(cc, c.id, keep="local", by="cloud-admin")
+        (found,) = conflicts.list_conflicts(cc)
+        conflicts.resolve_conflict(cc, found.id, keep="local", by="cloud-admin")
     await sync(world.site1)
     local, cloud = rows(world.site1.local, "patients")[pid], rows(world.cloud, "patients")[pid]
     assert local["name"] == cloud["name"] == "local version"
@@ -110,10 +110,10 @@ async def test_local_delete_against_cloud_edit_conflicts_and_keep_cloud_restores
     assert cloud["name"] == "edited in cloud" and not cloud["deleted"] and cloud["in_conflict"]
     assert pid not in rows(world.site1.local, "patients")
     with world.site1.local.engine.begin() as lc:
-        (c,) = conflicts.list_conflicts(lc)
-        assert c.local_revision is not None
-        assert conflicts.get_conflict(lc, c.id).local_row is None  # the deletion
-        conflicts.resolve_conflict(lc, c.id, keep="cloud", by="dr.kim")
+        (found,) = conflicts.list_conflicts(lc)
+        assert found.local_revision is not None
+        assert conflicts.get_conflict(lc, found.id).local_row is None  # the deletion
+        conflicts.resolve_conflict(lc, found.id, keep="cloud", by="dr.kim")
     await sync(world.site1)
     local, cloud = rows(world.site1.local, "patients")[pid], rows(world.cloud, "patients")[pid]
     assert local["name"] == cloud["name"] == "edited in cloud"
