@@ -71,8 +71,12 @@ async def test_concurrent_edit_is_kept_on_both_sides_and_resolved_by_keep_cloud(
     assert local["synced"] and cloud["synced"]
     with world.site1.local.engine.connect() as lc, world.cloud.engine.connect() as cc:
         for conn in (lc, cc):
-            c = conflicts.get_conflict(conn, full.id)
-            assert (c.status, c.resolution, c.resolved_by) == ("resolved", "cloud", "dr.kim")
+            done = conflicts.get_conflict(conn, full.id)
+            assert (done.status, done.resolution, done.resolved_by) == (
+                "resolved",
+                "cloud",
+                "dr.kim",
+            )
         with pytest.raises(conflicts.ConflictError):
             conflicts.resolve_conflict(cc, full.id, keep="local", by="x")
     # Later edits flow normally again.
