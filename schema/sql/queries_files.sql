@@ -272,3 +272,22 @@ ON CONFLICT (singleton) DO UPDATE SET state = EXCLUDED.state, updated_at = now()
 
 -- name: files_backfill_publish
 SELECT scsync_api_publish(%(site_id)s, 'sync.progress', NULL, NULL, NULL, %(payload)s::jsonb);
+
+-- ==== local: hooks for the core's live lanes (psycopg binds) ==============================
+
+-- name: files_lane_row
+SELECT id, blob_sha256, blob_size, blob_state, local_path,
+       scsync_blob_in_scope(table_name, id, modality, record_date) AS in_scope
+  FROM scsync_file_rows
+ WHERE table_name = %(table_name)s AND id = %(row_id)s;
+
+-- name: files_lane_pending
+SELECT table_name, id FROM scsync_file_rows
+ WHERE blob_state = 'pending' AND blob_sha256 IS NOT NULL
+ ORDER BY id DESC
+ LIMIT %(limit)s;
+
+-- blob_state and local_path are bookkeeping: no new revision, nothing enters the outbox.
+-- name: files_lane_mark_present
+UPDATE {table} SET blob_state = 'present', local_path = %(local_path)s
+ WHERE id = %(row_id)s AND blob_sha256 = %(sha256)s;
