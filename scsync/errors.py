@@ -5,6 +5,7 @@ from __future__ import annotations
 from api.errors import ApiError
 from api.errors import ConfigError as ApiConfigError
 from lockd.errors import LockdError, LockdUnavailable
+from replicator.errors import ReplicatorError, SettingsError, Unavailable
 from replicator.files.errors import FilesError, PolicyError
 from schema.errors import ConfigError, DatabaseUnavailable, SchemaError
 
@@ -42,5 +43,11 @@ def to_cli_error(exc: Exception) -> CliError | None:
     if isinstance(exc, PolicyError):
         return CliError(str(exc), EXIT_USAGE)
     if isinstance(exc, FilesError):
+        return CliError(str(exc), EXIT_FAILED)
+    if isinstance(exc, SettingsError):
+        return CliError(str(exc), EXIT_USAGE)
+    if isinstance(exc, Unavailable):
+        return CliError(str(exc), EXIT_UNAVAILABLE)
+    if isinstance(exc, ReplicatorError):
         return CliError(str(exc), EXIT_FAILED)
     return None

@@ -1,0 +1,227 @@
+"""The per-site replicator daemon: the push and pull lanes, their wake-up listeners,
+backoff, signals, systemd notifications and metrics.
+
+Each lane waits for whichever comes first, a NOTIFY hint, the poll interval or a stop
+request, then drains its outbox in batches (procrastinate's worker loop). The hints
+come from one autocommit listener connection per database, probed with ``SELECT 1``
+after a quiet period and reconnected on failure; after every (re)connect the lane is
+woken once, since hints sent while nobody listened are lost (the outbox is not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import psycopg
+
+from replicator import metrics as m
+from replicator import sdnotify
+from replicator.backoff import Backoff
+from replicator.db import connect, first_line
+from replicator.errors import LaneBusy, ReplicationFailed, Unavailable
+from replicator.lane import BlobGate, Lane, LaneName
+from replicator.metrics import Metrics
+from replicator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_CHANNEL = "scsync_outbox"
+
+
+class Daemon:
+    """Runs the configured lanes until :meth:`stop` is called."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        blob_gate: BlobGate | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.lanes: dict[LaneName, Lane] = {
+            name: Lane(name, settings, self.metrics, blob_gate) for name in settings.lanes
+        }
+        self._wake: dict[LaneName, asyncio.Event] = {n: asyncio.Event() for n in self.lanes}
+        self._stop = asyncio.Event()
+        self.last_progress: dict[LaneName, float] = {}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def serve(self) -> int:
+        lane_tasks = [
+            asyncio.create_task(self._lane_loop(lane), name=f"lane-{name}")
+            for name, lane in self.lanes.items()
+        ]
+        helpers = [asyncio.create_task(self._watchdog(), name="watchdog")]
+        if "push" in self.lanes:
+            helpers.append(
+                asyncio.create_task(
+                    self._listen(self.settings.local_db_url, "push"), name="listen-local"
+                )
+            )
+        if "pull" in self.lanes:
+            helpers.append(
+                asyncio.create_task(
+                    self._listen(self.settings.cloud_db_url, "pull"), name="listen-cloud"
+                )
+            )
+        sdnotify.notify("READY=1")
+        log.info("replicator of site %s running lanes %s", self.settings.site_id, list(self.lanes))
+        await self._stop.wait()
+        sdnotify.notify("STOPPING=1")
+        # A lane finishes the batch it is in (each step is transactional on both sides);
+        # past the grace period it is cancelled, which rolls back its open transaction.
+        _, pending = await asyncio.wait(lane_tasks, timeout=self.settings.stop_grace_s)
+        for task in [*pending, *helpers]:
+            task.cancel()
+        await asyncio.gather(*lane_tasks, *helpers, return_exceptions=True)
+        for lane in self.lanes.values():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(lane.close(), timeout=1)
+        log.info("replicator stopped")
+        return 0
+
+    # -- lanes -------------------------------------------------------------------------
+    async def _timed(self, what: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await asyncio.wait_for(what(), timeout=self.settings.op_timeout_s)
+        except TimeoutError as exc:
+            raise Unavailable(f"no answer within {self.settings.op_timeout_s} s") from exc
+
+    async def _lane_loop(self, lane: Lane) -> None:
+        backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
+        wake = self._wake[lane.name]
+        while not self._stop.is_set():
+            try:
+                if not lane.connected:
+                    await self._timed(lane.open)
+                wake.clear()
+                while not self._stop.is_set():
+                    result = await self._timed(lane.step)
+                    self.last_progress[lane.name] = time.monotonic()
+                    if result is None:
+                        break
+                if time.monotonic() - lane.last_metrics_at >= self.settings.metrics_interval_s:
+                    await self._timed(lane.refresh_metrics)
+                backoff.reset()
+            except (Unavailable, LaneBusy, ReplicationFailed) as exc:
+                level = logging.ERROR if isinstance(exc, ReplicationFailed) else logging.WARNING
+                delay = backoff.next()
+                log.log(level, "%s lane: %s; retrying in %.1f s", lane.name, exc, delay)
+                self.metrics.inc(m.RECONNECTS, lane=lane.name)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(lane.close(), timeout=2)
+                await self._sleep(delay)
+                continue
+            await self._wait_for_work(wake)
+
+    async def _wait_for_work(self, wake: asyncio.Event) -> None:
+        stop = asyncio.create_task(self._stop.wait())
+        hint = asyncio.create_task(wake.wait())
+        try:
+            await asyncio.wait(
+                [stop, hint],
+                timeout=self.settings.poll_interval_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            stop.cancel()
+            hint.cancel()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+    # -- wake-up hints ---------------------------------------------------------------
+    async def _listen(self, url: str, lane: LaneName) -> None:
+        backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
+        site = str(self.settings.site_id)
+        wake = self._wake[lane]
+        while not self._stop.is_set():
+            conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+            try:
+                conn = await self._timed(
+                    lambda: connect(
+                        url,
+                        self.settings.connect_timeout_s,
+                        f"scsync-listen-{lane}",
+                        autocommit=True,
+                    )
+                )
+                await conn.execute("LISTEN scsync_outbox")
+                wake.set()  # hints sent while nobody listened are lost; look once
+                backoff.reset()
+                while not self._stop.is_set():
+                    heard = False
+                    async for note in conn.notifies(
+                        timeout=self.settings.listener_probe_s, stop_after=1
+                    ):
+                        heard = True
+                        # The cloud's channel carries every site's hints; ours only.
+                        if note.channel == _CHANNEL and note.payload == site:
+                            wake.set()
+                    if not heard:
+                        await asyncio.wait_for(
+                            conn.execute("SELECT 1"),
+                            timeout=min(10.0, self.settings.op_timeout_s),
+                        )
+            except (psycopg.Error, OSError, TimeoutError, Unavailable) as exc:
+                delay = backoff.next()
+                log.warning("listener (%s): %s; reconnecting in %.1f s", lane, exc, delay)
+                wake.set()  # the lane finds out for itself whether the link is down
+                await self._sleep(delay)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(conn.close(), timeout=2)
+
+    async def _watchdog(self) -> None:
+        interval = sdnotify.watchdog_interval()
+        if interval is None:
+            return
+        while not self._stop.is_set():
+            sdnotify.notify("WATCHDOG=1")
+            await self._sleep(interval)
+
+
+async def serve(
+    settings: Settings,
+    metrics: Metrics | None = None,
+    blob_gate: BlobGate | None = None,
+    install_signals: bool = True,
+) -> int:
+    """Run the daemon in the current event loop until SIGTERM/SIGINT; exit code."""
+    daemon = Daemon(settings, metrics, blob_gate)
+    if install_signals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, daemon.stop)
+    return await daemon.serve()
+
+
+def run(settings: Settings) -> int:
+    """The replicator's entry point (``scsync replicator run``): blocks until stopped."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return asyncio.run(serve(settings))
+    except Unavailable as exc:  # pragma: no cover - serve() retries; kept for safety
+        log.error("replicator: %s", first_line(exc))
+        return 1

@@ -1,0 +1,244 @@
+"""`scsync replicator run|status`, `scsync conflicts list|show|resolve`,
+`scsync site register`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from schema.errors import ConfigError, DatabaseUnavailable
+from schema.sql import query
+from schema.urls import libpq_url
+
+URL_ENV = {"local": "SCSYNC_LOCAL_DB_URL", "cloud": "SCSYNC_CLOUD_DB_URL"}
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from replicator.settings import load_settings
+
+    return load_settings(Path(args.config) if args.config else None)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from replicator import daemon
+
+    return daemon.run(_settings(args))
+
+
+def _status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    site = {"site_id": settings.site_id}
+    out: dict[str, Any] = {"site_id": settings.site_id}
+    for side, url in (("local", settings.local_db_url), ("cloud", settings.cloud_db_url)):
+        try:
+            with psycopg.connect(libpq_url(url), connect_timeout=5) as conn:
+                depth, age = conn.execute(query("replicator_outbox_depth"), site).fetchone() or (
+                    0,
+                    None,
+                )
+                (open_conflicts,) = conn.execute(
+                    query("replicator_conflicts_open"), site
+                ).fetchone() or (0,)
+                cursors = conn.execute(query("replicator_cursors"), site).fetchall()
+                parked = conn.execute(query("replicator_dead_letters"), site).fetchall()
+        except psycopg.OperationalError as exc:
+            out[side] = {"error": str(exc).strip().splitlines()[0]}
+            continue
+        out[side] = {
+            "outbox_depth": depth,
+            "oldest_change_age_s": None if age is None else round(float(age), 1),
+            "conflicts_open": open_conflicts,
+            "applied_here": [
+                {
+                    "lane": c[0],
+                    "last_applied_at": str(c[3]),
+                    "last_source_commit_at": str(c[4]),
+                    "rows_applied": c[5],
+                    "peer_schema_revision": c[6],
+                }
+                for c in cursors
+            ],
+            "parked": [
+                {
+                    "lane": p[0],
+                    "table": p[1],
+                    "row_id": p[2],
+                    "reason": p[4],
+                    "attempts": p[5],
+                    "next_retry_at": str(p[7]),
+                }
+                for p in parked
+            ],
+        }
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def _db_url(args: argparse.Namespace) -> str:
+    if args.url:
+        return str(args.url)
+    env = URL_ENV[args.side]
+    value = os.environ.get(env)
+    if not value:
+        raise ConfigError(f"no database URL: pass --url or set {env}")
+    return value
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from schema.urls import create_engine
+
+    return create_engine(_db_url(args))
+
+
+def _conflicts_list(args: argparse.Namespace) -> int:
+    from schema import conflicts
+
+    engine = _engine(args)
+    try:
+        with engine.connect() as conn:
+            found = conflicts.list_conflicts(
+                conn, site_id=args.site_id, status=None if args.all else "open"
+            )
+    finally:
+        engine.dispose()
+    if not found:
+        print("no conflicts")
+    for c in found:
+        print(
+            f"{c.id}  {c.table_name}/{c.row_id}  site {c.site_id}  {c.status}"
+            f"  local r{c.local_revision} / cloud r{c.cloud_revision}"
+            f"  detected {c.detected_at:%Y-%m-%d %H:%M:%S} on {c.detected_on}"
+            + (f"  kept {c.resolution} by {c.resolved_by}" if c.resolution else "")
+        )
+    return 0
+
+
+def _conflicts_show(args: argparse.Namespace) -> int:
+    from schema import conflicts
+
+    engine = _engine(args)
+    try:
+        with engine.connect() as conn:
+            c = conflicts.get_conflict(conn, args.id)
+    finally:
+        engine.dispose()
+    print(
+        json.dumps(
+            {
+                "id": c.id,
+                "record": f"{c.table_name}/{c.row_id}",
+                "site_id": c.site_id,
+                "status": c.status,
+                "base_revision": c.base_revision,
+                "local": {"revision": c.local_revision, "row": c.local_row},
+                "cloud": {"revision": c.cloud_revision, "row": c.cloud_row},
+                "resolution": c.resolution,
+                "resolved_by": c.resolved_by,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    return 0
+
+
+def _conflicts_resolve(args: argparse.Namespace) -> int:
+    from schema import conflicts
+
+    engine = _engine(args)
+    try:
+        with engine.begin() as conn:
+            revision = conflicts.resolve_conflict(conn, args.id, keep=args.keep, by=args.by)
+    finally:
+        engine.dispose()
+    print(
+        f"conflict {args.id} resolved on the {args.side} side keeping the {args.keep} version"
+        + (f" (new revision {revision})" if revision else "")
+        + "; the replicator brings the other side along"
+    )
+    return 0
+
+
+def _site_register(args: argparse.Namespace) -> int:
+    from replicator.sites import register_site
+    from schema.urls import create_engine
+
+    url = args.url or os.environ.get(URL_ENV["cloud"])
+    if not url:
+        raise ConfigError(f"no cloud database URL: pass --url or set {URL_ENV['cloud']}")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            creds = register_site(conn, args.name, args.node_id)
+    except OSError as exc:
+        raise DatabaseUnavailable(f"cannot reach the cloud database: {exc}") from exc
+    finally:
+        engine.dispose()
+    site_url = creds.cloud_url(args.public_url or url)
+    print(f"# site {creds.name!r} registered: site id {creds.site_id}, node id {creds.node_id}")
+    print(
+        "# on the site: scsync db set-node --side local "
+        f"--node-id {creds.node_id} --site-id {creds.site_id}"
+    )
+    print("# replicator settings (TOML; the password is shown only now):")
+    print(f"site_id = {creds.site_id}")
+    print(f"cloud_db_url = {json.dumps(site_url)}")
+    print('local_db_url = "postgresql://scsync@127.0.0.1/scsync"')
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add `replicator`, `conflicts` and `site` to the top-level sub-parsers."""
+    rep = sub.add_parser(
+        "replicator",
+        help="the per-site sync daemon: run, status",
+        epilog="settings: a TOML file (--config) and SCSYNC_* environment variables, e.g.\n"
+        "  SCSYNC_LOCAL_DB_URL, SCSYNC_CLOUD_DB_URL, SCSYNC_SITE_ID, SCSYNC_BATCH_SIZE",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rep_sub = rep.add_subparsers(dest="replicator_command", required=True)
+    run = rep_sub.add_parser("run", help="run push and pull until SIGTERM")
+    run.add_argument("--config", help="TOML settings file")
+    run.set_defaults(handler=_run)
+    st = rep_sub.add_parser("status", help="outbox depth, lag, parked records, conflicts")
+    st.add_argument("--config", help="TOML settings file")
+    st.set_defaults(handler=_status)
+
+    con = sub.add_parser("conflicts", help="records both sides changed: list, show, resolve")
+    con_sub = con.add_subparsers(dest="conflicts_command", required=True)
+
+    def side_and_url(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--side", default="local", choices=("local", "cloud"))
+        p.add_argument(
+            "--url", help="database URL (default: SCSYNC_LOCAL_DB_URL / SCSYNC_CLOUD_DB_URL)"
+        )
+
+    ls = con_sub.add_parser("list", help="open conflicts (--all: resolved ones too)")
+    side_and_url(ls)
+    ls.add_argument("--site-id", type=int)
+    ls.add_argument("--all", action="store_true")
+    ls.set_defaults(handler=_conflicts_list)
+    show = con_sub.add_parser("show", help="both versions of one conflict")
+    side_and_url(show)
+    show.add_argument("id", type=int)
+    show.set_defaults(handler=_conflicts_show)
+    res = con_sub.add_parser("resolve", help="keep one version; both sides converge on it")
+    side_and_url(res)
+    res.add_argument("id", type=int)
+    res.add_argument("--keep", required=True, choices=("local", "cloud"))
+    res.add_argument("--by", default=os.environ.get("USER", "cli"), help="who resolves")
+    res.set_defaults(handler=_conflicts_resolve)
+
+    site = sub.add_parser("site", help="cloud side: register a site")
+    site_sub = site.add_subparsers(dest="site_command", required=True)
+    reg = site_sub.add_parser("register", help="create a site, its node id and database role")
+    reg.add_argument("name")
+    reg.add_argument("--url", help="cloud database admin URL (default: SCSYNC_CLOUD_DB_URL)")
+    reg.add_argument("--node-id", type=int, help="default: the next free one")
+    reg.add_argument("--public-url", help="cloud database URL as the site reaches it")
+    reg.set_defaults(handler=_site_register)
