@@ -220,6 +220,9 @@ def run(settings: Settings) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Until the event loop takes over SIGTERM, stopping is simply exiting: nothing has
+    # been started that needs finishing.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         return asyncio.run(serve(settings))
     except Unavailable as exc:  # pragma: no cover - serve() retries; kept for safety
