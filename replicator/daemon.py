@@ -181,7 +181,9 @@ class Daemon:
                         )
             except (psycopg.Error, OSError, TimeoutError, Unavailable) as exc:
                 delay = backoff.next()
-                log.warning("listener (%s): %s; reconnecting in %.1f s", lane, exc, delay)
+                log.warning(
+                    "listener (%s): %s; reconnecting in %.1f s", lane, first_line(exc), delay
+                )
                 wake.set()  # the lane finds out for itself whether the link is down
                 await self._sleep(delay)
             finally:

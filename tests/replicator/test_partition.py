@@ -1,0 +1,62 @@
+"""A partition between the site and the cloud while both sides keep writing: after it
+heals everything converges, with no manual step."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy.engine import make_url
+
+from tests.proxy import TcpProxy
+from tests.replicator.conftest import Replicators, World, rows, wait_until
+
+PARTITION_S = 10.0  # long enough for every timeout of the daemon to fire
+
+
+def _write(world: World, tag: str, n: int) -> None:
+    with world.site1.local.connect(autocommit=True) as c:
+        for i in range(n):
+            c.execute(
+                "INSERT INTO patients (site_id, patient_code, name) VALUES (1, %s, 'local')",
+                (f"{tag}-L{i}",),
+            )
+    with world.cloud.connect(autocommit=True) as c:
+        for i in range(n):
+            c.execute(
+                "INSERT INTO patients (site_id, patient_code, name) VALUES (1, %s, 'cloud')",
+                (f"{tag}-C{i}",),
+            )
+
+
+def test_partition_heals_without_a_manual_step(world: World, replicators: Replicators) -> None:
+    url = make_url(world.site1.cloud_url)
+    with TcpProxy(str(url.host), int(url.port or 5432)) as proxy:
+        via_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
+        proc = replicators.start(
+            world.site1, cloud_db_url=via_proxy, op_timeout_s=3.0, listener_probe_s=1.0
+        )
+        _write(world, "before", 20)
+        wait_until(lambda: len(rows(world.site1.local, "patients")) == 40, 20, "first sync")
+
+        proxy.stall()
+        started = time.monotonic()
+        while time.monotonic() - started < PARTITION_S:
+            _write(world, f"during{int(time.monotonic() - started)}", 3)
+            time.sleep(1.0)
+        assert proc.poll() is None
+        proxy.heal()
+        _write(world, "after", 5)
+
+        def converged() -> bool:
+            local = {r["patient_code"] for r in rows(world.site1.local, "patients").values()}
+            cloud = {r["patient_code"] for r in rows(world.cloud, "patients").values()}
+            return local == cloud and len(local) > 40
+
+        wait_until(converged, 30, "convergence after the partition")
+        log = replicators.log_of(0)
+        assert "retrying in" in log or "reconnecting in" in log  # the partition was felt
+        local = rows(world.site1.local, "patients")
+        cloud = rows(world.cloud, "patients")
+        assert {(r["id"], r["revision"]) for r in local.values()} == {
+            (r["id"], r["revision"]) for r in cloud.values()
+        }
