@@ -6,8 +6,9 @@ The core owns rows, batches and the apply rule; it calls these around file-beari
   it is in scope (deduplicated, resumable) and returns the ``blob_state`` the row should
   carry on the cloud (``uploaded`` or ``remote``). The cloud's trigger holds the same
   rule: a row never says ``uploaded`` for a blob the cloud has not verified.
-- :meth:`FileLane.after_pull` after the core applied a cloud row locally with
-  ``blob_state = 'pending'``: downloads the blob (sha256-verified, atomic) into the file
+- :meth:`FileLane.after_pull` after the core applied a cloud row locally (its apply
+  writes ``blob_state = 'remote'`` for an arriving file; ``pending`` works too):
+  downloads the blob (sha256-verified, atomic) into the file
   store and marks the row ``present`` with its ``local_path``.
 - :meth:`FileLane.serve_requests` whenever the core sees a ``blob.requested`` event (or on
   its poll): uploads what cloud clients asked for, ahead of the backfill.
@@ -73,7 +74,7 @@ class FileLane:
     async def after_pull(self, table: str, row_id: int) -> Path | None:
         """Download a pulled row's blob into the store; its local path (None: nothing to do)."""
         row = await self._row(table, row_id)
-        if row.blob_sha256 is None or row.blob_state != "pending":
+        if row.blob_sha256 is None or row.blob_state == "present":
             return None
         dest = store_path(self.store_root, row.blob_sha256)
         if not dest.exists():

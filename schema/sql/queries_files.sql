@@ -283,7 +283,7 @@ SELECT id, blob_sha256, blob_size, blob_state, local_path,
 
 -- name: files_lane_pending
 SELECT table_name, id FROM scsync_file_rows
- WHERE blob_state = 'pending' AND blob_sha256 IS NOT NULL
+ WHERE blob_state IN ('remote', 'pending') AND blob_sha256 IS NOT NULL
  ORDER BY id DESC
  LIMIT %(limit)s;
 
@@ -291,3 +291,6 @@ SELECT table_name, id FROM scsync_file_rows
 -- name: files_lane_mark_present
 UPDATE {table} SET blob_state = 'present', local_path = %(local_path)s
  WHERE id = %(row_id)s AND blob_sha256 = %(sha256)s;
+
+-- name: files_outbox_pending
+SELECT EXISTS (SELECT 1 FROM scsync_outbox WHERE site_id = %(site_id)s);

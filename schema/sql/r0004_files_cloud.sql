@@ -1,13 +1,15 @@
 -- files (cloud): a row's blob_state follows what the cloud has verified, and the
 -- per-record sync switch drives the cloud copy's lifecycle.
 
--- BEFORE INSERT OR UPDATE on file-bearing tables. 'uploaded' only when the blob is
--- recorded as uploaded for the row's own site (the blobs API records it after it
--- verified size and sha256); a row whose file is still on its way is 'pending'; a
--- row the site sent as metadata only stays 'remote'. Whatever a writer claims, a
--- row never says 'uploaded' for a blob the cloud has not verified.
+-- BEFORE INSERT OR UPDATE on file-bearing tables: 'uploaded' exactly when the blob is
+-- recorded as uploaded for the row's own site (the blobs API records it only after it
+-- verified size and sha256), otherwise 'remote' (the file is still on the site: metadata
+-- only, or on its way; the blobs API turns the rows 'uploaded' when it records the blob).
+-- Whatever a writer sets (the core's apply writes 'pending' for an arriving blob), a row
+-- never claims a file the cloud has not verified. Security definer: site roles write
+-- these tables but do not read the cloud's blob records directly.
 CREATE FUNCTION scsync_files_blob_state() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
     IF NEW.blob_sha256 IS NULL THEN
         RETURN NEW;
@@ -16,8 +18,8 @@ BEGIN
                 WHERE b.site_id = NEW.site_id AND b.sha256 = NEW.blob_sha256
                   AND b.state = 'uploaded') THEN
         NEW.blob_state := 'uploaded';
-    ELSIF NEW.blob_state IS DISTINCT FROM 'remote' THEN
-        NEW.blob_state := 'pending';
+    ELSE
+        NEW.blob_state := 'remote';
     END IF;
     RETURN NEW;
 END
@@ -53,3 +55,6 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Site roles may read their own blob records (row-level security, as for synced tables).
+SELECT scsync_protect_table('scsync_blobs', 'SELECT');

@@ -42,3 +42,4 @@ LANGUAGE sql STABLE AS $$
     END
     FROM (SELECT 1) AS one LEFT JOIN scsync_file_policy p ON true
 $$;
+

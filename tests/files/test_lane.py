@@ -43,7 +43,7 @@ async def test_push_hook_then_pull_hook_byte_identical(
     q = add_patient(local_db2, 1)
     pulled = add_image(local_db2, 1, q, sha=sha, size=13 * MiB)
     with local_db2.engine.begin() as conn:
-        conn.execute(text("UPDATE images SET blob_state = 'pending' WHERE id = :i"), {"i": pulled})
+        conn.execute(text("UPDATE images SET blob_state = 'remote' WHERE id = :i"), {"i": pulled})
     before = fetch(local_db2, "SELECT revision FROM images WHERE id = :i", i=pulled)[0].revision
     local2 = await connect(local_db2.url)
     try:
