@@ -16,6 +16,7 @@ import random
 import re
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +46,10 @@ class LockdConfig:
     idle_close_s: float | None = 300.0
     sweep_interval_s: float = 1.0
     event_retention_s: float = 86400.0
-    wait_poll_s: float = 0.05
+    # A waiting acquire is woken at once by a release through this manager (FIFO, one
+    # waiter at a time); releases through other processes are seen by polling at this
+    # interval, expiries exactly when the holder's TTL runs out.
+    wait_poll_s: float = 0.25
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.ttl_s <= 86400:
@@ -103,6 +107,7 @@ class LeaseManager:
         self.pool = pool
         self.config = config or LockdConfig()
         self._monotonic = monotonic
+        self._waiters: dict[tuple[str, int], deque[asyncio.Future[None]]] = {}
 
     async def _call(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         try:
@@ -165,12 +170,35 @@ class LeaseManager:
                     expires_in_ms=got.expires_in_ms,
                     editing_by=got.editing_by,
                 )
-            # Poll: a release is seen at the next attempt, an expiry at the latest when
-            # the holder's TTL runs out. Jitter keeps waiters from moving in lockstep.
+            # Wait for a hand-off from a release in this process, the holder's expiry,
+            # or the poll interval (releases elsewhere); jitter keeps pollers apart.
             pause = self.config.wait_poll_s * random.uniform(0.5, 1.5)
             if got.expires_in_ms is not None:
                 pause = min(pause, got.expires_in_ms / 1000 + 0.005)
-            await asyncio.sleep(max(0.001, min(pause, remaining)))
+            await self._wait_turn((table, row_id), max(0.001, min(pause, remaining)))
+
+    async def _wait_turn(self, key: tuple[str, int], timeout: float) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._waiters.setdefault(key, deque())
+        queue.append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            with contextlib.suppress(ValueError):
+                queue.remove(fut)
+            if not queue:
+                self._waiters.pop(key, None)
+
+    def _hand_off(self, table: object, row_id: object) -> None:
+        """Wake the longest-waiting acquire of this record (one, not all of them)."""
+        queue = self._waiters.get((str(table), int(str(row_id))))
+        while queue:
+            fut = queue.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
 
     async def renew(
         self,
@@ -209,7 +237,8 @@ class LeaseManager:
     async def release(self, lease_id: uuid.UUID, token: int, *, owner: Owner | None = None) -> None:
         """Owner-checked release: a late or replayed release never frees a lease that
         is no longer this one (LeaseNotHeld / LeaseExpired instead)."""
-        await self._call("lockd_release", _hold_params(lease_id, token, owner))
+        d = await self._call("lockd_release", _hold_params(lease_id, token, owner))
+        self._hand_off(d["table"], d["row_id"])
 
     async def force_break(
         self,
@@ -221,7 +250,7 @@ class LeaseManager:
         scope_site: int | None = None,
     ) -> dict[str, Any]:
         """Admin: end the record's lease whoever holds it; the token is bumped."""
-        return await self._call(
+        d = await self._call(
             "lockd_break",
             {
                 "table": check_table(table),
@@ -231,6 +260,8 @@ class LeaseManager:
                 "reason": reason,
             },
         )
+        self._hand_off(table, row_id)
+        return d
 
     async def get(self, table: str, row_id: int, *, scope_site: int | None = None) -> LeaseState:
         d = await self._call(

@@ -21,11 +21,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 from aiohttp import web
 
 from lockd.db import Pool, make_pool
@@ -53,8 +55,32 @@ class WebSettings:
     run_sweeper: bool = True
 
 
+class TokenCache:
+    """Verified tokens, kept until their ``exp``: a site sends the same JWT with every
+    heartbeat, and verifying it each time was a measurable part of a request's cost."""
+
+    def __init__(self, secret: str, size: int = 4096) -> None:
+        self.secret = secret
+        self.size = size
+        self._cache: dict[str, tuple[Principal, float]] = {}
+
+    def principal(self, token: str) -> Principal:
+        hit = self._cache.get(token)
+        # JWT expiry is wall-clock time by definition (the token's issuer wrote it so).
+        if hit is not None and hit[1] > time.time():
+            return hit[0]
+        principal = verify_token(self.secret, token)
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+        if isinstance(exp, int | float):
+            if len(self._cache) >= self.size:
+                self._cache.clear()
+            self._cache[token] = (principal, float(exp))
+        return principal
+
+
 MANAGER = web.AppKey("lockd_manager", LeaseManager)
 SETTINGS = web.AppKey("lockd_settings", WebSettings)
+TOKENS = web.AppKey("lockd_tokens", TokenCache)
 PRINCIPAL = "lockd_principal"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -78,6 +104,7 @@ def make_app(
         raise ValueError("make_app needs a pool or a db_url")
     app = web.Application(middlewares=[_errors, _auth])
     app[SETTINGS] = WebSettings(jwt_secret, max_body, run_sweeper)
+    app[TOKENS] = TokenCache(jwt_secret)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         own = pool is None
@@ -137,9 +164,7 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.endswith("/health"):
         return await handler(request)
     try:
-        principal = verify_token(
-            request.app[SETTINGS].jwt_secret, bearer(request.headers.get("Authorization"))
-        )
+        principal = request.app[TOKENS].principal(bearer(request.headers.get("Authorization")))
     except AuthError as exc:
         raise Unauthorized(str(exc)) from exc
     request[PRINCIPAL] = principal
@@ -420,8 +445,19 @@ def run(
     jwt_secret: str,
     config: LockdConfig | None = None,
     prefix: str = "/v1/locks",
+    reuse_port: bool = False,
 ) -> None:
     """Serve lockd alone (``scsync lockd run``) until SIGINT/SIGTERM."""
+    import uvloop
+
     root = web.Application()
     root.add_subapp(prefix, make_app(jwt_secret=jwt_secret, db_url=db_url, config=config))
-    web.run_app(root, host=host, port=port, print=None, access_log=None)
+    web.run_app(
+        root,
+        host=host,
+        port=port,
+        print=None,
+        access_log=None,
+        loop=uvloop.new_event_loop(),
+        reuse_port=reuse_port,
+    )

@@ -49,6 +49,7 @@ def _run(args: argparse.Namespace) -> int:
         jwt_secret=secret,
         config=_config(args),
         prefix=args.prefix,
+        reuse_port=args.reuse_port,
     )
     return 0
 
@@ -100,6 +101,11 @@ def register(sub: Any) -> None:
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8470)
     run.add_argument("--prefix", default="/v1/locks")
+    run.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="SO_REUSEPORT: several lockd processes may serve one port",
+    )
     run.set_defaults(handler=_run)
 
     sweep = lk_sub.add_parser("sweep", help="expire leases and apply the idle policy once")

@@ -46,7 +46,7 @@ def _advisory_locks(conn: psycopg.Connection[Any]) -> int:
     return int(str(row[0]))
 
 
-def _racer(url: str, rid: int, barrier: Any, results: Any) -> None:
+def _racer(url: str, rid: int, barrier: Any, busy_count: Any, results: Any) -> None:
     async def run() -> None:
         async with make_pool(url, min_size=1, max_size=1) as pool:
             manager = LeaseManager(pool, LockdConfig(ttl_s=10, wait_poll_s=0.01))
@@ -55,9 +55,15 @@ def _racer(url: str, rid: int, barrier: Any, results: Any) -> None:
             first = await manager.try_acquire("patients", rid, f"cloud:racer{os.getpid()}")
             won = isinstance(first, Lease)
             if isinstance(first, Lease):
-                await asyncio.sleep(0.2)  # hold it while the others find it busy
+                # Hold it until every other racer has found it taken (a racer that the
+                # scheduler delays must not find it already released).
+                deadline = time.monotonic() + 60
+                while busy_count.value < RACERS - 1 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
                 lease = first
             else:
+                with busy_count.get_lock():
+                    busy_count.value += 1
                 lease = await manager.acquire(
                     "patients", rid, f"cloud:racer{os.getpid()}", wait_s=60
                 )
@@ -77,9 +83,10 @@ def test_50_processes_race_for_one_record(records: Records) -> None:
     rid = records.site1[0]
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(RACERS)
+    busy_count = ctx.Value("i", 0)
     results = ctx.Queue()
     procs = [
-        ctx.Process(target=_racer, args=(records.db.libpq_url, rid, barrier, results))
+        ctx.Process(target=_racer, args=(records.db.libpq_url, rid, barrier, busy_count, results))
         for _ in range(RACERS)
     ]
     for p in procs:
@@ -91,6 +98,7 @@ def test_50_processes_race_for_one_record(records: Records) -> None:
             p.join(30)
             if p.is_alive():
                 p.kill()
+    assert busy_count.value == RACERS - 1
     winners = [g for g in got if g[0]]
     assert len(winners) == 1, got
     tokens = [g[1] for g in got]

@@ -253,3 +253,30 @@ async def test_lease_id_must_be_a_uuid(manager: LeaseManager) -> None:
         await manager.renew("nope", 1)  # type: ignore[arg-type]
     with pytest.raises(LeaseNotHeld):
         await manager.renew(uuid.uuid4(), 1)
+
+
+async def test_a_release_hands_the_record_to_the_first_waiter(pool: Pool, records: Records) -> None:
+    # Polling is made far too slow to matter: only the hand-off can wake the waiters.
+    mgr = LeaseManager(pool, LockdConfig(ttl_s=30, wait_poll_s=20))
+    rid = records.site1[0]
+    first = await mgr.acquire("patients", rid, "cloud:a")
+    order: list[str] = []
+
+    async def wait_for_it(name: str) -> Lease:
+        lease = await mgr.acquire("patients", rid, f"cloud:{name}", wait_s=10)
+        order.append(name)
+        return lease
+
+    w1 = asyncio.create_task(wait_for_it("b"))
+    await asyncio.sleep(0.05)
+    w2 = asyncio.create_task(wait_for_it("c"))
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    released_at = loop.time()
+    await mgr.release(first.lease_id, first.token)
+    got_b = await asyncio.wait_for(w1, 5)
+    assert loop.time() - released_at < 5  # far below the 20 s poll: woken, not polled
+    assert not w2.done()
+    await mgr.release(got_b.lease_id, got_b.token)
+    got_c = await asyncio.wait_for(w2, 5)
+    assert order == ["b", "c"] and got_c.token > got_b.token > first.token

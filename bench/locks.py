@@ -1,0 +1,317 @@
+"""lockd benchmark: acquire -> save -> release over loopback HTTP by 100 concurrent
+clients, on distinct records and on one hot record, beside the floor of a bare
+``pg_try_advisory_xact_lock`` round trip measured in the same run.
+
+The service runs as its own process (``scsync lockd run``), PostgreSQL is the embedded
+server (or ``SCSYNC_BENCH_PG_URL``/``SCSYNC_TEST_PG_URL``, an admin URL), the clients are
+aiohttp tasks in this process: all three share the machine.
+
+A cycle = acquire + release; its latency is the sum of the two requests. The save in
+between is timed on its own (``save_p99_ms``). ``acquire_release_per_s`` counts cycles
+completed per second of the distinct-records run (the saves are part of that run).
+
+Prints a table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import ExitStack, suppress
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+import uvloop
+
+SECRET = "bench-secret-0123456789abcdef-0123456789abcdef"
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _admin_url(stack: ExitStack) -> str:
+    url = os.environ.get("SCSYNC_BENCH_PG_URL") or os.environ.get("SCSYNC_TEST_PG_URL")
+    if url:
+        return url
+    from scsync.embedded_pg import EmbeddedPostgres
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-locks-"))
+    stack.callback(shutil.rmtree, workdir, True)
+    server = EmbeddedPostgres(workdir / "data")
+    server.start()
+    stack.callback(server.stop)
+    return server.url
+
+
+def _database(stack: ExitStack, admin: str, records: int) -> tuple[str, list[int], int]:
+    from schema import db as schema_db
+    from schema import migrate
+    from schema.urls import create_engine, libpq_url
+
+    name = f"bench_locks_{os.getpid()}"
+    with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    stack.callback(drop)
+    from sqlalchemy.engine import make_url
+
+    url = make_url(libpq_url(admin)).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url, "cloud")
+    engine = create_engine(url)
+    with engine.begin() as c:
+        schema_db.set_node(c, 0, "cloud", None)
+    engine.dispose()
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        rows = conn.execute(
+            "INSERT INTO patients (site_id, patient_code, name)"
+            " SELECT 1, 'B' || g, 'Bench ' || g FROM generate_series(1, %s) g RETURNING id",
+            (records + 1,),
+        ).fetchall()
+    ids = [int(r[0]) for r in rows]
+    return libpq_url(url), ids[:-1], ids[-1]
+
+
+def _start_lockd(stack: ExitStack, db_url: str, workers: int) -> str:
+    from scsync.embedded_pg import free_port
+
+    port = free_port()
+    for _ in range(workers):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "scsync",
+                "lockd",
+                "run",
+                "--db-url",
+                db_url,
+                "--port",
+                str(port),
+                "--ttl-s",
+                "30",
+                "--idle-warn-s",
+                "0",
+                "--reuse-port",
+            ],
+            env={**os.environ, "SCSYNC_JWT_SECRET": SECRET},
+            stdout=subprocess.DEVNULL,
+        )
+        stack.callback(_stop, proc)
+    base = f"http://127.0.0.1:{port}/v1/locks"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=0.5):
+                return base
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("lockd did not start") from None
+            time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def _floor(db_url: str, n: int) -> list[float]:
+    out: list[float] = []
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        for i in range(n):
+            t = time.perf_counter()
+            await conn.execute("SELECT pg_try_advisory_xact_lock(%s::bigint)", (i,))
+            out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+async def _run(
+    base: str,
+    records: list[int],
+    hot: int | None,
+    clients: int,
+    seconds: float,
+    *,
+    save: bool = True,
+) -> dict[str, Any]:
+    from schema.auth import site_token
+
+    headers = {"Authorization": f"Bearer {site_token(SECRET, 1, ttl_s=3600)}"}
+    cycles: list[float] = []
+    saves: list[float] = []
+    busy = 0
+    errors: list[str] = []
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
+        stop_at = time.perf_counter() + seconds
+
+        async def post(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            async with http.post(base + path, json=body) as resp:
+                return resp.status, await resp.json()
+
+        async def client(i: int) -> None:
+            nonlocal busy
+            rid = hot if hot is not None else records[i]
+            holder = f"local:1/bench{i}"
+            wait_ms = 5000 if hot is not None else 0
+            n = 0
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                # On the hot record the clients queue at lockd (wait_ms) instead of spinning.
+                status, lease = await post(
+                    "/acquire",
+                    {"table": "patients", "row_id": rid, "holder": holder, "wait_ms": wait_ms},
+                )
+                t1 = time.perf_counter()
+                if status == 409:
+                    busy += 1
+                    await asyncio.sleep(0.001)
+                    continue
+                if status != 200:
+                    errors.append(f"acquire {status} {lease}")
+                    return
+                n += 1
+                if save:
+                    status, saved = await post(
+                        "/save",
+                        {
+                            "lease_id": lease["lease_id"],
+                            "token": lease["token"],
+                            "changes": {"notes": f"{holder} #{n}"},
+                        },
+                    )
+                    if status != 200:
+                        errors.append(f"save {status} {saved}")
+                        return
+                t2 = time.perf_counter()
+                status, rel = await post(
+                    "/release", {"lease_id": lease["lease_id"], "token": lease["token"]}
+                )
+                t3 = time.perf_counter()
+                if status != 200:
+                    errors.append(f"release {status} {rel}")
+                    return
+                cycles.append((t1 - t0 + t3 - t2) * 1000)
+                if save:
+                    saves.append((t2 - t1) * 1000)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(i) for i in range(clients)))
+        elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"{len(errors)} errors, first: {errors[0]}")
+    return {
+        "cycles": len(cycles),
+        "per_s": len(cycles) / elapsed,
+        "p50": pct(cycles, 0.50),
+        "p99": pct(cycles, 0.99),
+        "save_p50": pct(saves, 0.50),
+        "save_p99": pct(saves, 0.99),
+        "busy": busy,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, < 60 s")
+    ap.add_argument("--clients", type=int, default=100)
+    ap.add_argument("--seconds", type=float, default=None)
+    ap.add_argument("--workers", type=int, default=1, help="lockd processes on one port")
+    args = ap.parse_args()
+    seconds = args.seconds or (3.0 if args.quick else 10.0)
+    with ExitStack() as stack:
+        admin = _admin_url(stack)
+        db_url, records, hot = _database(stack, admin, args.clients)
+        base = _start_lockd(stack, db_url, args.workers)
+        floor = uvloop.run(_floor(db_url, 500 if args.quick else 3000))
+        # Warm up connections, prepared statements and the server's pool.
+        uvloop.run(_run(base, records, None, args.clients, 0.5))
+        distinct = uvloop.run(_run(base, records, None, args.clients, seconds))
+        no_save = uvloop.run(_run(base, records, None, args.clients, seconds, save=False))
+        hot_run = uvloop.run(_run(base, records, hot, args.clients, seconds))
+    floor_p50 = statistics.median(floor)
+    rows = [
+        (
+            "floor: pg_try_advisory_xact_lock",
+            len(floor),
+            float("nan"),
+            floor_p50,
+            pct(floor, 0.99),
+            float("nan"),
+        ),
+        (
+            "distinct records (acquire+release)",
+            distinct["cycles"],
+            distinct["per_s"],
+            distinct["p50"],
+            distinct["p99"],
+            distinct["save_p99"],
+        ),
+        (
+            "distinct records, no save",
+            no_save["cycles"],
+            no_save["per_s"],
+            no_save["p50"],
+            no_save["p99"],
+            float("nan"),
+        ),
+        (
+            "one hot record (acquire waits)",
+            hot_run["cycles"],
+            hot_run["per_s"],
+            hot_run["p50"],
+            hot_run["p99"],
+            hot_run["save_p99"],
+        ),
+    ]
+    print(f"{'run':38} {'n':>7} {'cycles/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'save p99':>9}")
+    for name, n, per_s, p50, p99, sp99 in rows:
+        print(f"{name:38} {n:7d} {per_s:9.0f} {p50:8.2f} {p99:8.2f} {sp99:9.2f}")
+    print(f"hot record: {hot_run['busy']} busy answers while {args.clients} clients queued")
+    print(
+        json.dumps(
+            {
+                "acquire_release_per_s": round(distinct["per_s"], 1),
+                "p50_ms": round(distinct["p50"], 3),
+                "p99_ms": round(distinct["p99"], 3),
+                "save_p99_ms": round(distinct["save_p99"], 3),
+                "floor_p50_ms": round(floor_p50, 3),
+                "ratio_to_floor": round(distinct["p50"] / floor_p50, 1),
+                "no_save_acquire_release_per_s": round(no_save["per_s"], 1),
+                "no_save_p99_ms": round(no_save["p99"], 3),
+                "hot_acquire_release_per_s": round(hot_run["per_s"], 1),
+                "hot_p99_ms": round(hot_run["p99"], 3),
+                "hot_busy": hot_run["busy"],
+                "clients": args.clients,
+                "seconds": seconds,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    with suppress(KeyboardInterrupt):
+        main()
