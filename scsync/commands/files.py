@@ -291,15 +291,23 @@ async def _backfill_run(args: argparse.Namespace) -> int:
             print(json.dumps(p.as_dict()), flush=True)
 
     async def run(transfer: Any) -> Progress:
-        lane = Backfill(
-            local_url,
-            _need(args, "cloud_url"),
-            site_id,
-            transfer=transfer,
-            config=config,
-            on_progress=on_progress,
-        )
-        return await lane.run()
+        from replicator.files.backfill import connect
+        from replicator.files.service import outbox_gate
+
+        gate_conn = await connect(local_url)
+        try:
+            lane = Backfill(
+                local_url,
+                _need(args, "cloud_url"),
+                site_id,
+                transfer=transfer,
+                config=config,
+                on_progress=on_progress,
+                live_gate=None if args.no_yield_to_live else outbox_gate(gate_conn, site_id),
+            )
+            return await lane.run()
+        finally:
+            await gate_conn.close()
 
     try:
         if _opt(args, "blobs_url", required=False):
@@ -383,6 +391,34 @@ async def _backfill_pause_async(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- the replicator with its file lanes -------------------------------------------------------
+
+
+def _files_run(args: argparse.Namespace) -> int:
+    import logging
+
+    from replicator.files.service import FilesSettings, serve
+    from replicator.settings import load_settings
+
+    settings = load_settings(Path(args.config) if args.config else None)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    store = args.store or os.environ.get("SCSYNC_FILE_STORE")
+    if not store:
+        raise ConfigError("missing --store (or SCSYNC_FILE_STORE): where downloaded files go")
+    files = FilesSettings(
+        blobs_url=_need(args, "blobs_url"),
+        token=_need(args, "token"),
+        store_root=Path(store),
+        poll_s=args.poll_s,
+        concurrency=args.concurrency,
+    )
+    return asyncio.run(serve(settings, files))
+
+
 # -- registration -----------------------------------------------------------------------------
 
 
@@ -440,6 +476,21 @@ def register(sub: Any) -> None:
     rs.add_argument("id", type=int)
     rs.set_defaults(handler=_restore)
 
+    fr = sub.add_parser("files", help="the replicator with its file lanes: run")
+    fr_sub = fr.add_subparsers(dest="files_command", required=True)
+    run = fr_sub.add_parser(
+        "run",
+        help="push/pull lanes (scsync replicator settings) plus blob uploads before push, "
+        "downloads after pull and on-demand requests",
+    )
+    run.add_argument("--config", help="replicator settings (TOML); SCSYNC_* env too")
+    run.add_argument("--blobs-url", help="the cloud's blob API (default: SCSYNC_BLOBS_URL)")
+    run.add_argument("--token", help="this site's JWT (default: SCSYNC_SITE_TOKEN)")
+    run.add_argument("--store", help="local file store root (default: SCSYNC_FILE_STORE)")
+    run.add_argument("--poll-s", type=float, default=1.0, help="on-demand/download poll")
+    run.add_argument("--concurrency", type=int, default=4, help="file transfers in flight")
+    run.set_defaults(handler=_files_run)
+
     bf = sub.add_parser("backfill", help="send what never crossed: start, status, pause")
     bf_sub = bf.add_subparsers(dest="backfill_command", required=True)
     start = bf_sub.add_parser("start", help="run the backfill in the foreground")
@@ -450,6 +501,11 @@ def register(sub: Any) -> None:
     start.add_argument("--file-batch-rows", type=int, default=20)
     start.add_argument("--concurrency", type=int, default=4, help="file transfers in flight")
     start.add_argument("--metrics-file", help="write Prometheus text metrics here")
+    start.add_argument(
+        "--no-yield-to-live",
+        action="store_true",
+        help="do not wait for the live lane's outbox to drain before each batch",
+    )
     start.add_argument("--no-progress", action="store_true", help="no progress bar")
     start.add_argument("--log-progress", action="store_true", help="print progress as JSON lines")
     start.set_defaults(handler=_backfill_start)

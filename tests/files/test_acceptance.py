@@ -1,0 +1,361 @@
+"""Acceptance with real processes: the replicator with its file lanes (`scsync files run`)
+and the backfill (`scsync backfill start`), killed with SIGKILL and restarted, against
+moto over HTTP and real PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from sqlalchemy import text
+
+from replicator.sites import register_site
+from tests.files.conftest import BlobServer
+from tests.files.helpers import MiB, fetch, sha256_of, urandom_file
+from tests.pg import TestDatabase
+
+
+class Procs:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = open(self.tmp_path / f"proc-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scsync", *args],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def log(self, proc: subprocess.Popen[bytes]) -> str:
+        index = self.procs.index(proc)
+        return (self.tmp_path / f"proc-{index}.log").read_text(errors="replace")
+
+    def kill_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    p = Procs(tmp_path)
+    try:
+        yield p
+    finally:
+        p.kill_all()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def seed_legacy(
+    local: TestDatabase, tmp_path: Path, patients: int, files: int, file_size: int = 2048
+) -> dict[int, str]:
+    """Rows that existed before the site was connected: no outbox entries, never synced."""
+    store = tmp_path / "legacy"
+    store.mkdir(exist_ok=True)
+    shas: dict[str, tuple[str, int]] = {}
+    for i in range(files):
+        path = store / f"img{i:05d}.dcm"
+        # Small and distinct; written with os.urandom-free bytes to stay fast.
+        data = (f"image {i} ".encode() * (file_size // 8 + 1))[:file_size]
+        path.write_bytes(data)
+        shas[str(path)] = (sha256_of(data), len(data))
+    with local.engine.begin() as conn:
+        conn.execute(text("SET LOCAL scsync.replicating = 'on'"))
+        conn.execute(
+            text(
+                "INSERT INTO patients (site_id, patient_code, name, revision)"
+                " SELECT 1, 'L' || g, 'Legacy ' || g, scsync_snowflake()"
+                " FROM generate_series(1, :n) g"
+            ),
+            {"n": patients},
+        )
+        first = conn.execute(text("SELECT min(id) FROM patients")).scalar_one()
+        out: dict[int, str] = {}
+        for local_path, (sha, size) in shas.items():
+            rid = conn.execute(
+                text(
+                    "INSERT INTO images (site_id, patient_id, modality, blob_sha256, blob_size,"
+                    " local_path, file_name, revision)"
+                    " VALUES (1, :p, 'CT', :s, :z, :l, 'x.dcm', scsync_snowflake()) RETURNING id"
+                ),
+                {"p": first, "s": sha, "z": size, "l": local_path},
+            ).scalar_one()
+            out[int(rid)] = sha
+        conn.execute(text("DELETE FROM scsync_outbox"))
+    return out
+
+
+def _newest_first(tdb: TestDatabase, table: str) -> None:
+    """Every synced row is newer (higher id) than every row that never crossed."""
+    row = fetch(
+        tdb,
+        f"SELECT max(id) FILTER (WHERE synced_revision IS NULL) AS unsynced,"
+        f" min(id) FILTER (WHERE synced_revision IS NOT NULL) AS synced FROM {table}",
+    )[0]
+    if row.unsynced is not None and row.synced is not None:
+        assert row.synced > row.unsynced, f"{table}: an older row crossed before a newer one"
+
+
+def _synced(tdb: TestDatabase, table: str) -> int:
+    return int(fetch(tdb, f"SELECT count(*) AS n FROM {table} WHERE synced")[0].n)
+
+
+def _env(
+    local_db: TestDatabase, cloud_url: str, blobs: BlobServer, tmp_path: Path
+) -> dict[str, str]:
+    return {
+        "SCSYNC_LOCAL_DB_URL": local_db.url,
+        "SCSYNC_CLOUD_DB_URL": cloud_url,
+        "SCSYNC_SITE_ID": "1",
+        "SCSYNC_BLOBS_URL": blobs.base_url,
+        "SCSYNC_SITE_TOKEN": blobs.token(1),
+        "SCSYNC_FILE_STORE": str(tmp_path / "store"),
+        "SCSYNC_POLL_INTERVAL_S": "0.5",
+        "SCSYNC_SCHEMA_REFRESH_S": "0.5",
+        "SCSYNC_DEAD_LETTER_INITIAL_S": "0.2",
+        "SCSYNC_DEAD_LETTER_MAX_S": "1.0",
+    }
+
+
+@pytest.mark.parametrize(
+    ("patients", "files", "rows_per_s"),
+    [
+        pytest.param(3000, 150, 1500, id="small"),
+        pytest.param(45_000, 5000, 6000, id="issue-size", marks=pytest.mark.slow),
+    ],
+)
+def test_backfill_survives_two_kills_newest_first_and_live_edits_pass(
+    local_db: TestDatabase,
+    cloud_db: TestDatabase,
+    blobs: BlobServer,
+    procs: Procs,
+    tmp_path: Path,
+    patients: int,
+    files: int,
+    rows_per_s: int,
+) -> None:
+    with cloud_db.engine.begin() as conn:
+        creds = register_site(conn, "clinic-one")
+    images = seed_legacy(local_db, tmp_path, patients, files)
+    env = _env(local_db, creds.cloud_url(cloud_db.url), blobs, tmp_path)
+    live = procs.start("files", "run", env=env)
+    backfill_args = (
+        "backfill",
+        "start",
+        "--no-progress",
+        "--cloud-url",
+        cloud_db.url,
+        "--batch-rows",
+        "500",
+        "--rows-per-s",
+        str(rows_per_s),
+    )
+    bf = procs.start(*backfill_args, env=env)
+    wait_until(lambda: _synced(local_db, "patients") >= patients // 3, 60, "a third of patients")
+    bf.send_signal(signal.SIGKILL)
+    bf.wait(10)
+    _newest_first(local_db, "patients")
+    bf = procs.start(*backfill_args, env=env)
+
+    # A live edit while the backfill runs: through the live lane within 2 s.
+    t0 = time.monotonic()
+    with local_db.engine.begin() as conn:
+        new_id = conn.execute(
+            text(
+                "INSERT INTO patients (site_id, patient_code, name) VALUES (1, 'LIVE', 'Live')"
+                " RETURNING id"
+            )
+        ).scalar_one()
+    wait_until(
+        lambda: bool(fetch(cloud_db, "SELECT 1 FROM patients WHERE id = :i", i=new_id)),
+        10,
+        "the live edit on the cloud",
+    )
+    latency = time.monotonic() - t0
+    assert latency < 2.0, f"live edit took {latency:.2f} s"
+
+    wait_until(lambda: _synced(local_db, "images") >= files // 3, 120, "a third of images")
+    bf.send_signal(signal.SIGKILL)
+    bf.wait(10)
+    _newest_first(local_db, "patients")
+    _newest_first(local_db, "images")
+    bf = procs.start(*backfill_args, env=env)
+    assert bf.wait(300) == 0, procs.log(bf)
+    assert '"state": "done"' in procs.log(bf)
+
+    assert _synced(local_db, "patients") == patients + 1
+    assert _synced(local_db, "images") == files
+    cloud = {r.id: r for r in fetch(cloud_db, "SELECT id, blob_state, revision FROM images")}
+    assert set(cloud) == set(images)
+    assert {r.blob_state for r in cloud.values()} == {"uploaded"}
+    assert fetch(cloud_db, "SELECT count(*) AS n FROM patients")[0].n == patients + 1
+    s3 = blobs.s3.client()
+    for rid in sorted(images)[:: max(1, files // 20)]:
+        body = s3.get_object(Bucket=blobs.settings.bucket, Key=blobs.key(1, images[rid]))["Body"]
+        assert sha256_of(body.read()) == images[rid]
+    assert live.poll() is None, procs.log(live)
+
+
+def _rss_while(
+    proc: subprocess.Popen[bytes], started: Callable[[], bool], until: Callable[[], bool]
+) -> tuple[int, int]:
+    """RSS of `proc` when `started()` first held, and its peak until `until()`."""
+    p = psutil.Process(proc.pid)
+    base = peak = 0
+    while proc.poll() is None and not until():
+        try:
+            rss = p.memory_info().rss
+        except psutil.NoSuchProcess:
+            break
+        if not base and started():
+            base = rss
+        peak = max(peak, rss)
+        time.sleep(0.02)
+    return base, peak
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(40 * MiB, id="40MiB"),
+        pytest.param(300 * MiB, id="300MB", marks=pytest.mark.slow),
+    ],
+)
+def test_kill_during_multipart_then_resume_without_resending_parts(
+    local_db: TestDatabase,
+    cloud_db: TestDatabase,
+    blobs: BlobServer,
+    procs: Procs,
+    tmp_path: Path,
+    size: int,
+) -> None:
+    src = tmp_path / "ct-volume.raw"
+    sha = urandom_file(src, size)
+    with local_db.engine.begin() as conn:
+        conn.execute(text("SET LOCAL scsync.replicating = 'on'"))
+        p = conn.execute(
+            text(
+                "INSERT INTO patients (site_id, patient_code, name, revision)"
+                " VALUES (1, 'P', 'P', scsync_snowflake()) RETURNING id"
+            )
+        ).scalar_one()
+        image = conn.execute(
+            text(
+                "INSERT INTO images (site_id, patient_id, kind, modality, blob_sha256, blob_size,"
+                " local_path, revision) VALUES (1, :p, '3d', 'CT', :s, :z, :l, scsync_snowflake())"
+                " RETURNING id"
+            ),
+            {"p": p, "s": sha, "z": size, "l": str(src)},
+        ).scalar_one()
+        conn.execute(text("DELETE FROM scsync_outbox"))
+    env = _env(local_db, cloud_db.url, blobs, tmp_path)
+    args = ("backfill", "start", "--no-progress", "--concurrency", "2")
+    throttled = (*args, "--bytes-per-s", str(size // 4))  # about four seconds of upload
+
+    def parts_done() -> set[int]:
+        return {
+            r.part_number for r in fetch(local_db, "SELECT part_number FROM scsync_upload_parts")
+        }
+
+    bf = procs.start(*throttled, env=env)
+    upload_begun = lambda: bool(fetch(local_db, "SELECT 1 FROM scsync_uploads"))  # noqa: E731
+    base, peak = _rss_while(bf, upload_begun, lambda: len(parts_done()) >= 2)
+    bf.send_signal(signal.SIGKILL)
+    bf.wait(10)
+    finished = parts_done()
+    assert len(finished) >= 2
+    # Bytes never held whole: once its upload began the uploader grew by far less than
+    # the file (parts of 5 MiB, two in flight, 1 MiB chunks).
+    assert base and peak - base < min(size // 4, 32 * MiB), (base, peak)
+    assert peak < 200 * MiB
+    key = f"/{blobs.settings.bucket}/{blobs.key(1, sha)}?"
+    log_before = len(blobs.s3.request_log(include_query=True))
+    bf = procs.start(*args, env=env)
+    assert bf.wait(300) == 0, procs.log(bf)
+    after = [
+        q
+        for m, q in blobs.s3.request_log(include_query=True)[log_before:]
+        if m == "PUT" and q.startswith(key) and "partNumber=" in q
+    ]
+    resent = {int(q.split("partNumber=")[1].split("&")[0]) for q in after}
+    assert resent, "the restart sent the missing parts"
+    assert not resent & finished, f"finished parts {sorted(resent & finished)} were sent again"
+    row = fetch(cloud_db, "SELECT blob_state FROM images WHERE id = :i", i=image)[0]
+    assert row.blob_state == "uploaded"
+    # Both ways byte-identical: the cloud's object, then a site's download of it.
+    body = blobs.s3.client().get_object(Bucket=blobs.settings.bucket, Key=blobs.key(1, sha))["Body"]
+    import hashlib
+
+    h = hashlib.sha256()
+    for chunk in iter(lambda: body.read(MiB), b""):
+        h.update(chunk)
+    assert h.hexdigest() == sha
+
+
+def test_on_demand_request_is_served_by_the_running_replicator(
+    local_db: TestDatabase,
+    cloud_db: TestDatabase,
+    blobs: BlobServer,
+    procs: Procs,
+    tmp_path: Path,
+) -> None:
+    import json
+    import urllib.request
+
+    with cloud_db.engine.begin() as conn:
+        creds = register_site(conn, "clinic-one")
+    images = seed_legacy(local_db, tmp_path, 5, 2)
+    with local_db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO scsync_file_policy (mode) VALUES ('selective')"))
+    env = _env(local_db, creds.cloud_url(cloud_db.url), blobs, tmp_path)
+    bf = procs.start("backfill", "start", "--no-progress", "--cloud-url", cloud_db.url, env=env)
+    assert bf.wait(60) == 0, procs.log(bf)
+    states = {r.blob_state for r in fetch(cloud_db, "SELECT blob_state FROM images")}
+    assert states == {"remote"}  # nothing in scope: metadata only
+    live = procs.start("files", "run", "--poll-s", "0.2", env=env)
+    rid, sha = sorted(images.items())[0]
+    req = urllib.request.Request(
+        f"{blobs.base_url}/sites/1/blobs/{sha}/request",
+        data=json.dumps({"table": "images", "row_id": str(rid)}).encode(),
+        headers={
+            "Authorization": f"Bearer {blobs.user_token(1)}",
+            "Content-Type": "application/json",
+        },
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 202
+    wait_until(
+        lambda: (
+            fetch(cloud_db, "SELECT blob_state FROM images WHERE id = :i", i=rid)[0].blob_state
+            == "uploaded"
+        ),
+        20,
+        "the requested blob on the cloud",
+    )
+    other = [r for r in fetch(cloud_db, "SELECT id, blob_state FROM images") if r.id != rid]
+    assert [r.blob_state for r in other] == ["remote"]
+    served = fetch(cloud_db, "SELECT state FROM scsync_blob_requests")
+    assert [r.state for r in served] == ["served"]
+    assert live.poll() is None, procs.log(live)
