@@ -59,6 +59,7 @@ def _admin_url(stack: ExitStack) -> str:
 
 
 def _database(stack: ExitStack, admin: str, records: int) -> tuple[str, list[int], int]:
+    """A migrated cloud database named bench_locks_<pid> with ``records`` + 1 patients."""
     from schema import db as schema_db
     from schema import migrate
     from schema.urls import create_engine, libpq_url
@@ -127,6 +128,43 @@ def _start_lockd(stack: ExitStack, db_url: str, workers: int) -> str:
             if time.monotonic() > deadline:
                 raise RuntimeError("lockd did not start") from None
             time.sleep(0.1)
+
+
+class CpuMeter:
+    """CPU seconds used by the clients (this process), lockd and the PostgreSQL backends
+    of the bench database: shows where a cycle's cost goes, whatever else runs here."""
+
+    def __init__(self, dbname: str) -> None:
+        import psutil
+
+        me = psutil.Process()
+        self.groups = {
+            "client": [me],
+            "lockd": [p for p in me.children() if "lockd" in " ".join(p.cmdline())],
+            "postgres": [
+                p
+                for p in psutil.process_iter()
+                if _safe_cmdline(p).startswith("postgres:") and dbname in _safe_cmdline(p)
+            ],
+        }
+
+    def snapshot(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, procs in self.groups.items():
+            total = 0.0
+            for p in procs:
+                with suppress(Exception):
+                    t = p.cpu_times()
+                    total += t.user + t.system
+            out[name] = total
+        return out
+
+
+def _safe_cmdline(p: Any) -> str:
+    try:
+        return " ".join(p.cmdline())
+    except Exception:
+        return ""
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -249,9 +287,20 @@ def main() -> None:
         floor = uvloop.run(_floor(db_url, 500 if args.quick else 3000))
         # Warm up connections, prepared statements and the server's pool.
         uvloop.run(_run(base, records, None, args.clients, 0.5))
-        distinct = uvloop.run(_run(base, records, None, args.clients, seconds))
-        no_save = uvloop.run(_run(base, records, None, args.clients, seconds, save=False))
-        hot_run = uvloop.run(_run(base, records, hot, args.clients, seconds))
+        meter = CpuMeter(f"bench_locks_{os.getpid()}")
+        cpu: dict[str, dict[str, float]] = {}
+        runs: dict[str, dict[str, Any]] = {}
+        for name, hot_id, save in (
+            ("distinct", None, True),
+            ("no_save", None, False),
+            ("hot", hot, True),
+        ):
+            before = meter.snapshot()
+            runs[name] = uvloop.run(_run(base, records, hot_id, args.clients, seconds, save=save))
+            after = meter.snapshot()
+            n = max(1, runs[name]["cycles"])
+            cpu[name] = {k: (after[k] - before[k]) * 1000 / n for k in after}
+        distinct, no_save, hot_run = runs["distinct"], runs["no_save"], runs["hot"]
     floor_p50 = statistics.median(floor)
     rows = [
         (
@@ -291,6 +340,9 @@ def main() -> None:
     for name, n, per_s, p50, p99, sp99 in rows:
         print(f"{name:38} {n:7d} {per_s:9.0f} {p50:8.2f} {p99:8.2f} {sp99:9.2f}")
     print(f"hot record: {hot_run['busy']} busy answers while {args.clients} clients queued")
+    print("CPU ms per cycle (client / lockd / postgres backends):")
+    for name, c in cpu.items():
+        print(f"  {name:10} {c['client']:6.2f} {c['lockd']:6.2f} {c['postgres']:6.2f}")
     print(
         json.dumps(
             {
@@ -305,6 +357,11 @@ def main() -> None:
                 "hot_acquire_release_per_s": round(hot_run["per_s"], 1),
                 "hot_p99_ms": round(hot_run["p99"], 3),
                 "hot_busy": hot_run["busy"],
+                "cpu_ms_per_cycle": {
+                    "client": round(cpu["distinct"]["client"], 3),
+                    "lockd": round(cpu["distinct"]["lockd"], 3),
+                    "postgres": round(cpu["distinct"]["postgres"], 3),
+                },
                 "clients": args.clients,
                 "seconds": seconds,
             }

@@ -292,3 +292,29 @@ async def test_unreachable_service_raises_the_specific_error() -> None:
             assert loop.time() - started < 5
     finally:
         srv.close()
+
+
+async def test_a_body_arriving_in_pieces_is_read_whole(
+    server: LockdProcess, module_cloud: TestDatabase, rid: int
+) -> None:
+    body = b'{"table": "patients", "row_id": %d, "holder": "local:1/slow"}' % rid
+
+    async def trickle(data: bytes, pieces: int) -> AsyncIterator[bytes]:
+        step = max(1, len(data) // pieces)
+        for i in range(0, len(data), step):
+            yield data[i : i + step]
+            await asyncio.sleep(0.02)
+
+    headers = {"Authorization": f"Bearer {site_token(SECRET, 1)}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.post(server.url + "/acquire", data=trickle(body, 4)) as resp:
+            lease = await resp.json()
+            assert resp.status == 200, lease
+        async with http.post(server.url + "/release", json=lease) as resp:
+            assert resp.status == 200
+        before = _state(module_cloud)
+        huge = b'{"pad": "' + b"y" * 100_000 + b'"}'
+        async with http.post(server.url + "/acquire", data=trickle(huge, 20)) as resp:
+            assert resp.status == 413
+            assert (await resp.json())["error"] == "payload_too_large"
+    assert _state(module_cloud) == before
