@@ -222,10 +222,13 @@ class Backfill:
         self._run = _Run()
         self._last_poll = 0.0
         self._ondemand: OnDemand | None = None
+        self._marker: AsyncConn | None = None
+        self._mark_task: asyncio.Task[None] | None = None
 
     async def run(self) -> Progress:
         local = await connect(self.local_url)
         cloud = await connect(self.cloud_url)
+        self._marker = await connect(self.local_url)
         try:
             self._bulk = self.config.bulk and await self._may_bulk(local, cloud)
             if self.transfer is not None:
@@ -242,8 +245,11 @@ class Backfill:
             await self._emit(local, force=True)
             return self.progress
         finally:
+            if self._mark_task is not None and not self._mark_task.done():
+                self._mark_task.cancel()
             await local.close()
             await cloud.close()
+            await self._marker.close()
 
     async def _may_bulk(self, local: AsyncConn, cloud: AsyncConn) -> bool:
         for conn in (local, cloud):
@@ -311,12 +317,14 @@ class Backfill:
         before = (1 << 63) - 1
         while True:
             if not await self._before_batch(local):
+                await self._flush_mark()
                 return False
             if file_bearing:
                 n, min_id = await self._file_batch(local, cloud, table, before)
             else:
                 n, min_id = await self._batch(local, cloud, table, before=before)
             if n == 0 or min_id is None:
+                await self._flush_mark()
                 return True
             before = min_id
             await self._rows_limiter.consume(n)
@@ -427,15 +435,6 @@ class Backfill:
                 )
                 await ccur.execute(_q("files_backfill_accepted", stage=stage, table=ident))
                 accepted = await ccur.fetchall()
-            async with local.transaction():
-                mcur = local.cursor()
-                if self._bulk:
-                    await mcur.execute("SET LOCAL session_replication_role = replica")
-                await mcur.execute("SET LOCAL scsync.replicating = 'on'")
-                await mcur.execute(
-                    _q("files_backfill_mark_synced", table=ident),
-                    {"ids": [a[0] for a in accepted], "revs": [a[1] for a in accepted]},
-                )
         except psycopg.Error as exc:
             raise FilesError(f"backfill of {table} failed: {exc}") from exc
         if len(accepted) < n:
@@ -445,9 +444,37 @@ class Backfill:
                 n - len(accepted),
                 n,
             )
+        # The local mark of this batch overlaps the next batch's cloud apply (one in
+        # flight): it only ever follows its own batch's cloud commit, which is what
+        # makes a crash at any point cost a re-send, never a loss.
+        await self._flush_mark()
+        self._mark_task = asyncio.create_task(self._mark(table, accepted))
+        return n, int(min_id)
+
+    async def _mark(self, table: str, accepted: list[Any]) -> None:
+        assert self._marker is not None
+        try:
+            async with self._marker.transaction():
+                mcur = self._marker.cursor()
+                if self._bulk:
+                    await mcur.execute("SET LOCAL session_replication_role = replica")
+                await mcur.execute("SET LOCAL scsync.replicating = 'on'")
+                # Losing this commit in a crash only makes the next run re-send the batch
+                # (a duplicate on the cloud), so it need not wait for the WAL flush.
+                await mcur.execute("SET LOCAL synchronous_commit = off")
+                await mcur.execute(
+                    _q("files_backfill_mark_synced", table=sql.Identifier(table)),
+                    {"ids": [a[0] for a in accepted], "revs": [a[1] for a in accepted]},
+                )
+        except psycopg.Error as exc:
+            raise FilesError(f"backfill of {table}: marking rows synced failed: {exc}") from exc
         self._run.rows += len(accepted)
         self.progress.rows_done += len(accepted)
-        return n, int(min_id)
+
+    async def _flush_mark(self) -> None:
+        task, self._mark_task = self._mark_task, None
+        if task is not None:
+            await task
 
     def _apply_lists(
         self, columns: list[str], uploaded: list[str] | None

@@ -1,0 +1,173 @@
+"""Backfill benchmark: metadata rows local -> cloud by scsync's backfill vs PostgreSQL's
+native logical replication initial table copy of the same table, in the same run.
+
+Both copy ``patients`` rows (no files) from a site's local database into a cloud
+database on the same server. scsync: ``scsync backfill start`` as its own process
+(COPY out of the local table, COPY into a staging table on the cloud, set-based apply
+with history, then the rows marked synced locally); its peak RSS is the child's
+``ru_maxrss``. Native: a publication on the local database and a subscription (with
+``copy_data``) from a second cloud database; timed from enabling the subscription until
+its table is ``ready`` in ``pg_subscription_rel``.
+
+Full run: 1,000,000 rows. ``--quick``: 100,000 rows.
+Prints a table, then one JSON line: scsync_rows_per_s, native_copy_rows_per_s, ratio,
+peak_rss_mb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from bench.files import admin_url, new_database
+from schema.urls import libpq_url
+
+
+def seed(local_url: str, rows: int) -> None:
+    """`rows` patients that never crossed, written without triggers (as a legacy import)."""
+    with psycopg.connect(libpq_url(local_url), autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(
+            "INSERT INTO patients (id, site_id, patient_code, name, birth_date, phone, notes,"
+            " revision)"
+            " SELECT 1000000000 + g, 1, 'P' || g, 'Patient number ' || g,"
+            " date '1950-01-01' + (g %% 20000), '+82-10-' || g,"
+            " 'legacy record imported before the cloud was connected', 5000000000 + g"
+            " FROM generate_series(1, %s) g",
+            (rows,),
+        )
+        conn.execute("VACUUM ANALYZE patients")
+
+
+def run_scsync(local_url: str, cloud_url: str) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of `scsync backfill start` as a child process."""
+    env = {**os.environ, "SCSYNC_LOCAL_DB_URL": local_url, "SCSYNC_CLOUD_DB_URL": cloud_url}
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scsync",
+            "backfill",
+            "start",
+            "--no-progress",
+            "--no-yield-to-live",
+            "--batch-rows",
+            "20000",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"backfill failed: {proc.stderr[-2000:]}")
+    # ru_maxrss: kilobytes on Linux, the largest of the children waited for (only this one).
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return seconds, peak_mb
+
+
+def run_native(local_url: str, target_url: str, rows: int) -> float:
+    """Seconds for logical replication's initial copy of `patients` into `target_url`."""
+    src = make_url(libpq_url(local_url))
+    conninfo = f"host={src.host} port={src.port} dbname={src.database} user={src.username}" + (
+        f" password={src.password}" if src.password else ""
+    )
+    with psycopg.connect(libpq_url(local_url), autocommit=True) as pub:
+        pub.execute("CREATE PUBLICATION bench_pub FOR TABLE patients")
+        # A subscription into the same cluster cannot create its slot itself.
+        pub.execute("SELECT pg_create_logical_replication_slot('bench_slot', 'pgoutput')")
+    try:
+        with psycopg.connect(libpq_url(target_url), autocommit=True) as sub:
+            sub.execute(
+                sql.SQL(
+                    "CREATE SUBSCRIPTION bench_sub CONNECTION {} PUBLICATION bench_pub"
+                    " WITH (create_slot = false, slot_name = 'bench_slot', enabled = false,"
+                    " copy_data = true)"
+                ).format(sql.Literal(conninfo))
+            )
+            t0 = time.perf_counter()
+            sub.execute("ALTER SUBSCRIPTION bench_sub ENABLE")
+            while True:
+                state = sub.execute(
+                    "SELECT srsubstate FROM pg_subscription_rel r"
+                    " JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = 'bench_sub'"
+                ).fetchone()
+                if state and state[0] in ("r", "s"):
+                    break
+                if time.perf_counter() - t0 > 3600:
+                    raise RuntimeError("native copy did not finish")
+                time.sleep(0.02)
+            seconds = time.perf_counter() - t0
+            copied = sub.execute("SELECT count(*) FROM patients").fetchone()
+            assert copied and copied[0] == rows, copied
+            sub.execute("ALTER SUBSCRIPTION bench_sub DISABLE")
+            sub.execute("ALTER SUBSCRIPTION bench_sub SET (slot_name = NONE)")
+            sub.execute("DROP SUBSCRIPTION bench_sub")
+    finally:
+        with psycopg.connect(libpq_url(local_url), autocommit=True) as pub:
+            pub.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                " WHERE slot_name = 'bench_slot'"
+            )
+            pub.execute("DROP PUBLICATION IF EXISTS bench_pub")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100,000 rows (< 60 s)")
+    parser.add_argument("--rows", type=int)
+    args = parser.parse_args()
+    rows = args.rows or (100_000 if args.quick else 1_000_000)
+    pid = os.getpid()
+    with ExitStack() as stack:
+        admin = admin_url(stack, "bench-backfill-")
+        local = new_database(stack, admin, f"bench_bf_local_{pid}", "local", 1, 1)
+        cloud = new_database(stack, admin, f"bench_bf_cloud_{pid}", "cloud", 0, None)
+        native_target = new_database(stack, admin, f"bench_bf_native_{pid}", "cloud", 5, None)
+        seed(local, rows)
+        native_s = run_native(local, native_target, rows)
+        scsync_s, peak_mb = run_scsync(local, cloud)
+        with psycopg.connect(libpq_url(cloud)) as conn:
+            got = conn.execute("SELECT count(*) FROM patients").fetchone()
+        with psycopg.connect(libpq_url(local)) as conn:
+            left = conn.execute("SELECT count(*) FROM patients WHERE NOT synced").fetchone()
+        assert got and got[0] == rows and left and left[0] == 0, (got, left)
+    scsync_rate = rows / scsync_s
+    native_rate = rows / native_s
+    print(f"{'path':<44} {'rows':>10} {'seconds':>8} {'rows/s':>10}")
+    print(
+        f"{'scsync backfill (COPY, apply, history, mark)':<44} {rows:>10,} {scsync_s:>8.2f} "
+        f"{scsync_rate:>10,.0f}"
+    )
+    print(
+        f"{'native logical replication initial copy':<44} {rows:>10,} {native_s:>8.2f} "
+        f"{native_rate:>10,.0f}"
+    )
+    print(f"scsync backfill peak RSS: {peak_mb:.0f} MB")
+    print(
+        json.dumps(
+            {
+                "scsync_rows_per_s": round(scsync_rate),
+                "native_copy_rows_per_s": round(native_rate),
+                "ratio": round(scsync_rate / native_rate, 3),
+                "peak_rss_mb": round(peak_mb, 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
