@@ -359,3 +359,57 @@ def test_on_demand_request_is_served_by_the_running_replicator(
     served = fetch(cloud_db, "SELECT state FROM scsync_blob_requests")
     assert [r.state for r in served] == ["served"]
     assert live.poll() is None, procs.log(live)
+
+
+def test_backfill_cli_status_metrics_pause_and_throttle(
+    local_db: TestDatabase, cloud_db: TestDatabase, procs: Procs, tmp_path: Path
+) -> None:
+    import json
+
+    seed_legacy(local_db, tmp_path, 3000, 0)
+    env = {"SCSYNC_LOCAL_DB_URL": local_db.url, "SCSYNC_CLOUD_DB_URL": cloud_db.url}
+    t0 = time.monotonic()
+    bf = procs.start(
+        "backfill",
+        "start",
+        "--no-progress",
+        "--no-yield-to-live",
+        "--rows-per-s",
+        "200",
+        "--batch-rows",
+        "20",
+        "--metrics-file",
+        str(tmp_path / "bf.prom"),
+        env=env,
+    )
+    wait_until(lambda: _synced(local_db, "patients") >= 100, 30, "100 rows")
+
+    def cli(*args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "scsync", *args],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    status = json.loads(cli("backfill", "status", "--json"))
+    assert status["state"] == "running" and status["rows_total"] == 3000
+    assert 100 <= status["rows_done"] < 3000
+    metrics = cli("backfill", "status", "--metrics")
+    assert "scsync_backfill_rows_total 3000" in metrics
+    assert "scsync_backfill_running 1" in metrics
+    assert "scsync_backfill_rows_done" in (tmp_path / "bf.prom").read_text()
+    assert "backfill running: rows" in cli("backfill", "status")
+    cli("backfill", "pause")
+    assert bf.wait(30) == 0, procs.log(bf)
+    elapsed = time.monotonic() - t0
+    done = _synced(local_db, "patients")
+    assert done < 3000 and '"state": "paused"' in procs.log(bf)
+    # The throttle holds: never faster than 300 rows/s plus a batch of burst.
+    assert done <= 300 * elapsed + 40
+    _newest_first(local_db, "patients")
+    final = json.loads(cli("backfill", "status", "--json"))
+    assert (final["state"], final["rows_done"]) == ("paused", done)
