@@ -269,6 +269,19 @@ class Transfer:
             raise BlobMissing(f"{path}: {exc.strerror}") from exc
         if actual != size:
             raise BlobMissing(f"{path} has {actual} bytes, its row says {size}")
+        for attempt in range(self.config.retries):
+            try:
+                return await self._upload_once(path, sha256, size)
+            except TransferFailed as exc:
+                # An expired URL (403) or a dropped connection: ask for a fresh plan,
+                # which continues the same multipart upload from S3's list of parts.
+                if attempt == self.config.retries - 1:
+                    raise
+                log.warning("blob %s: %s; planning again", sha256, exc)
+                await asyncio.sleep(self.config.retry_delay_s * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _upload_once(self, path: Path, sha256: str, size: int) -> UploadOutcome:
         entry = await self.journal.load(sha256)
         plan = await self.api.upload_plan(sha256, size, entry.upload_id if entry else None)
         if plan["status"] == "exists":

@@ -11,7 +11,13 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from replicator.files.errors import BlobCorrupt, BlobMissing
-from replicator.files.transfer import BlobApi, DbJournal, Transfer, TransferConfig, store_path
+from replicator.files.transfer import (
+    BlobApi,
+    DbJournal,
+    Transfer,
+    TransferConfig,
+    store_path,
+)
 from tests.files.conftest import BlobServer
 from tests.files.helpers import MiB, fetch, sha256_file, urandom_file
 from tests.pg import TestDatabase
