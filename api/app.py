@@ -16,11 +16,15 @@ from importlib import resources
 
 from aiohttp import WSCloseCode, web
 
-from api import state, store, views, ws
+from api import edit, state, store, views, ws
 from api.errors import ApiError, ConfigError, MethodNotAllowed, NotFound, PayloadTooLarge
 from api.events import Hub, RabbitBus, listen
 from api.openapi import document
 from api.settings import Settings
+from lockd.client import LockClient
+from lockd.db import Pool as LockdPool
+from lockd.db import make_pool as make_lockd_pool
+from lockd.manager import LeaseManager, LockdConfig
 from schema.urls import libpq_url
 
 log = logging.getLogger("scsync.api")
@@ -133,6 +137,43 @@ async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
             await bus.close()
 
 
+LOCKD_POOL = web.AppKey("lockd_pool", LockdPool)
+
+
+async def _lockd_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cloud: lockd's pool (autocommit, shared with the mounted /v1/locks app) and the
+    LeaseManager of the edit endpoints. Local: the LockClient to the cloud's lockd."""
+    settings = app[state.SETTINGS]
+    if settings.side == "cloud":
+        pool = app[LOCKD_POOL]
+        await pool.open(wait=True, timeout=15)
+        app[edit.LEASES] = LeaseManager(pool, _lockd_config(settings))
+        try:
+            yield
+        finally:
+            await pool.close()
+        return
+    client: LockClient | None = None
+    if settings.lockd_url:
+        client = LockClient(
+            settings.lockd_url, settings.lockd_token, timeout_s=settings.lockd_timeout_s
+        )
+        app[edit.LOCK_CLIENT] = client
+    try:
+        yield
+    finally:
+        if client is not None:
+            await client.close()
+
+
+def _lockd_config(settings: Settings) -> LockdConfig:
+    return LockdConfig(
+        ttl_s=settings.lease_ttl_s,
+        idle_warn_s=settings.idle_warn_s,
+        idle_close_s=settings.idle_close_s,
+    )
+
+
 async def _max_id(pool: store.Pool) -> int:
     from api.events import max_event_id
 
@@ -173,6 +214,9 @@ def make_app(side: str, settings: Settings) -> web.Application:
     app[OPENAPI_TEXT] = json.dumps(document(settings.side))
     app.cleanup_ctx.append(_db_ctx)
     app.cleanup_ctx.append(_events_ctx)
+    if settings.side == "cloud":
+        app[LOCKD_POOL] = make_lockd_pool(settings.db_url, min_size=1, max_size=settings.pool_max)
+    app.cleanup_ctx.append(_lockd_ctx)
     app.on_shutdown.append(_close_websockets)
 
     r = app.router
@@ -194,6 +238,43 @@ def make_app(side: str, settings: Settings) -> web.Application:
     r.add_get(records + "/{id}/history", views.history)
     r.add_post(records + "/{id}/rollback", views.rollback)
     r.add_put(records + "/{id}/sync", views.set_sync)
+    r.add_post(records + "/{id}/edit", edit.open_edit)
+    r.add_post("/v1/edit-sessions/heartbeat", edit.heartbeat)
+    r.add_post("/v1/edit-sessions/activity", edit.activity)
+    r.add_post("/v1/edit-sessions/save", edit.save)
+    r.add_post("/v1/edit-sessions/close", edit.close)
     if settings.side == "cloud":
         r.add_post("/v1/sites/{site_id}/token", views.issue_site_token)
+        _mount_cloud_subapps(app, settings)
     return app
+
+
+def _mount_cloud_subapps(app: web.Application, settings: Settings) -> None:
+    if settings.mount_lockd:
+        from lockd.web import make_app as make_lockd_app
+
+        app.add_subapp(
+            "/v1/locks",
+            make_lockd_app(
+                jwt_secret=settings.jwt_secret,
+                pool=app[LOCKD_POOL],
+                config=_lockd_config(settings),
+            ),
+        )
+    if settings.mount_blobs and settings.s3_bucket:
+        from api.blobs import BlobSettings, make_blobs_app
+
+        app.add_subapp(
+            "/v1/blobs",
+            make_blobs_app(
+                BlobSettings(
+                    db_url=settings.db_url,
+                    jwt_secret=settings.jwt_secret,
+                    bucket=settings.s3_bucket,
+                    s3_endpoint_url=settings.s3_endpoint_url or None,
+                    s3_region=settings.s3_region,
+                    s3_access_key=settings.s3_access_key or None,
+                    s3_secret_key=settings.s3_secret_key or None,
+                )
+            ),
+        )

@@ -94,5 +94,17 @@ class LockServiceUnreachable(ServiceUnavailable):
     code = "lock_service_unreachable"
 
 
+class FromLockd(ApiError):
+    """A lockd error passed on with lockd's own status, code and extra fields
+    (``lease_busy`` with ``holder`` and ``editing_by``, ``version_conflict``, ...)."""
+
+    def __init__(
+        self, status: int, code: str, message: str, field: str | None, **extra: object
+    ) -> None:
+        super().__init__(message, field=field, **extra)
+        self.status = status
+        self.code = code
+
+
 class DatabaseError(ServiceUnavailable):
     code = "database_unavailable"

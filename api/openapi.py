@@ -152,6 +152,16 @@ def record_ops(spec: TableSpec) -> list[Op]:
             tags=tags,
         ),
         Op(
+            "post",
+            f"{base}/{{id}}/edit",
+            f"edit_{t}",
+            f"Open an edit session on a {t} record (lease from lockd)",
+            _ref("EditSession"),
+            request=_ref("EditRequest"),
+            params=one,
+            tags=("editing",),
+        ),
+        Op(
             "put",
             f"{base}/{{id}}/sync",
             f"sync_switch_{t}",
@@ -266,6 +276,48 @@ def common_schemas() -> dict[str, Any]:
                 "relay_leader": {"anyOf": [{"type": "boolean"}, {"type": "null"}]},
             }
         ),
+        "EditRequest": _obj({"offline": {"type": "boolean"}}, [], additionalProperties=False),
+        "EditSession": _obj(
+            {
+                "session": {"type": "string"},
+                "table": {"type": "string"},
+                "record_id": ID_SCHEMA,
+                "holder": {"type": "string"},
+                "offline": {"type": "boolean"},
+                "unfenced": {"type": "boolean"},
+                "fencing_token": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                "expires_in_ms": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                "ttl_ms": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                "version": {"type": "string"},
+            }
+        ),
+        "SessionRequest": _obj({"session": {"type": "string"}}, additionalProperties=False),
+        "SaveRequest": _obj(
+            {
+                "session": {"type": "string"},
+                "changes": {"type": "object"},
+                "save_id": {"type": "string", "format": "uuid"},
+            },
+            ["session", "changes"],
+            additionalProperties=False,
+        ),
+        "SaveResult": _obj(
+            {
+                "status": {"type": "string", "enum": ["saved", "unchanged", "replayed"]},
+                "changed": {"type": "boolean"},
+                "version": {"type": "string"},
+                "revision": ID_SCHEMA,
+                "offline": {"type": "boolean"},
+            }
+        ),
+        "LeaseInfo": _obj(
+            {
+                "expires_in_ms": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                "ttl_ms": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                "offline": {"type": "boolean"},
+            }
+        ),
+        "Closed": _obj({"status": {"type": "string", "enum": ["closed"]}}),
         "Health": _obj(
             {"status": {"type": "string"}, "side": {"type": "string", "enum": ["local", "cloud"]}}
         ),
@@ -318,6 +370,23 @@ def base_ops(side: Side) -> list[Op]:
             tags=("conflicts",),
         ),
     ]
+    for action, summary, response, request in (
+        ("heartbeat", "Keep the session's lease alive (not user activity)", "LeaseInfo", None),
+        ("activity", "User activity: resets the idle clock and renews", "LeaseInfo", None),
+        ("save", "Save changes, fenced by the lease (A.B versions)", "SaveResult", "SaveRequest"),
+        ("close", "End the session and release the lease", "Closed", None),
+    ):
+        ops.append(
+            Op(
+                "post",
+                f"/v1/edit-sessions/{action}",
+                f"edit_session_{action}",
+                summary,
+                _ref(response),
+                request=_ref(request or "SessionRequest"),
+                tags=("editing",),
+            )
+        )
     if side == "cloud":
         ops.append(
             Op(
@@ -386,7 +455,17 @@ def document(side: Side, extra: list[Op] | None = None) -> dict[str, Any]:
     title = "SC Server API (local)" if side == "local" else "SC Server Cloud API"
     return {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": "1.0.0"},
+        "info": {
+            "title": title,
+            "version": "1.0.0",
+            "description": "Events: WebSocket /ws (docs/api.md)."
+            + (
+                " Mounted sub-applications, documented apart: /v1/locks (docs/lockd.md),"
+                " /v1/blobs (docs/files.md)."
+                if side == "cloud"
+                else ""
+            ),
+        },
         "paths": paths,
         "components": {
             "schemas": schemas,

@@ -51,9 +51,18 @@ class Settings:
     lockd_url: str = ""
     lockd_token: str = ""
     lockd_timeout_s: float = 3.0
-    # Cloud side: mount lockd and the blob endpoints when their packages provide them.
+    # Cloud side: lockd is mounted at /v1/locks with this lease policy; the blob
+    # endpoints at /v1/blobs when an S3 bucket is configured.
     mount_lockd: bool = True
+    lease_ttl_s: float = 30.0
+    idle_warn_s: float = 600.0
+    idle_close_s: float = 300.0
     mount_blobs: bool = True
+    s3_bucket: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
 
 
 _FIELDS: Final = {f.name: f for f in dataclasses.fields(Settings)}
@@ -66,7 +75,13 @@ _INT_KEYS: Final = {
     "ws_queue_size",
     "ws_replay_limit",
 }
-_FLOAT_KEYS: Final = {"ws_heartbeat_s", "lockd_timeout_s"}
+_FLOAT_KEYS: Final = {
+    "ws_heartbeat_s",
+    "lockd_timeout_s",
+    "lease_ttl_s",
+    "idle_warn_s",
+    "idle_close_s",
+}
 _BOOL_KEYS: Final = {"mount_lockd", "mount_blobs"}
 
 

@@ -1,4 +1,4 @@
-"""api: API event log and the RabbitMQ relay cursor; record event triggers.
+"""api: API event log and the RabbitMQ relay cursor; record and lease event triggers.
 
 Revision ID: 0005
 Revises: 0004
@@ -61,9 +61,11 @@ def upgrade(**kw: Any) -> None:
         sa.PrimaryKeyConstraint("name"),
     )
     run_sql_file("r0005_api.sql")
+    run_sql_file("r0005_api_cloud.sql")
 
 
 def downgrade(**kw: Any) -> None:
+    run_sql_file("r0005_api_cloud_drop.sql")
     run_sql_file("r0005_api_drop.sql")
     op.drop_table("scsync_api_relay")
     op.drop_table("scsync_api_events")

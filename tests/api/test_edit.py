@@ -1,0 +1,202 @@
+"""Edit sessions through lockd: live "Editing by local/cloud" on both sides, refusal
+naming the holder, fenced saves with A.B versions, release; lockd unreachable on the
+local side gives 503 with the offline offer, and offline=true an unfenced session."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from schema.auth import site_token
+from scsync.embedded_pg import free_port
+from tests.api.conftest import SECRET, Api, _client, auth, token
+from tests.api.test_ws import next_of, recv
+from tests.pg import TestDatabase
+
+
+def replicate(row: dict[str, Any], dst: TestDatabase) -> None:
+    """Put a local patient row into the cloud as the replicator would."""
+    with dst.connect() as conn:
+        conn.execute("SET LOCAL scsync.replicating = 'on'")
+        conn.execute(
+            "INSERT INTO patients (id, site_id, patient_code, name, revision, synced_revision)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (
+                int(row["id"]),
+                row["site_id"],
+                row["patient_code"],
+                row["name"],
+                int(row["revision"]),
+                int(row["revision"]),
+            ),
+        )
+        conn.commit()
+
+
+@pytest.fixture
+async def pair(local_db: TestDatabase, cloud_api: Api) -> AsyncIterator[tuple[Api, Api]]:
+    url = str(cloud_api.client.make_url("/v1/locks"))
+    async for local in _client(local_db, "local", lockd_url=url, lockd_token=site_token(SECRET, 1)):
+        yield local, cloud_api
+
+
+async def _ws(api: Api, tok: str) -> aiohttp.ClientWebSocketResponse:
+    ws = await api.client.ws_connect("/ws", params={"token": tok})
+    await recv(ws)
+    await ws.send_json({"type": "subscribe", "site": 1})
+    await next_of(ws, "subscribed")
+    return ws
+
+
+async def test_local_edit_shows_on_cloud_refuses_cloud_editor_and_saves(
+    pair: tuple[Api, Api],
+) -> None:
+    local, cloud = pair
+    alice = token("editor", site=1, name="alice")
+    p = await local.create("patients", {"patient_code": "P1", "name": "Kim"}, alice)
+    replicate(p, cloud.db)
+    cloud_ws = await _ws(cloud, token("viewer", site=1, name="carol"))
+    local_ws = await _ws(local, token("viewer", site=1, name="lee"))
+    started = time.monotonic()
+    resp = await local.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(alice))
+    session = await resp.json()
+    assert resp.status == 200, session
+    assert session["holder"] == "local:1/alice" and session["unfenced"] is False
+    seen_cloud = await next_of(cloud_ws, "record.editing", timeout=1.0)
+    assert time.monotonic() - started < 1.5
+    assert seen_cloud["data"]["by"] == "local" and seen_cloud["record_id"] == p["id"]
+    assert "lease_id" not in seen_cloud["data"]
+    assert (await next_of(local_ws, "record.editing"))["data"]["by"] == "local"
+    # A cloud client is refused, told who holds it.
+    bob = token("editor", site=1, name="bob")
+    resp = await cloud.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(bob))
+    body = await resp.json()
+    assert resp.status == 409 and body["error"] == "lease_busy"
+    assert body["holder"] == "local:1/alice" and body["editing_by"] == "local"
+    # Fenced local saves: (A+1).0 then A.(B+1).
+    for name, version in (("Kim Min", "2.0"), ("Kim Min-ji", "2.1")):
+        resp = await local.client.post(
+            "/v1/edit-sessions/save",
+            json={"session": session["session"], "changes": {"name": name}},
+            headers=auth(alice),
+        )
+        saved = await resp.json()
+        assert resp.status == 200, saved
+        assert saved["version"] == version and saved["status"] == "saved"
+        ev = await next_of(local_ws, "record.saved")
+        assert ev["data"]["version"] == version
+    # Someone else cannot use alice's session.
+    resp = await local.client.post(
+        "/v1/edit-sessions/save",
+        json={"session": session["session"], "changes": {"name": "x"}},
+        headers=auth(token("editor", site=1, name="mallory")),
+    )
+    assert resp.status == 403
+    resp = await local.client.post(
+        "/v1/edit-sessions/close", json={"session": session["session"]}, headers=auth(alice)
+    )
+    assert resp.status == 200
+    assert (await next_of(cloud_ws, "record.released"))["data"]["by"] == "local"
+    assert (await next_of(local_ws, "record.released"))["record_id"] == p["id"]
+    await cloud_ws.close()
+    await local_ws.close()
+
+
+async def test_cloud_edit_mirror_case(pair: tuple[Api, Api]) -> None:
+    local, cloud = pair
+    alice = token("editor", site=1, name="alice")
+    p = await local.create("patients", {"patient_code": "P2", "name": "Lee"}, alice)
+    replicate(p, cloud.db)
+    cloud_ws = await _ws(cloud, token("viewer", site=1, name="carol"))
+    bob = token("editor", site=1, name="bob")
+    resp = await cloud.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(bob))
+    session = await resp.json()
+    assert resp.status == 200, session
+    assert (await next_of(cloud_ws, "record.editing", timeout=1.0))["data"]["by"] == "cloud"
+    resp = await local.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(alice))
+    body = await resp.json()
+    assert resp.status == 409 and body["holder"] == "cloud:bob" and body["editing_by"] == "cloud"
+    for action in ("heartbeat", "activity"):
+        resp = await cloud.client.post(
+            f"/v1/edit-sessions/{action}", json={"session": session["session"]}, headers=auth(bob)
+        )
+        assert resp.status == 200 and (await resp.json())["expires_in_ms"] > 0
+    resp = await cloud.client.post(
+        "/v1/edit-sessions/save",
+        json={"session": session["session"], "changes": {"notes": "checked"}},
+        headers=auth(bob),
+    )
+    saved = await resp.json()
+    assert resp.status == 200 and saved["version"] == "2.0", saved
+    assert (await next_of(cloud_ws, "record.saved"))["data"]["by"] == "cloud"
+    resp = await cloud.client.post(
+        "/v1/edit-sessions/save",
+        json={"session": session["session"], "changes": {"revision": "1"}},
+        headers=auth(bob),
+    )
+    assert resp.status == 400 and (await resp.json())["field"] == "revision"
+    resp = await cloud.client.post(
+        "/v1/edit-sessions/close", json={"session": session["session"]}, headers=auth(bob)
+    )
+    assert resp.status == 200
+    assert (await next_of(cloud_ws, "record.released"))["data"]["holder"] == "cloud:bob"
+    # The lease is gone: a save with the old session is refused, nothing written.
+    resp = await cloud.client.post(
+        "/v1/edit-sessions/save",
+        json={"session": session["session"], "changes": {"notes": "late"}},
+        headers=auth(bob),
+    )
+    assert resp.status == 409 and (await resp.json())["error"] in (
+        "lease_not_held",
+        "lease_expired",
+    )
+    await cloud_ws.close()
+
+
+@pytest.fixture
+async def lonely_local(local_db: TestDatabase) -> AsyncIterator[Api]:
+    dead = f"http://127.0.0.1:{free_port()}/v1/locks"
+    async for api in _client(
+        local_db, "local", lockd_url=dead, lockd_token=site_token(SECRET, 1), lockd_timeout_s=1.0
+    ):
+        yield api
+
+
+async def test_lock_service_unreachable_offers_offline_edit(lonely_local: Api) -> None:
+    c = lonely_local.client
+    alice = token("editor", site=1, name="alice")
+    p = await lonely_local.create("patients", {"patient_code": "P3", "name": "Park"}, alice)
+    resp = await c.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(alice))
+    body = await resp.json()
+    assert resp.status == 503
+    assert body["error"] == "lock_service_unreachable" and body["offline_edit_allowed"] is True
+    ws = await _ws(lonely_local, token("viewer", site=1, name="lee"))
+    resp = await c.post(
+        f"/v1/records/patients/{p['id']}/edit", json={"offline": True}, headers=auth(alice)
+    )
+    session = await resp.json()
+    assert resp.status == 200 and session["offline"] is True and session["unfenced"] is True
+    ev = await next_of(ws, "record.editing")
+    assert ev["data"]["offline"] is True and ev["data"]["unfenced"] is True
+    resp = await c.post(
+        "/v1/edit-sessions/save",
+        json={"session": session["session"], "changes": {"name": "Park J"}},
+        headers=auth(alice),
+    )
+    saved = await resp.json()
+    assert resp.status == 200 and saved["version"] == "2.0" and saved["offline"] is True
+    with lonely_local.db.connect() as conn:
+        row = conn.execute(
+            "SELECT unfenced, saves FROM scsync_offline_sessions WHERE row_id = %s", (int(p["id"]),)
+        ).fetchone()
+    assert row == (True, 1)
+    resp = await c.post(
+        "/v1/edit-sessions/close", json={"session": session["session"]}, headers=auth(alice)
+    )
+    assert resp.status == 200
+    assert (await next_of(ws, "record.released"))["data"]["offline"] is True
+    await ws.close()
