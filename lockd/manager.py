@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import re
@@ -49,7 +50,7 @@ class LockdConfig:
     # A waiting acquire is woken at once by a release through this manager (FIFO, one
     # waiter at a time); releases through other processes are seen by polling at this
     # interval, expiries exactly when the holder's TTL runs out.
-    wait_poll_s: float = 0.25
+    wait_poll_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.ttl_s <= 86400:
@@ -108,6 +109,9 @@ class LeaseManager:
         self.config = config or LockdConfig()
         self._monotonic = monotonic
         self._waiters: dict[tuple[str, int], deque[asyncio.Future[None]]] = {}
+        # Tokens of leases this manager ended itself (and handed off already), so that
+        # their notifications do not wake a second waiter.
+        self._handed_off: deque[int] = deque(maxlen=1024)
 
     async def _call(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         try:
@@ -238,6 +242,7 @@ class LeaseManager:
         """Owner-checked release: a late or replayed release never frees a lease that
         is no longer this one (LeaseNotHeld / LeaseExpired instead)."""
         d = await self._call("lockd_release", _hold_params(lease_id, token, owner))
+        self._handed_off.append(token)
         self._hand_off(d["table"], d["row_id"])
 
     async def force_break(
@@ -260,6 +265,7 @@ class LeaseManager:
                 "reason": reason,
             },
         )
+        self._handed_off.append(int(d["token"]))
         self._hand_off(table, row_id)
         return d
 
@@ -269,6 +275,43 @@ class LeaseManager:
             {"table": check_table(table), "row_id": check_row_id(row_id), "scope_site": scope_site},
         )
         return LeaseState.from_json(d)
+
+    # --- wake-ups from other processes -----------------------------------------------
+
+    async def listen_for_releases(
+        self, conninfo: str, stop: asyncio.Event, ready: asyncio.Event | None = None
+    ) -> None:
+        """LISTEN on ``scsync_lease`` and hand records that another process released (or
+        that expired, were broken or idle-closed) to this manager's waiting acquires, so
+        waiting does not depend on polling. Reconnects after a lost connection."""
+        ending = {"lease.released", "lease.expired", "lease.broken", "lease.idle_closed"}
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                    await conn.execute(query("lockd_listen"))
+                    if ready is not None:
+                        ready.set()
+                    delay = 0.5
+                    while not stop.is_set():
+                        # Bounded waits, so that a stop request is seen within 0.5 s;
+                        # notifications arriving in between are buffered by libpq.
+                        async for note in conn.notifies(timeout=0.5):
+                            self._on_notify(note.payload, ending)
+            except (psycopg.Error, OSError) as exc:
+                log.warning("lease listener lost its connection: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 10.0)
+
+    def _on_notify(self, payload: str, ending: set[str]) -> None:
+        try:
+            event = json.loads(payload)
+            if event.get("event") not in ending or event.get("token") in self._handed_off:
+                return
+            self._hand_off(event["table"], event["row_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("unreadable lease notification: %.200s", payload)
 
     # --- sweeper ----------------------------------------------------------------------
 

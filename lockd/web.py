@@ -114,14 +114,18 @@ def make_app(
         manager = LeaseManager(p, config)
         app[MANAGER] = manager
         stop = asyncio.Event()
-        sweeper = asyncio.create_task(manager.run_sweeper(stop)) if run_sweeper else None
+        tasks: list[asyncio.Task[None]] = []
+        if isinstance(p.conninfo, str):  # a pool with a conninfo callable: polling only
+            tasks.append(asyncio.create_task(manager.listen_for_releases(p.conninfo, stop)))
+        if run_sweeper:
+            tasks.append(asyncio.create_task(manager.run_sweeper(stop)))
         try:
             yield
         finally:
             stop.set()
-            if sweeper is not None:
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+                    await task
             if own:
                 await p.close()
 

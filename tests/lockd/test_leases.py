@@ -280,3 +280,35 @@ async def test_a_release_hands_the_record_to_the_first_waiter(pool: Pool, record
     await mgr.release(got_b.lease_id, got_b.token)
     got_c = await asyncio.wait_for(w2, 5)
     assert order == ["b", "c"] and got_c.token > got_b.token > first.token
+
+
+async def test_a_release_elsewhere_wakes_a_waiter_through_notify(
+    pool: Pool, records: Records
+) -> None:
+    from lockd.db import make_pool
+
+    rid = records.site1[0]
+    holder_side = LeaseManager(pool, LockdConfig(ttl_s=30))
+    async with make_pool(records.db.url, min_size=1, max_size=2) as other_pool:
+        waiter_side = LeaseManager(other_pool, LockdConfig(ttl_s=30, wait_poll_s=20))
+        stop, ready = asyncio.Event(), asyncio.Event()
+        listener = asyncio.create_task(
+            waiter_side.listen_for_releases(records.db.libpq_url, stop, ready)
+        )
+        try:
+            first = await holder_side.acquire("patients", rid, "cloud:a")
+            await asyncio.wait_for(ready.wait(), 10)
+            waiting = asyncio.create_task(
+                waiter_side.acquire("patients", rid, "cloud:b", wait_s=10)
+            )
+            while not waiter_side._waiters:  # the waiter found it taken and queued
+                await asyncio.sleep(0.01)
+            loop = asyncio.get_running_loop()
+            released_at = loop.time()
+            await holder_side.release(first.lease_id, first.token)
+            got = await asyncio.wait_for(waiting, 8)
+            assert loop.time() - released_at < 5  # woken by the notification, not the poll
+            assert got.token > first.token
+        finally:
+            stop.set()
+            await asyncio.wait_for(listener, 5)
