@@ -7,7 +7,9 @@ HTTP, with the same number of files in flight. The blob API runs as its own proc
 (``python -m api.blobs``); PostgreSQL is the embedded server (or ``SCSYNC_BENCH_PG_URL``
 / ``SCSYNC_TEST_PG_URL``, an admin URL).
 
-Full run: 500 x 2 MB + 2 x 256 MB. ``--quick``: 40 x 2 MB + 1 x 48 MB.
+Full run: 500 x 2 MB + 2 x 256 MB. ``--quick``: 40 x 2 MB + 1 x 48 MB. Two rounds in
+alternating order (boto3, scsync, scsync, boto3); each side's best round counts, since
+the machine is shared.
 Prints a table, then one JSON line: scsync_mb_per_s, boto3_mb_per_s, ratio.
 """
 
@@ -153,14 +155,17 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-async def scsync_upload(base: str, files: list[tuple[Path, str, int]], concurrency: int) -> float:
+async def scsync_upload(
+    base: str, files: list[tuple[Path, str, int]], concurrency: int, site_id: int
+) -> float:
     from replicator.files.transfer import BlobApi, Transfer, TransferConfig
     from schema.auth import site_token
 
     limit = asyncio.Semaphore(concurrency)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
         transfer = Transfer(
-            BlobApi(session, base, site_token(SECRET, 1), 1),
+            # One site per round: each round uploads (no dedupe across rounds).
+            BlobApi(session, base, site_token(SECRET, site_id), site_id),
             config=TransferConfig(concurrency=concurrency),
         )
 
@@ -174,7 +179,9 @@ async def scsync_upload(base: str, files: list[tuple[Path, str, int]], concurren
         return time.perf_counter() - t0
 
 
-def boto3_upload(s3: object, bucket: str, files: list[Path], concurrency: int) -> float:
+def boto3_upload(
+    s3: object, bucket: str, files: list[Path], concurrency: int, prefix: str
+) -> float:
     from boto3.s3.transfer import TransferConfig
 
     config = TransferConfig(max_concurrency=concurrency)
@@ -182,7 +189,7 @@ def boto3_upload(s3: object, bucket: str, files: list[Path], concurrency: int) -
     with ThreadPoolExecutor(concurrency) as pool:
         list(
             pool.map(
-                lambda p: s3.upload_file(str(p), bucket, f"plain/{p.name}", Config=config),  # type: ignore[attr-defined]
+                lambda p: s3.upload_file(str(p), bucket, f"{prefix}/{p.name}", Config=config),  # type: ignore[attr-defined]
                 files,
             )
         )
@@ -216,8 +223,21 @@ def main() -> None:
         base = stack.enter_context(blobs_api(cloud, s3_server.url, bucket))
         # Warm the endpoint up so neither side pays for moto's first requests.
         s3.upload_file(str(paths[0]), bucket, "warmup")
-        boto_s = boto3_upload(s3, bucket, paths, args.concurrency)
-        scsync_s = asyncio.run(scsync_upload(base, items, args.concurrency))
+        # Two rounds in alternating order on the shared machine; each side's best counts.
+        boto_times: list[float] = []
+        scsync_times: list[float] = []
+        for round_no in (1, 2):
+            runs = [
+                lambda r=round_no: boto_times.append(
+                    boto3_upload(s3, bucket, paths, args.concurrency, f"plain{r}")
+                ),
+                lambda r=round_no: scsync_times.append(
+                    asyncio.run(scsync_upload(base, items, args.concurrency, r))
+                ),
+            ]
+            for run in runs if round_no == 1 else reversed(runs):
+                run()
+        boto_s, scsync_s = min(boto_times), min(scsync_times)
     scsync_rate = total / MB / scsync_s
     boto_rate = total / MB / boto_s
     print(f"{'path':<34} {'files':>6} {'MB':>8} {'seconds':>8} {'MB/s':>8}")
