@@ -81,7 +81,7 @@ class TokenCache:
 MANAGER = web.AppKey("lockd_manager", LeaseManager)
 SETTINGS = web.AppKey("lockd_settings", WebSettings)
 TOKENS = web.AppKey("lockd_tokens", TokenCache)
-PRINCIPAL = "lockd_principal"
+PRINCIPAL = web.RequestKey("lockd_principal", Principal)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -259,9 +259,7 @@ def _ms_to_s(body: dict[str, Any], name: str, limit: int) -> float | None:
 
 
 def _principal(request: web.Request) -> Principal:
-    principal = request[PRINCIPAL]
-    assert isinstance(principal, Principal)
-    return principal
+    return request[PRINCIPAL]
 
 
 def _scope(p: Principal) -> int | None:
