@@ -39,7 +39,6 @@ from lockd.errors import (
     Unauthorized,
 )
 from lockd.manager import LeaseManager, LockdConfig, Owner, check_holder
-from lockd.sessions import EditSession  # noqa: F401  (re-exported for the API engineer)
 from schema.auth import AuthError, Principal, bearer, verify_token
 
 log = logging.getLogger(__name__)
