@@ -5,10 +5,12 @@
 
 -- Append one event and wake the listeners. Any package may call it (the replicator
 -- relaying a status from the other side, lockd, the APIs); it commits with the caller.
+-- SECURITY DEFINER: a site's own database role (the backfill writes rows with it, and
+-- the record trigger publishes from there) has no right on scsync_api_events.
 CREATE FUNCTION scsync_api_publish(p_site int, p_type text, p_table text, p_row bigint,
                                    p_patient bigint, p_payload jsonb)
 RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     ev_id bigint;
     ev_at timestamptz;
