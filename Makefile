@@ -46,5 +46,11 @@ bench-quick: $(VENV)/.installed
 		echo "== $$b --quick"; $(PY) $$b --quick; \
 	done
 
+# make demo: a cloud and two clinics on this machine (embedded PostgreSQL, moto S3, the
+# APIs, lockd, the replicators as real processes), a narrated and checked scenario, then
+# the status pages until Ctrl-C. DEMO_ARGS=--once exits after the checks.
+demo: $(VENV)/.installed
+	$(VENV)/bin/scsync demo $(DEMO_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

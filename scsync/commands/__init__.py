@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from scsync.commands import api, db, files, lockd, replicator
+from scsync.commands import api, db, demo, files, lockd, replicator
 
-COMMANDS: tuple[ModuleType, ...] = (db, lockd, api, files, replicator)
+COMMANDS: tuple[ModuleType, ...] = (db, lockd, api, files, replicator, demo)

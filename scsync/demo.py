@@ -1,0 +1,942 @@
+"""``scsync demo``: a cloud and two clinics on this machine, as real processes, and a
+narrated scenario that checks each step through the public interfaces (HTTP APIs,
+WebSocket, the ``scsync`` CLI).
+
+Processes: an embedded PostgreSQL for the cloud and one per site, a moto S3 server,
+the cloud API, the blob endpoints and lockd where the cloud API does not mount them,
+a lockd that the sites reach, and per site its local API and its replicator
+(``scsync files run``). Every one is stopped on exit, on failure and on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from scsync.demo_data import MiB, Seeded, seed_history
+from scsync.demo_procs import DemoError, Supervisor, run_cli, scsync_argv
+from scsync.embedded_pg import free_port
+
+TABLE = "patients"
+PASSWORDS = {"alice": "alice-demo-password", "bob": "bob-demo-password"}
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+class Narrator:
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+        self.passed = 0
+        self.step_no = 0
+
+    def step(self, title: str) -> None:
+        self.step_no += 1
+        print(f"\n== {self.step_no}. {title}", flush=True)
+
+    def say(self, text: str) -> None:
+        print(f"   {text}", flush=True)
+
+    def check(self, ok: bool, text: str) -> bool:
+        print(f"   [{'ok' if ok else 'FAILED'}] {text}", flush=True)
+        if ok:
+            self.passed += 1
+        else:
+            self.failures.append(text)
+        return ok
+
+
+def progress_bar(done: int, total: int, width: int = 30, extra: str = "") -> str:
+    frac = 0.0 if total <= 0 else min(1.0, done / total)
+    filled = int(frac * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {frac * 100:5.1f}% {extra}"
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+def http(
+    method: str,
+    url: str,
+    body: dict[str, Any] | None = None,
+    token: str | None = None,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Accept", "application/json")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            text = resp.read().decode() or "{}"
+            out = json.loads(text)
+            return out if isinstance(out, dict) else {"items": out}
+    except urllib.error.HTTPError as exc:
+        raw = exc.read().decode(errors="replace")
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = {"message": raw}
+        raise HttpError(exc.code, parsed if isinstance(parsed, dict) else {"body": parsed}) from exc
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status < 500)
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except OSError:
+        return False
+
+
+def status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(Exception):
+            if pred():
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+
+
+# -- WebSocket watcher ----------------------------------------------------------------------
+
+
+class EventWatcher:
+    """Collect a cloud API's WebSocket events in a background thread (aiohttp client)."""
+
+    def __init__(self, base_url: str, token: str, site_id: int) -> None:
+        self.url = base_url.replace("http://", "ws://") + "/ws"
+        self.token = token
+        self.site_id = site_id
+        self.events: list[dict[str, Any]] = []
+        self.connected = False
+        self._stop = False
+        self._thread: Any = None
+
+    def start(self) -> None:
+        import threading
+
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._thread.start()
+        wait_until(lambda: self.connected, 10)
+
+    async def _run(self) -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            while not self._stop:
+                try:
+                    async with session.ws_connect(self.url, heartbeat=10) as ws:
+                        await ws.send_json({"type": "auth", "token": self.token})
+                        await ws.send_json({"type": "subscribe", "site": self.site_id})
+                        async for msg in ws:
+                            if self._stop:
+                                return
+                            if msg.type != aiohttp.WSMsgType.TEXT:
+                                continue
+                            body = json.loads(msg.data)
+                            if body.get("type") == "subscribed":
+                                self.connected = True
+                            elif "id" in body and "type" in body:
+                                self.events.append(body)
+                except (aiohttp.ClientError, OSError):
+                    await asyncio.sleep(0.5)
+
+    def find(self, pred: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any] | None:
+        found: list[dict[str, Any]] = []
+
+        def look() -> bool:
+            found.extend(e for e in list(self.events) if pred(e))
+            return bool(found)
+
+        wait_until(look, timeout, 0.05)
+        return found[0] if found else None
+
+    def stop(self) -> None:
+        self._stop = True
+
+
+# -- the world ------------------------------------------------------------------------------
+
+
+@dataclass
+class SiteInfo:
+    name: str
+    site_id: int = 0
+    node_id: int = 0
+    admin_url: str = ""  # the local DB, as the clinic's DBA
+    cloud_url: str = ""  # the cloud DB, as this site's own role
+    api_url: str = ""
+    store: Path = Path()
+    seeded: Seeded | None = None
+    site_token: str = ""
+
+
+@dataclass
+class World:
+    workdir: Path
+    secret: str
+    cloud_admin_url: str = ""
+    cloud_api: str = ""
+    blobs_url: str = ""
+    cloud_lockd: str = ""  # what cloud clients use (mounted in the cloud API or alone)
+    site_lockd: str = ""  # what the sites reach; stopped in the outage step
+    lockd_port: int = 0
+    s3: Any = None
+    bucket: str = "scsync-demo"
+    sites: list[SiteInfo] = field(default_factory=list)
+
+
+@dataclass
+class DemoOptions:
+    once: bool = False
+    workdir: Path | None = None
+    keep: bool = False
+    patients: int = 60
+    images: int = 18
+    volume_mb: int = 40
+
+
+def _db_url(server_url: str, dbname: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(server_url).set(database=dbname).render_as_string(hide_password=False)
+
+
+def _start_postgres(sup: Supervisor, name: str, data_dir: Path) -> str:
+    proc = sup.start(
+        f"pg-{name}",
+        [sys.executable, "-m", "scsync.embedded_pg", str(data_dir), "--port", str(free_port())],
+    )
+    urls: list[str] = []
+
+    def ready() -> bool:
+        for line in proc.log_text().splitlines():
+            if line.startswith("postgresql://"):
+                urls.append(line.strip())
+                return True
+        return False
+
+    sup.wait_for(proc.name, ready, 90, "a server URL")
+    server = urls[0]
+    import psycopg
+
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE scsync")
+    return _db_url(server, "scsync")
+
+
+def _toml(values: dict[str, Any]) -> str:
+    return "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+
+
+def _start_api(sup: Supervisor, w: World, name: str, config: Path, side: str) -> str:
+    proc = sup.start(name, scsync_argv("api", "run", "--side", side, "--config", str(config)))
+    found: list[str] = []
+
+    def ready() -> bool:
+        m = re.search(r'"listening": "(http://[^"]+)"', proc.log_text())
+        if m:
+            found.append(m.group(1))
+        return bool(m)
+
+    sup.wait_for(name, ready, 60, "its listening line")
+    return found[0]
+
+
+def build(sup: Supervisor, w: World, opts: DemoOptions, n: Narrator) -> None:
+    from schema.auth import site_token
+    from scsync.s3_server import S3Endpoint
+
+    n.step("Start the cloud: PostgreSQL, S3, schema, two registered sites")
+    pgs = {name: _start_postgres(sup, name, w.workdir / f"pg-{name}") for name in ("cloud",)}
+    w.cloud_admin_url = pgs["cloud"]
+    n.say(f"cloud PostgreSQL: {w.cloud_admin_url}")
+    w.s3 = S3Endpoint()
+    w.s3.start()
+    w.s3.client().create_bucket(Bucket=w.bucket)
+    n.say(f"S3 endpoint (moto server): {w.s3.url}  bucket {w.bucket}")
+    run_cli("db", "upgrade", "--side", "cloud", "--url", w.cloud_admin_url)
+    run_cli("db", "set-node", "--side", "cloud", "--url", w.cloud_admin_url, "--node-id", "0")
+    n.say("$ scsync db upgrade --side cloud  &&  scsync db set-node --side cloud --node-id 0")
+    for name in ("clinic-north", "clinic-south"):
+        out = run_cli("site", "register", name, "--url", w.cloud_admin_url)
+        site = SiteInfo(name)
+        site.site_id = int(_grab(out, r"^site_id = (\d+)$"))
+        site.node_id = int(_grab(out, r"--node-id (\d+)"))
+        site.cloud_url = json.loads(_grab(out, r"^cloud_db_url = (\".*\")$"))
+        site.site_token = site_token(w.secret, site.site_id, ttl_s=7 * 86400)
+        w.sites.append(site)
+        n.say(f"$ scsync site register {name}  ->  site {site.site_id}, node {site.node_id}")
+
+    n.step("Start the cloud services: cloud API, lockd, blob endpoints")
+    cloud_cfg = w.workdir / "cloud-api.toml"
+    cloud_cfg.write_text(
+        _toml({"db_url": w.cloud_admin_url, "jwt_secret": w.secret, "port": free_port()})
+    )
+    w.cloud_api = _start_api(sup, w, "cloud-api", cloud_cfg, "cloud")
+    n.say(f"cloud API: {w.cloud_api}")
+    lockd_env = {"SCSYNC_JWT_SECRET": w.secret}
+    if status_of(w.cloud_api + "/v1/locks/health") == 200:
+        w.cloud_lockd = w.cloud_api + "/v1/locks"
+        n.say("lockd: mounted by the cloud API at /v1/locks")
+    else:
+        port = free_port()
+        sup.start(
+            "lockd-cloud",
+            scsync_argv(
+                "lockd",
+                "run",
+                "--db-url",
+                w.cloud_admin_url,
+                "--port",
+                str(port),
+                "--idle-warn-s",
+                "0",
+            ),
+            env=lockd_env,
+        )
+        w.cloud_lockd = f"http://127.0.0.1:{port}/v1/locks"
+        sup.wait_for("lockd-cloud", lambda: answers(w.cloud_lockd + "/health"), 30, "health")
+        n.say(f"lockd for cloud clients: {w.cloud_lockd} (the cloud API does not mount it)")
+    w.lockd_port = free_port()
+    w.site_lockd = f"http://127.0.0.1:{w.lockd_port}/v1/locks"
+    _start_site_lockd(sup, w)
+    n.say(f"lockd the sites reach: {w.site_lockd}")
+    if status_of(w.cloud_api + "/v1/blobs/sites/1/requests") == 401:
+        w.blobs_url = w.cloud_api + "/v1/blobs"
+        n.say("blob endpoints: mounted by the cloud API at /v1/blobs")
+    else:
+        port = free_port()
+        sup.start(
+            "blobs",
+            [sys.executable, "-m", "api.blobs", "--port", str(port)],
+            env={
+                "SCSYNC_CLOUD_DB_URL": w.cloud_admin_url,
+                "SCSYNC_JWT_SECRET": w.secret,
+                "SCSYNC_S3_BUCKET": w.bucket,
+                "SCSYNC_S3_ENDPOINT_URL": w.s3.url,
+                "SCSYNC_S3_ACCESS_KEY": "testing",
+                "SCSYNC_S3_SECRET_KEY": "testing",
+                "SCSYNC_S3_MULTIPART_THRESHOLD": str(16 * MiB),
+                "SCSYNC_S3_PART_SIZE": str(8 * MiB),
+            },
+        )
+        w.blobs_url = f"http://127.0.0.1:{port}/v1/blobs"
+        sup.wait_for(
+            "blobs", lambda: status_of(w.blobs_url + "/sites/1/requests") == 401, 30, "answer"
+        )
+        n.say(f"blob endpoints: {w.blobs_url} (the cloud API does not mount them)")
+
+    n.step("Start two clinics: local PostgreSQL, schema, node ids, years of history")
+    for i, site in enumerate(w.sites):
+        site.admin_url = _start_postgres(sup, site.name, w.workdir / f"pg-{site.name}")
+        run_cli("db", "upgrade", "--side", "local", "--url", site.admin_url)
+        run_cli(
+            "db",
+            "set-node",
+            "--side",
+            "local",
+            "--url",
+            site.admin_url,
+            "--node-id",
+            str(site.node_id),
+            "--site-id",
+            str(site.site_id),
+        )
+        site.store = w.workdir / f"files-{site.name}"
+        first = i == 0
+        site.seeded = seed_history(
+            _libpq(site.admin_url),
+            site.site_id,
+            site.store,
+            patients=opts.patients if first else max(4, opts.patients // 6),
+            images=opts.images if first else 3,
+            volume_bytes=opts.volume_mb * MiB if first else MiB,
+            passwords=PASSWORDS,
+        )
+        s = site.seeded
+        n.say(
+            f"{site.name}: {len(s.patients)} patients, {len(s.doctors)} doctors, "
+            f"{len(s.images) - 1} PNG X-rays, 1 CBCT volume of {s.volume_size / MiB:.1f} MiB, "
+            f"{len(s.reports)} reports (history from before scsync: never synced)"
+        )
+
+    n.step("Start each clinic's local API and replicator")
+    for site in w.sites:
+        cfg = w.workdir / f"{site.name}-api.toml"
+        cfg.write_text(
+            _toml(
+                {
+                    "db_url": site.admin_url,
+                    "jwt_secret": w.secret,
+                    "port": free_port(),
+                    "lockd_url": w.site_lockd,
+                    "lockd_token": site.site_token,
+                    "lockd_timeout_s": 1.5,
+                }
+            )
+        )
+        site.api_url = _start_api(sup, w, f"{site.name}-api", cfg, "local")
+        _write_replicator_config(w, site)
+        _start_replicator(sup, w, site)
+        n.say(f"{site.name}: local API {site.api_url}, replicator running")
+
+
+def _libpq(url: str) -> str:
+    from schema.urls import libpq_url
+
+    return libpq_url(url)
+
+
+def _grab(text: str, pattern: str) -> str:
+    m = re.search(pattern, text, re.MULTILINE)
+    if not m:
+        raise DemoError(f"unexpected output (no {pattern!r}):\n{text}")
+    return m.group(1)
+
+
+def _start_site_lockd(sup: Supervisor, w: World) -> None:
+    sup.start(
+        "lockd",
+        scsync_argv(
+            "lockd",
+            "run",
+            "--db-url",
+            w.cloud_admin_url,
+            "--port",
+            str(w.lockd_port),
+            "--idle-warn-s",
+            "0",
+        ),
+        env={"SCSYNC_JWT_SECRET": w.secret},
+    )
+    sup.wait_for("lockd", lambda: answers(w.site_lockd + "/health"), 30, "health")
+
+
+def _write_replicator_config(w: World, site: SiteInfo) -> Path:
+    cfg = w.workdir / f"{site.name}-replicator.toml"
+    cfg.write_text(
+        _toml(
+            {
+                "local_db_url": site.admin_url,
+                "cloud_db_url": site.cloud_url,
+                "site_id": site.site_id,
+                "poll_interval_s": 1.0,
+                "backoff_max_s": 2.0,
+                "dead_letter_initial_s": 0.5,
+                "dead_letter_max_s": 2.0,
+                "schema_refresh_s": 2.0,
+            }
+        )
+    )
+    return cfg
+
+
+def _start_replicator(sup: Supervisor, w: World, site: SiteInfo) -> None:
+    cfg = w.workdir / f"{site.name}-replicator.toml"
+    sup.start(
+        f"{site.name}-replicator",
+        scsync_argv(
+            "files",
+            "run",
+            "--config",
+            str(cfg),
+            "--blobs-url",
+            w.blobs_url,
+            "--token",
+            site.site_token,
+            "--store",
+            str(site.store / "downloads"),
+            "--poll-s",
+            "0.5",
+        ),
+    )
+
+
+# -- clients (what a viewer does, over HTTP) -------------------------------------------------
+
+
+def sign_in(api_url: str, user: str, site_id: int | None = None) -> str:
+    body: dict[str, Any] = {"username": user, "password": PASSWORDS[user]}
+    if site_id is not None:
+        body["site_id"] = site_id
+    return str(http("POST", api_url + "/v1/auth/token", body)["token"])
+
+
+def get_record(api_url: str, token: str, table: str, rid: int) -> dict[str, Any]:
+    return http("GET", f"{api_url}/v1/records/{table}/{rid}", token=token)
+
+
+def count_records(api_url: str, token: str, table: str) -> int:
+    total, cursor = 0, None
+    while True:
+        url = f"{api_url}/v1/records/{table}?limit=200" + (f"&cursor={cursor}" if cursor else "")
+        page = http("GET", url, token=token)
+        total += len(page["items"])
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return total
+
+
+class LockUnreachable(Exception):
+    pass
+
+
+class LocalEditor:
+    """A local viewer editing through its SC Server: the lease from lockd (with the site's
+    token, as the local API's LockClient does), the save through the local API."""
+
+    def __init__(self, w: World, site: SiteInfo, user: str) -> None:
+        self.w, self.site, self.user = w, site, user
+        self.token = sign_in(site.api_url, user)
+
+    def acquire(self, table: str, rid: int) -> dict[str, Any]:
+        body = {"table": table, "row_id": rid, "holder": f"local:{self.site.site_id}/{self.user}"}
+        try:
+            return http("POST", self.w.site_lockd + "/acquire", body, self.site.site_token, 3.0)
+        except HttpError:
+            raise
+        except OSError as exc:
+            raise LockUnreachable(str(exc)) from exc
+
+    def save(self, table: str, rid: int, changes: dict[str, Any]) -> dict[str, Any]:
+        return http("PATCH", f"{self.site.api_url}/v1/records/{table}/{rid}", changes, self.token)
+
+    def release(self, lease: dict[str, Any]) -> None:
+        http(
+            "POST",
+            self.w.site_lockd + "/release",
+            {"lease_id": lease["lease_id"], "token": lease["token"]},
+            self.site.site_token,
+        )
+
+
+class CloudEditor:
+    """A cloud viewer: signs in to the cloud API, edits under a lease of the cloud's lockd
+    (the save is fenced in the same transaction as the write)."""
+
+    def __init__(self, w: World, site: SiteInfo, user: str) -> None:
+        self.w = w
+        self.token = sign_in(w.cloud_api, user, site.site_id)
+
+    def acquire(self, table: str, rid: int) -> dict[str, Any]:
+        return http(
+            "POST", self.w.cloud_lockd + "/acquire", {"table": table, "row_id": rid}, self.token
+        )
+
+    def save(self, lease: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+        body = {"lease_id": lease["lease_id"], "token": lease["token"], "changes": changes}
+        return http("POST", self.w.cloud_lockd + "/save", body, self.token)
+
+    def release(self, lease: dict[str, Any]) -> None:
+        body = {"lease_id": lease["lease_id"], "token": lease["token"]}
+        http("POST", self.w.cloud_lockd + "/release", body, self.token)
+
+    def edit(self, table: str, rid: int, changes: dict[str, Any]) -> dict[str, Any]:
+        lease = self.acquire(table, rid)
+        try:
+            return self.save(lease, changes)
+        finally:
+            self.release(lease)
+
+
+# -- the scenario ----------------------------------------------------------------------------
+
+
+def run_backfill(sup: Supervisor, w: World, n: Narrator) -> None:
+    n.step("First connection: backfill of everything that never crossed (newest first)")
+    n.say("$ scsync backfill start   (per site; the live lanes keep running beside it)")
+    for site in w.sites:
+        sup.start(
+            f"{site.name}-backfill",
+            scsync_argv(
+                "backfill",
+                "start",
+                "--no-progress",
+                "--log-progress",
+                "--local-url",
+                site.admin_url,
+                "--cloud-url",
+                site.cloud_url,
+                "--blobs-url",
+                w.blobs_url,
+                "--token",
+                site.site_token,
+                "--batch-rows",
+                "40",
+                "--file-batch-rows",
+                "4",
+            ),
+        )
+    first = w.sites[0]
+    proc = sup.procs[f"{first.name}-backfill"]
+    last: dict[str, Any] = {}
+    deadline = time.monotonic() + 600
+    tty = sys.stdout.isatty()
+    while proc.popen.poll() is None and time.monotonic() < deadline:
+        for line in proc.log_text().splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    last = json.loads(line)
+        if last:
+            bar = progress_bar(
+                int(last.get("rows_done", 0)),
+                int(last.get("rows_total", 0)),
+                extra=f"rows {last.get('rows_done')}/{last.get('rows_total')}  "
+                f"{last.get('bytes_done', 0) / MiB:.1f}/{last.get('bytes_total', 0) / MiB:.1f} MiB"
+                f"  {last.get('table') or ''}",
+            )
+            print(("\r   " if tty else "   ") + bar, end="" if tty else "\n", flush=True)
+        time.sleep(0.3 if tty else 1.0)
+    for line in proc.log_text().splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                last = json.loads(line)
+    if tty:
+        print()
+    print(
+        "   "
+        + progress_bar(
+            int(last.get("rows_done", 0)),
+            int(last.get("rows_total", 0)),
+            extra=f"rows {last.get('rows_done')}/{last.get('rows_total')} {last.get('state')}",
+        ),
+        flush=True,
+    )
+    for site in w.sites:
+        p = sup.procs[f"{site.name}-backfill"]
+        rc = p.popen.wait(max(1.0, deadline - time.monotonic()))
+        n.check(
+            rc == 0,
+            f"{site.name}: backfill finished (exit {rc})" + ("" if rc == 0 else f":\n{p.tail()}"),
+        )
+
+
+def check_backfill(w: World, n: Narrator) -> None:
+    site = w.sites[0]
+    s = site.seeded
+    assert s is not None
+    ok = wait_until(lambda: bool(sign_in(w.cloud_api, "bob", site.site_id)), 20, 0.5)
+    n.check(ok, "the clinic's accounts arrived: bob signs in to the cloud API")
+    if not ok:
+        return
+    token = sign_in(w.cloud_api, "bob", site.site_id)
+    got = count_records(w.cloud_api, token, "patients")
+    n.check(
+        got == len(s.patients), f"cloud API lists {got}/{len(s.patients)} patients of {site.name}"
+    )
+    got = count_records(w.cloud_api, token, "images")
+    n.check(got == len(s.images), f"cloud API lists {got}/{len(s.images)} images")
+    vol = get_record(w.cloud_api, token, "images", s.volume_id)
+    n.check(
+        vol.get("blob_sha256") == s.volume_sha and vol.get("blob_state") == "uploaded",
+        f"the CBCT volume ({s.volume_size / MiB:.1f} MiB) is in S3, sha256 verified by the cloud "
+        f"(blob_state={vol.get('blob_state')})",
+    )
+    other = w.sites[1]
+    token2 = sign_in(w.cloud_api, "bob", other.site_id)
+    theirs = count_records(w.cloud_api, token2, "patients")
+    assert other.seeded is not None
+    n.check(
+        theirs == len(other.seeded.patients),
+        f"{other.name}'s bob sees only his clinic's {theirs} patients (tenant wall)",
+    )
+
+
+def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
+    site = w.sites[0]
+    s = site.seeded
+    assert s is not None
+    alice = LocalEditor(w, site, "alice")
+    bob = CloudEditor(w, site, "bob")
+    watcher = EventWatcher(w.cloud_api, bob.token, site.site_id)
+    watcher.start()
+    rid = s.patients[0]
+    try:
+        n.step("A local edit is shown as 'Editing by local' in the cloud")
+        t0 = time.monotonic()
+        lease = alice.acquire(TABLE, rid)
+        n.say(f"alice opens patient {rid} for edit at {site.name}: lease token {lease['token']}")
+        ev = watcher.find(
+            lambda e: e["type"] == "record.editing" and e.get("record_id") == str(rid), 1.5
+        )
+        if ev is not None:
+            n.check(
+                "local" in json.dumps(ev.get("data")),
+                f"cloud WebSocket: record.editing by local after {time.monotonic() - t0:.2f} s",
+            )
+        else:
+            state = http("GET", f"{w.cloud_lockd}/leases/{TABLE}/{rid}", token=bob.token)
+            n.say("(the cloud WebSocket sends no record.editing yet: asked the cloud's lockd)")
+            n.check(
+                state.get("editing_by") == "local",
+                f"cloud: patient {rid} is 'Editing by {state.get('editing_by')}' "
+                f"(holder {state.get('holder')})",
+            )
+
+        n.step("An edit is refused while the record is locked")
+        try:
+            bob.acquire(TABLE, rid)
+            n.check(False, "bob's edit in the cloud was refused")
+        except HttpError as exc:
+            n.check(
+                exc.status == 409 and exc.body.get("error") == "lease_busy",
+                f"bob's edit in the cloud: HTTP {exc.status} {exc.body.get('error')}, "
+                f"held by {exc.body.get('holder')}",
+            )
+        saved = alice.save(TABLE, rid, {"phone": "010-1111-2222"})
+        alice.release(lease)
+        n.say(
+            f"alice saves (version {saved.get('version_major')}.{saved.get('version_minor')})"
+            " and closes the editor"
+        )
+        ok = wait_until(
+            lambda: get_record(w.cloud_api, bob.token, TABLE, rid).get("phone") == "010-1111-2222",
+            15,
+        )
+        n.check(ok, f"the local save reached the cloud in {time.monotonic() - t0:.1f} s")
+
+        n.step("A cloud edit flows down to the clinic")
+        t0 = time.monotonic()
+        res = bob.edit(TABLE, rid, {"notes": "allergic to penicillin (entered in the cloud)"})
+        n.say(
+            f"bob saves in the cloud: version {res.get('version_major')}.{res.get('version_minor')}"
+        )
+        ok = wait_until(
+            lambda: "penicillin" in str(get_record(site.api_url, alice.token, TABLE, rid)["notes"]),
+            15,
+        )
+        n.check(ok, f"the local API shows bob's note after {time.monotonic() - t0:.1f} s")
+        if watcher.find(lambda e: e.get("record_id") == str(rid), 0.1):
+            n.say(
+                f"cloud WebSocket events for the record: "
+                f"{sorted({e['type'] for e in watcher.events if e.get('record_id') == str(rid)})}"
+            )
+
+        outage(sup, w, n, alice, bob, watcher)
+        sync_off(w, n, alice, bob)
+    finally:
+        watcher.stop()
+
+
+def outage(
+    sup: Supervisor,
+    w: World,
+    n: Narrator,
+    alice: LocalEditor,
+    bob: CloudEditor,
+    watcher: EventWatcher,
+) -> None:
+    site = w.sites[0]
+    assert site.seeded is not None
+    rid = site.seeded.patients[1]
+    n.step("The lock server is unreachable: offline edit offered, taken, conflict, resolved")
+    sup.stop("lockd")
+    sup.stop(f"{site.name}-replicator")
+    n.say(f"{site.name}'s link to the cloud is down (lockd and the replicator stopped)")
+    bob.edit(TABLE, rid, {"phone": "010-3333-4444"})
+    n.say(f"meanwhile bob edits patient {rid} in the cloud (phone 010-3333-4444)")
+    try:
+        alice.acquire(TABLE, rid)
+        n.check(False, "alice's edit reports the lock service unreachable")
+    except LockUnreachable as exc:
+        n.check(
+            True,
+            f"alice's edit: lock service unreachable ({exc.__class__.__name__}) — "
+            "edit offline? [yes]",
+        )
+    saved = alice.save(TABLE, rid, {"phone": "010-5555-6666"})
+    n.check(
+        saved.get("phone") == "010-5555-6666",
+        "alice's offline save is stored locally (phone 010-5555-6666), marked unsynced",
+    )
+    _start_site_lockd(sup, w)
+    _start_replicator(sup, w, site)
+    n.say("the link is back: lockd and the replicator run again")
+    conflicts: list[dict[str, Any]] = []
+
+    def has_conflict() -> bool:
+        items = http("GET", w.cloud_api + "/v1/conflicts", token=bob.token)["items"]
+        conflicts[:] = [c for c in items if str(c.get("record_id")) == str(rid)]
+        return bool(conflicts)
+
+    ok = wait_until(has_conflict, 30, 0.3)
+    n.check(ok, f"the cloud API shows the conflict on patient {rid}: both versions kept")
+    if not ok:
+        return
+    cid = conflicts[0]["id"]
+    detail = http("GET", f"{w.cloud_api}/v1/conflicts/{cid}", token=bob.token)
+    n.say(
+        f"conflict {cid}: local phone {_phone(detail, 'local')} / cloud phone "
+        f"{_phone(detail, 'cloud')}"
+    )
+    n.say(f"$ scsync conflicts resolve {cid} --keep local --side cloud --by it-admin")
+    out = run_cli(
+        "conflicts",
+        "resolve",
+        str(cid),
+        "--keep",
+        "local",
+        "--side",
+        "cloud",
+        "--url",
+        w.cloud_admin_url,
+        "--by",
+        "it-admin",
+    )
+    n.say(out.strip())
+
+    def converged() -> bool:
+        c = get_record(w.cloud_api, bob.token, TABLE, rid)
+        loc = get_record(site.api_url, alice.token, TABLE, rid)
+        return (
+            c["phone"] == loc["phone"] == "010-5555-6666"
+            and not c.get("in_conflict")
+            and not loc.get("in_conflict")
+        )
+
+    n.check(wait_until(converged, 30, 0.3), "resolved: both sides hold alice's version")
+
+
+def _phone(detail: dict[str, Any], side: str) -> Any:
+    row = detail.get(f"{side}_row") or {}
+    return row.get("phone") if isinstance(row, dict) else None
+
+
+def sync_off(w: World, n: Narrator, alice: LocalEditor, bob: CloudEditor) -> None:
+    site = w.sites[0]
+    assert site.seeded is not None
+    rid = site.seeded.patients[2]
+    n.step("Sync turned off for one record: the cloud copy is deleted")
+    http("PUT", f"{site.api_url}/v1/records/{TABLE}/{rid}/sync", {"enabled": False}, alice.token)
+    n.say(f"alice turns sync off for patient {rid} at {site.name}")
+
+    def gone() -> bool:
+        try:
+            row = get_record(w.cloud_api, bob.token, TABLE, rid)
+        except HttpError as exc:
+            return exc.status == 404
+        return row.get("lifecycle") == "deleted" or bool(row.get("deleted"))
+
+    n.check(wait_until(gone, 20, 0.3), "the cloud copy is marked deleted (the local one stays)")
+    local = get_record(site.api_url, alice.token, TABLE, rid)
+    n.check(local.get("sync_enabled") is False, "locally the record stays, sync off")
+
+
+# -- entry point ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_demo(opts: DemoOptions) -> int:
+    """Build the world, run the scenario; 0 when every check passed."""
+    workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="scsync-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    w = World(workdir=workdir, secret=secrets.token_urlsafe(36))
+    sup = Supervisor(workdir / "logs")
+    n = Narrator()
+    started = time.monotonic()
+    print(f"scsync demo: working directory {workdir} (service logs in {workdir / 'logs'})")
+    if opts.once:
+        print(f"--once: a {opts.volume_mb} MiB volume instead of tens of MB, to stay fast")
+    try:
+        with _sigterm_as_interrupt():
+            try:
+                build(sup, w, opts, n)
+                run_backfill(sup, w, n)
+                check_backfill(w, n)
+                scenario(sup, w, n)
+            except (DemoError, HttpError, OSError) as exc:
+                n.check(False, f"the demo could not go on: {exc}")
+            print(
+                f"\n{n.passed} checks passed, {len(n.failures)} failed "
+                f"({time.monotonic() - started:.0f} s)"
+            )
+            for f in n.failures:
+                print(f"   FAILED: {f}")
+            if opts.once:
+                return 0 if not n.failures else 1
+            serve(sup, w)
+            return 0 if not n.failures else 1
+    except KeyboardInterrupt:
+        print("\nstopping…", flush=True)
+        return 130 if not opts.once else 1
+    finally:
+        sup.stop_all()
+        if w.s3 is not None:
+            with contextlib.suppress(Exception):
+                w.s3.stop()
+        if opts.workdir is None and not opts.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def serve(sup: Supervisor, w: World) -> None:
+    print("\nserving — open the status pages:")
+    print(f"   cloud            {w.cloud_api}/   (metrics {w.cloud_api}/metrics)")
+    for site in w.sites:
+        print(f"   {site.name:16} {site.api_url}/")
+    print(
+        "   sign in as alice or bob, passwords:",
+        ", ".join(f"{u}: {p}" for u, p in PASSWORDS.items()),
+    )
+    print("   try: scsync status --config", w.workdir / f"{w.sites[0].name}-replicator.toml")
+    print("Ctrl-C stops every process.", flush=True)
+    while True:
+        time.sleep(1)
+        dead = [name for name in sup.order if sup.procs[name].popen.poll() not in (None, 0)]
+        for name in dead:
+            if not name.endswith("-backfill"):
+                print(
+                    f"{name} exited ({sup.procs[name].popen.returncode}); log:\n"
+                    f"{sup.procs[name].tail()}"
+                )
+                sup.order.remove(name)

@@ -1,0 +1,81 @@
+"""`scsync demo --once` as an operator runs it: every check passes, nothing is left running."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+
+def _leftovers(workdir: Path) -> list[str]:
+    """Processes whose command line names the demo's working directory (all of them do:
+    PostgreSQL data dirs, config files, file stores)."""
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        with_dir = any(str(workdir) in part for part in (p.info["cmdline"] or []))
+        if with_dir and p.pid != os.getpid():
+            found.append(f"{p.pid}: {' '.join(p.info['cmdline'])[:200]}")
+    return found
+
+
+def test_demo_once_passes_every_check_and_stops_every_process(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    done = subprocess.run(
+        [sys.executable, "-m", "scsync", "demo", "--once", "--workdir", str(workdir)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out[-6000:] + done.stderr[-3000:]
+    m = re.search(r"(\d+) checks passed, (\d+) failed", out)
+    assert m is not None, out[-3000:]
+    assert int(m.group(2)) == 0 and int(m.group(1)) >= 15, out[-3000:]
+    for step in (
+        "First connection: backfill",
+        "Editing by local",
+        "refused while the record is locked",
+        "A cloud edit flows down",
+        "offline edit offered, taken, conflict, resolved",
+        "Sync turned off for one record",
+    ):
+        assert step in out
+    assert "100.0%" in out  # the backfill's progress bar reached its end
+    assert "FAILED" not in out
+    assert _leftovers(workdir) == []
+
+
+def test_demo_stops_every_process_on_ctrl_c(tmp_path: Path) -> None:
+    """SIGINT while the world is being built: the demo stops what it started and exits."""
+    workdir = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scsync", "demo", "--workdir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "cloud API:" in line:  # PostgreSQL, S3 and the cloud API are up by now
+                break
+        assert _leftovers(workdir), "the demo should have services running"
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=90)[0]
+        assert proc.returncode != 0
+        assert "stopping" in rest
+        deadline = time.monotonic() + 10
+        while _leftovers(workdir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _leftovers(workdir) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
