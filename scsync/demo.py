@@ -310,7 +310,17 @@ def build(sup: Supervisor, w: World, opts: DemoOptions, n: Narrator) -> None:
     n.step("Start the cloud services: cloud API, lockd, blob endpoints")
     cloud_cfg = w.workdir / "cloud-api.toml"
     cloud_cfg.write_text(
-        _toml({"db_url": w.cloud_admin_url, "jwt_secret": w.secret, "port": free_port()})
+        _toml(
+            {
+                "db_url": w.cloud_admin_url,
+                "jwt_secret": w.secret,
+                "port": free_port(),
+                "s3_bucket": w.bucket,
+                "s3_endpoint_url": w.s3.url,
+                "s3_access_key": "testing",
+                "s3_secret_key": "testing",
+            }
+        )
     )
     w.cloud_api = _start_api(sup, w, "cloud-api", cloud_cfg, "cloud")
     n.say(f"cloud API: {w.cloud_api}")
@@ -518,65 +528,42 @@ def count_records(api_url: str, token: str, table: str) -> int:
 
 
 class LockUnreachable(Exception):
-    pass
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(body.get("message", "lock service unreachable"))
+        self.body = body
 
 
-class LocalEditor:
-    """A local viewer editing through its SC Server: the lease from lockd (with the site's
-    token, as the local API's LockClient does), the save through the local API."""
+class Editor:
+    """A viewer's edit session through its own server's API (``POST …/edit``, save,
+    close): the local API asks the cloud's lockd, the cloud API its mounted lockd."""
 
-    def __init__(self, w: World, site: SiteInfo, user: str) -> None:
-        self.w, self.site, self.user = w, site, user
-        self.token = sign_in(site.api_url, user)
+    def __init__(self, api_url: str, user: str, site_id: int | None = None) -> None:
+        self.api_url = api_url
+        self.token = sign_in(api_url, user, site_id)
 
-    def acquire(self, table: str, rid: int) -> dict[str, Any]:
-        body = {"table": table, "row_id": rid, "holder": f"local:{self.site.site_id}/{self.user}"}
+    def open(self, table: str, rid: int, offline: bool = False) -> dict[str, Any]:
+        url = f"{self.api_url}/v1/records/{table}/{rid}/edit"
         try:
-            return http("POST", self.w.site_lockd + "/acquire", body, self.site.site_token, 3.0)
-        except HttpError:
+            return http("POST", url, {"offline": True} if offline else {}, self.token)
+        except HttpError as exc:
+            if exc.status == 503 and exc.body.get("error") == "lock_service_unreachable":
+                raise LockUnreachable(exc.body) from exc
             raise
-        except OSError as exc:
-            raise LockUnreachable(str(exc)) from exc
 
-    def save(self, table: str, rid: int, changes: dict[str, Any]) -> dict[str, Any]:
-        return http("PATCH", f"{self.site.api_url}/v1/records/{table}/{rid}", changes, self.token)
+    def save(self, session: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+        body = {"session": session["session"], "changes": changes}
+        return http("POST", self.api_url + "/v1/edit-sessions/save", body, self.token)
 
-    def release(self, lease: dict[str, Any]) -> None:
-        http(
-            "POST",
-            self.w.site_lockd + "/release",
-            {"lease_id": lease["lease_id"], "token": lease["token"]},
-            self.site.site_token,
-        )
-
-
-class CloudEditor:
-    """A cloud viewer: signs in to the cloud API, edits under a lease of the cloud's lockd
-    (the save is fenced in the same transaction as the write)."""
-
-    def __init__(self, w: World, site: SiteInfo, user: str) -> None:
-        self.w = w
-        self.token = sign_in(w.cloud_api, user, site.site_id)
-
-    def acquire(self, table: str, rid: int) -> dict[str, Any]:
-        return http(
-            "POST", self.w.cloud_lockd + "/acquire", {"table": table, "row_id": rid}, self.token
-        )
-
-    def save(self, lease: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-        body = {"lease_id": lease["lease_id"], "token": lease["token"], "changes": changes}
-        return http("POST", self.w.cloud_lockd + "/save", body, self.token)
-
-    def release(self, lease: dict[str, Any]) -> None:
-        body = {"lease_id": lease["lease_id"], "token": lease["token"]}
-        http("POST", self.w.cloud_lockd + "/release", body, self.token)
+    def close(self, session: dict[str, Any]) -> None:
+        body = {"session": session["session"]}
+        http("POST", self.api_url + "/v1/edit-sessions/close", body, self.token)
 
     def edit(self, table: str, rid: int, changes: dict[str, Any]) -> dict[str, Any]:
-        lease = self.acquire(table, rid)
+        session = self.open(table, rid)
         try:
-            return self.save(lease, changes)
+            return self.save(session, changes)
         finally:
-            self.release(lease)
+            self.close(session)
 
 
 # -- the scenario ----------------------------------------------------------------------------
@@ -686,16 +673,19 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
     site = w.sites[0]
     s = site.seeded
     assert s is not None
-    alice = LocalEditor(w, site, "alice")
-    bob = CloudEditor(w, site, "bob")
+    alice = Editor(site.api_url, "alice")
+    bob = Editor(w.cloud_api, "bob", site.site_id)
     watcher = EventWatcher(w.cloud_api, bob.token, site.site_id)
     watcher.start()
     rid = s.patients[0]
     try:
         n.step("A local edit is shown as 'Editing by local' in the cloud")
         t0 = time.monotonic()
-        lease = alice.acquire(TABLE, rid)
-        n.say(f"alice opens patient {rid} for edit at {site.name}: lease token {lease['token']}")
+        session = alice.open(TABLE, rid)
+        n.say(
+            f"alice opens patient {rid} for edit at {site.name} "
+            f"(fencing token {session.get('fencing_token')})"
+        )
         ev = watcher.find(
             lambda e: e["type"] == "record.editing" and e.get("record_id") == str(rid), 1.5
         )
@@ -715,7 +705,7 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
 
         n.step("An edit is refused while the record is locked")
         try:
-            bob.acquire(TABLE, rid)
+            bob.open(TABLE, rid)
             n.check(False, "bob's edit in the cloud was refused")
         except HttpError as exc:
             n.check(
@@ -723,12 +713,9 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
                 f"bob's edit in the cloud: HTTP {exc.status} {exc.body.get('error')}, "
                 f"held by {exc.body.get('holder')}",
             )
-        saved = alice.save(TABLE, rid, {"phone": "010-1111-2222"})
-        alice.release(lease)
-        n.say(
-            f"alice saves (version {saved.get('version_major')}.{saved.get('version_minor')})"
-            " and closes the editor"
-        )
+        saved = alice.save(session, {"phone": "010-1111-2222"})
+        alice.close(session)
+        n.say(f"alice saves (version {saved.get('version')}) and closes the editor")
         ok = wait_until(
             lambda: get_record(w.cloud_api, bob.token, TABLE, rid).get("phone") == "010-1111-2222",
             15,
@@ -738,9 +725,7 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
         n.step("A cloud edit flows down to the clinic")
         t0 = time.monotonic()
         res = bob.edit(TABLE, rid, {"notes": "allergic to penicillin (entered in the cloud)"})
-        n.say(
-            f"bob saves in the cloud: version {res.get('version_major')}.{res.get('version_minor')}"
-        )
+        n.say(f"bob saves in the cloud: version {res.get('version')}")
         ok = wait_until(
             lambda: "penicillin" in str(get_record(site.api_url, alice.token, TABLE, rid)["notes"]),
             15,
@@ -762,8 +747,8 @@ def outage(
     sup: Supervisor,
     w: World,
     n: Narrator,
-    alice: LocalEditor,
-    bob: CloudEditor,
+    alice: Editor,
+    bob: Editor,
     watcher: EventWatcher,
 ) -> None:
     site = w.sites[0]
@@ -776,18 +761,24 @@ def outage(
     bob.edit(TABLE, rid, {"phone": "010-3333-4444"})
     n.say(f"meanwhile bob edits patient {rid} in the cloud (phone 010-3333-4444)")
     try:
-        alice.acquire(TABLE, rid)
+        alice.open(TABLE, rid)
         n.check(False, "alice's edit reports the lock service unreachable")
+        return
     except LockUnreachable as exc:
         n.check(
-            True,
-            f"alice's edit: lock service unreachable ({exc.__class__.__name__}) — "
-            "edit offline? [yes]",
+            exc.body.get("offline_edit_allowed") is True,
+            f"alice's edit: HTTP 503 {exc.body.get('error')}, "
+            f"offline_edit_allowed={exc.body.get('offline_edit_allowed')} — edit offline? [yes]",
         )
-    saved = alice.save(TABLE, rid, {"phone": "010-5555-6666"})
+    session = alice.open(TABLE, rid, offline=True)
+    saved = alice.save(session, {"phone": "010-5555-6666"})
+    alice.close(session)
+    row = get_record(site.api_url, alice.token, TABLE, rid)
     n.check(
-        saved.get("phone") == "010-5555-6666",
-        "alice's offline save is stored locally (phone 010-5555-6666), marked unsynced",
+        session.get("unfenced") is True
+        and saved.get("offline") is True
+        and row.get("phone") == "010-5555-6666",
+        f"alice's offline (unfenced) session saved version {saved.get('version')} locally",
     )
     _start_site_lockd(sup, w)
     _start_replicator(sup, w, site)
@@ -842,7 +833,7 @@ def _phone(detail: dict[str, Any], side: str) -> Any:
     return row.get("phone") if isinstance(row, dict) else None
 
 
-def sync_off(w: World, n: Narrator, alice: LocalEditor, bob: CloudEditor) -> None:
+def sync_off(w: World, n: Narrator, alice: Editor, bob: Editor) -> None:
     site = w.sites[0]
     assert site.seeded is not None
     rid = site.seeded.patients[2]
