@@ -123,3 +123,13 @@ def test_cli_get_break_sweep(records: Records, capsys: pytest.CaptureFixture[str
     assert "no lease" in capsys.readouterr().err
     assert cli_main(["lockd", "sweep", "--db-url", url]) == 0
     assert json.loads(capsys.readouterr().out)["expired"] == 0
+
+
+def test_lockd_process_stops_cleanly_on_sigterm(records: Records) -> None:
+    import signal
+
+    from tests.lockd.procs import lockd_process
+
+    with lockd_process(records.db.url) as server:
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(15) == 0
