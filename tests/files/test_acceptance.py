@@ -413,3 +413,59 @@ def test_backfill_cli_status_metrics_pause_and_throttle(
     _newest_first(local_db, "patients")
     final = json.loads(cli("backfill", "status", "--json"))
     assert (final["state"], final["rows_done"]) == ("paused", done)
+
+
+def test_on_demand_is_served_ahead_of_a_running_backfill(
+    local_db: TestDatabase,
+    cloud_db: TestDatabase,
+    blobs: BlobServer,
+    procs: Procs,
+    tmp_path: Path,
+) -> None:
+    import json
+    import urllib.request
+
+    images = seed_legacy(local_db, tmp_path, 3000, 3)
+    with local_db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO scsync_file_policy (mode) VALUES ('selective')"))
+    env = _env(local_db, cloud_db.url, blobs, tmp_path)
+    bf = procs.start(
+        "backfill",
+        "start",
+        "--no-progress",
+        "--no-yield-to-live",
+        "--batch-rows",
+        "100",
+        "--rows-per-s",
+        "500",
+        env=env,
+    )
+    # The patients (parents first) take seconds; the images have not crossed yet.
+    wait_until(lambda: _synced(local_db, "patients") >= 200, 30, "the backfill under way")
+    rid, sha = sorted(images.items())[0]
+    req = urllib.request.Request(
+        f"{blobs.base_url}/sites/1/blobs/{sha}/request",
+        data=json.dumps({"table": "images", "row_id": str(rid)}).encode(),
+        headers={
+            "Authorization": f"Bearer {blobs.user_token(1)}",
+            "Content-Type": "application/json",
+        },
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 202
+    wait_until(
+        lambda: (
+            [r.state for r in fetch(cloud_db, "SELECT state FROM scsync_blob_requests")]
+            == ["served"]
+        ),
+        20,
+        "the request served",
+    )
+    # Served while the backfill was still on the patients: ahead of everything it had left.
+    assert _synced(local_db, "patients") < 3000
+    assert _synced(local_db, "images") == 0
+    assert bf.poll() is None
+    assert bf.wait(60) == 0, procs.log(bf)
+    states = {r.id: r.blob_state for r in fetch(cloud_db, "SELECT id, blob_state FROM images")}
+    assert states == {i: ("uploaded" if i == rid else "remote") for i in images}
