@@ -92,6 +92,8 @@ class Subscriber:
     sites: set[int] = field(default_factory=set)
     patients: set[str] = field(default_factory=set)
     records: set[tuple[str, str]] = field(default_factory=set)
+    # Event types wanted; empty = all.
+    types: set[str] = field(default_factory=set)
     overflowed: bool = False
     delivered: int = 0
     # While a replay runs, live events wait here (id, text) instead of the queue.
@@ -100,6 +102,8 @@ class Subscriber:
     def matches(self, ev: Event) -> bool:
         # The tenant wall first: nothing of another site, whatever was asked for.
         if ev.site is not None and not self.principal.may_access_site(ev.site):
+            return False
+        if self.types and ev.type not in self.types:
             return False
         if ev.site is None:
             return True

@@ -7,7 +7,8 @@ Protocol (JSON text frames):
   subscribe.
 - client: ``{"type": "subscribe", "site": 1}``, ``{"type": "subscribe", "patient_id":
   "..."}``, ``{"type": "subscribe", "records": [{"table": "images", "id": "..."}]}``
-  (keys may be combined; ``last_event_id`` may be given here too),
+  (keys may be combined; ``last_event_id`` may be given here too; ``"events":
+  ["record.changed", ...]`` limits the event types, default all),
   ``{"type": "unsubscribe", ...}`` with the same keys, ``{"type": "ping"}``.
 - server: ``hello``, ``subscribed``, ``pong``, ``error``, ``replay.truncated`` and the
   events themselves (``{"id", "type": "record.changed", "site", "table", "record_id",
@@ -92,12 +93,19 @@ class _Session:
                     ):
                         raise ApiError("each record is {table, id}", field="records")
                     records.add((item["table"], str(parse_id(item.get("id"), "id"))))
+            types = msg.get("events")
+            if types is not None and (
+                not isinstance(types, list) or not all(isinstance(t, str) for t in types)
+            ):
+                raise ApiError("events must be a list of event types", field="events")
             last = msg.get("last_event_id", self.pending_replay)
             if last is not None and (isinstance(last, bool) or not isinstance(last, int)):
                 raise ApiError("last_event_id must be an integer", field="last_event_id")
         except ApiError as exc:
             self.error("bad_message", exc.message)
             return
+        if add and types is not None:
+            self.sub.types = set(types)
         if add:
             self.sub.sites |= sites
             self.sub.patients |= patients
@@ -116,6 +124,7 @@ class _Session:
                 "sites": sorted(self.sub.sites),
                 "patients": sorted(self.sub.patients),
                 "records": [{"table": t, "id": i} for t, i in sorted(self.sub.records)],
+                "events": sorted(self.sub.types),
                 "replayed": replayed,
                 "truncated": truncated,
             }
@@ -153,7 +162,7 @@ class _Session:
 
 async def _writer(ws: web.WebSocketResponse, sub: Subscriber) -> None:
     while True:
-        text = await sub.queue.get()
+        text = sub.queue.get_nowait() if not sub.queue.empty() else await sub.queue.get()
         if text is None:
             await ws.close(
                 code=CLOSE_SLOW,

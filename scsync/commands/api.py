@@ -66,7 +66,10 @@ async def _serve(side: str, config: str | None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    return asyncio.run(_serve(args.side, args.config))
+    import uvloop
+
+    # libuv's loop: the API is syscall-bound (many sockets, small frames); see bench/ws.py.
+    return uvloop.run(_serve(args.side, args.config))
 
 
 def _hash_password(args: argparse.Namespace) -> int:

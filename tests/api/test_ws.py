@@ -227,3 +227,15 @@ async def test_slow_client_is_disconnected_and_others_keep_receiving(small_api: 
             assert (4008).to_bytes(2, "big") + b"slow consumer" in data
     finally:
         slow.close()
+
+
+async def test_events_filter_limits_the_types_delivered(local_api: Api) -> None:
+    async with local_api.client.ws_connect("/ws", params={"token": token("viewer")}) as ws:
+        await recv(ws)
+        ack = await subscribe(ws, site=1, events=["record.sync"])
+        assert ack["events"] == ["record.sync"]
+        await local_api.create("doctors", {"name": "a"}, token())
+        first = await next_of(ws, "record.sync", "record.changed")
+        assert first["type"] == "record.sync"
+        bad = await subscribe(ws, events="record.sync")
+        assert bad["type"] == "error" and "events" in bad["message"]
