@@ -110,11 +110,10 @@ class Daemon:
                 if not lane.connected:
                     await self._timed(lane.open)
                 wake.clear()
-                while not self._stop.is_set():
-                    result = await self._timed(lane.step)
-                    self.last_progress[lane.name] = time.monotonic()
-                    if result is None:
-                        break
+                await lane.drain(
+                    should_stop=self._stop.is_set, op_timeout=self.settings.op_timeout_s
+                )
+                self.last_progress[lane.name] = time.monotonic()
                 if time.monotonic() - lane.last_metrics_at >= self.settings.metrics_interval_s:
                     await self._timed(lane.refresh_metrics)
                 backoff.reset()

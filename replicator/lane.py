@@ -18,13 +18,14 @@ After a restart, inbox entries still present are acknowledged before anything is
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import psycopg
 from psycopg import IsolationLevel
@@ -37,6 +38,7 @@ from replicator.settings import Settings
 from schema.sql import query
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LaneName = Literal["push", "pull"]
 Side = Literal["local", "cloud"]
@@ -94,6 +96,9 @@ class BatchResult:
 BlobGate = Callable[[Sequence[BatchRow]], Awaitable[dict[tuple[str, int], str]]]
 
 
+_Unacked = tuple[list[BatchRow], BatchResult, dict[tuple[str, int], str]]
+
+
 @dataclass(frozen=True)
 class _Schema:
     write_columns: dict[str, list[str]]  # per table: columns both sides have
@@ -127,6 +132,7 @@ class Lane:
         self._src: Conn | None = None
         self._dst: Conn | None = None
         self._schema: _Schema | None = None
+        self._schema_stale = False
         self._forget: list[int] = []
         self.last_metrics_at = 0.0
 
@@ -160,6 +166,7 @@ class Lane:
             await self._dst.execute(query("replicator_stage"))
         self._schema = None
         await self.recover()
+        await self._schema_now()
 
     async def close(self) -> None:
         for conn in (self._src, self._dst):
@@ -177,9 +184,13 @@ class Lane:
 
     # -- schema negotiation ----------------------------------------------------------
     async def _load_schema(self) -> _Schema:
+        """The columns both sides have, looked up again after schema_refresh_s or an
+        apply error. Uses both connections: only called between pipeline stages."""
         now = time.monotonic()
-        if self._schema and now - self._schema.loaded_at < self.settings.schema_refresh_s:
+        fresh = self._schema and now - self._schema.loaded_at < self.settings.schema_refresh_s
+        if self._schema and fresh and not self._schema_stale:
             return self._schema
+        self._schema_stale = False
         src, dst = self._conns()
         columns: dict[str, dict[str, list[str]]] = {}
         revision: str | None = None
@@ -205,9 +216,9 @@ class Lane:
         return self._schema
 
     # -- the steps ---------------------------------------------------------------------
-    async def read(self, limit: int | None = None) -> list[BatchRow]:
+    async def read(self, limit: int | None = None, skip: Sequence[int] = ()) -> list[BatchRow]:
         src, _ = self._conns()
-        schema = await self._load_schema()
+        schema = self._schema or await self._load_schema()
         await src.set_isolation_level(IsolationLevel.REPEATABLE_READ)
         try:
             async with src.transaction():
@@ -218,6 +229,7 @@ class Lane:
                         "site_id": self.site_id,
                         "limit": limit or self.settings.batch_size,
                         "exclude": json.dumps(schema.exclude),
+                        "skip": list(skip),
                     },
                 )
                 rows = await cur.fetchall()
@@ -226,22 +238,36 @@ class Lane:
         return [BatchRow(*r) for r in rows]
 
     async def step(self) -> BatchResult | None:
-        """Move one batch; None when the source had nothing to send."""
+        """Move one batch, read-apply-ack in sequence; None when there was nothing."""
         async with wrap_errors(f"{self.name}: read"):
+            await self._load_schema()
             batch = await self.read()
         if not batch:
             if self._forget:
                 await self._forget_now()
             return None
+        result, failures = await self._apply_gated(batch)
+        await self._ack(batch, result, failures)
+        return result
+
+    async def _schema_now(self) -> None:
+        async with wrap_errors(f"{self.name}: schema"):
+            await self._load_schema()
+
+    async def _read_ahead(self, skip: Sequence[int]) -> list[BatchRow]:
+        async with wrap_errors(f"{self.name}: read"):
+            return await self.read(skip=skip)
+
+    async def _apply_gated(
+        self, batch: list[BatchRow]
+    ) -> tuple[BatchResult, dict[tuple[str, int], str]]:
         held: dict[tuple[str, int], str] = {}
         if self.blob_gate is not None:
             held = await self.blob_gate(batch)
         to_apply = [r for r in batch if (r.table_name, r.row_id) not in held]
         result, failures = await self._apply(to_apply)
         failures.update({key: f"waiting: {why}" for key, why in held.items()})
-        await self._ack(batch, result, failures)
-        self._count(result)
-        return result
+        return result, failures
 
     async def _apply(self, batch: list[BatchRow]) -> tuple[BatchResult, dict[tuple[str, int], str]]:
         async with wrap_errors(f"{self.name}: apply"):
@@ -256,7 +282,7 @@ class Lane:
                     len(batch),
                     first_line(exc),
                 )
-                self._schema = None  # a schema change is one cause; look again
+                self._schema_stale = True  # a schema change is one cause; look again
             failures: dict[tuple[str, int], str] = {}
             result = await self._apply_batch(batch, one_by_one=True, failures=failures)
             return result, failures
@@ -268,16 +294,18 @@ class Lane:
         failures: dict[tuple[str, int], str] | None = None,
     ) -> BatchResult:
         _, dst = self._conns()
-        schema = await self._load_schema()
+        schema = self._schema
+        assert schema is not None, "schema is loaded before every apply"
         result = BatchResult(rows=len(batch))
         outcome_rows: list[tuple[Any, ...]] = []
         params = {"side": self.dest_side, "columns": json.dumps(schema.write_columns)}
+        forgetting = list(self._forget)
         async with dst.transaction():
             await dst.execute(query("replicator_replicating"))
-            if self._forget:
+            if forgetting:
                 await dst.execute(
                     query("replicator_inbox_forget"),
-                    {"lane": self.name, "site_id": self.site_id, "batch_ids": self._forget},
+                    {"lane": self.name, "site_id": self.site_id, "batch_ids": forgetting},
                 )
             if batch:
                 async with (
@@ -341,7 +369,8 @@ class Lane:
                     "peer_schema_revision": schema.source_revision,
                 },
             )
-        self._forget = []
+        # An ack running beside this apply may have added ids meanwhile: keep those.
+        self._forget = [i for i in self._forget if i not in forgetting]
         result.raw = outcome_rows
         for o in outcome_rows:
             outcome = str(o[3])
@@ -404,15 +433,17 @@ class Lane:
         result.parked = len(failures)
         if result.batch_id is not None:
             self._forget.append(result.batch_id)
+        self._count(result)
 
     async def _forget_now(self) -> None:
         _, dst = self._conns()
+        forgetting = list(self._forget)
         async with wrap_errors(f"{self.name}: forget"), dst.transaction():
             await dst.execute(
                 query("replicator_inbox_forget"),
-                {"lane": self.name, "site_id": self.site_id, "batch_ids": self._forget},
+                {"lane": self.name, "site_id": self.site_id, "batch_ids": forgetting},
             )
-        self._forget = []
+        self._forget = [i for i in self._forget if i not in forgetting]
 
     async def recover(self) -> int:
         """Acknowledge at the source every batch the destination applied but the source
@@ -450,14 +481,59 @@ class Lane:
                 log.info("%s: acknowledged batch %s left by an interruption", self.name, batch_id)
         return len(pending)
 
-    async def drain(self, should_stop: Callable[[], bool] = lambda: False) -> int:
-        """Move batches until the source has nothing visible left; rows moved."""
+    async def drain(
+        self, should_stop: Callable[[], bool] = lambda: False, op_timeout: float | None = None
+    ) -> int:
+        """Move batches until the source has nothing visible left; rows moved.
+
+        Pipelined: while batch N is applied at the destination, the source acknowledges
+        batch N-1 and reads batch N+1 (skipping N's seqs, which stay in the outbox until
+        their ack). The destination still applies one batch after another, each acked
+        only after its apply committed, so the crash reasoning is unchanged; a crash
+        leaves at most two inbox entries for :meth:`recover`.
+        """
+
+        async def timed(what: Awaitable[T]) -> T:
+            if op_timeout is None:
+                return await what
+            try:
+                return await asyncio.wait_for(what, timeout=op_timeout)
+            except TimeoutError as exc:
+                raise Unavailable(f"{self.name}: no answer within {op_timeout} s") from exc
+
         moved = 0
-        while not should_stop():
-            result = await self.step()
-            if result is None:
-                break
-            moved += result.rows
+        await timed(self._schema_now())
+        batch = await timed(self._read_ahead(()))
+        unacked: _Unacked | None = None
+        while batch and not should_stop():
+            in_flight = [seq for r in batch for seq in r.seqs]
+            await timed(self._schema_now())  # nothing else runs on the connections now
+
+            async def source_side(
+                previous: _Unacked | None = unacked, in_flight: list[int] = in_flight
+            ) -> list[BatchRow]:
+                if previous is not None:
+                    await timed(self._ack(*previous))
+                if should_stop():
+                    return []
+                return await timed(self._read_ahead(in_flight))
+
+            apply_task = asyncio.ensure_future(timed(self._apply_gated(batch)))
+            source_task = asyncio.ensure_future(source_side())
+            try:
+                (result, failures), ahead = await asyncio.gather(apply_task, source_task)
+            except BaseException:
+                for task in (apply_task, source_task):
+                    task.cancel()
+                await asyncio.gather(apply_task, source_task, return_exceptions=True)
+                raise
+            unacked = (batch, result, failures)
+            moved += len(batch)
+            batch = ahead
+        if unacked is not None:
+            await timed(self._ack(*unacked))
+        if self._forget and not should_stop():
+            await timed(self._forget_now())
         return moved
 
     # -- metrics -------------------------------------------------------------------

@@ -43,7 +43,8 @@ SELECT scsync_replicator_stage()
 -- name: replicator_read
 SELECT ord, seqs, table_name, row_id, op, revision, base, row_data,
        source_commit_at, resolution::text
-  FROM scsync_replicator_read(%(lane)s, %(site_id)s, %(limit)s, %(exclude)s::jsonb)
+  FROM scsync_replicator_read(%(lane)s, %(site_id)s, %(limit)s, %(exclude)s::jsonb,
+                              %(skip)s::bigint[])
  ORDER BY ord
 
 -- name: replicator_replicating

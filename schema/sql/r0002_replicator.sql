@@ -27,9 +27,10 @@ $$;
 -- ---------------------------------------------------------------------------
 -- Read one batch at the source. p_exclude: columns not to send (those the destination
 -- lacks, and side-specific bookkeeping). Tombstones (record gone) carry the revision
--- and synced_revision of the record's last outbox row.
+-- and synced_revision of the record's last outbox row. p_skip: seqs of a batch being
+-- applied right now (read ahead while it is in flight).
 CREATE FUNCTION scsync_replicator_read(p_lane text, p_site_id int, p_limit int,
-                                       p_exclude jsonb)
+                                       p_exclude jsonb, p_skip bigint[])
 RETURNS TABLE (ord bigint, seqs bigint[], table_name text, row_id bigint, op text,
                revision bigint, base bigint, row_data text, source_commit_at timestamptz,
                resolution jsonb)
@@ -54,6 +55,7 @@ BEGIN
            max(o.created_at)
       FROM (SELECT * FROM scsync_outbox ob
              WHERE ob.site_id = p_site_id
+               AND NOT ob.seq = ANY(p_skip)
                AND NOT EXISTS (
                    SELECT 1 FROM scsync_dead_letters d
                     WHERE d.lane = p_lane AND d.table_name = ob.table_name
@@ -152,17 +154,14 @@ BEGIN
         IF NOT EXISTS (SELECT 1 FROM scsync_synced_tables st WHERE st.table_name = tname) THEN
             RAISE EXCEPTION 'table % is not synced here', tname USING ERRCODE = 'SC201';
         END IF;
-        -- Lock the destination records first: a local user's concurrent save then
-        -- either happened before (and is classified against) or waits for us.
-        EXECUTE format('SELECT 1 FROM %I t JOIN scsync_stage s ON s.row_id = t.id
-                         WHERE s.table_name = $1 AND ($2 IS NULL OR s.ord = $2)
-                         ORDER BY t.id FOR UPDATE OF t', tname)
-        USING tname, p_only_ord;
+        -- Lock the destination records as they are read: a user's concurrent save
+        -- then either happened before (and is classified against) or waits for us.
         EXECUTE format('UPDATE scsync_stage s SET dest_row = d.row, dest_revision = d.rev
                           FROM (SELECT s2.ord, to_jsonb(t) AS row, t.revision AS rev
                                   FROM scsync_stage s2 JOIN %I t ON t.id = s2.row_id
-                                 WHERE s2.table_name = $1) d
-                         WHERE s.ord = d.ord AND ($2 IS NULL OR s.ord = $2)', tname)
+                                 WHERE s2.table_name = $1 AND ($2 IS NULL OR s2.ord = $2)
+                                 ORDER BY t.id FOR UPDATE OF t) d
+                         WHERE s.ord = d.ord', tname)
         USING tname, p_only_ord;
     END LOOP;
 
@@ -359,16 +358,31 @@ BEGIN
      WHERE d.lane = p_lane AND d.table_name = r ->> 't' AND d.row_id = (r ->> 'id')::bigint
        AND (g IS NULL OR d.site_id = g);
     FOR tname IN SELECT DISTINCT r ->> 't' FROM jsonb_array_elements(p_rows) r LOOP
+        -- Common case first: the record still is one of the revisions the destination
+        -- holds; then no history needs consulting.
+        EXECUTE format(
+            'UPDATE %1$I t SET synced_revision = t.revision, last_synced_at = clock_timestamp()
+               FROM jsonb_array_elements($2) r
+              WHERE r ->> ''t'' = $1 AND (r ->> ''id'')::bigint = t.id
+                AND ($3 IS NULL OR t.site_id = $3)
+                AND t.synced_revision IS DISTINCT FROM t.revision
+                AND r -> ''revs'' @> to_jsonb(t.revision)',
+            tname)
+        USING tname, p_rows, g;
         EXECUTE format(
             'UPDATE %1$I t SET synced_revision = b.rev, last_synced_at = clock_timestamp()
                FROM (SELECT DISTINCT ON (x.id) x.id, h.revision AS rev, h.seq
                        FROM (SELECT (r ->> ''id'')::bigint AS id, r -> ''revs'' AS revs
-                               FROM jsonb_array_elements($2) r WHERE r ->> ''t'' = $1) x
+                               FROM jsonb_array_elements($2) r
+                              WHERE r ->> ''t'' = $1
+                                AND jsonb_array_length(r -> ''revs'') > 0) x
+                       JOIN %1$I cur ON cur.id = x.id AND NOT x.revs @> to_jsonb(cur.revision)
                        JOIN scsync_history h
                          ON h.table_name = $1 AND h.row_id = x.id
                         AND h.revision IN (SELECT jsonb_array_elements_text(x.revs)::bigint)
                       ORDER BY x.id, h.seq DESC) b
               WHERE t.id = b.id AND ($3 IS NULL OR t.site_id = $3)
+                AND t.synced_revision IS DISTINCT FROM t.revision
                 AND t.synced_revision IS DISTINCT FROM b.rev
                 AND coalesce((SELECT h2.seq FROM scsync_history h2
                                WHERE h2.table_name = $1 AND h2.row_id = t.id

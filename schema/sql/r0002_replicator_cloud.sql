@@ -122,7 +122,7 @@ BEGIN
     RETURN s;
 END
 $$;
-ALTER FUNCTION scsync_replicator_read(text, int, int, jsonb)
+ALTER FUNCTION scsync_replicator_read(text, int, int, jsonb, bigint[])
     SECURITY DEFINER SET search_path = public, pg_temp;
 ALTER FUNCTION scsync_replicator_stage() SECURITY DEFINER SET search_path = public, pg_temp;
 ALTER FUNCTION scsync_replicator_apply(text, jsonb, bigint)

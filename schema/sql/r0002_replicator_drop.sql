@@ -1,5 +1,5 @@
 -- Undo r0002_replicator.sql.
-DROP FUNCTION scsync_replicator_read(text, int, int, jsonb);
+DROP FUNCTION scsync_replicator_read(text, int, int, jsonb, bigint[]);
 DROP FUNCTION scsync_replicator_stage();
 DROP FUNCTION scsync_replicator_apply(text, jsonb, bigint);
 DROP FUNCTION scsync_replicator_ack(text, bigint[], jsonb);

@@ -1,0 +1,350 @@
+"""Replication benchmark: scsync's push lane vs PostgreSQL's native logical replication,
+same workload, same machine, one run.
+
+Two embedded PostgreSQL clusters (``wal_level=logical``): cluster A holds the site's
+local database and the native publisher, cluster B the cloud database and the native
+subscriber. scsync runs as its own process (``scsync replicator run``, push lane only,
+connected to the cloud as the site's own role, so row-level security is paid for).
+
+1. throughput: N inserts of ~1 KB image rows in 1,000-row transactions; rows/s from the
+   first insert until the last row is visible at the destination;
+2. latency: single-row updates at 200/s; commit -> visible, stamped on the destination by
+   an ``ENABLE ALWAYS`` trigger (the same machine's clock on both clusters);
+3. memory: the replicator's peak RSS (VmHWM) while a backlog written with the replicator
+   stopped drains.
+
+Full run: 100,000 rows, 2,000 updates, 1,000,000-row backlog. ``--quick``: 10,000 rows,
+300 updates, 20,000-row backlog. Prints a table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from schema import db as schema_db
+from schema import migrate
+from schema.urls import create_engine, libpq_url
+
+DESCRIPTION = "x" * 1000  # ~1 KB per image row
+BATCH = 1000
+NATIVE_TABLE = """
+CREATE TABLE images_plain (
+    id bigint PRIMARY KEY, site_id int NOT NULL, patient_id bigint NOT NULL,
+    revision bigint NOT NULL, kind text NOT NULL DEFAULT '2d', modality text,
+    description text, tags jsonb NOT NULL DEFAULT '[]', deleted boolean NOT NULL DEFAULT false,
+    updated_at timestamptz NOT NULL DEFAULT now())
+"""
+STAMP = """
+CREATE TABLE bench_visible (marker text PRIMARY KEY, at timestamptz NOT NULL);
+-- The apply worker of a subscription runs with an empty search_path.
+CREATE FUNCTION bench_stamp() RETURNS trigger LANGUAGE plpgsql
+SET search_path = public AS $$
+BEGIN
+    IF NEW.modality LIKE 'u%' THEN
+        INSERT INTO bench_visible VALUES (NEW.modality, clock_timestamp())
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END $$;
+"""
+
+
+def cluster(stack: ExitStack, name: str) -> Any:
+    from scsync.embedded_pg import EmbeddedPostgres
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"scsync-bench-{name}-"))
+    stack.callback(shutil.rmtree, workdir, True)
+    # Commits flushed at once (fsync stays off): with synchronous_commit=off a
+    # walsender only sees a commit after the WAL writer's next round (up to 200 ms).
+    server = EmbeddedPostgres(workdir / "data", settings={"synchronous_commit": "on"})
+    server.start()
+    stack.callback(server.stop)
+    return server
+
+
+def create_db(server: Any, name: str) -> str:
+    with psycopg.connect(libpq_url(server.url), autocommit=True) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return str(server.url_for(name))
+
+
+def setup_scsync(a: Any, b: Any) -> tuple[str, str, str]:
+    """Migrated local (A) and cloud (B) databases, site 1 registered; URLs (admin, admin,
+    the site's cloud URL)."""
+    from replicator.sites import register_site
+
+    local_url = create_db(a, "bench_local")
+    cloud_url = create_db(b, "bench_cloud")
+    migrate.upgrade(local_url, "local")
+    migrate.upgrade(cloud_url, "cloud")
+    for url, side, node, site in ((local_url, "local", 1, 1), (cloud_url, "cloud", 0, None)):
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            schema_db.set_node(conn, node, side, site)  # type: ignore[arg-type]
+            if side == "cloud":
+                creds = register_site(conn, "bench-site")
+        engine.dispose()
+    with psycopg.connect(libpq_url(cloud_url), autocommit=True) as c:
+        c.execute(STAMP)
+        c.execute(
+            "CREATE TRIGGER bench_stamp AFTER INSERT OR UPDATE ON images "
+            "FOR EACH ROW EXECUTE FUNCTION bench_stamp()"
+        )
+    return local_url, cloud_url, creds.cloud_url(cloud_url)
+
+
+def start_replicator(local_url: str, site_cloud_url: str, workdir: Path) -> subprocess.Popen[bytes]:
+    config = workdir / "replicator.toml"
+    config.write_text(
+        "".join(
+            f"{k} = {json.dumps(v)}\n"
+            for k, v in {
+                "local_db_url": local_url,
+                "cloud_db_url": site_cloud_url,
+                "site_id": 1,
+                "lanes": ["push"],
+                "batch_size": 2000,
+                "poll_interval_s": 1.0,
+                "log_level": "WARNING",
+            }.items()
+        )
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "scsync", "replicator", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "replicator.log", "wb"),
+    )
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def count(url: str, table: str) -> int:
+    with psycopg.connect(libpq_url(url)) as c:
+        row = c.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+    return int(row[0]) if row else 0
+
+
+def wait_count(url: str, table: str, n: int, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if count(url, table) >= n:
+            return time.monotonic()
+        time.sleep(0.02)
+    raise RuntimeError(f"{table}: {n} rows not visible within {timeout} s")
+
+
+def insert_images(url: str, table: str, rows: int, patient: int, start: int) -> None:
+    with psycopg.connect(libpq_url(url), autocommit=True) as c:
+        for first in range(start, start + rows, BATCH):
+            n = min(BATCH, start + rows - first)
+            if table == "images":
+                c.execute(
+                    "INSERT INTO images (site_id, patient_id, modality, description) "
+                    "SELECT 1, %s, 'CT', %s FROM generate_series(1, %s)",
+                    (patient, DESCRIPTION, n),
+                )
+            else:
+                c.execute(
+                    "INSERT INTO images_plain (id, site_id, patient_id, revision, modality, "
+                    "description) SELECT g, 1, %s, g, 'CT', %s "
+                    "FROM generate_series(%s::bigint, %s::bigint) g",
+                    (patient, DESCRIPTION, first, first + n - 1),
+                )
+
+
+def updates(url: str, table: str, n: int, rate: float) -> dict[str, float]:
+    """n single-row updates at `rate`/s; commit wall time per marker."""
+    committed: dict[str, float] = {}
+    with psycopg.connect(libpq_url(url), autocommit=True) as c:
+        ids = [
+            r[0]
+            for r in c.execute(
+                sql.SQL("SELECT id FROM {} LIMIT 500").format(sql.Identifier(table))
+            ).fetchall()
+        ]
+        started = time.monotonic()
+        for i in range(n):
+            target = started + i / rate
+            delay = target - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            marker = f"u{i}"
+            c.execute(
+                sql.SQL("UPDATE {} SET modality = %s WHERE id = %s").format(sql.Identifier(table)),
+                (marker, ids[i % len(ids)]),
+            )
+            committed[marker] = time.time()
+    return committed
+
+
+def latencies(url: str, committed: dict[str, float], timeout: float) -> list[float]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if count(url, "bench_visible") >= len(committed):
+            break
+        time.sleep(0.05)
+    with psycopg.connect(libpq_url(url)) as c:
+        seen: dict[str, float] = dict(
+            c.execute("SELECT marker, extract(epoch FROM at)::float8 FROM bench_visible").fetchall()
+        )
+    missing = set(committed) - set(seen)
+    if missing:
+        raise RuntimeError(f"{len(missing)} updates never became visible")
+    return [(float(seen[m]) - t) * 1000 for m, t in committed.items()]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def bench_scsync(
+    a: Any, b: Any, rows: int, n_updates: int, backlog: int, workdir: Path
+) -> dict[str, float]:
+    local_url, cloud_url, site_cloud_url = setup_scsync(a, b)
+    with psycopg.connect(libpq_url(local_url), autocommit=True) as c:
+        row = c.execute(
+            "INSERT INTO patients (site_id, patient_code, name) VALUES (1, 'P', 'bench') "
+            "RETURNING id"
+        ).fetchone()
+        assert row is not None
+        patient = int(row[0])
+    proc = start_replicator(local_url, site_cloud_url, workdir)
+    try:
+        wait_count(cloud_url, "patients", 1, 60)
+        t0 = time.monotonic()
+        insert_images(local_url, "images", rows, patient, 0)
+        t1 = wait_count(cloud_url, "images", rows, 600)
+        throughput = rows / (t1 - t0)
+        committed = updates(local_url, "images", n_updates, 200.0)
+        lat = latencies(cloud_url, committed, 60)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        # Backlog: written while the replicator is down, drained by a fresh process.
+        insert_images(local_url, "images", backlog, patient, 0)
+        proc = start_replicator(local_url, site_cloud_url, workdir)
+        t2 = time.monotonic()
+        rss = 0.0
+        target = rows + backlog
+        while count(cloud_url, "images") < target:
+            rss = max(rss, peak_rss_mb(proc.pid))
+            if time.monotonic() - t2 > 3600:
+                raise RuntimeError("backlog did not drain")
+            time.sleep(0.5)
+        rss = max(rss, peak_rss_mb(proc.pid))
+        backlog_rate = backlog / (time.monotonic() - t2)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=15)
+    return {
+        "rows_per_s": throughput,
+        "p50_ms": pct(lat, 0.5),
+        "p99_ms": pct(lat, 0.99),
+        "peak_rss_mb": rss,
+        "backlog_rows_per_s": backlog_rate,
+    }
+
+
+def bench_native(a: Any, b: Any, rows: int, n_updates: int) -> dict[str, float]:
+    pub_url = create_db(a, "native_pub")
+    sub_url = create_db(b, "native_sub")
+    with psycopg.connect(libpq_url(pub_url), autocommit=True) as c:
+        c.execute(NATIVE_TABLE)
+        c.execute("INSERT INTO images_plain (id, site_id, patient_id, revision) VALUES (0,1,0,0)")
+        c.execute("CREATE PUBLICATION bench_pub FOR TABLE images_plain")
+    with psycopg.connect(libpq_url(sub_url), autocommit=True) as c:
+        c.execute(NATIVE_TABLE)
+        c.execute(STAMP)
+        c.execute(
+            "CREATE TRIGGER bench_stamp AFTER INSERT OR UPDATE ON images_plain "
+            "FOR EACH ROW EXECUTE FUNCTION bench_stamp()"
+        )
+        c.execute("ALTER TABLE images_plain ENABLE ALWAYS TRIGGER bench_stamp")
+        conninfo = libpq_url(pub_url)
+        c.execute(
+            sql.SQL("CREATE SUBSCRIPTION bench_sub CONNECTION {} PUBLICATION bench_pub").format(
+                sql.Literal(conninfo)
+            )
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            states = c.execute("SELECT srsubstate FROM pg_subscription_rel").fetchall()
+            if states and all(s[0] == "r" for s in states):
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("subscription never became ready")
+    try:
+        t0 = time.monotonic()
+        insert_images(pub_url, "images_plain", rows, 0, 1)
+        t1 = wait_count(sub_url, "images_plain", rows + 1, 600)
+        throughput = rows / (t1 - t0)
+        committed = updates(pub_url, "images_plain", n_updates, 200.0)
+        lat = latencies(sub_url, committed, 60)
+    finally:
+        with psycopg.connect(libpq_url(sub_url), autocommit=True) as c:
+            c.execute("DROP SUBSCRIPTION bench_sub")
+    return {"rows_per_s": throughput, "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (< 60 s)")
+    args = parser.parse_args()
+    rows, n_updates, backlog = (10_000, 300, 20_000) if args.quick else (100_000, 2_000, 1_000_000)
+    with ExitStack() as stack:
+        a, b = cluster(stack, "a"), cluster(stack, "b")
+        workdir = Path(tempfile.mkdtemp(prefix="scsync-bench-rep-"))
+        stack.callback(shutil.rmtree, workdir, True)
+        native = bench_native(a, b, rows, n_updates)
+        ours = bench_scsync(a, b, rows, n_updates, backlog, workdir)
+    ratio = ours["rows_per_s"] / native["rows_per_s"]
+    print(f"{'':28}{'scsync push':>14}{'native logical':>16}")
+    print(f"{'inserts, rows/s':28}{ours['rows_per_s']:>14,.0f}{native['rows_per_s']:>16,.0f}")
+    print(f"{'update visible p50, ms':28}{ours['p50_ms']:>14.1f}{native['p50_ms']:>16.1f}")
+    print(f"{'update visible p99, ms':28}{ours['p99_ms']:>14.1f}{native['p99_ms']:>16.1f}")
+    print(
+        f"{'backlog of ' + format(backlog, ',') + ', rows/s':28}"
+        f"{ours['backlog_rows_per_s']:>14,.0f}{'-':>16}"
+    )
+    print(f"{'replicator peak RSS, MB':28}{ours['peak_rss_mb']:>14.1f}{'-':>16}")
+    print(f"(rows={rows}, updates={n_updates} at 200/s, backlog={backlog}, cpus={os.cpu_count()})")
+    print(
+        json.dumps(
+            {
+                "scsync_rows_per_s": round(ours["rows_per_s"], 1),
+                "native_rows_per_s": round(native["rows_per_s"], 1),
+                "throughput_ratio": round(ratio, 3),
+                "scsync_p50_ms": round(ours["p50_ms"], 2),
+                "scsync_p99_ms": round(ours["p99_ms"], 2),
+                "native_p50_ms": round(native["p50_ms"], 2),
+                "native_p99_ms": round(native["p99_ms"], 2),
+                "replicator_peak_rss_mb": round(ours["peak_rss_mb"], 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
