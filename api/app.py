@@ -25,7 +25,7 @@ from lockd.client import LockClient
 from lockd.db import Pool as LockdPool
 from lockd.db import make_pool as make_lockd_pool
 from lockd.manager import LeaseManager, LockdConfig
-from schema.urls import libpq_url
+from schema.urls import create_engine, libpq_url
 
 log = logging.getLogger("scsync.api")
 
@@ -90,10 +90,13 @@ async def _db_ctx(app: web.Application) -> AsyncIterator[None]:
         )
     if settings.side == "local":
         app[state.NODE_SITE] = int(node["site_id"])
+    engine = create_engine(settings.db_url, pool_size=2, max_overflow=2)
+    app[state.ENGINE] = engine
     try:
         yield
     finally:
         await pool.close()
+        engine.dispose()
 
 
 async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -229,6 +232,7 @@ def make_app(side: str, settings: Settings) -> web.Application:
     r.add_get("/v1/status", views.sync_status)
     r.add_get("/v1/conflicts", views.list_conflicts)
     r.add_get("/v1/conflicts/{id}", views.get_conflict)
+    r.add_post("/v1/conflicts/{id}/resolve", views.resolve_conflict)
     records = "/v1/records/{table}"
     r.add_get(records, views.list_records)
     r.add_post(records, views.create_record)

@@ -3,6 +3,7 @@ rollback, the per-record sync switch, conflicts, sync status."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any, Final
 
@@ -34,6 +35,7 @@ from api.records import (
     table_spec,
     to_json_value,
 )
+from schema import conflicts
 from schema.auth import Principal, issue_token, site_token
 from schema.tables import metadata_for
 
@@ -475,7 +477,10 @@ def _conflict_json(r: store.Row, full: bool) -> dict[str, Any]:
     }
     if full:
         for side in ("local_row", "cloud_row"):
-            data = dict(r[side] or {})
+            if r[side] is None:
+                out[side] = None  # that side's version is a deletion
+                continue
+            data = dict(r[side])
             data.pop("password_hash", None)
             data.pop("local_path", None)
             out[side] = data
@@ -515,6 +520,71 @@ async def get_conflict(request: web.Request) -> web.Response:
         if spec is not None and spec.name in PATIENT_TABLES:
             await _audit(conn, request, p, "conflict_read", spec, row["row_id"], row["site_id"])
     return ok(_conflict_json(row, True))
+
+
+async def resolve_conflict(request: web.Request) -> web.Response:
+    """Keep the local or the cloud version (schema.conflicts: saved as a new revision
+    that fast-forwards the other side)."""
+    p = principal(request)
+    require_writer(p)
+    conflict_id = path_id(request)
+    body = await read_object(request)
+    keep = body.get("keep")
+    if keep not in ("local", "cloud"):
+        raise ValidationFailed("keep must be 'local' or 'cloud'", field="keep")
+    extra = set(body) - {"keep"}
+    if extra:
+        raise ValidationFailed(f"unknown field {sorted(extra)[0]!r}", field=sorted(extra)[0])
+    pool = request.app[state.POOL]
+    async with store.transaction(pool) as conn:
+        row = await store.fetch_one(
+            conn, store.q("api_conflict_get"), {"id": conflict_id, "site": scope(p)}
+        )
+    if row is None:
+        raise NotFound(f"no conflict {conflict_id}")
+    if row["status"] != "open":
+        raise Conflict(f"conflict {conflict_id} is already resolved", field="id")
+    who = actor(request, p)
+    engine = request.app[state.ENGINE]
+
+    def resolve() -> int | None:
+        with engine.begin() as sa_conn:
+            return conflicts.resolve_conflict(sa_conn, conflict_id, keep, who)
+
+    try:
+        revision = await asyncio.to_thread(resolve)
+    except conflicts.ConflictNotFound as exc:
+        raise NotFound(str(exc)) from exc
+    except conflicts.ConflictError as exc:
+        raise Conflict(str(exc)) from exc
+    spec = table_spec(request.app[state.SETTINGS].side, row["table_name"])
+    async with store.transaction(pool) as conn:
+        if spec is not None:
+            await _audit(
+                conn,
+                request,
+                p,
+                "conflict_resolve",
+                spec,
+                row["row_id"],
+                row["site_id"],
+                {"conflict": str(conflict_id), "keep": keep},
+            )
+        await store.publish(
+            conn,
+            site=row["site_id"],
+            type="record.conflict",
+            table=row["table_name"],
+            row_id=row["row_id"],
+            payload={"status": "resolved", "keep": keep, "by": who},
+        )
+        updated = await store.fetch_one(
+            conn, store.q("api_conflict_get"), {"id": conflict_id, "site": scope(p)}
+        )
+    assert updated is not None
+    out = _conflict_json(updated, True)
+    out["new_revision"] = None if revision is None else str(revision)
+    return ok(out)
 
 
 # --- status -------------------------------------------------------------------------

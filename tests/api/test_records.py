@@ -178,3 +178,40 @@ async def test_reference_to_another_sites_record_is_refused(cloud_api: Api) -> N
         "/v1/records/images", json={"patient_id": "999999"}, headers=auth(token(site=1))
     )
     assert resp.status == 400 and (await resp.json())["field"] == "patient_id"
+
+
+async def test_conflicts_list_show_resolve(local_api: Api) -> None:
+    import json
+
+    c, tok = local_api.client, token("editor")
+    p = await local_api.create("patients", {"patient_code": "P1", "name": "Local name"}, tok)
+    cloud_row = {**p, "name": "Cloud name", "id": int(p["id"]), "revision": 123}
+    with local_api.db.connect() as conn:
+        conn.execute("UPDATE patients SET in_conflict = true WHERE id = %s", (int(p["id"]),))
+        row = conn.execute(
+            "INSERT INTO scsync_conflicts (table_name, row_id, site_id, local_revision,"
+            " cloud_revision, local_row, cloud_row, detected_on)"
+            " VALUES ('patients', %s, 1, %s, 123, %s, %s, 'local') RETURNING id",
+            (int(p["id"]), int(p["revision"]), json.dumps(p), json.dumps(cloud_row)),
+        ).fetchone()
+        conn.commit()
+    assert row is not None
+    cid = str(row[0])
+    listed = await (await c.get("/v1/conflicts", headers=auth(tok))).json()
+    assert [i["id"] for i in listed["items"]] == [cid]
+    shown = await (await c.get(f"/v1/conflicts/{cid}", headers=auth(tok))).json()
+    assert shown["cloud_row"]["name"] == "Cloud name" and shown["status"] == "open"
+    resp = await c.post(
+        f"/v1/conflicts/{cid}/resolve", json={"keep": "sideways"}, headers=auth(tok)
+    )
+    assert resp.status == 400 and (await resp.json())["field"] == "keep"
+    resp = await c.post(f"/v1/conflicts/{cid}/resolve", json={"keep": "cloud"}, headers=auth(tok))
+    done = await resp.json()
+    assert resp.status == 200, done
+    assert done["status"] == "resolved" and done["resolution"] == "cloud"
+    assert done["resolved_by"] == "local:1/alice" and done["new_revision"]
+    now = await (await c.get(f"/v1/records/patients/{p['id']}", headers=auth(tok))).json()
+    assert now["name"] == "Cloud name" and now["in_conflict"] is False
+    resp = await c.post(f"/v1/conflicts/{cid}/resolve", json={"keep": "local"}, headers=auth(tok))
+    assert resp.status == 409
+    assert (await (await c.get("/v1/conflicts", headers=auth(tok))).json())["items"] == []
