@@ -69,3 +69,49 @@ def test_sigterm_while_the_cloud_is_unreachable_exits_promptly(
     assert proc.wait(timeout=10) == 0
     assert time.monotonic() - started < 10
     assert "retrying in" in replicators.log_of(0)
+
+
+def test_killed_between_cloud_apply_and_local_ack_then_cloud_edit_is_no_conflict(
+    world: World, replicators: Replicators
+) -> None:
+    """The replicator process is SIGKILLed after the cloud applied a batch and before the
+    site recorded it; meanwhile a cloud user edits one of those rows. On restart the old
+    change is recognised as a duplicate: no false conflict, the cloud edit kept."""
+    local = world.site1.local
+    with local.connect(autocommit=True) as c:
+        c.execute(
+            "INSERT INTO patients (site_id, patient_code, name) "
+            "SELECT 1, 'R' || g, 'original' FROM generate_series(1, 5) g"
+        )
+    with local.connect() as blocker:
+        # The ack deletes from the outbox: holding this lock parks the replicator right
+        # after the cloud's commit, where a crash hurts most.
+        blocker.execute("LOCK TABLE scsync_outbox IN EXCLUSIVE MODE")
+        proc = replicators.start(world.site1, lanes=["push", "pull"])
+        wait_until(lambda: len(rows(world.cloud, "patients")) == 5, 20, "the cloud's apply")
+        with world.cloud.connect() as c:
+            assert c.execute("SELECT count(*) FROM scsync_inbox").fetchone() == (1,)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        blocker.rollback()
+    with local.connect() as c:
+        assert c.execute("SELECT count(*) FROM scsync_outbox").fetchone() == (5,)
+    with world.cloud.connect(autocommit=True) as c:
+        c.execute("UPDATE patients SET name = 'cloud edit' WHERE patient_code = 'R3'")
+    proc = replicators.start(world.site1, lanes=["push", "pull"])
+
+    def settled() -> bool:
+        names = {r["patient_code"]: r["name"] for r in rows(local, "patients").values()}
+        return names.get("R3") == "cloud edit"
+
+    wait_until(settled, 20, "the cloud edit to reach the site")
+    local_rows, cloud_rows = rows(local, "patients"), rows(world.cloud, "patients")
+    assert {(r["id"], r["revision"], r["name"]) for r in local_rows.values()} == {
+        (r["id"], r["revision"], r["name"]) for r in cloud_rows.values()
+    }
+    for db in (local, world.cloud):
+        with db.connect() as c:
+            assert c.execute("SELECT count(*) FROM scsync_conflicts").fetchone() == (0,)
+            assert c.execute("SELECT count(*) FROM patients WHERE in_conflict").fetchone() == (0,)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
