@@ -46,12 +46,20 @@ def _tz() -> DateTime:
     return DateTime(timezone=True)
 
 
+FILE_TABLES: Final = ("images", "captures", "project_files")
+
+
 def add_tables(md: MetaData, side: Side) -> None:
     """Declare this area's tables/columns on `md` for `side`; the migration builds them."""
     if side == "local":
         _add_local(md)
     else:
         _add_cloud(md)
+    # Blobs are looked up by content on both sides (dedupe, on-demand requests, marking
+    # the rows of a blob just verified): without these every lookup scans the table.
+    for name in FILE_TABLES:
+        t = md.tables[name]
+        Index(f"ix_{name}_site_blob", t.c.site_id, t.c.blob_sha256)
 
 
 def _add_local(md: MetaData) -> None:

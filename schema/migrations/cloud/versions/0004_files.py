@@ -61,11 +61,15 @@ def upgrade(**kw: Any) -> None:
     op.create_index(
         "ix_scsync_blob_requests_site_state", "scsync_blob_requests", ["site_id", "state"]
     )
+    for table in ("images", "captures", "project_files"):
+        op.create_index(f"ix_{table}_site_blob", table, ["site_id", "blob_sha256"])
     run_sql_file("r0004_files_cloud.sql")
 
 
 def downgrade(**kw: Any) -> None:
     run_sql_file("r0004_files_cloud_drop.sql")
+    for table in ("images", "captures", "project_files"):
+        op.drop_index(f"ix_{table}_site_blob", table_name=table)
     op.drop_index("ix_scsync_blob_requests_site_state", table_name="scsync_blob_requests")
     op.drop_table("scsync_blob_requests")
     op.drop_table("scsync_blobs")

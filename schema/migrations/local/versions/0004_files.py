@@ -97,11 +97,15 @@ def upgrade(**kw: Any) -> None:
         ),
         sa.PrimaryKeyConstraint("singleton"),
     )
+    for table in ("images", "captures", "project_files"):
+        op.create_index(f"ix_{table}_site_blob", table, ["site_id", "blob_sha256"])
     run_sql_file("r0004_files_local.sql")
 
 
 def downgrade(**kw: Any) -> None:
     run_sql_file("r0004_files_local_drop.sql")
+    for table in ("images", "captures", "project_files"):
+        op.drop_index(f"ix_{table}_site_blob", table_name=table)
     op.drop_table("scsync_backfill")
     op.drop_table("scsync_upload_parts")
     op.drop_table("scsync_uploads")
