@@ -326,7 +326,15 @@ class Transfer:
         return UploadOutcome(sha256, "uploaded", sent, len(results))
 
     async def _complete(self, sha256: str, size: int, upload_id: str | None) -> None:
-        result = await self.api.complete(sha256, size, upload_id)
+        try:
+            result = await self.api.complete(sha256, size, upload_id)
+        except ApiRefused as exc:
+            if exc.status != 422:
+                raise
+            # The cloud hashed what was sent and it is not this blob: the local file no
+            # longer holds the bytes its row describes. Sending again cannot help.
+            await self.journal.finish(sha256)
+            raise BlobMissing(f"local file of blob {sha256} does not match it: {exc}") from exc
         if result.get("status") not in ("uploaded", "exists"):
             raise TransferFailed(f"cloud did not record blob {sha256}: {result}")
 

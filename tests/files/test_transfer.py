@@ -143,3 +143,8 @@ async def test_a_file_that_changed_is_not_uploaded(blobs: BlobServer, tmp_path: 
             await t.upload(src, sha, 999)
         with pytest.raises(BlobMissing):
             await t.upload(tmp_path / "gone.bin", sha, 1000)
+        # Same size, other bytes: the cloud's verification refuses them.
+        src.write_bytes(b"x" * 1000)
+        with pytest.raises(BlobMissing, match="does not match"):
+            await t.upload(src, sha, 1000)
+        assert await t.api.info(sha) is None
