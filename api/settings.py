@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from api.errors import ConfigError
+from schema.config import check_http_url, check_postgres_url, read_config_file
+from schema.errors import ConfigError as SchemaConfigError
 
 Side = Literal["local", "cloud"]
 Bus = Literal["postgres", "rabbitmq"]
@@ -131,14 +132,9 @@ def load_settings(
     if config_file is not None:
         path = Path(config_file)
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {str(path)!r} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from exc
-        section = data.get("api", data)
-        if not isinstance(section, dict):
-            raise ConfigError(f"config file {str(path)!r}: [api] must be a table")
+            section = read_config_file(path, "api")
+        except SchemaConfigError as exc:
+            raise ConfigError(str(exc)) from exc
         for key, value in section.items():
             if key == "side":
                 continue
@@ -186,3 +182,11 @@ def validate(s: Settings) -> None:
         raise ConfigError("setting 'bus' = rabbitmq is for the cloud side only", field="bus")
     if not s.db_url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
         raise ConfigError("setting 'db_url' must be a postgresql:// URL", field="db_url")
+    urls = [("db_url", s.db_url, check_postgres_url)]
+    urls += [(k, getattr(s, k), check_http_url) for k in ("lockd_url", "s3_endpoint_url")]
+    for key, value, check in urls:
+        if value:
+            try:
+                check(key, value)
+            except SchemaConfigError as exc:
+                raise ConfigError(str(exc), field=key) from exc

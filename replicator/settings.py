@@ -6,15 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from replicator.errors import SettingsError
+from schema.config import check_postgres_url, read_config_file
+from schema.errors import ConfigError
 
 
 class Settings(BaseSettings):
@@ -40,11 +42,22 @@ class Settings(BaseSettings):
     metrics_interval_s: float = Field(default=2.0, gt=0)
     log_level: str = "INFO"
 
+    @field_validator("local_db_url", "cloud_db_url")
+    @classmethod
+    def _postgres_url(cls, value: str, info: Any) -> str:
+        try:
+            return check_postgres_url(str(info.field_name), value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Settings from (lowest first) the TOML file, the environment, ``overrides``."""
-    if config_file is not None and not config_file.is_file():
-        raise SettingsError(f"no config file {config_file}")
+    # The file's [replicator] table (or its top level): schema.config, shared by every service.
+    try:
+        from_file = {} if config_file is None else read_config_file(config_file, "replicator")
+    except ConfigError as exc:
+        raise SettingsError(str(exc)) from exc
 
     class _FromFile(Settings):
         @classmethod
@@ -57,15 +70,21 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-            if config_file is not None:
-                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            if from_file:
+                sources.append(InitSettingsSource(settings_cls, init_kwargs=from_file))
             return tuple(sources)
 
     try:
         loaded = _FromFile(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise SettingsError(f"bad replicator settings: {problems}") from exc
     return Settings.model_validate(loaded.model_dump())
+
+
+def _problem(error: Any) -> str:
+    """One validation error as 'key: what is wrong', naming where the key can be set."""
+    key = ".".join(str(p) for p in error["loc"]) or "settings"
+    if error["type"] == "missing":
+        return f"{key}: required (in the config file or SCSYNC_{key.upper()})"
+    return f"{key}: {str(error['msg']).removeprefix('Value error, ')}"

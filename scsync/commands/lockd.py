@@ -18,7 +18,9 @@ def _url(args: argparse.Namespace) -> str:
     value = args.db_url or os.environ.get(URL_ENV)
     if not value:
         raise ConfigError(f"no cloud database URL: pass --db-url or set {URL_ENV}")
-    return str(value)
+    from schema.config import check_postgres_url
+
+    return check_postgres_url("db_url", value)
 
 
 def _config(args: argparse.Namespace) -> Any:

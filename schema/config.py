@@ -1,0 +1,95 @@
+"""One way for every service to read its ``--config`` file and check its URLs.
+
+A side's configuration is one TOML file (``scsync init`` writes it) with a table per
+service: ``[api]``, ``[replicator]``, ``[files]``, ``[lockd]``. A service reads its own
+table; a file without that table is read at its top level (minus the other services'
+tables), so a single-service file needs no header. Every problem raises
+:class:`schema.errors.ConfigError` naming the file or the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from schema.errors import ConfigError
+
+SECTIONS: Final = ("api", "replicator", "files", "lockd")
+POSTGRES_SCHEMES: Final = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+pg8000")
+
+
+def read_config_file(path: str | Path, section: str) -> dict[str, Any]:
+    """The ``[section]`` table of a TOML file, or its top level when it has none."""
+    p = Path(path)
+    shown = repr(str(p))
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {shown} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {shown} cannot be read: it is a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {shown} cannot be read: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {shown} is not UTF-8 text: {exc.reason}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {shown} is not valid TOML: {exc}") from exc
+    if section in data:
+        table = data[section]
+        if not isinstance(table, dict):
+            raise ConfigError(f"config file {shown}: [{section}] must be a table")
+        return dict(table)
+    return {k: v for k, v in data.items() if k not in SECTIONS}
+
+
+def _redacted(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable>"
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
+def check_postgres_url(key: str, value: object) -> str:
+    """A database URL: postgresql:// (or a driver variant) with a host or a socket path."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"setting {key!r} must be a postgresql:// URL, got {value!r}")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise ConfigError(
+            f"setting {key!r} is not a valid URL ({exc}): {_redacted(value)}"
+        ) from exc
+    if parts.scheme not in POSTGRES_SCHEMES:
+        raise ConfigError(
+            f"setting {key!r} must be a postgresql:// URL, got {parts.scheme or 'no'} scheme"
+            f" in {_redacted(value)!r}"
+        )
+    if not parts.hostname and "host=" not in parts.query:
+        raise ConfigError(f"setting {key!r} names no host: {_redacted(value)!r}")
+    return value
+
+
+def check_http_url(key: str, value: object) -> str:
+    """An HTTP(S) base URL with a host."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"setting {key!r} must be an http(s):// URL, got {value!r}")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018
+    except ValueError as exc:
+        raise ConfigError(
+            f"setting {key!r} is not a valid URL ({exc}): {_redacted(value)}"
+        ) from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"setting {key!r} must be an http(s):// URL, got {_redacted(value)!r}")
+    return value

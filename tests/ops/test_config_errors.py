@@ -1,0 +1,209 @@
+"""Every config error path of every service's start-up, as the operator sees it: one
+line naming the file or the key and the problem, exit code 2, nothing started."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from scsync.cli import main
+
+SECRET = "ops-config-tests-secret-0123456789abcdef"
+GOOD_PG = "postgresql://scsync@127.0.0.1:1/scsync"
+
+# Each service: the command line with {config}, and a valid set of its keys.
+SERVICES: dict[str, tuple[list[str], str, dict[str, object]]] = {
+    "replicator": (
+        ["replicator", "run", "--config", "{config}"],
+        "replicator",
+        {"local_db_url": GOOD_PG, "cloud_db_url": GOOD_PG, "site_id": 1},
+    ),
+    "files": (
+        [
+            "files",
+            "run",
+            "--config",
+            "{config}",
+            "--blobs-url",
+            "http://127.0.0.1:1/v1/blobs",
+            "--token",
+            "t",
+            "--store",
+            "/tmp/none",
+        ],
+        "replicator",
+        {"local_db_url": GOOD_PG, "cloud_db_url": GOOD_PG, "site_id": 1},
+    ),
+    "api-local": (
+        ["api", "run", "--side", "local", "--config", "{config}"],
+        "api",
+        {"db_url": GOOD_PG, "jwt_secret": SECRET},
+    ),
+    "api-cloud": (
+        ["api", "run", "--side", "cloud", "--config", "{config}"],
+        "api",
+        {"db_url": GOOD_PG, "jwt_secret": SECRET},
+    ),
+}
+# Per service: the key to drop, a URL key to break, an integer key to mistype.
+KEYS = {
+    "replicator": ("cloud_db_url", "local_db_url", "site_id"),
+    "files": ("local_db_url", "cloud_db_url", "site_id"),
+    "api-local": ("db_url", "db_url", "port"),
+    "api-cloud": ("jwt_secret", "db_url", "pool_max"),
+}
+
+
+def _toml(values: dict[str, object]) -> str:
+    import json
+
+    return "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+
+
+@pytest.fixture
+def run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[[list[str]], tuple[int, str]]:
+    for var in ("SCSYNC_LOCAL_DB_URL", "SCSYNC_CLOUD_DB_URL", "SCSYNC_SITE_ID", "SCSYNC_API_PORT"):
+        monkeypatch.delenv(var, raising=False)
+
+    def call(argv: list[str]) -> tuple[int, str]:
+        code = main(argv)
+        captured = capsys.readouterr()
+        return code, (captured.err + captured.out).strip()
+
+    return call
+
+
+def _argv(service: str, config: Path) -> list[str]:
+    return [a.replace("{config}", str(config)) for a in SERVICES[service][0]]
+
+
+def _write(tmp_path: Path, service: str, values: dict[str, object], sectioned: bool) -> Path:
+    section = SERVICES[service][1]
+    body = _toml(values)
+    if sectioned:  # the layout `scsync init` writes: one table per service
+        body = f"[{section}]\n{body}\n[lockd]\nttl_s = 30\n"
+    path = tmp_path / f"{service}.toml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("sectioned", [False, True], ids=["flat", "sections"])
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_missing_key_is_named(
+    run: Callable[[list[str]], tuple[int, str]], tmp_path: Path, service: str, sectioned: bool
+) -> None:
+    key = KEYS[service][0]
+    values = {k: v for k, v in SERVICES[service][2].items() if k != key}
+    code, msg = run(_argv(service, _write(tmp_path, service, values, sectioned)))
+    assert code == 2
+    assert key in msg and "required" in msg, msg
+    assert len(msg.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "bad", ["http://127.0.0.1/db", "mysql://root@127.0.0.1/db", "postgresql://h:99x/db", "nope"]
+)
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_bad_url_is_named(
+    run: Callable[[list[str]], tuple[int, str]], tmp_path: Path, service: str, bad: str
+) -> None:
+    key = KEYS[service][1]
+    values = {**SERVICES[service][2], key: bad}
+    code, msg = run(_argv(service, _write(tmp_path, service, values, True)))
+    assert code == 2
+    assert key in msg and ("URL" in msg or "url" in msg), msg
+
+
+def test_url_password_is_not_echoed(
+    run: Callable[[list[str]], tuple[int, str]], tmp_path: Path
+) -> None:
+    values = {**SERVICES["replicator"][2], "cloud_db_url": "mysql://site:hunter2secret@h/db"}
+    code, msg = run(_argv("replicator", _write(tmp_path, "replicator", values, False)))
+    assert code == 2 and "cloud_db_url" in msg
+    assert "hunter2secret" not in msg
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_wrong_type_is_named(
+    run: Callable[[list[str]], tuple[int, str]], tmp_path: Path, service: str
+) -> None:
+    key = KEYS[service][2]
+    values = {**SERVICES[service][2], key: "twelve"}
+    code, msg = run(_argv(service, _write(tmp_path, service, values, True)))
+    assert code == 2
+    assert key in msg and "integer" in msg, msg
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("missing", "does not exist"),
+        ("directory", "cannot be read: it is a directory"),
+        ("binary", "is not UTF-8 text"),
+        ("not-toml", "is not valid TOML"),
+        ("section-not-table", "must be a table"),
+    ],
+)
+def test_unreadable_file_is_named(
+    run: Callable[[list[str]], tuple[int, str]],
+    tmp_path: Path,
+    service: str,
+    case: str,
+    expected: str,
+) -> None:
+    path = tmp_path / "scsync.toml"
+    if case == "directory":
+        path.mkdir()
+    elif case == "binary":
+        path.write_bytes(b"\xff\xfe\x00site_id = 1\n")
+    elif case == "not-toml":
+        path.write_text("site_id = \n", encoding="utf-8")
+    elif case == "section-not-table":
+        path.write_text(f'{SERVICES[service][1]} = "x"\n', encoding="utf-8")
+    code, msg = run(_argv(service, path))
+    assert code == 2
+    assert str(path) in msg and expected in msg, msg
+
+
+def test_environment_overrides_the_file_and_is_named_when_wrong(
+    run: Callable[[list[str]], tuple[int, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _write(tmp_path, "api-local", SERVICES["api-local"][2], True)
+    monkeypatch.setenv("SCSYNC_API_PORT", "eighty")
+    code, msg = run(_argv("api-local", path))
+    assert code == 2 and "SCSYNC_API_PORT" in msg and "integer" in msg, msg
+    monkeypatch.delenv("SCSYNC_API_PORT")
+    rpath = _write(tmp_path, "replicator", SERVICES["replicator"][2], True)
+    monkeypatch.setenv("SCSYNC_SITE_ID", "-3")
+    code, msg = run(_argv("replicator", rpath))
+    assert code == 2 and "site_id" in msg and "greater than 0" in msg, msg
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        (["lockd", "run"], {"SCSYNC_JWT_SECRET": SECRET}, "no cloud database URL"),
+        (["lockd", "run", "--db-url", GOOD_PG], {}, "SCSYNC_JWT_SECRET"),
+        (["lockd", "run", "--db-url", GOOD_PG], {"SCSYNC_JWT_SECRET": "short"}, "32 bytes"),
+        (["lockd", "run", "--db-url", "http://h/x"], {"SCSYNC_JWT_SECRET": SECRET}, "'db_url'"),
+        (["lockd", "run", "--port", "x"], {}, "invalid int value"),
+    ],
+)
+def test_lockd_settings_errors(
+    run: Callable[[list[str]], tuple[int, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    monkeypatch.delenv("SCSYNC_JWT_SECRET", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    code, msg = run(argv)
+    assert code == 2
+    assert expected in msg, msg
