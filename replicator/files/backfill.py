@@ -239,6 +239,12 @@ class Backfill:
                     self.progress.state = "paused"
                     await self._emit(local, force=True)
                     return self.progress
+            widened = [t for t in self.config.tables if SYNCED_TABLES[t] is not None]
+            for table in widened if self.transfer is not None else []:
+                if not await self._widened_scope(local, cloud, table):
+                    self.progress.state = "paused"
+                    await self._emit(local, force=True)
+                    return self.progress
             self.progress.state = "done"
             self.progress.table = None
             await set_state(local, "done")
@@ -349,6 +355,42 @@ class Backfill:
         uploaded = await self._upload_blobs(rows)
         await self._batch(local, cloud, table, ids=[r.id for r in rows], uploaded=sorted(uploaded))
         return len(rows), min(r.id for r in rows)
+
+    async def _widened_scope(self, local: AsyncConn, cloud: AsyncConn, table: str) -> bool:
+        """Rows that crossed as metadata only and are in scope now (the policy widened):
+        upload their blobs; the cloud then marks those rows uploaded. False when paused."""
+        self.progress.table = table
+        before = (1 << 63) - 1
+        while True:
+            if not await self._before_batch(local):
+                return False
+            async with local.cursor(row_factory=namedtuple_row) as cur:
+                await cur.execute(
+                    query("files_backfill_crossed_in_scope"),
+                    {
+                        "table_name": table,
+                        "site_id": self.site_id,
+                        "before": before,
+                        "limit": self.config.batch_rows,
+                    },
+                )
+                rows: list[Any] = await cur.fetchall()
+            if not rows:
+                return True
+            before = min(r.id for r in rows)
+            async with cloud.cursor() as ccur:
+                await ccur.execute(
+                    query("files_backfill_cloud_has"),
+                    {"site_id": self.site_id, "shas": sorted({r.blob_sha256 for r in rows})},
+                )
+                present = {r[0] for r in await ccur.fetchall()}
+            missing = [r for r in rows if r.blob_sha256 not in present]
+            if missing:
+                self.progress.bytes_total += sum(
+                    {r.blob_sha256: r.blob_size for r in missing}.values()
+                )
+                await self._upload_blobs(missing)
+                await self._emit(local)
 
     async def _upload_blobs(self, rows: Sequence[Any]) -> set[str]:
         """Upload the in-scope blobs of a batch; the shas the cloud has verified."""

@@ -195,6 +195,22 @@ SELECT id, blob_sha256, blob_size, blob_state, local_path,
  ORDER BY id DESC
  LIMIT %(limit)s;
 
+-- Rows that crossed, whose blob is in scope (now): candidates after a scope change.
+-- name: files_backfill_crossed_in_scope
+SELECT id, blob_sha256, blob_size, blob_state, local_path, true AS in_scope
+  FROM scsync_file_rows
+ WHERE table_name = %(table_name)s AND site_id = %(site_id)s
+   AND synced_revision IS NOT NULL AND sync_enabled AND blob_sha256 IS NOT NULL
+   AND blob_state = 'present' AND id < %(before)s
+   AND scsync_blob_in_scope(table_name, id, modality, record_date)
+ ORDER BY id DESC
+ LIMIT %(limit)s;
+
+-- Which of these blobs the cloud has verified (run on the cloud).
+-- name: files_backfill_cloud_has
+SELECT sha256 FROM scsync_blobs
+ WHERE site_id = %(site_id)s AND sha256 = ANY(%(shas)s) AND state = 'uploaded';
+
 -- name: files_backfill_stage_create
 CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS
     AS SELECT {columns} FROM {table} WITH NO DATA;

@@ -147,3 +147,14 @@ async def test_files_in_scope_uploaded_others_metadata_only(
         if modalities[image_id] == "CT":
             body = s3.get_object(Bucket=blobs.settings.bucket, Key=blobs.key(1, sha))["Body"]
             assert sha256_of(body.read()) == sha
+    # The scope widens: the next backfill uploads what crossed as metadata only.
+    with local_db.engine.begin() as conn:
+        conn.execute(text("UPDATE scsync_file_policy SET mode = 'all'"))
+    async with aiohttp.ClientSession() as session:
+        transfer = Transfer(
+            BlobApi(session, blobs.base_url, blobs.token(1), 1), DbJournal(local_engine)
+        )
+        again = await Backfill(local_db.url, cloud_db.url, 1, transfer=transfer).run()
+    assert again.state == "done" and again.rows_done == again.rows_total
+    states = {r.id: r.blob_state for r in fetch(cloud_db, "SELECT id, blob_state FROM images")}
+    assert set(states.values()) == {"uploaded"}
