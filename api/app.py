@@ -20,6 +20,7 @@ from api import edit, state, store, views, ws
 from api.errors import ApiError, ConfigError, MethodNotAllowed, NotFound, PayloadTooLarge
 from api.events import Hub, RabbitBus, listen
 from api.openapi import document
+from api.relay import follow_cloud
 from api.settings import Settings
 from lockd.client import LockClient
 from lockd.db import Pool as LockdPool
@@ -123,6 +124,13 @@ async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
         tasks.append(
             asyncio.create_task(
                 listen(conninfo, pool, hub.dispatch, ready=ready), name="api-listen"
+            )
+        )
+    if settings.side == "local" and settings.cloud_url and settings.lockd_token:
+        tasks.append(
+            asyncio.create_task(
+                follow_cloud(settings.cloud_url, settings.lockd_token, app[state.NODE_SITE], pool),
+                name="api-cloud-relay",
             )
         )
     app[state.TASKS] = tasks

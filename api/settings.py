@@ -52,6 +52,9 @@ class Settings:
     lockd_url: str = ""
     lockd_token: str = ""
     lockd_timeout_s: float = 3.0
+    # Local side: the cloud API's base URL; with lockd_token (the site's token) the local
+    # API follows the cloud's lease events of this site (api/relay.py).
+    cloud_url: str = ""
     # Cloud side: lockd is mounted at /v1/locks with this lease policy; the blob
     # endpoints at /v1/blobs when an S3 bucket is configured.
     mount_lockd: bool = True

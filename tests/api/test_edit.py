@@ -4,6 +4,7 @@ local side gives 503 with the offline offer, and offline=true an unfenced sessio
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from api import state
 from schema.auth import site_token
 from scsync.embedded_pg import free_port
 from tests.api.conftest import SECRET, Api, _client, auth, token
@@ -40,7 +42,22 @@ def replicate(row: dict[str, Any], dst: TestDatabase) -> None:
 @pytest.fixture
 async def pair(local_db: TestDatabase, cloud_api: Api) -> AsyncIterator[tuple[Api, Api]]:
     url = str(cloud_api.client.make_url("/v1/locks"))
-    async for local in _client(local_db, "local", lockd_url=url, lockd_token=site_token(SECRET, 1)):
+    async for local in _client(
+        local_db,
+        "local",
+        lockd_url=url,
+        lockd_token=site_token(SECRET, 1),
+        cloud_url=str(cloud_api.client.make_url("/")),
+    ):
+        # The local API follows the cloud's events of its site: wait for that link.
+        assert cloud_api.client.app is not None
+        hub = cloud_api.client.app[state.HUB]
+        for _ in range(200):
+            if any(s.principal.is_site and s.sites for s in hub.subscribers):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the local API did not subscribe to the cloud's events")
         yield local, cloud_api
 
 
@@ -112,11 +129,17 @@ async def test_cloud_edit_mirror_case(pair: tuple[Api, Api]) -> None:
     p = await local.create("patients", {"patient_code": "P2", "name": "Lee"}, alice)
     replicate(p, cloud.db)
     cloud_ws = await _ws(cloud, token("viewer", site=1, name="carol"))
+    local_ws = await _ws(local, token("viewer", site=1, name="lee"))
     bob = token("editor", site=1, name="bob")
+    started = time.monotonic()
     resp = await cloud.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(bob))
     session = await resp.json()
     assert resp.status == 200, session
     assert (await next_of(cloud_ws, "record.editing", timeout=1.0))["data"]["by"] == "cloud"
+    # The local clients see it too, relayed from the cloud.
+    seen_local = await next_of(local_ws, "record.editing", timeout=1.0)
+    assert time.monotonic() - started < 1.5
+    assert seen_local["data"]["by"] == "cloud" and seen_local["data"]["holder"] == "cloud:bob"
     resp = await local.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(alice))
     body = await resp.json()
     assert resp.status == 409 and body["holder"] == "cloud:bob" and body["editing_by"] == "cloud"
@@ -144,6 +167,8 @@ async def test_cloud_edit_mirror_case(pair: tuple[Api, Api]) -> None:
     )
     assert resp.status == 200
     assert (await next_of(cloud_ws, "record.released"))["data"]["holder"] == "cloud:bob"
+    assert (await next_of(local_ws, "record.released"))["data"]["by"] == "cloud"
+    await local_ws.close()
     # The lease is gone: a save with the old session is refused, nothing written.
     resp = await cloud.client.post(
         "/v1/edit-sessions/save",

@@ -1,0 +1,87 @@
+"""Local side: lease events of this site that happen in the cloud (a cloud user opens a
+record, a lease of a local user expires or gets an idle warning) reach the local
+clients too. The local API follows the cloud API's WebSocket with the site's token
+(the tenant wall gives it this site's events only) and republishes them in the local
+event log; ``last_event_id`` resumes after a reconnect, so nothing is missed while
+the link was down (within the cloud's replay bound)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Final
+
+import aiohttp
+
+from api import store
+
+log = logging.getLogger("scsync.api.relay")
+
+RELAYED: Final = ("lease.expired", "lease.idle_warning", "record.editing", "record.released")
+# Published by this side's API itself when its own users open and close sessions.
+OWN: Final = frozenset({"record.editing", "record.released"})
+
+
+async def follow_cloud(
+    cloud_url: str,
+    token: str,
+    site: int,
+    pool: store.Pool,
+    *,
+    retry_s: float = 1.0,
+    connected: asyncio.Event | None = None,
+) -> None:
+    last: int | None = None
+    url = cloud_url.rstrip("/") + "/ws"
+    while True:
+        try:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.ws_connect(url, params={"token": token}, heartbeat=20) as ws,
+            ):
+                hello = await ws.receive_json(timeout=10)
+                if last is None:
+                    last = int(hello.get("last_event_id") or 0)
+                await ws.send_json(
+                    {
+                        "type": "subscribe",
+                        "site": site,
+                        "events": list(RELAYED),
+                        "last_event_id": last,
+                    }
+                )
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        continue
+                    ev: dict[str, Any] = json.loads(msg.data)
+                    if ev.get("type") == "subscribed" and connected is not None:
+                        connected.set()
+                    if ev.get("type") not in RELAYED or "id" not in ev:
+                        continue
+                    last = max(last, int(ev["id"]))
+                    await _republish(pool, ev)
+            log.warning("the cloud closed the event link; reconnecting")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("event link to the cloud failed (%s); retrying", exc)
+        await asyncio.sleep(retry_s)
+
+
+async def _republish(pool: store.Pool, ev: dict[str, Any]) -> None:
+    data = dict(ev.get("data") or {})
+    if ev["type"] in OWN and data.get("by") == "local":
+        return
+    data["relayed_from"] = "cloud"
+    data["cloud_event_id"] = ev["id"]
+    async with store.transaction(pool) as conn:
+        await store.publish(
+            conn,
+            site=ev.get("site"),
+            type=str(ev["type"]),
+            table=ev.get("table"),
+            row_id=None if ev.get("record_id") is None else int(ev["record_id"]),
+            patient=None if ev.get("patient_id") is None else int(ev["patient_id"]),
+            payload=data,
+        )
