@@ -154,5 +154,5 @@ def write_config(path: Path, tdb: TestDatabase, port: int, **extra: Any) -> Path
 def processes() -> Iterator[list[ApiProcess]]:
     started: list[ApiProcess] = []
     yield started
-    for p in started:
+    for p in reversed(started):  # clients of a service stop before it
         p.stop()
