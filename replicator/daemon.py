@@ -25,7 +25,7 @@ from replicator import metrics as m
 from replicator import sdnotify
 from replicator.backoff import Backoff
 from replicator.db import connect, first_line
-from replicator.errors import LaneBusy, ReplicationFailed, Unavailable
+from replicator.errors import LaneBusy, Unavailable
 from replicator.lane import BlobGate, Lane, LaneName
 from replicator.metrics import Metrics
 from replicator.settings import Settings
@@ -117,10 +117,15 @@ class Daemon:
                 if time.monotonic() - lane.last_metrics_at >= self.settings.metrics_interval_s:
                     await self._timed(lane.refresh_metrics)
                 backoff.reset()
-            except (Unavailable, LaneBusy, ReplicationFailed) as exc:
-                level = logging.ERROR if isinstance(exc, ReplicationFailed) else logging.WARNING
+            except Exception as exc:
+                # Unavailable/LaneBusy are expected weather; anything else is a bug or a
+                # broken schema, logged with its traceback, and the lane still retries
+                # rather than dying silently inside a running daemon.
                 delay = backoff.next()
-                log.log(level, "%s lane: %s; retrying in %.1f s", lane.name, exc, delay)
+                if isinstance(exc, Unavailable | LaneBusy):
+                    log.warning("%s lane: %s; retrying in %.1f s", lane.name, exc, delay)
+                else:
+                    log.exception("%s lane failed; retrying in %.1f s", lane.name, delay)
                 self.metrics.inc(m.RECONNECTS, lane=lane.name)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(lane.close(), timeout=2)

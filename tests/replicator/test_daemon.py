@@ -62,13 +62,12 @@ def test_sigterm_while_the_cloud_is_unreachable_exits_promptly(
     proc = replicators.start(
         world.site1, cloud_db_url="postgresql://nobody@127.0.0.1:9/none", backoff_max_s=30.0
     )
-    time.sleep(2.0)
+    wait_until(lambda: "retrying in" in replicators.log_of(0), 30, "a failed connect")
     assert proc.poll() is None
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
     assert time.monotonic() - started < 10
-    assert "retrying in" in replicators.log_of(0)
 
 
 def test_killed_between_cloud_apply_and_local_ack_then_cloud_edit_is_no_conflict(
