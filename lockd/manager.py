@@ -33,6 +33,9 @@ from schema.sql import query
 
 log = logging.getLogger(__name__)
 
+# Lease events after which the record may be free.
+_ENDING = frozenset({"lease.released", "lease.expired", "lease.broken", "lease.idle_closed"})
+
 HOLDER_RE = re.compile(r"^(local:[0-9]+/\S{1,120}|cloud:\S{1,120})$")
 
 
@@ -281,33 +284,56 @@ class LeaseManager:
     async def listen_for_releases(
         self, conninfo: str, stop: asyncio.Event, ready: asyncio.Event | None = None
     ) -> None:
-        """LISTEN on ``scsync_lease`` and hand records that another process released (or
-        that expired, were broken or idle-closed) to this manager's waiting acquires, so
-        waiting does not depend on polling. Reconnects after a lost connection."""
-        ending = {"lease.released", "lease.expired", "lease.broken", "lease.idle_closed"}
+        """Hand records that another process released (or that expired, were broken or
+        idle-closed) to this manager's waiting acquires, so that waiting does not depend
+        on polling. Reconnects after a lost connection.
+
+        It LISTENs on ``scsync_lease`` only while acquires are waiting here (and 5 s
+        after): a listening backend is woken for every lease event of the database,
+        which costs both sides CPU that nobody needs when nobody waits. When it starts
+        listening it wakes every waiter once, to re-check what was released before."""
         delay = 0.5
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
                 async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
-                    await conn.execute(query("lockd_listen"))
                     if ready is not None:
                         ready.set()
                     delay = 0.5
+                    listening = False
+                    idle_since: float | None = None
                     while not stop.is_set():
-                        # Bounded waits, so that a stop request is seen within 0.5 s;
-                        # notifications arriving in between are buffered by libpq.
-                        async for note in conn.notifies(timeout=0.5):
-                            self._on_notify(note.payload, ending)
+                        if self._waiters:
+                            idle_since = None
+                            if not listening:
+                                await conn.execute(query("lockd_listen"))
+                                listening = True
+                                self._wake_all()
+                        elif listening:
+                            idle_since = idle_since or loop.time()
+                            if loop.time() - idle_since > 5.0:
+                                await conn.execute(query("lockd_unlisten"))
+                                listening = False
+                        # Bounded waits, so that a stop request or a first waiter is
+                        # seen within 0.2 s; notifications in between are buffered.
+                        async for note in conn.notifies(timeout=0.2):
+                            self._on_notify(note.payload)
             except (psycopg.Error, OSError) as exc:
                 log.warning("lease listener lost its connection: %s", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
                 delay = min(delay * 2, 10.0)
 
-    def _on_notify(self, payload: str, ending: set[str]) -> None:
+    def _wake_all(self) -> None:
+        for queue in list(self._waiters.values()):
+            for fut in queue:
+                if not fut.done():
+                    fut.set_result(None)
+
+    def _on_notify(self, payload: str) -> None:
         try:
             event = json.loads(payload)
-            if event.get("event") not in ending or event.get("token") in self._handed_off:
+            if event.get("event") not in _ENDING or event.get("token") in self._handed_off:
                 return
             self._hand_off(event["table"], event["row_id"])
         except (ValueError, KeyError, TypeError):

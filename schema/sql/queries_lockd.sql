@@ -61,6 +61,9 @@ SELECT seq, at, event, table_name, row_id, site_id, holder, token, lease_id, det
 -- name: lockd_listen
 LISTEN scsync_lease
 
+-- name: lockd_unlisten
+UNLISTEN scsync_lease
+
 -- name: lockd_apply
 SELECT changed, new_major, new_minor, new_revision
   FROM scsync_lockd_apply(%(table)s::regclass, %(row_id)s::bigint, %(changes)s::jsonb, %(bump)s,
