@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -11,6 +13,8 @@ import pytest
 from replicator import metrics as m
 from replicator.backoff import Backoff
 from replicator.daemon import Daemon
+from replicator.errors import SettingsError
+from replicator.settings import load_settings
 from scsync.cli import main
 from tests.pg import TestDatabase
 from tests.replicator.conftest import World, rows, sync
@@ -84,3 +88,42 @@ def test_backoff_grows_is_capped_and_never_zero() -> None:
     assert delays[-1] >= 4.0  # capped step 8: at least half of it
     b.reset()
     assert b.next() <= 0.5
+
+
+def test_settings_from_file_and_env_env_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "r.toml"
+    config.write_text(
+        'local_db_url = "postgresql://a/l"\ncloud_db_url = "postgresql://a/c"\n'
+        "site_id = 3\nbatch_size = 10\n"
+    )
+    monkeypatch.setenv("SCSYNC_BATCH_SIZE", "77")
+    loaded = load_settings(config)
+    assert (loaded.site_id, loaded.batch_size, loaded.lanes) == (3, 77, ("push", "pull"))
+    monkeypatch.setenv("SCSYNC_LANES", '["sideways"]')
+    with pytest.raises(SettingsError, match="lanes"):
+        load_settings(config)
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "missing.toml")
+
+
+async def test_status_shows_parked_records(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with world.cloud.connect(autocommit=True) as c:
+        c.execute("ALTER TABLE patients ADD CONSTRAINT ck_test_poison CHECK (name <> 'bad')")
+    with world.site1.local.connect(autocommit=True) as c:
+        c.execute("INSERT INTO patients (site_id, patient_code, name) VALUES (1, 'X', 'bad')")
+    await sync(world.site1, rounds=1)
+    config = tmp_path / "r.toml"
+    config.write_text(
+        f"local_db_url = {json.dumps(world.site1.local.url)}\n"
+        f"cloud_db_url = {json.dumps(world.site1.cloud_url)}\nsite_id = 1\n"
+    )
+    assert main(["replicator", "status", "--config", str(config)]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["local"]["outbox_depth"] == 1
+    (parked,) = status["local"]["parked"]
+    assert parked["table"] == "patients" and "ck_test_poison" in parked["reason"]
+    assert status["cloud"]["conflicts_open"] == 0
