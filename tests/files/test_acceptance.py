@@ -4,6 +4,8 @@ moto over HTTP and real PostgreSQL databases."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import os
 import signal
 import subprocess
@@ -12,13 +14,15 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import psutil
 import pytest
 from sqlalchemy import text
 
+from replicator.files.transfer import BlobApi, Transfer, store_path
 from replicator.sites import register_site
 from tests.files.conftest import BlobServer
-from tests.files.helpers import MiB, fetch, sha256_of, urandom_file
+from tests.files.helpers import MiB, fetch, sha256_file, sha256_of, urandom_file
 from tests.pg import TestDatabase
 
 
@@ -303,14 +307,20 @@ def test_kill_during_multipart_then_resume_without_resending_parts(
     assert not resent & finished, f"finished parts {sorted(resent & finished)} were sent again"
     row = fetch(cloud_db, "SELECT blob_state FROM images WHERE id = :i", i=image)[0]
     assert row.blob_state == "uploaded"
-    # Both ways byte-identical: the cloud's object, then a site's download of it.
+    # Both ways byte-identical: the cloud's object, then a site's download of it through
+    # the file lane (verified, atomic) into another store.
     body = blobs.s3.client().get_object(Bucket=blobs.settings.bucket, Key=blobs.key(1, sha))["Body"]
-    import hashlib
-
     h = hashlib.sha256()
     for chunk in iter(lambda: body.read(MiB), b""):
         h.update(chunk)
     assert h.hexdigest() == sha
+
+    async def download() -> Path:
+        async with aiohttp.ClientSession() as session:
+            t = Transfer(BlobApi(session, blobs.base_url, blobs.token(1), 1))
+            return await t.download(sha, store_path(tmp_path / "other-site-store", sha), size)
+
+    assert sha256_file(asyncio.run(download())) == sha
 
 
 def test_on_demand_request_is_served_by_the_running_replicator(
