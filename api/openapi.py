@@ -318,6 +318,34 @@ def common_schemas() -> dict[str, Any]:
                 "offline": {"type": "boolean"},
             }
         ),
+        "PolicyRequest": _obj(
+            {
+                "mode": {"type": "string", "enum": ["all", "selective"]},
+                "tables": {"type": "array", "items": {"type": "string"}},
+                "modalities": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                "since_date": {"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}]},
+                "last_days": {
+                    "anyOf": [
+                        {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                        {"type": "null"},
+                    ]
+                },
+                "old_data": {"type": "string", "enum": ["keep", "delete", "backup"]},
+            },
+            [],
+            additionalProperties=False,
+        ),
+        "Policy": _obj(
+            {
+                "mode": {"type": "string"},
+                "tables": {"type": "array", "items": {"type": "string"}},
+                "modalities": {"type": "array", "items": {"type": "string"}},
+                "since_date": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                "last_days": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                "old_data": {"type": "string"},
+                "updated_at": NULLABLE_TIME,
+            }
+        ),
         "Closed": _obj({"status": {"type": "string", "enum": ["closed"]}}),
         "Health": _obj(
             {"status": {"type": "string"}, "side": {"type": "string", "enum": ["local", "cloud"]}}
@@ -399,6 +427,29 @@ def base_ops(side: Side) -> list[Op]:
                 _ref(response),
                 request=_ref(request or "SessionRequest"),
                 tags=("editing",),
+            )
+        )
+    if side == "local":
+        policy = _ref("Policy")
+        ops.append(
+            Op(
+                "get",
+                "/v1/sync/policy",
+                "get_policy",
+                "The site's sync scope",
+                policy,
+                tags=("sync",),
+            )
+        )
+        ops.append(
+            Op(
+                "put",
+                "/v1/sync/policy",
+                "put_policy",
+                "Set the site's sync scope (admins)",
+                policy,
+                request=_ref("PolicyRequest"),
+                tags=("sync",),
             )
         )
     if side == "cloud":

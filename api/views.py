@@ -8,6 +8,7 @@ import datetime as dt
 from typing import Any, Final
 
 from aiohttp import web
+from psycopg.types.json import Jsonb
 
 from api import state, store
 from api.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
@@ -33,6 +34,7 @@ from api.records import (
     parse_id,
     row_to_json,
     table_spec,
+    table_specs,
     to_json_value,
 )
 from schema import conflicts
@@ -585,6 +587,101 @@ async def resolve_conflict(request: web.Request) -> web.Response:
     out = _conflict_json(updated, True)
     out["new_revision"] = None if revision is None else str(revision)
     return ok(out)
+
+
+# --- sync policy (local) -------------------------------------------------------------
+
+POLICY_DEFAULT: Final[dict[str, Any]] = {
+    "mode": "all",
+    "tables": [],
+    "modalities": [],
+    "since_date": None,
+    "last_days": None,
+    "old_data": "keep",
+    "updated_at": None,
+}
+
+
+def _policy_json(row: store.Row | None) -> dict[str, Any]:
+    if row is None:
+        return dict(POLICY_DEFAULT)
+    return {
+        "mode": row["mode"],
+        "tables": list(row["tables"]),
+        "modalities": list(row["modalities"]),
+        "since_date": to_json_value("date", row["since_date"]),
+        "last_days": row["last_days"],
+        "old_data": row["old_data"],
+        "updated_at": to_json_value("datetime", row["updated_at"]),
+    }
+
+
+async def get_policy(request: web.Request) -> web.Response:
+    principal(request)
+    async with store.transaction(request.app[state.POOL]) as conn:
+        row = await store.fetch_one(conn, store.q("api_policy_get"), {})
+    return ok(_policy_json(row))
+
+
+def _string_list(body: dict[str, Any], key: str, allowed: tuple[str, ...] | None) -> list[str]:
+    value = body.get(key, [])
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and v and "\x00" not in v for v in value
+    ):
+        raise ValidationFailed(f"{key} must be a list of names", field=key)
+    if allowed is not None:
+        for v in value:
+            if v not in allowed:
+                raise ValidationFailed(f"{key}: {v!r} is not a synced table", field=key)
+    return list(dict.fromkeys(value))
+
+
+async def put_policy(request: web.Request) -> web.Response:
+    """Store the site's sync scope (what crosses from now on). Applying the old-data
+    option to records already in the cloud is `scsync policy set` (docs/files.md)."""
+    p = principal(request)
+    require_admin(p)
+    body = await read_object(request)
+    allowed_keys = {"mode", "tables", "modalities", "since_date", "last_days", "old_data"}
+    extra = set(body) - allowed_keys
+    if extra:
+        raise ValidationFailed(f"unknown field {sorted(extra)[0]!r}", field=sorted(extra)[0])
+    mode = body.get("mode", "all")
+    if mode not in ("all", "selective"):
+        raise ValidationFailed("mode must be all or selective", field="mode")
+    old_data = body.get("old_data", "keep")
+    if old_data not in ("keep", "delete", "backup"):
+        raise ValidationFailed("old_data must be keep, delete or backup", field="old_data")
+    last_days = body.get("last_days")
+    if last_days is not None and (
+        isinstance(last_days, bool) or not isinstance(last_days, int) or not 0 < last_days < 2**31
+    ):
+        raise ValidationFailed("last_days must be a positive integer or null", field="last_days")
+    since = body.get("since_date")
+    since_date = None
+    if since is not None:
+        try:
+            since_date = dt.date.fromisoformat(str(since))
+        except ValueError:
+            raise ValidationFailed("since_date must be YYYY-MM-DD", field="since_date") from None
+    tables = tuple(table_specs(request.app[state.SETTINGS].side))
+    params = {
+        "mode": mode,
+        "tables": Jsonb(_string_list(body, "tables", tables)),
+        "modalities": Jsonb(_string_list(body, "modalities", None)),
+        "since_date": since_date,
+        "last_days": last_days,
+        "old_data": old_data,
+    }
+    async with store.transaction(request.app[state.POOL]) as conn:
+        row = await store.fetch_one(conn, store.q("api_policy_put"), params)
+        await store.publish(
+            conn,
+            site=request.app[state.NODE_SITE],
+            type="sync.policy",
+            payload={"by": actor(request, p), "mode": mode},
+        )
+    return ok(_policy_json(row))
 
 
 # --- status -------------------------------------------------------------------------

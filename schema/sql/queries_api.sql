@@ -154,3 +154,18 @@ UPDATE scsync_api_relay SET last_event_id = greatest(last_event_id, %(id)s), upd
 
 -- name: api_try_leader
 SELECT pg_try_advisory_lock(%(key)s) AS leader
+
+-- name: api_policy_get
+SELECT mode, tables, modalities, since_date, last_days, old_data, updated_at
+  FROM scsync_file_policy
+
+-- name: api_policy_put
+INSERT INTO scsync_file_policy (singleton, mode, tables, modalities, since_date, last_days,
+                                old_data, updated_at)
+VALUES (true, %(mode)s, %(tables)s, %(modalities)s, %(since_date)s, %(last_days)s,
+        %(old_data)s, now())
+ON CONFLICT (singleton) DO UPDATE
+   SET mode = EXCLUDED.mode, tables = EXCLUDED.tables, modalities = EXCLUDED.modalities,
+       since_date = EXCLUDED.since_date, last_days = EXCLUDED.last_days,
+       old_data = EXCLUDED.old_data, updated_at = now()
+RETURNING mode, tables, modalities, since_date, last_days, old_data, updated_at

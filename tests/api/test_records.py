@@ -215,3 +215,26 @@ async def test_conflicts_list_show_resolve(local_api: Api) -> None:
     resp = await c.post(f"/v1/conflicts/{cid}/resolve", json={"keep": "local"}, headers=auth(tok))
     assert resp.status == 409
     assert (await (await c.get("/v1/conflicts", headers=auth(tok))).json())["items"] == []
+
+
+async def test_sync_policy_get_and_set(local_api: Api) -> None:
+    c = local_api.client
+    viewer, admin = token("viewer", name="vera"), token("admin", name="root")
+    got = await (await c.get("/v1/sync/policy", headers=auth(viewer))).json()
+    assert got["mode"] == "all" and got["old_data"] == "keep"
+    body = {"mode": "selective", "modalities": ["CT"], "last_days": 365, "old_data": "backup"}
+    assert (await c.put("/v1/sync/policy", json=body, headers=auth(viewer))).status == 403
+    resp = await c.put("/v1/sync/policy", json=body, headers=auth(admin))
+    assert resp.status == 200, await resp.json()
+    got = await (await c.get("/v1/sync/policy", headers=auth(viewer))).json()
+    assert (got["mode"], got["modalities"], got["last_days"], got["old_data"]) == (
+        "selective",
+        ["CT"],
+        365,
+        "backup",
+    )
+    with local_api.db.connect() as conn:
+        stored = conn.execute("SELECT mode, modalities FROM scsync_file_policy").fetchone()
+    assert stored == ("selective", ["CT"])
+    resp = await c.put("/v1/sync/policy", json={"tables": ["nope"]}, headers=auth(admin))
+    assert resp.status == 400 and (await resp.json())["field"] == "tables"
