@@ -311,7 +311,13 @@ class Backfill:
             if now - self._last_poll >= self.config.requests_poll_s:
                 self._last_poll = now
                 before = self._ondemand.bytes
-                served = await self._ondemand.serve_once()
+                try:
+                    served = await self._ondemand.serve_once()
+                except FilesError as exc:
+                    # On-demand is best effort here: the backfill goes on, the next
+                    # poll (or `scsync files run`) tries again.
+                    log.warning("on-demand requests: %s", exc)
+                    served = 0
                 self.progress.requests_served += served
                 self._run.bytes += self._ondemand.bytes - before
         return True
