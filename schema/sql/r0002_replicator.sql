@@ -143,6 +143,11 @@ DECLARE
     upd_extra_vals text;
     g int := scsync_replicator_guard(NULL);
 BEGIN
+    -- The side decides what a deletion does (the cloud never hard-deletes): it must be
+    -- this database's, whatever the caller says.
+    IF p_side IS DISTINCT FROM (SELECT n.side FROM scsync_node n) THEN
+        RAISE EXCEPTION 'this database is not the % side', p_side USING ERRCODE = 'SC203';
+    END IF;
     IF g IS NOT NULL AND EXISTS (
         SELECT 1 FROM scsync_stage s
          WHERE (p_only_ord IS NULL OR s.ord = p_only_ord)

@@ -160,6 +160,8 @@ async def test_site_role_cannot_reach_another_site_through_the_lane_functions(
                     '\'{"patients": ["id", "site_id", "name", "patient_code"]}\')'
                 )
             raise psycopg.Rollback()
+        with pytest.raises(psycopg.DatabaseError, match="not the local side"):
+            c.execute("SELECT * FROM scsync_replicator_apply('local', '{}')")
     with world.cloud.connect() as c:
         assert c.execute("SELECT count(*) FROM scsync_outbox WHERE site_id = 1").fetchone() == (1,)
         assert c.execute("SELECT count(*) FROM patients WHERE id = 1").fetchone() == (0,)
