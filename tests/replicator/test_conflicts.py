@@ -8,6 +8,7 @@ import pytest
 
 from replicator.lane import Lane
 from schema import conflicts
+from schema.urls import create_engine
 from tests.replicator.conftest import World, rows, sync
 
 
@@ -88,9 +89,15 @@ async def test_concurrent_edit_is_kept_on_both_sides_and_resolved_by_keep_cloud(
 
 async def test_keep_local_resolved_on_the_cloud(world: World) -> None:
     pid, _, _ = await _offline_edits(world)
-    with world.cloud.engine.begin() as cc:
-        (found,) = conflicts.list_conflicts(cc)
-        conflicts.resolve_conflict(cc, found.id, keep="local", by="cloud-admin")
+    # Through pg8000 this time: the library call works with either driver.
+    engine = create_engine(world.cloud.url_with("pg8000"))
+    try:
+        with engine.begin() as cc:
+            (found,) = conflicts.list_conflicts(cc, site_id=1)
+            assert conflicts.get_conflict(cc, found.id).cloud_row is not None
+            conflicts.resolve_conflict(cc, found.id, keep="local", by="cloud-admin")
+    finally:
+        engine.dispose()
     await sync(world.site1)
     local, cloud = rows(world.site1.local, "patients")[pid], rows(world.cloud, "patients")[pid]
     assert local["name"] == cloud["name"] == "local version"
