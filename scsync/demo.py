@@ -412,23 +412,10 @@ def build(sup: Supervisor, w: World, opts: DemoOptions, n: Narrator) -> None:
 
     n.step("Start each clinic's local API and replicator")
     for site in w.sites:
-        cfg = w.workdir / f"{site.name}-api.toml"
-        cfg.write_text(
-            _toml(
-                {
-                    "db_url": site.admin_url,
-                    "jwt_secret": w.secret,
-                    "port": free_port(),
-                    "lockd_url": w.site_lockd,
-                    "lockd_token": site.site_token,
-                    "lockd_timeout_s": 1.5,
-                }
-            )
-        )
+        cfg = _write_site_config(w, site)
         site.api_url = _start_api(sup, w, f"{site.name}-api", cfg, "local")
-        _write_replicator_config(w, site)
         _start_replicator(sup, w, site)
-        n.say(f"{site.name}: local API {site.api_url}, replicator running")
+        n.say(f"{site.name}: local API {site.api_url}, replicator running ({cfg.name})")
 
 
 def _libpq(url: str) -> str:
@@ -462,43 +449,48 @@ def _start_site_lockd(sup: Supervisor, w: World) -> None:
     sup.wait_for("lockd", lambda: answers(w.site_lockd + "/health"), 30, "health")
 
 
-def _write_replicator_config(w: World, site: SiteInfo) -> Path:
-    cfg = w.workdir / f"{site.name}-replicator.toml"
+def site_config(w: World, site: SiteInfo) -> Path:
+    return w.workdir / f"{site.name}.toml"
+
+
+def _write_site_config(w: World, site: SiteInfo) -> Path:
+    """The site's one config file, laid out as `scsync init --side local` writes it."""
+    api = {
+        "db_url": site.admin_url,
+        "jwt_secret": w.secret,
+        "port": free_port(),
+        "lockd_url": w.site_lockd,
+        "lockd_token": site.site_token,
+        "lockd_timeout_s": 1.5,
+    }
+    replicator = {
+        "local_db_url": site.admin_url,
+        "cloud_db_url": site.cloud_url,
+        "site_id": site.site_id,
+        "poll_interval_s": 1.0,
+        "backoff_max_s": 2.0,
+        "dead_letter_initial_s": 0.5,
+        "dead_letter_max_s": 2.0,
+        "schema_refresh_s": 2.0,
+    }
+    files = {
+        "blobs_url": w.blobs_url,
+        "token": site.site_token,
+        "store": str(site.store / "downloads"),
+    }
+    cfg = site_config(w, site)
     cfg.write_text(
-        _toml(
-            {
-                "local_db_url": site.admin_url,
-                "cloud_db_url": site.cloud_url,
-                "site_id": site.site_id,
-                "poll_interval_s": 1.0,
-                "backoff_max_s": 2.0,
-                "dead_letter_initial_s": 0.5,
-                "dead_letter_max_s": 2.0,
-                "schema_refresh_s": 2.0,
-            }
-        )
+        f"[api]\n{_toml(api)}\n[replicator]\n{_toml(replicator)}\n[files]\n{_toml(files)}",
+        encoding="utf-8",
     )
     return cfg
 
 
 def _start_replicator(sup: Supervisor, w: World, site: SiteInfo) -> None:
-    cfg = w.workdir / f"{site.name}-replicator.toml"
+    cfg = site_config(w, site)
     sup.start(
         f"{site.name}-replicator",
-        scsync_argv(
-            "files",
-            "run",
-            "--config",
-            str(cfg),
-            "--blobs-url",
-            w.blobs_url,
-            "--token",
-            site.site_token,
-            "--store",
-            str(site.store / "downloads"),
-            "--poll-s",
-            "0.5",
-        ),
+        scsync_argv("files", "run", "--config", str(cfg), "--poll-s", "0.5"),
     )
 
 
@@ -703,6 +695,22 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
                 f"(holder {state.get('holder')})",
             )
 
+        figures = json.loads(
+            run_cli(
+                "status",
+                "--config",
+                str(site_config(w, site)),
+                "--cloud-url",
+                w.cloud_admin_url,
+                "--json",
+            )
+        )
+        n.check(
+            figures["leases"].get("by_local") == 1,
+            f"scsync status: leases live {figures['leases'].get('live')}, "
+            f"editing by local {figures['leases'].get('by_local')}",
+        )
+
         n.step("An edit is refused while the record is locked")
         try:
             bob.open(TABLE, rid)
@@ -739,6 +747,7 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
 
         outage(sup, w, n, alice, bob, watcher)
         sync_off(w, n, alice, bob)
+        status_step(w, n)
     finally:
         watcher.stop()
 
@@ -833,6 +842,40 @@ def _phone(detail: dict[str, Any], side: str) -> Any:
     return row.get("phone") if isinstance(row, dict) else None
 
 
+def status_step(w: World, n: Narrator) -> None:
+    site = w.sites[0]
+    cfg = str(site_config(w, site))
+    n.step("What the operator sees: scsync status")
+    n.say(f"$ scsync status --config {cfg} --cloud-url <operator URL>")
+    text = run_cli("status", "--config", cfg, "--cloud-url", w.cloud_admin_url)
+    print("\n".join("     " + line for line in text.rstrip().splitlines()))
+    f = json.loads(run_cli("status", "--config", cfg, "--cloud-url", w.cloud_admin_url, "--json"))
+    lanes, bf = f["lanes"], f["backfill"]
+    n.check(
+        all(lanes[x]["rows_moved"] > 0 and lanes[x]["last_applied_at"] for x in ("push", "pull"))
+        and all(isinstance(lanes[x]["lag_s"], float) for x in ("push", "pull")),
+        f"lanes: push moved {lanes['push']['rows_moved']} rows, pull {lanes['pull']['rows_moved']}",
+    )
+    n.check(
+        bf["state"] == "done" and bf["rows_done"] == bf["rows_total"] > 0,
+        f"backfill {bf['state']}: {bf['rows_done']}/{bf['rows_total']} rows",
+    )
+    n.check(
+        all(
+            isinstance(f[k][side], int)
+            for k in ("outbox_depth", "parked", "conflicts_open")
+            for side in ("local", "cloud")
+        )
+        and isinstance(f["leases"].get("live"), int),
+        f"outbox depth {f['outbox_depth']}, parked {f['parked']}, conflicts "
+        f"{f['conflicts_open']}, leases {f['leases']['live']}",
+    )
+    n.say(f"$ scsync status --side cloud --url {w.cloud_admin_url}")
+    text = run_cli("status", "--side", "cloud", "--url", w.cloud_admin_url)
+    print("\n".join("     " + line for line in text.rstrip().splitlines()))
+    n.check(all(s.name in text for s in w.sites), "the cloud view lists both sites")
+
+
 def sync_off(w: World, n: Narrator, alice: Editor, bob: Editor) -> None:
     site = w.sites[0]
     assert site.seeded is not None
@@ -861,11 +904,13 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    # SIGINT too: a demo started in the background of a script inherits SIGINT ignored.
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run_demo(opts: DemoOptions) -> int:
@@ -919,7 +964,8 @@ def serve(sup: Supervisor, w: World) -> None:
         "   sign in as alice or bob, passwords:",
         ", ".join(f"{u}: {p}" for u, p in PASSWORDS.items()),
     )
-    print("   try: scsync status --config", w.workdir / f"{w.sites[0].name}-replicator.toml")
+    print(f"   try: scsync status --config {site_config(w, w.sites[0])}")
+    print(f"        scsync status --side cloud --url {w.cloud_admin_url}")
     print("Ctrl-C stops every process.", flush=True)
     while True:
         time.sleep(1)

@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from scsync.commands import api, db, demo, files, lockd, replicator
+from scsync.commands import api, db, demo, files, init, lockd, replicator, status
 
-COMMANDS: tuple[ModuleType, ...] = (db, lockd, api, files, replicator, demo)
+COMMANDS: tuple[ModuleType, ...] = (init, db, lockd, api, files, replicator, status, demo)

@@ -401,6 +401,20 @@ def _files_run(args: argparse.Namespace) -> int:
     from replicator.settings import load_settings
 
     settings = load_settings(Path(args.config) if args.config else None)
+    if args.config:
+        # The [files] table of the side's config file (scsync init); flags and env win.
+        from schema.config import check_http_url, read_config_file
+
+        section = read_config_file(args.config, "files")
+        envs = {"blobs_url": ENV["blobs_url"], "token": ENV["token"], "store": "SCSYNC_FILE_STORE"}
+        for key, env_name in envs.items():
+            value = section.get(key)
+            if not getattr(args, key) and not os.environ.get(env_name) and value is not None:
+                if not isinstance(value, str):
+                    raise ConfigError(f"setting {key!r} of [files] must be a string")
+                setattr(args, key, value)
+        if args.blobs_url:
+            check_http_url("blobs_url", args.blobs_url)
     logging.basicConfig(
         level=settings.log_level.upper(),
         stream=sys.stderr,

@@ -1,0 +1,250 @@
+"""`scsync status`: one screen of sync health for a site (or for the whole cloud).
+
+Site: lanes (waiting changes, lag, rows moved, last apply), outbox depth both sides,
+parked rows, open conflicts, backfill progress, live leases. The figures are read from
+the databases the replicator uses (its settings file), so status works while the
+replicator is down, which is when it is needed most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from schema.errors import ConfigError, DatabaseUnavailable
+from schema.sql import query
+from schema.urls import libpq_url
+
+
+def _connect(url: str, what: str) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(libpq_url(url), connect_timeout=5, autocommit=True)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise DatabaseUnavailable(f"cannot reach the {what} database: {first}") from exc
+
+
+def _one(conn: psycopg.Connection[Any], name: str, params: dict[str, Any]) -> Any:
+    return conn.execute(query(name), params).fetchone()
+
+
+def _leases(conn: psycopg.Connection[Any], site_id: int | None) -> dict[str, Any]:
+    try:
+        live, by_local, by_cloud = _one(conn, "ops_leases_live", {"site_id": site_id})
+    except psycopg.errors.InsufficientPrivilege:
+        # A site's own role may not read the lease table; an operator's URL may.
+        return {"error": "this database role cannot read leases (pass --cloud-url)"}
+    return {"live": live, "by_local": by_local, "by_cloud": by_cloud}
+
+
+def _waiting(source: psycopg.Connection[Any], site: dict[str, int]) -> dict[str, Any]:
+    """A lane's backlog at its source: changes waiting and the age of the oldest (= lag)."""
+    waiting, age = _one(source, "replicator_outbox_depth", site) or (0, None)
+    return {"waiting": int(waiting), "lag_s": 0.0 if age is None else round(float(age), 1)}
+
+
+def site_status(settings: Any, cloud_url: str | None = None) -> dict[str, Any]:
+    """Every figure of one site, as a JSON-able dict."""
+    from replicator.files.backfill import connect, read_progress
+
+    site = {"site_id": int(settings.site_id)}
+    local = _connect(settings.local_db_url, "local")
+    cloud = _connect(cloud_url or settings.cloud_db_url, "cloud")
+    try:
+        with local, cloud:
+            lanes = {}
+            for name, dest, source in (("push", cloud, local), ("pull", local, cloud)):
+                rows = [c for c in dest.execute(query("replicator_cursors"), site) if c[0] == name]
+                lane = _waiting(source, site)
+                lane["rows_moved"] = sum(int(c[5] or 0) for c in rows)
+                lane["last_applied_at"] = next(
+                    (c[3].isoformat() for c in rows if c[3] is not None), None
+                )
+                lanes[name] = lane
+            figures: dict[str, Any] = {
+                "site_id": site["site_id"],
+                "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "lanes": lanes,
+                "outbox_depth": {
+                    "local": lanes["push"]["waiting"],
+                    "cloud": lanes["pull"]["waiting"],
+                },
+                "parked": {
+                    side: len(conn.execute(query("replicator_dead_letters"), site).fetchall())
+                    for side, conn in (("local", local), ("cloud", cloud))
+                },
+                "conflicts_open": {
+                    side: int(_one(conn, "replicator_conflicts_open", site)[0])
+                    for side, conn in (("local", local), ("cloud", cloud))
+                },
+                "leases": _leases(cloud, site["site_id"]),
+            }
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(f"status query failed: {exc}") from exc
+
+    async def backfill() -> dict[str, Any]:
+        conn = await connect(settings.local_db_url)
+        try:
+            return (await read_progress(conn, site["site_id"])).as_dict()
+        finally:
+            await conn.close()
+
+    figures["backfill"] = asyncio.run(backfill())
+    return figures
+
+
+def cloud_status(url: str) -> dict[str, Any]:
+    """Per-site figures of the whole cloud (an operator's database URL)."""
+    conn = _connect(url, "cloud")
+    try:
+        with conn:
+            return _cloud_figures(conn)
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(f"status query failed: {exc}") from exc
+
+
+def _cloud_figures(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    outbox = {
+        r[0]: (int(r[1]), float(r[2] or 0)) for r in conn.execute(query("ops_outbox_by_site"))
+    }
+    conflicts = {r[0]: int(r[1]) for r in conn.execute(query("ops_conflicts_by_site"))}
+    parked = {r[0]: int(r[1]) for r in conn.execute(query("ops_parked_by_site"))}
+    cursors: dict[int, dict[str, Any]] = {}
+    for lane, sid, last, _src, rows, since in conn.execute(query("ops_cursors_all")):
+        cursors.setdefault(sid, {})[lane] = {
+            "rows_moved": int(rows or 0),
+            "last_applied_at": None if last is None else last.isoformat(),
+            "since_s": None if since is None else round(float(since), 1),
+        }
+    sites = []
+    for sid, name, node, disabled in conn.execute(query("ops_sites")):
+        depth, age = outbox.get(sid, (0, 0.0))
+        sites.append(
+            {
+                "site_id": sid,
+                "name": name,
+                "node_id": node,
+                "disabled": disabled,
+                "pull_waiting": depth,
+                "pull_lag_s": round(age, 1),
+                "push": cursors.get(sid, {}).get("push"),
+                "conflicts_open": conflicts.get(sid, 0),
+                "parked": parked.get(sid, 0),
+                "leases": _leases(conn, sid),
+            }
+        )
+    return {
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "sites": sites,
+        "leases": _leases(conn, None),
+    }
+
+
+def _ago(iso: str | None) -> str:
+    if iso is None:
+        return "never"
+    when = dt.datetime.fromisoformat(iso)
+    secs = (dt.datetime.now(dt.UTC) - when).total_seconds()
+    return f"{when:%Y-%m-%d %H:%M:%S} ({max(0, secs):.0f} s ago)"
+
+
+def _mib(n: Any) -> str:
+    return f"{(n or 0) / 1048576:.1f} MiB"
+
+
+def render_site(f: dict[str, Any]) -> str:
+    bf = f["backfill"]
+    le = f["leases"]
+    lines = [
+        f"scsync status — site {f['site_id']} — {f['at']}",
+        "",
+        f"{'lane':<6} {'waiting':>8} {'lag':>9} {'rows moved':>11}  last applied",
+    ]
+    for name, lane in f["lanes"].items():
+        lines.append(
+            f"{name:<6} {lane['waiting']:>8} {lane['lag_s']:>7.1f} s {lane['rows_moved']:>11}  "
+            f"{_ago(lane['last_applied_at'])}"
+        )
+    eta = bf.get("eta_s")
+    lines += [
+        "",
+        f"outbox depth    local {f['outbox_depth']['local']}  cloud {f['outbox_depth']['cloud']}",
+        f"parked rows     local {f['parked']['local']}  cloud {f['parked']['cloud']}",
+        f"conflicts open  local {f['conflicts_open']['local']}  "
+        f"cloud {f['conflicts_open']['cloud']}",
+        f"backfill        {bf['state']}: rows {bf['rows_done']}/{bf['rows_total']}, "
+        f"{_mib(bf['bytes_done'])}/{_mib(bf['bytes_total'])}, "
+        f"{bf['rows_per_s']} rows/s, ETA {'-' if eta is None else f'{eta:.0f} s'}",
+        "leases live     "
+        + (
+            le["error"]
+            if "error" in le
+            else f"{le['live']} (editing by local {le['by_local']}, by cloud {le['by_cloud']})"
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def render_cloud(f: dict[str, Any]) -> str:
+    le = f["leases"]
+    lines = [
+        f"scsync status — cloud — {f['at']}",
+        f"leases live {le.get('live')} (editing by local {le.get('by_local')}, "
+        f"by cloud {le.get('by_cloud')})",
+        "",
+        f"{'site':<4} {'name':<18} {'pull waiting':>12} {'lag':>8} {'pushed rows':>11} "
+        f"{'conflicts':>9} {'parked':>6} {'leases':>6}  last push",
+    ]
+    for s in f["sites"]:
+        push = s["push"] or {}
+        lines.append(
+            f"{s['site_id']:<4} {s['name'][:18]:<18} {s['pull_waiting']:>12} "
+            f"{s['pull_lag_s']:>6.1f} s {push.get('rows_moved', 0):>11} "
+            f"{s['conflicts_open']:>9} {s['parked']:>6} {s['leases'].get('live', '-'):>6}  "
+            f"{_ago(push.get('last_applied_at'))}"
+        )
+    return "\n".join(lines)
+
+
+def _status(args: argparse.Namespace) -> int:
+    if args.side == "cloud":
+        url = args.url or os.environ.get("SCSYNC_CLOUD_DB_URL")
+        if not url:
+            raise ConfigError("no cloud database URL: pass --url or set SCSYNC_CLOUD_DB_URL")
+        figures = cloud_status(url)
+        print(json.dumps(figures, indent=2) if args.json else render_cloud(figures))
+        return 0
+    from replicator.settings import load_settings
+
+    settings = load_settings(Path(args.config) if args.config else None)
+    figures = site_status(settings, args.cloud_url)
+    print(json.dumps(figures, indent=2) if args.json else render_site(figures))
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "status",
+        help="one screen: lanes, lag, outbox depth, parked rows, conflicts, backfill, leases",
+        epilog="examples:\n"
+        "  scsync status --config /etc/scsync/local.toml\n"
+        "  scsync status --config local.toml --json\n"
+        "  scsync status --side cloud --url postgresql://scsync@cloud-db/scsync_cloud",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--side", choices=("local", "cloud"), default="local")
+    p.add_argument("--config", help="the site's config file ([replicator] settings)")
+    p.add_argument(
+        "--cloud-url",
+        help="site: read the cloud with this URL instead of the site's role (leases need it)",
+    )
+    p.add_argument("--url", help="cloud: an operator's cloud database URL")
+    p.add_argument("--json", action="store_true", help="the figures as JSON")
+    p.set_defaults(handler=_status)

@@ -1,0 +1,182 @@
+"""The commented configuration file of one side, as ``scsync init`` writes it.
+
+Built from the services' settings classes themselves (``api.settings.Settings``,
+``replicator.settings.Settings``), so a setting added there shows up here; the
+comments below explain each one to an operator, and a test fails when one is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+from collections.abc import Iterable
+from typing import Any, Final
+
+LOCAL_DB: Final = "postgresql://scsync@127.0.0.1:5432/scsync"
+CLOUD_DB_ADMIN: Final = "postgresql://scsync@cloud-db.example.net:5432/scsync_cloud"
+CLOUD_DB_SITE: Final = "postgresql://scsync_site_1:PASSWORD@cloud-db.example.net:5432/scsync_cloud"
+CLOUD_API: Final = "https://cloud.example.net"
+
+HELP: Final[dict[str, str]] = {
+    # api
+    "db_url": "this side's database (SCSYNC_LOCAL_DB_URL / SCSYNC_CLOUD_DB_URL work too)",
+    "jwt_secret": "HS256 secret of user, site and edit-session tokens (>= 32 bytes); the "
+    "cloud API and lockd share it; keep this file mode 0600",
+    "host": "address to listen on",
+    "port": "TCP port",
+    "token_ttl_s": "lifetime of a user's token (seconds)",
+    "client_max_size": "largest request body accepted (bytes); larger gets 413",
+    "pool_min": "database connections kept open",
+    "pool_max": "database connections at most",
+    "ws_queue_size": "events queued per WebSocket client before it is disconnected as slow",
+    "ws_replay_limit": "events replayed to a reconnecting client (last_event_id) at most",
+    "ws_heartbeat_s": "WebSocket ping period (seconds)",
+    "bus": "where live events come from: postgres (LISTEN/NOTIFY) or rabbitmq (cloud only)",
+    "amqp_url": "RabbitMQ URL when bus = rabbitmq",
+    "amqp_exchange": "RabbitMQ fanout exchange when bus = rabbitmq",
+    "lockd_url": "local: the cloud's lock service (…/v1/locks of the cloud API)",
+    "lockd_token": "local: this site's token (scsync site register prints how to get it)",
+    "lockd_timeout_s": "local: after this long without an answer lockd counts as unreachable "
+    "and clients are offered an offline edit",
+    "cloud_url": "local: the cloud API's base URL (live lease events of this site)",
+    "mount_lockd": "cloud: serve lockd at /v1/locks",
+    "lease_ttl_s": "cloud: lease TTL; a client that stops renewing loses its lease after this",
+    "idle_warn_s": "cloud: warn an editor idle this long (0 = no idle policy)",
+    "idle_close_s": "cloud: then close its lease this long after the warning",
+    "mount_blobs": "cloud: serve the blob endpoints at /v1/blobs (needs s3_bucket)",
+    "s3_bucket": "cloud: the bucket of every site's files (sites/<site_id>/blobs/<sha256>)",
+    "s3_endpoint_url": "cloud: S3 endpoint; empty = AWS itself",
+    "s3_region": "cloud: S3 region",
+    "s3_access_key": "cloud: S3 credentials (empty = the usual AWS credential chain)",
+    "s3_secret_key": "cloud: S3 credentials",
+    # replicator
+    "local_db_url": "the site's local database",
+    "cloud_db_url": "the cloud database as this site's own role (printed once by "
+    "scsync site register)",
+    "site_id": "this site's id (scsync site register)",
+    "lanes": "which lanes run: push (local -> cloud), pull (cloud -> local)",
+    "batch_size": "rows per replicated batch at most",
+    "poll_interval_s": "poll the outboxes this often even without a NOTIFY hint",
+    "listener_probe_s": "probe a quiet LISTEN connection after this long",
+    "op_timeout_s": "one database operation may take this long before it is retried",
+    "connect_timeout_s": "database connect timeout",
+    "backoff_initial_s": "first retry delay after a failure (doubles, with jitter)",
+    "backoff_max_s": "longest retry delay",
+    "stop_grace_s": "on SIGTERM, let the current batch finish for this long",
+    "dead_letter_initial_s": "first retry of a parked (poisoned) row",
+    "dead_letter_max_s": "longest retry delay of a parked row",
+    "schema_refresh_s": "re-read the peer's schema revision this often",
+    "metrics_interval_s": "refresh lag/outbox/conflict figures this often",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "metrics_port": "serve Prometheus /metrics on this port (0 = off)",
+}
+
+# `scsync files run` (the replicator with its file lanes): read from [files].
+FILES: Final[list[tuple[str, Any, str]]] = [
+    ("blobs_url", f"{CLOUD_API}/v1/blobs", "the cloud's blob endpoints (SCSYNC_BLOBS_URL)"),
+    ("token", "SITE-TOKEN", "this site's token (SCSYNC_SITE_TOKEN)"),
+    ("store", "/var/lib/scsync/files", "where downloaded files land (SCSYNC_FILE_STORE)"),
+]
+
+# `scsync lockd run` when lockd runs alone (the cloud API mounts it otherwise): flags.
+LOCKD: Final[list[tuple[str, Any, str]]] = [
+    ("db_url", CLOUD_DB_ADMIN, "--db-url: the cloud database (SCSYNC_CLOUD_DB_URL)"),
+    ("host", "127.0.0.1", "--host"),
+    ("port", 8470, "--port"),
+    ("ttl_s", 30.0, "--ttl-s: lease TTL"),
+    ("idle_warn_s", 600.0, "--idle-warn-s: 0 = no idle policy"),
+    ("idle_close_s", 300.0, "--idle-close-s"),
+    ("sweep_interval_s", 1.0, "--sweep-interval-s"),
+]
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, tuple | list):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    return json.dumps(v)
+
+
+def _lines(items: Iterable[tuple[str, Any, str, bool]]) -> list[str]:
+    out: list[str] = []
+    for key, value, help_text, active in items:
+        out.append(f"# {help_text}")
+        out.append(("" if active else "# ") + f"{key} = {_value(value)}")
+    return out
+
+
+def api_items(side: str, secret: str) -> list[tuple[str, Any, str, bool]]:
+    from api.settings import Settings
+
+    required = {
+        "db_url": LOCAL_DB if side == "local" else CLOUD_DB_ADMIN,
+        "jwt_secret": secret,
+    }
+    if side == "local":
+        required.update(lockd_url=f"{CLOUD_API}/v1/locks", lockd_token="SITE-TOKEN")
+        required["cloud_url"] = CLOUD_API
+        required["port"] = 8080  # type: ignore[assignment]
+    else:
+        required.update(s3_bucket="scsync-files")
+        required["port"] = 8443  # type: ignore[assignment]
+    items = []
+    for f in dataclasses.fields(Settings):
+        if f.name == "side":
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else ""
+        active = f.name in required
+        items.append((f.name, required.get(f.name, default), HELP.get(f.name, f.name), active))
+    return items
+
+
+def replicator_items() -> list[tuple[str, Any, str, bool]]:
+    from pydantic_core import PydanticUndefined
+
+    from replicator.settings import Settings
+
+    required = {"local_db_url": LOCAL_DB, "cloud_db_url": CLOUD_DB_SITE, "site_id": 1}
+    items = []
+    for name, f in Settings.model_fields.items():
+        default = f.default if f.default is not PydanticUndefined else required.get(name)
+        active = name in required
+        items.append((name, required.get(name, default), HELP.get(name, name), active))
+    return items
+
+
+def render(side: str, secret: str | None = None) -> str:
+    """The whole file for `side` ('local' or 'cloud')."""
+    secret = secret or secrets.token_urlsafe(48)
+    head = [
+        f"# scsync configuration, {side} side — written by `scsync init --side {side}`.",
+        "# One table per service; each reads only its own. Lines starting with '# key ='",
+        "# show the default. Every key can also come from the environment, which wins:",
+        "#   [api]        SCSYNC_API_<KEY>      (e.g. SCSYNC_API_PORT=8081)",
+        "#   [replicator] SCSYNC_<KEY>          (e.g. SCSYNC_SITE_ID=3)",
+        "# The services check every value at start and name the key of any problem.",
+        "# This file holds secrets: chmod 600, owned by the service user.",
+        "",
+    ]
+    if side == "local":
+        head += [
+            "# Run: scsync api run --side local --config THIS_FILE",
+            "#      scsync files run --config THIS_FILE     (replicator + file lanes)",
+            "#      scsync status --config THIS_FILE",
+        ]
+    else:
+        head += [
+            "# Run: scsync api run --side cloud --config THIS_FILE  (lockd and blobs mounted)",
+        ]
+    body = ["", "[api]", *_lines(api_items(side, secret))]
+    if side == "local":
+        body += ["", "[replicator]", *_lines(replicator_items())]
+        body += ["", "[files]", *_lines((k, v, h, True) for k, v, h in FILES)]
+    body += [
+        "",
+        "# lockd alone (`scsync lockd run`) takes these as flags; the cloud API mounts lockd",
+        "# with lease_ttl_s / idle_* of [api] instead.",
+        "# [lockd]",
+        *_lines((k, v, h, False) for k, v, h in LOCKD),
+    ]
+    return "\n".join(head + body) + "\n"

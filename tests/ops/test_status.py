@@ -1,0 +1,159 @@
+"""`scsync status` against a small live setup: every figure, with the values it must show."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lockd.db import make_pool
+from lockd.manager import LeaseManager
+from replicator.lane import Lane
+from replicator.settings import load_settings
+from replicator.sites import register_site
+from tests.pg import TestDatabase
+
+
+def _status(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scsync", "status", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def _drain(settings: Any) -> None:
+    for name in ("push", "pull"):
+        lane = Lane(name, settings)
+        await lane.open()
+        try:
+            await lane.drain()
+        finally:
+            await lane.close()
+
+
+async def _take_lease(cloud_url: str, row_id: int) -> None:
+    async with make_pool(cloud_url, min_size=1, max_size=1) as pool:
+        await LeaseManager(pool).acquire("patients", row_id, "cloud:bob", ttl_s=120)
+
+
+def test_status_prints_every_figure(
+    local_db: TestDatabase, cloud_db: TestDatabase, tmp_path: Path
+) -> None:
+    with cloud_db.engine.begin() as conn:
+        creds = register_site(conn, "clinic-status")
+    site_cloud_url = creds.cloud_url(cloud_db.url)
+    config = tmp_path / "local.toml"
+    config.write_text(
+        "[replicator]\n"
+        f"local_db_url = {json.dumps(local_db.url)}\n"
+        f"cloud_db_url = {json.dumps(site_cloud_url)}\n"
+        f"site_id = {creds.site_id}\n",
+        encoding="utf-8",
+    )
+    settings = load_settings(config)
+    with local_db.connect(autocommit=True) as c:
+        for i in range(3):
+            c.execute(
+                "INSERT INTO patients (site_id, patient_code, name) VALUES (%s, %s, 'L')",
+                (creds.site_id, f"L{i}"),
+            )
+        # History from before the site was connected: only a backfill sends it.
+        with c.transaction():
+            c.execute("SET LOCAL scsync.replicating = 'on'")
+            c.execute(
+                "INSERT INTO patients (site_id, patient_code, name, revision)"
+                " VALUES (%s, 'OLD', 'old', scsync_snowflake())",
+                (creds.site_id,),
+            )
+    with cloud_db.connect(autocommit=True) as c:
+        cloud_ids: list[int] = []
+        for i in range(2):
+            row = c.execute(
+                "INSERT INTO patients (site_id, patient_code, name) VALUES (%s, %s, 'C')"
+                " RETURNING id",
+                (creds.site_id, f"C{i}"),
+            ).fetchone()
+            assert row is not None
+            cloud_ids.append(int(str(row[0])))
+    asyncio.run(_drain(settings))
+    # After the sync: one change waiting locally, one parked row, one open conflict, a lease.
+    with local_db.connect(autocommit=True) as c:
+        c.execute(
+            "INSERT INTO patients (site_id, patient_code, name) VALUES (%s, 'W', 'waiting')",
+            (creds.site_id,),
+        )
+        c.execute(
+            "INSERT INTO scsync_dead_letters (lane, table_name, row_id, site_id, reason,"
+            " next_retry_at) VALUES ('pull', 'patients', 42, %s, 'poisoned', now())",
+            (creds.site_id,),
+        )
+    with cloud_db.connect(autocommit=True) as c:
+        c.execute(
+            "INSERT INTO scsync_conflicts (table_name, row_id, site_id, detected_on)"
+            " VALUES ('patients', %s, %s, 'cloud')",
+            (cloud_ids[0], creds.site_id),
+        )
+    asyncio.run(_take_lease(cloud_db.url, cloud_ids[1]))
+    time.sleep(0.3)  # the waiting change ages: lag > 0
+
+    done = _status("--config", str(config), "--cloud-url", cloud_db.url, "--json")
+    assert done.returncode == 0, done.stderr
+    f = json.loads(done.stdout)
+    push, pull = f["lanes"]["push"], f["lanes"]["pull"]
+    assert (push["waiting"], push["rows_moved"]) == (1, 3)
+    assert push["lag_s"] >= 0.2 and push["last_applied_at"]
+    assert (pull["waiting"], pull["rows_moved"], pull["lag_s"]) == (0, 2, 0.0)
+    assert pull["last_applied_at"]
+    assert f["outbox_depth"] == {"local": 1, "cloud": 0}
+    assert f["parked"] == {"local": 1, "cloud": 0}
+    assert f["conflicts_open"] == {"local": 0, "cloud": 1}
+    assert f["leases"] == {"live": 1, "by_local": 0, "by_cloud": 1}
+    bf = f["backfill"]
+    # Never crossed: the row from before the connection and the one still waiting.
+    assert (bf["rows_total"], bf["rows_done"]) == (2, 0)
+
+    text = _status("--config", str(config), "--cloud-url", cloud_db.url)
+    assert text.returncode == 0, text.stderr
+    out = text.stdout
+    for line in (
+        "outbox depth    local 1  cloud 0",
+        "parked rows     local 1  cloud 0",
+        "conflicts open  local 0  cloud 1",
+        "leases live     1 (editing by local 0, by cloud 1)",
+    ):
+        assert line in out, out
+    assert "backfill" in out and "rows" in out
+    push_line = next(ln for ln in out.splitlines() if ln.startswith("push "))
+    waiting, lag, unit, moved = push_line.split()[1:5]
+    assert (waiting, unit, moved) == ("1", "s", "3") and float(lag) >= push["lag_s"], push_line
+    assert "rows 0/2" in out, out
+
+    # The site's own role may not read leases: said so, the other figures still shown.
+    own = _status("--config", str(config), "--json")
+    assert own.returncode == 0, own.stderr
+    assert "cannot read leases" in json.loads(own.stdout)["leases"]["error"]
+
+    cloud = _status("--side", "cloud", "--url", cloud_db.url)
+    assert cloud.returncode == 0, cloud.stderr
+    cells = next(ln for ln in cloud.stdout.splitlines() if "clinic-status" in ln).split()
+    assert cells[0] == str(creds.site_id)
+    assert "leases live 1" in cloud.stdout
+
+
+def test_status_names_an_unreachable_database(tmp_path: Path) -> None:
+    config = tmp_path / "local.toml"
+    config.write_text(
+        'local_db_url = "postgresql://nobody@127.0.0.1:9/none"\n'
+        'cloud_db_url = "postgresql://nobody@127.0.0.1:9/none"\nsite_id = 1\n',
+        encoding="utf-8",
+    )
+    done = _status("--config", str(config))
+    assert done.returncode == 3
+    assert "cannot reach the local database" in done.stderr
