@@ -42,6 +42,9 @@ __all__ = ["BlobSettings", "blob_key", "make_blobs_app"]
 
 MiB: Final = 1024 * 1024
 SHA256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
+# ASCII digits only: str.isdigit() also accepts digits int() refuses ("²").
+SITE_ID_RE: Final = re.compile(r"^[0-9]{1,9}$")
+ROW_ID_RE: Final = re.compile(r"^[0-9]{1,19}$")
 S3_MIN_PART: Final = 5 * MiB
 S3_MAX_PARTS: Final = 10_000
 FILE_TABLES: Final = ("images", "captures", "project_files")
@@ -210,7 +213,7 @@ class _Target:
 def _site_of(request: web.Request) -> tuple[Principal, int]:
     principal: Principal = request[PRINCIPAL]
     raw = request.match_info["site_id"]
-    if not raw.isdigit() or len(raw) > 9:
+    if not SITE_ID_RE.fullmatch(raw):
         raise _bad("site id must be a positive integer")
     site_id = int(raw)
     if not principal.may_access_site(site_id):
@@ -554,7 +557,11 @@ async def _request_blob(request: web.Request) -> web.Response:
     row_id = body.get("row_id")
     if table is not None and table not in FILE_TABLES:
         raise _bad(f"table must be one of {', '.join(FILE_TABLES)}")
-    if row_id is not None and (not isinstance(row_id, int | str) or not str(row_id).isdigit()):
+    if row_id is not None and (
+        isinstance(row_id, bool)
+        or not isinstance(row_id, int | str)
+        or not ROW_ID_RE.fullmatch(str(row_id))
+    ):
         raise _bad("row_id must be an integer (or its decimal string)")
     state = request.app[STATE]
     async with state.engine.begin() as conn:

@@ -159,7 +159,7 @@ async def test_forged_names_are_refused(blobs: BlobServer, name: str) -> None:
     assert listed.get("KeyCount", 0) == 0
 
 
-@pytest.mark.parametrize("site", ["2%2F..%2F1", "..%2F2", "-1", "1.0"])
+@pytest.mark.parametrize("site", ["2%2F..%2F1", "..%2F2", "-1", "1.0", "%C2%B2"])
 async def test_forged_site_ids_are_refused(blobs: BlobServer, site: str) -> None:
     url = yarl.URL(f"{blobs.base_url}/sites/{site}/blobs/{'a' * 64}/download", encoded=True)
     async with (
@@ -183,6 +183,9 @@ async def test_tokens_and_roles(blobs: BlobServer) -> None:
         assert status == 403
         status, _body = await _post(s, base + "/upload", blobs.token(1), {"size": -1})
         assert status == 400
+        for bad in ("\u00b2", "1e3", True, -5):
+            status, _body = await _post(s, base + "/request", blobs.token(1), {"row_id": bad})
+            assert status == 400, bad
 
 
 async def test_on_demand_request_is_served_by_the_upload(
