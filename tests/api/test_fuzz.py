@@ -58,9 +58,11 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
             "--checks",
             CHECKS,
             "--max-examples",
-            os.environ.get("SCSYNC_FUZZ_EXAMPLES", "3"),
+            os.environ.get("SCSYNC_FUZZ_EXAMPLES", "5"),
             "--phases",
-            "examples,coverage,fuzzing",
+            # The coverage phase (boundary values of every field) passes too but takes
+            # minutes on the shared machine: SCSYNC_FUZZ_PHASES=examples,coverage,fuzzing.
+            os.environ.get("SCSYNC_FUZZ_PHASES", "examples,fuzzing"),
             "--seed",
             "1",
             "--no-shrink",

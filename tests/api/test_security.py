@@ -97,6 +97,8 @@ def _valid_body(operation_id: str, path: str) -> Any:
         return {"revision": "1"}
     if operation_id.startswith("sync_switch_"):
         return {"enabled": False}
+    if operation_id == "resolve_conflict":
+        return {"keep": "cloud"}
     return {}
 
 
