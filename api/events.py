@@ -31,6 +31,9 @@ CHANNEL: Final = "scsync_api_events"
 RELAY_LOCK_KEY: Final = 7308901234567890505
 RELAY_NAME: Final = "rabbitmq"
 SEEN_WINDOW: Final = 20_000
+# application_name of the listening sessions, so an operator (or a test) can find them.
+LISTENER_NAME: Final = "scsync-api-listen"
+RELAY_APP_NAME: Final = "scsync-api-relay"
 
 
 @dataclass(frozen=True)
@@ -209,7 +212,9 @@ async def listen(
     last_id: int | None = None
     while True:
         try:
-            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            async with await psycopg.AsyncConnection.connect(
+                conninfo, autocommit=True, application_name=LISTENER_NAME
+            ) as conn:
                 await conn.execute("LISTEN scsync_api_events")
                 if last_id is None:
                     last_id = await max_event_id(pool)
@@ -297,7 +302,9 @@ class RabbitBus:
         """
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                    conninfo, autocommit=True, application_name=RELAY_APP_NAME
+                ) as conn:
                     while True:
                         cur = await conn.execute(
                             store.query_text("api_try_leader"), {"key": RELAY_LOCK_KEY}

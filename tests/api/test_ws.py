@@ -239,3 +239,18 @@ async def test_events_filter_limits_the_types_delivered(local_api: Api) -> None:
         assert first["type"] == "record.sync"
         bad = await subscribe(ws, events="record.sync")
         assert bad["type"] == "error" and "events" in bad["message"]
+
+
+async def test_listener_connection_lost_then_caught_up(local_api: Api) -> None:
+    async with local_api.client.ws_connect("/ws", params={"token": token("viewer")}) as ws:
+        await recv(ws)
+        await subscribe(ws, site=1, events=["record.changed"])
+        with local_api.db.connect(autocommit=True) as conn:
+            killed = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'scsync-api-listen' AND datname = current_database()"
+            ).fetchone()
+        assert killed == (1,)
+        # Committed while no listener is connected: found by id after the reconnect.
+        d = await local_api.create("doctors", {"name": "while deaf"}, token())
+        assert (await next_of(ws, "record.changed", timeout=10))["record_id"] == d["id"]
