@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import uuid
 from pathlib import Path
@@ -79,3 +80,48 @@ async def test_event_via_instance_a_reaches_subscriber_on_b_once(
     assert changed == created
     ids = [e["id"] for e in seen]
     assert len(ids) == len(set(ids)) == 10  # changed + sync per record, each once
+
+
+@pytest.mark.skipif(not _rabbit_answers(), reason="no RabbitMQ at 127.0.0.1:5672")
+async def test_rabbitmq_relay_moves_to_a_survivor_when_the_leader_dies(
+    tmp_path: Path, cloud_db: TestDatabase, processes: list[ApiProcess]
+) -> None:
+    extra: dict[str, Any] = {
+        "bus": "rabbitmq",
+        "amqp_exchange": f"scsync.test.{uuid.uuid4().hex[:8]}",
+    }
+    procs = [
+        start_api("cloud", write_config(tmp_path / f"{n}.toml", cloud_db, free_port(), **extra))
+        for n in ("a", "b")
+    ]
+    processes.extend(procs)
+    tok = token("editor", site=1)
+    async with aiohttp.ClientSession() as http:
+
+        async def leader_of(p: ApiProcess) -> bool:
+            async with http.get(p.url + "/v1/status", headers=auth(tok)) as resp:
+                return bool((await resp.json())["relay_leader"])
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        leaders: list[bool] = []
+        while loop.time() < deadline:
+            leaders = [await leader_of(p) for p in procs]
+            if any(leaders):
+                break
+            await asyncio.sleep(0.1)
+        assert leaders.count(True) == 1, leaders
+        leader, survivor = (procs[0], procs[1]) if leaders[0] else (procs[1], procs[0])
+        leader.stop(signal.SIGKILL)
+        async with http.ws_connect(survivor.url + "/ws", params={"token": tok}) as ws:
+            await ws.receive(timeout=5)
+            await ws.send_json({"type": "subscribe", "site": 1, "events": ["record.changed"]})
+            await ws.receive(timeout=5)
+            async with http.post(
+                survivor.url + "/v1/records/doctors", json={"name": "after"}, headers=auth(tok)
+            ) as resp:
+                created = await resp.json()
+            # The survivor takes the advisory lock once the dead leader's session is gone.
+            msg = json.loads((await ws.receive(timeout=20)).data)
+            assert msg["type"] == "record.changed" and msg["record_id"] == created["id"]
+        assert await leader_of(survivor)
