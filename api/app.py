@@ -16,7 +16,7 @@ from importlib import resources
 
 from aiohttp import WSCloseCode, web
 
-from api import edit, state, store, views, ws
+from api import edit, metrics, state, store, views, ws
 from api.errors import ApiError, ConfigError, MethodNotAllowed, NotFound, PayloadTooLarge
 from api.events import Hub, RabbitBus, listen
 from api.openapi import document
@@ -234,6 +234,7 @@ def make_app(side: str, settings: Settings) -> web.Application:
     r.add_get("/", status_page)
     r.add_get("/openapi.json", openapi_json)
     r.add_get("/health", views.health)
+    r.add_get("/metrics", metrics.metrics)
     r.add_get("/ws", ws.websocket)
     r.add_post("/v1/auth/token", views.auth_token)
     r.add_get("/v1/me", views.me)

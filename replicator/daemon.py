@@ -79,10 +79,15 @@ class Daemon:
                     self._listen(self.settings.cloud_db_url, "pull"), name="listen-cloud"
                 )
             )
+        from replicator import exporter
+
+        metrics_server = exporter.start(self.metrics, self.settings)
         sdnotify.notify("READY=1")
         log.info("replicator of site %s running lanes %s", self.settings.site_id, list(self.lanes))
         await self._stop.wait()
         sdnotify.notify("STOPPING=1")
+        if metrics_server is not None:
+            metrics_server.close()
         # A lane finishes the batch it is in (each step is transactional on both sides);
         # past the grace period it is cancelled, which rolls back its open transaction.
         _, pending = await asyncio.wait(lane_tasks, timeout=self.settings.stop_grace_s)

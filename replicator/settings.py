@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     dead_letter_max_s: float = Field(default=600.0, gt=0)
     schema_refresh_s: float = Field(default=10.0, gt=0)
     metrics_interval_s: float = Field(default=2.0, gt=0)
+    metrics_port: int = Field(default=0, ge=0, le=65535)  # Prometheus /metrics; 0 = off
+    metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
 
     @field_validator("local_db_url", "cloud_db_url")

@@ -70,6 +70,7 @@ HELP: Final[dict[str, str]] = {
     "metrics_interval_s": "refresh lag/outbox/conflict figures this often",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "metrics_port": "serve Prometheus /metrics on this port (0 = off)",
+    "metrics_host": "address of the /metrics server",
 }
 
 # `scsync files run` (the replicator with its file lanes): read from [files].
