@@ -144,3 +144,62 @@ def test_api_run_refuses_a_bad_setting_naming_it(tmp_path: Path, local_db: TestD
     cfg = write_config(tmp_path / "local.toml", local_db, free_port())
     with pytest.raises(RuntimeError, match="pool_max"):
         start_api("local", cfg, env={"SCSYNC_API_POOL_MAX": "0"})
+
+
+async def test_vendor_admin_sees_every_site_and_issues_site_tokens(cloud_api: Api) -> None:
+    from replicator.sites import register_site
+    from schema.auth import verify_token
+
+    c = cloud_api.client
+    add_user(cloud_api.db, "vendor", "vendor_admin", site_id=0)
+    resp = await c.post("/v1/auth/token", json={"username": "vendor", "password": PASSWORD})
+    body = await resp.json()
+    assert resp.status == 200 and body["site_id"] is None and body["role"] == "vendor_admin"
+    vendor = body["token"]
+    for site in (1, 2):
+        await cloud_api.create(
+            "patients", {"patient_code": f"S{site}", "name": "x"}, token("editor", site=site)
+        )
+    listed = await (await c.get("/v1/records/patients", headers=auth(vendor))).json()
+    assert sorted(p["site_id"] for p in listed["items"]) == [1, 2]
+    only2 = await (
+        await c.get("/v1/records/patients", params={"site_id": "2"}, headers=auth(vendor))
+    ).json()
+    assert [p["site_id"] for p in only2["items"]] == [2]
+    # A vendor admin creates for a named site only.
+    resp = await c.post("/v1/records/doctors", json={"name": "d"}, headers=auth(vendor))
+    assert resp.status == 400 and (await resp.json())["field"] == "site_id"
+    # Site tokens, for registered sites, by vendor admins only.
+    with cloud_api.db.engine.begin() as conn:
+        creds = register_site(conn, "clinic-one")
+    resp = await c.post(f"/v1/sites/{creds.site_id}/token", json={}, headers=auth(vendor))
+    issued = await resp.json()
+    assert resp.status == 200, issued
+    principal = verify_token(SECRET, issued["token"])
+    assert (principal.kind, principal.site_id) == ("site", creds.site_id)
+    resp = await c.post(f"/v1/sites/{creds.site_id}/token", json={}, headers=auth(token("admin")))
+    assert resp.status == 403
+    resp = await c.post("/v1/sites/99/token", json={}, headers=auth(vendor))
+    assert resp.status == 404
+    # A vendor account cannot sign in to a clinic's site, nor as a local user.
+    resp = await c.post(
+        "/v1/auth/token", json={"username": "vendor", "password": PASSWORD, "site_id": 1}
+    )
+    assert resp.status == 401
+
+
+def test_cli_hash_password_matches_the_api_check() -> None:
+    import subprocess
+    import sys
+
+    from api.passwords import verify_password
+
+    out = subprocess.run(
+        [sys.executable, "-m", "scsync", "api", "hash-password", "--stdin"],
+        input="s3cret pass\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert out.startswith("scrypt$")
+    assert verify_password("s3cret pass", out) and not verify_password("s3cret pas", out)
