@@ -300,6 +300,26 @@ class Lane:
         outcome_rows: list[tuple[Any, ...]] = []
         params = {"side": self.dest_side, "columns": json.dumps(schema.write_columns)}
         forgetting = list(self._forget)
+        commit_at = max((r.source_commit_at for r in batch), default=None)
+        if batch and not one_by_one:
+            # The common case: COPY, then everything else in one call.
+            async with dst.transaction():
+                await self._copy_stage(dst, batch)
+                cur = await dst.execute(
+                    query("replicator_apply_batch"),
+                    {
+                        **params,
+                        "lane": self.name,
+                        "site_id": self.site_id,
+                        "seqs": json.dumps([seq for r in batch for seq in r.seqs]),
+                        "forget": forgetting,
+                        "source_commit_at": commit_at,
+                        "peer_schema_revision": schema.source_revision,
+                    },
+                )
+                outcome_rows = await cur.fetchall()
+            result.batch_id = int(outcome_rows[0][6]) if outcome_rows else None
+            return self._applied(result, outcome_rows, forgetting)
         async with dst.transaction():
             await dst.execute(query("replicator_replicating"))
             if forgetting:
@@ -308,28 +328,8 @@ class Lane:
                     {"lane": self.name, "site_id": self.site_id, "batch_ids": forgetting},
                 )
             if batch:
-                async with (
-                    dst.cursor() as cur,
-                    cur.copy(query("replicator_copy_stage")) as copy,
-                ):
-                    for r in batch:
-                        await copy.write_row(
-                            (
-                                r.ord,
-                                r.table_name,
-                                r.row_id,
-                                r.op,
-                                r.revision,
-                                r.base,
-                                r.row_data,
-                                r.resolution,
-                            )
-                        )
-            if not one_by_one:
-                if batch:
-                    cur = await dst.execute(query("replicator_apply"), {**params, "only_ord": None})
-                    outcome_rows = await cur.fetchall()
-            else:
+                await self._copy_stage(dst, batch)
+            if one_by_one:
                 assert failures is not None
                 await dst.execute(query("replicator_constraints_immediate"))
                 for r in batch:
@@ -357,7 +357,6 @@ class Lane:
             row = await cur.fetchone()
             assert row is not None
             result.batch_id = int(row[0])
-            commit_at = max((r.source_commit_at for r in batch), default=None)
             await dst.execute(
                 query("replicator_cursor_advance"),
                 {
@@ -369,6 +368,28 @@ class Lane:
                     "peer_schema_revision": schema.source_revision,
                 },
             )
+        return self._applied(result, outcome_rows, forgetting)
+
+    @staticmethod
+    async def _copy_stage(dst: Conn, batch: list[BatchRow]) -> None:
+        async with dst.cursor() as cur, cur.copy(query("replicator_copy_stage")) as copy:
+            for r in batch:
+                await copy.write_row(
+                    (
+                        r.ord,
+                        r.table_name,
+                        r.row_id,
+                        r.op,
+                        r.revision,
+                        r.base,
+                        r.row_data,
+                        r.resolution,
+                    )
+                )
+
+    def _applied(
+        self, result: BatchResult, outcome_rows: list[tuple[Any, ...]], forgetting: list[int]
+    ) -> BatchResult:
         # An ack running beside this apply may have added ids meanwhile: keep those.
         self._forget = [i for i in self._forget if i not in forgetting]
         result.raw = outcome_rows
@@ -408,12 +429,27 @@ class Lane:
                 }
             )
         seqs = [s for r in batch if (r.table_name, r.row_id) in result.outcomes for s in r.seqs]
+        ack_params = {"lane": self.name, "seqs": seqs, "rows": json.dumps(ack_rows)}
+        if not failures:
+            # One statement is one transaction on this autocommit connection.
+            async with wrap_errors(f"{self.name}: ack"):
+                await src.execute(query("replicator_ack"), ack_params)
+        else:
+            await self._ack_and_park(batch, ack_params, failures)
+        result.parked = len(failures)
+        if result.batch_id is not None:
+            self._forget.append(result.batch_id)
+        self._count(result)
+
+    async def _ack_and_park(
+        self,
+        batch: list[BatchRow],
+        ack_params: dict[str, Any],
+        failures: dict[tuple[str, int], str],
+    ) -> None:
+        src, _ = self._conns()
         async with wrap_errors(f"{self.name}: ack"), src.transaction():
-            await src.execute(query("replicator_replicating"))
-            await src.execute(
-                query("replicator_ack"),
-                {"lane": self.name, "seqs": seqs, "rows": json.dumps(ack_rows)},
-            )
+            await src.execute(query("replicator_ack"), ack_params)
             by_key = {(r.table_name, r.row_id): r for r in batch}
             for key, reason in failures.items():
                 r = by_key[key]
@@ -430,10 +466,6 @@ class Lane:
                         "max_s": self.settings.dead_letter_max_s,
                     },
                 )
-        result.parked = len(failures)
-        if result.batch_id is not None:
-            self._forget.append(result.batch_id)
-        self._count(result)
 
     async def _forget_now(self) -> None:
         _, dst = self._conns()

@@ -58,6 +58,12 @@ FROM STDIN
 SELECT ord, table_name, row_id, outcome, revision, conflict::text
   FROM scsync_replicator_apply(%(side)s, %(columns)s::jsonb, %(only_ord)s)
 
+-- name: replicator_apply_batch
+SELECT ord, table_name, row_id, outcome, revision, conflict, batch_id
+  FROM scsync_replicator_apply_batch(%(lane)s, %(site_id)s, %(side)s, %(columns)s::jsonb,
+                                     %(seqs)s::jsonb, %(forget)s::bigint[],
+                                     %(source_commit_at)s, %(peer_schema_revision)s)
+
 -- name: replicator_constraints_immediate
 SET CONSTRAINTS ALL IMMEDIATE
 

@@ -336,6 +336,47 @@ BEGIN
 END
 $$;
 
+-- The whole destination step of a batch that applies cleanly, in one round trip after
+-- the COPY: forget acknowledged inbox entries, record this batch's source seqs in the
+-- inbox, advance the cursor, apply. Same transaction as the COPY (the caller's).
+CREATE FUNCTION scsync_replicator_apply_batch(p_lane text, p_site_id int, p_side text,
+                                              p_columns jsonb, p_seqs jsonb,
+                                              p_forget bigint[],
+                                              p_source_commit_at timestamptz,
+                                              p_peer_schema_revision text)
+RETURNS TABLE (ord bigint, table_name text, row_id bigint, outcome text, revision bigint,
+               conflict text, batch_id bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    b bigint;
+    n int;
+BEGIN
+    PERFORM set_config('scsync.replicating', 'on', true);
+    DELETE FROM scsync_inbox i
+     WHERE i.lane = p_lane AND i.site_id = p_site_id AND i.batch_id = ANY(p_forget);
+    SELECT count(*) INTO n FROM scsync_stage;
+    INSERT INTO scsync_inbox (lane, site_id, batch_id, source_seqs, row_count)
+    VALUES (p_lane, p_site_id, scsync_snowflake(), p_seqs, n)
+    RETURNING scsync_inbox.batch_id INTO b;
+    INSERT INTO scsync_replication_cursor AS c (lane, site_id, last_batch_id, last_applied_at,
+                                                last_source_commit_at, rows_applied,
+                                                peer_schema_revision)
+    VALUES (p_lane, p_site_id, b, clock_timestamp(), p_source_commit_at, n,
+            p_peer_schema_revision)
+    ON CONFLICT (lane, site_id) DO UPDATE
+       SET last_batch_id = EXCLUDED.last_batch_id,
+           last_applied_at = EXCLUDED.last_applied_at,
+           last_source_commit_at = greatest(c.last_source_commit_at,
+                                            EXCLUDED.last_source_commit_at),
+           rows_applied = c.rows_applied + EXCLUDED.rows_applied,
+           peer_schema_revision = EXCLUDED.peer_schema_revision;
+    RETURN QUERY
+    SELECT a.ord, a.table_name, a.row_id, a.outcome, a.revision, a.conflict::text, b
+      FROM scsync_replicator_apply(p_side, p_columns) a;
+END
+$$;
+
 -- ---------------------------------------------------------------------------
 -- Acknowledge a batch at its source, in one transaction (replicating = 'on'):
 -- delete exactly the consumed outbox seqs, forget dead letters that went through,
@@ -351,6 +392,8 @@ DECLARE
     tname text;
     g int := scsync_replicator_guard(NULL);
 BEGIN
+    -- Bookkeeping only, never a change to send back (local to this transaction).
+    PERFORM set_config('scsync.replicating', 'on', true);
     IF g IS NOT NULL AND EXISTS (
         SELECT 1 FROM jsonb_array_elements(p_rows) r
          WHERE jsonb_typeof(r -> 'conflict') = 'object'

@@ -92,6 +92,12 @@ def test_killed_between_cloud_apply_and_local_ack_then_cloud_edit_is_no_conflict
             assert c.execute("SELECT count(*) FROM scsync_inbox").fetchone() == (1,)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
+        # Its ack statement still waits in the server for our lock; a dead client's
+        # backend goes too (the server would find out at its next write).
+        blocker.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'scsync-push-src'"
+        )
         blocker.rollback()
     with local.connect() as c:
         assert c.execute("SELECT count(*) FROM scsync_outbox").fetchone() == (5,)
