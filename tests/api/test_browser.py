@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from scsync.embedded_pg import free_port
@@ -38,12 +39,20 @@ def _call(url: str, method: str, tok: str, body: dict[str, Any] | None = None) -
         return json.loads(resp.read())
 
 
+@pytest.mark.parametrize("side", ["local", "cloud"])
 def test_status_page_shows_pushed_badge_changes_without_reload(
-    tmp_path: Path, local_db: TestDatabase, processes: list[ApiProcess]
+    tmp_path: Path,
+    side: str,
+    local_db: TestDatabase,
+    cloud_db: TestDatabase,
+    processes: list[ApiProcess],
 ) -> None:
     assert os.path.exists(CHROMIUM), "install Debian's chromium: apt-get install -y chromium"
-    proc = start_api("local", write_config(tmp_path / "local.toml", local_db, free_port()))
+    db = local_db if side == "local" else cloud_db
+    proc = start_api(side, write_config(tmp_path / "api.toml", db, free_port()))
     processes.append(proc)
+    # Not yet crossed: seen from the site, a local row is uploading, a cloud row downloading.
+    pending = "Uploading" if side == "local" else "Downloading"
     alice = token("editor", site=1, name="alice")
     p = _call(
         proc.url + "/v1/records/patients", "POST", alice, {"patient_code": "P", "name": "Kim"}
@@ -54,20 +63,21 @@ def test_status_page_shows_pushed_badge_changes_without_reload(
             page = browser.new_page()
             page.goto(f"{proc.url}/#token={token('viewer', site=1, name='vera')}")
             badge = page.get_by_test_id(f"badge-patients-{p['id']}")
-            expect(badge).to_have_text("Uploading", timeout=10_000)
+            expect(badge).to_have_text(pending, timeout=10_000)
             expect(page.locator("#conn")).to_have_text("connected")
             page.evaluate("window.__no_reload_marker = 42")
-            # An offline edit session (no lockd configured): pushed as Editing by local.
-            session = _call(
-                f"{proc.url}/v1/records/patients/{p['id']}/edit", "POST", alice, {"offline": True}
-            )
-            expect(badge).to_have_text("Editing by local (offline)", timeout=5_000)
+            # An edit session: locally offline (no lockd configured), in the cloud a lease
+            # from the mounted lockd. Either way pushed as Editing by <side>.
+            body = {"offline": True} if side == "local" else {}
+            session = _call(f"{proc.url}/v1/records/patients/{p['id']}/edit", "POST", alice, body)
+            editing = "Editing by local (offline)" if side == "local" else "Editing by cloud"
+            expect(badge).to_have_text(editing, timeout=5_000)
             _call(
                 proc.url + "/v1/edit-sessions/close", "POST", alice, {"session": session["session"]}
             )
-            expect(badge).to_have_text("Uploading", timeout=5_000)
+            expect(badge).to_have_text(pending, timeout=5_000)
             # The replicator's bookkeeping marks the row synced: the badge follows.
-            with local_db.connect() as conn:
+            with db.connect() as conn:
                 conn.execute(
                     "UPDATE patients SET synced_revision = revision WHERE id = %s", (int(p["id"]),)
                 )
@@ -81,7 +91,7 @@ def test_status_page_shows_pushed_badge_changes_without_reload(
                 {"patient_code": "Q", "name": "Lee"},
             )
             expect(page.get_by_test_id(f"badge-patients-{q['id']}")).to_have_text(
-                "Uploading", timeout=5_000
+                pending, timeout=5_000
             )
             assert page.evaluate("window.__no_reload_marker") == 42
             page.screenshot(path=str(tmp_path / "status.png"))
