@@ -17,6 +17,8 @@ LOCAL_DB: Final = "postgresql://scsync@127.0.0.1:5432/scsync"
 CLOUD_DB_ADMIN: Final = "postgresql://scsync@cloud-db.example.net:5432/scsync_cloud"
 CLOUD_DB_SITE: Final = "postgresql://scsync_site_1:PASSWORD@cloud-db.example.net:5432/scsync_cloud"
 CLOUD_API: Final = "https://cloud.example.net"
+# deploy/config/*.toml carry this instead of a real secret (scsync init makes one).
+PLACEHOLDER_SECRET: Final = "CHANGE-ME-scsync-init-writes-a-random-secret-here"
 
 HELP: Final[dict[str, str]] = {
     # api

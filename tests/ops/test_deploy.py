@@ -1,0 +1,109 @@
+"""What systemd runs: the replicator unit's command (`scsync files run`) speaks the notify
+protocol (READY=1, WATCHDOG=1, STOPPING=1) to a real datagram socket, and the units and
+the example configs agree with each other. (`scsync replicator run` is proven the same
+way in tests/replicator/test_daemon.py; `systemd-analyze verify` runs on every unit in
+tests/test_systemd_units.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from api.settings import load_settings as load_api
+from replicator.settings import load_settings as load_replicator
+from replicator.sites import register_site
+from tests.pg import TestDatabase
+
+ROOT = Path(__file__).resolve().parents[2]
+UNITS = ROOT / "deploy" / "systemd"
+CONFIGS = ROOT / "deploy" / "config"
+
+
+def test_files_run_notifies_ready_watchdog_and_stopping(
+    local_db: TestDatabase, cloud_db: TestDatabase, tmp_path: Path
+) -> None:
+    with cloud_db.engine.begin() as conn:
+        creds = register_site(conn, "clinic-notify")
+    config = tmp_path / "local.toml"
+    config.write_text(
+        "[replicator]\n"
+        f"local_db_url = {json.dumps(local_db.url)}\n"
+        f"cloud_db_url = {json.dumps(creds.cloud_url(cloud_db.url))}\n"
+        f"site_id = {creds.site_id}\n"
+        "[files]\n"
+        'blobs_url = "http://127.0.0.1:9/v1/blobs"\ntoken = "t"\n'
+        f"store = {json.dumps(str(tmp_path / 'store'))}\n",
+        encoding="utf-8",
+    )
+    sock_path = tmp_path / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(sock_path))
+    notify.settimeout(30)
+    log = open(tmp_path / "files.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scsync", "files", "run", "--config", str(config)],
+        env={**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    try:
+        assert notify.recv(100) == b"READY=1"
+        # WATCHDOG_USEC = 0.4 s: a ping every 0.2 s, several while we listen.
+        pings = [notify.recv(100) for _ in range(3)]
+        assert pings == [b"WATCHDOG=1"] * 3
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        notify.settimeout(1)
+        rest = []
+        try:
+            while True:
+                rest.append(notify.recv(100))
+        except TimeoutError:
+            pass
+        assert b"STOPPING=1" in rest
+    finally:
+        notify.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _exec_config(unit: str) -> str:
+    text = (UNITS / unit).read_text(encoding="utf-8")
+    m = re.search(r"^ExecStart=.* --config (\S+)$", text, re.MULTILINE)
+    assert m, unit
+    return m.group(1)
+
+
+def test_units_point_at_the_example_config_layout() -> None:
+    assert (UNITS / "scsync-replicator.service").exists()
+    assert _exec_config("scsync-replicator.service") == _exec_config("scsync-api-local.service")
+    assert "files run" in (UNITS / "scsync-replicator.service").read_text(encoding="utf-8")
+    for unit in ("scsync-replicator.service", "scsync-api-local.service"):
+        assert Path(_exec_config(unit)).name == "local.toml"
+    assert Path(_exec_config("scsync-api-cloud.service")).name == "cloud.toml"
+
+
+def test_example_configs_load_in_every_service() -> None:
+    local, cloud = CONFIGS / "local.toml", CONFIGS / "cloud.toml"
+    assert load_api("local", local, env={}).side == "local"
+    assert load_api("cloud", cloud, env={}).side == "cloud"
+    assert load_replicator(local).site_id >= 1
+
+
+def test_example_configs_are_what_init_writes() -> None:
+    from scsync.config_example import PLACEHOLDER_SECRET, render
+
+    for side in ("local", "cloud"):
+        text = (CONFIGS / f"{side}.toml").read_text(encoding="utf-8")
+        assert text == render(side, PLACEHOLDER_SECRET), (
+            f"deploy/config/{side}.toml is stale: regenerate it with "
+            f"scsync.config_example.render({side!r}, PLACEHOLDER_SECRET)"
+        )
