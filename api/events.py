@@ -101,6 +101,16 @@ class Subscriber:
     delivered: int = 0
     # While a replay runs, live events wait here (id, text) instead of the queue.
     hold: list[tuple[int, str]] | None = None
+    # Why the writer closes the socket when it meets the None marker (code, reason).
+    close_reason: tuple[int, str] | None = None
+
+    def close_with(self, code: int, reason: str) -> None:
+        """Ask the writer to close the socket after what is queued is dropped."""
+        self.close_reason = (code, reason)
+        self.overflowed = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
 
     def matches(self, ev: Event) -> bool:
         # The tenant wall first: nothing of another site, whatever was asked for.

@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from typing import Any, Final
 
+import jwt
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from api import state
@@ -164,17 +166,32 @@ async def _writer(ws: web.WebSocketResponse, sub: Subscriber) -> None:
     while True:
         text = sub.queue.get_nowait() if not sub.queue.empty() else await sub.queue.get()
         if text is None:
-            await ws.close(
-                code=CLOSE_SLOW,
-                message=f"slow consumer: more than {sub.queue.maxsize} events queued".encode(),
+            code, reason = sub.close_reason or (
+                CLOSE_SLOW,
+                f"slow consumer: more than {sub.queue.maxsize} events queued",
             )
+            await ws.close(code=code, message=reason.encode())
             return
         await ws.send_str(text)
 
 
+def _expires_at(token: str) -> float | None:
+    """The verified token's ``exp`` (read again without checks: it was just verified)."""
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        return None
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+async def _expire(sub: Subscriber, at: float) -> None:
+    await asyncio.sleep(max(0.0, at - time.time()))
+    sub.close_with(CLOSE_UNAUTHORIZED, "unauthorized: token expired")
+
+
 async def _authenticate_first_message(
     request: web.Request, ws: web.WebSocketResponse
-) -> Principal | None:
+) -> tuple[Principal, str] | None:
     try:
         msg = await ws.receive(timeout=AUTH_TIMEOUT_S)
     except TimeoutError:
@@ -187,7 +204,8 @@ async def _authenticate_first_message(
         body = json.loads(msg.data)
         if not isinstance(body, dict) or body.get("type") != "auth":
             raise Unauthorized("expected {type: auth, token}")
-        return verify(request, str(body.get("token", "")))
+        token = str(body.get("token", ""))
+        return verify(request, token), token
     except (ValueError, Unauthorized) as exc:
         reason = exc.message if isinstance(exc, Unauthorized) else "malformed auth message"
         await ws.close(code=CLOSE_UNAUTHORIZED, message=f"unauthorized: {reason}"[:120].encode())
@@ -198,8 +216,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[state.SETTINGS]
     p: Principal | None = None
+    token = request.query.get("token", "")
     if "token" in request.query:
-        p = verify(request, request.query["token"])  # 401 before the upgrade
+        p = verify(request, token)  # 401 before the upgrade
     last_raw = request.query.get("last_event_id")
     last: int | None = None
     if last_raw is not None:
@@ -211,15 +230,19 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     app[state.WEBSOCKETS].add(ws)
     if p is None:
-        p = await _authenticate_first_message(request, ws)
-        if p is None:
+        got = await _authenticate_first_message(request, ws)
+        if got is None:
             return ws
+        p, token = got
     sub = Subscriber(principal=p, queue=asyncio.Queue(maxsize=settings.ws_queue_size))
     session = _Session(request, ws, sub)
     session.pending_replay = last
     hub = app[state.HUB]
     hub.add(sub)
     writer = asyncio.create_task(_writer(ws, sub))
+    # A token is good until it expires; the socket it opened is closed then too.
+    exp = _expires_at(token)
+    expiry = asyncio.create_task(_expire(sub, exp)) if exp is not None else None
     session.send(
         {
             "type": "hello",
@@ -246,6 +269,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 break
     finally:
         hub.remove(sub)
+        if expiry is not None:
+            expiry.cancel()
         if not writer.done():
             writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

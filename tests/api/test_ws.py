@@ -254,3 +254,14 @@ async def test_listener_connection_lost_then_caught_up(local_api: Api) -> None:
         # Committed while no listener is connected: found by id after the reconnect.
         d = await local_api.create("doctors", {"name": "while deaf"}, token())
         assert (await next_of(ws, "record.changed", timeout=10))["record_id"] == d["id"]
+
+
+async def test_socket_closes_when_its_token_expires(local_api: Api) -> None:
+    async with local_api.client.ws_connect("/ws", params={"token": token("viewer", ttl=2)}) as ws:
+        await recv(ws)
+        await subscribe(ws, site=1)
+        msg = await ws.receive(timeout=10)
+        while msg.type == aiohttp.WSMsgType.TEXT:
+            msg = await ws.receive(timeout=10)
+        assert msg.type == aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 4401 and "token expired" in str(msg.extra)
