@@ -260,6 +260,7 @@ def make_app(side: str, settings: Settings) -> web.Application:
         r.add_get("/v1/sync/policy", views.get_policy)
         r.add_put("/v1/sync/policy", views.put_policy)
     if settings.side == "cloud":
+        r.add_post(records + "/{id}/fetch", views.fetch_record)
         r.add_post("/v1/sites/{site_id}/token", views.issue_site_token)
         _mount_cloud_subapps(app, settings)
     return app

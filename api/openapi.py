@@ -74,6 +74,25 @@ def table_schemas(spec: TableSpec) -> dict[str, dict[str, Any]]:
     return {f"Record_{t}": record, f"Create_{t}": create, f"Update_{t}": update, f"Page_{t}": page}
 
 
+def fetch_op(spec: TableSpec) -> Op:
+    return Op(
+        "post",
+        f"/v1/records/{spec.name}/{{id}}/fetch",
+        f"fetch_{spec.name}",
+        f"On-demand: ask the site for the file of a {spec.name} record (cloud)",
+        _ref("FetchResult"),
+        status=202,
+        params=(ID_PARAM,),
+        tags=("records",),
+        extra_responses={
+            "200": {
+                "description": "the file is already in the cloud",
+                "content": {"application/json": {"schema": _ref("FetchResult")}},
+            }
+        },
+    )
+
+
 def record_ops(spec: TableSpec) -> list[Op]:
     t = spec.name
     base = f"/v1/records/{t}"
@@ -346,6 +365,13 @@ def common_schemas() -> dict[str, Any]:
                 "updated_at": NULLABLE_TIME,
             }
         ),
+        "FetchResult": _obj(
+            {
+                "status": {"type": "string", "enum": ["requested", "uploaded"]},
+                "sha256": {"type": "string"},
+                "request_id": NULLABLE_ID,
+            }
+        ),
         "Closed": _obj({"status": {"type": "string", "enum": ["closed"]}}),
         "Health": _obj(
             {"status": {"type": "string"}, "side": {"type": "string", "enum": ["local", "cloud"]}}
@@ -483,6 +509,8 @@ def all_ops(side: Side, extra: list[Op] | None = None) -> list[Op]:
     ops = base_ops(side)
     for spec in table_specs(side).values():
         ops += record_ops(spec)
+        if side == "cloud" and spec.file_column is not None:
+            ops.append(fetch_op(spec))
     return ops + list(extra or [])
 
 

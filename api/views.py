@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from typing import Any, Final
 
 from aiohttp import web
 from psycopg.types.json import Jsonb
+from sqlalchemy import text as sa_text
 
 from api import state, store
 from api.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
@@ -39,6 +41,7 @@ from api.records import (
 )
 from schema import conflicts
 from schema.auth import Principal, issue_token, site_token
+from schema.sql import query
 from schema.tables import metadata_for
 
 VENDOR_SITE: Final = 0  # user_accounts rows of the vendor's own staff (cloud)
@@ -456,6 +459,59 @@ async def rollback(request: web.Request) -> web.Response:
             conn, request, p, "rollback", spec, row_id, row["site_id"], {"to": str(revision)}
         )
     return ok(row_to_json(spec, row))
+
+
+async def fetch_record(request: web.Request) -> web.Response:
+    """Cloud: a client opens a record whose file is still only on the site (``remote``):
+    ask the site's replicator for it (an on-demand request, served ahead of backfill;
+    the same request as ``POST /v1/blobs/.../request``, docs/files.md)."""
+    p = principal(request)
+    spec = _spec(request)
+    _check_table_access(p, spec)
+    if spec.file_column is None:
+        raise NotFound(f"{spec.name} records carry no file")
+    row_id = path_id(request)
+    pool = request.app[state.POOL]
+    async with store.transaction(pool) as conn:
+        row = await store.get_record(conn, spec, row_id, scope(p))
+        if spec.name in PATIENT_TABLES:
+            await _audit(conn, request, p, "fetch", spec, row_id, row["site_id"])
+    sha = row.get("blob_sha256")
+    if not sha:
+        raise Conflict(f"{spec.name} record {row_id} has no file", field="blob_sha256")
+    if row["blob_state"] == "uploaded":
+        return ok({"status": "uploaded", "sha256": sha, "request_id": None})
+    engine = request.app[state.ENGINE]
+    site = int(row["site_id"])
+
+    def add_request() -> int:
+        with engine.begin() as sa_conn:
+            req_id = int(
+                sa_conn.execute(
+                    sa_text(query("files_request_add")),
+                    {
+                        "site_id": site,
+                        "sha256": sha,
+                        "table_name": spec.name,
+                        "row_id": row_id,
+                        "requested_by": p.subject,
+                    },
+                ).scalar_one()
+            )
+            sa_conn.execute(
+                sa_text(query("files_publish")),
+                {
+                    "site_id": site,
+                    "type": "blob.requested",
+                    "table_name": spec.name,
+                    "row_id": row_id,
+                    "payload": json.dumps({"sha256": sha, "request_id": str(req_id)}),
+                },
+            )
+        return req_id
+
+    req_id = await asyncio.to_thread(add_request)
+    return ok({"status": "requested", "sha256": sha, "request_id": str(req_id)}, status=202)
 
 
 # --- conflicts ----------------------------------------------------------------------

@@ -238,3 +238,28 @@ async def test_sync_policy_get_and_set(local_api: Api) -> None:
     assert stored == ("selective", ["CT"])
     resp = await c.put("/v1/sync/policy", json={"tables": ["nope"]}, headers=auth(admin))
     assert resp.status == 400 and (await resp.json())["field"] == "tables"
+
+
+async def test_on_demand_fetch_of_a_remote_file(cloud_api: Api) -> None:
+    c, tok = cloud_api.client, token("viewer", site=1)
+    writer = token("editor", site=1)
+    p = await cloud_api.create("patients", {"patient_code": "P", "name": "A"}, writer)
+    sha = "ab" * 32
+    img = await cloud_api.create("images", {"patient_id": p["id"], "blob_sha256": sha}, writer)
+    assert img["blob_state"] == "remote"
+    async with c.ws_connect("/ws", params={"token": tok}) as ws:
+        await ws.receive_json(timeout=5)
+        await ws.send_json({"type": "subscribe", "site": 1, "events": ["blob.requested"]})
+        await ws.receive_json(timeout=5)
+        resp = await c.post(f"/v1/records/images/{img['id']}/fetch", headers=auth(tok))
+        body = await resp.json()
+        assert resp.status == 202 and body["status"] == "requested", body
+        ev = await ws.receive_json(timeout=5)
+        assert ev["type"] == "blob.requested" and ev["data"]["sha256"] == sha
+    with cloud_api.db.connect() as conn:
+        rows = conn.execute(
+            "SELECT site_id, sha256, table_name, row_id::text, state FROM scsync_blob_requests"
+        ).fetchall()
+    assert rows == [(1, sha, "images", img["id"], "open")]
+    resp = await c.post(f"/v1/records/patients/{p['id']}/fetch", headers=auth(tok))
+    assert resp.status == 404
