@@ -38,7 +38,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import namedtuple_row
 
-from replicator.files.errors import BlobMissing, FilesError
+from replicator.files.errors import BlobMissing, DatabaseUnreachable, FilesError
 from replicator.files.ondemand import OnDemand
 from replicator.files.transfer import RateLimiter, Transfer
 from schema.sql import query
@@ -127,7 +127,13 @@ class Progress:
 
 
 async def connect(url: str) -> AsyncConn:
-    return await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True)
+    try:
+        return await psycopg.AsyncConnection.connect(
+            libpq_url(url), autocommit=True, connect_timeout=10
+        )
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise DatabaseUnreachable(f"database unreachable: {first}") from exc
 
 
 def _copied_columns(table: str) -> list[str]:
@@ -226,6 +232,13 @@ class Backfill:
         self._mark_task: asyncio.Task[None] | None = None
 
     async def run(self) -> Progress:
+        """Backfill until done or paused; database failures surface as FilesError."""
+        try:
+            return await self._run_lane()
+        except psycopg.Error as exc:
+            raise FilesError(f"backfill stopped: {exc}") from exc
+
+    async def _run_lane(self) -> Progress:
         local = await connect(self.local_url)
         cloud = await connect(self.cloud_url)
         self._marker = await connect(self.local_url)

@@ -23,6 +23,10 @@ class ApiRefused(FilesError):
         self.body = body
 
 
+class DatabaseUnreachable(FilesError):
+    """A database of the file lanes could not be reached (retry later)."""
+
+
 class TransferFailed(FilesError):
     """Bytes could not be moved to or from S3 after the allowed retries."""
 

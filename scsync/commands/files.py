@@ -436,6 +436,30 @@ def _files_run(args: argparse.Namespace) -> int:
 # -- registration -----------------------------------------------------------------------------
 
 
+def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Database errors become the CLI's one-line errors (exit 3 when unreachable)."""
+
+    def run(args: argparse.Namespace) -> int:
+        import psycopg
+        from sqlalchemy.exc import DBAPIError
+
+        from replicator.files.errors import FilesError
+        from schema.errors import DatabaseUnavailable
+
+        try:
+            return handler(args)
+        except (psycopg.OperationalError, DBAPIError) as exc:
+            text = str(getattr(exc, "orig", None) or exc).strip()
+            first = text.splitlines()[0] if text else repr(exc)
+            if isinstance(exc, psycopg.OperationalError) or (
+                isinstance(exc, DBAPIError) and isinstance(exc.orig, psycopg.OperationalError)
+            ):
+                raise DatabaseUnavailable(f"database unreachable: {first}") from exc
+            raise FilesError(f"database error: {first}") from exc
+
+    return run
+
+
 def _common(p: argparse.ArgumentParser, cloud: bool = True, blobs: bool = False) -> None:
     p.add_argument("--local-url", help="local database URL (default: SCSYNC_LOCAL_DB_URL)")
     if cloud:
@@ -450,7 +474,7 @@ def register(sub: Any) -> None:
     pol_sub = pol.add_subparsers(dest="policy_command", required=True)
     show = pol_sub.add_parser("show", help="print the current scope policy")
     _common(show, cloud=False)
-    show.set_defaults(handler=_policy_show)
+    show.set_defaults(handler=_guarded(_policy_show))
     st = pol_sub.add_parser(
         "set",
         help="change the scope (only the options given change)",
@@ -473,7 +497,7 @@ def register(sub: Any) -> None:
     st.add_argument(
         "--no-apply", action="store_true", help="do not apply the old-data option to the cloud"
     )
-    st.set_defaults(handler=_policy_set)
+    st.set_defaults(handler=_guarded(_policy_set))
 
     sync = sub.add_parser("sync", help="per-record sync switch: disable, enable")
     sync_sub = sync.add_subparsers(dest="sync_command", required=True)
@@ -482,13 +506,13 @@ def register(sub: Any) -> None:
         _common(p)
         p.add_argument("table")
         p.add_argument("id", type=int)
-        p.set_defaults(handler=_sync_switch(enabled))
+        p.set_defaults(handler=_guarded(_sync_switch(enabled)))
 
     rs = sub.add_parser("restore", help="bring a backed-up record back on the cloud")
     _common(rs)
     rs.add_argument("table")
     rs.add_argument("id", type=int)
-    rs.set_defaults(handler=_restore)
+    rs.set_defaults(handler=_guarded(_restore))
 
     fr = sub.add_parser("files", help="the replicator with its file lanes: run")
     fr_sub = fr.add_subparsers(dest="files_command", required=True)
@@ -503,7 +527,7 @@ def register(sub: Any) -> None:
     run.add_argument("--store", help="local file store root (default: SCSYNC_FILE_STORE)")
     run.add_argument("--poll-s", type=float, default=1.0, help="on-demand/download poll")
     run.add_argument("--concurrency", type=int, default=4, help="file transfers in flight")
-    run.set_defaults(handler=_files_run)
+    run.set_defaults(handler=_guarded(_files_run))
 
     bf = sub.add_parser("backfill", help="send what never crossed: start, status, pause")
     bf_sub = bf.add_subparsers(dest="backfill_command", required=True)
@@ -522,12 +546,12 @@ def register(sub: Any) -> None:
     )
     start.add_argument("--no-progress", action="store_true", help="no progress bar")
     start.add_argument("--log-progress", action="store_true", help="print progress as JSON lines")
-    start.set_defaults(handler=_backfill_start)
+    start.set_defaults(handler=_guarded(_backfill_start))
     status = bf_sub.add_parser("status", help="rows, bytes, rate and ETA")
     _common(status, cloud=False)
     status.add_argument("--json", action="store_true")
     status.add_argument("--metrics", action="store_true", help="Prometheus text format")
-    status.set_defaults(handler=_backfill_status)
+    status.set_defaults(handler=_guarded(_backfill_status))
     pause = bf_sub.add_parser("pause", help="stop the running backfill after its batch")
     _common(pause, cloud=False)
-    pause.set_defaults(handler=_backfill_pause)
+    pause.set_defaults(handler=_guarded(_backfill_pause))

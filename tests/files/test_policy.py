@@ -226,3 +226,14 @@ async def test_disable_enable_marks_the_cloud_copy(
     assert fetch(cloud_db, "SELECT lifecycle FROM patients")[0].lifecycle == "deleted"
     missing = scsync("sync", "disable", "patients", "12345", env=env)
     assert missing.returncode != 0 and "no patients record" in missing.stderr
+
+
+def test_cli_reports_an_unreachable_database_in_one_line() -> None:
+    from scsync.s3_server import free_port
+
+    url = f"postgresql://nobody@127.0.0.1:{free_port()}/nowhere"
+    for args in (("backfill", "status"), ("policy", "show"), ("backfill", "pause")):
+        out = scsync(*args, env={"SCSYNC_LOCAL_DB_URL": url})
+        assert out.returncode == 3, out.stderr
+        assert out.stderr.startswith("scsync: error: database unreachable")
+        assert "Traceback" not in out.stderr
