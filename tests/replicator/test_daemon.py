@@ -120,3 +120,40 @@ def test_killed_between_cloud_apply_and_local_ack_then_cloud_edit_is_no_conflict
             assert c.execute("SELECT count(*) FROM patients WHERE in_conflict").fetchone() == (0,)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
+
+
+def test_connections_killed_on_both_sides_are_reopened(
+    world: World, replicators: Replicators
+) -> None:
+    proc = replicators.start(world.site1, poll_interval_s=0.5)
+    wait_until(lambda: "running lanes" in replicators.log_of(0), 30, "the daemon")
+    for round_ in range(2):
+        for db in (world.site1.local, world.cloud):
+            with db.connect(autocommit=True) as c:
+                c.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name LIKE 'scsync-%%' AND datname = current_database()"
+                )
+        with world.site1.local.connect(autocommit=True) as c:
+            c.execute(
+                "INSERT INTO patients (site_id, patient_code, name) VALUES (1, %s, 'l')",
+                (f"L{round_}",),
+            )
+        with world.cloud.connect(autocommit=True) as c:
+            c.execute(
+                "INSERT INTO patients (site_id, patient_code, name) VALUES (1, %s, 'c')",
+                (f"C{round_}",),
+            )
+        expected = 2 * (round_ + 1)
+        wait_until(
+            lambda n=expected: (
+                len(rows(world.site1.local, "patients")) == n
+                and len(rows(world.cloud, "patients")) == n
+            ),
+            30,
+            "sync after the connections were killed",
+        )
+    assert proc.poll() is None
+    assert "retrying in" in replicators.log_of(0) or "reconnecting in" in replicators.log_of(0)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
