@@ -145,14 +145,13 @@ def test_connections_killed_on_both_sides_are_reopened(
                 (f"C{round_}",),
             )
         expected = 2 * (round_ + 1)
-        wait_until(
-            lambda n=expected: (
-                len(rows(world.site1.local, "patients")) == n
-                and len(rows(world.cloud, "patients")) == n
-            ),
-            30,
-            "sync after the connections were killed",
-        )
+
+        def synced(n: int = expected) -> bool:
+            return (
+                len(rows(world.site1.local, "patients")) == n == len(rows(world.cloud, "patients"))
+            )
+
+        wait_until(synced, 30, "sync after the connections were killed")
     assert proc.poll() is None
     assert "retrying in" in replicators.log_of(0) or "reconnecting in" in replicators.log_of(0)
     proc.send_signal(signal.SIGTERM)
