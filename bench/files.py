@@ -3,7 +3,9 @@
 scsync's path per file: presign (cloud API) -> PUT or multipart PUTs straight to S3 ->
 complete (the cloud reads the object back through sha256 before recording it). boto3
 does only the PUTs. Both run in this same run against the same moto S3 server over
-HTTP, with the same number of files in flight. The blob API runs as its own process
+HTTP, with the same number of S3 streams at once (``--concurrency``, 4): boto3 as threads
+with one file each, scsync as its Transfer's bound while the API calls of up to 5 x that
+many files overlap, as in the backfill's batches. The blob API runs as its own process
 (``python -m api.blobs``); PostgreSQL is the embedded server (or ``SCSYNC_BENCH_PG_URL``
 / ``SCSYNC_TEST_PG_URL``, an admin URL).
 
@@ -161,7 +163,10 @@ async def scsync_upload(
     from replicator.files.transfer import BlobApi, Transfer, TransferConfig
     from schema.auth import site_token
 
-    limit = asyncio.Semaphore(concurrency)
+    # As in the backfill (a batch of files in progress, Transfer bounding the S3
+    # streams): `concurrency` PUT/GET streams at once, like boto3's threads; the cloud
+    # API calls of other files (presign, complete) overlap them.
+    limit = asyncio.Semaphore(5 * concurrency)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
         transfer = Transfer(
             # One site per round: each round uploads (no dedupe across rounds).
