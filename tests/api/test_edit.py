@@ -225,3 +225,30 @@ async def test_lock_service_unreachable_offers_offline_edit(lonely_local: Api) -
     assert resp.status == 200
     assert (await next_of(ws, "record.released"))["data"]["offline"] is True
     await ws.close()
+
+
+@pytest.fixture
+async def short_leases(cloud_db: TestDatabase) -> AsyncIterator[Api]:
+    async for api in _client(cloud_db, "cloud", lease_ttl_s=1.0):
+        yield api
+
+
+async def test_lease_running_out_is_pushed_as_lease_expired(short_leases: Api) -> None:
+    api = short_leases
+    bob = token("editor", site=1, name="bob")
+    p = await api.create("patients", {"patient_code": "T", "name": "Ttl"}, bob)
+    ws = await _ws(api, token("viewer", site=1, name="carol"))
+    resp = await api.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(bob))
+    session = await resp.json()
+    assert resp.status == 200 and session["ttl_ms"] == 1000
+    assert (await next_of(ws, "record.editing"))["data"]["by"] == "cloud"
+    # No heartbeat: lockd's sweeper (mounted) ends the lease; the editor is told to close.
+    expired = await next_of(ws, "lease.expired", timeout=6)
+    assert expired["record_id"] == p["id"] and expired["data"]["holder"] == "cloud:bob"
+    resp = await api.client.post(
+        "/v1/edit-sessions/save",
+        json={"session": session["session"], "changes": {"name": "late"}},
+        headers=auth(bob),
+    )
+    assert resp.status == 409
+    await ws.close()
