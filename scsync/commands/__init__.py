@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from scsync.commands import api, db, demo, files, init, lockd, replicator, status
+from scsync.commands import api, db, demo, examples, files, init, lockd, replicator, status
 
-COMMANDS: tuple[ModuleType, ...] = (init, db, lockd, api, files, replicator, status, demo)
+COMMANDS: tuple[ModuleType, ...] = (init, db, lockd, api, files, replicator, status, demo, examples)

@@ -192,6 +192,22 @@ def _site_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def _site_list(args: argparse.Namespace) -> int:
+    url = args.url or os.environ.get(URL_ENV["cloud"])
+    if not url:
+        raise ConfigError(f"no cloud database URL: pass --url or set {URL_ENV['cloud']}")
+    try:
+        with psycopg.connect(libpq_url(url), connect_timeout=5) as conn:
+            sites = conn.execute(query("ops_sites")).fetchall()
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot reach the cloud database: {exc}") from exc
+    if not sites:
+        print("no sites")
+    for site_id, name, node_id, disabled in sites:
+        print(f"{site_id:>5}  {name:<24} node {node_id:<5}" + ("  disabled" if disabled else ""))
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add `replicator`, `conflicts` and `site` to the top-level sub-parsers."""
     rep = sub.add_parser(
@@ -234,7 +250,7 @@ def register(sub: Any) -> None:
     res.add_argument("--by", default=os.environ.get("USER", "cli"), help="who resolves")
     res.set_defaults(handler=_conflicts_resolve)
 
-    site = sub.add_parser("site", help="cloud side: register a site")
+    site = sub.add_parser("site", help="cloud side: register a site, list the sites")
     site_sub = site.add_subparsers(dest="site_command", required=True)
     reg = site_sub.add_parser("register", help="create a site, its node id and database role")
     reg.add_argument("name")
@@ -242,3 +258,6 @@ def register(sub: Any) -> None:
     reg.add_argument("--node-id", type=int, help="default: the next free one")
     reg.add_argument("--public-url", help="cloud database URL as the site reaches it")
     reg.set_defaults(handler=_site_register)
+    ls_sites = site_sub.add_parser("list", help="the registered sites and their node ids")
+    ls_sites.add_argument("--url", help="cloud database URL (default: SCSYNC_CLOUD_DB_URL)")
+    ls_sites.set_defaults(handler=_site_list)
