@@ -79,3 +79,22 @@ def test_demo_stops_every_process_on_ctrl_c(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_demo_stops_every_process_when_a_service_fails(tmp_path: Path) -> None:
+    """A service that cannot start (a bad port for every API) fails the demo with the
+    service's own message, and what was already running is stopped."""
+    workdir = tmp_path / "demo"
+    done = subprocess.run(
+        [sys.executable, "-m", "scsync", "demo", "--once", "--workdir", str(workdir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "SCSYNC_API_PORT": "not-a-port"},
+    )
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert "cloud-api exited with 2" in done.stdout
+    assert "SCSYNC_API_PORT" in done.stdout  # the API's own message is shown
+    assert "cloud PostgreSQL" in done.stdout  # things were running before the failure
+    assert _leftovers(workdir) == []
