@@ -208,6 +208,7 @@ class SiteInfo:
     store: Path = Path()
     seeded: Seeded | None = None
     site_token: str = ""
+    metrics_port: int = 0  # the replicator's /metrics
 
 
 @dataclass
@@ -350,7 +351,10 @@ def build(sup: Supervisor, w: World, opts: DemoOptions, n: Narrator) -> None:
     w.lockd_port = free_port()
     w.site_lockd = f"http://127.0.0.1:{w.lockd_port}/v1/locks"
     _start_site_lockd(sup, w)
-    n.say(f"lockd the sites reach: {w.site_lockd}")
+    n.say(
+        f"lockd the sites reach: {w.site_lockd} (a process of its own, so that the demo"
+        " can stop it while the cloud API keeps serving)"
+    )
     if status_of(w.cloud_api + "/v1/blobs/sites/1/requests") == 401:
         w.blobs_url = w.cloud_api + "/v1/blobs"
         n.say("blob endpoints: mounted by the cloud API at /v1/blobs")
@@ -455,6 +459,7 @@ def site_config(w: World, site: SiteInfo) -> Path:
 
 def _write_site_config(w: World, site: SiteInfo) -> Path:
     """The site's one config file, laid out as `scsync init --side local` writes it."""
+    site.metrics_port = site.metrics_port or free_port()
     api = {
         "db_url": site.admin_url,
         "jwt_secret": w.secret,
@@ -472,6 +477,7 @@ def _write_site_config(w: World, site: SiteInfo) -> Path:
         "dead_letter_initial_s": 0.5,
         "dead_letter_max_s": 2.0,
         "schema_refresh_s": 2.0,
+        "metrics_port": site.metrics_port,
     }
     files = {
         "blobs_url": w.blobs_url,
@@ -870,6 +876,21 @@ def status_step(w: World, n: Narrator) -> None:
         f"outbox depth {f['outbox_depth']}, parked {f['parked']}, conflicts "
         f"{f['conflicts_open']}, leases {f['leases']['live']}",
     )
+    figures = {
+        "cloud API": (w.cloud_api + "/metrics", "scsync_websocket_clients"),
+        f"{site.name} API": (site.api_url + "/metrics", "scsync_outbox_depth"),
+        f"{site.name} replicator": (
+            f"http://127.0.0.1:{site.metrics_port}/metrics",
+            "scsync_replication_rows_total",
+        ),
+    }
+    for what, (url, name) in figures.items():
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError as exc:
+            text = str(exc)
+        n.check(name in text, f"{what} serves Prometheus {url} ({name} …)")
     n.say(f"$ scsync status --side cloud --url {w.cloud_admin_url}")
     text = run_cli("status", "--side", "cloud", "--url", w.cloud_admin_url)
     print("\n".join("     " + line for line in text.rstrip().splitlines()))
@@ -959,7 +980,10 @@ def serve(sup: Supervisor, w: World) -> None:
     print("\nserving — open the status pages:")
     print(f"   cloud            {w.cloud_api}/   (metrics {w.cloud_api}/metrics)")
     for site in w.sites:
-        print(f"   {site.name:16} {site.api_url}/")
+        print(
+            f"   {site.name:16} {site.api_url}/   (metrics {site.api_url}/metrics,"
+            f" replicator http://127.0.0.1:{site.metrics_port}/metrics)"
+        )
     print(
         "   sign in as alice or bob, passwords:",
         ", ".join(f"{u}: {p}" for u, p in PASSWORDS.items()),
