@@ -207,3 +207,30 @@ def test_lockd_settings_errors(
     code, msg = run(argv)
     assert code == 2
     assert expected in msg, msg
+
+
+@pytest.mark.parametrize(
+    ("files_table", "expected"),
+    [
+        ('blobs_url = "ftp://cloud/v1/blobs"\ntoken = "t"\nstore = "/tmp/s"\n', "'blobs_url'"),
+        ('blobs_url = "http://cloud/v1/blobs"\ntoken = 7\nstore = "/tmp/s"\n', "'token'"),
+        ('blobs_url = "http://cloud/v1/blobs"\ntoken = "t"\n', "--store"),
+    ],
+)
+def test_files_table_errors_are_named(
+    run: Callable[[list[str]], tuple[int, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    files_table: str,
+    expected: str,
+) -> None:
+    for var in ("SCSYNC_BLOBS_URL", "SCSYNC_SITE_TOKEN", "SCSYNC_FILE_STORE"):
+        monkeypatch.delenv(var, raising=False)
+    path = tmp_path / "local.toml"
+    path.write_text(
+        "[replicator]\n" + _toml(SERVICES["replicator"][2]) + "\n[files]\n" + files_table,
+        encoding="utf-8",
+    )
+    code, msg = run(["files", "run", "--config", str(path)])
+    assert code == 2
+    assert expected in msg, msg
