@@ -30,6 +30,8 @@ class Op:
     tags: tuple[str, ...] = ()
     content_type: str = "application/json"
     extra_responses: dict[str, Any] = field(default_factory=dict)
+    # OpenAPI links from the success response (e.g. create -> get by the new id).
+    links: dict[str, Any] = field(default_factory=dict)
 
 
 def _obj(props: dict[str, Any], required: list[str] | None = None, **extra: Any) -> dict[str, Any]:
@@ -130,6 +132,13 @@ def record_ops(spec: TableSpec) -> list[Op]:
             request=_ref(f"Create_{t}"),
             params=(SITE_Q,),
             tags=tags,
+            links={
+                f"{name}_{t}": {
+                    "operationId": f"{name}_{t}",
+                    "parameters": {"id": "$response.body#/id"},
+                }
+                for name in ("get", "update", "delete", "history", "sync_switch", "edit")
+            },
         ),
         Op("get", f"{base}/{{id}}", f"get_{t}", f"Get a {t} record", rec, params=one, tags=tags),
         Op(
@@ -525,6 +534,7 @@ def document(side: Side, extra: list[Op] | None = None) -> dict[str, Any]:
                 str(op.status): {
                     "description": "success",
                     "content": {op.content_type: {"schema": op.response or {"type": "string"}}},
+                    **({"links": op.links} if op.links else {}),
                 },
                 **op.extra_responses,
                 "default": {
