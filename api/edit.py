@@ -222,6 +222,27 @@ async def open_edit(request: web.Request) -> web.Response:
     return ok(_session_json(request, claims, lease.expires_in_ms, lease.ttl_ms, row))
 
 
+async def refuse_if_leased(request: web.Request, spec: TableSpec, row_id: int) -> None:
+    """A plain write (PATCH, rollback, delete) while someone holds the record's lease is
+    refused with lease_busy naming the holder: one editor at a time. Such writes are
+    not fenced (edit sessions are); when the local side cannot reach lockd the write
+    goes ahead and the replicator's apply rule catches a clash as a conflict."""
+    state_: LeaseState | None = None
+    try:
+        if request.app[state.SETTINGS].side == "cloud":
+            state_ = await request.app[LEASES].get(spec.name, row_id)
+        else:
+            client = request.app.get(LOCK_CLIENT)
+            if client is not None:
+                state_ = await client.get(spec.name, row_id)
+    except (lockd_errors.LockServiceUnreachable, lockd_errors.LockdUnavailable):
+        return
+    except lockd_errors.LockdError as exc:
+        raise _from_lockd(exc) from exc
+    if state_ is not None and state_.status == "held":
+        raise _busy(spec, row_id, state_.holder, state_.expires_in_ms)
+
+
 def _busy(spec: TableSpec, row_id: int, holder: Any, expires_in_ms: Any) -> ApiError:
     by = None
     if isinstance(holder, str):

@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import text as sa_text
 
 from api import state, store
+from api.edit import refuse_if_leased
 from api.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from api.http import (
     actor,
@@ -340,6 +341,7 @@ async def update_record(request: web.Request) -> web.Response:
     values = await _prepare_values(
         spec, p, parse_body(spec, await read_object(request), partial=True)
     )
+    await _visible_and_free(request, p, spec, row_id)
     async with store.transaction(request.app[state.POOL]) as conn:
         current = await store.get_record(conn, spec, row_id, scope(p), for_update=True)
         if expected is not None and current["revision"] != expected:
@@ -356,12 +358,23 @@ async def update_record(request: web.Request) -> web.Response:
     return ok(row_to_json(spec, row))
 
 
+async def _visible_and_free(
+    request: web.Request, p: Principal, spec: TableSpec, row_id: int
+) -> None:
+    """404 for a record the caller cannot see (before lockd is asked anything), then
+    409 lease_busy when someone holds its edit lease."""
+    async with store.transaction(request.app[state.POOL]) as conn:
+        await store.get_record(conn, spec, row_id, scope(p))
+    await refuse_if_leased(request, spec, row_id)
+
+
 async def delete_record(request: web.Request) -> web.Response:
     p = principal(request)
     spec = _spec(request)
     _check_table_access(p, spec)
     require_writer(p)
     row_id = path_id(request)
+    await _visible_and_free(request, p, spec, row_id)
     async with store.transaction(request.app[state.POOL]) as conn:
         row = await store.simple_update(
             conn, "api_record_soft_delete", spec, {"id": row_id, "site": scope(p)}
@@ -436,6 +449,7 @@ async def rollback(request: web.Request) -> web.Response:
     if set(body) != {"revision"}:
         raise ValidationFailed('the body is {"revision": "<id>"}', field="revision")
     revision = parse_id(body["revision"], "revision")
+    await _visible_and_free(request, p, spec, row_id)
     async with store.transaction(request.app[state.POOL]) as conn:
         await store.get_record(conn, spec, row_id, scope(p), for_update=True)
         old = await store.fetch_one(

@@ -143,6 +143,13 @@ async def test_cloud_edit_mirror_case(pair: tuple[Api, Api]) -> None:
     resp = await local.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(alice))
     body = await resp.json()
     assert resp.status == 409 and body["holder"] == "cloud:bob" and body["editing_by"] == "cloud"
+    # Plain writes are refused too while the lease is live, on both sides.
+    for api, who in ((local, alice), (cloud, token("editor", site=1, name="carl"))):
+        resp = await api.client.patch(
+            f"/v1/records/patients/{p['id']}", json={"notes": "sneaky"}, headers=auth(who)
+        )
+        body = await resp.json()
+        assert resp.status == 409 and body["holder"] == "cloud:bob", body
     for action in ("heartbeat", "activity"):
         resp = await cloud.client.post(
             f"/v1/edit-sessions/{action}", json={"session": session["session"]}, headers=auth(bob)
