@@ -203,3 +203,28 @@ def test_cli_hash_password_matches_the_api_check() -> None:
     ).stdout.strip()
     assert out.startswith("scrypt$")
     assert verify_password("s3cret pass", out) and not verify_password("s3cret pas", out)
+
+
+def test_api_run_speaks_systemd_notify(
+    tmp_path: Path, local_db: TestDatabase, processes: list[ApiProcess]
+) -> None:
+    import socket
+
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(20)
+        cfg = write_config(tmp_path / "local.toml", local_db, free_port())
+        proc = start_api("local", cfg, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+        processes.append(proc)
+        got = [sock.recv(256).decode() for _ in range(3)]
+        assert "READY=1" in got and "WATCHDOG=1" in got
+        assert proc.stop(signal.SIGTERM) == 0
+        rest = []
+        sock.settimeout(1)
+        try:
+            while True:
+                rest.append(sock.recv(256).decode())
+        except TimeoutError:
+            pass
+        assert "STOPPING=1" in rest
