@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -52,24 +53,47 @@ def test_demo_once_passes_every_check_and_stops_every_process(tmp_path: Path) ->
     assert _leftovers(workdir) == []
 
 
-def test_demo_stops_every_process_on_ctrl_c(tmp_path: Path) -> None:
-    """SIGINT while the world is being built: the demo stops what it started and exits."""
+def test_demo_serves_until_ctrl_c_then_stops_everything(tmp_path: Path) -> None:
+    """Without --once the demo reaches "serving", the status pages answer, and Ctrl-C
+    (SIGINT) stops every process it started. Small data: the scenario is the same."""
     workdir = tmp_path / "demo"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "scsync", "demo", "--workdir", str(workdir)],
+        [
+            sys.executable,
+            "-m",
+            "scsync",
+            "demo",
+            "--workdir",
+            str(workdir),
+            "--patients",
+            "12",
+            "--images",
+            "2",
+            "--volume-mb",
+            "1",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
         assert proc.stdout is not None
+        seen: list[str] = []
         for line in proc.stdout:
-            if "cloud API:" in line:  # PostgreSQL, S3 and the cloud API are up by now
+            seen.append(line)
+            if line.startswith("Ctrl-C stops every process"):
                 break
+        text = "".join(seen)
+        assert "serving" in text and "0 failed" in text, text[-4000:]
+        pages = re.findall(r"^   (?:cloud|clinic-\w+)\s+(http://127\.0\.0\.1:\d+)/ ", text, re.M)
+        assert len(pages) == 3, text[-2000:]
+        for page in pages:
+            with urllib.request.urlopen(page + "/", timeout=5) as resp:
+                assert resp.status == 200 and b"<html" in resp.read().lower()
         assert _leftovers(workdir), "the demo should have services running"
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=90)[0]
-        assert proc.returncode != 0
+        assert proc.returncode == 130
         assert "stopping" in rest
         deadline = time.monotonic() + 10
         while _leftovers(workdir) and time.monotonic() < deadline:
