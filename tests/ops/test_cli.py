@@ -89,3 +89,22 @@ def test_readme_configuration_reference_names_every_key() -> None:
         assert f"| `{key}` | `SCSYNC_API_{key.upper()}` |" in readme, key
     for key in ReplicatorSettings.model_fields:
         assert f"| `{key}` | `SCSYNC_{key.upper()}` |" in readme, key
+
+
+def test_runbook_commands_parse() -> None:
+    """Every `scsync …` line of docs/operations.md's shell blocks is a valid command line
+    (the values are the operator's; the command and its options must exist)."""
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```sh\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+    lines = [
+        ln.split("  #")[0].replace("…", "x")
+        for block in blocks
+        for ln in block.replace("\\\n", " ").splitlines()
+        if ln.startswith("scsync ")
+    ]
+    assert len(lines) >= 12
+    for line in lines:
+        try:
+            build_parser().parse_args(shlex.split(line)[1:])
+        except (SystemExit, CliError) as exc:
+            pytest.fail(f"docs/operations.md: {line} ({exc})")
