@@ -123,6 +123,9 @@ async def test_openapi_served_and_status_page(local_api: Api) -> None:
     assert "/v1/records/images/{id}/history" in doc["paths"]
     page = await local_api.client.get("/")
     assert page.status == 200 and page.content_type == "text/html"
+    # Only the page's own script (by hash) may run; it may talk to this origin only.
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'sha256-" in csp and "connect-src 'self'" in csp
 
 
 def _get(url: str) -> Any:
