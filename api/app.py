@@ -138,6 +138,8 @@ async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
     app[state.TASKS] = tasks
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(ready.wait(), 15)
+    # What a new client's hello reports as "now" (its resume point), before any event.
+    hub.last_id = max(hub.last_id, await _max_id(pool))
     try:
         yield
     finally:

@@ -265,3 +265,16 @@ async def test_socket_closes_when_its_token_expires(local_api: Api) -> None:
             msg = await ws.receive(timeout=10)
         assert msg.type == aiohttp.WSMsgType.CLOSE
         assert ws.close_code == 4401 and "token expired" in str(msg.extra)
+
+
+async def test_hello_reports_the_latest_event_id_of_a_fresh_instance(
+    local_db: TestDatabase,
+) -> None:
+    with local_db.connect() as conn:
+        conn.execute("INSERT INTO doctors (site_id, name) VALUES (1, 'before start')")
+        conn.commit()
+        newest = conn.execute("SELECT max(id) FROM scsync_api_events").fetchone()
+    assert newest is not None and isinstance(newest[0], int) and newest[0] > 0
+    async for api in _client(local_db, "local"):
+        async with api.client.ws_connect("/ws", params={"token": token("viewer")}) as ws:
+            assert (await recv(ws))["last_event_id"] == newest[0]
