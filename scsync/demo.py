@@ -44,10 +44,12 @@ class Narrator:
         self.failures: list[str] = []
         self.passed = 0
         self.step_no = 0
+        self.started = time.monotonic()
 
     def step(self, title: str) -> None:
         self.step_no += 1
-        print(f"\n== {self.step_no}. {title}", flush=True)
+        at = time.monotonic() - self.started
+        print(f"\n== {self.step_no}. {title}  [{at:.0f} s]", flush=True)
 
     def say(self, text: str) -> None:
         print(f"   {text}", flush=True)
