@@ -183,6 +183,11 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"setting 'bus' must be postgres or rabbitmq, got {s.bus!r}", field="bus")
     if s.bus == "rabbitmq" and s.side != "cloud":
         raise ConfigError("setting 'bus' = rabbitmq is for the cloud side only", field="bus")
+    if not 0.1 <= s.lease_ttl_s <= 86400:
+        raise ConfigError("setting 'lease_ttl_s' must be 0.1..86400 seconds", field="lease_ttl_s")
+    for key in ("idle_warn_s", "idle_close_s", "lockd_timeout_s", "ws_heartbeat_s"):
+        if getattr(s, key) <= 0:
+            raise ConfigError(f"setting {key!r} must be positive", field=key)
     if not s.db_url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
         raise ConfigError("setting 'db_url' must be a postgresql:// URL", field="db_url")
     urls = [("db_url", s.db_url, check_postgres_url)]

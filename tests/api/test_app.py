@@ -50,6 +50,10 @@ def test_settings_name_the_key_at_fault(tmp_path: Path) -> None:
         },
     )
     assert (s.port, s.side, s.db_url) == (9001, "cloud", "postgresql://x@127.0.0.1/db")
+    with pytest.raises(ConfigError, match="'lease_ttl_s' must be"):
+        load_settings(
+            "cloud", None, env={"SCSYNC_API_LEASE_TTL_S": "0"}, db_url=s.db_url, jwt_secret=SECRET
+        )
     with pytest.raises(ConfigError, match="rabbitmq is for the cloud side only"):
         load_settings("local", None, env={}, db_url=s.db_url, jwt_secret=SECRET, bus="rabbitmq")
 

@@ -259,3 +259,23 @@ async def test_lease_running_out_is_pushed_as_lease_expired(short_leases: Api) -
     )
     assert resp.status == 409
     await ws.close()
+
+
+@pytest.fixture
+async def idle_policy(cloud_db: TestDatabase) -> AsyncIterator[Api]:
+    async for api in _client(cloud_db, "cloud", idle_warn_s=1.0, idle_close_s=1.0):
+        yield api
+
+
+async def test_idle_editor_is_warned_then_closed(idle_policy: Api) -> None:
+    api = idle_policy
+    bob = token("editor", site=1, name="bob")
+    p = await api.create("patients", {"patient_code": "I", "name": "Idle"}, bob)
+    ws = await _ws(api, token("viewer", site=1, name="carol"))
+    resp = await api.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(bob))
+    assert resp.status == 200
+    warning = await next_of(ws, "lease.idle_warning", timeout=6)
+    assert warning["record_id"] == p["id"] and warning["data"]["close_in_ms"] == 1000
+    closed = await next_of(ws, "lease.expired", timeout=6)
+    assert closed["data"]["lease_event"] == "lease.idle_closed" and closed["data"]["close"] is True
+    await ws.close()
