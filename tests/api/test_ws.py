@@ -278,3 +278,28 @@ async def test_hello_reports_the_latest_event_id_of_a_fresh_instance(
     async for api in _client(local_db, "local"):
         async with api.client.ws_connect("/ws", params={"token": token("viewer")}) as ws:
             assert (await recv(ws))["last_event_id"] == newest[0]
+
+
+async def test_events_published_by_other_packages_reach_subscribers(local_api: Api) -> None:
+    """scsync_api_publish is the interface of the replicator/files (sync.progress)."""
+    async with local_api.client.ws_connect("/ws", params={"token": token("viewer")}) as ws:
+        await recv(ws)
+        await subscribe(ws, site=1)
+        with local_api.db.connect() as conn:
+            conn.execute(
+                "SELECT scsync_api_publish(1, 'sync.progress', NULL, NULL, NULL, %s::jsonb)",
+                ('{"state": "running", "rows_done": 5, "rows_total": 9}',),
+            )
+            conn.execute(
+                "SELECT scsync_api_publish(2, 'sync.progress', NULL, NULL, NULL, '{}'::jsonb)"
+            )
+            big = "x" * 9000  # past a notification's size: listeners read the row by id
+            conn.execute(
+                "SELECT scsync_api_publish(1, 'sync.progress', NULL, NULL, NULL, %s::jsonb)",
+                ('{"note": "' + big + '"}',),
+            )
+            conn.commit()
+        first = await next_of(ws, "sync.progress")
+        assert first["site"] == 1 and first["data"]["rows_done"] == 5
+        second = await next_of(ws, "sync.progress")
+        assert second["site"] == 1 and second["data"]["note"] == big
