@@ -21,6 +21,7 @@ import psycopg
 from schema.errors import ConfigError, DatabaseUnavailable
 from schema.sql import query
 from schema.urls import libpq_url
+from scsync.errors import EXIT_UNAVAILABLE
 
 
 def _connect(url: str, what: str) -> psycopg.Connection[Any]:
@@ -51,43 +52,74 @@ def _waiting(source: psycopg.Connection[Any], site: dict[str, int]) -> dict[str,
 
 
 def site_status(settings: Any, cloud_url: str | None = None) -> dict[str, Any]:
-    """Every figure of one site, as a JSON-able dict."""
+    """Every figure of one site, as a JSON-able dict. With the cloud unreachable (a long
+    outage, when status matters most) the local figures are still given, the cloud's
+    are None and ``cloud_error`` says why."""
     from replicator.files.backfill import connect, read_progress
 
     site = {"site_id": int(settings.site_id)}
     local = _connect(settings.local_db_url, "local")
-    cloud = _connect(cloud_url or settings.cloud_db_url, "cloud")
+    cloud: psycopg.Connection[Any] | None = None
+    cloud_error = None
     try:
-        with local, cloud:
+        cloud = _connect(cloud_url or settings.cloud_db_url, "cloud")
+    except DatabaseUnavailable as exc:
+        cloud_error = str(exc)
+    conns = {"local": local, "cloud": cloud}
+
+    def on(side: str, what: Any) -> Any:
+        conn = conns[side]
+        return None if conn is None else what(conn)
+
+    try:
+        with local:
             lanes = {}
-            for name, dest, source in (("push", cloud, local), ("pull", local, cloud)):
-                rows = [c for c in dest.execute(query("replicator_cursors"), site) if c[0] == name]
-                lane = _waiting(source, site)
-                lane["rows_moved"] = sum(int(c[5] or 0) for c in rows)
-                lane["last_applied_at"] = next(
-                    (c[3].isoformat() for c in rows if c[3] is not None), None
+            for name, dest, source in (("push", "cloud", "local"), ("pull", "local", "cloud")):
+                rows = on(
+                    dest,
+                    lambda c, name=name: [
+                        r for r in c.execute(query("replicator_cursors"), site) if r[0] == name
+                    ],
                 )
-                lanes[name] = lane
+                backlog = on(source, lambda c: _waiting(c, site)) or {
+                    "waiting": None,
+                    "lag_s": None,
+                }
+                lanes[name] = {
+                    **backlog,
+                    "rows_moved": None if rows is None else sum(int(r[5] or 0) for r in rows),
+                    "last_applied_at": None
+                    if rows is None
+                    else next((r[3].isoformat() for r in rows if r[3] is not None), None),
+                }
             figures: dict[str, Any] = {
                 "site_id": site["site_id"],
                 "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "cloud_error": cloud_error,
                 "lanes": lanes,
                 "outbox_depth": {
                     "local": lanes["push"]["waiting"],
                     "cloud": lanes["pull"]["waiting"],
                 },
                 "parked": {
-                    side: len(conn.execute(query("replicator_dead_letters"), site).fetchall())
-                    for side, conn in (("local", local), ("cloud", cloud))
+                    side: on(
+                        side,
+                        lambda c: len(c.execute(query("replicator_dead_letters"), site).fetchall()),
+                    )
+                    for side in ("local", "cloud")
                 },
                 "conflicts_open": {
-                    side: int(_one(conn, "replicator_conflicts_open", site)[0])
-                    for side, conn in (("local", local), ("cloud", cloud))
+                    side: on(side, lambda c: int(_one(c, "replicator_conflicts_open", site)[0]))
+                    for side in ("local", "cloud")
                 },
-                "leases": _leases(cloud, site["site_id"]),
+                "leases": on("cloud", lambda c: _leases(c, site["site_id"]))
+                or {"error": "the cloud is unreachable"},
             }
     except psycopg.Error as exc:
         raise DatabaseUnavailable(f"status query failed: {exc}") from exc
+    finally:
+        if cloud is not None:
+            cloud.close()
 
     async def backfill() -> dict[str, Any]:
         conn = await connect(settings.local_db_url)
@@ -155,6 +187,10 @@ def _ago(iso: str | None) -> str:
     return f"{when:%Y-%m-%d %H:%M:%S} ({max(0, secs):.0f} s ago)"
 
 
+def _n(value: Any) -> str:
+    return "?" if value is None else str(value)
+
+
 def _mib(n: Any) -> str:
     return f"{(n or 0) / 1048576:.1f} MiB"
 
@@ -167,18 +203,22 @@ def render_site(f: dict[str, Any]) -> str:
         "",
         f"{'lane':<6} {'waiting':>8} {'lag':>9} {'rows moved':>11}  last applied",
     ]
+    if f.get("cloud_error"):
+        lines.insert(1, f"CLOUD UNREACHABLE: {f['cloud_error']} (cloud figures: ?)")
     for name, lane in f["lanes"].items():
+        lag = "?" if lane["lag_s"] is None else f"{lane['lag_s']:.1f}"
         lines.append(
-            f"{name:<6} {lane['waiting']:>8} {lane['lag_s']:>7.1f} s {lane['rows_moved']:>11}  "
-            f"{_ago(lane['last_applied_at'])}"
+            f"{name:<6} {_n(lane['waiting']):>8} {lag:>7} s {_n(lane['rows_moved']):>11}  "
+            + ("?" if lane["rows_moved"] is None else _ago(lane["last_applied_at"]))
         )
     eta = bf.get("eta_s")
     lines += [
         "",
-        f"outbox depth    local {f['outbox_depth']['local']}  cloud {f['outbox_depth']['cloud']}",
-        f"parked rows     local {f['parked']['local']}  cloud {f['parked']['cloud']}",
-        f"conflicts open  local {f['conflicts_open']['local']}  "
-        f"cloud {f['conflicts_open']['cloud']}",
+        f"outbox depth    local {_n(f['outbox_depth']['local'])}  "
+        f"cloud {_n(f['outbox_depth']['cloud'])}",
+        f"parked rows     local {_n(f['parked']['local'])}  cloud {_n(f['parked']['cloud'])}",
+        f"conflicts open  local {_n(f['conflicts_open']['local'])}  "
+        f"cloud {_n(f['conflicts_open']['cloud'])}",
         f"backfill        {bf['state']}: rows {bf['rows_done']}/{bf['rows_total']}, "
         f"{_mib(bf['bytes_done'])}/{_mib(bf['bytes_total'])}, "
         f"{bf['rows_per_s']} rows/s, ETA {'-' if eta is None else f'{eta:.0f} s'}",
@@ -226,7 +266,8 @@ def _status(args: argparse.Namespace) -> int:
     settings = load_settings(Path(args.config) if args.config else None)
     figures = site_status(settings, args.cloud_url)
     print(json.dumps(figures, indent=2) if args.json else render_site(figures))
-    return 0
+    # The figures are printed either way; the exit code tells a script the cloud is down.
+    return EXIT_UNAVAILABLE if figures["cloud_error"] else 0
 
 
 def register(sub: Any) -> None:

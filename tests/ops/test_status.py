@@ -157,3 +157,34 @@ def test_status_names_an_unreachable_database(tmp_path: Path) -> None:
     done = _status("--config", str(config))
     assert done.returncode == 3
     assert "cannot reach the local database" in done.stderr
+
+
+def test_status_during_a_cloud_outage_shows_the_local_figures(
+    local_db: TestDatabase, tmp_path: Path
+) -> None:
+    """The cloud unreachable (a long outage): the site's own figures are still shown, the
+    cloud's are '?', and the exit code (3) tells a script."""
+    config = tmp_path / "local.toml"
+    config.write_text(
+        f"local_db_url = {json.dumps(local_db.url)}\n"
+        'cloud_db_url = "postgresql://site@127.0.0.1:9/cloud"\n'
+        f"site_id = {local_db.site_id}\n",
+        encoding="utf-8",
+    )
+    with local_db.connect(autocommit=True) as c:
+        for i in range(2):
+            c.execute(
+                "INSERT INTO patients (site_id, patient_code, name) VALUES (%s, %s, 'x')",
+                (local_db.site_id, f"O{i}"),
+            )
+    done = _status("--config", str(config), "--json")
+    assert done.returncode == 3, done.stderr
+    f = json.loads(done.stdout)
+    assert "cannot reach the cloud database" in f["cloud_error"]
+    assert f["outbox_depth"] == {"local": 2, "cloud": None}
+    assert f["lanes"]["push"]["waiting"] == 2 and f["lanes"]["push"]["rows_moved"] is None
+    assert f["parked"]["local"] == 0 and f["conflicts_open"]["cloud"] is None
+    text = _status("--config", str(config))
+    assert text.returncode == 3
+    assert "CLOUD UNREACHABLE" in text.stdout
+    assert "outbox depth    local 2  cloud ?" in text.stdout
