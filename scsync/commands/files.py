@@ -28,11 +28,35 @@ ENV = {
 }
 
 
+# The same values in the site's config file (scsync init): section and key.
+CONFIG_KEYS = {
+    "local_url": ("replicator", "local_db_url"),
+    "cloud_url": ("replicator", "cloud_db_url"),
+    "blobs_url": ("files", "blobs_url"),
+    "token": ("files", "token"),
+}
+
+
+def _from_config(args: argparse.Namespace, name: str) -> str | None:
+    config = getattr(args, "config", None)
+    if not config:
+        return None
+    from schema.config import read_config_file
+
+    section, key = CONFIG_KEYS[name]
+    value = read_config_file(config, section).get(key)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"setting {key!r} of [{section}] in {config} must be a string")
+    return value
+
+
 def _opt(args: argparse.Namespace, name: str, required: bool = True) -> str | None:
-    value = getattr(args, name, None) or os.environ.get(ENV[name])
+    """A flag, else its environment variable, else the --config file."""
+    value = getattr(args, name, None) or os.environ.get(ENV[name]) or _from_config(args, name)
     if required and not value:
         flag = "--" + name.replace("_", "-")
-        raise ConfigError(f"missing {flag} (or {ENV[name]})")
+        section, key = CONFIG_KEYS[name]
+        raise ConfigError(f"missing {flag} (or {ENV[name]}, or {key} in [{section}] of --config)")
     return value
 
 
@@ -461,6 +485,9 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 
 def _common(p: argparse.ArgumentParser, cloud: bool = True, blobs: bool = False) -> None:
+    p.add_argument(
+        "--config", help="the site's config file: URLs and token when not given otherwise"
+    )
     p.add_argument("--local-url", help="local database URL (default: SCSYNC_LOCAL_DB_URL)")
     if cloud:
         p.add_argument("--cloud-url", help="cloud database URL (default: SCSYNC_CLOUD_DB_URL)")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -188,3 +190,29 @@ def test_status_during_a_cloud_outage_shows_the_local_figures(
     assert text.returncode == 3
     assert "CLOUD UNREACHABLE" in text.stdout
     assert "outbox depth    local 2  cloud ?" in text.stdout
+
+
+def test_site_commands_read_the_site_config_file(local_db: TestDatabase, tmp_path: Path) -> None:
+    """policy/backfill/sync take their URLs from the same file (scsync init's layout)."""
+    config = tmp_path / "local.toml"
+    config.write_text(
+        f"[replicator]\nlocal_db_url = {json.dumps(local_db.url)}\n"
+        'cloud_db_url = "postgresql://site@127.0.0.1:9/cloud"\nsite_id = 1\n',
+        encoding="utf-8",
+    )
+    env_free = {k: v for k, v in os.environ.items() if not k.startswith("SCSYNC_")}
+    run = functools.partial(
+        subprocess.run, capture_output=True, text=True, timeout=60, check=False, env=env_free
+    )
+    policy = run([sys.executable, "-m", "scsync", "policy", "show", "--config", str(config)])
+    assert policy.returncode == 0, policy.stderr
+    assert json.loads(policy.stdout)["mode"] == "all"
+    backfill = run([sys.executable, "-m", "scsync", "backfill", "status", "--config", str(config)])
+    assert backfill.returncode == 0, backfill.stderr
+    assert backfill.stdout.startswith("backfill ")
+    (tmp_path / "empty.toml").write_text("[replicator]\nsite_id = 1\n", encoding="utf-8")
+    missing = run(
+        [sys.executable, "-m", "scsync", "policy", "show", "--config", str(tmp_path / "empty.toml")]
+    )
+    assert missing.returncode == 2
+    assert "local_db_url in [replicator] of --config" in missing.stderr
