@@ -10,10 +10,17 @@ EXTERNAL_PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
 test: system-deps lint typecheck pytest pytest-external-pg bench-quick
 
-# Debian packages some tests drive (systemd-analyze for the unit files). Installed
+# Debian packages some tests drive: systemd-analyze (unit files) and chromium (the
+# status page's browser test, driven by Playwright with executable_path). Installed
 # only when missing, so a machine that has them needs no network for this step.
 system-deps:
-	@command -v systemd-analyze >/dev/null || { apt-get update -qq && apt-get install -y -qq systemd; }
+	@missing=""; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "== installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +37,7 @@ typecheck: $(VENV)/.installed
 
 # pytest exits 5 when it collects nothing; make treats that as the failure it is.
 pytest: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 pytest-external-pg: $(VENV)/.installed
 	@if $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
