@@ -642,7 +642,7 @@ def check_backfill(w: World, n: Narrator) -> None:
     site = w.sites[0]
     s = site.seeded
     assert s is not None
-    ok = wait_until(lambda: bool(sign_in(w.cloud_api, "bob", site.site_id)), 20, 0.5)
+    ok = wait_until(lambda: bool(sign_in(w.cloud_api, "bob", site.site_id)), 45, 0.5)
     n.check(ok, "the clinic's accounts arrived: bob signs in to the cloud API")
     if not ok:
         return
@@ -734,7 +734,7 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
         n.say(f"alice saves (version {saved.get('version')}) and closes the editor")
         ok = wait_until(
             lambda: get_record(w.cloud_api, bob.token, TABLE, rid).get("phone") == "010-1111-2222",
-            15,
+            45,
         )
         n.check(ok, f"the local save reached the cloud in {time.monotonic() - t0:.1f} s")
 
@@ -744,7 +744,7 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
         n.say(f"bob saves in the cloud: version {res.get('version')}")
         ok = wait_until(
             lambda: "penicillin" in str(get_record(site.api_url, alice.token, TABLE, rid)["notes"]),
-            15,
+            45,
         )
         n.check(ok, f"the local API shows bob's note after {time.monotonic() - t0:.1f} s")
         if watcher.find(lambda e: e.get("record_id") == str(rid), 0.1):
@@ -807,7 +807,7 @@ def outage(
         conflicts[:] = [c for c in items if str(c.get("record_id")) == str(rid)]
         return bool(conflicts)
 
-    ok = wait_until(has_conflict, 30, 0.3)
+    ok = wait_until(has_conflict, 60, 0.3)
     n.check(ok, f"the cloud API shows the conflict on patient {rid}: both versions kept")
     if not ok:
         return
@@ -842,7 +842,7 @@ def outage(
             and not loc.get("in_conflict")
         )
 
-    n.check(wait_until(converged, 30, 0.3), "resolved: both sides hold alice's version")
+    n.check(wait_until(converged, 60, 0.3), "resolved: both sides hold alice's version")
 
 
 def _phone(detail: dict[str, Any], side: str) -> Any:
@@ -914,7 +914,7 @@ def sync_off(w: World, n: Narrator, alice: Editor, bob: Editor) -> None:
             return exc.status == 404
         return row.get("lifecycle") == "deleted" or bool(row.get("deleted"))
 
-    n.check(wait_until(gone, 20, 0.3), "the cloud copy is marked deleted (the local one stays)")
+    n.check(wait_until(gone, 45, 0.3), "the cloud copy is marked deleted (the local one stays)")
     local = get_record(site.api_url, alice.token, TABLE, rid)
     n.check(local.get("sync_enabled") is False, "locally the record stays, sync off")
 
