@@ -730,6 +730,7 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
                 f"held by {exc.body.get('holder')}",
             )
         saved = alice.save(session, {"phone": "010-1111-2222"})
+        t0 = time.monotonic()
         alice.close(session)
         n.say(f"alice saves (version {saved.get('version')}) and closes the editor")
         ok = wait_until(
