@@ -82,15 +82,16 @@ FILES: Final[list[tuple[str, Any, str]]] = [
     ("store", "/var/lib/scsync/files", "where downloaded files land (SCSYNC_FILE_STORE)"),
 ]
 
-# `scsync lockd run` when lockd runs alone (the cloud API mounts it otherwise): flags.
+# `scsync lockd run --config` (lockd alone; the cloud API mounts it otherwise): [lockd].
 LOCKD: Final[list[tuple[str, Any, str]]] = [
-    ("db_url", CLOUD_DB_ADMIN, "--db-url: the cloud database (SCSYNC_CLOUD_DB_URL)"),
-    ("host", "127.0.0.1", "--host"),
-    ("port", 8470, "--port"),
-    ("ttl_s", 30.0, "--ttl-s: lease TTL"),
-    ("idle_warn_s", 600.0, "--idle-warn-s: 0 = no idle policy"),
-    ("idle_close_s", 300.0, "--idle-close-s"),
-    ("sweep_interval_s", 1.0, "--sweep-interval-s"),
+    ("db_url", CLOUD_DB_ADMIN, "the cloud database (default: db_url of [api])"),
+    ("jwt_secret", "", "default: jwt_secret of [api]; SCSYNC_JWT_SECRET wins"),
+    ("host", "127.0.0.1", "address to listen on (--host)"),
+    ("port", 8470, "TCP port (--port)"),
+    ("ttl_s", 30.0, "lease TTL (--ttl-s)"),
+    ("idle_warn_s", 600.0, "warn an idle editor after this long; 0 = no idle policy"),
+    ("idle_close_s", 300.0, "then close its lease this long after the warning"),
+    ("sweep_interval_s", 1.0, "how often expired leases are swept"),
 ]
 
 
@@ -175,11 +176,12 @@ def render(side: str, secret: str | None = None) -> str:
     if side == "local":
         body += ["", "[replicator]", *_lines(replicator_items())]
         body += ["", "[files]", *_lines((k, v, h, True) for k, v, h in FILES)]
-    body += [
-        "",
-        "# lockd alone (`scsync lockd run`) takes these as flags; the cloud API mounts lockd",
-        "# with lease_ttl_s / idle_* of [api] instead.",
-        "# [lockd]",
-        *_lines((k, v, h, False) for k, v, h in LOCKD),
-    ]
+    else:
+        body += [
+            "",
+            "# lockd run alone (`scsync lockd run --config THIS_FILE`); the cloud API mounts",
+            "# lockd itself with lease_ttl_s / idle_* of [api]. Flags win over this table.",
+            "[lockd]",
+            *_lines((k, v, h, False) for k, v, h in LOCKD),
+        ]
     return "\n".join(head + body) + "\n"

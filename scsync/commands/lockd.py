@@ -14,10 +14,55 @@ SECRET_ENV = "SCSYNC_JWT_SECRET"
 URL_ENV = "SCSYNC_CLOUD_DB_URL"
 
 
+# Used when neither a flag nor the --config file gives a value.
+DEFAULTS: dict[str, float | int | str] = {
+    "ttl_s": 30.0,
+    "idle_warn_s": 600.0,
+    "idle_close_s": 300.0,
+    "sweep_interval_s": 1.0,
+    "host": "127.0.0.1",
+    "port": 8470,
+}
+
+
+def _file(args: argparse.Namespace, section: str = "lockd") -> dict[str, Any]:
+    """A table of the --config file (schema/config.py); empty without --config."""
+    config = getattr(args, "config", None)
+    if not config:
+        return {}
+    from schema.config import read_config_file
+
+    return read_config_file(config, section)
+
+
+def _setting(args: argparse.Namespace, key: str) -> Any:
+    """A flag, else the [lockd] table of --config, else the default; type-checked."""
+    value = getattr(args, key, None)
+    if value is None:
+        value = _file(args).get(key, DEFAULTS[key])
+    default = DEFAULTS[key]
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"setting {key!r} of [lockd] must be a string, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = "an integer" if isinstance(default, int) else "a number"
+        raise ConfigError(f"setting {key!r} of [lockd] must be {kind}, got {value!r}")
+    return type(default)(value)
+
+
 def _url(args: argparse.Namespace) -> str:
-    value = args.db_url or os.environ.get(URL_ENV)
+    # The cloud config's [lockd] db_url, else its [api] one (lockd works on that database).
+    value = (
+        args.db_url
+        or os.environ.get(URL_ENV)
+        or _file(args).get("db_url")
+        or _file(args, "api").get("db_url")
+    )
     if not value:
-        raise ConfigError(f"no cloud database URL: pass --db-url or set {URL_ENV}")
+        raise ConfigError(
+            f"no cloud database URL: pass --db-url, set {URL_ENV} or db_url in --config"
+        )
     from schema.config import check_postgres_url
 
     return check_postgres_url("db_url", value)
@@ -28,10 +73,10 @@ def _config(args: argparse.Namespace) -> Any:
 
     try:
         return LockdConfig(
-            ttl_s=args.ttl_s,
-            idle_warn_s=args.idle_warn_s or None,
-            idle_close_s=args.idle_close_s or None,
-            sweep_interval_s=args.sweep_interval_s,
+            ttl_s=_setting(args, "ttl_s"),
+            idle_warn_s=_setting(args, "idle_warn_s") or None,
+            idle_close_s=_setting(args, "idle_close_s") or None,
+            sweep_interval_s=_setting(args, "sweep_interval_s"),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
@@ -40,16 +85,25 @@ def _config(args: argparse.Namespace) -> Any:
 def _run(args: argparse.Namespace) -> int:
     from lockd import web
 
-    secret = os.environ.get(SECRET_ENV, "")
-    if len(secret.encode()) < 32:
-        raise ConfigError(f"set {SECRET_ENV} to the JWT secret (at least 32 bytes)")
-    print(f"lockd listening on http://{args.host}:{args.port}{args.prefix}", flush=True)
+    secret = (
+        os.environ.get(SECRET_ENV)
+        or _file(args).get("jwt_secret")
+        or _file(args, "api").get("jwt_secret")
+        or ""
+    )
+    if not isinstance(secret, str) or len(secret.encode()) < 32:
+        raise ConfigError(
+            f"set {SECRET_ENV} (or jwt_secret in --config) to the JWT secret (at least 32 bytes)"
+        )
+    host, port = _setting(args, "host"), _setting(args, "port")
+    db_url, config = _url(args), _config(args)
+    print(f"lockd listening on http://{host}:{port}{args.prefix}", flush=True)
     web.run(
-        host=args.host,
-        port=args.port,
-        db_url=_url(args),
+        host=host,
+        port=port,
+        db_url=db_url,
         jwt_secret=secret,
-        config=_config(args),
+        config=config,
         prefix=args.prefix,
         reuse_port=args.reuse_port,
     )
@@ -92,16 +146,20 @@ def register(sub: Any) -> None:
     lk_sub = lk.add_subparsers(dest="lockd_command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config", help="the cloud's config file: its [lockd] table (and [api] db_url)"
+        )
         p.add_argument("--db-url", help=f"cloud database URL (default: {URL_ENV})")
-        p.add_argument("--ttl-s", type=float, default=30.0, help="lease TTL (default 30)")
-        p.add_argument("--idle-warn-s", type=float, default=600.0, help="0 = no idle policy")
-        p.add_argument("--idle-close-s", type=float, default=300.0)
-        p.add_argument("--sweep-interval-s", type=float, default=1.0)
+        # Defaults are applied after the --config file (see DEFAULTS), hence None here.
+        p.add_argument("--ttl-s", type=float, help="lease TTL (default 30)")
+        p.add_argument("--idle-warn-s", type=float, help="0 = no idle policy (default 600)")
+        p.add_argument("--idle-close-s", type=float, help="(default 300)")
+        p.add_argument("--sweep-interval-s", type=float, help="(default 1)")
 
     run = lk_sub.add_parser("run", help="serve lockd over HTTP (JWT secret from the env)")
     common(run)
-    run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=8470)
+    run.add_argument("--host", help="(default 127.0.0.1)")
+    run.add_argument("--port", type=int, help="(default 8470)")
     run.add_argument("--prefix", default="/v1/locks")
     run.add_argument(
         "--reuse-port",

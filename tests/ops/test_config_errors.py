@@ -234,3 +234,32 @@ def test_files_table_errors_are_named(
     code, msg = run(["files", "run", "--config", str(path)])
     assert code == 2
     assert expected in msg, msg
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ('ttl_s = "long"\n', "'ttl_s' of [lockd] must be a number"),
+        ('port = "8470"\n', "'port' of [lockd] must be an integer"),
+        ("host = 1\n", "'host' of [lockd] must be a string"),
+        ('db_url = "http://cloud/x"\n', "'db_url' must be a postgresql:// URL"),
+        ('jwt_secret = "short"\ndb_url = "postgresql://h/x"\n', "at least 32 bytes"),
+        ("ttl_s = -1\n", "ttl"),
+    ],
+)
+def test_lockd_config_table_errors_are_named(
+    run: Callable[[list[str]], tuple[int, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    table: str,
+    expected: str,
+) -> None:
+    monkeypatch.delenv("SCSYNC_JWT_SECRET", raising=False)
+    path = tmp_path / "cloud.toml"
+    api = "" if "jwt_secret" in table else f'[api]\njwt_secret = "{SECRET}"\n'
+    path.write_text(f"{api}[lockd]\n{table}", encoding="utf-8")
+    if "db_url" not in table:
+        monkeypatch.setenv("SCSYNC_CLOUD_DB_URL", GOOD_PG)
+    code, msg = run(["lockd", "run", "--config", str(path)])
+    assert code == 2
+    assert expected in msg, msg

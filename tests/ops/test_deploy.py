@@ -107,3 +107,56 @@ def test_example_configs_are_what_init_writes() -> None:
             f"deploy/config/{side}.toml is stale: regenerate it with "
             f"scsync.config_example.render({side!r}, PLACEHOLDER_SECRET)"
         )
+
+
+def test_lockd_runs_from_the_cloud_config_file(cloud_db: TestDatabase, tmp_path: Path) -> None:
+    """`scsync lockd run --config cloud.toml`: the database and secret from [api], the
+    port and TTL from [lockd]; flags and environment stay unset."""
+    from scsync.embedded_pg import free_port
+
+    port = free_port()
+    config = tmp_path / "cloud.toml"
+    config.write_text(
+        f"[api]\ndb_url = {json.dumps(cloud_db.url)}\n"
+        'jwt_secret = "ops-deploy-tests-secret-0123456789abcdef"\n'
+        f"[lockd]\nport = {port}\nttl_s = 12.5\n",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCSYNC_")}
+    log = open(tmp_path / "lockd.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scsync", "lockd", "run", "--config", str(config)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    try:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/v1/locks/health", timeout=2
+                ) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "lockd.log").read_text()
+                assert time.monotonic() < deadline, "lockd did not answer"
+                time.sleep(0.2)
+        sweep = subprocess.run(
+            [sys.executable, "-m", "scsync", "lockd", "sweep", "--config", str(config)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert sweep.returncode == 0, sweep.stderr
+        assert "expired" in json.loads(sweep.stdout)
+    finally:
+        proc.terminate()
+        proc.wait(15)
