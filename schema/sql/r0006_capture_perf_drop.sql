@@ -1,0 +1,46 @@
+-- Undo r0006_capture_perf.sql (migration 0006 downgrade): the row triggers and the
+-- functions of revisions 0001 and 0005 as they were.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOR t IN SELECT table_name FROM scsync_synced_tables ORDER BY table_name LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS api_events_ins ON %I', t);
+        EXECUTE format('DROP TRIGGER IF EXISTS api_events_upd ON %I', t);
+        EXECUTE format('DROP TRIGGER IF EXISTS api_events_del ON %I', t);
+        EXECUTE format('DROP TRIGGER IF EXISTS scsync_stamp ON %I', t);
+        EXECUTE format('CREATE TRIGGER scsync_stamp BEFORE INSERT OR UPDATE ON %I '
+                       'FOR EACH ROW EXECUTE FUNCTION scsync_stamp_revision()', t);
+        EXECUTE format('CREATE TRIGGER api_event_capture AFTER INSERT OR UPDATE OR DELETE '
+                       'ON %I FOR EACH ROW EXECUTE FUNCTION scsync_api_record_event()', t);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION scsync_api_attach(tbl text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CREATE TRIGGER api_event_capture AFTER INSERT OR UPDATE OR DELETE ON %I '
+                   'FOR EACH ROW EXECUTE FUNCTION scsync_api_record_event()', tbl);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION scsync_register_table(tbl regclass, file_column text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    tname text;
+BEGIN
+    SELECT c.relname INTO tname FROM pg_class c WHERE c.oid = tbl;
+    EXECUTE format('CREATE TRIGGER scsync_stamp BEFORE INSERT OR UPDATE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION scsync_stamp_revision()', tbl);
+    EXECUTE format('CREATE TRIGGER scsync_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION scsync_capture()', tbl);
+    INSERT INTO scsync_synced_tables (table_name, file_column)
+    VALUES (tname, file_column);
+END
+$$;
+
+DROP FUNCTION scsync_capture_attach(regclass);
+DROP FUNCTION scsync_api_record_events();
+DROP FUNCTION scsync_api_event_body(bigint, text, int, text, bigint, bigint, timestamptz, jsonb);
