@@ -3,25 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from schema.errors import CodedError
 
 
-class ApiError(Exception):
+class ApiError(CodedError):
     """Base of every error the API raises on purpose."""
 
     status = 500
     code = "internal_error"
-
-    def __init__(self, message: str, *, field: str | None = None, **extra: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.extra = extra
-
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"error": self.code, "message": self.message, "field": self.field}
-        out.update(self.extra)
-        return out
 
 
 class ConfigError(ApiError):

@@ -20,69 +20,17 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from schema.urls import libpq_url
-
-
-# The same two helpers as bench/files.py: each bench runs as a plain script (its own
-# directory on sys.path, not the repository), so neither can import the other.
-def admin_url(stack: ExitStack, prefix: str) -> str:
-    url = os.environ.get("SCSYNC_BENCH_PG_URL") or os.environ.get("SCSYNC_TEST_PG_URL")
-    if url:
-        return url
-    from scsync.embedded_pg import EmbeddedPostgres
-
-    workdir = Path(tempfile.mkdtemp(prefix=prefix))
-    stack.callback(shutil.rmtree, workdir, True)
-    server = EmbeddedPostgres(workdir / "data")
-    server.start()
-    stack.callback(server.stop)
-    return server.url
-
-
-def new_database(
-    stack: ExitStack, admin: str, name: str, side: str, node_id: int, site_id: int | None
-) -> str:
-    """A migrated database of one side, dropped when `stack` closes; its URL."""
-    from sqlalchemy.engine import make_url
-
-    from schema import db as schema_db
-    from schema import migrate
-    from schema.urls import create_engine, libpq_url
-
-    with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-    def drop() -> None:
-        with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-    stack.callback(drop)
-    url = make_url(libpq_url(admin)).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url, side)
-    engine = create_engine(url)
-    try:
-        with engine.begin() as sa_conn:
-            schema_db.set_node(sa_conn, node_id, migrate.check_side(side), site_id)
-    finally:
-        engine.dispose()
-    return url
+from scsync.devdb import admin_url, new_database
 
 
 def seed(local_url: str, rows: int) -> None:

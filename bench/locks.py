@@ -19,77 +19,34 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from contextlib import ExitStack, suppress
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psycopg
 import uvloop
 
+from scsync.devdb import admin_url, new_database, percentile
+
 SECRET = "bench-secret-0123456789abcdef-0123456789abcdef"
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _admin_url(stack: ExitStack) -> str:
-    url = os.environ.get("SCSYNC_BENCH_PG_URL") or os.environ.get("SCSYNC_TEST_PG_URL")
-    if url:
-        return url
-    from scsync.embedded_pg import EmbeddedPostgres
-
-    workdir = Path(tempfile.mkdtemp(prefix="bench-locks-"))
-    stack.callback(shutil.rmtree, workdir, True)
-    server = EmbeddedPostgres(workdir / "data")
-    server.start()
-    stack.callback(server.stop)
-    return server.url
 
 
 def _database(stack: ExitStack, admin: str, records: int) -> tuple[str, list[int], int]:
     """A migrated cloud database named bench_locks_<pid> with ``records`` + 1 patients."""
-    from schema import db as schema_db
-    from schema import migrate
-    from schema.urls import create_engine, libpq_url
-
-    name = f"bench_locks_{os.getpid()}"
-    with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    stack.callback(drop)
-    from sqlalchemy.engine import make_url
-
-    url = make_url(libpq_url(admin)).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url, "cloud")
-    engine = create_engine(url)
-    with engine.begin() as c:
-        schema_db.set_node(c, 0, "cloud", None)
-    engine.dispose()
-    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+    url = new_database(stack, admin, f"bench_locks_{os.getpid()}", "cloud", 0, None)
+    with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "INSERT INTO patients (site_id, patient_code, name)"
             " SELECT 1, 'B' || g, 'Bench ' || g FROM generate_series(1, %s) g RETURNING id",
             (records + 1,),
         ).fetchall()
     ids = [int(r[0]) for r in rows]
-    return libpq_url(url), ids[:-1], ids[-1]
+    return url, ids[:-1], ids[-1]
 
 
 def _start_lockd(stack: ExitStack, db_url: str, workers: int) -> str:
@@ -264,10 +221,10 @@ async def _run(
     return {
         "cycles": len(cycles),
         "per_s": len(cycles) / elapsed,
-        "p50": pct(cycles, 0.50),
-        "p99": pct(cycles, 0.99),
-        "save_p50": pct(saves, 0.50),
-        "save_p99": pct(saves, 0.99),
+        "p50": percentile(cycles, 0.50),
+        "p99": percentile(cycles, 0.99),
+        "save_p50": percentile(saves, 0.50),
+        "save_p99": percentile(saves, 0.99),
         "busy": busy,
     }
 
@@ -281,7 +238,7 @@ def main() -> None:
     args = ap.parse_args()
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     with ExitStack() as stack:
-        admin = _admin_url(stack)
+        admin = admin_url(stack)
         db_url, records, hot = _database(stack, admin, args.clients)
         base = _start_lockd(stack, db_url, args.workers)
         floor = uvloop.run(_floor(db_url, 500 if args.quick else 3000))
@@ -308,7 +265,7 @@ def main() -> None:
             len(floor),
             float("nan"),
             floor_p50,
-            pct(floor, 0.99),
+            percentile(floor, 0.99),
             float("nan"),
         ),
         (

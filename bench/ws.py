@@ -37,6 +37,8 @@ import aiohttp
 import psycopg
 import uvloop
 
+from scsync.devdb import admin_url, new_database, percentile
+
 SECRET = "bench-secret-0123456789abcdef-0123456789abcdef"
 
 FLOOR = r"""
@@ -77,53 +79,8 @@ uvloop.run(main(sys.argv[1], int(sys.argv[2])))
 """
 
 
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _admin_url(stack: ExitStack) -> str:
-    url = os.environ.get("SCSYNC_BENCH_PG_URL") or os.environ.get("SCSYNC_TEST_PG_URL")
-    if url:
-        return url
-    from scsync.embedded_pg import EmbeddedPostgres
-
-    workdir = Path(tempfile.mkdtemp(prefix="bench-ws-"))
-    stack.callback(shutil.rmtree, workdir, True)
-    server = EmbeddedPostgres(workdir / "data")
-    server.start()
-    stack.callback(server.stop)
-    return server.url
-
-
 def _database(stack: ExitStack, admin: str) -> str:
-    from psycopg import sql
-    from sqlalchemy.engine import make_url
-
-    from schema import db as schema_db
-    from schema import migrate
-    from schema.urls import create_engine, libpq_url
-
-    name = f"bench_ws_{os.getpid()}"
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-        conn.execute(drop)
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-    def cleanup() -> None:
-        with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-            conn.execute(drop)
-
-    stack.callback(cleanup)
-    url = make_url(libpq_url(admin)).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url, "local")
-    engine = create_engine(url)
-    with engine.begin() as c:
-        schema_db.set_node(c, 1, "local", 1)
-    engine.dispose()
-    return libpq_url(url)
+    return new_database(stack, admin, f"bench_ws_{os.getpid()}", "local", 1, 1)
 
 
 def _start(stack: ExitStack, args: list[str], env: dict[str, str]) -> str:
@@ -220,8 +177,8 @@ async def _run(
         "events": events,
         "delivered": received[0],
         "delivered_ratio": round(received[0] / expected, 4),
-        "p50_ms": round(pct(latencies, 0.50), 2),
-        "p99_ms": round(pct(latencies, 0.99), 2),
+        "p50_ms": round(percentile(latencies, 0.50), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
         "max_ms": round(max(latencies), 2) if latencies else float("nan"),
         "seconds": round(elapsed, 2),
     }
@@ -240,7 +197,7 @@ def main() -> None:
 
     results: dict[str, dict[str, Any]] = {}
     with ExitStack() as stack:
-        conninfo = _database(stack, _admin_url(stack))
+        conninfo = _database(stack, admin_url(stack))
         for name in ("scsync", "floor"):
             with ExitStack() as server:
                 port = free_port()

@@ -8,25 +8,14 @@ exceptions. Driver errors become these at one boundary (:mod:`lockd.manager`).
 
 from __future__ import annotations
 
-from typing import Any
+from schema.errors import CodedError
 
 
-class LockdError(Exception):
+class LockdError(CodedError):
     """Base of every error lockd raises on purpose."""
 
     status = 500
     code = "lockd_error"
-
-    def __init__(self, message: str, *, field: str | None = None, **extra: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.extra = extra
-
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"error": self.code, "message": self.message, "field": self.field}
-        out.update(self.extra)
-        return out
 
 
 class BadRequest(LockdError):
