@@ -67,9 +67,8 @@ def test_every_synced_table_is_registered_with_its_file_column(
             )
         ).all()
     assert registered == SYNCED_TABLES
-    assert {(t, n) for t in SYNCED_TABLES for n in ("scsync_stamp", "scsync_capture")} == set(
-        triggers
-    )
+    names = ("scsync_stamp", "scsync_capture", "scsync_capture_upd")
+    assert {(t, n) for t in SYNCED_TABLES for n in names} == set(triggers)
 
 
 def test_check_reports_a_database_behind_head(empty_db: TestDatabase) -> None:

@@ -9,6 +9,10 @@ BEGIN
         EXECUTE format('DROP TRIGGER IF EXISTS api_events_upd ON %I', t);
         EXECUTE format('DROP TRIGGER IF EXISTS api_events_del ON %I', t);
         EXECUTE format('DROP TRIGGER IF EXISTS scsync_stamp ON %I', t);
+        EXECUTE format('DROP TRIGGER IF EXISTS scsync_capture ON %I', t);
+        EXECUTE format('DROP TRIGGER IF EXISTS scsync_capture_upd ON %I', t);
+        EXECUTE format('CREATE TRIGGER scsync_capture AFTER INSERT OR UPDATE OR DELETE ON %I '
+                       'FOR EACH ROW EXECUTE FUNCTION scsync_capture()', t);
         EXECUTE format('CREATE TRIGGER scsync_stamp BEFORE INSERT OR UPDATE ON %I '
                        'FOR EACH ROW EXECUTE FUNCTION scsync_stamp_revision()', t);
         EXECUTE format('CREATE TRIGGER api_event_capture AFTER INSERT OR UPDATE OR DELETE '
@@ -38,6 +42,16 @@ BEGIN
                    'FOR EACH ROW EXECUTE FUNCTION scsync_capture()', tbl);
     INSERT INTO scsync_synced_tables (table_name, file_column)
     VALUES (tname, file_column);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION scsync_unregister_table(tbl regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('DROP TRIGGER IF EXISTS scsync_stamp ON %s', tbl);
+    EXECUTE format('DROP TRIGGER IF EXISTS scsync_capture ON %s', tbl);
+    DELETE FROM scsync_synced_tables
+     WHERE table_name = (SELECT relname FROM pg_class WHERE oid = tbl);
 END
 $$;
 
