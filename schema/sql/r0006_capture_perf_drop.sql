@@ -1,13 +1,10 @@
 -- Undo r0006_capture_perf.sql (migration 0006 downgrade): the row triggers and the
--- functions of revisions 0001 and 0005 as they were.
+-- functions of revision 0001 as they were.
 DO $$
 DECLARE
     t text;
 BEGIN
     FOR t IN SELECT table_name FROM scsync_synced_tables ORDER BY table_name LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS api_events_ins ON %I', t);
-        EXECUTE format('DROP TRIGGER IF EXISTS api_events_upd ON %I', t);
-        EXECUTE format('DROP TRIGGER IF EXISTS api_events_del ON %I', t);
         EXECUTE format('DROP TRIGGER IF EXISTS scsync_stamp ON %I', t);
         EXECUTE format('DROP TRIGGER IF EXISTS scsync_capture ON %I', t);
         EXECUTE format('DROP TRIGGER IF EXISTS scsync_capture_upd ON %I', t);
@@ -15,17 +12,7 @@ BEGIN
                        'FOR EACH ROW EXECUTE FUNCTION scsync_capture()', t);
         EXECUTE format('CREATE TRIGGER scsync_stamp BEFORE INSERT OR UPDATE ON %I '
                        'FOR EACH ROW EXECUTE FUNCTION scsync_stamp_revision()', t);
-        EXECUTE format('CREATE TRIGGER api_event_capture AFTER INSERT OR UPDATE OR DELETE '
-                       'ON %I FOR EACH ROW EXECUTE FUNCTION scsync_api_record_event()', t);
     END LOOP;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION scsync_api_attach(tbl text) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format('CREATE TRIGGER api_event_capture AFTER INSERT OR UPDATE OR DELETE ON %I '
-                   'FOR EACH ROW EXECUTE FUNCTION scsync_api_record_event()', tbl);
 END
 $$;
 
@@ -56,5 +43,3 @@ END
 $$;
 
 DROP FUNCTION scsync_capture_attach(regclass);
-DROP FUNCTION scsync_api_record_events();
-DROP FUNCTION scsync_api_event_body(bigint, text, int, text, bigint, bigint, timestamptz, jsonb);

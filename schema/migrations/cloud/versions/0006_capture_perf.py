@@ -1,5 +1,5 @@
-"""capture_perf: set-based change capture and API record events (statement triggers
-with transition tables); the revision stamp is not called for replicated writes.
+"""capture_perf: the revision stamp is not called for replicated writes, the capture
+not for bookkeeping-only updates (trigger WHEN clauses).
 
 Revision ID: 0006
 Revises: 0005
