@@ -24,6 +24,7 @@ from replicator.sites import register_site
 from tests.files.conftest import BlobServer
 from tests.files.helpers import MiB, fetch, sha256_file, sha256_of, urandom_file
 from tests.pg import TestDatabase
+from tests.polling import wait_until
 
 
 class Procs:
@@ -61,14 +62,6 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
         yield p
     finally:
         p.kill_all()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def seed_legacy(

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from lockd.manager import LeaseManager
 from replicator.sites import register_site
 from scsync.embedded_pg import free_port
 from tests.pg import TestDatabase
+from tests.polling import wait_until
 
 SECRET = "ops-metrics-tests-secret-0123456789abcdef"
 Samples = dict[str, list[tuple[dict[str, str], float]]]
@@ -43,19 +43,6 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
         if all(lab.get(k) == w for k, w in labels.items()):
             return v
     return None
-
-
-def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if pred():
-                return
-        except OSError as exc:
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what} ({last})")
 
 
 @pytest.fixture
@@ -117,10 +104,12 @@ def test_replicator_metrics(
         )
     proc = procs("replicator", "run", "--config", str(config))
     url = f"http://127.0.0.1:{port}/metrics"
-    wait_for(
+    wait_until(
         lambda: (value(scrape(url), "scsync_replication_rows_total", lane="push") or 0) >= 5,
         30,
         "5 pushed rows counted",
+        interval=0.2,
+        tolerate=(OSError,),
     )
     s = scrape(url)
     for name in (
@@ -201,7 +190,7 @@ def test_api_metrics(
         return cloud, local
 
     for side in ("cloud", "local"):
-        wait_for(
+        wait_until(
             lambda side=side: (
                 urllib.request.urlopen(  # type: ignore[misc]
                     f"http://127.0.0.1:{ports[side]}/health", timeout=2
@@ -210,6 +199,8 @@ def test_api_metrics(
             ),
             30,
             f"{side} API",
+            interval=0.2,
+            tolerate=(OSError,),
         )
     cloud, local = asyncio.run(scenario())
     site = str(creds.site_id)

@@ -8,7 +8,8 @@ import signal
 import threading
 import time
 
-from tests.replicator.conftest import Replicators, World, wait_until
+from tests.polling import wait_until
+from tests.replicator.conftest import Replicators, World
 
 ROWS = 20_000
 KILLS = 20

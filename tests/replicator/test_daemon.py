@@ -7,7 +7,8 @@ import socket
 import time
 from pathlib import Path
 
-from tests.replicator.conftest import Replicators, World, rows, wait_until
+from tests.polling import wait_until
+from tests.replicator.conftest import Replicators, World, rows
 
 
 def test_daemon_syncs_both_ways_on_hints_and_stops_on_sigterm(

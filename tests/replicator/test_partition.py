@@ -7,8 +7,9 @@ import time
 
 from sqlalchemy.engine import make_url
 
+from tests.polling import wait_until
 from tests.proxy import TcpProxy
-from tests.replicator.conftest import Replicators, World, rows, wait_until
+from tests.replicator.conftest import Replicators, World, rows
 
 PARTITION_S = 10.0  # long enough for every timeout of the daemon to fire
 
