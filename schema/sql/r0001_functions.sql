@@ -33,7 +33,6 @@ DECLARE
     last_l bigint;
     now_ms bigint;
     next_l bigint;
-    spins int := 0;
 BEGIN
     SELECT node_id INTO node FROM scsync_node;
     IF node IS NULL THEN
@@ -59,7 +58,6 @@ BEGIN
             END IF;
             -- 1024 ids in this millisecond already: wait for the next one, as
             -- Snowflake does, rather than run ahead of the clock.
-            spins := spins + 1;
             PERFORM pg_sleep(0.0002);
         END LOOP;
         PERFORM setval('scsync_snowflake_state', next_l);
