@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from typing import Any, Final
 
 import aiohttp
@@ -19,6 +20,7 @@ from api import store
 log = logging.getLogger("scsync.api.relay")
 
 RELAYED: Final = ("lease.expired", "lease.idle_warning", "record.editing", "record.released")
+RELAYED_WINDOW: Final = 20_000
 # Published by this side's API itself when its own users open and close sessions.
 OWN: Final = frozenset({"record.editing", "record.released"})
 
@@ -33,6 +35,9 @@ async def follow_cloud(
     connected: asyncio.Event | None = None,
 ) -> None:
     last: int | None = None
+    # The cloud's replay is at least once (events that committed late below `last` come
+    # again with those around them): what was republished already is dropped by id.
+    relayed: OrderedDict[int, None] = OrderedDict()
     url = cloud_url.rstrip("/") + "/ws"
     while True:
         try:
@@ -59,8 +64,14 @@ async def follow_cloud(
                         connected.set()
                     if ev.get("type") not in RELAYED or "id" not in ev:
                         continue
-                    last = max(last, int(ev["id"]))
+                    ev_id = int(ev["id"])
+                    last = max(last, ev_id)
+                    if ev_id in relayed:
+                        continue
                     await _republish(pool, ev)
+                    relayed[ev_id] = None
+                    if len(relayed) > RELAYED_WINDOW:
+                        relayed.popitem(last=False)
             log.warning("the cloud closed the event link; reconnecting")
         except asyncio.CancelledError:
             raise

@@ -4,7 +4,8 @@ Protocol (JSON text frames):
 
 - connect with ``?token=<JWT>`` (or send ``{"type": "auth", "token": ...}`` first,
   within 10 s); optional ``?last_event_id=N`` replays what was missed at the first
-  subscribe.
+  subscribe (at least once: events that committed late with an id below N come too,
+  and may repeat ones the client has; it drops ids it has seen).
 - client: ``{"type": "subscribe", "site": 1}``, ``{"type": "subscribe", "patient_id":
   "..."}``, ``{"type": "subscribe", "records": [{"table": "images", "id": "..."}]}``
   (keys may be combined; ``last_event_id`` may be given here too; ``"events":

@@ -34,8 +34,22 @@ def add_tables(md: MetaData, side: Side) -> None:
         Column("row_id", BigInteger),
         Column("patient_id", BigInteger),
         Column("payload", JSONB, nullable=False, server_default=sql_text("'{}'::jsonb")),
+        # Revision 0007: the publishing transaction and the oldest one running at insert
+        # (xid8 as bigint), so a replay also finds events that committed late.
+        Column(
+            "txid",
+            BigInteger,
+            nullable=False,
+            server_default=sql_text("(pg_current_xact_id())::text::bigint"),
+        ),
+        Column(
+            "horizon",
+            BigInteger,
+            server_default=sql_text("(pg_snapshot_xmin(pg_current_snapshot()))::text::bigint"),
+        ),
         Index("ix_scsync_api_events_site_id", "site_id", "id"),
         Index("ix_scsync_api_events_at", "at"),
+        Index("ix_scsync_api_events_txid", "txid"),
     )
     if side == "local":
         # Same shape as the cloud's scsync_audit (0001), so both sides audit alike.

@@ -90,11 +90,20 @@ VALUES (%(actor)s, %(side)s, %(site)s, %(action)s, %(table)s, %(row_id)s, %(deta
 SELECT scsync_api_publish(%(site)s, %(type)s, %(table)s, %(row_id)s, %(patient)s,
                           %(payload)s::jsonb) AS id
 
+-- Everything after event `after`, plus what committed after it with a lower id: such an
+-- event's transaction was running when `after` was inserted, so its txid >= after's
+-- horizon (r0007_api_event_horizon.sql). `after`'s own transaction had committed as a
+-- whole when the client saw it. An `after` pruned meanwhile: ids above it only.
 -- name: api_events_after
-SELECT id, at, site_id, type, table_name, row_id, patient_id, payload
-  FROM scsync_api_events
- WHERE id > %(after)s AND (%(site)s::int IS NULL OR site_id = %(site)s::int)
- ORDER BY id
+WITH a AS (SELECT txid, horizon FROM scsync_api_events WHERE id = %(after)s)
+SELECT e.id, e.at, e.site_id, e.type, e.table_name, e.row_id, e.patient_id, e.payload
+  FROM scsync_api_events e
+ WHERE (e.id > %(after)s
+        OR (e.id < %(after)s
+            AND e.txid >= (SELECT horizon FROM a)
+            AND e.txid <> (SELECT txid FROM a)))
+   AND (%(site)s::int IS NULL OR e.site_id = %(site)s::int)
+ ORDER BY e.id
  LIMIT %(limit)s
 
 -- name: api_event_get

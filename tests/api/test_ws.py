@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 
 from api import state
@@ -114,6 +115,43 @@ async def test_reconnect_with_last_event_id_replays_what_was_missed(local_api: A
         # Live events keep coming after the replay.
         live = await local_api.create("doctors", {"name": "live"}, token())
         assert (await next_of(ws, "record.changed"))["record_id"] == live["id"]
+
+
+async def test_replay_finds_an_event_that_committed_late_below_last_event_id(
+    local_api: Api,
+) -> None:
+    """Ids are taken at insert: a transaction holding a lower id commits after the client
+    saw a higher one and left. Resuming from the higher id must still deliver it."""
+    c = local_api.client
+    async with await psycopg.AsyncConnection.connect(local_api.db.libpq_url) as slow:
+        cur = await slow.execute(
+            "SELECT scsync_api_publish(1, 'sync.progress', NULL, NULL, NULL,"
+            " '{\"late\": true}'::jsonb)"
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        late_id = int(row[0])
+        async with c.ws_connect("/ws", params={"token": token("viewer")}) as ws:
+            await recv(ws)
+            await subscribe(ws, site=1)
+            await local_api.create("doctors", {"name": "after"}, token())
+            last_seen = (await next_of(ws, "record.sync"))["id"]
+        await slow.commit()
+    assert late_id < last_seen
+    async with c.ws_connect(
+        "/ws", params={"token": token("viewer"), "last_event_id": str(last_seen)}
+    ) as ws:
+        await recv(ws)
+        await ws.send_json({"type": "subscribe", "site": 1})
+        replayed = []
+        while (msg := await recv(ws))["type"] != "subscribed":
+            replayed.append(msg)
+    # Exactly the late event: the seen transaction's own events (changed + sync of the
+    # doctor) are not sent again.
+    assert [(e["id"], e["type"], e["data"]) for e in replayed] == [
+        (late_id, "sync.progress", {"late": True})
+    ]
+    assert msg["replayed"] == 1
 
 
 @pytest.fixture
