@@ -16,8 +16,8 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 
@@ -29,6 +29,9 @@ from replicator.errors import LaneBusy, Unavailable
 from replicator.lane import BlobGate, Lane, LaneName
 from replicator.metrics import Metrics
 from replicator.settings import Settings
+
+if TYPE_CHECKING:
+    from replicator.files.service import FilesSettings
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +227,22 @@ async def serve(
     return await daemon.serve()
 
 
-def run(settings: Settings) -> int:
-    """The replicator's entry point (``scsync replicator run``): blocks until stopped."""
+# Without the blob gate the push lane applies a file-bearing row at once; the cloud's
+# files_blob_state trigger then marks it remote (metadata only), and nothing uploads
+# its file later but a backfill's widened-scope pass or an on-demand request.
+FILE_LANES_OFF = (
+    "file lanes are off (no blobs_url, token and store in [files] of the config file, "
+    "SCSYNC_BLOBS_URL/SCSYNC_SITE_TOKEN/SCSYNC_FILE_STORE or flags): file-bearing rows "
+    "cross as metadata only (blob_state remote on the cloud) and their files stay on the "
+    "site until `scsync backfill start` with the blob settings uploads them; files of "
+    "pulled rows are not downloaded"
+)
+
+
+def run(settings: Settings, files: FilesSettings | None = None) -> int:
+    """The replicator's entry point (``scsync replicator run``, ``scsync files run``):
+    blocks until stopped. With ``files`` the file lanes run beside the row lanes
+    (:func:`replicator.files.service.serve`)."""
     logging.basicConfig(
         level=settings.log_level.upper(),
         stream=sys.stderr,
@@ -234,8 +251,17 @@ def run(settings: Settings) -> int:
     # Until the event loop takes over SIGTERM, stopping is simply exiting: nothing has
     # been started that needs finishing.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    main: Coroutine[Any, Any, int]
+    if files is None:
+        log.warning(FILE_LANES_OFF)
+        main = serve(settings)
+    else:
+        from replicator.files.service import serve as serve_with_files
+
+        log.info("file lanes on: blobs %s, store %s", files.blobs_url, files.store_root)
+        main = serve_with_files(settings, files)
     try:
-        return asyncio.run(serve(settings))
+        return asyncio.run(main)
     except Unavailable as exc:  # pragma: no cover - serve() retries; kept for safety
         log.error("replicator: %s", first_line(exc))
         return 1

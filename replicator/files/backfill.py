@@ -328,7 +328,7 @@ class Backfill:
                     served = await self._ondemand.serve_once()
                 except FilesError as exc:
                     # On-demand is best effort here: the backfill goes on, the next
-                    # poll (or `scsync files run`) tries again.
+                    # poll (or the replicator's file lanes) tries again.
                     log.warning("on-demand requests: %s", exc)
                     served = 0
                 self.progress.requests_served += served

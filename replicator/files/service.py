@@ -1,4 +1,5 @@
-"""The file lanes wired into the core daemon (``scsync files run``).
+"""The file lanes wired into the core daemon (``scsync replicator run`` when the file
+settings are given, and its alias ``scsync files run``; see ``replicator.daemon.run``).
 
 - The push lane gets :func:`push_gate` as its ``blob_gate``: before a batch is applied
   on the cloud, the blobs of its in-scope file-bearing rows are uploaded; a row whose

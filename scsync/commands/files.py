@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from schema.errors import ConfigError
+from scsync.commands import file_lanes
+from scsync.commands.replicator import run_daemon
 
 ENV = {
     "local_url": "SCSYNC_LOCAL_DB_URL",
     "cloud_url": "SCSYNC_CLOUD_DB_URL",
-    "blobs_url": "SCSYNC_BLOBS_URL",
-    "token": "SCSYNC_SITE_TOKEN",
+    "blobs_url": file_lanes.ENV["blobs_url"],
+    "token": file_lanes.ENV["token"],
 }
 
 
@@ -419,42 +421,8 @@ async def _backfill_pause_async(args: argparse.Namespace) -> int:
 
 
 def _files_run(args: argparse.Namespace) -> int:
-    import logging
-
-    from replicator.files.service import FilesSettings, serve
-    from replicator.settings import load_settings
-
-    settings = load_settings(Path(args.config) if args.config else None)
-    if args.config:
-        # The [files] table of the side's config file (scsync init); flags and env win.
-        from schema.config import check_http_url, read_config_file
-
-        section = read_config_file(args.config, "files")
-        envs = {"blobs_url": ENV["blobs_url"], "token": ENV["token"], "store": "SCSYNC_FILE_STORE"}
-        for key, env_name in envs.items():
-            value = section.get(key)
-            if not getattr(args, key) and not os.environ.get(env_name) and value is not None:
-                if not isinstance(value, str):
-                    raise ConfigError(f"setting {key!r} of [files] must be a string")
-                setattr(args, key, value)
-        if args.blobs_url:
-            check_http_url("blobs_url", args.blobs_url)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    store = args.store or os.environ.get("SCSYNC_FILE_STORE")
-    if not store:
-        raise ConfigError("missing --store (or SCSYNC_FILE_STORE): where downloaded files go")
-    files = FilesSettings(
-        blobs_url=_need(args, "blobs_url"),
-        token=_need(args, "token"),
-        store_root=Path(store),
-        poll_s=args.poll_s,
-        concurrency=args.concurrency,
-    )
-    return asyncio.run(serve(settings, files))
+    # The alias of `scsync replicator run` for sites that must not run without files.
+    return run_daemon(args, files_required=True)
 
 
 # -- registration -----------------------------------------------------------------------------
@@ -541,19 +509,15 @@ def register(sub: Any) -> None:
     rs.add_argument("id", type=int)
     rs.set_defaults(handler=_guarded(_restore))
 
-    fr = sub.add_parser("files", help="the replicator with its file lanes: run")
+    fr = sub.add_parser("files", help="the replicator with its file lanes required: run")
     fr_sub = fr.add_subparsers(dest="files_command", required=True)
     run = fr_sub.add_parser(
         "run",
-        help="push/pull lanes (scsync replicator settings) plus blob uploads before push, "
-        "downloads after pull and on-demand requests",
+        help="alias of `scsync replicator run` that refuses to start without the file "
+        "settings (blobs_url, token, store)",
     )
-    run.add_argument("--config", help="replicator settings (TOML); SCSYNC_* env too")
-    run.add_argument("--blobs-url", help="the cloud's blob API (default: SCSYNC_BLOBS_URL)")
-    run.add_argument("--token", help="this site's JWT (default: SCSYNC_SITE_TOKEN)")
-    run.add_argument("--store", help="local file store root (default: SCSYNC_FILE_STORE)")
-    run.add_argument("--poll-s", type=float, default=1.0, help="on-demand/download poll")
-    run.add_argument("--concurrency", type=int, default=4, help="file transfers in flight")
+    run.add_argument("--config", help="the site's config file: [replicator] and [files]")
+    file_lanes.add_arguments(run)
     run.set_defaults(handler=_guarded(_files_run))
 
     bf = sub.add_parser("backfill", help="send what never crossed: start, status, pause")

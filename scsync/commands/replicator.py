@@ -14,6 +14,7 @@ import psycopg
 from schema.errors import ConfigError, DatabaseUnavailable
 from schema.sql import query
 from schema.urls import libpq_url
+from scsync.commands import file_lanes
 
 URL_ENV = {"local": "SCSYNC_LOCAL_DB_URL", "cloud": "SCSYNC_CLOUD_DB_URL"}
 
@@ -24,10 +25,13 @@ def _settings(args: argparse.Namespace) -> Any:
     return load_settings(Path(args.config) if args.config else None)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run_daemon(args: argparse.Namespace, files_required: bool = False) -> int:
+    """The site's daemon, row lanes plus the file lanes when their settings are given;
+    `replicator run` and its alias `files run` (``files_required``) both start it here."""
     from replicator import daemon
 
-    return daemon.run(_settings(args))
+    settings = _settings(args)
+    return daemon.run(settings, file_lanes.from_args(args, required=files_required))
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -213,14 +217,22 @@ def register(sub: Any) -> None:
     rep = sub.add_parser(
         "replicator",
         help="the per-site sync daemon: run, status",
-        epilog="settings: a TOML file (--config) and SCSYNC_* environment variables, e.g.\n"
-        "  SCSYNC_LOCAL_DB_URL, SCSYNC_CLOUD_DB_URL, SCSYNC_SITE_ID, SCSYNC_BATCH_SIZE",
+        epilog="settings: a TOML file (--config: [replicator] and [files]) and SCSYNC_*\n"
+        "environment variables, e.g. SCSYNC_LOCAL_DB_URL, SCSYNC_CLOUD_DB_URL,\n"
+        "SCSYNC_SITE_ID, SCSYNC_BATCH_SIZE; the file lanes run when blobs_url, token and\n"
+        "store are given (SCSYNC_BLOBS_URL, SCSYNC_SITE_TOKEN, SCSYNC_FILE_STORE or flags)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rep_sub = rep.add_subparsers(dest="replicator_command", required=True)
-    run = rep_sub.add_parser("run", help="run push and pull until SIGTERM")
-    run.add_argument("--config", help="TOML settings file")
-    run.set_defaults(handler=_run)
+    run = rep_sub.add_parser(
+        "run",
+        help="run push and pull until SIGTERM, with the file lanes (blob uploads before "
+        "push, downloads after pull, on-demand requests) when blobs_url, token and store "
+        "are given",
+    )
+    run.add_argument("--config", help="the site's config file: [replicator] and [files]")
+    file_lanes.add_arguments(run)
+    run.set_defaults(handler=run_daemon)
     st = rep_sub.add_parser("status", help="outbox depth, lag, parked records, conflicts")
     st.add_argument("--config", help="TOML settings file")
     st.set_defaults(handler=_status)

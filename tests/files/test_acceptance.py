@@ -1,11 +1,12 @@
-"""Acceptance with real processes: the replicator with its file lanes (`scsync files run`)
-and the backfill (`scsync backfill start`), killed with SIGKILL and restarted, against
-moto over HTTP and real PostgreSQL databases."""
+"""Acceptance with real processes: the replicator with its file lanes (`scsync replicator
+run` and its alias `scsync files run`) and the backfill (`scsync backfill start`), killed
+with SIGKILL and restarted, against moto over HTTP and real PostgreSQL databases."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -21,8 +22,17 @@ from sqlalchemy import text
 
 from replicator.files.transfer import BlobApi, Transfer, store_path
 from replicator.sites import register_site
+from scsync.commands.file_lanes import ENV as FILE_ENV
 from tests.files.conftest import BlobServer
-from tests.files.helpers import MiB, fetch, sha256_file, sha256_of, urandom_file
+from tests.files.helpers import (
+    MiB,
+    add_image,
+    add_patient,
+    fetch,
+    sha256_file,
+    sha256_of,
+    urandom_file,
+)
 from tests.pg import TestDatabase
 from tests.polling import wait_until
 
@@ -133,6 +143,46 @@ def _env(
         "SCSYNC_DEAD_LETTER_INITIAL_S": "0.2",
         "SCSYNC_DEAD_LETTER_MAX_S": "1.0",
     }
+
+
+def start_replicator(
+    procs: Procs, how: str, env: dict[str, str], tmp_path: Path, *flags: str
+) -> subprocess.Popen[bytes]:
+    """The site's daemon with its file lanes, given the settings of `_env` two ways:
+    `replicator run` with all of them in its config file ([replicator] and [files], as
+    the systemd unit runs it), or the alias `files run` with all of them in the
+    environment."""
+    if how == "files-run-env":
+        return procs.start("files", "run", *flags, env=env)
+    assert how == "replicator-run-config", how
+    replicator = {
+        "local_db_url": env["SCSYNC_LOCAL_DB_URL"],
+        "cloud_db_url": env["SCSYNC_CLOUD_DB_URL"],
+        "site_id": int(env["SCSYNC_SITE_ID"]),
+        "poll_interval_s": float(env["SCSYNC_POLL_INTERVAL_S"]),
+        "schema_refresh_s": float(env["SCSYNC_SCHEMA_REFRESH_S"]),
+        "dead_letter_initial_s": float(env["SCSYNC_DEAD_LETTER_INITIAL_S"]),
+        "dead_letter_max_s": float(env["SCSYNC_DEAD_LETTER_MAX_S"]),
+    }
+    files = {
+        "blobs_url": env["SCSYNC_BLOBS_URL"],
+        "token": env["SCSYNC_SITE_TOKEN"],
+        "store": env["SCSYNC_FILE_STORE"],
+    }
+    config = tmp_path / "local.toml"
+    config.write_text(
+        "".join(
+            f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
+            for name, table in (("replicator", replicator), ("files", files))
+        ),
+        encoding="utf-8",
+    )
+    return procs.start("replicator", "run", "--config", str(config), *flags, env=NO_FILE_ENV)
+
+
+DAEMONS = ["replicator-run-config", "files-run-env"]
+# The file settings' variables blanked (= not given) even where the shell sets them.
+NO_FILE_ENV = {name: "" for name in FILE_ENV.values()}
 
 
 @pytest.mark.parametrize(
@@ -316,14 +366,15 @@ def test_kill_during_multipart_then_resume_without_resending_parts(
     assert sha256_file(asyncio.run(download())) == sha
 
 
-def test_on_demand_request_is_served_by_the_running_replicator(
+@pytest.mark.parametrize("how", DAEMONS)
+def test_on_demand_request_is_served_and_a_live_file_row_crosses_with_its_blob(
     local_db: TestDatabase,
     cloud_db: TestDatabase,
     blobs: BlobServer,
     procs: Procs,
     tmp_path: Path,
+    how: str,
 ) -> None:
-    import json
     import urllib.request
 
     with cloud_db.engine.begin() as conn:
@@ -336,7 +387,7 @@ def test_on_demand_request_is_served_by_the_running_replicator(
     assert bf.wait(60) == 0, procs.log(bf)
     states = {r.blob_state for r in fetch(cloud_db, "SELECT blob_state FROM images")}
     assert states == {"remote"}  # nothing in scope: metadata only
-    live = procs.start("files", "run", "--poll-s", "0.2", env=env)
+    live = start_replicator(procs, how, env, tmp_path, "--poll-s", "0.2")
     rid, sha = sorted(images.items())[0]
     req = urllib.request.Request(
         f"{blobs.base_url}/sites/1/blobs/{sha}/request",
@@ -361,14 +412,62 @@ def test_on_demand_request_is_served_by_the_running_replicator(
     assert [r.blob_state for r in other] == ["remote"]
     served = fetch(cloud_db, "SELECT state FROM scsync_blob_requests")
     assert [r.state for r in served] == ["served"]
+
+    # A live file-bearing row in scope goes through the push lane's blob gate: it lands
+    # on the cloud only together with its verified blob.
+    with local_db.engine.begin() as conn:
+        conn.execute(text("UPDATE scsync_file_policy SET mode = 'all'"))
+    src = tmp_path / "live-scan.dcm"
+    live_sha = urandom_file(src, 3000)
+    patient = add_patient(local_db, 1, "LIVE")
+    image = add_image(local_db, 1, patient, sha=live_sha, size=3000, path=src)
+    wait_until(
+        lambda: bool(fetch(cloud_db, "SELECT 1 FROM images WHERE id = :i", i=image)),
+        20,
+        "the live image row on the cloud",
+    )
+    row = fetch(cloud_db, "SELECT blob_state, blob_sha256 FROM images WHERE id = :i", i=image)
+    assert (row[0].blob_state, row[0].blob_sha256) == ("uploaded", live_sha)
+    body = blobs.s3.client().get_object(Bucket=blobs.settings.bucket, Key=blobs.key(1, live_sha))
+    assert sha256_of(body["Body"].read()) == live_sha
     assert live.poll() is None, procs.log(live)
+    assert "file lanes on" in procs.log(live)
+
+
+def test_replicator_without_file_settings_warns_and_sends_rows_as_metadata_only(
+    local_db: TestDatabase,
+    cloud_db: TestDatabase,
+    blobs: BlobServer,
+    procs: Procs,
+    tmp_path: Path,
+) -> None:
+    """What the start-up warning says: the row lanes run, a file-bearing row crosses as
+    metadata only and its file is not uploaded."""
+    with cloud_db.engine.begin() as conn:
+        creds = register_site(conn, "clinic-one")
+    env = {**_env(local_db, creds.cloud_url(cloud_db.url), blobs, tmp_path), **NO_FILE_ENV}
+    live = procs.start("replicator", "run", env=env)
+    src = tmp_path / "scan.dcm"
+    sha = urandom_file(src, 3000)
+    image = add_image(local_db, 1, add_patient(local_db, 1), sha=sha, size=3000, path=src)
+    wait_until(
+        lambda: bool(fetch(cloud_db, "SELECT 1 FROM images WHERE id = :i", i=image)),
+        20,
+        "the image row on the cloud",
+    )
+    row = fetch(cloud_db, "SELECT blob_state FROM images WHERE id = :i", i=image)[0]
+    assert row.blob_state == "remote"
+    assert blobs.put_count() == 0
+    live.send_signal(signal.SIGTERM)
+    assert live.wait(20) == 0, procs.log(live)
+    warnings = [line for line in procs.log(live).splitlines() if "file lanes are off" in line]
+    assert len(warnings) == 1 and " WARNING " in warnings[0], procs.log(live)
+    assert "metadata only" in warnings[0]
 
 
 def test_backfill_cli_status_metrics_pause_and_throttle(
     local_db: TestDatabase, cloud_db: TestDatabase, procs: Procs, tmp_path: Path
 ) -> None:
-    import json
-
     seed_legacy(local_db, tmp_path, 3000, 0)
     env = {"SCSYNC_LOCAL_DB_URL": local_db.url, "SCSYNC_CLOUD_DB_URL": cloud_db.url}
     t0 = time.monotonic()
@@ -425,7 +524,6 @@ def test_on_demand_is_served_ahead_of_a_running_backfill(
     procs: Procs,
     tmp_path: Path,
 ) -> None:
-    import json
     import urllib.request
 
     images = seed_legacy(local_db, tmp_path, 3000, 3)

@@ -209,6 +209,10 @@ def test_lockd_settings_errors(
     assert expected in msg, msg
 
 
+FILE_VARS = ("SCSYNC_BLOBS_URL", "SCSYNC_SITE_TOKEN", "SCSYNC_FILE_STORE")
+
+
+@pytest.mark.parametrize("command", ["replicator", "files"])
 @pytest.mark.parametrize(
     ("files_table", "expected"),
     [
@@ -221,19 +225,74 @@ def test_files_table_errors_are_named(
     run: Callable[[list[str]], tuple[int, str]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    command: str,
     files_table: str,
     expected: str,
 ) -> None:
-    for var in ("SCSYNC_BLOBS_URL", "SCSYNC_SITE_TOKEN", "SCSYNC_FILE_STORE"):
+    for var in FILE_VARS:
         monkeypatch.delenv(var, raising=False)
     path = tmp_path / "local.toml"
     path.write_text(
         "[replicator]\n" + _toml(SERVICES["replicator"][2]) + "\n[files]\n" + files_table,
         encoding="utf-8",
     )
-    code, msg = run(["files", "run", "--config", str(path)])
+    code, msg = run([command, "run", "--config", str(path)])
     assert code == 2
     assert expected in msg, msg
+    assert len(msg.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["replicator", "files"])
+@pytest.mark.parametrize(
+    ("files_table", "env", "flags", "missing"),
+    [
+        ('blobs_url = "http://cloud/v1/blobs"\n', {}, [], ["token", "store"]),
+        ("", {"SCSYNC_SITE_TOKEN": "t"}, [], ["blobs_url", "store"]),
+        ("", {}, ["--store", "/tmp/s", "--token", "t"], ["blobs_url"]),
+        ('token = "t"\n', {"SCSYNC_FILE_STORE": "/tmp/s"}, [], ["blobs_url"]),
+        ("", {}, ["--concurrency", "8"], ["blobs_url", "token", "store"]),
+    ],
+    ids=["file-url-only", "env-token-only", "flags-without-url", "file-and-env", "tuning-only"],
+)
+def test_partial_file_settings_name_what_is_missing(
+    run: Callable[[list[str]], tuple[int, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    files_table: str,
+    env: dict[str, str],
+    flags: list[str],
+    missing: list[str],
+) -> None:
+    """Some of blobs_url, token and store (from any source): neither command starts."""
+    for var in FILE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    path = tmp_path / "local.toml"
+    body = "[replicator]\n" + _toml(SERVICES["replicator"][2])
+    if files_table:
+        body += "\n[files]\n" + files_table
+    path.write_text(body, encoding="utf-8")
+    code, msg = run([command, "run", "--config", str(path), *flags])
+    assert code == 2
+    assert len(msg.splitlines()) == 1, msg
+    assert msg.startswith("scsync: error: incomplete file settings"), msg
+    named = msg.split("missing", 1)[1]
+    for key in ("blobs_url", "token", "store"):
+        assert (f"{key} (--" in named) == (key in missing), msg
+
+
+def test_files_run_requires_the_file_settings(
+    run: Callable[[list[str]], tuple[int, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in FILE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    path = _write(tmp_path, "replicator", SERVICES["replicator"][2], True)
+    code, msg = run(["files", "run", "--config", str(path)])
+    assert code == 2
+    assert "missing blobs_url (--blobs-url, SCSYNC_BLOBS_URL" in msg, msg
+    assert "token (--token" in msg and "store (--store" in msg, msg
 
 
 @pytest.mark.parametrize(
