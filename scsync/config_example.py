@@ -75,7 +75,8 @@ HELP: Final[dict[str, str]] = {
     "metrics_host": "address of the /metrics server",
 }
 
-# `scsync files run` (the replicator with its file lanes): read from [files].
+# `scsync replicator run`: its file lanes run when all three are given (here, in the
+# environment or as flags); none of them = row lanes only, some of them = an error.
 FILES: Final[list[tuple[str, Any, str]]] = [
     ("blobs_url", f"{CLOUD_API}/v1/blobs", "the cloud's blob endpoints (SCSYNC_BLOBS_URL)"),
     ("token", "SITE-TOKEN", "this site's token (SCSYNC_SITE_TOKEN)"),
@@ -165,7 +166,7 @@ def render(side: str, secret: str | None = None) -> str:
     if side == "local":
         head += [
             "# Run: scsync api run --side local --config THIS_FILE",
-            "#      scsync files run --config THIS_FILE     (replicator + file lanes)",
+            "#      scsync replicator run --config THIS_FILE  (row lanes + file lanes of [files])",
             "#      scsync status --config THIS_FILE",
         ]
     else:
@@ -175,7 +176,12 @@ def render(side: str, secret: str | None = None) -> str:
     body = ["", "[api]", *_lines(api_items(side, secret))]
     if side == "local":
         body += ["", "[replicator]", *_lines(replicator_items())]
-        body += ["", "[files]", *_lines((k, v, h, True) for k, v, h in FILES)]
+        body += [
+            "",
+            "[files]",
+            "# all three turn the replicator's file lanes on; without any, it syncs rows only",
+            *_lines((k, v, h, True) for k, v, h in FILES),
+        ]
     else:
         body += [
             "",

@@ -5,7 +5,8 @@ WebSocket, the ``scsync`` CLI).
 Processes: an embedded PostgreSQL for the cloud and one per site, a moto S3 server,
 the cloud API, the blob endpoints and lockd where the cloud API does not mount them,
 a lockd that the sites reach, and per site its local API and its replicator
-(``scsync files run``). Every one is stopped on exit, on failure and on Ctrl-C.
+(``scsync replicator run``, file lanes from the ``[files]`` table). Every one is stopped
+on exit, on failure and on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -498,7 +499,7 @@ def _start_replicator(sup: Supervisor, w: World, site: SiteInfo) -> None:
     cfg = site_config(w, site)
     sup.start(
         f"{site.name}-replicator",
-        scsync_argv("files", "run", "--config", str(cfg), "--poll-s", "0.5"),
+        scsync_argv("replicator", "run", "--config", str(cfg), "--poll-s", "0.5"),
     )
 
 

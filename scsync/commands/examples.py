@@ -17,7 +17,9 @@ EXAMPLES: Final[dict[str, tuple[str, ...]]] = {
         "scsync sync enable images 913748735987549184",
     ),
     "restore": ("scsync restore images 913748735987549184 --cloud-url postgresql://.../cloud",),
-    "files": ("scsync files run --config /etc/scsync/local.toml",),
+    "files": (
+        "scsync files run --config /etc/scsync/local.toml  # = replicator run, [files] required",
+    ),
     "backfill": (
         "scsync backfill start --bytes-per-s 20000000",
         "scsync backfill status",

@@ -1,7 +1,8 @@
-"""What systemd runs: the replicator unit's command (`scsync files run`) speaks the notify
-protocol (READY=1, WATCHDOG=1, STOPPING=1) to a real datagram socket, and the units and
-the example configs agree with each other. (`scsync replicator run` is proven the same
-way in tests/replicator/test_daemon.py; `systemd-analyze verify` runs on every unit in
+"""What systemd runs: the replicator unit's command (`scsync replicator run`, here with its
+file lanes on) and its alias `scsync files run` speak the notify protocol (READY=1,
+WATCHDOG=1, STOPPING=1) to a real datagram socket, and the units and the example configs
+agree with each other. (The row lanes alone are proven the same way in
+tests/replicator/test_daemon.py; `systemd-analyze verify` runs on every unit in
 tests/test_systemd_units.py.)"""
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from api.settings import load_settings as load_api
 from replicator.settings import load_settings as load_replicator
 from replicator.sites import register_site
+from scsync.commands.file_lanes import ENV as FILE_ENV
 from tests.pg import TestDatabase
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,8 +29,21 @@ UNITS = ROOT / "deploy" / "systemd"
 CONFIGS = ROOT / "deploy" / "config"
 
 
-def test_files_run_notifies_ready_watchdog_and_stopping(
-    local_db: TestDatabase, cloud_db: TestDatabase, tmp_path: Path
+def _exec_start(unit: str) -> list[str]:
+    """The unit's command line after the program (`replicator run --config FILE`)."""
+    text = (UNITS / unit).read_text(encoding="utf-8")
+    m = re.search(r"^ExecStart=/\S+/scsync (.*)$", text, re.MULTILINE)
+    assert m, unit
+    return m.group(1).split()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [_exec_start("scsync-replicator.service")[:2], ["files", "run"]],
+    ids=["unit-command", "files-run-alias"],
+)
+def test_replicator_with_file_lanes_notifies_ready_watchdog_and_stopping(
+    local_db: TestDatabase, cloud_db: TestDatabase, tmp_path: Path, command: list[str]
 ) -> None:
     with cloud_db.engine.begin() as conn:
         creds = register_site(conn, "clinic-notify")
@@ -47,8 +64,14 @@ def test_files_run_notifies_ready_watchdog_and_stopping(
     notify.settimeout(30)
     log = open(tmp_path / "files.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "scsync", "files", "run", "--config", str(config)],
-        env={**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"},
+        [sys.executable, "-m", "scsync", *command, "--config", str(config)],
+        env={
+            **os.environ,
+            "NOTIFY_SOCKET": str(sock_path),
+            "WATCHDOG_USEC": "400000",
+            # The [files] table alone must turn the file lanes on.
+            **{name: "" for name in FILE_ENV.values()},
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -68,6 +91,7 @@ def test_files_run_notifies_ready_watchdog_and_stopping(
         except TimeoutError:
             pass
         assert b"STOPPING=1" in rest
+        assert "file lanes on" in (tmp_path / "files.log").read_text(errors="replace")
     finally:
         notify.close()
         if proc.poll() is None:
@@ -85,7 +109,12 @@ def _exec_config(unit: str) -> str:
 def test_units_point_at_the_example_config_layout() -> None:
     assert (UNITS / "scsync-replicator.service").exists()
     assert _exec_config("scsync-replicator.service") == _exec_config("scsync-api-local.service")
-    assert "files run" in (UNITS / "scsync-replicator.service").read_text(encoding="utf-8")
+    assert _exec_start("scsync-replicator.service") == [
+        "replicator",
+        "run",
+        "--config",
+        "/etc/scsync/local.toml",
+    ]
     for unit in ("scsync-replicator.service", "scsync-api-local.service"):
         assert Path(_exec_config(unit)).name == "local.toml"
     assert Path(_exec_config("scsync-api-cloud.service")).name == "cloud.toml"
