@@ -442,7 +442,7 @@ def test_replicator_without_file_settings_warns_and_sends_rows_as_metadata_only(
     tmp_path: Path,
 ) -> None:
     """What the start-up warning says: the row lanes run, a file-bearing row crosses as
-    metadata only and its file is not uploaded."""
+    metadata only and its file is not uploaded until a backfill with the blob settings."""
     with cloud_db.engine.begin() as conn:
         creds = register_site(conn, "clinic-one")
     env = {**_env(local_db, creds.cloud_url(cloud_db.url), blobs, tmp_path), **NO_FILE_ENV}
@@ -463,6 +463,13 @@ def test_replicator_without_file_settings_warns_and_sends_rows_as_metadata_only(
     warnings = [line for line in procs.log(live).splitlines() if "file lanes are off" in line]
     assert len(warnings) == 1 and " WARNING " in warnings[0], procs.log(live)
     assert "metadata only" in warnings[0]
+
+    # The remedy the warning names: a backfill with the blob settings uploads the file.
+    file_env = _env(local_db, cloud_db.url, blobs, tmp_path)
+    bf = procs.start("backfill", "start", "--no-progress", env=file_env)
+    assert bf.wait(60) == 0, procs.log(bf)
+    row = fetch(cloud_db, "SELECT blob_state FROM images WHERE id = :i", i=image)[0]
+    assert row.blob_state == "uploaded"
 
 
 def test_backfill_cli_status_metrics_pause_and_throttle(
