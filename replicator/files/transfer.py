@@ -21,10 +21,10 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import aiohttp
 from sqlalchemy import text
@@ -32,6 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from replicator.files.errors import ApiRefused, BlobCorrupt, BlobMissing, TransferFailed
 from schema.sql import query
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +321,7 @@ class Transfer:
             await self.journal.part_done(sha256, number, etag, length)
             return length
 
-        results = await asyncio.gather(*(one(p) for p in plan["parts"]))
+        results = await _all_or_cancel([one(p) for p in plan["parts"]])
         sent = sum(results)
         await self._complete(sha256, size, upload_id)
         await self.journal.finish(sha256)
@@ -425,6 +427,20 @@ class Transfer:
                 f.flush()
                 os.fsync(f.fileno())
         return got, h.hexdigest()
+
+
+async def _all_or_cancel(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run all; on the first failure cancel the others and raise it. With plain gather
+    the parts still queued would go on sending through expired URLs after a 403, taking
+    the slots and the byte budget from the retry that has fresh ones."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _fsync_dir(path: Path) -> None:
