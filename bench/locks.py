@@ -229,6 +229,79 @@ async def _run(
     }
 
 
+async def _open_loop(
+    base: str, records: list[int], clients: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    """Cycles (acquire -> save -> release) started on a fixed schedule, `rate` per second
+    over all clients, whatever the answers' speed: the latency of the service at that
+    load, free of the queueing a closed loop of 100 clients adds (Little's law: in a
+    closed loop, acquire+release alone takes ~2/3 * clients / cycles-per-second). A
+    cycle late on its schedule counts from when it should have started."""
+    from schema.auth import site_token
+
+    headers = {"Authorization": f"Bearer {site_token(SECRET, 1, ttl_s=3600)}"}
+    cycles: list[float] = []
+    errors: list[str] = []
+    period = clients / rate
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
+
+        async def post(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            async with http.post(base + path, json=body) as resp:
+                return resp.status, await resp.json()
+
+        async def client(i: int, start: float) -> None:
+            holder = f"local:1/open{i}"
+            n = 0
+            while True:
+                due = start + n * period
+                if due > start + seconds:
+                    return
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                n += 1
+                status, lease = await post(
+                    "/acquire", {"table": "patients", "row_id": records[i], "holder": holder}
+                )
+                t1 = time.perf_counter()
+                if status != 200:
+                    errors.append(f"acquire {status} {lease}")
+                    return
+                status, saved = await post(
+                    "/save",
+                    {
+                        "lease_id": lease["lease_id"],
+                        "token": lease["token"],
+                        "changes": {"notes": f"{holder} #{n}"},
+                    },
+                )
+                t2 = time.perf_counter()
+                if status != 200:
+                    errors.append(f"save {status} {saved}")
+                    return
+                status, rel = await post(
+                    "/release", {"lease_id": lease["lease_id"], "token": lease["token"]}
+                )
+                t3 = time.perf_counter()
+                if status != 200:
+                    errors.append(f"release {status} {rel}")
+                    return
+                cycles.append((t1 - due + t3 - t2) * 1000)
+
+        t0 = time.perf_counter() + 0.05
+        # Clients spread evenly over one period, so the offered load is smooth.
+        await asyncio.gather(*(client(i, t0 + i * period / clients) for i in range(clients)))
+        elapsed = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"{len(errors)} errors, first: {errors[0]}")
+    return {
+        "per_s": len(cycles) / elapsed,
+        "p50": percentile(cycles, 0.50),
+        "p99": percentile(cycles, 0.99),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, < 60 s")
@@ -258,6 +331,9 @@ def main() -> None:
             n = max(1, runs[name]["cycles"])
             cpu[name] = {k: (after[k] - before[k]) * 1000 / n for k in after}
         distinct, no_save, hot_run = runs["distinct"], runs["no_save"], runs["hot"]
+        # Half the closed loop's capacity, offered on a schedule.
+        open_rate = max(10.0, round(distinct["per_s"] / 2, -1))
+        opened = uvloop.run(_open_loop(base, records, args.clients, open_rate, seconds))
     floor_p50 = statistics.median(floor)
     rows = [
         (
@@ -296,6 +372,10 @@ def main() -> None:
     print(f"{'run':38} {'n':>7} {'cycles/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'save p99':>9}")
     for name, n, per_s, p50, p99, sp99 in rows:
         print(f"{name:38} {n:7d} {per_s:9.0f} {p50:8.2f} {p99:8.2f} {sp99:9.2f}")
+    print(
+        f"{'open loop at ' + format(open_rate, '.0f') + '/s offered':38} {'':>7}"
+        f" {opened['per_s']:9.0f} {opened['p50']:8.2f} {opened['p99']:8.2f} {'':>9}"
+    )
     print(f"hot record: {hot_run['busy']} busy answers while {args.clients} clients queued")
     print("CPU ms per cycle (client / lockd / postgres backends):")
     for name, c in cpu.items():
@@ -314,6 +394,9 @@ def main() -> None:
                 "hot_acquire_release_per_s": round(hot_run["per_s"], 1),
                 "hot_p99_ms": round(hot_run["p99"], 3),
                 "hot_busy": hot_run["busy"],
+                "open_loop_offered_per_s": open_rate,
+                "open_loop_p50_ms": round(opened["p50"], 3),
+                "open_loop_p99_ms": round(opened["p99"], 3),
                 "cpu_ms_per_cycle": {
                     "client": round(cpu["distinct"]["client"], 3),
                     "lockd": round(cpu["distinct"]["lockd"], 3),
