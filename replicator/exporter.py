@@ -78,7 +78,8 @@ class ReplicatorCollector(Collector):
 
 
 async def _backfill(url: str, site_id: int) -> dict[str, Any]:
-    from replicator.files.backfill import connect, read_progress
+    from replicator.files.backfill import read_progress
+    from replicator.files.localdb import connect
 
     conn = await connect(url)
     try:

@@ -38,19 +38,18 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import namedtuple_row
 
-from replicator.files.errors import BlobMissing, DatabaseUnreachable, FilesError
+from replicator.files.errors import BlobMissing, FilesError
+from replicator.files.localdb import AsyncConn, LocalDb, connect
 from replicator.files.ondemand import OnDemand
 from replicator.files.transfer import RateLimiter, Transfer
 from schema.sql import query
 from schema.tables import SYNCED_TABLES, metadata_for
-from schema.urls import libpq_url
 
 log = logging.getLogger(__name__)
 
 MiB: Final = 1024 * 1024
 # Columns the cloud computes or that do not exist there.
 _NOT_COPIED: Final = frozenset({"synced", "local_path"})
-AsyncConn = psycopg.AsyncConnection[Any]
 
 
 @dataclass(frozen=True)
@@ -124,16 +123,6 @@ class Progress:
             lines.append(f"# TYPE {name} gauge")
             lines.append(f"{name} {value}")
         return "\n".join(lines) + "\n"
-
-
-async def connect(url: str) -> AsyncConn:
-    try:
-        return await psycopg.AsyncConnection.connect(
-            libpq_url(url), autocommit=True, connect_timeout=10
-        )
-    except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise DatabaseUnreachable(f"database unreachable: {first}") from exc
 
 
 def _copied_columns(table: str) -> list[str]:
@@ -245,7 +234,7 @@ class Backfill:
         try:
             self._bulk = self.config.bulk and await self._may_bulk(local, cloud)
             if self.transfer is not None:
-                self._ondemand = OnDemand(self.transfer, local)
+                self._ondemand = OnDemand(self.transfer, LocalDb(self.local_url, local))
             await self._begin(local)
             for table in self.config.tables:
                 if not await self._table(local, cloud, table):

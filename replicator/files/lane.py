@@ -24,6 +24,7 @@ import psycopg
 from psycopg.rows import namedtuple_row
 
 from replicator.files.errors import RecordNotFound
+from replicator.files.localdb import LocalDb
 from replicator.files.ondemand import OnDemand
 from replicator.files.policy import FILE_TABLES
 from replicator.files.transfer import Transfer, store_path
@@ -33,9 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class FileLane:
-    def __init__(
-        self, transfer: Transfer, local: psycopg.AsyncConnection[Any], store_root: Path
-    ) -> None:
+    def __init__(self, transfer: Transfer, local: LocalDb, store_root: Path) -> None:
         self.transfer = transfer
         self.local = local
         self.store_root = store_root
@@ -44,7 +43,8 @@ class FileLane:
     async def _row(self, table: str, row_id: int) -> Any:
         if table not in FILE_TABLES:
             raise RecordNotFound(f"{table!r} holds no files")
-        async with self.local.cursor(row_factory=namedtuple_row) as cur:
+        conn = await self.local.conn()
+        async with conn.cursor(row_factory=namedtuple_row) as cur:
             await cur.execute(query("files_lane_row"), {"table_name": table, "row_id": row_id})
             row: Any = await cur.fetchone()
         if row is None:
@@ -79,7 +79,8 @@ class FileLane:
         dest = store_path(self.store_root, row.blob_sha256)
         if not dest.exists():
             await self.transfer.download(row.blob_sha256, dest, row.blob_size)
-        async with self.local.transaction(), self.local.cursor() as cur:
+        conn = await self.local.conn()
+        async with conn.transaction(), conn.cursor() as cur:
             await cur.execute("SET LOCAL scsync.replicating = 'on'")
             await cur.execute(
                 psycopg.sql.SQL(query("files_lane_mark_present")).format(
@@ -91,7 +92,8 @@ class FileLane:
 
     async def fetch_pending(self, limit: int = 100) -> int:
         """Download every pending blob (e.g. after a restart); how many rows were served."""
-        async with self.local.cursor(row_factory=namedtuple_row) as cur:
+        conn = await self.local.conn()
+        async with conn.cursor(row_factory=namedtuple_row) as cur:
             await cur.execute(query("files_lane_pending"), {"limit": limit})
             rows: list[Any] = await cur.fetchall()
         for r in rows:

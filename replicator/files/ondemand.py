@@ -14,10 +14,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from psycopg.rows import namedtuple_row
 
 from replicator.files.errors import BlobMissing, FilesError
+from replicator.files.localdb import LocalDb
 from replicator.files.transfer import Transfer
 from schema.sql import query
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 class OnDemand:
     """Serves the cloud's open blob requests for one site from the local file store."""
 
-    def __init__(self, transfer: Transfer, local: psycopg.AsyncConnection[object]) -> None:
+    def __init__(self, transfer: Transfer, local: LocalDb) -> None:
         self.transfer = transfer
         self.local = local
         self.unservable: set[str] = set()  # no local file: asking again will not help
@@ -41,7 +41,8 @@ class OnDemand:
             sha = req["sha256"]
             if sha in self.unservable:
                 continue
-            async with self.local.cursor(row_factory=namedtuple_row) as cur:
+            conn = await self.local.conn()
+            async with conn.cursor(row_factory=namedtuple_row) as cur:
                 await cur.execute(
                     query("files_local_blob_file"),
                     {"site_id": self.transfer.api.site_id, "sha256": sha},

@@ -27,15 +27,20 @@ import aiohttp
 import psycopg
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from replicator.files.backfill import Backfill, BackfillConfig, connect
+from replicator.backoff import Backoff
+from replicator.files.backfill import Backfill, BackfillConfig
 from replicator.files.errors import FilesError, RecordNotFound
 from replicator.files.lane import FileLane
+from replicator.files.localdb import LocalDb
 from replicator.files.policy import FILE_TABLES
 from replicator.files.transfer import BlobApi, DbJournal, Transfer, TransferConfig
 from schema.sql import query
 from schema.urls import sqlalchemy_url
 
 log = logging.getLogger(__name__)
+
+# The longest pause of a file-lane loop after repeated failures.
+FAILURE_BACKOFF_MAX_S = 30.0
 
 Gate = Callable[[Sequence[Any]], Awaitable[dict[tuple[str, int], str]]]
 
@@ -54,6 +59,10 @@ def push_gate(lane: FileLane) -> Gate:
                 return  # deleted since: the tombstone needs no blob
             except FilesError as exc:
                 held[key] = f"blob upload: {exc}"
+            except psycopg.Error as exc:
+                # The file lane's own connection broke (it reopens on the next call);
+                # the row waits like one whose upload failed.
+                held[key] = f"blob upload: local database: {exc}"
 
         await asyncio.gather(
             *(one(r) for r in batch if r.table_name in FILE_TABLES and r.op != "D")
@@ -64,7 +73,7 @@ def push_gate(lane: FileLane) -> Gate:
 
 
 def outbox_gate(
-    local: psycopg.AsyncConnection[Any],
+    local: LocalDb,
     site_id: int,
     poll_s: float = 0.05,
     max_wait_s: float = 10.0,
@@ -78,7 +87,8 @@ def outbox_gate(
     async def gate() -> None:
         deadline = time.monotonic() + max_wait_s
         while True:
-            async with local.cursor() as cur:
+            conn = await local.conn()
+            async with conn.cursor() as cur:
                 await cur.execute(query("files_outbox_pending"), {"site_id": site_id})
                 row = await cur.fetchone()
             if not (row and row[0]):
@@ -111,8 +121,10 @@ async def serve(settings: Any, files: FilesSettings, stop: asyncio.Event | None 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     engine = create_async_engine(sqlalchemy_url(settings.local_db_url, "psycopg"))
-    local = await connect(settings.local_db_url)
-    gate_conn = await connect(settings.local_db_url)
+    # Opened on first use and reopened after a failure: a local database that is down
+    # at start or restarts later delays the file lanes, it does not stop the daemon.
+    local = LocalDb(settings.local_db_url)
+    gate_conn = LocalDb(settings.local_db_url)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -137,7 +149,7 @@ async def serve(settings: Any, files: FilesSettings, stop: asyncio.Event | None 
                     config=files.backfill_config,
                     live_gate=outbox_gate(gate_conn, settings.site_id),
                 )
-                tasks.append(asyncio.create_task(backfill.run(), name="backfill"))
+                tasks.append(asyncio.create_task(_backfill_loop(backfill, stop), name="backfill"))
             await stop.wait()
             daemon.stop()
             for task in tasks[1:]:
@@ -151,11 +163,30 @@ async def serve(settings: Any, files: FilesSettings, stop: asyncio.Event | None 
 
 
 async def _files_loop(lane: FileLane, files: FilesSettings, stop: asyncio.Event) -> None:
+    backoff = Backoff(files.poll_s, FAILURE_BACKOFF_MAX_S)
     while not stop.is_set():
+        wait = files.poll_s
         try:
             await lane.serve_requests()
             await lane.fetch_pending()
-        except FilesError as exc:
-            log.warning("file lane: %s", exc)
+            backoff.reset()
+        except (FilesError, psycopg.Error) as exc:
+            wait = max(wait, backoff.next())
+            log.warning("file lane: %s; again in %.1f s", exc, wait)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=files.poll_s)
+            await asyncio.wait_for(stop.wait(), timeout=wait)
+
+
+async def _backfill_loop(backfill: Backfill, stop: asyncio.Event) -> None:
+    """Run the backfill to its end (done or paused), starting it again after a failure:
+    it resumes from what is recorded as synced."""
+    backoff = Backoff(1.0, FAILURE_BACKOFF_MAX_S)
+    while not stop.is_set():
+        try:
+            await backfill.run()
+            return
+        except FilesError as exc:
+            wait = backoff.next()
+            log.warning("backfill: %s; again in %.1f s", exc, wait)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=wait)

@@ -317,10 +317,10 @@ async def _backfill_run(args: argparse.Namespace) -> int:
             print(json.dumps(p.as_dict()), flush=True)
 
     async def run(transfer: Any) -> Progress:
-        from replicator.files.backfill import connect
+        from replicator.files.localdb import LocalDb
         from replicator.files.service import outbox_gate
 
-        gate_conn = await connect(local_url)
+        gate_conn = LocalDb(local_url)
         try:
             lane = Backfill(
                 local_url,
@@ -383,7 +383,8 @@ def _backfill_status(args: argparse.Namespace) -> int:
 
 
 async def _backfill_status_async(args: argparse.Namespace) -> int:
-    from replicator.files.backfill import connect, read_progress
+    from replicator.files.backfill import read_progress
+    from replicator.files.localdb import connect
 
     local_url = _need(args, "local_url")
     site_id = _site_id(local_url)
@@ -406,7 +407,8 @@ def _backfill_pause(args: argparse.Namespace) -> int:
 
 
 async def _backfill_pause_async(args: argparse.Namespace) -> int:
-    from replicator.files.backfill import connect, set_state
+    from replicator.files.backfill import set_state
+    from replicator.files.localdb import connect
 
     conn = await connect(_need(args, "local_url"))
     try:

@@ -55,7 +55,8 @@ def site_status(settings: Any, cloud_url: str | None = None) -> dict[str, Any]:
     """Every figure of one site, as a JSON-able dict. With the cloud unreachable (a long
     outage, when status matters most) the local figures are still given, the cloud's
     are None and ``cloud_error`` says why."""
-    from replicator.files.backfill import connect, read_progress
+    from replicator.files.backfill import read_progress
+    from replicator.files.localdb import connect
 
     site = {"site_id": int(settings.site_id)}
     local = _connect(settings.local_db_url, "local")

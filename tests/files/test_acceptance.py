@@ -20,6 +20,7 @@ import psutil
 import pytest
 from sqlalchemy import text
 
+from replicator.files.localdb import APP_NAME
 from replicator.files.transfer import BlobApi, Transfer, store_path
 from replicator.sites import register_site
 from scsync.commands.file_lanes import ENV as FILE_ENV
@@ -131,8 +132,14 @@ def _synced(tdb: TestDatabase, table: str) -> int:
 def _env(
     local_db: TestDatabase, cloud_url: str, blobs: BlobServer, tmp_path: Path
 ) -> dict[str, str]:
+    return _env_with_local(local_db.url, cloud_url, blobs, tmp_path)
+
+
+def _env_with_local(
+    local_url: str, cloud_url: str, blobs: BlobServer, tmp_path: Path
+) -> dict[str, str]:
     return {
-        "SCSYNC_LOCAL_DB_URL": local_db.url,
+        "SCSYNC_LOCAL_DB_URL": local_url,
         "SCSYNC_CLOUD_DB_URL": cloud_url,
         "SCSYNC_SITE_ID": "1",
         "SCSYNC_BLOBS_URL": blobs.base_url,
@@ -366,7 +373,13 @@ def test_kill_during_multipart_then_resume_without_resending_parts(
     assert sha256_file(asyncio.run(download())) == sha
 
 
-@pytest.mark.parametrize("how", DAEMONS)
+@pytest.mark.parametrize(
+    ("how", "drop_local"),
+    [
+        *((how, False) for how in DAEMONS),
+        pytest.param("replicator-run-config", True, id="local-connections-dropped"),
+    ],
+)
 def test_on_demand_request_is_served_and_a_live_file_row_crosses_with_its_blob(
     local_db: TestDatabase,
     cloud_db: TestDatabase,
@@ -374,7 +387,10 @@ def test_on_demand_request_is_served_and_a_live_file_row_crosses_with_its_blob(
     procs: Procs,
     tmp_path: Path,
     how: str,
+    drop_local: bool,
 ) -> None:
+    """drop_local: every connection of the daemon to the local database is cut once it
+    runs (as a database restart does); the file lanes must reopen theirs."""
     import urllib.request
 
     with cloud_db.engine.begin() as conn:
@@ -388,6 +404,27 @@ def test_on_demand_request_is_served_and_a_live_file_row_crosses_with_its_blob(
     states = {r.blob_state for r in fetch(cloud_db, "SELECT blob_state FROM images")}
     assert states == {"remote"}  # nothing in scope: metadata only
     live = start_replicator(procs, how, env, tmp_path, "--poll-s", "0.2")
+    if drop_local:
+
+        def sessions() -> set[str]:
+            return {
+                r.application_name
+                for r in fetch(
+                    local_db,
+                    "SELECT application_name FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND application_name LIKE 'scsync-%'",
+                )
+            }
+
+        wanted = {"scsync-push-src", "scsync-pull-dst", APP_NAME}
+        wait_until(lambda: wanted <= sessions(), 30, "the daemon's local sessions")
+        with local_db.engine.connect() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
     rid, sha = sorted(images.items())[0]
     req = urllib.request.Request(
         f"{blobs.base_url}/sites/1/blobs/{sha}/request",
@@ -432,6 +469,24 @@ def test_on_demand_request_is_served_and_a_live_file_row_crosses_with_its_blob(
     assert sha256_of(body["Body"].read()) == live_sha
     assert live.poll() is None, procs.log(live)
     assert "file lanes on" in procs.log(live)
+
+
+def test_file_lanes_wait_for_a_local_database_that_is_down_at_start(
+    cloud_db: TestDatabase, blobs: BlobServer, procs: Procs, tmp_path: Path
+) -> None:
+    """Like the row lanes, the file lanes retry in the process (no exit for systemd to
+    restart), and SIGTERM still ends the daemon cleanly."""
+    from scsync.s3_server import free_port
+
+    down = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
+    env = _env_with_local(down, cloud_db.url, blobs, tmp_path)
+    live = start_replicator(procs, "replicator-run-config", env, tmp_path, "--poll-s", "0.2")
+    wait_until(lambda: "file lanes on" in procs.log(live), 30, "the daemon's start")
+    time.sleep(3)
+    assert live.poll() is None, procs.log(live)
+    live.send_signal(signal.SIGTERM)
+    assert live.wait(15) == 0, procs.log(live)
+    assert "database unreachable" in procs.log(live) or "cannot connect" in procs.log(live)
 
 
 def test_replicator_without_file_settings_warns_and_sends_rows_as_metadata_only(

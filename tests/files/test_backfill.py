@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from replicator.files.backfill import Backfill, BackfillConfig, Progress, connect, read_progress
+from replicator.files.backfill import Backfill, BackfillConfig, Progress, read_progress
+from replicator.files.localdb import connect
 from replicator.files.transfer import BlobApi, DbJournal, Transfer
 from tests.files.conftest import BlobServer
 from tests.files.helpers import add_image, add_patient, fetch, sha256_of, urandom_file

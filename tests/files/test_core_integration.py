@@ -8,8 +8,8 @@ from typing import Any, Literal
 import aiohttp
 from sqlalchemy import text
 
-from replicator.files.backfill import connect
 from replicator.files.lane import FileLane
+from replicator.files.localdb import LocalDb
 from replicator.files.service import push_gate
 from replicator.files.transfer import BlobApi, Transfer
 from replicator.lane import Lane
@@ -55,7 +55,7 @@ async def test_push_waits_for_blob_and_pull_downloads(
                 "INSERT INTO scsync_file_policy (mode, modalities) VALUES ('selective', '[\"CT\"]')"
             )
         )
-    local = await connect(local_db.url)
+    local = LocalDb(local_db.url)
     try:
         async with aiohttp.ClientSession() as session:
             transfer = Transfer(BlobApi(session, blobs.base_url, blobs.token(1), 1))
@@ -84,7 +84,7 @@ async def test_push_waits_for_blob_and_pull_downloads(
     await _drain("pull", settings)
     row = fetch(local_db, "SELECT blob_state, local_path FROM project_files WHERE id = :i", i=pf)[0]
     assert (row.blob_state, row.local_path) == ("remote", None)
-    local = await connect(local_db.url)
+    local = LocalDb(local_db.url)
     try:
         async with aiohttp.ClientSession() as session:
             transfer = Transfer(BlobApi(session, blobs.base_url, blobs.token(1), 1))

@@ -7,8 +7,8 @@ from pathlib import Path
 import aiohttp
 from sqlalchemy import text
 
-from replicator.files.backfill import connect
 from replicator.files.lane import FileLane
+from replicator.files.localdb import LocalDb
 from replicator.files.transfer import BlobApi, Transfer
 from tests.files.conftest import BlobServer
 from tests.files.helpers import MiB, add_image, add_patient, fetch, sha256_file, urandom_file
@@ -29,7 +29,7 @@ async def test_push_hook_then_pull_hook_byte_identical(
                 "INSERT INTO scsync_file_policy (mode, modalities) VALUES ('selective', '[\"CT\"]')"
             )
         )
-    local = await connect(local_db.url)
+    local = LocalDb(local_db.url)
     try:
         async with aiohttp.ClientSession() as session:
             transfer = Transfer(BlobApi(session, blobs.base_url, blobs.token(1), 1))
@@ -45,7 +45,7 @@ async def test_push_hook_then_pull_hook_byte_identical(
     with local_db2.engine.begin() as conn:
         conn.execute(text("UPDATE images SET blob_state = 'remote' WHERE id = :i"), {"i": pulled})
     before = fetch(local_db2, "SELECT revision FROM images WHERE id = :i", i=pulled)[0].revision
-    local2 = await connect(local_db2.url)
+    local2 = LocalDb(local_db2.url)
     try:
         async with aiohttp.ClientSession() as session:
             transfer = Transfer(BlobApi(session, blobs.base_url, blobs.token(1), 1))
