@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.pg import PgCluster, TestDatabase, cluster_for_session
+from tests.world import World, make_world
 
 SITE_1 = 1
 SITE_2 = 2
@@ -45,6 +46,12 @@ def local_db2(pg_cluster: PgCluster) -> Iterator[TestDatabase]:
 def cloud_db(pg_cluster: PgCluster) -> Iterator[TestDatabase]:
     """The cloud database (node 0)."""
     yield from _database(pg_cluster, "cloud", node_id=CLOUD_NODE, site_id=None)
+
+
+@pytest.fixture
+def world(cloud_db: TestDatabase, local_db: TestDatabase, local_db2: TestDatabase) -> World:
+    """The cloud and two sites, both registered (tests/world.py)."""
+    return make_world(cloud_db, local_db, local_db2)
 
 
 @pytest.fixture

@@ -17,12 +17,12 @@ from lockd.offline import open_offline, open_offline_sessions, save_offline
 from lockd.sessions import EditSession
 from schema import conflicts
 from scsync.embedded_pg import free_port
-from tests.replicator.conftest import World, rows, sync, world  # noqa: F401  (fixture)
+from tests.world import World, rows, sync
 
 pytestmark = pytest.mark.dblevel
 
 
-async def test_offline_edit_and_cloud_edit_become_a_conflict(world: World) -> None:  # noqa: F811
+async def test_offline_edit_and_cloud_edit_become_a_conflict(world: World) -> None:
     with world.site1.local.connect(autocommit=True) as c:
         row = c.execute(
             "INSERT INTO patients (site_id, patient_code, name) VALUES (1, 'X', 'base')"

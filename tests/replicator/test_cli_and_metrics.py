@@ -17,7 +17,7 @@ from replicator.errors import SettingsError
 from replicator.settings import load_settings
 from scsync.cli import main
 from tests.pg import TestDatabase
-from tests.replicator.conftest import World, rows, sync
+from tests.world import World, rows, sync
 
 
 def test_site_register_prints_working_credentials(

@@ -9,7 +9,7 @@ import pytest
 from replicator.lane import Lane
 from schema import conflicts
 from schema.urls import create_engine
-from tests.replicator.conftest import World, rows, sync
+from tests.world import World, rows, sync
 
 
 def _one_patient(world: World) -> int:

@@ -9,7 +9,8 @@ import threading
 import time
 
 from tests.polling import wait_until
-from tests.replicator.conftest import Replicators, World
+from tests.replicator.conftest import Replicators
+from tests.world import World
 
 ROWS = 20_000
 KILLS = 20

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from tests.polling import wait_until
-from tests.replicator.conftest import Replicators, World, rows
+from tests.replicator.conftest import Replicators
+from tests.world import World, rows
 
 
 def test_daemon_syncs_both_ways_on_hints_and_stops_on_sigterm(

@@ -7,7 +7,7 @@ import asyncio
 import time
 
 from replicator.lane import Lane
-from tests.replicator.conftest import World, rows, sync
+from tests.world import World, rows, sync
 
 
 async def _push(world: World) -> None:

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.replicator.conftest import World, content, rows, sync
+from tests.world import World, content, rows, sync
 
 
 def _insert_patient(conn: psycopg.Connection[tuple[object, ...]], site: int, code: str) -> int:

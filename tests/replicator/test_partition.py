@@ -9,7 +9,8 @@ from sqlalchemy.engine import make_url
 
 from tests.polling import wait_until
 from tests.proxy import TcpProxy
-from tests.replicator.conftest import Replicators, World, rows
+from tests.replicator.conftest import Replicators
+from tests.world import World, rows
 
 PARTITION_S = 30.0  # the figure; longer than every timeout of the daemon
 

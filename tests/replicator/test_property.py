@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from replicator.lane import Lane, LaneName
 from tests.pg import TestDatabase
-from tests.replicator.conftest import World, rows
+from tests.world import World, rows
 
 _codes = itertools.count()
 

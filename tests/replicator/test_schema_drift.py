@@ -3,7 +3,7 @@ with a site on the previous schema, and the column flows once the site has it to
 
 from __future__ import annotations
 
-from tests.replicator.conftest import World, rows, sync
+from tests.world import World, rows, sync
 
 
 async def test_cloud_ahead_by_a_column_then_site_catches_up(world: World) -> None:
