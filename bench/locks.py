@@ -24,7 +24,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import ExitStack, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import ExitStack, asynccontextmanager, suppress
 from typing import Any
 
 import aiohttp
@@ -133,6 +134,53 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+Post = Callable[[str, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
+
+
+@asynccontextmanager
+async def _poster(base: str, clients: int) -> AsyncIterator[Post]:
+    """POST JSON to lockd as site 1 over `clients` keep-alive connections."""
+    from schema.auth import site_token
+
+    headers = {"Authorization": f"Bearer {site_token(SECRET, 1, ttl_s=3600)}"}
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
+
+        async def post(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            async with http.post(base + path, json=body) as resp:
+                return resp.status, await resp.json()
+
+        yield post
+
+
+async def _cycle(
+    post: Post, rid: int, holder: str, n: int, *, wait_ms: int, save: bool
+) -> tuple[float, float, float] | None:
+    """acquire -> (save) -> release of one record: perf_counter stamps after each step,
+    None when the record was busy (409); RuntimeError on any other answer."""
+    status, lease = await post(
+        "/acquire", {"table": "patients", "row_id": rid, "holder": holder, "wait_ms": wait_ms}
+    )
+    t1 = time.perf_counter()
+    if status == 409:
+        return None
+    if status != 200:
+        raise RuntimeError(f"acquire {status} {lease}")
+    if save:
+        changes = {"notes": f"{holder} #{n}"}
+        status, saved = await post(
+            "/save", {"lease_id": lease["lease_id"], "token": lease["token"], "changes": changes}
+        )
+        if status != 200:
+            raise RuntimeError(f"save {status} {saved}")
+    t2 = time.perf_counter()
+    status, rel = await post("/release", {"lease_id": lease["lease_id"], "token": lease["token"]})
+    t3 = time.perf_counter()
+    if status != 200:
+        raise RuntimeError(f"release {status} {rel}")
+    return t1, t2, t3
+
+
 async def _floor(db_url: str, n: int) -> list[float]:
     out: list[float] = []
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
@@ -152,20 +200,12 @@ async def _run(
     *,
     save: bool = True,
 ) -> dict[str, Any]:
-    from schema.auth import site_token
-
-    headers = {"Authorization": f"Bearer {site_token(SECRET, 1, ttl_s=3600)}"}
     cycles: list[float] = []
     saves: list[float] = []
     busy = 0
     errors: list[str] = []
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
+    async with _poster(base, clients) as post:
         stop_at = time.perf_counter() + seconds
-
-        async def post(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            async with http.post(base + path, json=body) as resp:
-                return resp.status, await resp.json()
 
         async def client(i: int) -> None:
             nonlocal busy
@@ -176,39 +216,17 @@ async def _run(
             while time.perf_counter() < stop_at:
                 t0 = time.perf_counter()
                 # On the hot record the clients queue at lockd (wait_ms) instead of spinning.
-                status, lease = await post(
-                    "/acquire",
-                    {"table": "patients", "row_id": rid, "holder": holder, "wait_ms": wait_ms},
-                )
-                t1 = time.perf_counter()
-                if status == 409:
+                try:
+                    stamps = await _cycle(post, rid, holder, n + 1, wait_ms=wait_ms, save=save)
+                except RuntimeError as exc:
+                    errors.append(str(exc))
+                    return
+                if stamps is None:
                     busy += 1
                     await asyncio.sleep(0.001)
                     continue
-                if status != 200:
-                    errors.append(f"acquire {status} {lease}")
-                    return
                 n += 1
-                if save:
-                    status, saved = await post(
-                        "/save",
-                        {
-                            "lease_id": lease["lease_id"],
-                            "token": lease["token"],
-                            "changes": {"notes": f"{holder} #{n}"},
-                        },
-                    )
-                    if status != 200:
-                        errors.append(f"save {status} {saved}")
-                        return
-                t2 = time.perf_counter()
-                status, rel = await post(
-                    "/release", {"lease_id": lease["lease_id"], "token": lease["token"]}
-                )
-                t3 = time.perf_counter()
-                if status != 200:
-                    errors.append(f"release {status} {rel}")
-                    return
+                t1, t2, t3 = stamps
                 cycles.append((t1 - t0 + t3 - t2) * 1000)
                 if save:
                     saves.append((t2 - t1) * 1000)
@@ -237,18 +255,10 @@ async def _open_loop(
     load, free of the queueing a closed loop of 100 clients adds (Little's law: in a
     closed loop, acquire+release alone takes ~2/3 * clients / cycles-per-second). A
     cycle late on its schedule counts from when it should have started."""
-    from schema.auth import site_token
-
-    headers = {"Authorization": f"Bearer {site_token(SECRET, 1, ttl_s=3600)}"}
     cycles: list[float] = []
     errors: list[str] = []
     period = clients / rate
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
-
-        async def post(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            async with http.post(base + path, json=body) as resp:
-                return resp.status, await resp.json()
+    async with _poster(base, clients) as post:
 
         async def client(i: int, start: float) -> None:
             holder = f"local:1/open{i}"
@@ -261,32 +271,15 @@ async def _open_loop(
                 if delay > 0:
                     await asyncio.sleep(delay)
                 n += 1
-                status, lease = await post(
-                    "/acquire", {"table": "patients", "row_id": records[i], "holder": holder}
-                )
-                t1 = time.perf_counter()
-                if status != 200:
-                    errors.append(f"acquire {status} {lease}")
+                try:
+                    stamps = await _cycle(post, records[i], holder, n, wait_ms=0, save=True)
+                except RuntimeError as exc:
+                    errors.append(str(exc))
                     return
-                status, saved = await post(
-                    "/save",
-                    {
-                        "lease_id": lease["lease_id"],
-                        "token": lease["token"],
-                        "changes": {"notes": f"{holder} #{n}"},
-                    },
-                )
-                t2 = time.perf_counter()
-                if status != 200:
-                    errors.append(f"save {status} {saved}")
+                if stamps is None:
+                    errors.append("acquire: busy on a record of this client alone")
                     return
-                status, rel = await post(
-                    "/release", {"lease_id": lease["lease_id"], "token": lease["token"]}
-                )
-                t3 = time.perf_counter()
-                if status != 200:
-                    errors.append(f"release {status} {rel}")
-                    return
+                t1, t2, t3 = stamps
                 cycles.append((t1 - due + t3 - t2) * 1000)
 
         t0 = time.perf_counter() + 0.05

@@ -42,9 +42,8 @@ class World:
     site2: Site
 
 
-async def sync(site: Site, rounds: int = 2, **overrides: Any) -> None:
-    """Push then pull until both outboxes are drained (in-process lanes)."""
-    settings = site.settings(**overrides)
+async def drain(settings: Settings, rounds: int = 1) -> None:
+    """Push then pull, `rounds` times, each lane until its outbox is drained (in-process)."""
     for _ in range(rounds):
         for name in ("push", "pull"):
             lane = Lane(name, settings)
@@ -53,6 +52,11 @@ async def sync(site: Site, rounds: int = 2, **overrides: Any) -> None:
                 await lane.drain()
             finally:
                 await lane.close()
+
+
+async def sync(site: Site, rounds: int = 2, **overrides: Any) -> None:
+    """Push then pull until both outboxes are drained (in-process lanes)."""
+    await drain(site.settings(**overrides), rounds)
 
 
 def rows(db: TestDatabase, table: str) -> dict[int, dict[str, Any]]:

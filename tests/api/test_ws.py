@@ -44,6 +44,17 @@ async def subscribe(ws: WS, **what: Any) -> dict[str, Any]:
     return await next_of(ws, "subscribed", "error")
 
 
+async def resubscribe(ws: WS, **what: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """After the hello of a socket opened with last_event_id: subscribe; the replayed
+    events and the closing `subscribed` message."""
+    await recv(ws)
+    await ws.send_json({"type": "subscribe", **what})
+    replayed = []
+    while (msg := await recv(ws))["type"] != "subscribed":
+        replayed.append(msg)
+    return replayed, msg
+
+
 async def test_site_subscriber_gets_record_events_with_growing_ids(local_api: Api) -> None:
     c = local_api.client
     async with c.ws_connect("/ws", params={"token": token("viewer")}) as ws:
@@ -101,11 +112,7 @@ async def test_reconnect_with_last_event_id_replays_what_was_missed(local_api: A
     async with c.ws_connect(
         "/ws", params={"token": token("viewer"), "last_event_id": str(last_seen)}
     ) as ws:
-        await recv(ws)
-        await ws.send_json({"type": "subscribe", "site": 1})
-        replayed = []
-        while (msg := await recv(ws))["type"] != "subscribed":
-            replayed.append(msg)
+        replayed, msg = await resubscribe(ws, site=1)
         assert msg["replayed"] == 6 and msg["truncated"] is False  # changed + sync each
         assert len(replayed) == 6
         assert [e["id"] for e in replayed] == sorted(e["id"] for e in replayed)
@@ -141,11 +148,7 @@ async def test_replay_finds_an_event_that_committed_late_below_last_event_id(
     async with c.ws_connect(
         "/ws", params={"token": token("viewer"), "last_event_id": str(last_seen)}
     ) as ws:
-        await recv(ws)
-        await ws.send_json({"type": "subscribe", "site": 1})
-        replayed = []
-        while (msg := await recv(ws))["type"] != "subscribed":
-            replayed.append(msg)
+        replayed, msg = await resubscribe(ws, site=1)
     # Exactly the late event: the seen transaction's own events (changed + sync of the
     # doctor) are not sent again.
     assert [(e["id"], e["type"], e["data"]) for e in replayed] == [

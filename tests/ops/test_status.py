@@ -10,14 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from lockd.db import make_pool
 from lockd.manager import LeaseManager
-from replicator.lane import Lane
 from replicator.settings import load_settings
 from replicator.sites import register_site
 from tests.pg import TestDatabase
+from tests.world import drain
 
 
 def _status(*args: str) -> subprocess.CompletedProcess[str]:
@@ -28,16 +27,6 @@ def _status(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
-
-
-async def _drain(settings: Any) -> None:
-    for name in ("push", "pull"):
-        lane = Lane(name, settings)
-        await lane.open()
-        try:
-            await lane.drain()
-        finally:
-            await lane.close()
 
 
 async def _take_lease(cloud_url: str, row_id: int) -> None:
@@ -84,7 +73,7 @@ def test_status_prints_every_figure(
             ).fetchone()
             assert row is not None
             cloud_ids.append(int(str(row[0])))
-    asyncio.run(_drain(settings))
+    asyncio.run(drain(settings))
     # After the sync: one change waiting locally, one parked row, one open conflict, a lease.
     with local_db.connect(autocommit=True) as c:
         c.execute(
