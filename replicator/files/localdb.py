@@ -38,7 +38,6 @@ class LocalDb:
         self.url = url
         self._conn = conn
         self._lock = asyncio.Lock()
-        self.reconnects = 0
 
     async def conn(self) -> AsyncConn:
         """The open autocommit connection; raises DatabaseUnreachable when none can be made."""
@@ -51,7 +50,6 @@ class LocalDb:
                 return current
             if current is not None:
                 await current.close()
-                self.reconnects += 1
             self._conn = await connect(self.url)
             return self._conn
 

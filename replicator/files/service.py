@@ -124,7 +124,7 @@ async def serve(settings: Any, files: FilesSettings, stop: asyncio.Event | None 
     # Opened on first use and reopened after a failure: a local database that is down
     # at start or restarts later delays the file lanes, it does not stop the daemon.
     local = LocalDb(settings.local_db_url)
-    gate_conn = LocalDb(settings.local_db_url)
+    gate_db = LocalDb(settings.local_db_url)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -147,7 +147,7 @@ async def serve(settings: Any, files: FilesSettings, stop: asyncio.Event | None 
                     settings.site_id,
                     transfer=transfer,
                     config=files.backfill_config,
-                    live_gate=outbox_gate(gate_conn, settings.site_id),
+                    live_gate=outbox_gate(gate_db, settings.site_id),
                 )
                 tasks.append(asyncio.create_task(_backfill_loop(backfill, stop), name="backfill"))
             await stop.wait()
@@ -157,7 +157,7 @@ async def serve(settings: Any, files: FilesSettings, stop: asyncio.Event | None 
             await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         await local.close()
-        await gate_conn.close()
+        await gate_db.close()
         await engine.dispose()
     return 0
 

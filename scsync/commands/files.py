@@ -320,7 +320,7 @@ async def _backfill_run(args: argparse.Namespace) -> int:
         from replicator.files.localdb import LocalDb
         from replicator.files.service import outbox_gate
 
-        gate_conn = LocalDb(local_url)
+        gate_db = LocalDb(local_url)
         try:
             lane = Backfill(
                 local_url,
@@ -329,11 +329,11 @@ async def _backfill_run(args: argparse.Namespace) -> int:
                 transfer=transfer,
                 config=config,
                 on_progress=on_progress,
-                live_gate=None if args.no_yield_to_live else outbox_gate(gate_conn, site_id),
+                live_gate=None if args.no_yield_to_live else outbox_gate(gate_db, site_id),
             )
             return await lane.run()
         finally:
-            await gate_conn.close()
+            await gate_db.close()
 
     try:
         if _opt(args, "blobs_url", required=False):
