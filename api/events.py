@@ -147,12 +147,29 @@ class Subscriber:
         return True
 
 
+class SeenIds:
+    """The last `window` event ids met: a replay (at least once) or a relay handover
+    brings some again, and whoever passes events on drops those."""
+
+    def __init__(self, window: int = SEEN_WINDOW) -> None:
+        self.window = window
+        self._ids: OrderedDict[int, None] = OrderedDict()
+
+    def __contains__(self, event_id: int) -> bool:
+        return event_id in self._ids
+
+    def add(self, event_id: int) -> None:
+        self._ids[event_id] = None
+        if len(self._ids) > self.window:
+            self._ids.popitem(last=False)
+
+
 class Hub:
     """Dispatches events to this instance's subscribers, each event once."""
 
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
-        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._seen = SeenIds()
         self.last_id = 0
         self.dispatched = 0
 
@@ -165,9 +182,7 @@ class Hub:
     def dispatch(self, ev: Event) -> None:
         if ev.id in self._seen:
             return
-        self._seen[ev.id] = None
-        if len(self._seen) > SEEN_WINDOW:
-            self._seen.popitem(last=False)
+        self._seen.add(ev.id)
         self.last_id = max(self.last_id, ev.id)
         self.dispatched += 1
         text: str | None = None

@@ -10,17 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import OrderedDict
 from typing import Any, Final
 
 import aiohttp
 
 from api import store
+from api.events import SeenIds
 
 log = logging.getLogger("scsync.api.relay")
 
 RELAYED: Final = ("lease.expired", "lease.idle_warning", "record.editing", "record.released")
-RELAYED_WINDOW: Final = 20_000
 # Published by this side's API itself when its own users open and close sessions.
 OWN: Final = frozenset({"record.editing", "record.released"})
 
@@ -37,7 +36,7 @@ async def follow_cloud(
     last: int | None = None
     # The cloud's replay is at least once (events that committed late below `last` come
     # again with those around them): what was republished already is dropped by id.
-    relayed: OrderedDict[int, None] = OrderedDict()
+    relayed = SeenIds()
     url = cloud_url.rstrip("/") + "/ws"
     while True:
         try:
@@ -69,9 +68,7 @@ async def follow_cloud(
                     if ev_id in relayed:
                         continue
                     await _republish(pool, ev)
-                    relayed[ev_id] = None
-                    if len(relayed) > RELAYED_WINDOW:
-                        relayed.popitem(last=False)
+                    relayed.add(ev_id)
             log.warning("the cloud closed the event link; reconnecting")
         except asyncio.CancelledError:
             raise
