@@ -7,18 +7,21 @@ exactly one key, ``sites/<site_id>/blobs/<sha256>``, built here from the path's 
 (which must be the caller's) and a validated sha256, so no caller-supplied text ever
 becomes part of a key.
 
-After an upload the cloud reads the object back through hashlib (in chunks, never the
-whole object in memory) and compares size and sha256 before it records the blob as
-uploaded. S3's ETag of a multipart object is not a content hash, and an S3 SHA256
-checksum of a multipart object is a checksum of part checksums, so reading back is the
-one check that proves the bytes. Endpoints and JSON bodies are listed in docs/files.md.
+After an upload the cloud proves size and sha256 of the object before it records the
+blob as uploaded: by reading it back through hashlib in chunks (default), or
+(``verify_by="copy"``) by having S3 compute the SHA256 itself in an in-place copy. S3's
+ETag of a multipart object is not a content hash, and a SHA256 a client sends with its
+parts is a checksum of part checksums, so neither proves the bytes. Endpoints and JSON
+bodies are listed in docs/files.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -47,9 +50,13 @@ SITE_ID_RE: Final = re.compile(r"^[0-9]{1,9}$")
 ROW_ID_RE: Final = re.compile(r"^[0-9]{1,19}$")
 S3_MIN_PART: Final = 5 * MiB
 S3_MAX_PARTS: Final = 10_000
+# The largest object one CopyObject may copy (bigger ones would need UploadPartCopy).
+S3_COPY_LIMIT: Final = 5 * 1024**3
+VERIFY_MODES: Final = frozenset({"read", "copy"})
 FILE_TABLES: Final = ("images", "captures", "project_files")
 UPLOAD_ROLES: Final = frozenset({"site", "editor", "admin", "vendor_admin"})
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,16 @@ class BlobSettings:
     part_size: int = 16 * MiB
     url_ttl_s: int = 600
     verify_chunk: int = MiB
+    # How complete proves the bytes: "read" streams the object back through hashlib;
+    # "copy" has the store hash it (in-place CopyObject, no bytes through the API).
+    # On moto "read" is cheaper (a copy re-stores the object); on AWS S3 "copy" moves
+    # nothing through this process. See docs/files.md.
+    verify_by: str = "read"
     executor_threads: int = 8
+
+    def __post_init__(self) -> None:
+        if self.verify_by not in VERIFY_MODES:
+            raise ValueError(f"verify_by must be one of {sorted(VERIFY_MODES)}")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> BlobSettings:
@@ -82,6 +98,7 @@ class BlobSettings:
             multipart_threshold=int(e.get("SCSYNC_S3_MULTIPART_THRESHOLD", 64 * MiB)),
             part_size=int(e.get("SCSYNC_S3_PART_SIZE", 16 * MiB)),
             url_ttl_s=int(e.get("SCSYNC_S3_URL_TTL_S", 600)),
+            verify_by=e.get("SCSYNC_S3_VERIFY_BY", "read"),
         )
 
 
@@ -456,16 +473,71 @@ async def _complete(request: web.Request) -> web.Response:
 
 
 async def _verify(state: _State, t: _Target, size: int) -> tuple[bool, str]:
+    """Do the object's bytes have this blob's size and sha256?
+
+    ``verify_by="copy"``: S3 itself hashes the object, an in-place CopyObject with
+    ``ChecksumAlgorithm=SHA256`` making the store compute the full-object SHA256 of what
+    it holds (server-side, whatever the client sent and however many parts it had).
+    ``"read"``, a store that returns no checksum, or an object over CopyObject's 5 GiB
+    limit: the object is read back through hashlib."""
+    from botocore.exceptions import ClientError
+
+    settings = state.settings
+    try:
+        head = await state.s3_call(state.s3.head_object, Bucket=settings.bucket, Key=t.key)
+    except ClientError:
+        return False, "no object was uploaded for this blob"
+    if head["ContentLength"] != size:
+        return False, f"size is {head['ContentLength']}, expected {size}"
+    actual = None
+    if settings.verify_by == "copy" and size <= S3_COPY_LIMIT:
+        actual = await _store_sha256(state, t)
+    if actual is None:
+        actual = await _read_back_sha256(state, t)
+    if actual is None:
+        return False, "no object was uploaded for this blob"
+    if actual != t.sha256:
+        return False, f"sha256 of the uploaded bytes is {actual}"
+    return True, ""
+
+
+async def _store_sha256(state: _State, t: _Target) -> str | None:
+    """The SHA256 that S3 computes while copying the object onto itself (hex), or None
+    when the store gives none. ``MetadataDirective=REPLACE`` is what makes an in-place
+    copy legal; the metadata left on the object says it was verified."""
+    from botocore.exceptions import ClientError
+
+    bucket = state.settings.bucket
+    try:
+        copied = await state.s3_call(
+            state.s3.copy_object,
+            Bucket=bucket,
+            Key=t.key,
+            CopySource={"Bucket": bucket, "Key": t.key},
+            MetadataDirective="REPLACE",
+            Metadata={"scsync-sha256": t.sha256},
+            ChecksumAlgorithm="SHA256",
+        )
+    except ClientError as exc:
+        log.info("in-place checksum copy of %s refused (%s); reading it back", t.key, exc)
+        return None
+    b64 = copied.get("CopyObjectResult", {}).get("ChecksumSHA256")
+    if not isinstance(b64, str) or "-" in b64:  # "-<n>": a checksum of part checksums
+        return None
+    try:
+        return base64.b64decode(b64, validate=True).hex()
+    except ValueError:
+        return None
+
+
+async def _read_back_sha256(state: _State, t: _Target) -> str | None:
     from botocore.exceptions import ClientError
 
     settings = state.settings
     try:
         obj = await state.s3_call(state.s3.get_object, Bucket=settings.bucket, Key=t.key)
     except ClientError:
-        return False, "no object was uploaded for this blob"
-    if obj["ContentLength"] != size:
-        obj["Body"].close()
-        return False, f"size is {obj['ContentLength']}, expected {size}"
+        return None
     stream = obj["Body"]
 
     def digest() -> str:
@@ -477,10 +549,7 @@ async def _verify(state: _State, t: _Target, size: int) -> tuple[bool, str]:
             stream.close()
         return h.hexdigest()
 
-    actual = await state.s3_call(digest)
-    if actual != t.sha256:
-        return False, f"sha256 of the uploaded bytes is {actual}"
-    return True, ""
+    return await state.s3_call(digest)
 
 
 async def _record_uploaded(state: _State, t: _Target, size: int) -> int:

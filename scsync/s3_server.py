@@ -6,7 +6,9 @@ a test can kill the endpoint to simulate an outage.
 
 moto keeps no request log, so the child wraps moto's WSGI app in a small middleware that
 appends one ``METHOD PATH?QUERY`` line per request to a file; :meth:`S3Endpoint.request_log`
-reads it back. This file doubles as the child's entry point (``--serve``), run by path
+reads it back. A server-side copy (a PUT with ``x-amz-copy-source``, which moves no
+bytes over the wire) is logged as ``COPY``, so that counting PUTs counts uploads. This
+file doubles as the child's entry point (``--serve``), run by path
 so the child needs neither ``scsync`` on ``sys.path`` nor anything beyond moto.
 """
 
@@ -287,7 +289,8 @@ def _logging_middleware(app: _WSGIApp, log_path: str) -> _WSGIApp:
             query = environ.get("QUERY_STRING", "")
             raw = f"{path}?{query}" if query else path
         method = environ.get("REQUEST_METHOD", "?")
-        os.write(fd, f"{method} {raw}\n".encode("utf-8", errors="replace"))
+        logged = "COPY" if method == "PUT" and "HTTP_X_AMZ_COPY_SOURCE" in environ else method
+        os.write(fd, f"{logged} {raw}\n".encode("utf-8", errors="replace"))
         if method == "PUT" and environ.get("CONTENT_TYPE", "").startswith(_FORM_TYPE):
             # Flask treats a form-encoded body as form fields and moto then stores an empty
             # object; real S3 stores the bytes. urllib sends this type by default, so a

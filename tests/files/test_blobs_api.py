@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -11,7 +13,10 @@ import aiohttp
 import pytest
 import yarl
 
-from tests.files.conftest import BlobServer
+import api.blobs
+from api.blobs import BlobSettings
+from scsync.s3_server import S3Endpoint
+from tests.files.conftest import BlobServer, blob_settings, replace, start_blob_server
 from tests.files.helpers import MiB, add_image, add_patient, fetch, sha256_of
 from tests.pg import TestDatabase
 
@@ -82,6 +87,89 @@ async def test_complete_refuses_bytes_that_do_not_match(
     assert fetch(cloud_db, "SELECT 1 FROM scsync_blobs WHERE sha256 = :s", s=sha) == []
     listed = blobs.s3.client().list_objects_v2(Bucket=blobs.settings.bucket)
     assert listed.get("KeyCount", 0) == 0
+
+
+def _requests_for(blobs: BlobServer, sha: str, since: int) -> list[str]:
+    """Methods of the requests on the object itself (not on its multipart upload);
+    presigned ones carry only the signature's query."""
+    key = f"/{blobs.settings.bucket}/{blobs.key(1, sha)}"
+    return [
+        m
+        for m, p in blobs.s3.request_log(include_query=True)[since:]
+        if p == key or p.startswith(key + "?X-Amz-")
+    ]
+
+
+@pytest.fixture
+def copy_blobs(
+    cloud_db: TestDatabase, s3_endpoint: S3Endpoint, bucket: str
+) -> Iterator[BlobServer]:
+    settings = replace(blob_settings(cloud_db, s3_endpoint, bucket), verify_by="copy")
+    server, shutdown = start_blob_server(settings, s3_endpoint)
+    try:
+        yield server
+    finally:
+        shutdown()
+
+
+async def test_verify_by_copy_has_the_store_hash_the_object(copy_blobs: BlobServer) -> None:
+    """verify_by=copy: complete asks S3 for a SHA256 of what it holds (an in-place copy),
+    single PUT and multipart alike, instead of streaming the object back."""
+    blobs = copy_blobs
+    small, big = os.urandom(300_000), os.urandom(11 * MiB)  # big: parts of 5, 5 and 1 MiB
+    async with aiohttp.ClientSession() as s:
+        before = len(blobs.s3.request_log(include_query=True))
+        small_sha = await _single_upload(s, blobs, small)
+        big_sha = sha256_of(big)
+        base = f"{blobs.base_url}/sites/1/blobs/{big_sha}"
+        _, plan = await _post(s, base + "/upload", blobs.token(1), {"size": len(big)})
+        assert plan["status"] == "multipart" and plan["part_count"] == 3
+        step = plan["part_size"]
+        for p in plan["parts"]:
+            n = p["part_number"]
+            async with s.put(p["url"], data=big[(n - 1) * step : n * step]) as r:
+                assert r.status == 200
+        done = {"size": len(big), "upload_id": plan["upload_id"]}
+        status, body = await _post(s, base + "/complete", blobs.token(1), done)
+        assert (status, body["status"]) == (200, "uploaded"), body
+        # Wrong bytes are refused in this mode too.
+        claimed = os.urandom(1000)
+        base = f"{blobs.base_url}/sites/1/blobs/{sha256_of(claimed)}"
+        _, body = await _post(s, base + "/upload", blobs.token(1), {"size": 1000})
+        async with s.put(body["url"], data=os.urandom(1000)) as r:
+            assert r.status == 200
+        status, body = await _post(s, base + "/complete", blobs.token(1), {"size": 1000})
+        assert status == 422 and "sha256 of the uploaded bytes" in body["message"]
+    client = blobs.s3.client()
+    for sha in (small_sha, big_sha):
+        requests = _requests_for(blobs, sha, before)
+        assert "COPY" in requests and "GET" not in requests, requests
+        head = client.head_object(
+            Bucket=blobs.settings.bucket, Key=blobs.key(1, sha), ChecksumMode="ENABLED"
+        )
+        assert base64.b64decode(head["ChecksumSHA256"]).hex() == sha
+        assert head["Metadata"] == {"scsync-sha256": sha}
+
+
+async def test_verify_reads_back_by_default_and_over_the_copy_limit(
+    blobs: BlobServer, copy_blobs: BlobServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default reads the object back (HEAD, GET, no copy); so does copy mode for an
+    object over CopyObject's limit."""
+    monkeypatch.setattr(api.blobs, "S3_COPY_LIMIT", 100_000)
+    async with aiohttp.ClientSession() as s:
+        for server in (blobs, copy_blobs):
+            before = len(server.s3.request_log(include_query=True))
+            sha = await _single_upload(s, server, os.urandom(200_000))
+            assert _requests_for(server, sha, before) == ["PUT", "HEAD", "GET"]
+
+
+def test_verify_by_names_a_known_mode() -> None:
+    with pytest.raises(ValueError, match="verify_by"):
+        BlobSettings(db_url="x", jwt_secret="y", bucket="z", verify_by="trust")
+    env = {"SCSYNC_CLOUD_DB_URL": "x", "SCSYNC_JWT_SECRET": "y", "SCSYNC_S3_BUCKET": "z"}
+    assert BlobSettings.from_env(env).verify_by == "read"
+    assert BlobSettings.from_env({**env, "SCSYNC_S3_VERIFY_BY": "copy"}).verify_by == "copy"
 
 
 async def test_multipart_resume_lists_finished_parts(blobs: BlobServer) -> None:
