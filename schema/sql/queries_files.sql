@@ -37,21 +37,31 @@ SELECT EXISTS (SELECT 1 FROM images WHERE site_id = :site_id AND blob_sha256 = :
                                               AND blob_state = 'uploaded');
 
 -- Rows that reference a blob just verified: blob_state is bookkeeping, so this moves
--- no revision; the cloud's blob_state trigger confirms 'uploaded' from scsync_blobs.
--- name: files_mark_uploaded_images
-UPDATE images SET blob_state = 'uploaded'
- WHERE site_id = :site_id AND blob_sha256 = :sha256 AND blob_state <> 'uploaded'
-RETURNING id;
-
--- name: files_mark_uploaded_captures
-UPDATE captures SET blob_state = 'uploaded'
- WHERE site_id = :site_id AND blob_sha256 = :sha256 AND blob_state <> 'uploaded'
-RETURNING id;
-
--- name: files_mark_uploaded_project_files
-UPDATE project_files SET blob_state = 'uploaded'
- WHERE site_id = :site_id AND blob_sha256 = :sha256 AND blob_state <> 'uploaded'
-RETURNING id;
+-- no revision; the cloud's blob_state trigger confirms 'uploaded' from scsync_blobs,
+-- which is why files_blob_uploaded must run as an earlier statement. In one statement:
+-- mark the rows, serve the blob's open requests, publish a record.sync event per row.
+-- name: files_rows_uploaded
+WITH img AS (UPDATE images SET blob_state = 'uploaded'
+              WHERE site_id = :site_id AND blob_sha256 = :sha256 AND blob_state <> 'uploaded'
+             RETURNING id),
+     cap AS (UPDATE captures SET blob_state = 'uploaded'
+              WHERE site_id = :site_id AND blob_sha256 = :sha256 AND blob_state <> 'uploaded'
+             RETURNING id),
+     pf AS (UPDATE project_files SET blob_state = 'uploaded'
+             WHERE site_id = :site_id AND blob_sha256 = :sha256 AND blob_state <> 'uploaded'
+            RETURNING id),
+     marked AS (SELECT 'images'::text AS table_name, id FROM img
+                UNION ALL SELECT 'captures', id FROM cap
+                UNION ALL SELECT 'project_files', id FROM pf),
+     served AS (UPDATE scsync_blob_requests SET state = 'served', served_at = now()
+                 WHERE site_id = :site_id AND sha256 = :sha256 AND state = 'open'
+                RETURNING id),
+     published AS (SELECT scsync_api_publish(
+                              :site_id, 'record.sync', table_name, id, NULL,
+                              jsonb_build_object('state', 'synced', 'blob_state', 'uploaded',
+                                                 'sha256', CAST(:sha256 AS text)))
+                     FROM marked)
+SELECT (SELECT count(*) FROM served) AS served, (SELECT count(*) FROM published) AS rows;
 
 -- name: files_request_add
 INSERT INTO scsync_blob_requests (site_id, sha256, table_name, row_id, requested_by)
@@ -63,11 +73,6 @@ SELECT id, sha256, table_name, row_id, requested_at FROM scsync_blob_requests
  WHERE site_id = :site_id AND state = 'open'
  ORDER BY id
  LIMIT :limit;
-
--- name: files_requests_serve
-UPDATE scsync_blob_requests SET state = 'served', served_at = now()
- WHERE site_id = :site_id AND sha256 = :sha256 AND state = 'open'
-RETURNING id;
 
 -- Events go through the API's event log (schema 0005), which also NOTIFYs listeners.
 -- name: files_publish

@@ -154,14 +154,14 @@ async def test_verify_by_copy_has_the_store_hash_the_object(copy_blobs: BlobServ
 async def test_verify_reads_back_by_default_and_over_the_copy_limit(
     blobs: BlobServer, copy_blobs: BlobServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The default reads the object back (HEAD, GET, no copy); so does copy mode for an
-    object over CopyObject's limit."""
+    """The default reads the object back (one GET, no HEAD, no copy); so does copy mode
+    for an object over CopyObject's limit."""
     monkeypatch.setattr(api.blobs, "S3_COPY_LIMIT", 100_000)
     async with aiohttp.ClientSession() as s:
         for server in (blobs, copy_blobs):
             before = len(server.s3.request_log(include_query=True))
             sha = await _single_upload(s, server, os.urandom(200_000))
-            assert _requests_for(server, sha, before) == ["PUT", "HEAD", "GET"]
+            assert _requests_for(server, sha, before) == ["PUT", "GET"]
 
 
 def test_verify_by_names_a_known_mode() -> None:
@@ -170,6 +170,59 @@ def test_verify_by_names_a_known_mode() -> None:
     env = {"SCSYNC_CLOUD_DB_URL": "x", "SCSYNC_JWT_SECRET": "y", "SCSYNC_S3_BUCKET": "z"}
     assert BlobSettings.from_env(env).verify_by == "read"
     assert BlobSettings.from_env({**env, "SCSYNC_S3_VERIFY_BY": "copy"}).verify_by == "copy"
+
+
+async def test_complete_marks_rows_serves_requests_and_publishes(
+    blobs: BlobServer, cloud_db: TestDatabase
+) -> None:
+    """One complete: every row of the site referencing the blob turns uploaded (and one
+    record.sync event each), the blob's open request is served; another site's row with
+    the same bytes stays remote."""
+    data = os.urandom(50_000)
+    sha = sha256_of(data)
+    patient = add_patient(cloud_db, 1)
+    image = add_image(cloud_db, 1, patient, sha=sha, size=len(data))
+    capture = add_image(cloud_db, 1, patient, sha=sha, size=len(data), table="captures")
+    other = add_image(cloud_db, 2, add_patient(cloud_db, 2), sha=sha, size=len(data))
+    base = f"{blobs.base_url}/sites/1/blobs/{sha}"
+    async with aiohttp.ClientSession() as s:
+        status, req = await _post(
+            s, base + "/request", blobs.user_token(1), {"table": "images", "row_id": image}
+        )
+        assert status == 202, req
+        _, plan = await _post(s, base + "/upload", blobs.token(1), {"size": len(data)})
+        async with s.put(plan["url"], data=data) as r:
+            assert r.status == 200
+        last = fetch(cloud_db, "SELECT coalesce(max(id), 0) AS id FROM scsync_api_events")[0].id
+        status, body = await _post(s, base + "/complete", blobs.token(1), {"size": len(data)})
+    assert (status, body["status"], body["requests_served"]) == (200, "uploaded", 1), body
+    states = {
+        (r.tbl, r.id): r.blob_state
+        for r in fetch(
+            cloud_db,
+            "SELECT 'images' AS tbl, id, blob_state FROM images"
+            " UNION ALL SELECT 'captures', id, blob_state FROM captures",
+        )
+    }
+    assert states == {
+        ("images", image): "uploaded",
+        ("captures", capture): "uploaded",
+        ("images", other): "remote",
+    }
+    served = fetch(cloud_db, "SELECT state FROM scsync_blob_requests WHERE sha256 = :s", s=sha)
+    assert [r.state for r in served] == ["served"]
+    events = fetch(
+        cloud_db,
+        "SELECT site_id, table_name, row_id, payload FROM scsync_api_events"
+        " WHERE type = 'record.sync' AND id > :last ORDER BY id",
+        last=last,
+    )
+    assert sorted((e.site_id, e.table_name, e.row_id) for e in events) == sorted(
+        [(1, "images", image), (1, "captures", capture)]
+    )
+    assert all(
+        e.payload == {"state": "synced", "blob_state": "uploaded", "sha256": sha} for e in events
+    )
 
 
 async def test_multipart_resume_lists_finished_parts(blobs: BlobServer) -> None:
