@@ -136,8 +136,8 @@ class _State:
     engine: AsyncEngine
     s3: S3Client
     loop_executor: Any
-    # Reads objects back through presigned GETs: aiohttp costs this process about
-    # half the CPU per object that botocore's get_object does (measured on moto).
+    # Reads objects back through presigned GETs: aiohttp costs this process two thirds
+    # of the CPU per object that botocore's get_object does (2 MB on moto: 2.7 vs 4.0 ms).
     http: aiohttp.ClientSession
 
     async def s3_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
