@@ -312,3 +312,42 @@ async def test_a_release_elsewhere_wakes_a_waiter_through_notify(
         finally:
             stop.set()
             await asyncio.wait_for(listener, 5)
+
+
+async def test_lease_events_reach_the_api_log_with_the_records_patient(
+    manager: LeaseManager, records: Records
+) -> None:
+    """Every lease event becomes an API event naming the record's patient: a patient is
+    its own, an image names its patient_id, a doctor (no patient) names none."""
+    db = records.db
+    patient = records.site1[0]
+    with db.connect(autocommit=True) as conn:
+        image = conn.execute(
+            "INSERT INTO images (site_id, patient_id, modality) VALUES (1, %s, 'CT') RETURNING id",
+            (patient,),
+        ).fetchone()
+        doctor = conn.execute(
+            "INSERT INTO doctors (site_id, name) VALUES (1, 'Dr. Kim') RETURNING id"
+        ).fetchone()
+    assert image is not None and doctor is not None
+    image_id, doctor_id = int(image[0]), int(doctor[0])
+    for table, rid in (("patients", patient), ("images", image_id), ("doctors", doctor_id)):
+        lease = await manager.acquire(table, rid, "local:1/alice", scope_site=1)
+        await manager.release(lease.lease_id, lease.token)
+    with db.connect() as conn:
+        rows = conn.execute(
+            "SELECT type, table_name, row_id, patient_id, payload FROM scsync_api_events"
+            " WHERE type IN ('record.editing', 'record.released') ORDER BY id"
+        ).fetchall()
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("record.editing", "patients", patient, patient),
+        ("record.released", "patients", patient, patient),
+        ("record.editing", "images", image_id, patient),
+        ("record.released", "images", image_id, patient),
+        ("record.editing", "doctors", doctor_id, None),
+        ("record.released", "doctors", doctor_id, None),
+    ]
+    assert all(
+        r[4]["by"] == "local" and r[4]["holder"] == "local:1/alice" and "lease_id" not in r[4]
+        for r in rows
+    )
