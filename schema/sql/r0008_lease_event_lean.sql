@@ -4,7 +4,9 @@
 -- to take its patient id. Now: a patient is its own patient; a table with a patient_id
 -- column is asked for that column alone; any other table (or one that is gone) has
 -- none. Same events, same payloads. Measured on the embedded server, one connection,
--- acquire + release of a patient: 854 -> 715 us per cycle.
+-- acquire + release of a patient: 854 -> 715 us per cycle; bench/locks.py (100 clients,
+-- alternated runs against 0007) moves within its run-to-run noise (412-472 vs 428-433
+-- cycles/s), the HTTP layers and the saves dominating there.
 CREATE OR REPLACE FUNCTION scsync_api_lease_event() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
