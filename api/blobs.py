@@ -543,7 +543,9 @@ async def _read_back(state: _State, t: _Target, size: int) -> str | tuple[bool, 
     """The sha256 (hex) of the object read back through a presigned GET, or the refusal
     when it is missing or has the wrong size."""
     url = state.s3.generate_presigned_url(
-        "get_object", Params={"Bucket": state.settings.bucket, "Key": t.key}, ExpiresIn=300
+        "get_object",
+        Params={"Bucket": state.settings.bucket, "Key": t.key},
+        ExpiresIn=state.settings.url_ttl_s,
     )
     h = hashlib.sha256()
     try:
