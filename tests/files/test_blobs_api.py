@@ -64,9 +64,11 @@ async def test_single_upload_verify_dedupe_and_download(
     assert [(r.size, r.state) for r in rows] == [(len(data), "uploaded")]
 
 
+@pytest.mark.parametrize("server", ["blobs", "copy_blobs"])  # verify_by read, copy
 async def test_complete_refuses_bytes_that_do_not_match(
-    blobs: BlobServer, cloud_db: TestDatabase
+    server: str, request: pytest.FixtureRequest, cloud_db: TestDatabase
 ) -> None:
+    blobs: BlobServer = request.getfixturevalue(server)
     claimed = os.urandom(1000)
     sha = sha256_of(claimed)
     base = f"{blobs.base_url}/sites/1/blobs/{sha}"
@@ -76,6 +78,7 @@ async def test_complete_refuses_bytes_that_do_not_match(
             assert r.status == 200
         status, body = await _post(s, base + "/complete", blobs.token(1), {"size": 1000})
         assert status == 422 and body["error"] == "verification_failed"
+        assert "sha256 of the uploaded bytes" in body["message"]
         # Wrong size is refused as well.
         _, body = await _post(s, base + "/upload", blobs.token(1), {"size": 1000})
         async with s.put(body["url"], data=claimed[:999]) as r:
@@ -87,6 +90,16 @@ async def test_complete_refuses_bytes_that_do_not_match(
     assert fetch(cloud_db, "SELECT 1 FROM scsync_blobs WHERE sha256 = :s", s=sha) == []
     listed = blobs.s3.client().list_objects_v2(Bucket=blobs.settings.bucket)
     assert listed.get("KeyCount", 0) == 0
+
+
+async def _put_parts(
+    s: aiohttp.ClientSession, parts: list[dict[str, Any]], data: bytes, part_size: int
+) -> None:
+    """PUT each planned part's slice of ``data`` to its presigned URL."""
+    for p in parts:
+        n = p["part_number"]
+        async with s.put(p["url"], data=data[(n - 1) * part_size : n * part_size]) as r:
+            assert r.status == 200
 
 
 def _requests_for(blobs: BlobServer, sha: str, since: int) -> list[str]:
@@ -114,7 +127,8 @@ def copy_blobs(
 
 async def test_verify_by_copy_has_the_store_hash_the_object(copy_blobs: BlobServer) -> None:
     """verify_by=copy: complete asks S3 for a SHA256 of what it holds (an in-place copy),
-    single PUT and multipart alike, instead of streaming the object back."""
+    single PUT and multipart alike, instead of streaming the object back (wrong bytes:
+    test_complete_refuses_bytes_that_do_not_match)."""
     blobs = copy_blobs
     small, big = os.urandom(300_000), os.urandom(11 * MiB)  # big: parts of 5, 5 and 1 MiB
     async with aiohttp.ClientSession() as s:
@@ -124,22 +138,10 @@ async def test_verify_by_copy_has_the_store_hash_the_object(copy_blobs: BlobServ
         base = f"{blobs.base_url}/sites/1/blobs/{big_sha}"
         _, plan = await _post(s, base + "/upload", blobs.token(1), {"size": len(big)})
         assert plan["status"] == "multipart" and plan["part_count"] == 3
-        step = plan["part_size"]
-        for p in plan["parts"]:
-            n = p["part_number"]
-            async with s.put(p["url"], data=big[(n - 1) * step : n * step]) as r:
-                assert r.status == 200
+        await _put_parts(s, plan["parts"], big, plan["part_size"])
         done = {"size": len(big), "upload_id": plan["upload_id"]}
         status, body = await _post(s, base + "/complete", blobs.token(1), done)
         assert (status, body["status"]) == (200, "uploaded"), body
-        # Wrong bytes are refused in this mode too.
-        claimed = os.urandom(1000)
-        base = f"{blobs.base_url}/sites/1/blobs/{sha256_of(claimed)}"
-        _, body = await _post(s, base + "/upload", blobs.token(1), {"size": 1000})
-        async with s.put(body["url"], data=os.urandom(1000)) as r:
-            assert r.status == 200
-        status, body = await _post(s, base + "/complete", blobs.token(1), {"size": 1000})
-        assert status == 422 and "sha256 of the uploaded bytes" in body["message"]
     client = blobs.s3.client()
     for sha in (small_sha, big_sha):
         requests = _requests_for(blobs, sha, before)
@@ -248,10 +250,7 @@ async def test_multipart_resume_lists_finished_parts(blobs: BlobServer) -> None:
             {"size": len(data), "upload_id": first["upload_id"]},
         )
         assert status == 409 and body["error"] == "incomplete"
-        for p in again["parts"]:
-            n = p["part_number"]
-            async with s.put(p["url"], data=data[(n - 1) * size : n * size]) as r:
-                assert r.status == 200
+        await _put_parts(s, again["parts"], data, size)
         status, body = await _post(
             s,
             base + "/complete",
