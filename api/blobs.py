@@ -8,10 +8,14 @@ exactly one key, ``sites/<site_id>/blobs/<sha256>``, built here from the path's 
 becomes part of a key.
 
 After an upload the cloud proves size and sha256 of the object before it records the
-blob as uploaded: by reading it back through hashlib in chunks (default), or
-(``verify_by="copy"``) by having S3 compute the SHA256 itself in an in-place copy. S3's
-ETag of a multipart object is not a content hash, and a SHA256 a client sends with its
-parts is a checksum of part checksums, so neither proves the bytes. Endpoints and JSON
+blob as uploaded. Default (``verify_by="checksum"``): the URL of a single PUT is signed
+with the blob's SHA256 as ``x-amz-checksum-sha256``, so S3 refuses any other bytes
+(``BadDigest``) and a HEAD afterwards shows the checksum S3 checked; an object without
+that checksum (a multipart upload, a store that keeps none) is read back through
+hashlib in chunks, which is all ``verify_by="read"`` does. ``verify_by="copy"`` has S3
+compute the SHA256 itself in an in-place copy. S3's ETag of a multipart object is not a
+content hash, and a SHA256 a client sends with its parts is a checksum of part
+checksums, so neither proves the bytes. Endpoints and JSON
 bodies are listed in docs/files.md.
 """
 
@@ -53,7 +57,7 @@ S3_MIN_PART: Final = 5 * MiB
 S3_MAX_PARTS: Final = 10_000
 # The largest object one CopyObject may copy (bigger ones would need UploadPartCopy).
 S3_COPY_LIMIT: Final = 5 * 1024**3
-VERIFY_MODES: Final = frozenset({"read", "copy"})
+VERIFY_MODES: Final = frozenset({"checksum", "read", "copy"})
 FILE_TABLES: Final = ("images", "captures", "project_files")
 UPLOAD_ROLES: Final = frozenset({"site", "editor", "admin", "vendor_admin"})
 T = TypeVar("T")
@@ -73,12 +77,14 @@ class BlobSettings:
     part_size: int = 16 * MiB
     url_ttl_s: int = 600
     verify_chunk: int = MiB
-    # How complete proves the bytes: "read" streams the object back through hashlib;
-    # "copy" has the store hash it (in-place CopyObject, no bytes through the API).
-    # On moto "read" is cheaper (a copy re-stores the object); on AWS S3 "copy" moves
-    # nothing through this process. See docs/files.md.
-    verify_by: str = "read"
+    # How complete proves the bytes: "checksum" has the store check a signed SHA256 on
+    # single PUTs (no bytes back through the API) and reads multipart objects back;
+    # "read" streams every object back through hashlib; "copy" has the store hash it
+    # (in-place CopyObject). On moto "copy" costs more than reading back (it re-stores
+    # the object). See docs/files.md.
+    verify_by: str = "checksum"
     executor_threads: int = 8
+    db_pool_size: int = 20
 
     def __post_init__(self) -> None:
         if self.verify_by not in VERIFY_MODES:
@@ -99,7 +105,7 @@ class BlobSettings:
             multipart_threshold=int(e.get("SCSYNC_S3_MULTIPART_THRESHOLD", 64 * MiB)),
             part_size=int(e.get("SCSYNC_S3_PART_SIZE", 16 * MiB)),
             url_ttl_s=int(e.get("SCSYNC_S3_URL_TTL_S", 600)),
-            verify_by=e.get("SCSYNC_S3_VERIFY_BY", "read"),
+            verify_by=e.get("SCSYNC_S3_VERIFY_BY", "checksum"),
         )
 
 
@@ -139,6 +145,9 @@ class _State:
     # Reads objects back through presigned GETs: aiohttp costs this process two thirds
     # of the CPU per object that botocore's get_object does (2 MB on moto: 2.7 vs 4.0 ms).
     http: aiohttp.ClientSession
+    # The same pool in autocommit, for a single statement: one round trip, not three
+    # (BEGIN, the statement, COMMIT).
+    autocommit: AsyncEngine
 
     async def s3_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # boto3 blocks; its calls run on a bounded pool so the event loop keeps serving.
@@ -180,8 +189,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     engine = create_async_engine(
         sqlalchemy_url(settings.db_url, "psycopg"),
         connect_args=connect_args(settings.db_url),
-        pool_size=5,
-        max_overflow=5,
+        # Connections beyond the pool's size are opened and closed per checkout: a
+        # backend start each time (a third of this process's CPU per file when 20
+        # uploads overlapped a pool of 5). Sized for the executor's concurrency.
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
     )
     s3 = boto3.client(
         "s3",
@@ -199,7 +211,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     http = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
     )
-    app[STATE] = _State(settings=settings, engine=engine, s3=s3, loop_executor=executor, http=http)
+    app[STATE] = _State(
+        settings=settings,
+        engine=engine,
+        s3=s3,
+        loop_executor=executor,
+        http=http,
+        autocommit=engine.execution_options(isolation_level="AUTOCOMMIT"),
+    )
     try:
         yield
     finally:
@@ -322,30 +341,12 @@ async def _presign_upload(request: web.Request) -> web.Response:
     size = _size_of(body)
     state = request.app[STATE]
     settings = state.settings
+    if size < settings.multipart_threshold:
+        return await _presign_single(state, t, size)
     async with state.engine.begin() as conn:
         row = await _blob_row(conn, t)
         if row is not None and row.state == "uploaded":
             return web.json_response({"status": "exists", "key": t.key, "size": row.size})
-        if size < settings.multipart_threshold:
-            await conn.execute(
-                text(query("files_blob_pending")),
-                {"site_id": t.site_id, "sha256": t.sha256, "size": size, "upload_id": None},
-            )
-            url = await state.s3_call(
-                state.s3.generate_presigned_url,
-                "put_object",
-                Params={"Bucket": settings.bucket, "Key": t.key},
-                ExpiresIn=settings.url_ttl_s,
-            )
-            return web.json_response(
-                {
-                    "status": "single",
-                    "key": t.key,
-                    "method": "PUT",
-                    "url": url,
-                    "expires_in": settings.url_ttl_s,
-                }
-            )
         part_size = _effective_part_size(settings, size)
         upload_id, done = await _resumable_upload(state, t, row, size, body)
         await conn.execute(
@@ -378,6 +379,38 @@ async def _presign_upload(request: web.Request) -> web.Response:
             "part_count": count,
             "parts": parts,
             "uploaded_parts": done,
+            "expires_in": settings.url_ttl_s,
+        }
+    )
+
+
+async def _presign_single(state: _State, t: _Target, size: int) -> web.Response:
+    settings = state.settings
+    async with state.autocommit.connect() as conn:
+        # One statement: pending, unless already uploaded (then it returns no row).
+        claimed = await conn.execute(
+            text(query("files_blob_pending")),
+            {"site_id": t.site_id, "sha256": t.sha256, "size": size, "upload_id": None},
+        )
+        if claimed.first() is None:
+            row = await _blob_row(conn, t)
+            known = row.size if row is not None else size
+            return web.json_response({"status": "exists", "key": t.key, "size": known})
+    params: dict[str, Any] = {"Bucket": settings.bucket, "Key": t.key}
+    headers: dict[str, str] = {}
+    if settings.verify_by == "checksum":
+        # Signed into the URL: the PUT must carry it, and S3 stores only bytes whose
+        # SHA256 it is.
+        params["ChecksumSHA256"] = _b64_sha256(t.sha256)
+        headers["x-amz-checksum-sha256"] = params["ChecksumSHA256"]
+    url = state.s3.generate_presigned_url("put_object", Params=params, ExpiresIn=settings.url_ttl_s)
+    return web.json_response(
+        {
+            "status": "single",
+            "key": t.key,
+            "method": "PUT",
+            "url": url,
+            "headers": headers,
             "expires_in": settings.url_ttl_s,
         }
     )
@@ -433,7 +466,7 @@ async def _complete(request: web.Request) -> web.Response:
     size = _size_of(body)
     state = request.app[STATE]
     settings = state.settings
-    async with state.engine.connect() as conn:
+    async with state.autocommit.connect() as conn:
         row = await _blob_row(conn, t)
     if row is not None and row.state == "uploaded":
         return web.json_response({"status": "exists", "key": t.key, "size": row.size})
@@ -486,13 +519,22 @@ async def _verify(state: _State, t: _Target, size: int) -> tuple[bool, str]:
     ``verify_by="copy"``: S3 itself hashes the object, an in-place CopyObject with
     ``ChecksumAlgorithm=SHA256`` making the store compute the full-object SHA256 of what
     it holds (server-side, whatever the client sent and however many parts it had).
+    ``"checksum"``: a HEAD shows the full-object SHA256 that S3 checked on the single
+    PUT (its URL was signed with it); a multipart object has none and is read back.
     ``"read"``, a store that returns no checksum, or an object over CopyObject's 5 GiB
     limit: the object is read back through hashlib (one GET, no HEAD before it)."""
     from botocore.exceptions import ClientError
 
     settings = state.settings
     actual: str | None = None
-    if settings.verify_by == "copy" and size <= S3_COPY_LIMIT:
+    if settings.verify_by == "checksum":
+        stored = await _head(state, t)
+        if stored is None:
+            return False, "no object was uploaded for this blob"
+        length, actual = stored
+        if length != size:
+            return False, f"size is {length}, expected {size}"
+    elif settings.verify_by == "copy" and size <= S3_COPY_LIMIT:
         try:
             head = await state.s3_call(state.s3.head_object, Bucket=settings.bucket, Key=t.key)
         except ClientError:
@@ -508,6 +550,46 @@ async def _verify(state: _State, t: _Target, size: int) -> tuple[bool, str]:
     if actual != t.sha256:
         return False, f"sha256 of the uploaded bytes is {actual}"
     return True, ""
+
+
+def _b64_sha256(hex_digest: str) -> str:
+    """A hex SHA256 as S3 writes checksums (base64 of the 32 bytes)."""
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+def _full_object_sha256(b64: object) -> str | None:
+    """S3's SHA256 checksum (base64) as hex, or None when there is none or it is a
+    checksum of part checksums (``...-<n>``)."""
+    if not isinstance(b64, str) or "-" in b64:
+        return None
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except ValueError:
+        return None
+    return raw.hex() if len(raw) == 32 else None
+
+
+async def _head(state: _State, t: _Target) -> tuple[int, str | None] | None:
+    """Size and full-object SHA256 (hex, None when S3 has none) of the object, through
+    a presigned HEAD in checksum mode; None when there is no object."""
+    url = state.s3.generate_presigned_url(
+        "head_object",
+        Params={"Bucket": state.settings.bucket, "Key": t.key, "ChecksumMode": "ENABLED"},
+        ExpiresIn=state.settings.url_ttl_s,
+    )
+    try:
+        async with state.http.head(url, headers={"x-amz-checksum-mode": "ENABLED"}) as resp:
+            if resp.status in (403, 404):
+                return None
+            if resp.status != 200 or resp.content_length is None:
+                raise BlobHttpError(502, "store_error", f"S3 answered {resp.status} to a HEAD")
+            return resp.content_length, _full_object_sha256(
+                resp.headers.get("x-amz-checksum-sha256")
+            )
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise BlobHttpError(
+            502, "store_error", f"asking S3 about the object failed: {exc}"
+        ) from exc
 
 
 async def _store_sha256(state: _State, t: _Target) -> str | None:
@@ -530,13 +612,7 @@ async def _store_sha256(state: _State, t: _Target) -> str | None:
     except ClientError as exc:
         log.info("in-place checksum copy of %s refused (%s); reading it back", t.key, exc)
         return None
-    b64 = copied.get("CopyObjectResult", {}).get("ChecksumSHA256")
-    if not isinstance(b64, str) or "-" in b64:  # "-<n>": a checksum of part checksums
-        return None
-    try:
-        return base64.b64decode(b64, validate=True).hex()
-    except ValueError:
-        return None
+    return _full_object_sha256(copied.get("CopyObjectResult", {}).get("ChecksumSHA256"))
 
 
 async def _read_back(state: _State, t: _Target, size: int) -> str | tuple[bool, str]:
@@ -707,9 +783,19 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     args = parser.parse_args()
+    import uvloop
+
     root = web.Application()
     root.add_subapp("/v1/blobs", make_blobs_app(BlobSettings.from_env()))
-    web.run_app(root, host=args.host, port=args.port, print=None)
+    # As `scsync api run` and lockd serve: uvloop, no access log.
+    web.run_app(
+        root,
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=None,
+        loop=uvloop.new_event_loop(),
+    )
 
 
 if __name__ == "__main__":

@@ -45,3 +45,8 @@ class PolicyError(FilesError):
 
 class RecordNotFound(FilesError):
     """No such record in a synced table."""
+
+
+class StoreRefusedBytes(TransferFailed):
+    """S3 refused a PUT because the bytes are not those whose SHA256 the URL was signed
+    with (``BadDigest``): sending the same file again cannot help."""

@@ -30,7 +30,13 @@ import aiohttp
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from replicator.files.errors import ApiRefused, BlobCorrupt, BlobMissing, TransferFailed
+from replicator.files.errors import (
+    ApiRefused,
+    BlobCorrupt,
+    BlobMissing,
+    StoreRefusedBytes,
+    TransferFailed,
+)
 from schema.sql import query
 
 T = TypeVar("T")
@@ -290,7 +296,13 @@ class Transfer:
             await self.journal.finish(sha256)
             return UploadOutcome(sha256, "exists")
         if plan["status"] == "single":
-            await self._put(plan["url"], path, 0, size)
+            try:
+                await self._put(plan["url"], path, 0, size, plan.get("headers") or {})
+            except StoreRefusedBytes as exc:
+                # complete finds no object and drops the pending upload on the cloud.
+                with contextlib.suppress(ApiRefused):
+                    await self.api.complete(sha256, size, None)
+                raise BlobMissing(f"local file of blob {sha256} does not match it: {exc}") from exc
             await self._complete(sha256, size, None)
             return UploadOutcome(sha256, "uploaded", size, 1)
         return await self._multipart(path, sha256, size, plan, entry)
@@ -358,8 +370,12 @@ class Transfer:
         finally:
             os.close(fd)
 
-    async def _put(self, url: str, path: Path, offset: int, length: int) -> str:
-        """PUT one range of a file to a presigned URL; returns S3's ETag."""
+    async def _put(
+        self, url: str, path: Path, offset: int, length: int, headers: dict[str, str] | None = None
+    ) -> str:
+        """PUT one range of a file to a presigned URL (with the headers signed into it);
+        returns S3's ETag. StoreRefusedBytes when S3 found the bytes are not the ones
+        whose checksum the URL was signed with."""
         last: Exception | None = None
         for attempt in range(self.config.retries):
             async with self._slots:
@@ -368,11 +384,13 @@ class Transfer:
                         url,
                         data=self._chunks(path, offset, length),
                         # A known length: S3 refuses chunked transfer on presigned PUTs.
-                        headers={"Content-Length": str(length)},
+                        headers={**(headers or {}), "Content-Length": str(length)},
                     ) as resp:
                         body = await resp.read()
                         if resp.status == 200:
                             return resp.headers.get("ETag", "")
+                        if resp.status == 400 and b"<Code>BadDigest</Code>" in body:
+                            raise StoreRefusedBytes("S3 refused the bytes (BadDigest)")
                         last = TransferFailed(f"S3 answered {resp.status}: {body[:200]!r}")
                         if resp.status < 500:
                             raise last

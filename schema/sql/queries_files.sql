@@ -7,12 +7,14 @@
 -- name: files_blob_get
 SELECT size, state, upload_id FROM scsync_blobs WHERE site_id = :site_id AND sha256 = :sha256;
 
+-- No row returned: the blob is already uploaded (and stays so).
 -- name: files_blob_pending
 INSERT INTO scsync_blobs (site_id, sha256, size, state, upload_id)
 VALUES (:site_id, :sha256, :size, 'pending', :upload_id)
 ON CONFLICT (site_id, sha256) DO UPDATE
    SET size = EXCLUDED.size, upload_id = EXCLUDED.upload_id, state = 'pending'
- WHERE scsync_blobs.state <> 'uploaded';
+ WHERE scsync_blobs.state <> 'uploaded'
+RETURNING state;
 
 -- name: files_blob_uploaded
 INSERT INTO scsync_blobs (site_id, sha256, size, state, uploaded_at)

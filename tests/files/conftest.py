@@ -100,13 +100,37 @@ def blob_settings(cloud_db: TestDatabase, s3: S3Endpoint, bucket: str) -> BlobSe
     )
 
 
-@pytest.fixture
-def blobs(cloud_db: TestDatabase, s3_endpoint: S3Endpoint, bucket: str) -> Iterator[BlobServer]:
-    server, shutdown = start_blob_server(blob_settings(cloud_db, s3_endpoint, bucket), s3_endpoint)
+def _blobs_verifying_by(
+    mode: str | None, cloud_db: TestDatabase, s3_endpoint: S3Endpoint, bucket: str
+) -> Iterator[BlobServer]:
+    settings = blob_settings(cloud_db, s3_endpoint, bucket)
+    server, shutdown = start_blob_server(
+        settings if mode is None else replace(settings, verify_by=mode), s3_endpoint
+    )
     try:
         yield server
     finally:
         shutdown()
+
+
+@pytest.fixture
+def blobs(cloud_db: TestDatabase, s3_endpoint: S3Endpoint, bucket: str) -> Iterator[BlobServer]:
+    """The blob API with its default settings (verify_by=checksum)."""
+    yield from _blobs_verifying_by(None, cloud_db, s3_endpoint, bucket)
+
+
+@pytest.fixture
+def read_blobs(
+    cloud_db: TestDatabase, s3_endpoint: S3Endpoint, bucket: str
+) -> Iterator[BlobServer]:
+    yield from _blobs_verifying_by("read", cloud_db, s3_endpoint, bucket)
+
+
+@pytest.fixture
+def copy_blobs(
+    cloud_db: TestDatabase, s3_endpoint: S3Endpoint, bucket: str
+) -> Iterator[BlobServer]:
+    yield from _blobs_verifying_by("copy", cloud_db, s3_endpoint, bucket)
 
 
 __all__ = ["SECRET", "BlobServer", "blob_settings", "replace", "start_blob_server"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -15,8 +14,7 @@ import yarl
 
 import api.blobs
 from api.blobs import BlobSettings
-from scsync.s3_server import S3Endpoint
-from tests.files.conftest import BlobServer, blob_settings, replace, start_blob_server
+from tests.files.conftest import BlobServer
 from tests.files.helpers import MiB, add_image, add_patient, fetch, sha256_of
 from tests.pg import TestDatabase
 
@@ -37,7 +35,7 @@ async def _single_upload(s: aiohttp.ClientSession, blobs: BlobServer, data: byte
     base = f"{blobs.base_url}/sites/1/blobs/{sha}"
     status, body = await _post(s, base + "/upload", blobs.token(1), {"size": len(data)})
     assert status == 200 and body["status"] == "single"
-    async with s.put(body["url"], data=data) as r:
+    async with s.put(body["url"], data=data, headers=body["headers"]) as r:
         assert r.status == 200
     status, body = await _post(s, base + "/complete", blobs.token(1), {"size": len(data)})
     assert (status, body["status"]) == (200, "uploaded"), body
@@ -64,27 +62,34 @@ async def test_single_upload_verify_dedupe_and_download(
     assert [(r.size, r.state) for r in rows] == [(len(data), "uploaded")]
 
 
-@pytest.mark.parametrize("server", ["blobs", "copy_blobs"])  # verify_by read, copy
+@pytest.mark.parametrize("server", ["blobs", "read_blobs", "copy_blobs"])
 async def test_complete_refuses_bytes_that_do_not_match(
     server: str, request: pytest.FixtureRequest, cloud_db: TestDatabase
 ) -> None:
+    """Wrong bytes, then too few bytes, sent as the plan says (with its headers): never
+    recorded. verify_by=checksum (the default): S3 itself refuses them (the URL is
+    signed with the blob's SHA256), so complete finds no object; read and copy: S3
+    stores them and complete finds them wrong."""
     blobs: BlobServer = request.getfixturevalue(server)
+    store_checks = blobs.settings.verify_by == "checksum"
     claimed = os.urandom(1000)
     sha = sha256_of(claimed)
     base = f"{blobs.base_url}/sites/1/blobs/{sha}"
     async with aiohttp.ClientSession() as s:
-        _, body = await _post(s, base + "/upload", blobs.token(1), {"size": 1000})
-        async with s.put(body["url"], data=os.urandom(1000)) as r:
-            assert r.status == 200
-        status, body = await _post(s, base + "/complete", blobs.token(1), {"size": 1000})
-        assert status == 422 and body["error"] == "verification_failed"
-        assert "sha256 of the uploaded bytes" in body["message"]
-        # Wrong size is refused as well.
-        _, body = await _post(s, base + "/upload", blobs.token(1), {"size": 1000})
-        async with s.put(body["url"], data=claimed[:999]) as r:
-            assert r.status == 200
-        status, body = await _post(s, base + "/complete", blobs.token(1), {"size": 1000})
-        assert status == 422 and "size" in body["message"]
+        for wrong, why in (
+            (os.urandom(1000), "sha256 of the uploaded bytes"),
+            (claimed[:999], "size"),
+        ):
+            _, body = await _post(s, base + "/upload", blobs.token(1), {"size": 1000})
+            assert ("x-amz-checksum-sha256" in body["headers"]) == store_checks
+            async with s.put(body["url"], data=wrong, headers=body["headers"]) as r:
+                if store_checks:
+                    assert r.status == 400 and "<Code>BadDigest</Code>" in await r.text()
+                else:
+                    assert r.status == 200
+            status, body = await _post(s, base + "/complete", blobs.token(1), {"size": 1000})
+            assert status == 422 and body["error"] == "verification_failed"
+            assert (why if not store_checks else "no object was uploaded") in body["message"]
         status, _ = await _post(s, base + "/download", blobs.token(1))
         assert status == 404
     assert fetch(cloud_db, "SELECT 1 FROM scsync_blobs WHERE sha256 = :s", s=sha) == []
@@ -113,16 +118,45 @@ def _requests_for(blobs: BlobServer, sha: str, since: int) -> list[str]:
     ]
 
 
-@pytest.fixture
-def copy_blobs(
-    cloud_db: TestDatabase, s3_endpoint: S3Endpoint, bucket: str
-) -> Iterator[BlobServer]:
-    settings = replace(blob_settings(cloud_db, s3_endpoint, bucket), verify_by="copy")
-    server, shutdown = start_blob_server(settings, s3_endpoint)
-    try:
-        yield server
-    finally:
-        shutdown()
+async def test_verify_by_checksum_has_the_store_check_single_puts(blobs: BlobServer) -> None:
+    """The default: a single PUT carries the SHA256 signed into its URL and complete only
+    asks S3 (a HEAD) for the checksum it checked: no bytes come back. A PUT without
+    that header (possible only where the store does not check signatures, as moto) has no
+    checksum stored and is read back, as is a multipart object; wrong bytes sent that
+    way are still refused."""
+    assert blobs.settings.verify_by == "checksum"
+    async with aiohttp.ClientSession() as s:
+        before = len(blobs.s3.request_log(include_query=True))
+        sha = await _single_upload(s, blobs, os.urandom(300_000))
+        assert _requests_for(blobs, sha, before) == ["PUT", "HEAD"]
+        for data in (os.urandom(200_000), None):
+            good = os.urandom(200_000)
+            sha = sha256_of(good)
+            base = f"{blobs.base_url}/sites/1/blobs/{sha}"
+            _, plan = await _post(s, base + "/upload", blobs.token(1), {"size": len(good)})
+            before = len(blobs.s3.request_log(include_query=True))
+            async with s.put(plan["url"], data=data or good) as r:  # headers left out
+                assert r.status == 200
+            status, body = await _post(s, base + "/complete", blobs.token(1), {"size": len(good)})
+            requests = _requests_for(blobs, sha, before)
+            if data is not None:  # read back, found wrong and deleted
+                assert requests == ["PUT", "HEAD", "GET", "DELETE"]
+                assert (status, body["error"]) == (422, "verification_failed")
+                assert "sha256 of the uploaded bytes" in body["message"]
+            else:
+                assert requests == ["PUT", "HEAD", "GET"]
+                assert (status, body["status"]) == (200, "uploaded"), body
+        big = os.urandom(11 * MiB)
+        sha = sha256_of(big)
+        base = f"{blobs.base_url}/sites/1/blobs/{sha}"
+        _, plan = await _post(s, base + "/upload", blobs.token(1), {"size": len(big)})
+        assert plan["status"] == "multipart"
+        before = len(blobs.s3.request_log(include_query=True))
+        await _put_parts(s, plan["parts"], big, plan["part_size"])
+        done = {"size": len(big), "upload_id": plan["upload_id"]}
+        status, body = await _post(s, base + "/complete", blobs.token(1), done)
+        assert (status, body["status"]) == (200, "uploaded"), body
+        assert _requests_for(blobs, sha, before)[-2:] == ["HEAD", "GET"]
 
 
 async def test_verify_by_copy_has_the_store_hash_the_object(copy_blobs: BlobServer) -> None:
@@ -153,14 +187,14 @@ async def test_verify_by_copy_has_the_store_hash_the_object(copy_blobs: BlobServ
         assert head["Metadata"] == {"scsync-sha256": sha}
 
 
-async def test_verify_reads_back_by_default_and_over_the_copy_limit(
-    blobs: BlobServer, copy_blobs: BlobServer, monkeypatch: pytest.MonkeyPatch
+async def test_verify_by_read_and_over_the_copy_limit_reads_back(
+    read_blobs: BlobServer, copy_blobs: BlobServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The default reads the object back (one GET, no HEAD, no copy); so does copy mode
-    for an object over CopyObject's limit."""
+    """verify_by=read reads the object back (one GET, no HEAD, no copy); so does copy
+    mode for an object over CopyObject's limit."""
     monkeypatch.setattr(api.blobs, "S3_COPY_LIMIT", 100_000)
     async with aiohttp.ClientSession() as s:
-        for server in (blobs, copy_blobs):
+        for server in (read_blobs, copy_blobs):
             before = len(server.s3.request_log(include_query=True))
             sha = await _single_upload(s, server, os.urandom(200_000))
             assert _requests_for(server, sha, before) == ["PUT", "GET"]
@@ -170,7 +204,7 @@ def test_verify_by_names_a_known_mode() -> None:
     with pytest.raises(ValueError, match="verify_by"):
         BlobSettings(db_url="x", jwt_secret="y", bucket="z", verify_by="trust")
     env = {"SCSYNC_CLOUD_DB_URL": "x", "SCSYNC_JWT_SECRET": "y", "SCSYNC_S3_BUCKET": "z"}
-    assert BlobSettings.from_env(env).verify_by == "read"
+    assert BlobSettings.from_env(env).verify_by == "checksum"
     assert BlobSettings.from_env({**env, "SCSYNC_S3_VERIFY_BY": "copy"}).verify_by == "copy"
 
 

@@ -73,6 +73,11 @@ class ExpiringS3:
             data = await up.read()
             out = {k: v for k, v in up.headers.items() if k.lower() not in DROPPED}
         self.log.append((request.method, request.path, query, up.status))
+        if request.method == "HEAD":  # no body, but the object's length, as S3 sends it
+            head = web.StreamResponse(status=up.status, headers=out)
+            head.content_length = up.content_length
+            await head.prepare(request)
+            return head
         return web.Response(status=up.status, body=data, headers=out)
 
     async def start(self) -> web.AppRunner:
