@@ -36,11 +36,10 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from schema.auth import AuthError, Principal, bearer, verify_token
-from schema.sql import query
+from schema.sql import statement
 from schema.urls import connect_args, sqlalchemy_url
 
 if TYPE_CHECKING:
@@ -304,7 +303,7 @@ def _size_of(body: dict[str, Any]) -> int:
 
 async def _blob_row(conn: AsyncConnection, t: _Target) -> Any:
     result = await conn.execute(
-        text(query("files_blob_get")), {"site_id": t.site_id, "sha256": t.sha256}
+        statement("files_blob_get"), {"site_id": t.site_id, "sha256": t.sha256}
     )
     return result.first()
 
@@ -350,7 +349,7 @@ async def _presign_upload(request: web.Request) -> web.Response:
         part_size = _effective_part_size(settings, size)
         upload_id, done = await _resumable_upload(state, t, row, size, body)
         await conn.execute(
-            text(query("files_blob_pending")),
+            statement("files_blob_pending"),
             {"site_id": t.site_id, "sha256": t.sha256, "size": size, "upload_id": upload_id},
         )
     count = _part_count(size, part_size)
@@ -389,7 +388,7 @@ async def _presign_single(state: _State, t: _Target, size: int) -> web.Response:
     async with state.autocommit.connect() as conn:
         # One statement: pending, unless already uploaded (then it returns no row).
         claimed = await conn.execute(
-            text(query("files_blob_pending")),
+            statement("files_blob_pending"),
             {"site_id": t.site_id, "sha256": t.sha256, "size": size, "upload_id": None},
         )
         if claimed.first() is None:
@@ -504,7 +503,7 @@ async def _complete(request: web.Request) -> web.Response:
         await state.s3_call(state.s3.delete_object, Bucket=settings.bucket, Key=t.key)
         async with state.engine.begin() as conn:
             await conn.execute(
-                text(query("files_blob_forget")), {"site_id": t.site_id, "sha256": t.sha256}
+                statement("files_blob_forget"), {"site_id": t.site_id, "sha256": t.sha256}
             )
         raise BlobHttpError(422, "verification_failed", why)
     served = await _record_uploaded(state, t, size)
@@ -644,8 +643,8 @@ async def _record_uploaded(state: _State, t: _Target, size: int) -> int:
     one transaction, two statements (the rows' trigger reads the blob's state)."""
     params = {"site_id": t.site_id, "sha256": t.sha256}
     async with state.engine.begin() as conn:
-        await conn.execute(text(query("files_blob_uploaded")), {**params, "size": size})
-        result = await conn.execute(text(query("files_rows_uploaded")), params)
+        await conn.execute(statement("files_blob_uploaded"), {**params, "size": size})
+        result = await conn.execute(statement("files_rows_uploaded"), params)
         served = result.one().served
     return int(served)
 
@@ -659,7 +658,7 @@ async def _publish(
     payload: dict[str, Any],
 ) -> None:
     await conn.execute(
-        text(query("files_publish")),
+        statement("files_publish"),
         {
             "site_id": site_id,
             "type": kind,
@@ -715,7 +714,7 @@ async def _request_blob(request: web.Request) -> web.Response:
             return web.json_response({"status": "uploaded", "key": t.key})
         req_id = (
             await conn.execute(
-                text(query("files_request_add")),
+                statement("files_request_add"),
                 {
                     "site_id": t.site_id,
                     "sha256": t.sha256,
@@ -742,7 +741,7 @@ async def _open_requests(request: web.Request) -> web.Response:
     state = request.app[STATE]
     async with state.engine.connect() as conn:
         result = await conn.execute(
-            text(query("files_requests_open")), {"site_id": site_id, "limit": 100}
+            statement("files_requests_open"), {"site_id": site_id, "limit": 100}
         )
         rows = result.all()
     return web.json_response(
@@ -768,9 +767,9 @@ async def _delete_blob(request: web.Request) -> web.Response:
     state = request.app[STATE]
     params = {"site_id": t.site_id, "sha256": t.sha256}
     async with state.engine.begin() as conn:
-        if (await conn.execute(text(query("files_blob_referenced")), params)).scalar_one():
+        if (await conn.execute(statement("files_blob_referenced"), params)).scalar_one():
             raise BlobHttpError(409, "in_use", "an active record still references this blob")
-        await conn.execute(text(query("files_blob_deleted")), params)
+        await conn.execute(statement("files_blob_deleted"), params)
     await state.s3_call(state.s3.delete_object, Bucket=state.settings.bucket, Key=t.key)
     return web.json_response({"status": "deleted", "key": t.key})
 

@@ -10,7 +10,6 @@ from typing import Any, Final
 
 from aiohttp import web
 from psycopg.types.json import Jsonb
-from sqlalchemy import text as sa_text
 
 from api import state, store
 from api.edit import refuse_if_leased
@@ -42,7 +41,7 @@ from api.records import (
 )
 from schema import conflicts
 from schema.auth import Principal, issue_token, site_token
-from schema.sql import query
+from schema.sql import statement
 from schema.tables import metadata_for
 
 VENDOR_SITE: Final = 0  # user_accounts rows of the vendor's own staff (cloud)
@@ -502,7 +501,7 @@ async def fetch_record(request: web.Request) -> web.Response:
         with engine.begin() as sa_conn:
             req_id = int(
                 sa_conn.execute(
-                    sa_text(query("files_request_add")),
+                    statement("files_request_add"),
                     {
                         "site_id": site,
                         "sha256": sha,
@@ -513,7 +512,7 @@ async def fetch_record(request: web.Request) -> web.Response:
                 ).scalar_one()
             )
             sa_conn.execute(
-                sa_text(query("files_publish")),
+                statement("files_publish"),
                 {
                     "site_id": site,
                     "type": "blob.requested",

@@ -5,13 +5,13 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from replicator.errors import ReplicatorError
 from schema.db import sqlstate_and_message
-from schema.sql import query
+from schema.sql import statement
 from schema.urls import libpq_url
 
 
@@ -38,7 +38,7 @@ def register_site(conn: Connection, name: str, node_id: int | None = None) -> Si
     password = secrets.token_urlsafe(24)
     try:
         row = conn.execute(
-            text(query("replicator_site_register")),
+            statement("replicator_site_register"),
             {"name": name, "password": password, "node_id": node_id},
         ).one()
     except DBAPIError as exc:

@@ -18,12 +18,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from schema.db import sqlstate_and_message
 from schema.errors import SchemaError
-from schema.sql import query
+from schema.sql import statement
 
 Outcome = Literal["apply", "duplicate", "conflict"]
 Keep = Literal["local", "cloud"]
@@ -99,14 +99,14 @@ def list_conflicts(
 ) -> list[Conflict]:
     """Conflicts of this side, oldest first; ``status=None`` lists resolved ones too."""
     rows = conn.execute(
-        text(query("replicator_conflicts_list")), {"site_id": site_id, "status": status}
+        statement("replicator_conflicts_list"), {"site_id": site_id, "status": status}
     )
     return [Conflict(**r._asdict()) for r in rows]
 
 
 def get_conflict(conn: Connection, conflict_id: int) -> Conflict:
     """One conflict with both versions; ConflictNotFound when this side has no such id."""
-    row = conn.execute(text(query("replicator_conflicts_get")), {"id": conflict_id}).first()
+    row = conn.execute(statement("replicator_conflicts_get"), {"id": conflict_id}).first()
     if row is None:
         raise ConflictNotFound(f"no conflict {conflict_id}")
     return Conflict(**row._asdict())
@@ -124,7 +124,7 @@ def resolve_conflict(conn: Connection, conflict_id: int, keep: Keep, by: str) ->
         raise ConflictError(f"keep must be 'local' or 'cloud', not {keep!r}")
     try:
         value = conn.execute(
-            text(query("replicator_conflicts_resolve")),
+            statement("replicator_conflicts_resolve"),
             {"id": conflict_id, "keep": keep, "by": by},
         ).scalar_one()
     except DBAPIError as exc:

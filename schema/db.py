@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from schema.errors import ClockMovedBackwards, ConfigError, NodeNotConfigured, SchemaError
-from schema.sql import query
+from schema.sql import statement
 from schema.tables import Side
 
 
@@ -24,7 +24,7 @@ class NodeConfig:
 
 
 def get_node(conn: Connection) -> NodeConfig | None:
-    row = conn.execute(text(query("node_get"))).first()
+    row = conn.execute(statement("node_get")).first()
     if row is None:
         return None
     return NodeConfig(node_id=row.node_id, side=row.side, site_id=row.site_id)
@@ -36,21 +36,21 @@ def set_node(conn: Connection, node_id: int, side: Side, site_id: int | None) ->
         raise ConfigError(f"node id must be between 0 and 4095, got {node_id}")
     if side == "local" and site_id is None:
         raise ConfigError("a local database needs its site id")
-    conn.execute(text(query("node_set")), {"node_id": node_id, "side": side, "site_id": site_id})
+    conn.execute(statement("node_set"), {"node_id": node_id, "side": side, "site_id": site_id})
     return NodeConfig(node_id=node_id, side=side, site_id=site_id)
 
 
 def next_id(conn: Connection) -> int:
     """A new Snowflake id from the database (the same function every id default uses)."""
     try:
-        value = conn.execute(text(query("snowflake_next"))).scalar_one()
+        value = conn.execute(statement("snowflake_next")).scalar_one()
     except DBAPIError as exc:
         raise translate_db_error(exc) from exc
     return int(value)
 
 
 def synced_tables(conn: Connection) -> dict[str, str | None]:
-    return {r.table_name: r.file_column for r in conn.execute(text(query("synced_tables")))}
+    return {r.table_name: r.file_column for r in conn.execute(statement("synced_tables"))}
 
 
 def translate_db_error(exc: DBAPIError) -> Exception:

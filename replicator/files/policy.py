@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Table, text, update
 from sqlalchemy.exc import DBAPIError
 
 from replicator.files.errors import PolicyError, RecordNotFound
-from schema.sql import query
+from schema.sql import statement
 from schema.tables import SYNCED_TABLES, metadata_for
 
 FILE_TABLES: Final = tuple(t for t, col in SYNCED_TABLES.items() if col is not None)
@@ -74,7 +74,7 @@ def validate(policy: ScopePolicy) -> ScopePolicy:
 
 
 def get_policy(conn: Connection) -> ScopePolicy:
-    row = conn.execute(text(query("files_policy_get"))).first()
+    row = conn.execute(statement("files_policy_get")).first()
     if row is None:
         return ScopePolicy()
     return ScopePolicy(
@@ -91,7 +91,7 @@ def set_policy(conn: Connection, policy: ScopePolicy) -> ScopePolicy:
     """Store the policy (the caller commits); then run :func:`apply_old_data`."""
     validate(policy)
     conn.execute(
-        text(query("files_policy_set")),
+        statement("files_policy_set"),
         {
             "mode": policy.mode,
             "tables": json.dumps(list(policy.tables)),
@@ -108,20 +108,20 @@ def select(conn: Connection, table: str, row_ids: Sequence[int]) -> None:
     """Put records in scope explicitly (the user's selection)."""
     _file_table(table)
     for rid in row_ids:
-        conn.execute(text(query("files_select")), {"table_name": table, "row_id": rid})
+        conn.execute(statement("files_select"), {"table_name": table, "row_id": rid})
 
 
 def unselect(conn: Connection, table: str, row_ids: Sequence[int]) -> None:
     _file_table(table)
     for rid in row_ids:
-        conn.execute(text(query("files_unselect")), {"table_name": table, "row_id": rid})
+        conn.execute(statement("files_unselect"), {"table_name": table, "row_id": rid})
 
 
 def in_scope(conn: Connection, table: str, row_id: int) -> bool:
     """Whether this record's blob belongs in the cloud under the current policy."""
     _file_table(table)
     row = conn.execute(
-        text(query("files_row_in_scope")), {"table_name": table, "row_id": row_id}
+        statement("files_row_in_scope"), {"table_name": table, "row_id": row_id}
     ).first()
     if row is None:
         raise RecordNotFound(f"no {table} record {row_id}")
@@ -140,7 +140,7 @@ def _synced_table(conn: Connection, table: str) -> Table:
 
 
 def _side(conn: Connection) -> str | None:
-    row = conn.execute(text(query("node_get"))).first()
+    row = conn.execute(statement("node_get")).first()
     return None if row is None else str(row.side)
 
 
@@ -191,7 +191,7 @@ DeleteBlob = Callable[[str], Awaitable[bool]]
 
 def out_of_scope_crossed(local: Connection, site_id: int) -> list[Any]:
     """Records that crossed but whose blob is now outside the scope."""
-    return list(local.execute(text(query("files_out_of_scope_crossed")), {"site_id": site_id}))
+    return list(local.execute(statement("files_out_of_scope_crossed"), {"site_id": site_id}))
 
 
 async def apply_old_data(
@@ -215,7 +215,7 @@ async def apply_old_data(
     cloud.execute(text("SET LOCAL scsync.replicating = 'on'"))
     for rec in out_of_scope_crossed(local, site_id):
         changed = cloud.execute(
-            text(query(f"files_lifecycle_{rec.table_name}")),
+            statement(f"files_lifecycle_{rec.table_name}"),
             {"row_id": rec.id, "site_id": site_id, "lifecycle": lifecycle},
         ).first()
         if changed is not None:
@@ -232,7 +232,7 @@ async def apply_old_data(
         cloud.execute(text("SET LOCAL scsync.replicating = 'on'"))
         for table, rid in report.records:
             cloud.execute(
-                text(query(f"files_blob_remote_{table}")), {"row_id": rid, "site_id": site_id}
+                statement(f"files_blob_remote_{table}"), {"row_id": rid, "site_id": site_id}
             )
     return report
 
@@ -243,7 +243,7 @@ def restore(local: Connection, cloud: Connection, table: str, row_id: int, site_
     cloud.execute(text("SET LOCAL scsync.replicating = 'on'"))
     try:
         row = cloud.execute(
-            text(query(f"files_restore_{table}")), {"row_id": row_id, "site_id": site_id}
+            statement(f"files_restore_{table}"), {"row_id": row_id, "site_id": site_id}
         ).first()
     except DBAPIError as exc:
         raise PolicyError(f"restore failed: {exc.orig}") from exc

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 import aiohttp
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from replicator.files.errors import (
@@ -37,7 +36,7 @@ from replicator.files.errors import (
     StoreRefusedBytes,
     TransferFailed,
 )
-from schema.sql import query
+from schema.sql import statement
 
 T = TypeVar("T")
 
@@ -164,7 +163,7 @@ class DbJournal:
 
     async def load(self, sha256: str) -> JournalEntry | None:
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(text(query("files_journal_get")), {"sha256": sha256})).all()
+            rows = (await conn.execute(statement("files_journal_get"), {"sha256": sha256})).all()
         if not rows:
             return None
         entry = JournalEntry(rows[0].upload_id, rows[0].size, rows[0].part_size)
@@ -175,22 +174,22 @@ class DbJournal:
 
     async def begin(self, sha256: str, upload_id: str, size: int, part_size: int) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(text(query("files_journal_finish")), {"sha256": sha256})
+            await conn.execute(statement("files_journal_finish"), {"sha256": sha256})
             await conn.execute(
-                text(query("files_journal_begin")),
+                statement("files_journal_begin"),
                 {"sha256": sha256, "upload_id": upload_id, "size": size, "part_size": part_size},
             )
 
     async def part_done(self, sha256: str, part_number: int, etag: str, size: int) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
-                text(query("files_journal_part")),
+                statement("files_journal_part"),
                 {"sha256": sha256, "part_number": part_number, "etag": etag, "size": size},
             )
 
     async def finish(self, sha256: str) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(text(query("files_journal_finish")), {"sha256": sha256})
+            await conn.execute(statement("files_journal_finish"), {"sha256": sha256})
 
 
 # -- throttling ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import re
 from importlib import resources
 
 import sqlparse
+from sqlalchemy import TextClause, text
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
@@ -73,3 +74,10 @@ def query(name: str) -> str:
         return _queries()[name]
     except KeyError:
         raise KeyError(f"no query named {name!r} in schema/sql/queries.sql") from None
+
+
+@functools.cache
+def statement(name: str) -> TextClause:
+    """The named query as a SQLAlchemy text clause, built once: ``text()`` parses the
+    bind parameters of the string on every call (3% of the blob API's CPU per file)."""
+    return text(query(name))
