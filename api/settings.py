@@ -67,6 +67,8 @@ class Settings:
     s3_region: str = "us-east-1"
     s3_access_key: str = ""
     s3_secret_key: str = ""
+    # How the cloud proves an upload's bytes (api/blobs.py, docs/files.md).
+    s3_verify_by: str = "checksum"
 
 
 _FIELDS: Final = {f.name: f for f in dataclasses.fields(Settings)}
@@ -179,6 +181,14 @@ def validate(s: Settings) -> None:
         raise ConfigError("setting 'pool_max' must be >= 'pool_min'", field="pool_max")
     if s.ws_replay_limit < 0:
         raise ConfigError("setting 'ws_replay_limit' must be >= 0", field="ws_replay_limit")
+    from api.blobs import VERIFY_MODES
+
+    if s.s3_verify_by not in VERIFY_MODES:
+        raise ConfigError(
+            f"setting 's3_verify_by' must be one of {', '.join(sorted(VERIFY_MODES))}, "
+            f"got {s.s3_verify_by!r}",
+            field="s3_verify_by",
+        )
     if s.bus not in ("postgres", "rabbitmq"):
         raise ConfigError(f"setting 'bus' must be postgres or rabbitmq, got {s.bus!r}", field="bus")
     if s.bus == "rabbitmq" and s.side != "cloud":

@@ -56,6 +56,41 @@ def test_settings_name_the_key_at_fault(tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match="rabbitmq is for the cloud side only"):
         load_settings("local", None, env={}, db_url=s.db_url, jwt_secret=SECRET, bus="rabbitmq")
+    with pytest.raises(ConfigError, match="'s3_verify_by' must be one of checksum, copy, read"):
+        load_settings(
+            "cloud",
+            None,
+            env={"SCSYNC_API_S3_VERIFY_BY": "trust"},
+            db_url=s.db_url,
+            jwt_secret=SECRET,
+        )
+
+
+@pytest.mark.parametrize("mode", [None, "read"])
+def test_blob_endpoints_verify_as_configured(mode: str | None) -> None:
+    """s3_verify_by reaches the mounted blob endpoints; checksum when not set."""
+    from aiohttp.web_urldispatcher import PrefixedSubAppResource
+
+    from api.app import make_app
+    from api.blobs import _SETTINGS
+
+    env = {"SCSYNC_API_S3_VERIFY_BY": mode} if mode else {}
+    settings = load_settings(
+        "cloud",
+        None,
+        env=env,
+        db_url="postgresql://x@127.0.0.1/db",
+        jwt_secret=SECRET,
+        s3_bucket="b",
+        mount_lockd=False,
+    )
+    app = make_app("cloud", settings)
+    mounted = [
+        r._app
+        for r in app.router.resources()
+        if isinstance(r, PrefixedSubAppResource) and r.canonical == "/v1/blobs"
+    ]
+    assert [m[_SETTINGS].verify_by for m in mounted] == [mode or "checksum"]
 
 
 @pytest.mark.parametrize("side", ["local", "cloud"])
