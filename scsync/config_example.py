@@ -52,6 +52,8 @@ HELP: Final[dict[str, str]] = {
     "s3_region": "cloud: S3 region",
     "s3_access_key": "cloud: S3 credentials (empty = the usual AWS credential chain)",
     "s3_secret_key": "cloud: S3 credentials",
+    "s3_verify_by": "cloud: how an upload's bytes are proven: checksum, read or copy"
+    " (docs/files.md)",
     # replicator
     "local_db_url": "the site's local database",
     "cloud_db_url": "the cloud database as this site's own role (printed once by "
