@@ -3,8 +3,9 @@ native logical replication initial table copy of the same table, in the same run
 
 Both copy ``patients`` rows (no files) from a site's local database into a cloud
 database on the same server. scsync: ``scsync backfill start`` as its own process
-(COPY out of the local table, COPY into a staging table on the cloud, set-based apply
-with history, then the rows marked synced locally); its peak RSS is the child's
+with its default batches (5,000 rows, two in flight: COPY out of the local table, COPY
+into a staging table on the cloud, set-based apply with history, then the rows marked
+synced locally); its peak RSS is the child's
 ``ru_maxrss``. Native: a publication on the local database and a subscription (with
 ``copy_data``) from a second cloud database; timed from enabling the subscription until
 its table is ``ready`` in ``pg_subscription_rel``.
@@ -62,8 +63,6 @@ def run_scsync(local_url: str, cloud_url: str) -> tuple[float, float]:
             "start",
             "--no-progress",
             "--no-yield-to-live",
-            "--batch-rows",
-            "20000",
         ],
         env=env,
         capture_output=True,

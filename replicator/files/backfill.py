@@ -25,10 +25,12 @@ Progress goes to the ``scsync_backfill`` row, to ``sync.progress`` events, to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +65,10 @@ class BackfillConfig:
     # Apply with session_replication_role = replica when the role may (as logical
     # replication's apply does): no per-row triggers, history and states set in bulk.
     bulk: bool = True
+    # Batches copied and applied at once, each on its own pair of connections: one
+    # batch's apply (a cloud backend) overlaps the next one's COPY and apply (another)
+    # and the local marks. Marks still go in batch order, newest first.
+    batches_in_flight: int = 2
     metrics_path: Path | None = None
     tables: tuple[str, ...] = tuple(SYNCED_TABLES)
 
@@ -219,6 +225,8 @@ class Backfill:
         self._ondemand: OnDemand | None = None
         self._marker: AsyncConn | None = None
         self._mark_task: asyncio.Task[None] | None = None
+        # (local, cloud) connection pairs, one per batch in flight.
+        self._lanes: asyncio.Queue[tuple[AsyncConn, AsyncConn]] = asyncio.Queue()
 
     async def run(self) -> Progress:
         """Backfill until done or paused; database failures surface as FilesError."""
@@ -228,10 +236,17 @@ class Backfill:
             raise FilesError(f"backfill stopped: {exc}") from exc
 
     async def _run_lane(self) -> Progress:
+        if self.config.batches_in_flight < 1:
+            raise FilesError("batches_in_flight must be at least 1")
         local = await connect(self.local_url)
         cloud = await connect(self.cloud_url)
         self._marker = await connect(self.local_url)
+        lanes: list[AsyncConn] = []
         try:
+            for _ in range(self.config.batches_in_flight):
+                lanes.append(await connect(self.local_url))
+                lanes.append(await connect(self.cloud_url))
+                self._lanes.put_nowait((lanes[-2], lanes[-1]))
             self._bulk = self.config.bulk and await self._may_bulk(local, cloud)
             if self.transfer is not None:
                 self._ondemand = OnDemand(self.transfer, LocalDb(self.local_url, local))
@@ -258,6 +273,8 @@ class Backfill:
             await local.close()
             await cloud.close()
             await self._marker.close()
+            for conn in lanes:
+                await conn.close()
 
     async def _may_bulk(self, local: AsyncConn, cloud: AsyncConn) -> bool:
         for conn in (local, cloud):
@@ -325,28 +342,64 @@ class Backfill:
         return True
 
     async def _table(self, local: AsyncConn, cloud: AsyncConn, table: str) -> bool:
-        """Backfill one table; False when paused."""
+        """Backfill one table; False when paused. Up to ``batches_in_flight`` batches are
+        copied and applied at once; each is marked synced locally after its own cloud
+        commit, in the order the batches were taken (newest first)."""
         self.progress.table = table
         file_bearing = SYNCED_TABLES[table] is not None
         before = (1 << 63) - 1
-        while True:
-            if not await self._before_batch(local):
-                await self._flush_mark()
-                return False
-            if file_bearing:
-                n, min_id = await self._file_batch(local, cloud, table, before)
-            else:
-                n, min_id = await self._batch(local, cloud, table, before=before)
-            if n == 0 or min_id is None:
-                await self._flush_mark()
-                return True
-            before = min_id
-            await self._rows_limiter.consume(n)
-            await self._emit(local)
+        window: deque[asyncio.Task[list[Any]]] = deque()
+        try:
+            while True:
+                if not await self._before_batch(local):
+                    await self._drain(table, window)
+                    return False
+                uploaded: list[str] | None = None
+                if file_bearing:
+                    rows = await self._file_rows(local, table, before)
+                    ids = [int(r.id) for r in rows]
+                    if rows:
+                        uploaded = sorted(await self._upload_blobs(rows))
+                else:
+                    ids = await self._next_ids(local, table, before)
+                if not ids:
+                    await self._drain(table, window)
+                    return True
+                before = min(ids)
+                if len(window) >= self.config.batches_in_flight:
+                    await self._retire(table, window.popleft())
+                window.append(asyncio.create_task(self._batch(table, ids, uploaded)))
+                await self._rows_limiter.consume(len(ids))
+                await self._emit(local)
+        finally:
+            for task in window:
+                task.cancel()
+            for task in window:
+                with contextlib.suppress(BaseException):
+                    await task
 
-    async def _file_batch(
-        self, local: AsyncConn, cloud: AsyncConn, table: str, before: int
-    ) -> tuple[int, int | None]:
+    async def _retire(self, table: str, task: asyncio.Task[list[Any]]) -> None:
+        """Wait for a batch's cloud commit, then mark its rows (after the marks of the
+        batches before it, while later batches go on)."""
+        accepted = await task
+        await self._flush_mark()
+        self._mark_task = asyncio.create_task(self._mark(table, accepted))
+
+    async def _drain(self, table: str, window: deque[asyncio.Task[list[Any]]]) -> None:
+        while window:
+            await self._retire(table, window.popleft())
+        await self._flush_mark()
+
+    async def _next_ids(self, local: AsyncConn, table: str, before: int) -> list[int]:
+        """The next batch: ids of rows that never crossed, newest first, below `before`."""
+        async with local.cursor() as cur:
+            await cur.execute(
+                _q("files_backfill_next_ids", table=sql.Identifier(table)),
+                {"site_id": self.site_id, "before": before, "limit": self.config.batch_rows},
+            )
+            return [int(r[0]) for r in await cur.fetchall()]
+
+    async def _file_rows(self, local: AsyncConn, table: str, before: int) -> list[Any]:
         async with local.cursor(row_factory=namedtuple_row) as cur:
             await cur.execute(
                 query("files_backfill_file_rows"),
@@ -357,12 +410,7 @@ class Backfill:
                     "limit": self.config.file_batch_rows,
                 },
             )
-            rows: list[Any] = await cur.fetchall()
-        if not rows:
-            return 0, None
-        uploaded = await self._upload_blobs(rows)
-        await self._batch(local, cloud, table, ids=[r.id for r in rows], uploaded=sorted(uploaded))
-        return len(rows), min(r.id for r in rows)
+            return list(await cur.fetchall())
 
     async def _widened_scope(self, local: AsyncConn, cloud: AsyncConn, table: str) -> bool:
         """Rows that crossed as metadata only and are in scope now (the policy widened):
@@ -423,31 +471,28 @@ class Backfill:
         done = await asyncio.gather(*(one(r) for r in wanted.values()))
         return {sha for sha in done if sha}
 
-    async def _batch(
+    async def _batch(self, table: str, ids: list[int], uploaded: list[str] | None) -> list[Any]:
+        """Copy these rows to the cloud and apply them there, on a connection pair of
+        its own; the (id, revision) of the rows the cloud holds as sent."""
+        local, cloud = await self._lanes.get()
+        try:
+            return await self._copy_and_apply(local, cloud, table, ids, uploaded)
+        finally:
+            self._lanes.put_nowait((local, cloud))
+
+    async def _copy_and_apply(
         self,
         local: AsyncConn,
         cloud: AsyncConn,
         table: str,
-        *,
-        before: int | None = None,
-        ids: list[int] | None = None,
-        uploaded: list[str] | None = None,
-    ) -> tuple[int, int | None]:
-        """Copy one batch to the cloud, apply it, mark what was accepted; (rows, min id)."""
+        ids: list[int],
+        uploaded: list[str] | None,
+    ) -> list[Any]:
         columns = _copied_columns(table)
         cols = sql.SQL(", ").join(map(sql.Identifier, columns))
         ident = sql.Identifier(table)
         stage = _stage(table)
-        if ids is not None:
-            copy_out = _q("files_backfill_copy_out_ids", columns=cols, table=ident)
-            out_params: dict[str, Any] = {"ids": ids}
-        else:
-            copy_out = _q("files_backfill_copy_out", columns=cols, table=ident)
-            out_params = {
-                "site_id": self.site_id,
-                "before": before,
-                "limit": self.config.batch_rows,
-            }
+        copy_out = _q("files_backfill_copy_out_ids", columns=cols, table=ident)
         targets, values = self._apply_lists(columns, uploaded)
         try:
             async with cloud.transaction():
@@ -460,19 +505,13 @@ class Backfill:
                 )
                 lcur = local.cursor()
                 async with (
-                    lcur.copy(copy_out, out_params) as source,
+                    lcur.copy(copy_out, {"ids": ids, "site_id": self.site_id}) as source,
                     ccur.copy(
                         _q("files_backfill_stage_copy_in", stage=stage, columns=cols)
                     ) as sink,
                 ):
                     async for data in source:
                         await sink.write(data)
-                await ccur.execute(_q("files_backfill_stage_stats", stage=stage))
-                stats: Any = await ccur.fetchone()
-                min_id: Any
-                n, min_id = (int(stats[0]), stats[1]) if stats else (0, None)
-                if not n:
-                    return 0, None
                 await ccur.execute(
                     _q(
                         "files_backfill_apply",
@@ -487,19 +526,16 @@ class Backfill:
                 accepted = await ccur.fetchall()
         except psycopg.Error as exc:
             raise FilesError(f"backfill of {table} failed: {exc}") from exc
-        if len(accepted) < n:
+        if len(accepted) < len(ids):
+            # Fewer can also mean rows deleted or changed locally since their ids were
+            # read: those are the live lanes' to send.
             log.warning(
                 "%s: %d of %d rows differ on the cloud; left for the conflict handling",
                 table,
-                n - len(accepted),
-                n,
+                len(ids) - len(accepted),
+                len(ids),
             )
-        # The local mark of this batch overlaps the next batch's cloud apply (one in
-        # flight): it only ever follows its own batch's cloud commit, which is what
-        # makes a crash at any point cost a re-send, never a loss.
-        await self._flush_mark()
-        self._mark_task = asyncio.create_task(self._mark(table, accepted))
-        return n, int(min_id)
+        return list(accepted)
 
     async def _mark(self, table: str, accepted: list[Any]) -> None:
         assert self._marker is not None

@@ -181,16 +181,21 @@ SELECT table_name, id, local_path, blob_size FROM scsync_file_rows
  LIMIT 1;
 
 -- Rows of one table that never crossed, newest first, below the keyset cursor.
--- name: files_backfill_copy_out
-COPY (SELECT {columns} FROM {table}
-       WHERE site_id = %(site_id)s AND synced_revision IS NULL AND sync_enabled
-         AND id < %(before)s
-       ORDER BY id DESC
-       LIMIT %(limit)s) TO STDOUT (FORMAT BINARY);
+-- The next batch of rows that never crossed, newest first.
+-- name: files_backfill_next_ids
+SELECT id FROM {table}
+ WHERE site_id = %(site_id)s AND synced_revision IS NULL AND sync_enabled
+   AND id < %(before)s
+ ORDER BY id DESC
+ LIMIT %(limit)s;
 
+-- A batch's rows as they are now; one that crossed or was switched off since its id was
+-- read is left out (the live lanes have it).
 -- name: files_backfill_copy_out_ids
-COPY (SELECT {columns} FROM {table} WHERE id = ANY(%(ids)s) ORDER BY id DESC)
-  TO STDOUT (FORMAT BINARY);
+COPY (SELECT {columns} FROM {table}
+       WHERE id = ANY(%(ids)s) AND site_id = %(site_id)s
+         AND synced_revision IS NULL AND sync_enabled
+       ORDER BY id DESC) TO STDOUT (FORMAT BINARY);
 
 -- The next file-bearing rows, with what the upload needs and whether the blob is in scope.
 -- name: files_backfill_file_rows
@@ -224,9 +229,6 @@ CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS
 
 -- name: files_backfill_stage_copy_in
 COPY {stage} ({columns}) FROM STDIN (FORMAT BINARY);
-
--- name: files_backfill_stage_stats
-SELECT count(*) AS n, min(id) AS min_id FROM {stage};
 
 -- Fast-forward of rows the cloud has never seen (absent = null base); a row already
 -- there is left alone (duplicate when its revision matches, else the core's conflict).

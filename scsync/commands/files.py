@@ -304,6 +304,7 @@ async def _backfill_run(args: argparse.Namespace) -> int:
     config = BackfillConfig(
         batch_rows=args.batch_rows,
         file_batch_rows=args.file_batch_rows,
+        batches_in_flight=args.batches_in_flight,
         rows_per_s=args.rows_per_s,
         bytes_per_s=args.bytes_per_s,
         metrics_path=Path(args.metrics_file) if args.metrics_file else None,
@@ -530,6 +531,12 @@ def register(sub: Any) -> None:
     start.add_argument("--bytes-per-s", type=float, help="throttle: file bytes per second")
     start.add_argument("--batch-rows", type=int, default=5000)
     start.add_argument("--file-batch-rows", type=int, default=20)
+    start.add_argument(
+        "--batches-in-flight",
+        type=int,
+        default=2,
+        help="batches copied and applied at once, each on its own connections (default 2)",
+    )
     start.add_argument("--concurrency", type=int, default=4, help="file transfers in flight")
     start.add_argument("--metrics-file", help="write Prometheus text metrics here")
     start.add_argument(

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from replicator.files.backfill import Backfill, BackfillConfig, Progress, read_progress
+from replicator.files.errors import FilesError
 from replicator.files.localdb import connect
 from replicator.files.transfer import BlobApi, DbJournal, Transfer
 from tests.files.conftest import BlobServer
@@ -46,9 +47,12 @@ def _pause(tdb: TestDatabase) -> None:
         )
 
 
+@pytest.mark.parametrize("in_flight", [1, 2, 3])
 async def test_metadata_newest_first_resumable_and_exactly_once(
-    local_db: TestDatabase, cloud_db: TestDatabase
+    in_flight: int, local_db: TestDatabase, cloud_db: TestDatabase
 ) -> None:
+    """With one batch at a time or several in flight: the pause lets the batches taken
+    finish, and exactly the newest rows are marked, each once."""
     ids = seed_patients(local_db, 250)
     batches = 0
 
@@ -58,7 +62,7 @@ async def test_metadata_newest_first_resumable_and_exactly_once(
         if batches == 4:  # pause after three batches of 40
             _pause(local_db)
 
-    config = BackfillConfig(batch_rows=40, tables=("patients",))
+    config = BackfillConfig(batch_rows=40, tables=("patients",), batches_in_flight=in_flight)
     first = await Backfill(local_db.url, cloud_db.url, 1, config=config, live_gate=gate).run()
     assert first.state == "paused"
     synced = [r.id for r in fetch(local_db, "SELECT id FROM patients WHERE synced ORDER BY id")]
@@ -90,6 +94,16 @@ async def test_metadata_newest_first_resumable_and_exactly_once(
     assert (status.state, status.rows_done, status.rows_total) == ("done", 250, 250)
     events = fetch(local_db, "SELECT payload FROM scsync_api_events WHERE type = 'sync.progress'")
     assert events and events[-1].payload["state"] == "done"
+
+
+async def test_batches_in_flight_must_be_positive(
+    local_db: TestDatabase, cloud_db: TestDatabase
+) -> None:
+    seed_patients(local_db, 3)
+    config = BackfillConfig(tables=("patients",), batches_in_flight=0)
+    with pytest.raises(FilesError, match="batches_in_flight must be at least 1"):
+        await Backfill(local_db.url, cloud_db.url, 1, config=config).run()
+    assert fetch(cloud_db, "SELECT id FROM patients") == []
 
 
 async def _status(tdb: TestDatabase) -> Progress:
