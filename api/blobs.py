@@ -639,14 +639,14 @@ async def _read_back(state: _State, t: _Target, size: int) -> str | tuple[bool, 
 
 
 async def _record_uploaded(state: _State, t: _Target, size: int) -> int:
-    """Blob uploaded, rows referencing it say so, open requests served, events out:
-    one transaction, two statements (the rows' trigger reads the blob's state)."""
-    params = {"site_id": t.site_id, "sha256": t.sha256}
-    async with state.engine.begin() as conn:
-        await conn.execute(statement("files_blob_uploaded"), {**params, "size": size})
-        result = await conn.execute(statement("files_rows_uploaded"), params)
-        served = result.one().served
-    return int(served)
+    """Blob uploaded, rows referencing it say so, open requests served, events out: one
+    call of scsync_blob_record_uploaded (r0009), its own transaction."""
+    async with state.autocommit.connect() as conn:
+        result = await conn.execute(
+            statement("files_blob_record_uploaded"),
+            {"site_id": t.site_id, "sha256": t.sha256, "size": size},
+        )
+        return int(result.one().served)
 
 
 async def _publish(

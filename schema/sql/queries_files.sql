@@ -16,11 +16,10 @@ ON CONFLICT (site_id, sha256) DO UPDATE
  WHERE scsync_blobs.state <> 'uploaded'
 RETURNING state;
 
--- name: files_blob_uploaded
-INSERT INTO scsync_blobs (site_id, sha256, size, state, uploaded_at)
-VALUES (:site_id, :sha256, :size, 'uploaded', now())
-ON CONFLICT (site_id, sha256) DO UPDATE
-   SET size = EXCLUDED.size, state = 'uploaded', upload_id = NULL, uploaded_at = now();
+-- A verified upload: the blob, the rows referencing it, its requests, the events
+-- (schema/sql/r0009_blob_record.sql); the number of requests served.
+-- name: files_blob_record_uploaded
+SELECT scsync_blob_record_uploaded(:site_id, :sha256, :size) AS served;
 
 -- name: files_blob_forget
 DELETE FROM scsync_blobs WHERE site_id = :site_id AND sha256 = :sha256 AND state <> 'uploaded';
@@ -37,33 +36,6 @@ SELECT EXISTS (SELECT 1 FROM images WHERE site_id = :site_id AND blob_sha256 = :
     OR EXISTS (SELECT 1 FROM project_files WHERE site_id = :site_id AND blob_sha256 = :sha256
                                               AND lifecycle = 'active'
                                               AND blob_state = 'uploaded');
-
--- Rows that reference a blob just verified: blob_state is bookkeeping, so this moves
--- no revision; the cloud's blob_state trigger confirms 'uploaded' from scsync_blobs,
--- which is why files_blob_uploaded must run as an earlier statement. In one statement:
--- mark the rows, serve the blob's open requests, publish a record.sync event per row.
--- name: files_rows_uploaded
-WITH img AS (UPDATE images SET blob_state = 'uploaded'
-              WHERE site_id = :site_id AND blob_sha256 = :sha256 AND blob_state <> 'uploaded'
-             RETURNING id),
-     cap AS (UPDATE captures SET blob_state = 'uploaded'
-              WHERE site_id = :site_id AND blob_sha256 = :sha256 AND blob_state <> 'uploaded'
-             RETURNING id),
-     pf AS (UPDATE project_files SET blob_state = 'uploaded'
-             WHERE site_id = :site_id AND blob_sha256 = :sha256 AND blob_state <> 'uploaded'
-            RETURNING id),
-     marked AS (SELECT 'images'::text AS table_name, id FROM img
-                UNION ALL SELECT 'captures', id FROM cap
-                UNION ALL SELECT 'project_files', id FROM pf),
-     served AS (UPDATE scsync_blob_requests SET state = 'served', served_at = now()
-                 WHERE site_id = :site_id AND sha256 = :sha256 AND state = 'open'
-                RETURNING id),
-     published AS (SELECT scsync_api_publish(
-                              :site_id, 'record.sync', table_name, id, NULL,
-                              jsonb_build_object('state', 'synced', 'blob_state', 'uploaded',
-                                                 'sha256', CAST(:sha256 AS text)))
-                     FROM marked)
-SELECT (SELECT count(*) FROM served) AS served, (SELECT count(*) FROM published) AS rows;
 
 -- name: files_request_add
 INSERT INTO scsync_blob_requests (site_id, sha256, table_name, row_id, requested_by)

@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS scsync_blob_record_uploaded(integer, text, bigint);
