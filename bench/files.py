@@ -3,10 +3,11 @@
 scsync's path per file: presign (cloud API) -> PUT or multipart PUTs straight to S3 ->
 complete (the cloud proves size and sha256 before recording it, with the API's default
 ``verify_by=checksum``: a HEAD for the SHA256 that S3 checked on a single PUT, a read
-back for a multipart object). boto3 does only the PUTs. Both run in this same run against the same moto S3 server over
-HTTP, with the same number of S3 streams at once (``--concurrency``, 4): boto3 as threads
-with one file each, scsync as its Transfer's bound while the API calls of up to 5 x that
-many files overlap, as in the backfill's batches. The blob API runs as its own process
+back for a multipart object). boto3 does only the PUTs. Both run in this same run
+against the same moto S3 server over HTTP, with the same number of S3 streams at once
+(``--concurrency``, 4): boto3 as threads with one file each, scsync as its Transfer's
+bound while the API calls of up to 5 x that many files overlap, as in the backfill's
+batches. The blob API runs as its own process
 (``python -m api.blobs``); PostgreSQL is the embedded server (or ``SCSYNC_BENCH_PG_URL``
 / ``SCSYNC_TEST_PG_URL``, an admin URL).
 
