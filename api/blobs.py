@@ -341,7 +341,10 @@ async def _presign_upload(request: web.Request) -> web.Response:
     state = request.app[STATE]
     settings = state.settings
     if size < settings.multipart_threshold:
-        return await _presign_single(state, t, size)
+        sends_headers = body.get("sends_headers", False)
+        if not isinstance(sends_headers, bool):
+            raise _bad("sends_headers must be true or false")
+        return await _presign_single(state, t, size, sends_headers)
     async with state.engine.begin() as conn:
         row = await _blob_row(conn, t)
         if row is not None and row.state == "uploaded":
@@ -383,7 +386,9 @@ async def _presign_upload(request: web.Request) -> web.Response:
     )
 
 
-async def _presign_single(state: _State, t: _Target, size: int) -> web.Response:
+async def _presign_single(
+    state: _State, t: _Target, size: int, sends_headers: bool
+) -> web.Response:
     settings = state.settings
     async with state.autocommit.connect() as conn:
         # One statement: pending, unless already uploaded (then it returns no row).
@@ -397,9 +402,11 @@ async def _presign_single(state: _State, t: _Target, size: int) -> web.Response:
             return web.json_response({"status": "exists", "key": t.key, "size": known})
     params: dict[str, Any] = {"Bucket": settings.bucket, "Key": t.key}
     headers: dict[str, str] = {}
-    if settings.verify_by == "checksum":
+    if settings.verify_by == "checksum" and sends_headers:
         # Signed into the URL: the PUT must carry it, and S3 stores only bytes whose
-        # SHA256 it is.
+        # SHA256 it is. Only for a client that says it sends the plan's headers: an
+        # older site would PUT without it and S3 would refuse the signature; its upload
+        # is read back instead.
         params["ChecksumSHA256"] = _b64_sha256(t.sha256)
         headers["x-amz-checksum-sha256"] = params["ChecksumSHA256"]
     url = state.s3.generate_presigned_url("put_object", Params=params, ExpiresIn=settings.url_ttl_s)

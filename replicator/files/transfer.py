@@ -77,7 +77,8 @@ class BlobApi:
     async def upload_plan(
         self, sha256: str, size: int, upload_id: str | None = None
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"size": size}
+        # sends_headers: this client PUTs with the headers a single plan names.
+        body: dict[str, Any] = {"size": size, "sends_headers": True}
         if upload_id:
             body["upload_id"] = upload_id
         result: dict[str, Any] = await self._call("POST", self._url(sha256, "upload"), body)

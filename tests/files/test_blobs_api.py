@@ -33,7 +33,8 @@ async def _post(
 async def _single_upload(s: aiohttp.ClientSession, blobs: BlobServer, data: bytes) -> str:
     sha = sha256_of(data)
     base = f"{blobs.base_url}/sites/1/blobs/{sha}"
-    status, body = await _post(s, base + "/upload", blobs.token(1), {"size": len(data)})
+    plan = {"size": len(data), "sends_headers": True}
+    status, body = await _post(s, base + "/upload", blobs.token(1), plan)
     assert status == 200 and body["status"] == "single"
     async with s.put(body["url"], data=data, headers=body["headers"]) as r:
         assert r.status == 200
@@ -80,7 +81,8 @@ async def test_complete_refuses_bytes_that_do_not_match(
             (os.urandom(1000), "sha256 of the uploaded bytes"),
             (claimed[:999], "size"),
         ):
-            _, body = await _post(s, base + "/upload", blobs.token(1), {"size": 1000})
+            plan = {"size": 1000, "sends_headers": True}
+            _, body = await _post(s, base + "/upload", blobs.token(1), plan)
             assert ("x-amz-checksum-sha256" in body["headers"]) == store_checks
             async with s.put(body["url"], data=wrong, headers=body["headers"]) as r:
                 if store_checks:
@@ -120,10 +122,10 @@ def _requests_for(blobs: BlobServer, sha: str, since: int) -> list[str]:
 
 async def test_verify_by_checksum_has_the_store_check_single_puts(blobs: BlobServer) -> None:
     """The default: a single PUT carries the SHA256 signed into its URL and complete only
-    asks S3 (a HEAD) for the checksum it checked: no bytes come back. A PUT without
-    that header (possible only where the store does not check signatures, as moto) has no
-    checksum stored and is read back, as is a multipart object; wrong bytes sent that
-    way are still refused."""
+    asks S3 (a HEAD) for the checksum it checked: no bytes come back. A client that does
+    not say it sends the plan's headers (a site on an older version) gets a URL without
+    it, and its upload is read back, as is a multipart object; wrong bytes sent that way
+    are still refused."""
     assert blobs.settings.verify_by == "checksum"
     async with aiohttp.ClientSession() as s:
         before = len(blobs.s3.request_log(include_query=True))
@@ -134,8 +136,10 @@ async def test_verify_by_checksum_has_the_store_check_single_puts(blobs: BlobSer
             sha = sha256_of(good)
             base = f"{blobs.base_url}/sites/1/blobs/{sha}"
             _, plan = await _post(s, base + "/upload", blobs.token(1), {"size": len(good)})
+            assert plan["headers"] == {}
+            assert parse_qs(urlparse(plan["url"]).query)["X-Amz-SignedHeaders"] == ["host"]
             before = len(blobs.s3.request_log(include_query=True))
-            async with s.put(plan["url"], data=data or good) as r:  # headers left out
+            async with s.put(plan["url"], data=data or good) as r:
                 assert r.status == 200
             status, body = await _post(s, base + "/complete", blobs.token(1), {"size": len(good)})
             requests = _requests_for(blobs, sha, before)
@@ -357,6 +361,11 @@ async def test_tokens_and_roles(blobs: BlobServer) -> None:
         assert status == 403
         status, _body = await _post(s, base + "/upload", blobs.token(1), {"size": -1})
         assert status == 400
+        wrong = {"size": 1, "sends_headers": "yes"}
+        status, body = await _post(s, base + "/upload", blobs.token(1), wrong)
+        assert (status, body["error"]) == (400, "bad_request") and "sends_headers" in body[
+            "message"
+        ]
         for bad in ("\u00b2", "1e3", True, -5):
             status, _body = await _post(s, base + "/request", blobs.token(1), {"row_id": bad})
             assert status == 400, bad
