@@ -29,8 +29,10 @@ import logging
 import math
 import os
 import re
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -147,6 +149,24 @@ class _State:
     # The same pool in autocommit, for a single statement: one round trip, not three
     # (BEGIN, the statement, COMMIT).
     autocommit: AsyncEngine
+    # verify_by=checksum trusts the checksum S3 keeps only where the store refuses a
+    # wrong one. Probed once (None: not yet, or the probe could not tell).
+    store_checks_sha256: bool | None = None
+    probe_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    next_probe: float = 0.0
+
+    async def verify_by(self) -> str:
+        """The verification in force: the setting, except that ``checksum`` on a store
+        that does not check ``x-amz-checksum-sha256`` (or that could not be probed
+        yet: asked again at most once a minute) reads uploads back."""
+        if self.settings.verify_by != "checksum":
+            return self.settings.verify_by
+        if self.store_checks_sha256 is None and time.monotonic() >= self.next_probe:
+            async with self.probe_lock:
+                if self.store_checks_sha256 is None and time.monotonic() >= self.next_probe:
+                    self.store_checks_sha256 = await _probe_sha256_check(self)
+                    self.next_probe = time.monotonic() + PROBE_RETRY_S
+        return "checksum" if self.store_checks_sha256 else "read"
 
     async def s3_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # boto3 blocks; its calls run on a bounded pool so the event loop keeps serving.
@@ -210,6 +230,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     http = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
     )
+    # The store's checksum check is probed on the first upload (_State.verify_by), not
+    # here: a store that is slow to answer must not hold up the start.
     app[STATE] = _State(
         settings=settings,
         engine=engine,
@@ -402,7 +424,7 @@ async def _presign_single(
             return web.json_response({"status": "exists", "key": t.key, "size": known})
     params: dict[str, Any] = {"Bucket": settings.bucket, "Key": t.key}
     headers: dict[str, str] = {}
-    if settings.verify_by == "checksum" and sends_headers:
+    if sends_headers and await state.verify_by() == "checksum":
         # Signed into the URL: the PUT must carry it, and S3 stores only bytes whose
         # SHA256 it is. Only for a client that says it sends the plan's headers: an
         # older site would PUT without it and S3 would refuse the signature; its upload
@@ -533,14 +555,15 @@ async def _verify(state: _State, t: _Target, size: int) -> tuple[bool, str]:
 
     settings = state.settings
     actual: str | None = None
-    if settings.verify_by == "checksum":
+    mode = await state.verify_by()
+    if mode == "checksum":
         stored = await _head(state, t)
         if stored is None:
             return False, "no object was uploaded for this blob"
         length, actual = stored
         if length != size:
             return False, f"size is {length}, expected {size}"
-    elif settings.verify_by == "copy" and size <= S3_COPY_LIMIT:
+    elif mode == "copy" and size <= S3_COPY_LIMIT:
         try:
             head = await state.s3_call(state.s3.head_object, Bucket=settings.bucket, Key=t.key)
         except ClientError:
@@ -556,6 +579,56 @@ async def _verify(state: _State, t: _Target, size: int) -> tuple[bool, str]:
     if actual != t.sha256:
         return False, f"sha256 of the uploaded bytes is {actual}"
     return True, ""
+
+
+async def _probe_sha256_check(state: _State) -> bool | None:
+    """Does the store refuse bytes whose SHA256 is not the one signed into the URL? A
+    PUT of a few bytes under ``scsync-probe/`` (outside every site's prefix) through a
+    presigned URL, as a site sends it, declaring another digest. True: refused (S3,
+    MinIO); False: stored (then deleted) or refused as a bad request of another kind, so
+    this store's checksums prove nothing and uploads are read back; None: no answer
+    about checksums (unreachable, a permission, an outage)."""
+    settings = state.settings
+    key = f"scsync-probe/sha256-check-{uuid.uuid4().hex}"
+    declared = base64.b64encode(hashlib.sha256(b"not the body").digest()).decode()
+    url = state.s3.generate_presigned_url(
+        "put_object",
+        Params={"Bucket": settings.bucket, "Key": key, "ChecksumSHA256": declared},
+        ExpiresIn=settings.url_ttl_s,
+    )
+    try:
+        async with state.http.put(
+            url, data=b"probe", headers={"x-amz-checksum-sha256": declared}
+        ) as resp:
+            body = await resp.read()
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("could not probe the store's checksum check: %s", exc)
+        return None
+    if status == 400 and any(code in body for code in _DIGEST_REFUSALS):
+        return True
+    if status not in (200, 400):  # no answer about checksums (a permission, an outage)
+        log.warning("probing the store's checksum check: S3 answered %s %r", status, body[:200])
+        return None
+    if status == 200:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            await state.s3_call(state.s3.delete_object, Bucket=settings.bucket, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            log.warning("could not delete the probe object %s: %s", key, exc)
+    log.warning(
+        "the store answered %s to bytes whose SHA256 is not the signed one (%r): "
+        "verify_by=checksum reads uploads back on it",
+        status,
+        body[:200],
+    )
+    return False
+
+
+PROBE_RETRY_S: Final = 60.0
+# How S3 (BadDigest) and S3-compatible stores name a checksum that does not match.
+_DIGEST_REFUSALS: Final = (b"BadDigest", b"XAmzContentChecksumMismatch", b"InvalidDigest")
 
 
 def _b64_sha256(hex_digest: str) -> str:

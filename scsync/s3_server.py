@@ -72,7 +72,10 @@ def free_port() -> int:
 class S3Endpoint:
     """moto's S3 on ``http://127.0.0.1:PORT``, as a child process."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, check_checksums: bool = True) -> None:
+        # check_checksums=False: moto's own behaviour (a declared SHA256 is stored
+        # unchecked), for testing how scsync treats a store that does not check it.
+        self.check_checksums = check_checksums
         self._port_chosen = port is None
         self.port = free_port() if port is None else port
         self._proc: subprocess.Popen[bytes] | None = None
@@ -227,6 +230,7 @@ class S3Endpoint:
                     str(self.port),
                     "--log",
                     str(self._log_path),
+                    *([] if self.check_checksums else ["--no-checksum-check"]),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=err,
@@ -283,7 +287,7 @@ _StartResponse = Callable[..., Any]
 _WSGIApp = Callable[[dict[str, Any], _StartResponse], Iterable[bytes]]
 
 
-def _logging_middleware(app: _WSGIApp, log_path: str) -> _WSGIApp:
+def _logging_middleware(app: _WSGIApp, log_path: str, check_checksums: bool = True) -> _WSGIApp:
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def wrapped(environ: dict[str, Any], start_response: _StartResponse) -> Iterable[bytes]:
@@ -305,7 +309,7 @@ def _logging_middleware(app: _WSGIApp, log_path: str) -> _WSGIApp:
             # object; real S3 stores the bytes. urllib sends this type by default, so a
             # presigned PUT from urllib would silently lose its data without this.
             environ["CONTENT_TYPE"] = "application/octet-stream"
-        if method == "PUT" and "HTTP_X_AMZ_CHECKSUM_SHA256" in environ:
+        if check_checksums and method == "PUT" and "HTTP_X_AMZ_CHECKSUM_SHA256" in environ:
             refusal = _check_sha256(environ)
             if refusal is not None:
                 start_response(
@@ -347,6 +351,7 @@ def _serve(argv: list[str]) -> None:
     parser.add_argument("--serve", action="store_true")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log", required=True)
+    parser.add_argument("--no-checksum-check", action="store_true")
     args = parser.parse_args(argv)
 
     # werkzeug logs every request to stderr; the request log already records them.
@@ -361,7 +366,7 @@ def _serve(argv: list[str]) -> None:
     run_simple(
         "127.0.0.1",
         args.port,
-        _logging_middleware(app, args.log),
+        _logging_middleware(app, args.log, check_checksums=not args.no_checksum_check),
         threaded=True,
         use_reloader=False,
         request_handler=MotoRequestHandler,

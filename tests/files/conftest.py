@@ -43,8 +43,15 @@ class BlobServer:
         return f"sites/{site_id}/blobs/{sha}"
 
     def put_count(self) -> int:
+        """Uploads to this bucket (the blob API's probe of the store's checksum check,
+        under scsync-probe/, is not one)."""
         prefix = f"/{self.settings.bucket}/"
-        return sum(1 for m, p in self.s3.request_log() if m == "PUT" and p.startswith(prefix))
+        probe = f"{prefix}scsync-probe/"
+        return sum(
+            1
+            for m, p in self.s3.request_log()
+            if m == "PUT" and p.startswith(prefix) and not p.startswith(probe)
+        )
 
 
 def _serve(settings: BlobSettings, port: int, ready: threading.Event, stop: list[Any]) -> None:

@@ -14,7 +14,8 @@ import yarl
 
 import api.blobs
 from api.blobs import BlobSettings
-from tests.files.conftest import BlobServer
+from scsync.s3_server import S3Endpoint
+from tests.files.conftest import BlobServer, blob_settings, replace, start_blob_server
 from tests.files.helpers import MiB, add_image, add_patient, fetch, sha256_of
 from tests.pg import TestDatabase
 
@@ -127,6 +128,7 @@ async def test_verify_by_checksum_has_the_store_check_single_puts(blobs: BlobSer
     it, and its upload is read back, as is a multipart object; wrong bytes sent that way
     are still refused."""
     assert blobs.settings.verify_by == "checksum"
+    start = len(blobs.s3.request_log())
     async with aiohttp.ClientSession() as s:
         before = len(blobs.s3.request_log(include_query=True))
         sha = await _single_upload(s, blobs, os.urandom(300_000))
@@ -161,6 +163,9 @@ async def test_verify_by_checksum_has_the_store_check_single_puts(blobs: BlobSer
         status, body = await _post(s, base + "/complete", blobs.token(1), done)
         assert (status, body["status"]) == (200, "uploaded"), body
         assert _requests_for(blobs, sha, before)[-2:] == ["HEAD", "GET"]
+    # The store was probed once, on the first upload: its PUT refused, nothing to delete.
+    probes = [m for m, p in blobs.s3.request_log()[start:] if "/scsync-probe/" in p]
+    assert probes == ["PUT"]
 
 
 async def test_verify_by_copy_has_the_store_hash_the_object(copy_blobs: BlobServer) -> None:
@@ -189,6 +194,43 @@ async def test_verify_by_copy_has_the_store_hash_the_object(copy_blobs: BlobServ
         )
         assert base64.b64decode(head["ChecksumSHA256"]).hex() == sha
         assert head["Metadata"] == {"scsync-sha256": sha}
+
+
+async def test_a_store_that_does_not_check_checksums_gets_uploads_read_back(
+    cloud_db: TestDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """verify_by=checksum trusts S3's checksum only where the store refuses a wrong
+    one: on a store that stores it unchecked (moto as it comes), the blob API finds
+    that out on the first upload (a probe object, deleted again), signs no checksum
+    into the URLs and reads every upload back; wrong bytes are refused as ever."""
+    with S3Endpoint(check_checksums=False) as lax:
+        lax.client().create_bucket(Bucket="lax")
+        settings = replace(blob_settings(cloud_db, lax, "lax"), verify_by="checksum")
+        server, shutdown = start_blob_server(settings, lax)
+        try:
+            async with aiohttp.ClientSession() as s:
+                data = os.urandom(100_000)
+                before = len(lax.request_log(include_query=True))
+                with caplog.at_level("WARNING", logger="api.blobs"):
+                    sha = await _single_upload(s, server, data)  # probes the store first
+                assert "verify_by=checksum reads uploads back" in caplog.text
+                probes = [m for m, p in lax.request_log() if "scsync-probe/" in p]
+                assert probes == ["PUT", "DELETE"]
+                listed = lax.client().list_objects_v2(Bucket="lax", Prefix="scsync-probe/")
+                assert listed.get("KeyCount", 0) == 0
+                assert _requests_for(server, sha, before) == ["PUT", "GET"]  # as verify_by=read
+                wrong = os.urandom(1000)
+                claimed = sha256_of(os.urandom(1000))
+                base = f"{server.base_url}/sites/1/blobs/{claimed}"
+                plan = {"size": 1000, "sends_headers": True}
+                _, body = await _post(s, base + "/upload", server.token(1), plan)
+                assert body["headers"] == {}
+                async with s.put(body["url"], data=wrong) as r:
+                    assert r.status == 200
+                status, body = await _post(s, base + "/complete", server.token(1), {"size": 1000})
+                assert (status, body["error"]) == (422, "verification_failed")
+        finally:
+            shutdown()
 
 
 async def test_verify_by_read_and_over_the_copy_limit_reads_back(
