@@ -242,6 +242,7 @@ class Backfill:
         cloud = await connect(self.cloud_url)
         self._marker = await connect(self.local_url)
         lanes: list[AsyncConn] = []
+        self._lanes = asyncio.Queue()  # this run's pairs only
         try:
             for _ in range(self.config.batches_in_flight):
                 lanes.append(await connect(self.local_url))
@@ -252,7 +253,7 @@ class Backfill:
                 self._ondemand = OnDemand(self.transfer, LocalDb(self.local_url, local))
             await self._begin(local)
             for table in self.config.tables:
-                if not await self._table(local, cloud, table):
+                if not await self._table(local, table):
                     self.progress.state = "paused"
                     await self._emit(local, force=True)
                     return self.progress
@@ -341,7 +342,7 @@ class Backfill:
                 self._run.bytes += self._ondemand.bytes - before
         return True
 
-    async def _table(self, local: AsyncConn, cloud: AsyncConn, table: str) -> bool:
+    async def _table(self, local: AsyncConn, table: str) -> bool:
         """Backfill one table; False when paused. Up to ``batches_in_flight`` batches are
         copied and applied at once; each is marked synced locally after its own cloud
         commit, in the order the batches were taken (newest first)."""

@@ -96,6 +96,30 @@ async def test_metadata_newest_first_resumable_and_exactly_once(
     assert events and events[-1].payload["state"] == "done"
 
 
+async def test_the_same_lane_runs_again_with_fresh_connections(
+    local_db: TestDatabase, cloud_db: TestDatabase
+) -> None:
+    """The replicator's backfill loop starts the same Backfill again after it stopped
+    (a failure, a pause): the second run takes its own connections, not the first
+    run's closed ones."""
+    ids = seed_patients(local_db, 100)
+    gates = 0
+
+    async def gate() -> None:
+        nonlocal gates
+        gates += 1
+        if gates == 2:
+            _pause(local_db)
+
+    config = BackfillConfig(batch_rows=30, tables=("patients",))
+    lane = Backfill(local_db.url, cloud_db.url, 1, config=config, live_gate=gate)
+    assert (await lane.run()).state == "paused"
+    assert (await lane.run()).state == "done"
+    synced = [r.id for r in fetch(local_db, "SELECT id FROM patients WHERE synced ORDER BY id")]
+    assert synced == ids
+    assert [r.id for r in fetch(cloud_db, "SELECT id FROM patients ORDER BY id")] == ids
+
+
 async def test_batches_in_flight_must_be_positive(
     local_db: TestDatabase, cloud_db: TestDatabase
 ) -> None:
