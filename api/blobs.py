@@ -209,8 +209,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         sqlalchemy_url(settings.db_url, "psycopg"),
         connect_args=connect_args(settings.db_url),
         # Connections beyond the pool's size are opened and closed per checkout: a
-        # backend start each time (a third of this process's CPU per file when 20
-        # uploads overlapped a pool of 5). Sized for the executor's concurrency.
+        # backend start each time (connects and closes showed in this process's
+        # profile when 20 uploads overlapped a pool of 5). Sized for that overlap.
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
     )
