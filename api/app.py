@@ -28,6 +28,7 @@ from lockd.client import LockClient
 from lockd.db import Pool as LockdPool
 from lockd.db import make_pool as make_lockd_pool
 from lockd.manager import LeaseManager, LockdConfig
+from schema.auth import TokenCache
 from schema.urls import create_engine, libpq_url
 
 log = logging.getLogger("scsync.api")
@@ -245,6 +246,7 @@ def make_app(side: str, settings: Settings) -> web.Application:
         middlewares=[error_middleware, security_headers], client_max_size=settings.client_max_size
     )
     app[state.SETTINGS] = settings
+    app[state.TOKENS] = TokenCache(settings.jwt_secret)
     app[state.HUB] = Hub()
     app[state.WEBSOCKETS] = state.Sockets()
     app[OPENAPI_TEXT] = json.dumps(document(settings.side))

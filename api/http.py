@@ -17,7 +17,7 @@ from api.errors import (
     ValidationFailed,
 )
 from api.records import parse_id
-from schema.auth import AuthError, Principal, bearer, verify_token
+from schema.auth import AuthError, Principal, bearer
 
 WRITER_ROLES = frozenset({"editor", "admin", "vendor_admin", "site"})
 ADMIN_ROLES = frozenset({"admin", "vendor_admin", "site"})
@@ -26,7 +26,7 @@ ADMIN_ROLES = frozenset({"admin", "vendor_admin", "site"})
 def verify(request: web.Request, token: str) -> Principal:
     settings = request.app[state.SETTINGS]
     try:
-        p = verify_token(settings.jwt_secret, token)
+        p = request.app[state.TOKENS].principal(token)
     except AuthError as exc:
         raise Unauthorized(str(exc)) from exc
     if settings.side == "local" and p.site_id != request.app[state.NODE_SITE]:

@@ -21,13 +21,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
 from aiohttp import web
 
 from lockd.db import Pool, make_pool
@@ -39,7 +37,7 @@ from lockd.errors import (
     Unauthorized,
 )
 from lockd.manager import LeaseManager, LockdConfig, Owner, check_holder
-from schema.auth import AuthError, Principal, bearer, verify_token
+from schema.auth import AuthError, Principal, TokenCache, bearer
 
 log = logging.getLogger(__name__)
 
@@ -52,29 +50,6 @@ class WebSettings:
     jwt_secret: str
     max_body: int = DEFAULT_MAX_BODY
     run_sweeper: bool = True
-
-
-class TokenCache:
-    """Verified tokens, kept until their ``exp``: a site sends the same JWT with every
-    heartbeat, and verifying it each time was a measurable part of a request's cost."""
-
-    def __init__(self, secret: str, size: int = 4096) -> None:
-        self.secret = secret
-        self.size = size
-        self._cache: dict[str, tuple[Principal, float]] = {}
-
-    def principal(self, token: str) -> Principal:
-        hit = self._cache.get(token)
-        # JWT expiry is wall-clock time by definition (the token's issuer wrote it so).
-        if hit is not None and hit[1] > time.time():
-            return hit[0]
-        principal = verify_token(self.secret, token)
-        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
-        if isinstance(exp, int | float):
-            if len(self._cache) >= self.size:
-                self._cache.clear()
-            self._cache[token] = (principal, float(exp))
-        return principal
 
 
 MANAGER = web.AppKey("lockd_manager", LeaseManager)
