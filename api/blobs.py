@@ -89,6 +89,8 @@ class BlobSettings:
     verify_by: str = "checksum"
     executor_threads: int = 8
     db_pool_size: int = 20
+    # How long a request waits for a database connection before it is answered 503.
+    db_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.verify_by not in VERIFY_MODES:
@@ -228,7 +230,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         },
         connection_class=Conn,
         open=False,
-        timeout=10.0,
+        timeout=settings.db_timeout_s,
     )
     await pool.open()
     session = boto3.session.Session(

@@ -448,3 +448,27 @@ async def test_on_demand_request_is_served_by_the_upload(
         ("blob.requested", image),
         ("record.sync", image),
     ]
+
+
+async def test_database_unreachable_is_a_503_with_a_json_body(
+    s3_endpoint: S3Endpoint, bucket: str, cloud_db: TestDatabase
+) -> None:
+    """No database behind the pool (nothing listens on its port): each endpoint that
+    needs it answers 503 naming the database, within the pool's wait, not a 500."""
+    from scsync.s3_server import free_port
+
+    settings = replace(
+        blob_settings(cloud_db, s3_endpoint, bucket),
+        db_url=f"postgresql://scsync@127.0.0.1:{free_port()}/nowhere",
+        db_timeout_s=1.0,
+    )
+    server, shutdown = start_blob_server(settings, s3_endpoint)
+    try:
+        base = f"{server.base_url}/sites/1/blobs/{'ab' * 32}"
+        async with aiohttp.ClientSession() as s:
+            for path, body in (("/upload", {"size": 10}), ("/complete", {"size": 10})):
+                status, answer = await _post(s, base + path, server.token(1), body)
+                assert status == 503, (path, answer)
+                assert answer["error"] == "database_unavailable"
+    finally:
+        shutdown()
