@@ -32,6 +32,14 @@ from schema.urls import create_engine, libpq_url, sqlalchemy_url
 Backend = Literal["embedded", "url", "testcontainers"]
 
 
+# Advisory locks held in the current database. pg_locks is cluster-wide, and other
+# tests (another xdist worker on a shared server) take advisory locks of their own.
+ADVISORY_LOCKS_HERE = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
 def select_backend(env: dict[str, str] | os._Environ[str]) -> Backend:
     """Which server the session uses, from the environment (tested on its own)."""
     if env.get("SCSYNC_TEST_PG_URL"):

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from schema import db as schema_db
 from schema import snowflake
 from schema.errors import ClockMovedBackwards, NodeNotConfigured
-from tests.pg import TestDatabase
+from tests.pg import ADVISORY_LOCKS_HERE, TestDatabase
 
 pytestmark = pytest.mark.dblevel
 
@@ -56,9 +56,7 @@ def test_200k_ids_from_4_connections_unique_and_increasing(local_db: TestDatabas
         now - timedelta(minutes=5) < d.timestamp <= now + timedelta(seconds=1) for d in decoded
     )
     with local_db.connect() as conn:
-        assert conn.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-        ).fetchone() == (0,)
+        assert conn.execute(ADVISORY_LOCKS_HERE).fetchone() == (0,)
 
 
 def test_ids_within_one_millisecond_use_the_sequence_bits(local_db: TestDatabase) -> None:
@@ -88,7 +86,7 @@ def test_clock_step_back_raises_instead_of_repeating(local_db: TestDatabase) -> 
         after = schema_db.next_id(conn)
         assert after > before
         # The failed attempt left no lock behind.
-        locks = conn.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"))
+        locks = conn.execute(text(ADVISORY_LOCKS_HERE))
         assert locks.scalar_one() == 0
 
 

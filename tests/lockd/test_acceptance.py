@@ -30,7 +30,7 @@ from schema import db as schema_db
 from schema import migrate
 from tests.lockd.conftest import Records, add_patient, history_count, lease_rows, row_of
 from tests.lockd.proxy import TcpProxy
-from tests.pg import TestDatabase
+from tests.pg import ADVISORY_LOCKS_HERE, TestDatabase
 
 pytestmark = pytest.mark.dblevel
 
@@ -38,10 +38,7 @@ RACERS = 50
 
 
 def _advisory_locks(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    ).fetchone()
+    row = conn.execute(ADVISORY_LOCKS_HERE).fetchone()
     assert row is not None
     return int(str(row[0]))
 
