@@ -42,6 +42,7 @@ import psycopg_pool
 from aiohttp import web
 from psycopg.rows import namedtuple_row
 
+from api.errors import ConfigError
 from api.presign import Presigner
 from schema.auth import AuthError, Principal, TokenCache, bearer
 from schema.sql import psycopg_statement
@@ -241,7 +242,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     credentials = session.get_credentials()
     if credentials is None:
         await pool.close()
-        raise RuntimeError("no S3 credentials (SCSYNC_S3_ACCESS_KEY or AWS's own chain)")
+        raise ConfigError(
+            "no S3 credentials: set the S3 access key and secret key, "
+            "or run where AWS's own credential chain finds some"
+        )
     s3 = session.client(
         "s3",
         endpoint_url=settings.s3_endpoint_url,

@@ -472,3 +472,30 @@ async def test_database_unreachable_is_a_503_with_a_json_body(
                 assert answer["error"] == "database_unavailable"
     finally:
         shutdown()
+
+
+async def test_no_s3_credentials_is_a_config_error_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    s3_endpoint: S3Endpoint,
+    bucket: str,
+    cloud_db: TestDatabase,
+) -> None:
+    """Neither keys in the settings nor any in AWS's own chain: the app refuses to
+    start, naming what is missing, instead of failing every upload later."""
+    from aiohttp import web
+
+    from api.errors import ConfigError
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    settings = replace(
+        blob_settings(cloud_db, s3_endpoint, bucket), s3_access_key=None, s3_secret_key=None
+    )
+    runner = web.AppRunner(api.blobs.make_blobs_app(settings))
+    with pytest.raises(ConfigError, match="no S3 credentials"):
+        await runner.setup()
+    await runner.cleanup()
