@@ -9,7 +9,7 @@ import time
 import jwt
 import pytest
 
-from schema.auth import AuthError, bearer, issue_token, site_token, verify_token
+from schema.auth import AuthError, TokenCache, bearer, issue_token, site_token, verify_token
 
 SECRET = "s" * 64
 
@@ -70,3 +70,18 @@ def test_short_secret_and_bad_headers() -> None:
     for header in (None, "", "Basic abc", "Bearer "):
         with pytest.raises(AuthError):
             bearer(header)
+
+
+def test_token_cache_refuses_a_cached_token_once_it_expires() -> None:
+    """A token verified once is served from the cache, but only until its exp (plus the
+    verifier's leeway): after that it is checked again and refused."""
+    cache = TokenCache(SECRET)
+    token = site_token(SECRET, 4, ttl_s=1)
+    assert cache.principal(token).site_id == 4
+    assert cache.principal(token).site_id == 4  # from the cache
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(AuthError):
+        cache.principal(forged)
+    time.sleep(1 + 5 + 0.5)  # exp, then verify_token's 5 s leeway
+    with pytest.raises(AuthError, match="expired"):
+        cache.principal(token)
