@@ -18,9 +18,10 @@ from importlib import resources
 
 from aiohttp import WSCloseCode, web
 
-from api import edit, metrics, state, store, views, ws
+from api import accounts, edit, metrics, state, store, views, ws
 from api.errors import ApiError, ConfigError, MethodNotAllowed, NotFound, PayloadTooLarge
 from api.events import Hub, RabbitBus, listen
+from api.http import check_revoked
 from api.openapi import document
 from api.relay import follow_cloud
 from api.settings import Settings
@@ -28,7 +29,8 @@ from lockd.client import LockClient
 from lockd.db import Pool as LockdPool
 from lockd.db import make_pool as make_lockd_pool
 from lockd.manager import LeaseManager, LockdConfig
-from schema.auth import TokenCache
+from schema.auth import AuthError, TokenCache, bearer
+from schema.revocation import Revocations
 from schema.urls import create_engine, libpq_url
 
 log = logging.getLogger("scsync.api")
@@ -64,6 +66,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.json_response(
             {"error": "internal_error", "message": "internal error", "field": None}, status=500
         )
+
+
+@web.middleware
+async def revocation(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request with a valid but revoked bearer token is refused (401) before any
+    handler runs; a missing or invalid token is left to the handler's own 401."""
+    header = request.headers.get("Authorization")
+    if header:
+        try:
+            p = request.app[state.TOKENS].principal(bearer(header))
+        except AuthError:
+            p = None
+        if p is not None:
+            await check_revoked(request, p)
+    return await handler(request)
 
 
 @web.middleware
@@ -243,10 +260,14 @@ def make_app(side: str, settings: Settings) -> web.Application:
     if side != settings.side:
         raise ConfigError(f"side {side!r} does not match the settings' side {settings.side!r}")
     app = web.Application(
-        middlewares=[error_middleware, security_headers], client_max_size=settings.client_max_size
+        middlewares=[error_middleware, security_headers, revocation],
+        client_max_size=settings.client_max_size,
     )
     app[state.SETTINGS] = settings
-    app[state.TOKENS] = TokenCache(settings.jwt_secret)
+    app[state.TOKENS] = TokenCache(settings.jwt_secret, settings.side)
+    app[state.REVOCATIONS] = Revocations(
+        lambda: app[state.POOL].connection(), settings.revocation_check_s
+    )
     app[state.HUB] = Hub()
     app[state.WEBSOCKETS] = state.Sockets()
     app[OPENAPI_TEXT] = json.dumps(document(settings.side))
@@ -266,6 +287,8 @@ def make_app(side: str, settings: Settings) -> web.Application:
     r.add_get("/ws", ws.websocket)
     r.add_post("/v1/auth/token", views.auth_token)
     r.add_get("/v1/me", views.me)
+    r.add_post("/v1/accounts/{id}/disable", accounts.disable)
+    r.add_post("/v1/accounts/{id}/enable", accounts.enable)
     r.add_get("/v1/status", views.sync_status)
     r.add_get("/v1/conflicts", views.list_conflicts)
     r.add_get("/v1/conflicts/{id}", views.get_conflict)
@@ -304,6 +327,7 @@ def _mount_cloud_subapps(app: web.Application, settings: Settings) -> None:
                 jwt_secret=settings.jwt_secret,
                 pool=app[LOCKD_POOL],
                 config=_lockd_config(settings),
+                revocation_check_s=settings.revocation_check_s,
             ),
         )
     if settings.mount_blobs and settings.s3_bucket:
@@ -321,6 +345,7 @@ def _mount_cloud_subapps(app: web.Application, settings: Settings) -> None:
                     s3_access_key=settings.s3_access_key or None,
                     s3_secret_key=settings.s3_secret_key or None,
                     verify_by=settings.s3_verify_by,
+                    revocation_check_s=settings.revocation_check_s,
                 )
             ),
         )

@@ -45,6 +45,7 @@ from psycopg.rows import namedtuple_row
 from api.errors import ConfigError
 from api.presign import Presigner
 from schema.auth import AuthError, Principal, TokenCache, bearer
+from schema.revocation import DEFAULT_CHECK_S, Revocations, check_interval
 from schema.sql import psycopg_statement
 from schema.urls import CONNECT_TIMEOUT_S, libpq_url
 
@@ -92,10 +93,13 @@ class BlobSettings:
     db_pool_size: int = 20
     # How long a request waits for a database connection before it is answered 503.
     db_timeout_s: float = 10.0
+    # A revoked token is refused within this many seconds (schema/revocation.py).
+    revocation_check_s: float = DEFAULT_CHECK_S
 
     def __post_init__(self) -> None:
         if self.verify_by not in VERIFY_MODES:
             raise ValueError(f"verify_by must be one of {sorted(VERIFY_MODES)}")
+        check_interval(self.revocation_check_s)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> BlobSettings:
@@ -113,6 +117,7 @@ class BlobSettings:
             part_size=int(e.get("SCSYNC_S3_PART_SIZE", 16 * MiB)),
             url_ttl_s=int(e.get("SCSYNC_S3_URL_TTL_S", 600)),
             verify_by=e.get("SCSYNC_S3_VERIFY_BY", "checksum"),
+            revocation_check_s=float(e.get("SCSYNC_REVOCATION_CHECK_S", DEFAULT_CHECK_S)),
         )
 
 
@@ -193,7 +198,11 @@ def make_blobs_app(settings: BlobSettings) -> web.Application:
     """The blob endpoints as an aiohttp application (mount it at ``/v1/blobs``)."""
     app = web.Application(middlewares=[_auth_middleware])
     app[_SETTINGS] = settings
-    app[_TOKENS] = TokenCache(settings.jwt_secret)
+    # The blob endpoints are the cloud's: they accept the cloud's tokens only.
+    app[_TOKENS] = TokenCache(settings.jwt_secret, "cloud")
+    app[_REVOCATIONS] = Revocations(
+        lambda: app[STATE].pool.connection(), settings.revocation_check_s
+    )
     app.cleanup_ctx.append(_resources)
     r = app.router
     base = "/sites/{site_id}/blobs/{sha256}"
@@ -209,6 +218,7 @@ def make_blobs_app(settings: BlobSettings) -> web.Application:
 
 _SETTINGS: Final = web.AppKey("blobs_settings", BlobSettings)
 _TOKENS: Final = web.AppKey("blobs_tokens", TokenCache)
+_REVOCATIONS: Final = web.AppKey("blobs_revocations", Revocations)
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -291,6 +301,12 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
     except AuthError as exc:
         raise BlobHttpError(401, "unauthorized", str(exc)) from exc
     request[PRINCIPAL] = principal
+    try:
+        await request.app[_REVOCATIONS].check(principal)
+    except AuthError as exc:
+        raise BlobHttpError(401, "unauthorized", str(exc)) from exc
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+        raise BlobHttpError(503, "database_unavailable", f"the cloud database: {exc}") from exc
     try:
         return await handler(request)
     except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:

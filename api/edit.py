@@ -11,20 +11,19 @@ server asks lockd, and on success the record shows as Editing on every client.
   ``offline_edit_allowed: true``; repeating with ``{"offline": true}`` opens an unfenced
   offline session (``lockd.offline``), marked as such in every answer and event.
 
-The session handle given to the client is a signed token (HS256 with the API's secret,
-audience ``scsync-edit``) holding the lease id and fencing token, so any API instance
-can serve the next call, and the caller must be the session's holder.
+The session handle given to the client is a signed token (schema.auth.issue_session:
+HS256 with the API's secret, good only as this side's edit-session handle) holding the
+lease id and fencing token, so any API instance can serve the next call, and the caller
+must be the session's holder.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
-import jwt
 import psycopg
 from aiohttp import web
 from psycopg.rows import dict_row, tuple_row
@@ -36,6 +35,7 @@ from api.errors import (
     FromLockd,
     LockServiceUnreachable,
     NotFound,
+    ServiceUnavailable,
     ValidationFailed,
 )
 from api.http import actor, ok, path_id, principal, read_object, require_writer, scope
@@ -46,11 +46,10 @@ from lockd.local import save_locally
 from lockd.manager import LeaseManager, Owner
 from lockd.models import LeaseState
 from lockd.offline import close_offline, open_offline, save_offline
-from schema.auth import Principal
+from schema.auth import AuthError, Principal, issue_session, verify_session
 
 LEASES: Final = web.AppKey("lease_manager", LeaseManager)
 LOCK_CLIENT: Final = web.AppKey("lock_client", LockClient)
-AUDIENCE: Final = "scsync-edit"
 SESSION_TTL_S: Final = 12 * 3600
 
 
@@ -59,6 +58,12 @@ def _from_lockd(exc: lockd_errors.LockdError) -> ApiError:
         return LockServiceUnreachable(
             "the lock service is unreachable; you may edit offline (unfenced)",
             offline_edit_allowed=True,
+        )
+    if isinstance(exc, lockd_errors.Unauthorized):
+        # The site's token, not the user's: a 401 would tell the user to sign in again.
+        return ServiceUnavailable(
+            "the cloud's lock service refused this site's token (setting 'lockd_token'): "
+            f"{exc.message}"
         )
     if isinstance(exc, lockd_errors.Forbidden | lockd_errors.RecordNotFound):
         return NotFound(exc.message, field=exc.field)
@@ -87,23 +92,18 @@ async def _tuple_conn(pool: store.Pool) -> AsyncIterator[psycopg.AsyncConnection
 
 
 def _sign(request: web.Request, claims: dict[str, Any]) -> str:
-    now = int(time.time())
-    body = {**claims, "aud": AUDIENCE, "iat": now, "exp": now + SESSION_TTL_S}
-    return jwt.encode(body, request.app[state.SETTINGS].jwt_secret, algorithm="HS256")
+    settings = request.app[state.SETTINGS]
+    return issue_session(settings.jwt_secret, settings.side, claims, SESSION_TTL_S)
 
 
 def _session(request: web.Request, p: Principal, body: dict[str, Any]) -> dict[str, Any]:
     handle = body.get("session")
     if not isinstance(handle, str) or not handle:
         raise ValidationFailed("session is required", field="session")
+    settings = request.app[state.SETTINGS]
     try:
-        claims: dict[str, Any] = jwt.decode(
-            handle,
-            request.app[state.SETTINGS].jwt_secret,
-            algorithms=["HS256"],
-            audience=AUDIENCE,
-        )
-    except jwt.PyJWTError as exc:
+        claims = verify_session(settings.jwt_secret, settings.side, handle)
+    except AuthError as exc:
         raise ValidationFailed(f"session is not valid: {exc}", field="session") from exc
     if claims.get("holder") != actor(request, p):
         raise Forbidden("this edit session belongs to someone else")

@@ -35,6 +35,17 @@ def verify(request: web.Request, token: str) -> Principal:
     return p
 
 
+async def check_revoked(request: web.Request, p: Principal) -> None:
+    """401 when the token of `p` was revoked (schema/revocation.py)."""
+    from api.store import db_errors
+
+    try:
+        async with db_errors():
+            await request.app[state.REVOCATIONS].check(p)
+    except AuthError as exc:
+        raise Unauthorized(str(exc)) from exc
+
+
 def principal(request: web.Request) -> Principal:
     try:
         token = bearer(request.headers.get("Authorization"))

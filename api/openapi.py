@@ -281,6 +281,13 @@ def common_schemas() -> dict[str, Any]:
             },
             ["token", "token_type", "expires_in"],
         ),
+        "AccountState": _obj(
+            {
+                "id": {"type": "string"},
+                "disabled": {"type": "boolean"},
+                "token_version": {"type": "integer"},
+            }
+        ),
         "Me": _obj(
             {
                 "subject": {"type": "string"},
@@ -402,6 +409,21 @@ def base_ops(side: Side) -> list[Op]:
             tags=("auth",),
         ),
         Op("get", "/v1/me", "me", "Who the token says you are", _ref("Me"), tags=("auth",)),
+        *(
+            Op(
+                "post",
+                f"/v1/accounts/{{id}}/{action}",
+                f"account_{action}",
+                summary,
+                _ref("AccountState"),
+                params=(ID_PARAM,),
+                tags=("auth",),
+            )
+            for action, summary in (
+                ("disable", "Disable an account: no sign-in, its tokens revoked (admins)"),
+                ("enable", "Enable an account again (new tokens only; admins)"),
+            )
+        ),
         Op(
             "get",
             "/v1/status",

@@ -20,6 +20,7 @@ from typing import Any, Final, Literal
 from api.errors import ConfigError
 from schema.config import check_http_url, check_postgres_url, read_config_file
 from schema.errors import ConfigError as SchemaConfigError
+from schema.revocation import MAX_CHECK_S
 
 Side = Literal["local", "cloud"]
 Bus = Literal["postgres", "rabbitmq"]
@@ -36,6 +37,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     token_ttl_s: int = 3600
+    log_level: str = "INFO"
+    # A revoked token (account deleted or disabled, site disabled) is refused within this
+    # many seconds (schema/revocation.py: the check's cache), at most 30.
+    revocation_check_s: float = 10.0
     client_max_size: int = 1024 * 1024
     pool_min: int = 1
     pool_max: int = 10
@@ -82,6 +87,7 @@ _INT_KEYS: Final = {
     "ws_replay_limit",
 }
 _FLOAT_KEYS: Final = {
+    "revocation_check_s",
     "ws_heartbeat_s",
     "lockd_timeout_s",
     "lease_ttl_s",
@@ -177,6 +183,16 @@ def validate(s: Settings) -> None:
     for key in ("token_ttl_s", "client_max_size", "pool_min", "pool_max", "ws_queue_size"):
         if getattr(s, key) < 1:
             raise ConfigError(f"setting {key!r} must be at least 1", field=key)
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(
+            f"setting 'log_level' must be DEBUG, INFO, WARNING or ERROR, got {s.log_level!r}",
+            field="log_level",
+        )
+    if not 0 <= s.revocation_check_s <= MAX_CHECK_S:
+        raise ConfigError(
+            f"setting 'revocation_check_s' must be 0..{MAX_CHECK_S:g} seconds",
+            field="revocation_check_s",
+        )
     if s.pool_max < s.pool_min:
         raise ConfigError("setting 'pool_max' must be >= 'pool_min'", field="pool_max")
     if s.ws_replay_limit < 0:

@@ -41,6 +41,7 @@ from api.records import (
 )
 from schema import conflicts
 from schema.auth import Principal, issue_token, site_token
+from schema.revocation import bump_account
 from schema.sql import statement
 from schema.tables import metadata_for
 
@@ -48,6 +49,8 @@ VENDOR_SITE: Final = 0  # user_accounts rows of the vendor's own staff (cloud)
 USER_ROLES: Final = ("viewer", "editor", "admin")
 SYNC_STATES: Final = ("synced", "pending", "conflict", "off")
 MAX_PAGE: Final = 200
+# Changing one of these revokes the account's tokens (schema/revocation.py).
+REVOKING_FIELDS: Final = frozenset({"password_hash", "role", "username", "deleted"})
 
 
 def _spec(request: web.Request) -> TableSpec:
@@ -141,7 +144,8 @@ async def auth_token(request: web.Request) -> web.Response:
             conn, store.q("api_auth_user"), {"username": username, "site_id": site}
         )
     stored = DUMMY_HASH if row is None else str(row["password_hash"])
-    if not verify_password(password, stored) or row is None:
+    if not verify_password(password, stored) or row is None or row["disabled"]:
+        # A disabled account is told nothing more than a wrong password is.
         raise Unauthorized("invalid username or password")
     role = str(row["role"])
     if role == "vendor_admin" and (settings.side != "cloud" or site != VENDOR_SITE):
@@ -151,11 +155,14 @@ async def auth_token(request: web.Request) -> web.Response:
     token_site = None if role == "vendor_admin" else site
     token = issue_token(
         settings.jwt_secret,
+        side=settings.side,
         subject=f"user:{username}",
         kind="user",
         role=role,
         site_id=token_site,
         ttl_s=settings.token_ttl_s,
+        version=int(row["token_version"]),
+        account_id=int(row["id"]),
     )
     return ok(
         {
@@ -182,9 +189,13 @@ async def issue_site_token(request: web.Request) -> web.Response:
         raise ValidationFailed("ttl_s must be an integer of 60..31622400 seconds", field="ttl_s")
     async with store.transaction(request.app[state.POOL]) as conn:
         row = await store.fetch_one(conn, store.q("api_site_enabled"), {"site_id": site_id})
+        version = await store.fetch_one(conn, store.q("auth_site_version"), {"site_id": site_id})
     if row is None or not row["enabled"]:
         raise NotFound(f"no enabled site {site_id}")
-    token = site_token(request.app[state.SETTINGS].jwt_secret, site_id, ttl_s=ttl)
+    assert version is not None
+    token = site_token(
+        request.app[state.SETTINGS].jwt_secret, site_id, ttl_s=ttl, version=int(version["v"])
+    )
     return ok({"token": token, "token_type": "bearer", "expires_in": ttl, "site_id": site_id})
 
 
@@ -351,9 +362,14 @@ async def update_record(request: web.Request) -> web.Response:
             )
         await _check_references(conn, spec, values, current["site_id"])
         row = await store.update_record(conn, spec, row_id, scope(p), values, _json_columns(spec))
+        if spec.name == "user_accounts" and REVOKING_FIELDS & set(values):
+            # Tokens issued under the old password, role or name are refused from now.
+            await bump_account(conn, row_id)
         await _audit(
             conn, request, p, "update", spec, row_id, row["site_id"], {"fields": sorted(values)}
         )
+    if spec.name == "user_accounts":
+        request.app[state.REVOCATIONS].forget()  # this instance at once, others in the bound
     return ok(row_to_json(spec, row))
 
 
@@ -378,7 +394,11 @@ async def delete_record(request: web.Request) -> web.Response:
         row = await store.simple_update(
             conn, "api_record_soft_delete", spec, {"id": row_id, "site": scope(p)}
         )
+        if spec.name == "user_accounts":
+            await bump_account(conn, row_id)
         await _audit(conn, request, p, "delete", spec, row_id, row["site_id"])
+    if spec.name == "user_accounts":
+        request.app[state.REVOCATIONS].forget()
     return ok(row_to_json(spec, row))
 
 

@@ -2,10 +2,11 @@
 
 Protocol (JSON text frames):
 
-- connect with ``?token=<JWT>`` (or send ``{"type": "auth", "token": ...}`` first,
-  within 10 s); optional ``?last_event_id=N`` replays what was missed at the first
-  subscribe (at least once: events that committed late with an id below N come too,
-  and may repeat ones the client has; it drops ids it has seen).
+- connect with ``Authorization: Bearer <JWT>`` or ``?token=<JWT>`` (or send
+  ``{"type": "auth", "token": ...}`` first, within 10 s); optional
+  ``?last_event_id=N`` replays what was missed at the first subscribe (at least once:
+  events that committed late with an id below N come too, and may repeat ones the
+  client has; it drops ids it has seen).
 - client: ``{"type": "subscribe", "site": 1}``, ``{"type": "subscribe", "patient_id":
   "..."}``, ``{"type": "subscribe", "records": [{"table": "images", "id": "..."}]}``
   (keys may be combined; ``last_event_id`` may be given here too; ``"events":
@@ -16,7 +17,10 @@ Protocol (JSON text frames):
   "patient_id", "at", "data"}``).
 
 A client that does not keep up has a bounded queue; when it fills, the server closes
-the socket with code 4008 and the reason ``slow consumer``.
+the socket with code 4008 and the reason ``slow consumer``. A socket whose token
+expires or is revoked (account deleted or disabled, site disabled) is closed with code
+4401 and the reason ``unauthorized: token expired`` / ``unauthorized: token revoked:
+...`` (revocation within the setting ``revocation_check_s``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from typing import Any, Final
 
@@ -33,9 +38,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from api import state
 from api.errors import ApiError, Unauthorized
 from api.events import Event, Subscriber, events_after
-from api.http import verify
+from api.http import check_revoked, verify
 from api.records import parse_id, table_spec
-from schema.auth import Principal
+from schema.auth import AuthError, Principal, bearer
+
+log = logging.getLogger("scsync.api.ws")
 
 CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_SLOW: Final = 4008
@@ -185,9 +192,25 @@ def _expires_at(token: str) -> float | None:
     return float(exp) if isinstance(exp, int | float) else None
 
 
-async def _expire(sub: Subscriber, at: float) -> None:
-    await asyncio.sleep(max(0.0, at - time.time()))
-    sub.close_with(CLOSE_UNAUTHORIZED, "unauthorized: token expired")
+async def _watch_token(request: web.Request, sub: Subscriber, at: float | None) -> None:
+    """Close the socket when its token expires, or once it is revoked (checked every
+    revocation_check_s; a database that does not answer leaves the socket open)."""
+    interval = max(0.1, request.app[state.SETTINGS].revocation_check_s or 1.0)
+    while True:
+        left = None if at is None else at - time.time()
+        if left is not None and left <= 0:
+            sub.close_with(CLOSE_UNAUTHORIZED, "unauthorized: token expired")
+            return
+        await asyncio.sleep(interval if left is None else min(interval, left))
+        if at is not None and time.time() >= at:
+            continue
+        try:
+            await check_revoked(request, sub.principal)
+        except Unauthorized as exc:
+            sub.close_with(CLOSE_UNAUTHORIZED, f"unauthorized: {exc.message}"[:120])
+            return
+        except ApiError:
+            log.warning("cannot check a WebSocket token for revocation (database)")
 
 
 async def _authenticate_first_message(
@@ -206,9 +229,11 @@ async def _authenticate_first_message(
         if not isinstance(body, dict) or body.get("type") != "auth":
             raise Unauthorized("expected {type: auth, token}")
         token = str(body.get("token", ""))
-        return verify(request, token), token
-    except (ValueError, Unauthorized) as exc:
-        reason = exc.message if isinstance(exc, Unauthorized) else "malformed auth message"
+        p = verify(request, token)
+        await check_revoked(request, p)
+        return p, token
+    except (ValueError, ApiError) as exc:
+        reason = exc.message if isinstance(exc, ApiError) else "malformed auth message"
         await ws.close(code=CLOSE_UNAUTHORIZED, message=f"unauthorized: {reason}"[:120].encode())
         return None
 
@@ -218,8 +243,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     settings = app[state.SETTINGS]
     p: Principal | None = None
     token = request.query.get("token", "")
-    if "token" in request.query:
+    header = request.headers.get("Authorization")
+    if header and "token" not in request.query:
+        try:
+            token = bearer(header)
+        except AuthError as exc:
+            raise Unauthorized(str(exc)) from exc
+    if token or "token" in request.query:
         p = verify(request, token)  # 401 before the upgrade
+        await check_revoked(request, p)
     last_raw = request.query.get("last_event_id")
     last: int | None = None
     if last_raw is not None:
@@ -241,9 +273,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     hub = app[state.HUB]
     hub.add(sub)
     writer = asyncio.create_task(_writer(ws, sub))
-    # A token is good until it expires; the socket it opened is closed then too.
-    exp = _expires_at(token)
-    expiry = asyncio.create_task(_expire(sub, exp)) if exp is not None else None
+    # A token is good until it expires or is revoked; the socket it opened is closed then.
+    expiry = asyncio.create_task(_watch_token(request, sub, _expires_at(token)))
     session.send(
         {
             "type": "hello",
@@ -270,8 +301,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 break
     finally:
         hub.remove(sub)
-        if expiry is not None:
-            expiry.cancel()
+        expiry.cancel()
         if not writer.done():
             writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

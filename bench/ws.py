@@ -109,7 +109,9 @@ async def _run(
 ) -> dict[str, Any]:
     from schema.auth import issue_token
 
-    token = issue_token(SECRET, subject="user:bench", kind="user", role="viewer", site_id=1)
+    token = issue_token(
+        SECRET, side="local", subject="user:bench", kind="user", role="viewer", site_id=1
+    )
     commit_at: dict[str, float] = {}
     latencies: list[float] = []
     received = [0]

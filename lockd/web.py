@@ -1,7 +1,9 @@
 """lockd over HTTP: an aiohttp sub-application, mounted by the cloud API at ``/v1/locks``
 (``root.add_subapp("/v1/locks", make_app(...))``) or run alone (``scsync lockd run``).
 
-Every request but ``GET /health`` carries ``Authorization: Bearer <JWT>`` (schema.auth):
+Every request but ``GET /health`` carries ``Authorization: Bearer <JWT>`` (schema.auth),
+a token the cloud issued (lockd shares the cloud's secret; a clinic's local tokens are
+refused) that was not revoked since (schema/revocation.py):
 - a **site** token acts for the site's local users: ``holder`` must be
   ``local:<its site>/<user>``, it reaches only its own site's records (403 otherwise) and
   only its own site's leases;
@@ -28,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from lockd.db import Pool, make_pool
+from lockd.db import Pool, make_pool, translate_error
 from lockd.errors import (
     BadRequest,
     Forbidden,
@@ -38,6 +40,7 @@ from lockd.errors import (
 )
 from lockd.manager import LeaseManager, LockdConfig, Owner, check_holder
 from schema.auth import AuthError, Principal, TokenCache, bearer
+from schema.revocation import DEFAULT_CHECK_S, Revocations
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ class WebSettings:
 MANAGER = web.AppKey("lockd_manager", LeaseManager)
 SETTINGS = web.AppKey("lockd_settings", WebSettings)
 TOKENS = web.AppKey("lockd_tokens", TokenCache)
+REVOCATIONS = web.AppKey("lockd_revocations", Revocations)
+POOL = web.AppKey("lockd_pool", Pool)
 PRINCIPAL = web.RequestKey("lockd_principal", Principal)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -69,6 +74,7 @@ def make_app(
     max_body: int = DEFAULT_MAX_BODY,
     run_sweeper: bool = True,
     pool_max_size: int = 20,
+    revocation_check_s: float = DEFAULT_CHECK_S,
 ) -> web.Application:
     """The lockd application. Give an open ``pool`` (the cloud API shares its own) or a
     ``db_url`` (the app then owns a pool for its lifetime). The sweeper runs in every
@@ -78,13 +84,16 @@ def make_app(
         raise ValueError("make_app needs a pool or a db_url")
     app = web.Application(middlewares=[_errors, _auth])
     app[SETTINGS] = WebSettings(jwt_secret, max_body, run_sweeper)
-    app[TOKENS] = TokenCache(jwt_secret)
+    # lockd is part of the cloud: it accepts the cloud's tokens (users' and sites').
+    app[TOKENS] = TokenCache(jwt_secret, "cloud")
+    app[REVOCATIONS] = Revocations(lambda: app[POOL].connection(), revocation_check_s)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         own = pool is None
         p = pool if pool is not None else make_pool(str(db_url), max_size=pool_max_size)
         if own:
             await p.open(wait=True)
+        app[POOL] = p
         manager = LeaseManager(p, config)
         app[MANAGER] = manager
         stop = asyncio.Event()
@@ -145,6 +154,12 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         principal = request.app[TOKENS].principal(bearer(request.headers.get("Authorization")))
     except AuthError as exc:
         raise Unauthorized(str(exc)) from exc
+    try:
+        await request.app[REVOCATIONS].check(principal)
+    except AuthError as exc:
+        raise Unauthorized(str(exc)) from exc
+    except Exception as exc:
+        raise translate_error(exc) from exc
     request[PRINCIPAL] = principal
     return await handler(request)
 
@@ -428,12 +443,21 @@ def run(
     config: LockdConfig | None = None,
     prefix: str = "/v1/locks",
     reuse_port: bool = False,
+    revocation_check_s: float = DEFAULT_CHECK_S,
 ) -> None:
     """Serve lockd alone (``scsync lockd run``) until SIGINT/SIGTERM."""
     import uvloop
 
     root = web.Application()
-    root.add_subapp(prefix, make_app(jwt_secret=jwt_secret, db_url=db_url, config=config))
+    root.add_subapp(
+        prefix,
+        make_app(
+            jwt_secret=jwt_secret,
+            db_url=db_url,
+            config=config,
+            revocation_check_s=revocation_check_s,
+        ),
+    )
     web.run_app(
         root,
         host=host,

@@ -1,29 +1,39 @@
-"""Tokens for users and sites (JWT, HS256), shared by lockd, the APIs and the replicator.
+"""Tokens for users, sites and edit sessions (JWT, HS256): issued and verified here only.
 
 It lives in the lowest package because lockd (site requests), the cloud API (users,
-sites, blob URLs) and the local API all verify the same tokens.
+sites, blob URLs) and the local API all verify tokens.
+
+Each side has its own secret (a clinic's local API never holds the cloud's), and every
+token names the side that issued it and the side it is for: ``iss = "scsync:<side>"``,
+``aud = "scsync:<side>"`` (an edit-session handle: ``"scsync:<side>:edit-session"``).
+A verifier states its side, so a local API's token is refused by the cloud and the
+reverse even where (by a misconfiguration) both sides hold one secret.
 
 Claims: ``sub`` (``user:<name>`` or ``site:<id>``), ``kind`` (``user``/``site``),
-``site`` (the site id; absent only for the vendor's admins), ``role``, ``side`` of the
-server that issued it, ``iat``, ``exp``, ``iss = "scsync"``. ``alg=none`` and every
-algorithm but HS256 are refused.
+``site`` (the site id; absent only for the vendor's admins), ``role``, ``ver`` (the
+token version of the account or site when it was issued: schema/revocation.py refuses
+the token once that version moved on), ``uid`` (the account's id, tokens of the
+sign-in endpoint), ``iat``, ``exp``, ``iss``, ``aud``. ``alg=none`` and every algorithm
+but HS256 are refused.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import jwt
 
 from schema.errors import SchemaError
 
-ISSUER: Final = "scsync"
 ALGORITHM: Final = "HS256"
 MIN_SECRET_BYTES: Final = 32
 
 Kind = Literal["user", "site"]
+Side = Literal["local", "cloud"]
+SIDES: Final[tuple[Side, ...]] = ("local", "cloud")
+EDIT_SESSION: Final = "edit-session"
 ROLES: Final[tuple[str, ...]] = ("viewer", "editor", "admin", "vendor_admin", "site")
 
 
@@ -39,6 +49,11 @@ class Principal:
     kind: Kind
     role: str
     site_id: int | None
+    # Who issued it ("local" or "cloud"), the token version it carries, and the
+    # account's id (tokens of the sign-in endpoint; None in a site token).
+    side: Side = "cloud"
+    version: int = 0
+    account_id: int | None = None
 
     @property
     def is_vendor_admin(self) -> bool:
@@ -60,6 +75,13 @@ class Principal:
         return f"cloud:{name}"
 
 
+def issuer(side: Side) -> str:
+    """``iss`` (and, for access tokens, ``aud``) of a side's tokens."""
+    if side not in SIDES:
+        raise AuthError(f"unknown side {side!r}")
+    return f"scsync:{side}"
+
+
 def _check_secret(secret: str) -> bytes:
     raw = secret.encode()
     if len(raw) < MIN_SECRET_BYTES:
@@ -70,12 +92,15 @@ def _check_secret(secret: str) -> bytes:
 def issue_token(
     secret: str,
     *,
+    side: Side,
     subject: str,
     kind: Kind,
     role: str,
     site_id: int | None,
     ttl_s: int = 3600,
     now: float | None = None,
+    version: int = 0,
+    account_id: int | None = None,
 ) -> str:
     if role not in ROLES:
         raise AuthError(f"unknown role {role!r}")
@@ -90,29 +115,43 @@ def issue_token(
         "role": role,
         "iat": issued,
         "exp": issued + ttl_s,
-        "iss": ISSUER,
+        "iss": issuer(side),
+        "aud": issuer(side),
+        "ver": version,
     }
     if site_id is not None:
         claims["site"] = site_id
+    if account_id is not None:
+        claims["uid"] = account_id
     return jwt.encode(claims, _check_secret(secret), algorithm=ALGORITHM)
 
 
-def site_token(secret: str, site_id: int, ttl_s: int = 3600) -> str:
+def site_token(secret: str, site_id: int, ttl_s: int = 3600, version: int = 0) -> str:
+    """A site's token: issued by the cloud (with the cloud's secret), for the cloud."""
     return issue_token(
-        secret, subject=f"site:{site_id}", kind="site", role="site", site_id=site_id, ttl_s=ttl_s
+        secret,
+        side="cloud",
+        subject=f"site:{site_id}",
+        kind="site",
+        role="site",
+        site_id=site_id,
+        ttl_s=ttl_s,
+        version=version,
     )
 
 
-def verify_token(secret: str, token: str, *, leeway_s: int = 5) -> Principal:
-    """Verify signature, algorithm, issuer and expiry; raise AuthError naming the problem."""
+def _decode(
+    secret: str, token: str, *, iss: str, aud: str, leeway_s: int, require: list[str]
+) -> dict[str, Any]:
     try:
-        claims = jwt.decode(
+        claims: dict[str, Any] = jwt.decode(
             token,
             _check_secret(secret),
             algorithms=[ALGORITHM],
-            issuer=ISSUER,
+            issuer=iss,
+            audience=aud,
             leeway=leeway_s,
-            options={"require": ["exp", "iat", "iss", "sub", "kind", "role"]},
+            options={"require": ["exp", "iat", "iss", "aud", *require]},
         )
     except jwt.ExpiredSignatureError as exc:
         raise AuthError("token expired") from exc
@@ -120,8 +159,26 @@ def verify_token(secret: str, token: str, *, leeway_s: int = 5) -> Principal:
         raise AuthError("token signature is invalid") from exc
     except jwt.InvalidAlgorithmError as exc:
         raise AuthError("token algorithm is not allowed") from exc
+    except jwt.InvalidIssuerError as exc:
+        raise AuthError(f"token was not issued by this side ({iss})") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise AuthError(f"token is not meant for this side ({aud})") from exc
     except jwt.PyJWTError as exc:
         raise AuthError(f"token is invalid: {exc}") from exc
+    return claims
+
+
+def verify_token(secret: str, token: str, *, side: Side, leeway_s: int = 5) -> Principal:
+    """Verify signature, algorithm, issuer and audience (both `side`) and expiry; raise
+    AuthError naming the problem."""
+    claims = _decode(
+        secret,
+        token,
+        iss=issuer(side),
+        aud=issuer(side),
+        leeway_s=leeway_s,
+        require=["sub", "kind", "role", "ver"],
+    )
     kind = claims.get("kind")
     role = claims.get("role")
     site = claims.get("site")
@@ -131,7 +188,48 @@ def verify_token(secret: str, token: str, *, leeway_s: int = 5) -> Principal:
         raise AuthError("token site must be an integer")
     if site is None and role != "vendor_admin":
         raise AuthError("token has no site")
-    return Principal(subject=str(claims["sub"]), kind=kind, role=str(role), site_id=site)
+    version, uid = claims.get("ver"), claims.get("uid")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise AuthError("token version must be an integer")
+    if uid is not None and (isinstance(uid, bool) or not isinstance(uid, int)):
+        raise AuthError("token account id must be an integer")
+    if kind == "site" and (role != "site" or uid is not None):
+        raise AuthError("a site token has role site and no account")
+    return Principal(
+        subject=str(claims["sub"]),
+        kind=kind,
+        role=str(role),
+        site_id=site,
+        side=side,
+        version=version,
+        account_id=uid,
+    )
+
+
+def issue_session(secret: str, side: Side, claims: dict[str, Any], ttl_s: int) -> str:
+    """An edit-session handle (api/edit.py): signed by the API of `side`, good only as a
+    handle there (its audience is no access token's)."""
+    now = int(time.time())
+    body = {
+        **claims,
+        "iss": issuer(side),
+        "aud": f"{issuer(side)}:{EDIT_SESSION}",
+        "iat": now,
+        "exp": now + ttl_s,
+    }
+    return jwt.encode(body, _check_secret(secret), algorithm=ALGORITHM)
+
+
+def verify_session(secret: str, side: Side, handle: str) -> dict[str, Any]:
+    """The claims of an edit-session handle issued by this side's API."""
+    return _decode(
+        secret,
+        handle,
+        iss=issuer(side),
+        aud=f"{issuer(side)}:{EDIT_SESSION}",
+        leeway_s=0,
+        require=[],
+    )
 
 
 class TokenCache:
@@ -139,8 +237,9 @@ class TokenCache:
     heartbeat and every upload, and verifying it each time was a measurable part of a
     request's cost (lockd's; 8% of the blob API's CPU per uploaded file)."""
 
-    def __init__(self, secret: str, size: int = 4096) -> None:
+    def __init__(self, secret: str, side: Side, size: int = 4096) -> None:
         self.secret = secret
+        self.side: Side = side
         self.size = size
         self._cache: dict[str, tuple[Principal, float]] = {}
 
@@ -149,7 +248,7 @@ class TokenCache:
         # JWT expiry is wall-clock time by definition (the token's issuer wrote it so).
         if hit is not None and hit[1] > time.time():
             return hit[0]
-        principal = verify_token(self.secret, token)
+        principal = verify_token(self.secret, token, side=self.side)
         exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
         if isinstance(exp, int | float):
             if len(self._cache) >= self.size:

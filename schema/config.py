@@ -9,6 +9,9 @@ tables), so a single-service file needs no header. Every problem raises
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, Final
@@ -17,6 +20,33 @@ from urllib.parse import urlsplit
 from schema.errors import ConfigError
 
 SECTIONS: Final = ("api", "replicator", "files", "lockd")
+log = logging.getLogger("scsync.config")
+_warned: set[str] = set()
+
+
+def warn_if_readable(path: str | Path | None, service: str) -> bool:
+    """Warn (once per file and process) when a config file, which holds secrets (the JWT
+    secret, the site token, database passwords), may be read by group or others. Called
+    by every service at start; True when it warned."""
+    if path is None or str(path) in _warned:
+        return False
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # read_config_file reports a missing file
+    if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return False
+    _warned.add(str(path))
+    log.warning(
+        "%s: config file %s is readable by group or others (mode %o); it holds secrets: "
+        "chmod 600 it",
+        service,
+        path,
+        stat.S_IMODE(mode),
+    )
+    return True
+
+
 POSTGRES_SCHEMES: Final = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+pg8000")
 
 

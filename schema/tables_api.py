@@ -5,11 +5,25 @@ a bigint id from an identity column, so ids increase across every API instance t
 shares the database, and a client that reconnects with ``last_event_id`` is replayed
 what it missed. The cloud already has ``scsync_audit`` (0001); the local side gets the
 same table here. ``scsync_api_relay`` keeps the RabbitMQ relay's cursor (cloud only).
+``scsync_token_versions`` (both sides, not synced) holds the token version of each
+account and site and an account's disabled flag (schema/revocation.py).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, Integer, MetaData, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+)
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -50,6 +64,18 @@ def add_tables(md: MetaData, side: Side) -> None:
         Index("ix_scsync_api_events_site_id", "site_id", "id"),
         Index("ix_scsync_api_events_at", "at"),
         Index("ix_scsync_api_events_txid", "txid"),
+    )
+    Table(
+        "scsync_token_versions",
+        md,
+        Column("kind", Text, primary_key=True),
+        Column("key", BigInteger, primary_key=True),
+        Column("version", Integer, nullable=False, server_default=sql_text("0")),
+        Column("disabled", Boolean, nullable=False, server_default=sql_text("false")),
+        Column(
+            "changed_at", DateTime(timezone=True), nullable=False, server_default=sql_text("now()")
+        ),
+        CheckConstraint("kind IN ('account', 'site')", name="ck_scsync_token_versions_kind"),
     )
     if side == "local":
         # Same shape as the cloud's scsync_audit (0001), so both sides audit alike.

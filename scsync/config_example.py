@@ -23,11 +23,14 @@ PLACEHOLDER_SECRET: Final = "CHANGE-ME-scsync-init-writes-a-random-secret-here"
 HELP: Final[dict[str, str]] = {
     # api
     "db_url": "this side's database (SCSYNC_LOCAL_DB_URL / SCSYNC_CLOUD_DB_URL work too)",
-    "jwt_secret": "HS256 secret of user, site and edit-session tokens (>= 32 bytes); the "
-    "cloud API and lockd share it; keep this file mode 0600",
+    "jwt_secret": "HS256 secret of the tokens this side issues (>= 32 bytes), its own: a "
+    "clinic's local API and the cloud never share one (the cloud's is also lockd's and the "
+    "blob endpoints'); keep this file mode 0600",
     "host": "address to listen on",
     "port": "TCP port",
     "token_ttl_s": "lifetime of a user's token (seconds)",
+    "revocation_check_s": "a revoked token (account deleted or disabled, site disabled) is "
+    "refused within this many seconds, at most 30",
     "client_max_size": "largest request body accepted (bytes); larger gets 413",
     "pool_min": "database connections kept open",
     "pool_max": "database connections at most",
@@ -38,7 +41,8 @@ HELP: Final[dict[str, str]] = {
     "amqp_url": "RabbitMQ URL when bus = rabbitmq",
     "amqp_exchange": "RabbitMQ fanout exchange when bus = rabbitmq",
     "lockd_url": "local: the cloud's lock service (…/v1/locks of the cloud API)",
-    "lockd_token": "local: this site's token (scsync site register prints how to get it)",
+    "lockd_token": "local: this site's token, issued by the cloud (POST /v1/sites/<id>/token); "
+    "the local API talks to the cloud (lockd, lease events) with it only",
     "lockd_timeout_s": "local: after this long without an answer lockd counts as unreachable "
     "and clients are offered an offline edit",
     "cloud_url": "local: the cloud API's base URL (live lease events of this site)",
@@ -88,13 +92,19 @@ FILES: Final[list[tuple[str, Any, str]]] = [
 # `scsync lockd run --config` (lockd alone; the cloud API mounts it otherwise): [lockd].
 LOCKD: Final[list[tuple[str, Any, str]]] = [
     ("db_url", CLOUD_DB_ADMIN, "the cloud database (default: db_url of [api])"),
-    ("jwt_secret", "", "default: jwt_secret of [api]; SCSYNC_JWT_SECRET wins"),
+    (
+        "jwt_secret",
+        "",
+        "the cloud's secret (lockd is part of the cloud); default: jwt_secret "
+        "of [api]; SCSYNC_JWT_SECRET wins",
+    ),
     ("host", "127.0.0.1", "address to listen on (--host)"),
     ("port", 8470, "TCP port (--port)"),
     ("ttl_s", 30.0, "lease TTL (--ttl-s)"),
     ("idle_warn_s", 600.0, "warn an idle editor after this long; 0 = no idle policy"),
     ("idle_close_s", 300.0, "then close its lease this long after the warning"),
     ("sweep_interval_s", 1.0, "how often expired leases are swept"),
+    ("revocation_check_s", 10.0, "a revoked token is refused within this long, at most 30"),
 ]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import secrets
 import shutil
@@ -211,6 +212,8 @@ class SiteInfo:
     store: Path = Path()
     seeded: Seeded | None = None
     site_token: str = ""
+    # The clinic's own JWT secret (its local API's); the cloud's stays in the cloud.
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(36))
     metrics_port: int = 0  # the replicator's /metrics
 
 
@@ -268,6 +271,14 @@ def _start_postgres(sup: Supervisor, name: str, data_dir: Path) -> str:
     return _db_url(server, "scsync")
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write a config file mode 0600 (it holds secrets), as `scsync init` does."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def _toml(values: dict[str, Any]) -> str:
     return "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
 
@@ -313,7 +324,8 @@ def build(sup: Supervisor, w: World, opts: DemoOptions, n: Narrator) -> None:
 
     n.step("Start the cloud services: cloud API, lockd, blob endpoints")
     cloud_cfg = w.workdir / "cloud-api.toml"
-    cloud_cfg.write_text(
+    _write_private(
+        cloud_cfg,
         _toml(
             {
                 "db_url": w.cloud_admin_url,
@@ -324,7 +336,7 @@ def build(sup: Supervisor, w: World, opts: DemoOptions, n: Narrator) -> None:
                 "s3_access_key": "testing",
                 "s3_secret_key": "testing",
             }
-        )
+        ),
     )
     w.cloud_api = _start_api(sup, w, "cloud-api", cloud_cfg, "cloud")
     n.say(f"cloud API: {w.cloud_api}")
@@ -465,7 +477,7 @@ def _write_site_config(w: World, site: SiteInfo) -> Path:
     site.metrics_port = site.metrics_port or free_port()
     api = {
         "db_url": site.admin_url,
-        "jwt_secret": w.secret,
+        "jwt_secret": site.secret,
         "port": free_port(),
         "lockd_url": w.site_lockd,
         "lockd_token": site.site_token,
@@ -488,9 +500,8 @@ def _write_site_config(w: World, site: SiteInfo) -> Path:
         "store": str(site.store / "downloads"),
     }
     cfg = site_config(w, site)
-    cfg.write_text(
-        f"[api]\n{_toml(api)}\n[replicator]\n{_toml(replicator)}\n[files]\n{_toml(files)}",
-        encoding="utf-8",
+    _write_private(
+        cfg, f"[api]\n{_toml(api)}\n[replicator]\n{_toml(replicator)}\n[files]\n{_toml(files)}"
     )
     return cfg
 

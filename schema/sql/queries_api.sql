@@ -6,9 +6,11 @@
 SELECT node_id, side, site_id FROM scsync_node
 
 -- name: api_auth_user
-SELECT id, site_id, username, password_hash, role
-  FROM user_accounts
- WHERE username = %(username)s AND site_id = %(site_id)s AND NOT deleted
+SELECT a.id, a.site_id, a.username, a.password_hash, a.role,
+       coalesce(v.version, 0) AS token_version, coalesce(v.disabled, false) AS disabled
+  FROM user_accounts a
+  LEFT JOIN scsync_token_versions v ON v.kind = 'account' AND v.key = a.id
+ WHERE a.username = %(username)s AND a.site_id = %(site_id)s AND NOT a.deleted
 
 -- name: api_site_enabled
 SELECT NOT disabled AS enabled FROM scsync_sites WHERE site_id = %(site_id)s
@@ -178,3 +180,7 @@ ON CONFLICT (singleton) DO UPDATE
        since_date = EXCLUDED.since_date, last_days = EXCLUDED.last_days,
        old_data = EXCLUDED.old_data, updated_at = now()
 RETURNING mode, tables, modalities, since_date, last_days, old_data, updated_at
+
+-- name: api_account_site
+SELECT id, site_id, username FROM user_accounts
+ WHERE id = %(id)s AND (%(site)s::int IS NULL OR site_id = %(site)s::int)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import getpass
 import json
+import logging
 import os
 import signal
 import socket
@@ -36,11 +37,22 @@ async def _serve(side: str, config: str | None) -> int:
     from aiohttp import web
 
     from api.app import make_app
+    from api.logs import SafeAccessLogger, configure
     from api.settings import load_settings
+    from schema.config import warn_if_readable
 
+    configure("WARNING")  # until the settings name the level
+    warn_if_readable(config, f"api ({side})")
     settings = load_settings(side, config)
+    logging.getLogger().setLevel(settings.log_level.upper())
     app = make_app(side, settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    # Method, path, status, time: no query string (?token=), header or body.
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log_class=SafeAccessLogger,
+        access_log=logging.getLogger("scsync.api.access"),
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, shutdown_timeout=5.0)
     await site.start()

@@ -22,6 +22,7 @@ DEFAULTS: dict[str, float | int | str] = {
     "sweep_interval_s": 1.0,
     "host": "127.0.0.1",
     "port": 8470,
+    "revocation_check_s": 10.0,
 }
 
 
@@ -84,7 +85,9 @@ def _config(args: argparse.Namespace) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     from lockd import web
+    from schema.config import warn_if_readable
 
+    warn_if_readable(args.config, "lockd")
     secret = (
         os.environ.get(SECRET_ENV)
         or _file(args).get("jwt_secret")
@@ -106,6 +109,7 @@ def _run(args: argparse.Namespace) -> int:
         config=config,
         prefix=args.prefix,
         reuse_port=args.reuse_port,
+        revocation_check_s=_setting(args, "revocation_check_s"),
     )
     return 0
 
@@ -160,6 +164,11 @@ def register(sub: Any) -> None:
     common(run)
     run.add_argument("--host", help="(default 127.0.0.1)")
     run.add_argument("--port", type=int, help="(default 8470)")
+    run.add_argument(
+        "--revocation-check-s",
+        type=float,
+        help="a revoked token is refused within this many seconds, at most 30 (default 10)",
+    )
     run.add_argument("--prefix", default="/v1/locks")
     run.add_argument(
         "--reuse-port",

@@ -29,7 +29,9 @@ def run_daemon(args: argparse.Namespace, files_required: bool = False) -> int:
     """The site's daemon, row lanes plus the file lanes when their settings are given;
     `replicator run` and its alias `files run` (``files_required``) both start it here."""
     from replicator import daemon
+    from schema.config import warn_if_readable
 
+    warn_if_readable(args.config, "files" if files_required else "replicator")
     settings = _settings(args)
     return daemon.run(settings, file_lanes.from_args(args, required=files_required))
 
@@ -212,6 +214,31 @@ def _site_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _site_disable(args: argparse.Namespace, disabled: bool = True) -> int:
+    """Disable (or enable) a site: its site tokens are refused from now on by the cloud
+    API, lockd and the blob endpoints (within their revocation_check_s); enabling it
+    again needs a new site token."""
+    url = args.url or os.environ.get(URL_ENV["cloud"])
+    if not url:
+        raise ConfigError(f"no cloud database URL: pass --url or set {URL_ENV['cloud']}")
+    try:
+        with psycopg.connect(libpq_url(url), connect_timeout=5) as conn:
+            row = conn.execute(
+                query("auth_site_disable"), {"site_id": args.site_id, "disabled": disabled}
+            ).fetchone()
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot reach the cloud database: {exc}") from exc
+    if row is None:
+        raise ConfigError(f"no site {args.site_id}")
+    word = "disabled: its tokens are refused" if disabled else "enabled: issue it a new token"
+    print(f"site {args.site_id} {word} (token version {row[0]})")
+    return 0
+
+
+def _site_enable(args: argparse.Namespace) -> int:
+    return _site_disable(args, disabled=False)
+
+
 def register(sub: Any) -> None:
     """Add `replicator`, `conflicts` and `site` to the top-level sub-parsers."""
     rep = sub.add_parser(
@@ -262,7 +289,9 @@ def register(sub: Any) -> None:
     res.add_argument("--by", default=os.environ.get("USER", "cli"), help="who resolves")
     res.set_defaults(handler=_conflicts_resolve)
 
-    site = sub.add_parser("site", help="cloud side: register a site, list the sites")
+    site = sub.add_parser(
+        "site", help="cloud side: register a site, list the sites, disable or enable one"
+    )
     site_sub = site.add_subparsers(dest="site_command", required=True)
     reg = site_sub.add_parser("register", help="create a site, its node id and database role")
     reg.add_argument("name")
@@ -273,3 +302,11 @@ def register(sub: Any) -> None:
     ls_sites = site_sub.add_parser("list", help="the registered sites and their node ids")
     ls_sites.add_argument("--url", help="cloud database URL (default: SCSYNC_CLOUD_DB_URL)")
     ls_sites.set_defaults(handler=_site_list)
+    for name, handler, text in (
+        ("disable", _site_disable, "disable a site: its site tokens are refused"),
+        ("enable", _site_enable, "enable a disabled site again (it needs a new token)"),
+    ):
+        sp = site_sub.add_parser(name, help=text)
+        sp.add_argument("site_id", type=int)
+        sp.add_argument("--url", help="cloud database admin URL (default: SCSYNC_CLOUD_DB_URL)")
+        sp.set_defaults(handler=handler)

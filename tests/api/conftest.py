@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,10 +20,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from api.app import make_app
 from api.passwords import hash_password
 from api.settings import Settings, load_settings
-from schema.auth import issue_token
+from schema.auth import Side, issue_token
 from tests.pg import TestDatabase
 
+# Each side has its own secret, as in a real installation: SECRET is the cloud's (site
+# tokens, lockd, blobs), LOCAL_SECRET a clinic's local API's.
 SECRET = "test-secret-of-at-least-thirty-two-bytes!"
+LOCAL_SECRET = "local-test-secret-of-at-least-32-bytes!!"
+SECRETS = {"local": LOCAL_SECRET, "cloud": SECRET}
 PASSWORD = "correct horse battery"
 _HASH = hash_password(PASSWORD)  # scrypt is slow on purpose: hash once per session
 
@@ -42,10 +47,28 @@ def add_user(
     return row[0]
 
 
-def token(role: str = "editor", site: int | None = 1, name: str = "alice", ttl: int = 600) -> str:
+def token(
+    role: str = "editor",
+    site: int | None = 1,
+    name: str = "alice",
+    ttl: int = 600,
+    side: Side = "local",
+) -> str:
+    """A user's token as the API of `side` issues it (the local API's by default)."""
     return issue_token(
-        SECRET, subject=f"user:{name}", kind="user", role=role, site_id=site, ttl_s=ttl
+        SECRETS[side],
+        side=side,
+        subject=f"user:{name}",
+        kind="user",
+        role=role,
+        site_id=site,
+        ttl_s=ttl,
     )
+
+
+def ctoken(role: str = "editor", site: int | None = 1, name: str = "alice", ttl: int = 600) -> str:
+    """A user's token of the cloud API."""
+    return token(role, site, name, ttl, side="cloud")
 
 
 def auth(tok: str) -> dict[str, str]:
@@ -53,7 +76,8 @@ def auth(tok: str) -> dict[str, str]:
 
 
 def settings_for(tdb: TestDatabase, side: str, **over: Any) -> Settings:
-    return load_settings(side, None, env={}, db_url=tdb.libpq_url, jwt_secret=SECRET, **over)
+    over.setdefault("jwt_secret", SECRETS[side])
+    return load_settings(side, None, env={}, db_url=tdb.libpq_url, **over)
 
 
 @dataclass
@@ -100,6 +124,11 @@ async def cloud_api(cloud_db: TestDatabase) -> AsyncIterator[Api]:
 class ApiProcess:
     proc: subprocess.Popen[str]
     url: str
+    # stderr goes to a file: an unread pipe would block a process that logs a lot.
+    log_path: Path | None = None
+
+    def log_text(self) -> str:
+        return "" if self.log_path is None else self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         if self.proc.poll() is None:
@@ -117,23 +146,26 @@ def start_api(
 ) -> ApiProcess:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SCSYNC_API_")}
     full_env.update(env or {})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scsync", "api", "run", "--side", side, "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=full_env,
-    )
+    fd, name = tempfile.mkstemp(prefix=f"scsync-api-{side}-", suffix=".log")
+    log_path = Path(name)
+    with os.fdopen(fd, "w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scsync", "api", "run", "--side", side, "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+            env=full_env,
+        )
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
-            err = proc.stderr.read() if proc.stderr else ""
-            raise RuntimeError(f"api process exited: {proc.wait()} {err}")
+            code = proc.wait()
+            raise RuntimeError(f"api process exited: {code} {log_path.read_text()}")
         if line.startswith("{"):
             url = json.loads(line)["listening"]
-            return ApiProcess(proc, url)
+            return ApiProcess(proc, url, log_path)
     proc.kill()
     raise RuntimeError("api process did not start in time")
 
@@ -141,7 +173,7 @@ def start_api(
 def write_config(path: Path, tdb: TestDatabase, port: int, **extra: Any) -> Path:
     lines = [
         f'db_url = "{tdb.libpq_url}"',
-        f'jwt_secret = "{SECRET}"',
+        f'jwt_secret = "{SECRETS[tdb.side]}"',
         f"port = {port}",
     ]
     for key, value in extra.items():

@@ -21,6 +21,7 @@ from tests.api.conftest import (
     ApiProcess,
     add_user,
     auth,
+    ctoken,
     start_api,
     token,
     write_config,
@@ -200,7 +201,7 @@ async def test_vendor_admin_sees_every_site_and_issues_site_tokens(cloud_api: Ap
     vendor = body["token"]
     for site in (1, 2):
         await cloud_api.create(
-            "patients", {"patient_code": f"S{site}", "name": "x"}, token("editor", site=site)
+            "patients", {"patient_code": f"S{site}", "name": "x"}, ctoken("editor", site=site)
         )
     listed = await (await c.get("/v1/records/patients", headers=auth(vendor))).json()
     assert sorted(p["site_id"] for p in listed["items"]) == [1, 2]
@@ -217,9 +218,9 @@ async def test_vendor_admin_sees_every_site_and_issues_site_tokens(cloud_api: Ap
     resp = await c.post(f"/v1/sites/{creds.site_id}/token", json={}, headers=auth(vendor))
     issued = await resp.json()
     assert resp.status == 200, issued
-    principal = verify_token(SECRET, issued["token"])
+    principal = verify_token(SECRET, issued["token"], side="cloud")
     assert (principal.kind, principal.site_id) == ("site", creds.site_id)
-    resp = await c.post(f"/v1/sites/{creds.site_id}/token", json={}, headers=auth(token("admin")))
+    resp = await c.post(f"/v1/sites/{creds.site_id}/token", json={}, headers=auth(ctoken("admin")))
     assert resp.status == 403
     resp = await c.post("/v1/sites/99/token", json={}, headers=auth(vendor))
     assert resp.status == 404

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from schema.auth import Side
 from scsync.embedded_pg import free_port
 from tests.api.conftest import ApiProcess, auth, start_api, token, write_config
 from tests.pg import TestDatabase
@@ -42,7 +43,7 @@ def _call(url: str, method: str, tok: str, body: dict[str, Any] | None = None) -
 @pytest.mark.parametrize("side", ["local", "cloud"])
 def test_status_page_shows_pushed_badge_changes_without_reload(
     tmp_path: Path,
-    side: str,
+    side: Side,
     local_db: TestDatabase,
     cloud_db: TestDatabase,
     processes: list[ApiProcess],
@@ -53,7 +54,7 @@ def test_status_page_shows_pushed_badge_changes_without_reload(
     processes.append(proc)
     # Not yet crossed: seen from the site, a local row is uploading, a cloud row downloading.
     pending = "Uploading" if side == "local" else "Downloading"
-    alice = token("editor", site=1, name="alice")
+    alice = token("editor", site=1, name="alice", side=side)
     p = _call(
         proc.url + "/v1/records/patients", "POST", alice, {"patient_code": "P", "name": "Kim"}
     )
@@ -61,7 +62,7 @@ def test_status_page_shows_pushed_badge_changes_without_reload(
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = browser.new_page()
-            page.goto(f"{proc.url}/#token={token('viewer', site=1, name='vera')}")
+            page.goto(f"{proc.url}/#token={token('viewer', site=1, name='vera', side=side)}")
             badge = page.get_by_test_id(f"badge-patients-{p['id']}")
             expect(badge).to_have_text(pending, timeout=10_000)
             expect(page.locator("#conn")).to_have_text("connected")

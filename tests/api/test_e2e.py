@@ -19,7 +19,7 @@ import aiohttp
 from replicator.sites import register_site
 from schema.auth import site_token
 from scsync.embedded_pg import free_port
-from tests.api.conftest import SECRET, ApiProcess, auth, start_api, token, write_config
+from tests.api.conftest import SECRET, ApiProcess, auth, ctoken, start_api, token, write_config
 from tests.pg import TestDatabase
 
 WS = aiohttp.ClientWebSocketResponse
@@ -119,7 +119,7 @@ async def test_edit_flow_across_cloud_and_sites(
         processes.append(_replicator(tmp_path, db, c.cloud_url(cloud_db.url), c.site_id))
     local, local2 = apis[0].url, apis[1].url
     alice = token("editor", site=1, name="alice")  # a local client of site 1
-    bob = token("editor", site=1, name="bob")  # a cloud client of site 1
+    bob = ctoken("editor", site=1, name="bob")  # a cloud client of site 1
     async with aiohttp.ClientSession() as http:
         status, p = await _call(
             http,
@@ -132,7 +132,7 @@ async def test_edit_flow_across_cloud_and_sites(
         rid = p["id"]
         await _wait_record(http, f"{cloud.url}/v1/records/patients/{rid}", bob, lambda r: True)
         await _wait_record(http, f"{local}/v1/records/patients/{rid}", alice, lambda r: r["synced"])
-        cloud_ws = await _ws(http, cloud.url, token("viewer", site=1, name="carol"), 1)
+        cloud_ws = await _ws(http, cloud.url, ctoken("viewer", site=1, name="carol"), 1)
         local_ws = await _ws(http, local, token("viewer", site=1, name="lee"), 1)
         other_ws = await _ws(http, local2, token("viewer", site=2, name="sam"), 2)
 

@@ -15,7 +15,7 @@ import pytest
 from api import state
 from schema.auth import site_token
 from scsync.embedded_pg import free_port
-from tests.api.conftest import SECRET, Api, _client, auth, token
+from tests.api.conftest import SECRET, Api, _client, auth, ctoken, token
 from tests.api.test_ws import next_of, recv
 from tests.pg import TestDatabase
 
@@ -76,7 +76,7 @@ async def test_local_edit_shows_on_cloud_refuses_cloud_editor_and_saves(
     alice = token("editor", site=1, name="alice")
     p = await local.create("patients", {"patient_code": "P1", "name": "Kim"}, alice)
     replicate(p, cloud.db)
-    cloud_ws = await _ws(cloud, token("viewer", site=1, name="carol"))
+    cloud_ws = await _ws(cloud, ctoken("viewer", site=1, name="carol"))
     local_ws = await _ws(local, token("viewer", site=1, name="lee"))
     started = time.monotonic()
     resp = await local.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(alice))
@@ -89,7 +89,7 @@ async def test_local_edit_shows_on_cloud_refuses_cloud_editor_and_saves(
     assert "lease_id" not in seen_cloud["data"]
     assert (await next_of(local_ws, "record.editing"))["data"]["by"] == "local"
     # A cloud client is refused, told who holds it.
-    bob = token("editor", site=1, name="bob")
+    bob = ctoken("editor", site=1, name="bob")
     resp = await cloud.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(bob))
     body = await resp.json()
     assert resp.status == 409 and body["error"] == "lease_busy"
@@ -128,9 +128,9 @@ async def test_cloud_edit_mirror_case(pair: tuple[Api, Api]) -> None:
     alice = token("editor", site=1, name="alice")
     p = await local.create("patients", {"patient_code": "P2", "name": "Lee"}, alice)
     replicate(p, cloud.db)
-    cloud_ws = await _ws(cloud, token("viewer", site=1, name="carol"))
+    cloud_ws = await _ws(cloud, ctoken("viewer", site=1, name="carol"))
     local_ws = await _ws(local, token("viewer", site=1, name="lee"))
-    bob = token("editor", site=1, name="bob")
+    bob = ctoken("editor", site=1, name="bob")
     started = time.monotonic()
     resp = await cloud.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(bob))
     session = await resp.json()
@@ -144,7 +144,7 @@ async def test_cloud_edit_mirror_case(pair: tuple[Api, Api]) -> None:
     body = await resp.json()
     assert resp.status == 409 and body["holder"] == "cloud:bob" and body["editing_by"] == "cloud"
     # Plain writes are refused too while the lease is live, on both sides.
-    for api, who in ((local, alice), (cloud, token("editor", site=1, name="carl"))):
+    for api, who in ((local, alice), (cloud, ctoken("editor", site=1, name="carl"))):
         resp = await api.client.patch(
             f"/v1/records/patients/{p['id']}", json={"notes": "sneaky"}, headers=auth(who)
         )
@@ -242,9 +242,9 @@ async def short_leases(cloud_db: TestDatabase) -> AsyncIterator[Api]:
 
 async def test_lease_running_out_is_pushed_as_lease_expired(short_leases: Api) -> None:
     api = short_leases
-    bob = token("editor", site=1, name="bob")
+    bob = ctoken("editor", site=1, name="bob")
     p = await api.create("patients", {"patient_code": "T", "name": "Ttl"}, bob)
-    ws = await _ws(api, token("viewer", site=1, name="carol"))
+    ws = await _ws(api, ctoken("viewer", site=1, name="carol"))
     resp = await api.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(bob))
     session = await resp.json()
     assert resp.status == 200 and session["ttl_ms"] == 1000
@@ -269,9 +269,9 @@ async def idle_policy(cloud_db: TestDatabase) -> AsyncIterator[Api]:
 
 async def test_idle_editor_is_warned_then_closed(idle_policy: Api) -> None:
     api = idle_policy
-    bob = token("editor", site=1, name="bob")
+    bob = ctoken("editor", site=1, name="bob")
     p = await api.create("patients", {"patient_code": "I", "name": "Idle"}, bob)
-    ws = await _ws(api, token("viewer", site=1, name="carol"))
+    ws = await _ws(api, ctoken("viewer", site=1, name="carol"))
     resp = await api.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(bob))
     assert resp.status == 200
     warning = await next_of(ws, "lease.idle_warning", timeout=6)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from schema.auth import site_token
+from schema.auth import Side, site_token
 from scsync.embedded_pg import free_port
 from tests.api.conftest import SECRET, ApiProcess, start_api, token, write_config
 from tests.pg import TestDatabase
@@ -30,7 +30,7 @@ CHECKS = ",".join(
 @pytest.mark.parametrize("side", ["local", "cloud"])
 def test_schemathesis_finds_no_server_error_or_schema_violation(
     tmp_path: Path,
-    side: str,
+    side: Side,
     local_db: TestDatabase,
     cloud_db: TestDatabase,
     processes: list[ApiProcess],
@@ -56,7 +56,7 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
             "run",
             proc.url + "/openapi.json",
             "--header",
-            f"Authorization: Bearer {token('admin', site=1, name='fuzz')}",
+            f"Authorization: Bearer {token('admin', site=1, name='fuzz', side=side)}",
             "--checks",
             CHECKS,
             "--max-examples",

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from scsync.embedded_pg import free_port
-from tests.api.conftest import ApiProcess, auth, start_api, token, write_config
+from tests.api.conftest import ApiProcess, auth, ctoken, start_api, write_config
 from tests.pg import TestDatabase
 
 
@@ -46,7 +46,7 @@ async def test_event_via_instance_a_reaches_subscriber_on_b_once(
     processes.append(a)
     b = start_api("cloud", write_config(tmp_path / "b.toml", cloud_db, free_port(), **extra))
     processes.append(b)
-    tok = token("editor", site=1)
+    tok = ctoken("editor", site=1)
     async with (
         aiohttp.ClientSession() as http,
         http.ws_connect(b.url + "/ws", params={"token": tok}) as ws,
@@ -95,7 +95,7 @@ async def test_rabbitmq_relay_moves_to_a_survivor_when_the_leader_dies(
         for n in ("a", "b")
     ]
     processes.extend(procs)
-    tok = token("editor", site=1)
+    tok = ctoken("editor", site=1)
     async with aiohttp.ClientSession() as http:
 
         async def leader_of(p: ApiProcess) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.api.conftest import Api, auth, token
+from tests.api.conftest import Api, auth, ctoken, token
 
 
 def _audit(api: Api) -> list[tuple[Any, ...]]:
@@ -167,15 +167,15 @@ async def test_viewer_reads_but_cannot_write_and_accounts_need_admin(local_api: 
 async def test_reference_to_another_sites_record_is_refused(cloud_api: Api) -> None:
     c = cloud_api.client
     theirs = await cloud_api.create(
-        "patients", {"patient_code": "X", "name": "Other"}, token("editor", site=2)
+        "patients", {"patient_code": "X", "name": "Other"}, ctoken("editor", site=2)
     )
     resp = await c.post(
-        "/v1/records/images", json={"patient_id": theirs["id"]}, headers=auth(token(site=1))
+        "/v1/records/images", json={"patient_id": theirs["id"]}, headers=auth(ctoken(site=1))
     )
     body = await resp.json()
     assert resp.status == 400 and body["field"] == "patient_id", body
     resp = await c.post(
-        "/v1/records/images", json={"patient_id": "999999"}, headers=auth(token(site=1))
+        "/v1/records/images", json={"patient_id": "999999"}, headers=auth(ctoken(site=1))
     )
     assert resp.status == 400 and (await resp.json())["field"] == "patient_id"
 
@@ -241,8 +241,8 @@ async def test_sync_policy_get_and_set(local_api: Api) -> None:
 
 
 async def test_on_demand_fetch_of_a_remote_file(cloud_api: Api) -> None:
-    c, tok = cloud_api.client, token("viewer", site=1)
-    writer = token("editor", site=1)
+    c, tok = cloud_api.client, ctoken("viewer", site=1)
+    writer = ctoken("editor", site=1)
     p = await cloud_api.create("patients", {"patient_code": "P", "name": "A"}, writer)
     sha = "ab" * 32
     img = await cloud_api.create("images", {"patient_id": p["id"], "blob_sha256": sha}, writer)

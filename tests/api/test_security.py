@@ -13,7 +13,7 @@ import jwt
 
 from api.openapi import all_ops
 from api.records import PATIENT_TABLES, table_spec
-from tests.api.conftest import Api, auth, token
+from tests.api.conftest import Api, auth, ctoken, token
 
 MARK = "SITE-TWO-SECRET"
 
@@ -42,7 +42,7 @@ def _bad_tokens() -> dict[str, str]:
 
 async def _site_two_records(api: Api) -> dict[str, str]:
     """One record of site 2 in every synced table, each carrying MARK where it can."""
-    t2, admin2 = token("editor", site=2, name="bob"), token("admin", site=2, name="root")
+    t2, admin2 = ctoken("editor", site=2, name="bob"), ctoken("admin", site=2, name="root")
     doctor = await api.create("doctors", {"name": MARK}, t2)
     patient = await api.create("patients", {"patient_code": "S2", "name": MARK}, t2)
     tpl = await api.create("report_templates", {"name": MARK}, t2)
@@ -108,12 +108,14 @@ def _path(path: str, ids: dict[str, str]) -> str:
         return path.replace("{id}", ids[table])
     if path.startswith("/v1/conflicts/"):
         return path.replace("{id}", ids["conflict"])
+    if path.startswith("/v1/accounts/"):
+        return path.replace("{id}", ids["user_accounts"])
     return path.replace("{site_id}", "2")
 
 
 async def test_another_sites_ids_give_403_or_404_and_no_data(cloud_api: Api) -> None:
     ids = await _site_two_records(cloud_api)
-    mine = token("admin", site=1, name="alice")
+    mine = ctoken("admin", site=1, name="alice")
     checked = 0
     for op in all_ops("cloud"):
         if not op.auth or "{" not in op.path:

@@ -17,7 +17,7 @@ import pytest
 
 from api import state
 from api.events import Event
-from tests.api.conftest import Api, _client, token
+from tests.api.conftest import Api, _client, ctoken, token
 from tests.pg import TestDatabase
 
 WS = aiohttp.ClientWebSocketResponse
@@ -79,8 +79,8 @@ async def test_site_subscriber_gets_record_events_with_growing_ids(local_api: Ap
 
 async def test_tenant_wall_holds_for_every_subscription_kind(cloud_api: Api) -> None:
     c = cloud_api.client
-    theirs = await cloud_api.create("patients", {"patient_code": "S1", "name": "A"}, token(site=1))
-    async with c.ws_connect("/ws", params={"token": token("viewer", site=2)}) as ws:
+    theirs = await cloud_api.create("patients", {"patient_code": "S1", "name": "A"}, ctoken(site=1))
+    async with c.ws_connect("/ws", params={"token": ctoken("viewer", site=2)}) as ws:
         await recv(ws)
         refused = await subscribe(ws, site=1)
         assert refused["type"] == "error" and refused["error"] == "forbidden"
@@ -92,10 +92,10 @@ async def test_tenant_wall_holds_for_every_subscription_kind(cloud_api: Api) -> 
         await c.patch(
             f"/v1/records/patients/{theirs['id']}",
             json={"name": "B"},
-            headers={"Authorization": f"Bearer {token(site=1)}"},
+            headers={"Authorization": f"Bearer {ctoken(site=1)}"},
         )
         mine = await cloud_api.create(
-            "patients", {"patient_code": "S2", "name": "C"}, token(site=2)
+            "patients", {"patient_code": "S2", "name": "C"}, ctoken(site=2)
         )
         ev = await next_of(ws, "record.changed")
         assert ev["record_id"] == mine["id"] and ev["site"] == 2

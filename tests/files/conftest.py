@@ -37,7 +37,9 @@ class BlobServer:
         return site_token(SECRET, site_id)
 
     def user_token(self, site_id: int, role: str = "viewer") -> str:
-        return issue_token(SECRET, subject="user:ann", kind="user", role=role, site_id=site_id)
+        return issue_token(
+            SECRET, side="cloud", subject="user:ann", kind="user", role=role, site_id=site_id
+        )
 
     def key(self, site_id: int, sha: str) -> str:
         return f"sites/{site_id}/blobs/{sha}"

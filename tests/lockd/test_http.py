@@ -79,7 +79,10 @@ async def test_site_client_edit_cycle(
     state = await site1.get("patients", rid)
     assert state.status == "held" and state.editing_by == "local"
     async with LockClient(
-        server.url, issue_token(SECRET, subject="user:bob", kind="user", role="editor", site_id=1)
+        server.url,
+        issue_token(
+            SECRET, side="cloud", subject="user:bob", kind="user", role="editor", site_id=1
+        ),
     ) as bob:
         with pytest.raises(LeaseBusy) as busy:
             await bob.acquire("patients", rid, "ignored")
@@ -160,7 +163,14 @@ async def test_bad_http_input_gets_clear_errors_and_changes_nothing(
         algorithm="HS256",
     )
     expired = issue_token(
-        SECRET, subject="site:1", kind="site", role="site", site_id=1, ttl_s=1, now=1000
+        SECRET,
+        side="cloud",
+        subject="site:1",
+        kind="site",
+        role="site",
+        site_id=1,
+        ttl_s=1,
+        now=1000,
     )
     acquire = b'{"table": "patients", "row_id": %d, "holder": "local:1/x"}' % rid
     cases: list[tuple[str, bytes | None, str | None, int, str, str | None]] = [
@@ -249,7 +259,9 @@ async def test_bad_http_input_gets_clear_errors_and_changes_nothing(
         (
             "/break",
             b'{"table": "patients", "row_id": %d}' % rid,
-            issue_token(SECRET, subject="user:v", kind="user", role="viewer", site_id=1),
+            issue_token(
+                SECRET, side="cloud", subject="user:v", kind="user", role="viewer", site_id=1
+            ),
             403,
             "forbidden",
             None,

@@ -47,7 +47,9 @@ async def mounted(pool: Pool) -> AsyncIterator[str]:
 
 async def test_mounted_app_shares_the_host_pool(mounted: str, records: Records) -> None:
     rid = records.site1[0]
-    user = issue_token(SECRET, subject="user:dora", kind="user", role="editor", site_id=1)
+    user = issue_token(
+        SECRET, side="cloud", subject="user:dora", kind="user", role="editor", site_id=1
+    )
     async with LockClient(mounted, user) as client:
         lease = await client.acquire("patients", rid, "ignored")
         assert lease.holder == "cloud:dora"

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -51,6 +52,16 @@ def test_demo_once_passes_every_check_and_stops_every_process(tmp_path: Path) ->
     assert "100.0%" in out  # the backfill's progress bar reached its end
     assert "FAILED" not in out
     assert _leftovers(workdir) == []
+    # Every config file is 0600, and each clinic has a JWT secret of its own, not the
+    # cloud's (a clinic could mint cloud tokens with it).
+    configs = sorted(workdir.glob("*.toml"))
+    assert len(configs) >= 3, configs
+    secrets = []
+    for cfg in configs:
+        assert cfg.stat().st_mode & 0o077 == 0, (cfg, oct(cfg.stat().st_mode))
+        data = tomllib.loads(cfg.read_text(encoding="utf-8"))
+        secrets.append(data.get("api", data)["jwt_secret"])
+    assert len(set(secrets)) == len(configs), "a JWT secret is shared between sides"
 
 
 def test_demo_serves_until_ctrl_c_then_stops_everything(tmp_path: Path) -> None:

@@ -176,7 +176,12 @@ def test_api_metrics(
         async with make_pool(cloud_db.url, min_size=1, max_size=1) as pool:
             await LeaseManager(pool).acquire("patients", int(str(row[0])), "cloud:bob", ttl_s=60)
         token = issue_token(
-            SECRET, subject="user:bob", kind="user", role="viewer", site_id=creds.site_id
+            SECRET,
+            side="cloud",
+            subject="user:bob",
+            kind="user",
+            role="viewer",
+            site_id=creds.site_id,
         )
         ready, stop = asyncio.Event(), asyncio.Event()
         client = asyncio.create_task(

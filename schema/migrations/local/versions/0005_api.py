@@ -69,10 +69,26 @@ def upgrade(**kw: Any) -> None:
     op.create_index(
         "ix_scsync_audit_record", "scsync_audit", ["table_name", "row_id"], unique=False
     )
+    op.create_table(
+        "scsync_token_versions",
+        sa.Column("kind", sa.Text(), nullable=False),
+        sa.Column("key", sa.BigInteger(), nullable=False),
+        sa.Column("version", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("disabled", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column(
+            "changed_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.CheckConstraint("kind IN ('account', 'site')", name="ck_scsync_token_versions_kind"),
+        sa.PrimaryKeyConstraint("kind", "key"),
+    )
     run_sql_file("r0005_api.sql")
 
 
 def downgrade(**kw: Any) -> None:
+    op.drop_table("scsync_token_versions")
     run_sql_file("r0005_api_drop.sql")
     op.drop_table("scsync_audit")
     op.drop_table("scsync_api_events")
