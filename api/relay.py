@@ -42,7 +42,9 @@ async def follow_cloud(
         try:
             async with (
                 aiohttp.ClientSession() as http,
-                http.ws_connect(url, params={"token": token}, heartbeat=20) as ws,
+                http.ws_connect(
+                    url, headers={"Authorization": f"Bearer {token}"}, heartbeat=20
+                ) as ws,
             ):
                 hello = await ws.receive_json(timeout=10)
                 if last is None:
