@@ -902,6 +902,9 @@ def main() -> None:
     args = parser.parse_args()
     import uvloop
 
+    from schema.redact import install
+
+    install("WARNING")  # aiohttp quotes a refused request's headers: redacted
     root = web.Application()
     root.add_subapp("/v1/blobs", make_blobs_app(BlobSettings.from_env()))
     # As `scsync api run` and lockd serve: uvloop, no access log.

@@ -32,7 +32,8 @@ class SafeAccessLogger(AbstractAccessLogger):
 
 
 def configure(level: str) -> None:
-    """Log to stderr at `level` (the setting ``log_level``)."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    """Log to stderr at `level` (the setting ``log_level``), credentials redacted
+    (schema/redact.py)."""
+    from schema.redact import install
+
+    install(level)

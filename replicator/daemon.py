@@ -248,6 +248,9 @@ def run(settings: Settings, files: FilesSettings | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from schema.redact import install
+
+    install()  # no token or Authorization header in a log line, whoever writes it
     # Until the event loop takes over SIGTERM, stopping is simply exiting: nothing has
     # been started that needs finishing.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -44,7 +44,7 @@ async def _serve(side: str, config: str | None) -> int:
     configure("WARNING")  # until the settings name the level
     warn_if_readable(config, f"api ({side})")
     settings = load_settings(side, config)
-    logging.getLogger().setLevel(settings.log_level.upper())
+    configure(settings.log_level)
     app = make_app(side, settings)
     # Method, path, status, time: no query string (?token=), header or body.
     runner = web.AppRunner(

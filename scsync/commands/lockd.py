@@ -100,6 +100,9 @@ def _run(args: argparse.Namespace) -> int:
         )
     host, port = _setting(args, "host"), _setting(args, "port")
     db_url, config = _url(args), _config(args)
+    from schema.redact import install
+
+    install("WARNING")  # aiohttp quotes a refused request's headers: redacted
     print(f"lockd listening on http://{host}:{port}{args.prefix}", flush=True)
     web.run(
         host=host,

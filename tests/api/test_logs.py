@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import yarl
 
 from schema.auth import site_token
 from scsync.embedded_pg import free_port
@@ -66,6 +67,15 @@ async def _probe(http: aiohttp.ClientSession, base: str, site: int | None) -> li
         await ws.send_json({"type": "auth", "token": GARBAGE})
         msg = await ws.receive(timeout=5)
         assert msg.type == aiohttp.WSMsgType.CLOSE
+    # A request aiohttp's parser refuses, its bad header carrying a token.
+    u = yarl.URL(base)
+    reader, writer = await asyncio.open_connection(u.host, u.port)
+    writer.write(
+        b"GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tok.encode() + b"\x01\r\n\r\n"
+    )
+    await writer.drain()
+    assert b" 400 " in (await reader.read(100)).split(b"\r\n")[0]
+    writer.close()
     # lockd (mounted in the cloud API) with good and bad tokens.
     if site is not None:
         for headers in (bearer, {"Authorization": f"Bearer {GARBAGE}"}):
