@@ -188,3 +188,5 @@ def processes() -> Iterator[list[ApiProcess]]:
     yield started
     for p in reversed(started):  # clients of a service stop before it
         p.stop()
+        if p.log_path is not None:
+            p.log_path.unlink(missing_ok=True)

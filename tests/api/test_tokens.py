@@ -163,6 +163,8 @@ def test_the_api_warns_when_its_config_is_readable_by_others(
     api = start_api("local", cfg)
     api.stop()
     err = api.log_text()
+    assert api.log_path is not None
+    api.log_path.unlink()
     assert err.count("readable by group or others") == 1, err
     assert "api (local): config file" in err
 
