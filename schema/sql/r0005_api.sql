@@ -5,8 +5,8 @@
 
 -- Append one event and wake the listeners. Any package may call it (the replicator
 -- relaying a status from the other side, lockd, the APIs); it commits with the caller.
--- SECURITY DEFINER: a site's own database role (the backfill writes rows with it, and
--- the record trigger publishes from there) has no right on scsync_api_events.
+-- SECURITY DEFINER, but executable by the owner only since revision 0010 (it trusts
+-- p_site): a site's database role reaches it only through the record trigger.
 CREATE FUNCTION scsync_api_publish(p_site int, p_type text, p_table text, p_row bigint,
                                    p_patient bigint, p_payload jsonb)
 RETURNS bigint
@@ -57,9 +57,11 @@ $$;
 
 -- AFTER INSERT/UPDATE/DELETE on every synced table: record.changed for a direct
 -- content change, remote.changed for one applied by the replicator, record.sync when
--- the sync badge moves, record.conflict when the row enters conflict.
+-- the sync badge moves, record.conflict when the row enters conflict. SECURITY DEFINER
+-- (a trigger function, which no one can call directly): a site role's writes publish
+-- through it, and scsync_api_publish is the owner's alone (revision 0010).
 CREATE FUNCTION scsync_api_record_event() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     side_name text;
     new_j jsonb;
