@@ -1,7 +1,7 @@
 -- API events, revision 0005. The WebSocket /ws of both APIs delivers what lands in
 -- scsync_api_events: one row per event, a bigint identity id that grows across every
 -- API instance sharing the database, and a NOTIFY on 'scsync_api_events' carrying the
--- event itself (or only its id when it is too large for a notification).
+-- event's id only (listeners read the row).
 
 -- Append one event and wake the listeners. Any package may call it (the replicator
 -- relaying a status from the other side, lockd, the APIs); it commits with the caller.
@@ -13,22 +13,14 @@ RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     ev_id bigint;
-    ev_at timestamptz;
-    body text;
 BEGIN
     INSERT INTO scsync_api_events (site_id, type, table_name, row_id, patient_id, payload)
     VALUES (p_site, p_type, p_table, p_row, p_patient, coalesce(p_payload, '{}'::jsonb))
-    RETURNING id, at INTO ev_id, ev_at;
-    -- Ids and record ids travel as strings: Snowflakes exceed JavaScript's 2^53.
-    body := jsonb_build_object(
-        'id', ev_id, 'type', p_type, 'site', p_site, 'table', p_table,
-        'record_id', p_row::text, 'patient_id', p_patient::text, 'at', ev_at,
-        'data', coalesce(p_payload, '{}'::jsonb))::text;
-    IF octet_length(body) > 7000 THEN
-        -- NOTIFY payloads stop at 8000 bytes; listeners read the row by id instead.
-        body := jsonb_build_object('id', ev_id, 'ref', true)::text;
-    END IF;
-    PERFORM pg_notify('scsync_api_events', body);
+    RETURNING id INTO ev_id;
+    -- The event's id only: every session of the database (a site's role too) may
+    -- LISTEN, so nothing of the event travels here. Listeners read the row by id and
+    -- check its site before anything reaches a client (api/events.py).
+    PERFORM pg_notify('scsync_api_events', jsonb_build_object('id', ev_id)::text);
     RETURN ev_id;
 END
 $$;
