@@ -319,10 +319,11 @@ BEGIN
 
     -- Both versions of each conflict: one open record per record, refreshed with the
     -- latest versions while it stays open.
-    UPDATE pg_temp.scsync_stage s SET conflict_id = c.id
-      FROM scsync_conflicts c
-     WHERE (p_only_ord IS NULL OR s.ord = p_only_ord) AND s.outcome = 'conflict'
-       AND c.table_name = s.table_name AND c.row_id = s.row_id AND c.status = 'open';
+    UPDATE pg_temp.scsync_stage s
+       SET conflict_id = (SELECT min(c.id) FROM scsync_conflicts c
+                           WHERE c.table_name = s.table_name AND c.row_id = s.row_id
+                             AND c.status = 'open')
+     WHERE (p_only_ord IS NULL OR s.ord = p_only_ord) AND s.outcome = 'conflict';
     UPDATE pg_temp.scsync_stage s SET conflict_id = scsync_snowflake()
      WHERE (p_only_ord IS NULL OR s.ord = p_only_ord) AND s.outcome = 'conflict'
        AND s.conflict_id IS NULL;
@@ -412,6 +413,8 @@ RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     tname text;
+    x scsync_conflicts%ROWTYPE;
+    mine bigint;
     g int := scsync_replicator_guard(NULL);
 BEGIN
     -- Bookkeeping only, never a change to send back (local to this transaction).
@@ -427,7 +430,22 @@ BEGIN
      USING jsonb_array_elements(p_rows) r
      WHERE d.lane = p_lane AND d.table_name = r ->> 't' AND d.row_id = (r ->> 'id')::bigint
        AND (g IS NULL OR d.site_id = g);
-    FOR tname IN SELECT DISTINCT r ->> 't' FROM jsonb_array_elements(p_rows) r LOOP
+    FOR tname IN SELECT DISTINCT r ->> 't' FROM jsonb_array_elements(p_rows) r
+                  ORDER BY 1 LOOP
+        -- Records with a conflict to mirror are locked first, as the apply locks what it
+        -- applies: the other lane's apply on this side, meeting the same clash at the
+        -- same moment, then either committed its conflict before (and it is seen below)
+        -- or waits and finds this one open (and takes its id).
+        IF jsonb_path_exists(p_rows, '$[*] ? (@.conflict.type() == "object")') THEN
+            EXECUTE format(
+                'SELECT 1 FROM %1$I t
+                  WHERE t.id IN (SELECT (r ->> ''id'')::bigint FROM jsonb_array_elements($2) r
+                                  WHERE r ->> ''t'' = $1
+                                    AND jsonb_typeof(r -> ''conflict'') = ''object'')
+                  ORDER BY t.id FOR UPDATE OF t',
+                tname)
+            USING tname, p_rows;
+        END IF;
         -- Common case first: the record still is one of the revisions the destination
         -- holds; then no history needs consulting.
         EXECUTE format(
@@ -468,18 +486,34 @@ BEGIN
             tname)
         USING tname, p_rows, g;
     END LOOP;
-    INSERT INTO scsync_conflicts AS c
-    SELECT x.* FROM jsonb_array_elements(p_rows) r,
-                    jsonb_populate_record(NULL::scsync_conflicts, r -> 'conflict') x
-     WHERE jsonb_typeof(r -> 'conflict') = 'object'
-    ON CONFLICT (id) DO UPDATE
-       SET base_revision = EXCLUDED.base_revision,
-           -- a side whose record is gone reports no revision: keep what is known
-           local_revision = coalesce(EXCLUDED.local_revision, c.local_revision),
-           cloud_revision = coalesce(EXCLUDED.cloud_revision, c.cloud_revision),
-           local_row = EXCLUDED.local_row, cloud_row = EXCLUDED.cloud_row,
-           detected_at = EXCLUDED.detected_at
-     WHERE c.status = 'open';
+    -- One clash, one conflict. Both lanes can meet the same clash at once (push applying
+    -- at the cloud, pull applying here), each recording the conflict under an id of its
+    -- own on its destination, and each ack brings that id to the other side. Both sides
+    -- then keep the lower of the open ids of the record, refreshed with the versions
+    -- that came, so the clash ends up under one id, the same on both sides.
+    FOR x IN SELECT y.* FROM jsonb_array_elements(p_rows) r,
+                         jsonb_populate_record(NULL::scsync_conflicts, r -> 'conflict') y
+              WHERE jsonb_typeof(r -> 'conflict') = 'object' ORDER BY y.id LOOP
+        SELECT min(c.id) INTO mine FROM scsync_conflicts c
+         WHERE c.table_name = x.table_name AND c.row_id = x.row_id AND c.status = 'open'
+           AND c.id <> x.id AND (g IS NULL OR c.site_id = g);
+        IF mine IS NOT NULL AND mine < x.id THEN
+            x.id := mine;  -- refreshed below; who detected it stays as it was
+        END IF;
+        DELETE FROM scsync_conflicts c
+         WHERE c.table_name = x.table_name AND c.row_id = x.row_id AND c.status = 'open'
+           AND c.id <> x.id AND (g IS NULL OR c.site_id = g);
+        INSERT INTO scsync_conflicts AS c
+        SELECT (x).*
+        ON CONFLICT (id) DO UPDATE
+           SET base_revision = EXCLUDED.base_revision,
+               -- a side whose record is gone reports no revision: keep what is known
+               local_revision = coalesce(EXCLUDED.local_revision, c.local_revision),
+               cloud_revision = coalesce(EXCLUDED.cloud_revision, c.cloud_revision),
+               local_row = EXCLUDED.local_row, cloud_row = EXCLUDED.cloud_row,
+               detected_at = EXCLUDED.detected_at
+         WHERE c.status = 'open';
+    END LOOP;
 END
 $$;
 
