@@ -125,5 +125,5 @@ def check_not_placeholder(key: str, value: object) -> None:
     if found is not None:
         raise ConfigError(
             f"setting {key!r} still holds {found!r}, the placeholder written by scsync init:"
-            " put in the real value (docs/operations.md, first connection)"
+            " put in the real value (docs/operations.md, 3. Register a site)"
         )
