@@ -34,6 +34,8 @@ SEEN_WINDOW: Final = 20_000
 # application_name of the listening sessions, so an operator (or a test) can find them.
 LISTENER_NAME: Final = "scsync-api-listen"
 RELAY_APP_NAME: Final = "scsync-api-relay"
+# Notifications read from the log in one query at most.
+NOTIFY_BATCH: Final = 500
 
 
 @dataclass(frozen=True)
@@ -196,17 +198,34 @@ class Hub:
                     sub.offer(text)
 
 
-async def _event_from_payload(pool: store.Pool, payload: str) -> Event | None:
-    try:
-        body = json.loads(payload)
-    except ValueError:
-        log.warning("ignoring a malformed event notification")
-        return None
-    if body.get("ref"):
-        async with store.db_errors(), pool.connection() as conn:
-            row = await store.fetch_one(conn, store.q("api_event_get"), {"id": int(body["id"])})
-        return None if row is None else Event.from_row(row)
-    return Event.from_notify(body)
+async def events_from_notifications(pool: store.Pool, payloads: list[str]) -> list[Event]:
+    """The events a batch of notifications names, read from the event log in one query.
+
+    A notification carries the event's id and nothing else: any session of the database
+    may LISTEN, so a token, a lease id or a record's content never travels there. What
+    a client then gets is decided on the row read here (its site_id: Subscriber.matches)."""
+    ids: list[int] = []
+    for payload in payloads:
+        try:
+            ids.append(int(json.loads(payload)["id"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed event notification")
+    if not ids:
+        return []
+    async with store.db_errors(), pool.connection() as conn:
+        rows = await store.fetch_all(conn, store.q("api_events_get_many"), {"ids": ids})
+    by_id = {int(r["id"]): Event.from_row(r) for r in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+async def _next_notifications(conn: psycopg.AsyncConnection[Any], timeout: float) -> list[str]:
+    """Wait up to ``timeout`` for a notification, then take those already arrived too
+    (up to a batch), so a burst of events costs one read of the log, not one each."""
+    first = [n.payload async for n in conn.notifies(timeout=timeout, stop_after=1)]
+    if not first:
+        return first
+    more = [n.payload async for n in conn.notifies(timeout=0.0, stop_after=NOTIFY_BATCH)]
+    return first + more
 
 
 async def events_after(pool: store.Pool, after: int, site: int | None, limit: int) -> list[Event]:
@@ -250,16 +269,14 @@ async def listen(
                 if ready is not None:
                     ready.set()
                 while True:
-                    got = False
-                    async for note in conn.notifies(timeout=probe_s):
-                        got = True
-                        live = await _event_from_payload(pool, note.payload)
-                        if live is not None:
-                            last_id = max(last_id, live.id)
-                            await _maybe_await(on_event(live))
-                    if not got:
+                    notes = await _next_notifications(conn, probe_s)
+                    if not notes:
                         # A quiet period: prove the connection is alive.
                         await conn.execute("SELECT 1")
+                        continue
+                    for live in await events_from_notifications(pool, notes):
+                        last_id = max(last_id, live.id)
+                        await _maybe_await(on_event(live))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -346,13 +363,14 @@ class RabbitBus:
                         cursor = ev.id
                     await self._advance(pool, cursor)
                     while True:
-                        async for note in conn.notifies(timeout=5.0):
-                            live = await _event_from_payload(pool, note.payload)
-                            if live is not None:
-                                await self.publish(live)
-                                cursor = max(cursor, live.id)
-                                await self._advance(pool, cursor)
-                        await conn.execute("SELECT 1")
+                        notes = await _next_notifications(conn, 5.0)
+                        if not notes:
+                            await conn.execute("SELECT 1")
+                            continue
+                        for live in await events_from_notifications(pool, notes):
+                            await self.publish(live)
+                            cursor = max(cursor, live.id)
+                        await self._advance(pool, cursor)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from api.errors import ConfigError
-from schema.config import check_http_url, check_postgres_url, read_config_file
+from schema.config import (
+    check_http_url,
+    check_not_placeholder,
+    check_postgres_url,
+    read_config_file,
+)
 from schema.errors import ConfigError as SchemaConfigError
 from schema.revocation import MAX_CHECK_S
 
@@ -174,6 +179,18 @@ def load_settings(
 
 
 def validate(s: Settings) -> None:
+    for key in (
+        "jwt_secret",
+        "lockd_token",
+        "db_url",
+        "amqp_url",
+        "s3_access_key",
+        "s3_secret_key",
+    ):
+        try:
+            check_not_placeholder(key, getattr(s, key))
+        except SchemaConfigError as exc:
+            raise ConfigError(str(exc), field=key) from None
     if len(s.jwt_secret.encode()) < MIN_SECRET_BYTES:
         raise ConfigError(
             f"setting 'jwt_secret' must be at least {MIN_SECRET_BYTES} bytes", field="jwt_secret"

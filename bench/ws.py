@@ -6,8 +6,9 @@ the same kind of change:
 
 - ``scsync``: ``scsync api run --side local`` (JWT auth, subscriptions, the tenant wall,
   bounded per-client queues, the event log with ids);
-- ``floor``: a bare aiohttp process that LISTENs on the same channel and forwards each
-  notification to every socket, with none of that: the cost of NOTIFY + Python
+- ``floor``: a bare aiohttp process that LISTENs on the same channel, reads each
+  notified event by id (notifications carry the id only, revision 0010) and forwards
+  it to every socket, with none of that: the cost of NOTIFY + one read + Python
   WebSocket fan-out on this machine.
 
 The clients are aiohttp tasks in this process (uvloop, like both servers) and subscribe
@@ -42,7 +43,7 @@ from scsync.devdb import admin_url, new_database, percentile
 SECRET = "bench-secret-0123456789abcdef-0123456789abcdef"
 
 FLOOR = r"""
-import asyncio, sys
+import asyncio, json, sys
 import psycopg
 import uvloop
 from aiohttp import web
@@ -67,13 +68,21 @@ async def main(conninfo, port):
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    reader = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
     await conn.execute("LISTEN scsync_api_events")
     print(f'{{"listening": "http://127.0.0.1:{port}"}}', flush=True)
     async for note in conn.notifies():
-        if '"record.changed"' in note.payload:
+        # A notification names the event only; its content is read from the log.
+        cur = await reader.execute(
+            "SELECT json_build_object('type', type, 'record_id', row_id::text)::text"
+            " FROM scsync_api_events WHERE id = %s AND type = 'record.changed'",
+            (json.loads(note.payload)["id"],),
+        )
+        row = await cur.fetchone()
+        if row is not None:
             for w in list(sockets):
                 if not w.closed:
-                    await w.send_str(note.payload)
+                    await w.send_str(row[0])
 
 uvloop.run(main(sys.argv[1], int(sys.argv[2])))
 """

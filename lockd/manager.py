@@ -245,7 +245,7 @@ class LeaseManager:
         """Owner-checked release: a late or replayed release never frees a lease that
         is no longer this one (LeaseNotHeld / LeaseExpired instead)."""
         d = await self._call("lockd_release", _hold_params(lease_id, token, owner))
-        self._handed_off.append(token)
+        self._handed_off.append(int(d["event_seq"]))
         self._hand_off(d["table"], d["row_id"])
 
     async def force_break(
@@ -268,7 +268,7 @@ class LeaseManager:
                 "reason": reason,
             },
         )
-        self._handed_off.append(int(d["token"]))
+        self._handed_off.append(int(d["event_seq"]))
         self._hand_off(table, row_id)
         return d
 
@@ -333,7 +333,9 @@ class LeaseManager:
     def _on_notify(self, payload: str) -> None:
         try:
             event = json.loads(payload)
-            if event.get("event") not in _ENDING or event.get("token") in self._handed_off:
+            # The notification names the event only (no token, no lease id): what this
+            # process released or broke itself it has handed off already, by seq.
+            if event.get("event") not in _ENDING or event.get("seq") in self._handed_off:
                 return
             self._hand_off(event["table"], event["row_id"])
         except (ValueError, KeyError, TypeError):

@@ -6,8 +6,9 @@ rows of this site to the local database. Both run the same steps (see
 
 1. *read* (source, REPEATABLE READ): committed outbox rows, oldest seq first, coalesced
    per record, each with the record's current content (a tombstone when it is gone);
-2. *apply* (destination, one transaction): COPY into the temp table ``scsync_stage``,
-   one set-based apply, the batch's source seqs into ``scsync_inbox``, the cursor;
+2. *apply* (destination, one transaction): the batch as one JSON argument of one
+   set-based apply (which stages it in a temp table of its own), the batch's source seqs
+   into ``scsync_inbox``, the cursor;
 3. *ack* (source, one transaction): delete exactly those outbox seqs, move
    ``synced_revision`` forward, mirror conflicts, park what could not be applied;
 4. *forget* (destination): the inbox entry goes with the next apply.
@@ -74,6 +75,28 @@ class BatchRow:
     row_data: str | None  # JSON text, passed through to COPY unparsed
     source_commit_at: dt.datetime
     resolution: str | None
+
+
+def _batch_json(batch: Sequence[BatchRow]) -> str:
+    """The batch as the apply takes it: a JSON array, each row's content (already JSON
+    text from the source) spliced in unparsed."""
+    parts = []
+    for r in batch:
+        head = json.dumps(
+            {
+                "ord": r.ord,
+                "table_name": r.table_name,
+                "row_id": r.row_id,
+                "op": r.op,
+                "revision": r.revision,
+                "base": r.base,
+            }
+        )
+        parts.append(
+            f'{head[:-1]}, "row_data": {r.row_data or "null"},'
+            f' "resolution": {r.resolution or "null"}}}'
+        )
+    return "[" + ",".join(parts) + "]"
 
 
 @dataclass
@@ -163,7 +186,6 @@ class Lane:
             row = await cur.fetchone()
             if row is None or not row[0]:
                 raise LaneBusy(f"{self.name} lane of site {self.site_id} runs elsewhere")
-            await self._dst.execute(query("replicator_stage"))
         self._schema = None
         await self.recover()
         await self._schema_now()
@@ -302,9 +324,8 @@ class Lane:
         forgetting = list(self._forget)
         commit_at = max((r.source_commit_at for r in batch), default=None)
         if batch and not one_by_one:
-            # The common case: COPY, then everything else in one call.
+            # The common case: everything in one call.
             async with dst.transaction():
-                await self._copy_stage(dst, batch)
                 cur = await dst.execute(
                     query("replicator_apply_batch"),
                     {
@@ -315,6 +336,7 @@ class Lane:
                         "forget": forgetting,
                         "source_commit_at": commit_at,
                         "peer_schema_revision": schema.source_revision,
+                        "batch": _batch_json(batch),
                     },
                 )
                 outcome_rows = await cur.fetchall()
@@ -327,8 +349,6 @@ class Lane:
                     query("replicator_inbox_forget"),
                     {"lane": self.name, "site_id": self.site_id, "batch_ids": forgetting},
                 )
-            if batch:
-                await self._copy_stage(dst, batch)
             if one_by_one:
                 assert failures is not None
                 await dst.execute(query("replicator_constraints_immediate"))
@@ -336,7 +356,8 @@ class Lane:
                     try:
                         async with dst.transaction():  # a savepoint per record
                             cur = await dst.execute(
-                                query("replicator_apply"), {**params, "only_ord": r.ord}
+                                query("replicator_apply"),
+                                {**params, "batch": _batch_json([r]), "only_ord": r.ord},
                             )
                             outcome_rows.extend(await cur.fetchall())
                     except psycopg.Error as exc:
@@ -369,23 +390,6 @@ class Lane:
                 },
             )
         return self._applied(result, outcome_rows, forgetting)
-
-    @staticmethod
-    async def _copy_stage(dst: Conn, batch: list[BatchRow]) -> None:
-        async with dst.cursor() as cur, cur.copy(query("replicator_copy_stage")) as copy:
-            for r in batch:
-                await copy.write_row(
-                    (
-                        r.ord,
-                        r.table_name,
-                        r.row_id,
-                        r.op,
-                        r.revision,
-                        r.base,
-                        r.row_data,
-                        r.resolution,
-                    )
-                )
 
     def _applied(
         self, result: BatchResult, outcome_rows: list[tuple[Any, ...]], forgetting: list[int]

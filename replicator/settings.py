@@ -15,7 +15,7 @@ from pydantic_settings import (
 )
 
 from replicator.errors import SettingsError
-from schema.config import check_postgres_url, read_config_file
+from schema.config import check_not_placeholder, check_postgres_url, read_config_file
 from schema.errors import ConfigError
 
 
@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     @classmethod
     def _postgres_url(cls, value: str, info: Any) -> str:
         try:
+            check_not_placeholder(str(info.field_name), value)
             return check_postgres_url(str(info.field_name), value)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None

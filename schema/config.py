@@ -47,6 +47,13 @@ def warn_if_readable(path: str | Path | None, service: str) -> bool:
     return True
 
 
+# What `scsync init` writes where only the operator can know the value (the site's
+# token, the site's database password), and what deploy/config/*.toml carry instead of
+# a JWT secret. Every service refuses to start on one of them, naming the key.
+PLACEHOLDER_TOKEN: Final = "SITE-TOKEN"
+PLACEHOLDER_PASSWORD: Final = "PASSWORD"
+PLACEHOLDER_SECRET: Final = "CHANGE-ME-scsync-init-writes-a-random-secret-here"
+PLACEHOLDERS: Final = frozenset({PLACEHOLDER_TOKEN, PLACEHOLDER_PASSWORD, PLACEHOLDER_SECRET})
 POSTGRES_SCHEMES: Final = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+pg8000")
 
 
@@ -123,3 +130,29 @@ def check_http_url(key: str, value: object) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"setting {key!r} must be an http(s):// URL, got {_redacted(value)!r}")
     return value
+
+
+def placeholder_in(value: object) -> str | None:
+    """The placeholder of `scsync init` that `value` is, or holds as a URL's password."""
+    if not isinstance(value, str) or not value:
+        return None
+    if value in PLACEHOLDERS:
+        return value
+    if "://" in value:
+        try:
+            password = urlsplit(value).password
+        except ValueError:
+            return None
+        if password in PLACEHOLDERS:
+            return password
+    return None
+
+
+def check_not_placeholder(key: str, value: object) -> None:
+    """ConfigError (naming `key`) when `value` is still what `scsync init` wrote for it."""
+    found = placeholder_in(value)
+    if found is not None:
+        raise ConfigError(
+            f"setting {key!r} still holds {found!r}, the placeholder written by scsync init:"
+            " put in the real value (docs/operations.md, 3. Register a site)"
+        )

@@ -13,12 +13,17 @@ import secrets
 from collections.abc import Iterable
 from typing import Any, Final
 
+from schema.config import PLACEHOLDER_PASSWORD, PLACEHOLDER_TOKEN
+from schema.config import PLACEHOLDER_SECRET as PLACEHOLDER_SECRET  # deploy/config's secret
+
+# The services refuse to start on a placeholder (schema.config.PLACEHOLDERS): the site's
+# token and its database password are known only once the site is registered.
 LOCAL_DB: Final = "postgresql://scsync@127.0.0.1:5432/scsync"
 CLOUD_DB_ADMIN: Final = "postgresql://scsync@cloud-db.example.net:5432/scsync_cloud"
-CLOUD_DB_SITE: Final = "postgresql://scsync_site_1:PASSWORD@cloud-db.example.net:5432/scsync_cloud"
+CLOUD_DB_SITE: Final = (
+    f"postgresql://scsync_site_1:{PLACEHOLDER_PASSWORD}@cloud-db.example.net:5432/scsync_cloud"
+)
 CLOUD_API: Final = "https://cloud.example.net"
-# deploy/config/*.toml carry this instead of a real secret (scsync init makes one).
-PLACEHOLDER_SECRET: Final = "CHANGE-ME-scsync-init-writes-a-random-secret-here"
 
 HELP: Final[dict[str, str]] = {
     # api
@@ -85,7 +90,7 @@ HELP: Final[dict[str, str]] = {
 # environment or as flags); none of them = row lanes only, some of them = an error.
 FILES: Final[list[tuple[str, Any, str]]] = [
     ("blobs_url", f"{CLOUD_API}/v1/blobs", "the cloud's blob endpoints (SCSYNC_BLOBS_URL)"),
-    ("token", "SITE-TOKEN", "this site's token (SCSYNC_SITE_TOKEN)"),
+    ("token", PLACEHOLDER_TOKEN, "this site's token (SCSYNC_SITE_TOKEN)"),
     ("store", "/var/lib/scsync/files", "where downloaded files land (SCSYNC_FILE_STORE)"),
 ]
 
@@ -132,7 +137,7 @@ def api_items(side: str, secret: str) -> list[tuple[str, Any, str, bool]]:
         "jwt_secret": secret,
     }
     if side == "local":
-        required.update(lockd_url=f"{CLOUD_API}/v1/locks", lockd_token="SITE-TOKEN")
+        required.update(lockd_url=f"{CLOUD_API}/v1/locks", lockd_token=PLACEHOLDER_TOKEN)
         required["cloud_url"] = CLOUD_API
         required["port"] = 8080  # type: ignore[assignment]
     else:
@@ -191,8 +196,9 @@ def render(side: str, secret: str | None = None) -> str:
         body += [
             "",
             "[files]",
-            "# all three turn the replicator's file lanes on; without any, it syncs rows only",
-            *_lines((k, v, h, True) for k, v, h in FILES),
+            "# optional: all three turn the replicator's file lanes on; without any, it syncs",
+            "# rows only. Uncomment them once the site has its token (scsync site register).",
+            *_lines((k, v, h, False) for k, v, h in FILES),
         ]
     else:
         body += [

@@ -112,6 +112,11 @@ SELECT e.id, e.at, e.site_id, e.type, e.table_name, e.row_id, e.patient_id, e.pa
 SELECT id, at, site_id, type, table_name, row_id, patient_id, payload
   FROM scsync_api_events WHERE id = %(id)s
 
+-- The events named by a batch of notifications (which carry ids only).
+-- name: api_events_get_many
+SELECT id, at, site_id, type, table_name, row_id, patient_id, payload
+  FROM scsync_api_events WHERE id = ANY(%(ids)s::bigint[])
+
 -- name: api_events_max
 SELECT coalesce(max(id), 0) AS id FROM scsync_api_events
 

@@ -37,9 +37,6 @@ SELECT version_num FROM alembic_version
 -- name: replicator_lock
 SELECT pg_try_advisory_lock(%(key)s, %(site_id)s)
 
--- name: replicator_stage
-SELECT scsync_replicator_stage()
-
 -- name: replicator_read
 SELECT ord, seqs, table_name, row_id, op, revision, base, row_data,
        source_commit_at, resolution::text
@@ -50,19 +47,16 @@ SELECT ord, seqs, table_name, row_id, op, revision, base, row_data,
 -- name: replicator_replicating
 SELECT set_config('scsync.replicating', 'on', true)
 
--- name: replicator_copy_stage
-COPY scsync_stage (ord, table_name, row_id, op, revision, base, row_data, resolution)
-FROM STDIN
-
 -- name: replicator_apply
 SELECT ord, table_name, row_id, outcome, revision, conflict::text
-  FROM scsync_replicator_apply(%(side)s, %(columns)s::jsonb, %(only_ord)s)
+  FROM scsync_replicator_apply(%(side)s, %(columns)s::jsonb, %(batch)s::jsonb, %(only_ord)s)
 
 -- name: replicator_apply_batch
 SELECT ord, table_name, row_id, outcome, revision, conflict, batch_id
   FROM scsync_replicator_apply_batch(%(lane)s, %(site_id)s, %(side)s, %(columns)s::jsonb,
                                      %(seqs)s::jsonb, %(forget)s::bigint[],
-                                     %(source_commit_at)s, %(peer_schema_revision)s)
+                                     %(source_commit_at)s, %(peer_schema_revision)s,
+                                     %(batch)s::jsonb)
 
 -- name: replicator_constraints_immediate
 SET CONSTRAINTS ALL IMMEDIATE

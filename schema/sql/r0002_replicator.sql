@@ -6,9 +6,10 @@
 --      rows (oldest seq first), coalesced per record, with the record's current content.
 --      Rows of still-open transactions are simply not visible yet; nothing is skipped
 --      because nothing is remembered but the outbox itself.
---   2. destination, one transaction (scsync.replicating = 'on'): the batch is COPYed into
---      the temp table scsync_stage, scsync_replicator_apply() applies it set-based, the
---      batch's source seqs go into scsync_inbox.
+--   2. destination, one transaction (scsync.replicating = 'on'): the batch goes to
+--      scsync_replicator_apply() as one JSON argument, staged in a temp table made by the
+--      call (scsync_stage) and applied set-based; the batch's source seqs go into
+--      scsync_inbox.
 --   3. source, one transaction: scsync_replicator_ack() deletes exactly those seqs from
 --      the outbox and does the bookkeeping (synced_revision, conflict marks).
 --   4. destination: the inbox entry is forgotten (in the next apply transaction).
@@ -40,14 +41,15 @@ DECLARE
     excl text[];
 BEGIN
     PERFORM scsync_replicator_guard(p_site_id);
-    IF to_regclass('pg_temp.scsync_read_keys') IS NULL THEN
-        CREATE TEMP TABLE scsync_read_keys (
-            ord bigint, seqs bigint[], table_name text, row_id bigint, last_op text,
-            last_revision bigint, last_base bigint, source_commit_at timestamptz
-        ) ON COMMIT DELETE ROWS;
-    END IF;
-    TRUNCATE scsync_read_keys;
-    INSERT INTO scsync_read_keys
+    -- Only ever a table this call created: on the cloud this runs as the owner, and a
+    -- caller's own temp table of this name (with a trigger, say) would run the caller's
+    -- code as the owner. Dropping one the caller made fails (not its owner): refused.
+    DROP TABLE IF EXISTS pg_temp.scsync_read_keys;
+    CREATE TEMP TABLE scsync_read_keys (
+        ord bigint, seqs bigint[], table_name text, row_id bigint, last_op text,
+        last_revision bigint, last_base bigint, source_commit_at timestamptz
+    ) ON COMMIT DROP;
+    INSERT INTO pg_temp.scsync_read_keys
     SELECT min(o.seq), array_agg(o.seq ORDER BY o.seq), o.table_name, o.row_id,
            (array_agg(o.op ORDER BY o.seq DESC))[1],
            (array_agg(o.revision ORDER BY o.seq DESC))[1],
@@ -71,7 +73,7 @@ BEGIN
              LIMIT p_limit) o
      GROUP BY o.table_name, o.row_id;
 
-    FOR tname IN SELECT DISTINCT k.table_name FROM scsync_read_keys k LOOP
+    FOR tname IN SELECT DISTINCT k.table_name FROM pg_temp.scsync_read_keys k LOOP
         excl := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_exclude -> tname, '[]')));
         RETURN QUERY EXECUTE format(
             'SELECT k.ord, k.seqs, k.table_name, k.row_id,
@@ -90,7 +92,7 @@ BEGIN
                            AND c.status = ''resolved''
                          ORDER BY c.resolved_at DESC LIMIT 1)
                     END
-               FROM scsync_read_keys k LEFT JOIN %I t ON t.id = k.row_id
+               FROM pg_temp.scsync_read_keys k LEFT JOIN %I t ON t.id = k.row_id
               WHERE k.table_name = $1', tname)
         USING tname, excl;
     END LOOP;
@@ -98,13 +100,18 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------
--- The destination's view of a batch: the lane COPYs into this per-session table.
-CREATE FUNCTION scsync_replicator_stage() RETURNS void
+-- The destination's view of a batch, made afresh by every apply from the batch it is
+-- given (p_batch: a JSON array of {ord, table_name, row_id, op, revision, base,
+-- row_data, resolution}). Never a table made before the call: on the cloud the apply
+-- runs as the owner, and a temp table the caller made under this name (with a trigger
+-- or a rule) would run the caller's code as the owner. Dropping one the caller made
+-- fails (not its owner), which refuses the call. Not callable by sites (revision 0010).
+CREATE FUNCTION scsync_replicator_stage(p_batch jsonb) RETURNS int
 LANGUAGE plpgsql AS $$
+DECLARE
+    n int;
 BEGIN
-    IF to_regclass('pg_temp.scsync_stage') IS NOT NULL THEN
-        RETURN;
-    END IF;
+    DROP TABLE IF EXISTS pg_temp.scsync_stage;
     CREATE TEMP TABLE scsync_stage (
         ord bigint NOT NULL,
         table_name text NOT NULL,
@@ -118,9 +125,15 @@ BEGIN
         dest_revision bigint,
         outcome text,
         conflict_id bigint
-    ) ON COMMIT DELETE ROWS;
-    -- On the cloud this runs as the functions' owner: the login fills the table by COPY.
-    EXECUTE format('GRANT SELECT, INSERT ON pg_temp.scsync_stage TO %I', session_user);
+    ) ON COMMIT DROP;
+    INSERT INTO pg_temp.scsync_stage (ord, table_name, row_id, op, revision, base, row_data,
+                                      resolution)
+    SELECT x.ord, x.table_name, x.row_id, x.op, x.revision, x.base, x.row_data, x.resolution
+      FROM jsonb_to_recordset(coalesce(p_batch, '[]'::jsonb))
+           AS x(ord bigint, table_name text, row_id bigint, op text, revision bigint,
+                base bigint, row_data jsonb, resolution jsonb);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
 END
 $$;
 
@@ -133,7 +146,8 @@ $$;
 --   conflict   anything else: both versions kept in scsync_conflicts, nothing
 --              overwritten, the record marked in_conflict.
 -- The caller has SET LOCAL scsync.replicating = 'on'.
-CREATE FUNCTION scsync_replicator_apply(p_side text, p_columns jsonb, p_only_ord bigint DEFAULT NULL)
+CREATE FUNCTION scsync_replicator_apply(p_side text, p_columns jsonb, p_batch jsonb,
+                                        p_only_ord bigint DEFAULT NULL)
 RETURNS TABLE (ord bigint, table_name text, row_id bigint, outcome text, revision bigint,
                conflict jsonb)
 LANGUAGE plpgsql AS $$
@@ -155,22 +169,23 @@ BEGIN
     IF p_side IS DISTINCT FROM (SELECT n.side FROM scsync_node n) THEN
         RAISE EXCEPTION 'this database is not the % side', p_side USING ERRCODE = 'SC203';
     END IF;
+    PERFORM scsync_replicator_stage(p_batch);
     IF g IS NOT NULL AND EXISTS (
-        SELECT 1 FROM scsync_stage s
+        SELECT 1 FROM pg_temp.scsync_stage s
          WHERE (p_only_ord IS NULL OR s.ord = p_only_ord)
            AND coalesce((s.row_data ->> 'site_id')::int, g) <> g) THEN
         RAISE EXCEPTION 'a site may only send its own rows' USING ERRCODE = '42501';
     END IF;
-    FOR tname IN SELECT DISTINCT s.table_name FROM scsync_stage s
+    FOR tname IN SELECT DISTINCT s.table_name FROM pg_temp.scsync_stage s
                   WHERE p_only_ord IS NULL OR s.ord = p_only_ord LOOP
         IF NOT EXISTS (SELECT 1 FROM scsync_synced_tables st WHERE st.table_name = tname) THEN
             RAISE EXCEPTION 'table % is not synced here', tname USING ERRCODE = 'SC201';
         END IF;
         -- Lock the destination records as they are read: a user's concurrent save
         -- then either happened before (and is classified against) or waits for us.
-        EXECUTE format('UPDATE scsync_stage s SET dest_row = d.row, dest_revision = d.rev
+        EXECUTE format('UPDATE pg_temp.scsync_stage s SET dest_row = d.row, dest_revision = d.rev
                           FROM (SELECT s2.ord, to_jsonb(t) AS row, t.revision AS rev
-                                  FROM scsync_stage s2 JOIN %I t ON t.id = s2.row_id
+                                  FROM pg_temp.scsync_stage s2 JOIN %I t ON t.id = s2.row_id
                                  WHERE s2.table_name = $1 AND ($2 IS NULL OR s2.ord = $2)
                                  ORDER BY t.id FOR UPDATE OF t) d
                          WHERE s.ord = d.ord', tname)
@@ -178,13 +193,13 @@ BEGIN
     END LOOP;
 
     IF g IS NOT NULL AND EXISTS (
-        SELECT 1 FROM scsync_stage s
+        SELECT 1 FROM pg_temp.scsync_stage s
          WHERE (p_only_ord IS NULL OR s.ord = p_only_ord)
            AND coalesce((s.dest_row ->> 'site_id')::int, g) <> g) THEN
         RAISE EXCEPTION 'a site may only change its own rows' USING ERRCODE = '42501';
     END IF;
 
-    UPDATE scsync_stage s SET outcome = CASE
+    UPDATE pg_temp.scsync_stage s SET outcome = CASE
         WHEN s.op = 'D' THEN CASE
             WHEN s.dest_row IS NULL THEN 'duplicate'
             WHEN p_side = 'cloud' AND (s.dest_row ->> 'deleted')::boolean THEN 'duplicate'
@@ -204,7 +219,7 @@ BEGIN
         ELSE 'conflict' END
      WHERE p_only_ord IS NULL OR s.ord = p_only_ord;
 
-    FOR tname IN SELECT DISTINCT s.table_name FROM scsync_stage s
+    FOR tname IN SELECT DISTINCT s.table_name FROM pg_temp.scsync_stage s
                   WHERE (p_only_ord IS NULL OR s.ord = p_only_ord)
                     AND s.outcome IN ('apply', 'conflict') LOOP
         SELECT array_agg(c ORDER BY c) INTO cols
@@ -251,7 +266,7 @@ BEGIN
         EXECUTE format(
             'INSERT INTO %1$I (%2$s, synced_revision, last_synced_at, in_conflict%5$s)
              SELECT %3$s, s.revision, clock_timestamp(), false%6$s
-               FROM scsync_stage s, jsonb_populate_record(NULL::%1$I, s.row_data) r
+               FROM pg_temp.scsync_stage s, jsonb_populate_record(NULL::%1$I, s.row_data) r
               WHERE s.table_name = $1 AND s.outcome = ''apply'' AND s.op <> ''D''
                 AND ($2 IS NULL OR s.ord = $2)
               ORDER BY s.ord
@@ -269,14 +284,14 @@ BEGIN
                 'UPDATE %1$I t SET deleted = true, lifecycle = ''deleted'', in_conflict = false,
                         revision = x.rev, synced_revision = x.rev,
                         last_synced_at = clock_timestamp(), updated_at = clock_timestamp()
-                   FROM (SELECT s.row_id, scsync_snowflake() AS rev FROM scsync_stage s
+                   FROM (SELECT s.row_id, scsync_snowflake() AS rev FROM pg_temp.scsync_stage s
                           WHERE s.table_name = $1 AND s.outcome = ''apply'' AND s.op = ''D''
                             AND ($2 IS NULL OR s.ord = $2)) x
                   WHERE t.id = x.row_id', tname)
             USING tname, p_only_ord;
         ELSE
             EXECUTE format(
-                'DELETE FROM %1$I t USING scsync_stage s
+                'DELETE FROM %1$I t USING pg_temp.scsync_stage s
                   WHERE s.table_name = $1 AND s.outcome = ''apply'' AND s.op = ''D''
                     AND ($2 IS NULL OR s.ord = $2) AND t.id = s.row_id', tname)
             USING tname, p_only_ord;
@@ -284,7 +299,7 @@ BEGIN
 
         -- Conflicts: mark the record; it keeps its content.
         EXECUTE format(
-            'UPDATE %1$I t SET in_conflict = true FROM scsync_stage s
+            'UPDATE %1$I t SET in_conflict = true FROM pg_temp.scsync_stage s
               WHERE s.table_name = $1 AND s.outcome = ''conflict''
                 AND ($2 IS NULL OR s.ord = $2) AND t.id = s.row_id AND NOT t.in_conflict',
             tname)
@@ -298,17 +313,18 @@ BEGIN
            resolution = coalesce(s.resolution ->> 'resolution', c.resolution),
            resolved_by = coalesce(s.resolution ->> 'resolved_by', 'replicator'),
            resolved_at = clock_timestamp()
-      FROM scsync_stage s
+      FROM pg_temp.scsync_stage s
      WHERE (p_only_ord IS NULL OR s.ord = p_only_ord) AND s.outcome = 'apply'
        AND c.table_name = s.table_name AND c.row_id = s.row_id AND c.status = 'open';
 
     -- Both versions of each conflict: one open record per record, refreshed with the
     -- latest versions while it stays open.
-    UPDATE scsync_stage s SET conflict_id = c.id
-      FROM scsync_conflicts c
-     WHERE (p_only_ord IS NULL OR s.ord = p_only_ord) AND s.outcome = 'conflict'
-       AND c.table_name = s.table_name AND c.row_id = s.row_id AND c.status = 'open';
-    UPDATE scsync_stage s SET conflict_id = scsync_snowflake()
+    UPDATE pg_temp.scsync_stage s
+       SET conflict_id = (SELECT min(c.id) FROM scsync_conflicts c
+                           WHERE c.table_name = s.table_name AND c.row_id = s.row_id
+                             AND c.status = 'open')
+     WHERE (p_only_ord IS NULL OR s.ord = p_only_ord) AND s.outcome = 'conflict';
+    UPDATE pg_temp.scsync_stage s SET conflict_id = scsync_snowflake()
      WHERE (p_only_ord IS NULL OR s.ord = p_only_ord) AND s.outcome = 'conflict'
        AND s.conflict_id IS NULL;
     INSERT INTO scsync_conflicts AS c (id, table_name, row_id, site_id, base_revision,
@@ -322,7 +338,7 @@ BEGIN
            CASE WHEN p_side = 'cloud' THEN s.row_data ELSE s.dest_row END,
            CASE WHEN p_side = 'cloud' THEN s.dest_row ELSE s.row_data END,
            p_side
-      FROM scsync_stage s
+      FROM pg_temp.scsync_stage s
      WHERE (p_only_ord IS NULL OR s.ord = p_only_ord) AND s.outcome = 'conflict'
     ON CONFLICT (id) DO UPDATE
        SET base_revision = EXCLUDED.base_revision,
@@ -337,20 +353,20 @@ BEGIN
            CASE WHEN s.outcome = 'conflict' THEN (
                SELECT to_jsonb(c) FROM scsync_conflicts c WHERE c.id = s.conflict_id)
            END
-      FROM scsync_stage s
+      FROM pg_temp.scsync_stage s
      WHERE p_only_ord IS NULL OR s.ord = p_only_ord
      ORDER BY s.ord;
 END
 $$;
 
--- The whole destination step of a batch that applies cleanly, in one round trip after
--- the COPY: forget acknowledged inbox entries, record this batch's source seqs in the
--- inbox, advance the cursor, apply. Same transaction as the COPY (the caller's).
+-- The whole destination step of a batch that applies cleanly, in one round trip:
+-- forget acknowledged inbox entries, record this batch's source seqs in the inbox,
+-- advance the cursor, apply (p_batch as for scsync_replicator_apply).
 CREATE FUNCTION scsync_replicator_apply_batch(p_lane text, p_site_id int, p_side text,
                                               p_columns jsonb, p_seqs jsonb,
                                               p_forget bigint[],
                                               p_source_commit_at timestamptz,
-                                              p_peer_schema_revision text)
+                                              p_peer_schema_revision text, p_batch jsonb)
 RETURNS TABLE (ord bigint, table_name text, row_id bigint, outcome text, revision bigint,
                conflict text, batch_id bigint)
 LANGUAGE plpgsql AS $$
@@ -362,7 +378,7 @@ BEGIN
     PERFORM set_config('scsync.replicating', 'on', true);
     DELETE FROM scsync_inbox i
      WHERE i.lane = p_lane AND i.site_id = p_site_id AND i.batch_id = ANY(p_forget);
-    SELECT count(*) INTO n FROM scsync_stage;
+    n := jsonb_array_length(p_batch);
     INSERT INTO scsync_inbox (lane, site_id, batch_id, source_seqs, row_count)
     VALUES (p_lane, p_site_id, scsync_snowflake(), p_seqs, n)
     RETURNING scsync_inbox.batch_id INTO b;
@@ -380,7 +396,7 @@ BEGIN
            peer_schema_revision = EXCLUDED.peer_schema_revision;
     RETURN QUERY
     SELECT a.ord, a.table_name, a.row_id, a.outcome, a.revision, a.conflict::text, b
-      FROM scsync_replicator_apply(p_side, p_columns) a;
+      FROM scsync_replicator_apply(p_side, p_columns, p_batch) a;
 END
 $$;
 
@@ -397,6 +413,8 @@ RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     tname text;
+    x scsync_conflicts%ROWTYPE;
+    mine bigint;
     g int := scsync_replicator_guard(NULL);
 BEGIN
     -- Bookkeeping only, never a change to send back (local to this transaction).
@@ -412,7 +430,22 @@ BEGIN
      USING jsonb_array_elements(p_rows) r
      WHERE d.lane = p_lane AND d.table_name = r ->> 't' AND d.row_id = (r ->> 'id')::bigint
        AND (g IS NULL OR d.site_id = g);
-    FOR tname IN SELECT DISTINCT r ->> 't' FROM jsonb_array_elements(p_rows) r LOOP
+    FOR tname IN SELECT DISTINCT r ->> 't' FROM jsonb_array_elements(p_rows) r
+                  ORDER BY 1 LOOP
+        -- Records with a conflict to mirror are locked first, as the apply locks what it
+        -- applies: the other lane's apply on this side, meeting the same clash at the
+        -- same moment, then either committed its conflict before (and it is seen below)
+        -- or waits and finds this one open (and takes its id).
+        IF jsonb_path_exists(p_rows, '$[*] ? (@.conflict.type() == "object")') THEN
+            EXECUTE format(
+                'SELECT 1 FROM %1$I t
+                  WHERE t.id IN (SELECT (r ->> ''id'')::bigint FROM jsonb_array_elements($2) r
+                                  WHERE r ->> ''t'' = $1
+                                    AND jsonb_typeof(r -> ''conflict'') = ''object'')
+                  ORDER BY t.id FOR UPDATE OF t',
+                tname)
+            USING tname, p_rows;
+        END IF;
         -- Common case first: the record still is one of the revisions the destination
         -- holds; then no history needs consulting.
         EXECUTE format(
@@ -453,18 +486,34 @@ BEGIN
             tname)
         USING tname, p_rows, g;
     END LOOP;
-    INSERT INTO scsync_conflicts AS c
-    SELECT x.* FROM jsonb_array_elements(p_rows) r,
-                    jsonb_populate_record(NULL::scsync_conflicts, r -> 'conflict') x
-     WHERE jsonb_typeof(r -> 'conflict') = 'object'
-    ON CONFLICT (id) DO UPDATE
-       SET base_revision = EXCLUDED.base_revision,
-           -- a side whose record is gone reports no revision: keep what is known
-           local_revision = coalesce(EXCLUDED.local_revision, c.local_revision),
-           cloud_revision = coalesce(EXCLUDED.cloud_revision, c.cloud_revision),
-           local_row = EXCLUDED.local_row, cloud_row = EXCLUDED.cloud_row,
-           detected_at = EXCLUDED.detected_at
-     WHERE c.status = 'open';
+    -- One clash, one conflict. Both lanes can meet the same clash at once (push applying
+    -- at the cloud, pull applying here), each recording the conflict under an id of its
+    -- own on its destination, and each ack brings that id to the other side. Both sides
+    -- then keep the lower of the open ids of the record, refreshed with the versions
+    -- that came, so the clash ends up under one id, the same on both sides.
+    FOR x IN SELECT y.* FROM jsonb_array_elements(p_rows) r,
+                         jsonb_populate_record(NULL::scsync_conflicts, r -> 'conflict') y
+              WHERE jsonb_typeof(r -> 'conflict') = 'object' ORDER BY y.id LOOP
+        SELECT min(c.id) INTO mine FROM scsync_conflicts c
+         WHERE c.table_name = x.table_name AND c.row_id = x.row_id AND c.status = 'open'
+           AND c.id <> x.id AND (g IS NULL OR c.site_id = g);
+        IF mine IS NOT NULL AND mine < x.id THEN
+            x.id := mine;  -- refreshed below; who detected it stays as it was
+        END IF;
+        DELETE FROM scsync_conflicts c
+         WHERE c.table_name = x.table_name AND c.row_id = x.row_id AND c.status = 'open'
+           AND c.id <> x.id AND (g IS NULL OR c.site_id = g);
+        INSERT INTO scsync_conflicts AS c
+        SELECT (x).*
+        ON CONFLICT (id) DO UPDATE
+           SET base_revision = EXCLUDED.base_revision,
+               -- a side whose record is gone reports no revision: keep what is known
+               local_revision = coalesce(EXCLUDED.local_revision, c.local_revision),
+               cloud_revision = coalesce(EXCLUDED.cloud_revision, c.cloud_revision),
+               local_row = EXCLUDED.local_row, cloud_row = EXCLUDED.cloud_row,
+               detected_at = EXCLUDED.detected_at
+         WHERE c.status = 'open';
+    END LOOP;
 END
 $$;
 

@@ -124,8 +124,7 @@ END
 $$;
 ALTER FUNCTION scsync_replicator_read(text, int, int, jsonb, bigint[])
     SECURITY DEFINER SET search_path = public, pg_temp;
-ALTER FUNCTION scsync_replicator_stage() SECURITY DEFINER SET search_path = public, pg_temp;
-ALTER FUNCTION scsync_replicator_apply(text, jsonb, bigint)
+ALTER FUNCTION scsync_replicator_apply(text, jsonb, jsonb, bigint)
     SECURITY DEFINER SET search_path = public, pg_temp;
 ALTER FUNCTION scsync_replicator_ack(text, bigint[], jsonb)
     SECURITY DEFINER SET search_path = public, pg_temp;

@@ -1,7 +1,7 @@
 -- Undo r0002_replicator.sql.
 DROP FUNCTION scsync_replicator_read(text, int, int, jsonb, bigint[]);
-DROP FUNCTION scsync_replicator_stage();
-DROP FUNCTION scsync_replicator_apply(text, jsonb, bigint);
+DROP FUNCTION scsync_replicator_stage(jsonb);
+DROP FUNCTION scsync_replicator_apply(text, jsonb, jsonb, bigint);
 DROP FUNCTION scsync_replicator_ack(text, bigint[], jsonb);
 DROP FUNCTION scsync_replicator_recover_rows(jsonb);
 DROP FUNCTION scsync_replicator_park(text, text, bigint, int, bigint, text,
@@ -9,4 +9,4 @@ DROP FUNCTION scsync_replicator_park(text, text, bigint, int, bigint, text,
 DROP FUNCTION scsync_resolve_conflict(bigint, text, text);
 DROP FUNCTION scsync_replicator_guard(int);
 DROP FUNCTION scsync_replicator_apply_batch(text, int, text, jsonb, jsonb, bigint[], timestamptz,
-                                             text);
+                                             text, jsonb);

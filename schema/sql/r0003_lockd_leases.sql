@@ -36,6 +36,9 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Durable event (for a relay that missed a notification) plus the notification itself.
+-- The notification names the event (its seq, kind and record) and carries nothing else:
+-- every session of the database may LISTEN, so the token, the lease id, the holder and
+-- the detail stay in scsync_lease_events, read by seq by whoever needs them.
 CREATE FUNCTION scsync_lockd_emit(p_event text, l scsync_leases, p_detail jsonb DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -48,10 +51,9 @@ BEGIN
     VALUES (at_ts, p_event, l.table_name, l.row_id, l.site_id, l.holder, l.token,
             l.lease_id, p_detail)
     RETURNING seq INTO s;
-    PERFORM pg_notify('scsync_lease', (jsonb_build_object(
+    PERFORM pg_notify('scsync_lease', jsonb_build_object(
         'seq', s, 'event', p_event, 'table', l.table_name, 'row_id', l.row_id,
-        'site_id', l.site_id, 'holder', l.holder, 'token', l.token,
-        'lease_id', l.lease_id, 'at', at_ts) || coalesce(p_detail, '{}'::jsonb))::text);
+        'site_id', l.site_id)::text);
     RETURN s;
 END
 $$;
@@ -190,13 +192,14 @@ RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     cur scsync_leases;
+    ev bigint;
 BEGIN
     cur := scsync_lockd_hold(p_lease_id, p_token, p_owner, p_owner_prefix);
     DELETE FROM scsync_leases l WHERE l.lease_id = p_lease_id;
-    PERFORM scsync_lockd_emit('lease.released', cur);
+    ev := scsync_lockd_emit('lease.released', cur);
     RETURN jsonb_build_object('status', 'released', 'lease_id', cur.lease_id,
                               'token', cur.token, 'table', cur.table_name,
-                              'row_id', cur.row_id);
+                              'row_id', cur.row_id, 'event_seq', ev);
 END
 $$;
 
@@ -209,6 +212,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     cur scsync_leases;
     bumped bigint;
+    ev bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(scsync_lockd_key(p_table, p_row_id));
     PERFORM scsync_lockd_record(p_table, p_row_id, p_scope_site);
@@ -219,11 +223,11 @@ BEGIN
     END IF;
     bumped := nextval('scsync_fencing_token');
     DELETE FROM scsync_leases l WHERE l.table_name = p_table AND l.row_id = p_row_id;
-    PERFORM scsync_lockd_emit('lease.broken', cur, jsonb_build_object(
+    ev := scsync_lockd_emit('lease.broken', cur, jsonb_build_object(
         'broken_by', p_by, 'reason', p_reason, 'bumped_token', bumped, 'close', true));
     RETURN jsonb_build_object('status', 'broken', 'table', p_table, 'row_id', p_row_id,
                               'holder', cur.holder, 'token', cur.token,
-                              'bumped_token', bumped);
+                              'bumped_token', bumped, 'event_seq', ev);
 END
 $$;
 

@@ -1,34 +1,26 @@
 -- API events, revision 0005. The WebSocket /ws of both APIs delivers what lands in
 -- scsync_api_events: one row per event, a bigint identity id that grows across every
 -- API instance sharing the database, and a NOTIFY on 'scsync_api_events' carrying the
--- event itself (or only its id when it is too large for a notification).
+-- event's id only (listeners read the row).
 
 -- Append one event and wake the listeners. Any package may call it (the replicator
 -- relaying a status from the other side, lockd, the APIs); it commits with the caller.
--- SECURITY DEFINER: a site's own database role (the backfill writes rows with it, and
--- the record trigger publishes from there) has no right on scsync_api_events.
+-- SECURITY DEFINER, but executable by the owner only since revision 0010 (it trusts
+-- p_site): a site's database role reaches it only through the record trigger.
 CREATE FUNCTION scsync_api_publish(p_site int, p_type text, p_table text, p_row bigint,
                                    p_patient bigint, p_payload jsonb)
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     ev_id bigint;
-    ev_at timestamptz;
-    body text;
 BEGIN
     INSERT INTO scsync_api_events (site_id, type, table_name, row_id, patient_id, payload)
     VALUES (p_site, p_type, p_table, p_row, p_patient, coalesce(p_payload, '{}'::jsonb))
-    RETURNING id, at INTO ev_id, ev_at;
-    -- Ids and record ids travel as strings: Snowflakes exceed JavaScript's 2^53.
-    body := jsonb_build_object(
-        'id', ev_id, 'type', p_type, 'site', p_site, 'table', p_table,
-        'record_id', p_row::text, 'patient_id', p_patient::text, 'at', ev_at,
-        'data', coalesce(p_payload, '{}'::jsonb))::text;
-    IF octet_length(body) > 7000 THEN
-        -- NOTIFY payloads stop at 8000 bytes; listeners read the row by id instead.
-        body := jsonb_build_object('id', ev_id, 'ref', true)::text;
-    END IF;
-    PERFORM pg_notify('scsync_api_events', body);
+    RETURNING id INTO ev_id;
+    -- The event's id only: every session of the database (a site's role too) may
+    -- LISTEN, so nothing of the event travels here. Listeners read the row by id and
+    -- check its site before anything reaches a client (api/events.py).
+    PERFORM pg_notify('scsync_api_events', jsonb_build_object('id', ev_id)::text);
     RETURN ev_id;
 END
 $$;
@@ -57,9 +49,11 @@ $$;
 
 -- AFTER INSERT/UPDATE/DELETE on every synced table: record.changed for a direct
 -- content change, remote.changed for one applied by the replicator, record.sync when
--- the sync badge moves, record.conflict when the row enters conflict.
+-- the sync badge moves, record.conflict when the row enters conflict. SECURITY DEFINER
+-- (a trigger function, which no one can call directly): a site role's writes publish
+-- through it, and scsync_api_publish is the owner's alone (revision 0010).
 CREATE FUNCTION scsync_api_record_event() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     side_name text;
     new_j jsonb;

@@ -72,7 +72,7 @@ def read_file_settings(
     over the ``[files]`` table of ``config``. Raises ConfigError naming the missing
     settings when only some are given, or none while ``required``.
     """
-    from schema.config import check_http_url, read_config_file
+    from schema.config import check_http_url, check_not_placeholder, read_config_file
 
     env = os.environ if env is None else env
     table = read_config_file(config, "files") if config else {}
@@ -98,6 +98,7 @@ def read_file_settings(
             )
         raise ConfigError(f"the file lanes need blobs_url, token and store: missing {listed}")
     check_http_url("blobs_url", values["blobs_url"])
+    check_not_placeholder("token", values["token"])
     if poll_s is not None and not poll_s > 0:
         raise ConfigError(f"--poll-s must be a positive number of seconds, got {poll_s}")
     if concurrency is not None and concurrency < 1:

@@ -28,7 +28,15 @@ def _init(args: argparse.Namespace) -> int:
             f.write(text)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    print(f"wrote {path} ({args.side} side); edit the values marked for your installation")
+    if args.side == "local":
+        # The services refuse to start on the placeholders until these are filled in.
+        print(
+            f"wrote {path} (local side); before the services start, put in the site's values"
+            " from `scsync site register`: site_id, cloud_db_url (its password) and"
+            " lockd_token (the site's token; [files] too, when the file lanes run)"
+        )
+    else:
+        print(f"wrote {path} (cloud side) with a new jwt_secret; check db_url and s3_bucket")
     return 0
 
 

@@ -64,8 +64,9 @@ def _url(args: argparse.Namespace) -> str:
         raise ConfigError(
             f"no cloud database URL: pass --db-url, set {URL_ENV} or db_url in --config"
         )
-    from schema.config import check_postgres_url
+    from schema.config import check_not_placeholder, check_postgres_url
 
+    check_not_placeholder("db_url", value)
     return check_postgres_url("db_url", value)
 
 
@@ -98,6 +99,9 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"set {SECRET_ENV} (or jwt_secret in --config) to the JWT secret (at least 32 bytes)"
         )
+    from schema.config import check_not_placeholder
+
+    check_not_placeholder("jwt_secret", secret)
     host, port = _setting(args, "host"), _setting(args, "port")
     db_url, config = _url(args), _config(args)
     from schema.redact import install

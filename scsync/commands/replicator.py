@@ -191,11 +191,31 @@ def _site_register(args: argparse.Namespace) -> int:
         "# on the site: scsync db set-node --side local "
         f"--node-id {creds.node_id} --site-id {creds.site_id}"
     )
-    print("# replicator settings (TOML; the password is shown only now):")
+    print("# [replicator] settings of the site (TOML; the password is shown only now):")
     print(f"site_id = {creds.site_id}")
     print(f"cloud_db_url = {json.dumps(site_url)}")
-    print('local_db_url = "postgresql://scsync@127.0.0.1/scsync"')
+    for line in site_token_steps(creds.site_id, args.api_url):
+        print(f"# {line}")
     return 0
+
+
+def site_token_steps(site_id: int, api_url: str | None) -> list[str]:
+    """How a registered site gets its token: nothing here issues one (it is a JWT signed
+    with the cloud API's secret, which this command does not hold)."""
+    where = f"{api_url.rstrip('/')}/v1/sites/{site_id}/token" if api_url else None
+    steps = [
+        "The site's token (lockd_token in [api], token in [files] of its config) comes from",
+        "the cloud API, not from this command: a vendor admin signs in (POST /v1/auth/token)",
+        f"and asks for it with POST /v1/sites/{site_id}/token on the cloud API"
+        + (":" if where else " (--api-url prints the whole command)."),
+    ]
+    if where:
+        steps.append(f'  curl -sS -X POST -H "Authorization: Bearer $VENDOR_ADMIN_TOKEN" {where}')
+    steps += [
+        "The answer's \"token\" goes into the site's config; it lasts 30 days unless the",
+        'request body says {"ttl_s": N} (60 s to 366 days): ask for a new one before then.',
+    ]
+    return steps
 
 
 def _site_list(args: argparse.Namespace) -> int:
@@ -298,6 +318,7 @@ def register(sub: Any) -> None:
     reg.add_argument("--url", help="cloud database admin URL (default: SCSYNC_CLOUD_DB_URL)")
     reg.add_argument("--node-id", type=int, help="default: the next free one")
     reg.add_argument("--public-url", help="cloud database URL as the site reaches it")
+    reg.add_argument("--api-url", help="the cloud API's base URL, to print the exact token request")
     reg.set_defaults(handler=_site_register)
     ls_sites = site_sub.add_parser("list", help="the registered sites and their node ids")
     ls_sites.add_argument("--url", help="cloud database URL (default: SCSYNC_CLOUD_DB_URL)")

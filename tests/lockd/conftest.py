@@ -87,23 +87,40 @@ def history_count(db: TestDatabase, row_id: int) -> int:
 
 
 class EventListener:
-    """LISTEN scsync_lease on its own connection; collects decoded payloads."""
+    """LISTEN scsync_lease on its own connection. A notification names the event (seq,
+    kind, record) only; the listener reads the rest from the event log by seq, as a
+    real listener would: ``events`` are those full events, ``payloads`` the raw
+    notifications."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.events: list[dict[str, object]] = []
+        self.payloads: list[str] = []
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+        self._reader: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        self._reader = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
         await self._conn.execute("LISTEN scsync_lease")
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        assert self._conn is not None
+        assert self._conn is not None and self._reader is not None
         async for n in self._conn.notifies():
-            self.events.append(json.loads(n.payload))
+            self.payloads.append(n.payload)
+            seq = json.loads(n.payload)["seq"]
+            cur = await self._reader.execute(
+                "SELECT jsonb_build_object('seq', seq, 'event', event, 'table', table_name,"
+                " 'row_id', row_id, 'site_id', site_id, 'holder', holder, 'token', token,"
+                " 'lease_id', lease_id, 'at', at) || coalesce(detail, '{}')"
+                " FROM scsync_lease_events WHERE seq = %s",
+                (seq,),
+            )
+            row = await cur.fetchone()
+            assert row is not None and isinstance(row[0], dict), n.payload
+            self.events.append(row[0])
 
     def names(self) -> list[object]:
         return [e["event"] for e in self.events]
@@ -121,8 +138,9 @@ class EventListener:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        if self._conn is not None:
-            await self._conn.close()
+        for conn in (self._conn, self._reader):
+            if conn is not None:
+                await conn.close()
 
 
 @pytest.fixture

@@ -121,10 +121,15 @@ def test_units_point_at_the_example_config_layout() -> None:
 
 
 def test_example_configs_load_in_every_service() -> None:
+    """With the installation's own values in place of the placeholders (which every
+    service refuses as shipped: tests/ops/test_placeholders.py)."""
     local, cloud = CONFIGS / "local.toml", CONFIGS / "cloud.toml"
-    assert load_api("local", local, env={}).side == "local"
-    assert load_api("cloud", cloud, env={}).side == "cloud"
-    assert load_replicator(local).site_id >= 1
+    secret = {"SCSYNC_API_JWT_SECRET": "a-real-secret-of-this-installation-0123456789"}
+    token = {"SCSYNC_API_LOCKD_TOKEN": "a-real-site-token"}
+    assert load_api("local", local, env={**secret, **token}).side == "local"
+    assert load_api("cloud", cloud, env=secret).side == "cloud"
+    site_url = "postgresql://scsync_site_1:a-real-password@cloud-db.example.net/scsync_cloud"
+    assert load_replicator(local, cloud_db_url=site_url).site_id >= 1
 
 
 def test_example_configs_are_what_init_writes() -> None:

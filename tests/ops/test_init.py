@@ -15,6 +15,7 @@ from api.settings import Settings as ApiSettings
 from api.settings import load_settings as load_api
 from replicator.settings import Settings as ReplicatorSettings
 from replicator.settings import load_settings as load_replicator
+from schema.config import read_config_file
 from scsync.cli import main
 from scsync.config_example import HELP, LOCKD
 
@@ -42,12 +43,18 @@ def test_init_names_every_setting_and_loads(
         assert _keys(text, "lockd") == {key for key, _, _ in LOCKD}
     else:
         assert "\n[lockd]\n" not in text  # sites do not run lockd
-    settings = load_api(side, out, env={})
+    if side == "local":
+        # The site's token and database password are placeholders until it is registered:
+        # refused (tests/ops/test_placeholders.py), loaded once real values are in.
+        settings = load_api(side, out, env={"SCSYNC_API_LOCKD_TOKEN": "a-real-site-token"})
+    else:
+        settings = load_api(side, out, env={})
     assert settings.side == side and len(settings.jwt_secret) >= 32
     if side == "local":
         assert _keys(text, "replicator") == set(ReplicatorSettings.model_fields)
         assert _keys(text, "files") == {"blobs_url", "token", "store"}
-        rep = load_replicator(out)
+        assert read_config_file(out, "files") == {}  # optional: all commented out
+        rep = load_replicator(out, cloud_db_url="postgresql://scsync_site_1:pw@db.example/c")
         assert rep.site_id == 1 and rep.local_db_url.startswith("postgresql://")
     else:
         assert "\n[replicator]\n" not in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -187,3 +188,48 @@ def test_decide_follows_the_spec(
         )
         == expected
     )
+
+
+def _conflict_ids(world: World, pid: int) -> tuple[list[int], list[int]]:
+    """Every conflict row (open or not) of one record, on the site and on the cloud."""
+    out: list[list[int]] = []
+    for db in (world.site1.local, world.cloud):
+        with db.connect() as c:
+            got = c.execute(
+                "SELECT id FROM scsync_conflicts WHERE table_name = 'patients' AND row_id = %s"
+                " ORDER BY id",
+                (pid,),
+            ).fetchall()
+        out.append([int(str(r[0])) for r in got])
+    return out[0], out[1]
+
+
+async def test_a_clash_met_by_both_lanes_at_once_is_one_conflict(world: World) -> None:
+    """Push and pull run at the same moment, each meeting the same clash from its side:
+    still one conflict per clash, under one id on both sides."""
+    settings = world.site1.settings()
+    for attempt in range(6):
+        pid = _one_patient(world)
+        await sync(world.site1)
+        with world.site1.local.connect(autocommit=True) as c:
+            c.execute("UPDATE patients SET name = %s WHERE id = %s", (f"local {attempt}", pid))
+        with world.cloud.connect(autocommit=True) as c:
+            c.execute("UPDATE patients SET name = %s WHERE id = %s", (f"cloud {attempt}", pid))
+        push, pull = Lane("push", settings), Lane("pull", settings)
+        await asyncio.gather(push.open(), pull.open())
+        try:
+            await asyncio.gather(push.drain(), pull.drain())
+        finally:
+            await asyncio.gather(push.close(), pull.close())
+        on_local, on_cloud = _conflict_ids(world, pid)
+        assert len(on_local) == 1 and on_local == on_cloud, (attempt, on_local, on_cloud)
+        await sync(world.site1)  # more rounds change nothing
+        assert _conflict_ids(world, pid) == (on_local, on_cloud)
+        with world.site1.local.engine.connect() as lc, world.cloud.engine.connect() as cc:
+            (shown,) = [x for x in conflicts.list_conflicts(lc, site_id=1) if x.row_id == pid]
+            assert [x.id for x in conflicts.list_conflicts(cc, site_id=1) if x.row_id == pid] == [
+                shown.id
+            ]
+            full = conflicts.get_conflict(lc, shown.id)
+        assert full.local_row is not None and full.local_row["name"] == f"local {attempt}"
+        assert full.cloud_row is not None and full.cloud_row["name"] == f"cloud {attempt}"
