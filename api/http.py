@@ -60,13 +60,14 @@ def require_admin(p: Principal) -> None:
 
 def actor(request: web.Request, p: Principal) -> str:
     """Who, as written in the audit log and lease holders: ``local:<site>/<user>``,
-    ``cloud:<user>`` or ``site:<id>``."""
+    ``cloud:<site>/<user>`` or ``site:<id>``. A username is unique only within its site,
+    so every name carries the site (0: the vendor's staff)."""
     if p.kind == "site":
         return f"site:{p.site_id}"
     name = p.subject.removeprefix("user:")
     if request.app[state.SETTINGS].side == "local":
         return f"local:{p.site_id}/{name}"
-    return f"cloud:{name}"
+    return p.holder
 
 
 async def read_json(request: web.Request) -> Any:

@@ -15,6 +15,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from lockd.errors import (
+    BadRequest,
     Forbidden,
     InvalidChange,
     LeaseExpired,
@@ -49,6 +50,8 @@ def translate_error(exc: BaseException) -> LockdError:
         if code == "SCL22":
             column = exc.diag.column_name if exc.diag else None
             return InvalidChange(message, field=f"changes.{column}" if column else "changes")
+        if code == "SCL12":
+            return BadRequest(message, field="holder")
         if code in _BY_SQLSTATE:
             return _BY_SQLSTATE[code](message)
         # A value the column refuses (type, range, not-null, check, foreign key).

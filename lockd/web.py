@@ -5,7 +5,7 @@ Every request but ``GET /health`` carries ``Authorization: Bearer <JWT>`` (schem
 - a **site** token acts for the site's local users: ``holder`` must be
   ``local:<its site>/<user>``, it reaches only its own site's records (403 otherwise) and
   only its own site's leases;
-- a **user** token (cloud client) acts as ``cloud:<user>`` on its site's records; a
+- a **user** token (cloud client) acts as ``cloud:<site>/<user>`` on its site's records; a
   ``vendor_admin`` reaches every site. Force-break needs role ``admin``/``vendor_admin``
   (or a site token, for the local admins behind it).
 
