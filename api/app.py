@@ -18,7 +18,7 @@ from importlib import resources
 
 from aiohttp import WSCloseCode, web
 
-from api import edit, metrics, state, store, views, ws
+from api import accounts, edit, metrics, state, store, views, ws
 from api.errors import ApiError, ConfigError, MethodNotAllowed, NotFound, PayloadTooLarge
 from api.events import Hub, RabbitBus, listen
 from api.openapi import document
@@ -284,6 +284,7 @@ def make_app(side: str, settings: Settings) -> web.Application:
     r.add_post("/v1/edit-sessions/activity", edit.activity)
     r.add_post("/v1/edit-sessions/save", edit.save)
     r.add_post("/v1/edit-sessions/close", edit.close)
+    accounts.add_routes(r)
     if settings.side == "local":
         r.add_get("/v1/sync/policy", views.get_policy)
         r.add_put("/v1/sync/policy", views.put_policy)

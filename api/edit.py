@@ -39,7 +39,7 @@ from api.errors import (
     ValidationFailed,
 )
 from api.http import actor, ok, path_id, principal, read_object, require_writer, scope
-from api.records import PATIENT_TABLES, TableSpec, parse_body, table_spec
+from api.records import PATIENT_TABLES, TableSpec, parse_body, refuse_account_write, table_spec
 from lockd import errors as lockd_errors
 from lockd.client import LockClient
 from lockd.local import save_locally
@@ -60,6 +60,8 @@ def _from_lockd(exc: lockd_errors.LockdError) -> ApiError:
             "the lock service is unreachable; you may edit offline (unfenced)",
             offline_edit_allowed=True,
         )
+    if isinstance(exc, lockd_errors.NotEditable):
+        return Forbidden(exc.message, field=exc.field)
     if isinstance(exc, lockd_errors.Forbidden | lockd_errors.RecordNotFound):
         return NotFound(exc.message, field=exc.field)
     extra = {k: v for k, v in exc.extra.items() if k != "lease_id"}
@@ -125,6 +127,7 @@ async def open_edit(request: web.Request) -> web.Response:
         raise NotFound(f"no synced table {request.match_info['table']!r}")
     row_id = path_id(request)
     holder = _editor(request, p)
+    refuse_account_write(spec)
     body = await read_object(request) if request.body_exists else {}
     extra = set(body) - {"offline"}
     if extra:
@@ -369,6 +372,7 @@ async def save(request: web.Request) -> web.Response:
     side = request.app[state.SETTINGS].side
     spec = table_spec(side, str(claims["table"]))
     assert spec is not None
+    refuse_account_write(spec)
     changes = body.get("changes")
     if not isinstance(changes, dict):
         raise ValidationFailed("changes must be a JSON object", field="changes")

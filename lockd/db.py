@@ -23,6 +23,7 @@ from lockd.errors import (
     LockdError,
     LockdUnavailable,
     NoLease,
+    NotEditable,
     RecordNotFound,
     VersionConflict,
 )
@@ -52,6 +53,8 @@ def translate_error(exc: BaseException) -> LockdError:
             return InvalidChange(message, field=f"changes.{column}" if column else "changes")
         if code == "SCL12":
             return BadRequest(message, field="holder")
+        if code == "SCL13":
+            return NotEditable(message, field="table")
         if code in _BY_SQLSTATE:
             return _BY_SQLSTATE[code](message)
         # A value the column refuses (type, range, not-null, check, foreign key).

@@ -5,7 +5,8 @@
 -- and not one of p_protected (lockd.records.NOT_EDITABLE, sent by the caller so that
 -- the list lives in one place), else SQLSTATE SCL22 names the column. Values are converted by
 -- jsonb_populate_record, so a value of the wrong type raises a data exception and
--- nothing is written. p_bump: 'major' for the first save with real changes in a
+-- nothing is written. Accounts are never edited here (SCL13), and no table's
+-- password_hash or role column either. p_bump: 'major' for the first save with real changes in a
 -- session ((A+1).0), 'minor' for later ones (A.(B+1)). A change that leaves the
 -- content as it was writes nothing and leaves the version alone.
 CREATE FUNCTION scsync_lockd_apply(tbl regclass, p_row_id bigint, p_changes jsonb, p_bump text,
@@ -25,8 +26,14 @@ BEGIN
     IF jsonb_typeof(p_changes) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'changes must be a JSON object' USING ERRCODE = '22023';
     END IF;
+    -- Accounts change only through the API's account endpoints (an admin of the site),
+    -- whatever the caller sent as p_protected.
+    IF tbl = to_regclass('user_accounts') THEN
+        RAISE EXCEPTION '% records are changed through the account endpoints, not by edits',
+            tbl USING ERRCODE = 'SCL13';
+    END IF;
     SELECT k INTO bad FROM jsonb_object_keys(p_changes) AS k
-     WHERE k = ANY (p_protected)
+     WHERE k = ANY (p_protected) OR k IN ('password_hash', 'role')
         OR NOT EXISTS (SELECT 1 FROM pg_attribute a
                         WHERE a.attrelid = tbl AND a.attname = k AND a.attnum > 0
                           AND NOT a.attisdropped)

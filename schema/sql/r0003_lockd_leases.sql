@@ -10,7 +10,8 @@
 --
 -- SQLSTATEs (class SC, lockd's own): SCL03 record of another site, SCL04 unknown
 -- record, SCL05 no lease to break, SCL09 version conflict, SCL10 lease not held,
--- SCL11 lease expired, SCL12 a holder that does not name its site, SCL22 a column that
+-- SCL11 lease expired, SCL12 a holder that does not name its site, SCL13 an account
+-- (changed only through the API's account endpoints), SCL22 a column that
 -- cannot be edited.
 
 -- 64-bit advisory key of a record, in lockd's own namespace: the top 16 bits are

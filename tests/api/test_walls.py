@@ -9,7 +9,7 @@ from typing import Any
 
 import jwt
 
-from tests.api.conftest import Api, auth, token
+from tests.api.conftest import Api, add_user, auth, token
 
 
 async def _json(resp: Any) -> dict[str, Any]:
@@ -79,3 +79,165 @@ async def test_same_username_in_two_clinics_cannot_use_each_others_lease(
         "/v1/edit-sessions/close", json={"session": session["session"]}, headers=auth(alice1)
     )
     assert resp.status == 200
+
+
+# --- 2. accounts change only through /v1/accounts, by an admin of their site -------------
+
+
+def _account_row(api: Api, account_id: int) -> tuple[Any, ...]:
+    with api.db.connect() as conn:
+        row = conn.execute(
+            "SELECT role, password_hash, version_major FROM user_accounts WHERE id = %s",
+            (account_id,),
+        ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+async def test_editor_cannot_change_accounts_by_edit_session_lockd_save_or_patch(
+    cloud_api: Api,
+) -> None:
+    c = cloud_api.client
+    root_id = add_user(cloud_api.db, "root", "admin", site_id=1)
+    eve_id = add_user(cloud_api.db, "eve", "editor", site_id=1)
+    before = {i: _account_row(cloud_api, i) for i in (root_id, eve_id)}
+    eve = token("editor", site=1, name="eve")
+    admin = token("admin", site=1, name="root")
+    # An edit session on an account is refused at once (no lease, nothing to save).
+    for who in (eve, admin):
+        resp = await c.post(f"/v1/records/user_accounts/{eve_id}/edit", headers=auth(who))
+        body = await _json(resp)
+        assert resp.status == 403 and body["field"] == "table", body
+    # Straight at lockd: a lease may be taken, but no save touches the account.
+    resp = await c.post(
+        "/v1/locks/acquire", json={"table": "user_accounts", "row_id": eve_id}, headers=auth(eve)
+    )
+    lease = await _json(resp)
+    assert resp.status == 200, lease
+    for changes in (
+        {"role": "vendor_admin"},
+        {"password_hash": "scrypt$16384$8$1$c2FsdA==$aGFzaA=="},
+        {"display_name": "harmless?"},
+    ):
+        resp = await c.post(
+            "/v1/locks/save",
+            json={"lease_id": lease["lease_id"], "token": lease["token"], "changes": changes},
+            headers=auth(eve),
+        )
+        body = await _json(resp)
+        assert resp.status == 403 and body["error"] == "not_editable", (changes, body)
+    # REST writes of user_accounts: refused for everyone, admins included.
+    for who in (eve, admin):
+        for method, url, payload in (
+            ("PATCH", f"/v1/records/user_accounts/{root_id}", {"display_name": "x"}),
+            ("POST", "/v1/records/user_accounts", {"username": "x", "display_name": "x"}),
+            ("DELETE", f"/v1/records/user_accounts/{root_id}", None),
+        ):
+            resp = await c.request(method, url, json=payload, headers=auth(who))
+            body = await _json(resp)
+            assert resp.status == 403, (method, url, body)
+    # No other table has a role or password_hash to write either.
+    p = await cloud_api.create("patients", {"patient_code": "W2", "name": "Lee"}, eve)
+    for column in ("role", "password_hash"):
+        resp = await c.patch(
+            f"/v1/records/patients/{p['id']}", json={column: "admin"}, headers=auth(eve)
+        )
+        assert resp.status == 400 and (await _json(resp))["field"] == column
+    assert {i: _account_row(cloud_api, i) for i in (root_id, eve_id)} == before
+
+
+async def test_offline_edit_session_cannot_change_an_account(local_api: Api) -> None:
+    """The local API with no lockd offers offline edits; never of an account."""
+    c = local_api.client
+    eve_id = add_user(local_api.db, "eve", "editor")
+    before = _account_row(local_api, eve_id)
+    eve = token("editor", site=1, name="eve")
+    resp = await c.post(
+        f"/v1/records/user_accounts/{eve_id}/edit", json={"offline": True}, headers=auth(eve)
+    )
+    body = await _json(resp)
+    assert resp.status == 403 and body["field"] == "table", body
+    assert _account_row(local_api, eve_id) == before
+
+
+async def _sign_in(api: Api, username: str, password: str, site: int) -> int:
+    resp = await api.client.post(
+        "/v1/auth/token", json={"username": username, "password": password, "site_id": site}
+    )
+    return resp.status
+
+
+async def test_account_endpoints_admin_of_the_site_never_above_own_role(
+    cloud_api: Api,
+) -> None:
+    c = cloud_api.client
+    admin1 = token("admin", site=1, name="root")
+    admin2 = token("admin", site=2, name="root")
+    vendor = token("vendor_admin", site=None, name="ops")
+    for who in (token("editor", site=1, name="eve"), token("viewer", site=1, name="vi")):
+        assert (await c.get("/v1/accounts", headers=auth(who))).status == 403
+        resp = await c.post(
+            "/v1/accounts",
+            json={"username": "x", "password": "long enough pw"},
+            headers=auth(who),
+        )
+        assert resp.status == 403
+    resp = await c.post(
+        "/v1/accounts",
+        json={"username": "nina", "password": "long enough pw", "role": "editor"},
+        headers=auth(admin1),
+    )
+    nina = await _json(resp)
+    assert resp.status == 201 and nina["site_id"] == 1 and nina["role"] == "editor", nina
+    assert "password_hash" not in nina and nina["disabled"] is False
+    assert await _sign_in(cloud_api, "nina", "long enough pw", 1) == 200
+    # Never above one's own role: an admin grants at most admin.
+    resp = await c.post(
+        "/v1/accounts",
+        json={"username": "boss", "password": "long enough pw", "role": "vendor_admin"},
+        headers=auth(admin1),
+    )
+    assert resp.status == 403 and (await _json(resp))["field"] == "role"
+    url = f"/v1/accounts/{nina['id']}"
+    resp = await c.patch(url, json={"role": "vendor_admin"}, headers=auth(admin1))
+    assert resp.status == 403 and (await _json(resp))["field"] == "role"
+    resp = await c.patch(url, json={"role": "admin"}, headers=auth(admin1))
+    assert resp.status == 200 and (await _json(resp))["role"] == "admin"
+    resp = await c.patch(url, json={"password": "another long pw"}, headers=auth(admin1))
+    assert resp.status == 200
+    assert await _sign_in(cloud_api, "nina", "another long pw", 1) == 200
+    # Another site's admin: no such account, no listing, no creation there.
+    for method, path, payload in (
+        ("PATCH", url, {"password": "hijacked password"}),
+        ("PATCH", url, {"role": "viewer"}),
+        ("POST", url + "/disable", None),
+    ):
+        resp = await c.request(method, path, json=payload, headers=auth(admin2))
+        assert resp.status == 404, (method, path, await resp.text())
+    assert (await c.get("/v1/accounts?site_id=1", headers=auth(admin2))).status == 403
+    resp = await c.post(
+        "/v1/accounts?site_id=1",
+        json={"username": "mole", "password": "long enough pw"},
+        headers=auth(admin2),
+    )
+    assert resp.status == 403
+    listed = await _json(await c.get("/v1/accounts", headers=auth(admin2)))
+    assert all(a["site_id"] == 2 for a in listed["items"])
+    assert await _sign_in(cloud_api, "nina", "another long pw", 1) == 200
+    # A vendor admin acts on any site, named by ?site_id=.
+    resp = await c.post(
+        "/v1/accounts?site_id=2",
+        json={"username": "nina", "password": "long enough pw", "role": "admin"},
+        headers=auth(vendor),
+    )
+    assert resp.status == 201 and (await _json(resp))["site_id"] == 2
+    # Disabled: it can no longer sign in.
+    resp = await c.post(url + "/disable", headers=auth(admin1))
+    assert resp.status == 200 and (await _json(resp))["disabled"] is True
+    assert await _sign_in(cloud_api, "nina", "another long pw", 1) == 401
+    with cloud_api.db.connect() as conn:
+        actions = conn.execute(
+            "SELECT actor, action FROM scsync_audit WHERE table_name = 'user_accounts' ORDER BY seq"
+        ).fetchall()
+    assert ("cloud:1/root", "account_disable") in actions
+    assert ("cloud:0/ops", "account_create") in actions
