@@ -338,6 +338,7 @@ async def update_record(request: web.Request) -> web.Response:
                 field="expected_revision",
                 revision=str(current["revision"]),
             )
+        await _check_references(conn, spec, values, current["site_id"])
         row = await store.update_record(conn, spec, row_id, scope(p), values, _json_columns(spec))
         await _audit(
             conn, request, p, "update", spec, row_id, row["site_id"], {"fields": sorted(values)}
@@ -438,7 +439,7 @@ async def rollback(request: web.Request) -> web.Response:
     revision = parse_id(body["revision"], "revision")
     await _visible_and_free(request, p, spec, row_id)
     async with store.transaction(request.app[state.POOL]) as conn:
-        await store.get_record(conn, spec, row_id, scope(p), for_update=True)
+        current = await store.get_record(conn, spec, row_id, scope(p), for_update=True)
         old = await store.fetch_one(
             conn,
             store.q("api_history_revision"),
@@ -453,6 +454,7 @@ async def rollback(request: web.Request) -> web.Response:
         for name in (*spec.writable, "deleted"):
             if name in data:
                 values[name] = convert_value(spec.column(name), data[name])
+        await _check_references(conn, spec, values, current["site_id"])
         row = await store.update_record(conn, spec, row_id, scope(p), values, _json_columns(spec))
         await _audit(
             conn, request, p, "rollback", spec, row_id, row["site_id"], {"to": str(revision)}

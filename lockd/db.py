@@ -48,7 +48,7 @@ def translate_error(exc: BaseException) -> LockdError:
     if isinstance(exc, psycopg.Error):
         code = exc.sqlstate
         message = (exc.diag.message_primary if exc.diag else None) or str(exc).strip()
-        if code == "SCL22":
+        if code in ("SCL22", "SCL23"):
             column = exc.diag.column_name if exc.diag else None
             return InvalidChange(message, field=f"changes.{column}" if column else "changes")
         if code == "SCL12":

@@ -12,7 +12,7 @@
 -- record, SCL05 no lease to break, SCL09 version conflict, SCL10 lease not held,
 -- SCL11 lease expired, SCL12 a holder that does not name its site, SCL13 an account
 -- (changed only through the API's account endpoints), SCL22 a column that
--- cannot be edited.
+-- cannot be edited, SCL23 a reference to no record of the same site.
 
 -- 64-bit advisory key of a record, in lockd's own namespace: the top 16 bits are
 -- 0x5C10, the low 48 bits a hash of "table/row_id". A hash collision only makes two

@@ -9,7 +9,8 @@ from typing import Any
 
 import jwt
 
-from tests.api.conftest import Api, add_user, auth, token
+from schema.auth import site_token
+from tests.api.conftest import SECRET, Api, add_user, auth, token
 
 
 async def _json(resp: Any) -> dict[str, Any]:
@@ -241,3 +242,82 @@ async def test_account_endpoints_admin_of_the_site_never_above_own_role(
         ).fetchall()
     assert ("cloud:1/root", "account_disable") in actions
     assert ("cloud:0/ops", "account_create") in actions
+
+
+# --- 3. references across clinics -------------------------------------------------------
+
+
+async def test_reference_to_another_clinics_record_is_refused_on_every_write_path(
+    cloud_api: Api,
+) -> None:
+    """A save pointing at another site's record gets exactly the answer an id that does
+    not exist gets (400 naming the column), by REST, edit session and lockd save."""
+    c = cloud_api.client
+    mine, theirs = token("editor", site=1, name="alice"), token("editor", site=2, name="bob")
+    p1 = await cloud_api.create("patients", {"patient_code": "A", "name": "Mine"}, mine)
+    p2 = await cloud_api.create("patients", {"patient_code": "B", "name": "Theirs"}, theirs)
+    d2 = await cloud_api.create("doctors", {"name": "Their doctor"}, theirs)
+    img = await cloud_api.create("images", {"patient_id": p1["id"]}, mine)
+    missing = "999999999"
+    cases = (("patient_id", p2["id"]), ("doctor_id", d2["id"]))
+
+    async def answers(send: Any) -> None:
+        for column, foreign in cases:
+            status_f, body_f = await send({column: foreign})
+            status_m, body_m = await send({column: missing})
+            assert status_f == 400 and column in str(body_f["field"]), (column, body_f)
+            assert (status_f, body_f) == (status_m, body_m), (body_f, body_m)
+
+    # REST
+    async def patch(changes: dict[str, Any]) -> tuple[int, Any]:
+        resp = await c.patch(f"/v1/records/images/{img['id']}", json=changes, headers=auth(mine))
+        return resp.status, await resp.json()
+
+    await answers(patch)
+    # An edit session of the cloud API.
+    resp = await c.post(f"/v1/records/images/{img['id']}/edit", headers=auth(mine))
+    session = await _json(resp)
+    assert resp.status == 200, session
+
+    async def edit_save(changes: dict[str, Any]) -> tuple[int, Any]:
+        resp = await c.post(
+            "/v1/edit-sessions/save",
+            json={"session": session["session"], "changes": changes},
+            headers=auth(mine),
+        )
+        return resp.status, await resp.json()
+
+    await answers(edit_save)
+    resp = await c.post(
+        "/v1/edit-sessions/close", json={"session": session["session"]}, headers=auth(mine)
+    )
+    assert resp.status == 200
+    # lockd's own save, with a site token (what a site's local API uses).
+    site1 = site_token(SECRET, 1)
+    resp = await c.post(
+        "/v1/locks/acquire",
+        json={"table": "images", "row_id": int(img["id"]), "holder": "local:1/alice"},
+        headers=auth(site1),
+    )
+    lease = await _json(resp)
+    assert resp.status == 200, lease
+
+    async def lockd_save(changes: dict[str, Any]) -> tuple[int, Any]:
+        resp = await c.post(
+            "/v1/locks/save",
+            json={"lease_id": lease["lease_id"], "token": lease["token"], "changes": changes},
+            headers=auth(site1),
+        )
+        return resp.status, await resp.json()
+
+    await answers(lockd_save)
+    # The image still points at its own patient, no doctor; and a reference of its own
+    # site is accepted on the same lease.
+    d1 = await cloud_api.create("doctors", {"name": "My doctor"}, mine)
+    status, body = await lockd_save({"doctor_id": d1["id"]})
+    assert status == 200 and body["status"] == "saved", body
+    with cloud_api.db.connect() as conn:
+        row = conn.execute(
+            "SELECT patient_id::text, doctor_id::text FROM images WHERE id = %s", (int(img["id"]),)
+        ).fetchone()
+    assert row == (p1["id"], d1["id"])
