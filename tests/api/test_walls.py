@@ -5,12 +5,17 @@ Each test here failed on the code before its fix (see the commit that adds it)."
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import jwt
+import pytest
 
 from schema.auth import site_token
-from tests.api.conftest import SECRET, Api, add_user, auth, token
+from scsync.embedded_pg import free_port
+from tests.api.conftest import SECRET, Api, _client, add_user, auth, token
+from tests.api.test_edit import replicate
+from tests.pg import TestDatabase
 
 
 async def _json(resp: Any) -> dict[str, Any]:
@@ -321,3 +326,80 @@ async def test_reference_to_another_clinics_record_is_refused_on_every_write_pat
             "SELECT patient_id::text, doctor_id::text FROM images WHERE id = %s", (int(img["id"]),)
         ).fetchone()
     assert row == (p1["id"], d1["id"])
+
+
+# --- 4. offline edits only when lockd is really unreachable ----------------------------
+
+
+@pytest.fixture
+async def local_with_lockd(local_db: TestDatabase, cloud_api: Api) -> AsyncIterator[Api]:
+    url = str(cloud_api.client.make_url("/v1/locks"))
+    async for local in _client(
+        local_db, "local", lockd_url=url, lockd_token=site_token(SECRET, 1), lockd_timeout_s=1.0
+    ):
+        yield local
+
+
+async def test_offline_is_refused_while_lockd_answers_and_another_client_holds_it(
+    local_with_lockd: Api, cloud_api: Api
+) -> None:
+    local = local_with_lockd
+    alice = token("editor", site=1, name="alice")
+    p = await local.create("patients", {"patient_code": "W4", "name": "Han"}, alice)
+    replicate(p, cloud_api.db)
+    bob = token("editor", site=1, name="bob")
+    resp = await cloud_api.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(bob))
+    bobs = await _json(resp)
+    assert resp.status == 200, bobs
+    url = f"/v1/records/patients/{p['id']}/edit"
+    resp = await local.client.post(url, json={"offline": True}, headers=auth(alice))
+    body = await _json(resp)
+    assert resp.status == 409 and body["error"] == "lease_busy", body
+    assert body["holder"] == "cloud:1/bob" and body["editing_by"] == "cloud"
+    with local.db.connect() as conn:
+        row = conn.execute("SELECT count(*) FROM scsync_offline_sessions").fetchone()
+    assert row == (0,)
+    # Once the record is free, asking for offline still gets a fenced lease: lockd answers.
+    resp = await cloud_api.client.post(
+        "/v1/edit-sessions/close", json={"session": bobs["session"]}, headers=auth(bob)
+    )
+    assert resp.status == 200
+    resp = await local.client.post(url, json={"offline": True}, headers=auth(alice))
+    session = await _json(resp)
+    assert resp.status == 200 and session["offline"] is False, session
+    assert isinstance(session["fencing_token"], int)
+
+
+@pytest.fixture
+async def local_without_lockd(local_db: TestDatabase) -> AsyncIterator[Api]:
+    dead = f"http://127.0.0.1:{free_port()}/v1/locks"
+    async for api in _client(
+        local_db, "local", lockd_url=dead, lockd_token=site_token(SECRET, 1), lockd_timeout_s=1.0
+    ):
+        yield api
+
+
+async def test_offline_is_granted_after_the_apis_own_attempt_failed(
+    local_without_lockd: Api,
+) -> None:
+    local = local_without_lockd
+    alice = token("editor", site=1, name="alice")
+    p1 = await local.create("patients", {"patient_code": "W5", "name": "Oh"}, alice)
+    p2 = await local.create("patients", {"patient_code": "W6", "name": "Yu"}, alice)
+    # The first attempt fails with the offer; offline is then granted.
+    resp = await local.client.post(f"/v1/records/patients/{p1['id']}/edit", headers=auth(alice))
+    body = await _json(resp)
+    assert resp.status == 503 and body["error"] == "lock_service_unreachable", body
+    assert body["offline_edit_allowed"] is True
+    resp = await local.client.post(
+        f"/v1/records/patients/{p1['id']}/edit", json={"offline": True}, headers=auth(alice)
+    )
+    session = await _json(resp)
+    assert resp.status == 200 and session["offline"] is True and session["unfenced"], session
+    # Asked for offline straight away: the API tries lockd itself first, and only its
+    # failure opens the offline session.
+    resp = await local.client.post(
+        f"/v1/records/patients/{p2['id']}/edit", json={"offline": True}, headers=auth(alice)
+    )
+    session = await _json(resp)
+    assert resp.status == 200 and session["offline"] is True, session
