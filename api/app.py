@@ -24,6 +24,7 @@ from api.events import Hub, RabbitBus, listen
 from api.openapi import document
 from api.relay import follow_cloud
 from api.settings import Settings
+from api.throttle import LoginThrottle
 from lockd.client import LockClient
 from lockd.db import Pool as LockdPool
 from lockd.db import make_pool as make_lockd_pool
@@ -37,7 +38,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _error_response(exc: ApiError) -> web.Response:
-    return web.json_response(exc.body(), status=exc.status)
+    response = web.json_response(exc.body(), status=exc.status)
+    retry_after = exc.extra.get("retry_after")
+    if isinstance(retry_after, int):
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 @web.middleware
@@ -247,6 +252,11 @@ def make_app(side: str, settings: Settings) -> web.Application:
     )
     app[state.SETTINGS] = settings
     app[state.TOKENS] = TokenCache(settings.jwt_secret)
+    app[state.LOGINS] = LoginThrottle(
+        settings.login_max_failures,
+        settings.login_max_failures_per_address,
+        settings.login_window_s,
+    )
     app[state.HUB] = Hub()
     app[state.WEBSOCKETS] = state.Sockets()
     app[OPENAPI_TEXT] = json.dumps(document(settings.side))

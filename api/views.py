@@ -27,7 +27,7 @@ from api.http import (
     require_writer,
     scope,
 )
-from api.passwords import DUMMY_HASH, verify_password
+from api.passwords import DUMMY_HASH, verify_password_async
 from api.records import (
     ACCOUNT_TABLES,
     PATIENT_TABLES,
@@ -140,13 +140,19 @@ async def auth_token(request: web.Request) -> web.Response:
             raise Unauthorized("invalid username or password")
     else:
         site = VENDOR_SITE if site_raw is None else site_raw
+    # Counted before anything is looked up or hashed, so a burst of guesses is bounded
+    # (429 with Retry-After) and scrypt never runs on the event loop.
+    throttle = request.app[state.LOGINS]
+    account, address = (site, username), request.remote or "unknown"
+    attempt = throttle.begin(account, address)
     async with store.transaction(request.app[state.POOL]) as conn:
         row = await store.fetch_one(
             conn, store.q("api_auth_user"), {"username": username, "site_id": site}
         )
     stored = DUMMY_HASH if row is None else str(row["password_hash"])
-    if not verify_password(password, stored) or row is None:
+    if not await verify_password_async(password, stored) or row is None:
         raise Unauthorized("invalid username or password")
+    throttle.succeeded(account, address, attempt)
     role = str(row["role"])
     if role == "vendor_admin" and (settings.side != "cloud" or site != VENDOR_SITE):
         raise Unauthorized("invalid username or password")
