@@ -44,6 +44,7 @@ from psycopg.rows import namedtuple_row
 
 from api.errors import ConfigError
 from api.presign import Presigner
+from schema import jsonbody
 from schema.auth import AuthError, Principal, TokenCache, bearer
 from schema.sql import psycopg_statement
 from schema.urls import CONNECT_TIMEOUT_S, libpq_url
@@ -338,8 +339,8 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = jsonbody.loads(await request.read())
+    except (ValueError, UnicodeDecodeError) as exc:
         raise _bad("body must be JSON") from exc
     if not isinstance(body, dict):
         raise _bad("body must be a JSON object")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,6 +36,7 @@ from lockd.errors import (
     Unauthorized,
 )
 from lockd.manager import LeaseManager, LockdConfig, Owner, check_holder
+from schema import jsonbody
 from schema.auth import AuthError, Principal, TokenCache, bearer
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
             raise PayloadTooLarge(f"request body is over {limit} bytes")
     raw = b"".join(chunks)
     try:
-        data = json.loads(raw)
+        data = jsonbody.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"malformed JSON: {exc}") from exc
     if not isinstance(data, dict):

@@ -15,6 +15,7 @@ from schema.auth import site_token
 from scsync.embedded_pg import free_port
 from tests.api.conftest import SECRET, Api, _client, add_user, auth, token
 from tests.api.test_edit import replicate
+from tests.api.test_ws import next_of, recv, resubscribe, subscribe
 from tests.pg import TestDatabase
 
 
@@ -403,3 +404,78 @@ async def test_offline_is_granted_after_the_apis_own_attempt_failed(
     )
     session = await _json(resp)
     assert resp.status == 200 and session["offline"] is True, session
+
+
+# --- 5. hostile input: WebSocket replay and subscriptions, nesting, bad ids -------------
+
+
+@pytest.fixture
+async def tight_ws(local_db: TestDatabase) -> AsyncIterator[Api]:
+    async for api in _client(local_db, "local", ws_queue_size=8, ws_replay_limit=200):
+        yield api
+
+
+@pytest.fixture
+async def few_subscriptions(local_db: TestDatabase) -> AsyncIterator[Api]:
+    async for api in _client(local_db, "local", ws_max_subscriptions=3):
+        yield api
+
+
+async def test_replay_after_reconnect_pages_through_a_small_queue(tight_ws: Api) -> None:
+    """Far more missed events than the socket's queue holds: all are replayed, in
+    order, and the socket is not closed as a slow consumer."""
+    for i in range(30):
+        await tight_ws.create("doctors", {"name": f"d{i}"}, token())
+    async with tight_ws.client.ws_connect(
+        "/ws", params={"token": token("viewer"), "last_event_id": "0"}
+    ) as ws:
+        replayed, ack = await resubscribe(ws, site=1)
+        assert ack["truncated"] is False and ack["replayed"] == len(replayed) >= 30
+        ids = [e["id"] for e in replayed]
+        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        await ws.send_json({"type": "ping"})
+        assert (await next_of(ws, "pong"))["type"] == "pong"
+
+
+async def test_subscriptions_per_socket_are_capped(few_subscriptions: Api) -> None:
+    async with few_subscriptions.client.ws_connect("/ws", params={"token": token("viewer")}) as ws:
+        await recv(ws)
+        four = [{"table": "doctors", "id": str(i)} for i in range(1, 5)]
+        err = await subscribe(ws, records=four)
+        assert err["type"] == "error" and err["error"] == "too_many_subscriptions", err
+        ok = await subscribe(ws, records=four[:2])
+        assert ok["type"] == "subscribed" and len(ok["records"]) == 2
+        err = await subscribe(ws, site=1, records=four[2:3])
+        assert err["type"] == "error" and err["error"] == "too_many_subscriptions", err
+        ok = await subscribe(ws, site=1)
+        assert ok["type"] == "subscribed" and ok["sites"] == [1]
+
+
+async def test_deep_json_and_bad_event_ids_are_400_not_500(cloud_api: Api) -> None:
+    c = cloud_api.client
+    editor = token("editor", site=1)
+    deep = b"[" * 30_000 + b"]" * 30_000  # under every body limit
+    for path in ("/v1/records/patients", "/v1/locks/acquire", "/v1/auth/token"):
+        resp = await c.post(path, data=deep, headers={**auth(editor), "Content-Type": "json"})
+        body = await _json(resp)
+        assert resp.status == 400, (path, body)
+    # Parses, but nests deeper than anything a record holds.
+    nested: Any = "x"
+    for _ in range(200):
+        nested = [nested]
+    resp = await c.post(
+        "/v1/records/settings", json={"key": "deep", "value": nested}, headers=auth(editor)
+    )
+    assert resp.status == 400 and (await _json(resp))["error"] == "malformed_json"
+    for bad in ("abc", "-1", "1e3", "99999999999999999999"):
+        resp = await c.get("/ws", params={"token": editor, "last_event_id": bad})
+        body = await _json(resp)
+        assert resp.status == 400 and body["field"] == "last_event_id", (bad, body)
+    async with c.ws_connect("/ws", params={"token": editor}) as ws:
+        await recv(ws)
+        await ws.send_str("[" * 30_000)
+        assert (await next_of(ws, "error"))["error"] == "malformed_json"
+        err = await subscribe(ws, site=1, last_event_id="7")
+        assert err["type"] == "error"
+        await ws.send_json({"type": "ping"})
+        assert (await next_of(ws, "pong"))["type"] == "pong"
