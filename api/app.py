@@ -332,6 +332,7 @@ def _mount_cloud_subapps(app: web.Application, settings: Settings) -> None:
                     s3_access_key=settings.s3_access_key or None,
                     s3_secret_key=settings.s3_secret_key or None,
                     verify_by=settings.s3_verify_by,
+                    max_blob_size=settings.blob_max_size,
                 )
             ),
         )
