@@ -25,6 +25,7 @@ from api.http import check_revoked
 from api.openapi import document
 from api.relay import follow_cloud
 from api.settings import Settings
+from api.throttle import LoginThrottle
 from lockd.client import LockClient
 from lockd.db import Pool as LockdPool
 from lockd.db import make_pool as make_lockd_pool
@@ -39,7 +40,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _error_response(exc: ApiError) -> web.Response:
-    return web.json_response(exc.body(), status=exc.status)
+    response = web.json_response(exc.body(), status=exc.status)
+    retry_after = exc.extra.get("retry_after")
+    if isinstance(retry_after, int):
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 @web.middleware
@@ -268,6 +273,11 @@ def make_app(side: str, settings: Settings) -> web.Application:
     app[state.REVOCATIONS] = Revocations(
         lambda: app[state.POOL].connection(), settings.revocation_check_s
     )
+    app[state.LOGINS] = LoginThrottle(
+        settings.login_max_failures,
+        settings.login_max_failures_per_address,
+        settings.login_window_s,
+    )
     app[state.HUB] = Hub()
     app[state.WEBSOCKETS] = state.Sockets()
     app[OPENAPI_TEXT] = json.dumps(document(settings.side))
@@ -287,8 +297,6 @@ def make_app(side: str, settings: Settings) -> web.Application:
     r.add_get("/ws", ws.websocket)
     r.add_post("/v1/auth/token", views.auth_token)
     r.add_get("/v1/me", views.me)
-    r.add_post("/v1/accounts/{id}/disable", accounts.disable)
-    r.add_post("/v1/accounts/{id}/enable", accounts.enable)
     r.add_get("/v1/status", views.sync_status)
     r.add_get("/v1/conflicts", views.list_conflicts)
     r.add_get("/v1/conflicts/{id}", views.get_conflict)
@@ -307,6 +315,7 @@ def make_app(side: str, settings: Settings) -> web.Application:
     r.add_post("/v1/edit-sessions/activity", edit.activity)
     r.add_post("/v1/edit-sessions/save", edit.save)
     r.add_post("/v1/edit-sessions/close", edit.close)
+    accounts.add_routes(r)
     if settings.side == "local":
         r.add_get("/v1/sync/policy", views.get_policy)
         r.add_put("/v1/sync/policy", views.put_policy)
@@ -346,6 +355,7 @@ def _mount_cloud_subapps(app: web.Application, settings: Settings) -> None:
                     s3_secret_key=settings.s3_secret_key or None,
                     verify_by=settings.s3_verify_by,
                     revocation_check_s=settings.revocation_check_s,
+                    max_blob_size=settings.blob_max_size,
                 )
             ),
         )

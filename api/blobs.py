@@ -44,6 +44,7 @@ from psycopg.rows import namedtuple_row
 
 from api.errors import ConfigError
 from api.presign import Presigner
+from schema import jsonbody
 from schema.auth import AuthError, Principal, TokenCache, bearer
 from schema.revocation import DEFAULT_CHECK_S, Revocations, check_interval
 from schema.sql import psycopg_statement
@@ -61,6 +62,8 @@ SITE_ID_RE: Final = re.compile(r"^[0-9]{1,9}$")
 ROW_ID_RE: Final = re.compile(r"^[0-9]{1,19}$")
 S3_MIN_PART: Final = 5 * MiB
 S3_MAX_PARTS: Final = 10_000
+# How long an upload plan signs part URLs before the event loop takes a turn.
+SIGN_TURN_S: Final = 0.002
 # The largest object one CopyObject may copy (bigger ones would need UploadPartCopy).
 S3_COPY_LIMIT: Final = 5 * 1024**3
 VERIFY_MODES: Final = frozenset({"checksum", "read", "copy"})
@@ -95,6 +98,8 @@ class BlobSettings:
     db_timeout_s: float = 10.0
     # A revoked token is refused within this many seconds (schema/revocation.py).
     revocation_check_s: float = DEFAULT_CHECK_S
+    # The largest blob an upload plan is made for; above it the plan is a 400.
+    max_blob_size: int = 64 * 1024**3
 
     def __post_init__(self) -> None:
         if self.verify_by not in VERIFY_MODES:
@@ -118,6 +123,7 @@ class BlobSettings:
             url_ttl_s=int(e.get("SCSYNC_S3_URL_TTL_S", 600)),
             verify_by=e.get("SCSYNC_S3_VERIFY_BY", "checksum"),
             revocation_check_s=float(e.get("SCSYNC_REVOCATION_CHECK_S", DEFAULT_CHECK_S)),
+            max_blob_size=int(e.get("SCSYNC_S3_MAX_BLOB_SIZE", 64 * 1024**3)),
         )
 
 
@@ -354,8 +360,8 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = jsonbody.loads(await request.read())
+    except (ValueError, UnicodeDecodeError) as exc:
         raise _bad("body must be JSON") from exc
     if not isinstance(body, dict):
         raise _bad("body must be a JSON object")
@@ -419,6 +425,8 @@ async def _presign_upload(request: web.Request) -> web.Response:
     size = _size_of(body)
     state = request.app[STATE]
     settings = state.settings
+    if size > settings.max_blob_size:
+        raise _bad(f"size is over the largest blob accepted ({settings.max_blob_size} bytes)")
     if size < settings.multipart_threshold:
         sends_headers = body.get("sends_headers", False)
         if not isinstance(sends_headers, bool):
@@ -436,29 +444,34 @@ async def _presign_upload(request: web.Request) -> web.Response:
         )
     count = _part_count(size, part_size)
     done_numbers = {p["part_number"] for p in done}
-    parts = []
-    for number in range(1, count + 1):
-        if number in done_numbers:
-            continue
+
+    # Up to 10,000 signatures and megabytes of JSON: made a few milliseconds at a time,
+    # with the event loop's other work (lockd, every WebSocket) in between. (A thread
+    # would not help much: signing holds the GIL, and the loop then waits for it.)
+    pieces: list[str] = []
+    todo = [n for n in range(1, count + 1) if n not in done_numbers]
+    turn_started = time.perf_counter()
+    for number in todo:
         url = state.presign.url(
-            "PUT",
-            t.key,
-            settings.url_ttl_s,
-            query={"partNumber": number, "uploadId": upload_id},
+            "PUT", t.key, settings.url_ttl_s, query={"partNumber": number, "uploadId": upload_id}
         )
-        parts.append({"part_number": number, "url": url})
-    return web.json_response(
+        pieces.append(json.dumps({"part_number": number, "url": url}))
+        if time.perf_counter() - turn_started > SIGN_TURN_S:
+            await asyncio.sleep(0)
+            turn_started = time.perf_counter()
+    head = json.dumps(
         {
             "status": "multipart",
             "key": t.key,
             "upload_id": upload_id,
             "part_size": part_size,
             "part_count": count,
-            "parts": parts,
             "uploaded_parts": done,
             "expires_in": settings.url_ttl_s,
         }
     )
+    text = head[:-1] + ', "parts": [' + ", ".join(pieces) + "]}"
+    return web.Response(text=text, content_type="application/json")
 
 
 async def _presign_single(
@@ -545,6 +558,8 @@ async def _complete(request: web.Request) -> web.Response:
     size = _size_of(body)
     state = request.app[STATE]
     settings = state.settings
+    if size > settings.max_blob_size:
+        raise _bad(f"size is over the largest blob accepted ({settings.max_blob_size} bytes)")
     async with state.pool.connection() as conn:
         row = await _blob_row(conn, t)
     if row is not None and row.state == "uploaded":

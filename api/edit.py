@@ -9,7 +9,9 @@ server asks lockd, and on success the record shows as Editing on every client.
   publishes ``record.editing`` / ``record.saved`` / ``record.released`` in the local DB.
   When lockd cannot be reached: 503 ``lock_service_unreachable`` with
   ``offline_edit_allowed: true``; repeating with ``{"offline": true}`` opens an unfenced
-  offline session (``lockd.offline``), marked as such in every answer and event.
+  offline session (``lockd.offline``), marked as such in every answer and event, but
+  only when this API's own attempt to reach lockd failed (within ``lockd_timeout_s``,
+  else it tries again first): a lockd that answers is never bypassed.
 
 The session handle given to the client is a signed token (schema.auth.issue_session:
 HS256 with the API's secret, good only as this side's edit-session handle) holding the
@@ -39,12 +41,12 @@ from api.errors import (
     ValidationFailed,
 )
 from api.http import actor, ok, path_id, principal, read_object, require_writer, scope
-from api.records import PATIENT_TABLES, TableSpec, parse_body, table_spec
+from api.records import PATIENT_TABLES, TableSpec, parse_body, refuse_account_write, table_spec
 from lockd import errors as lockd_errors
 from lockd.client import LockClient
 from lockd.local import save_locally
 from lockd.manager import LeaseManager, Owner
-from lockd.models import LeaseState
+from lockd.models import Lease, LeaseState
 from lockd.offline import close_offline, open_offline, save_offline
 from schema.auth import AuthError, Principal, issue_session, verify_session
 
@@ -65,6 +67,8 @@ def _from_lockd(exc: lockd_errors.LockdError) -> ApiError:
             "the cloud's lock service refused this site's token (setting 'lockd_token'): "
             f"{exc.message}"
         )
+    if isinstance(exc, lockd_errors.NotEditable):
+        return Forbidden(exc.message, field=exc.field)
     if isinstance(exc, lockd_errors.Forbidden | lockd_errors.RecordNotFound):
         return NotFound(exc.message, field=exc.field)
     extra = {k: v for k, v in exc.extra.items() if k != "lease_id"}
@@ -125,6 +129,7 @@ async def open_edit(request: web.Request) -> web.Response:
         raise NotFound(f"no synced table {request.match_info['table']!r}")
     row_id = path_id(request)
     holder = _editor(request, p)
+    refuse_account_write(spec)
     body = await read_object(request) if request.body_exists else {}
     extra = set(body) - {"offline"}
     if extra:
@@ -168,7 +173,10 @@ async def open_edit(request: web.Request) -> web.Response:
             "token": lease.token,
         }
         return ok(_session_json(request, claims, lease.expires_in_ms, lease.ttl_ms, row))
-    if offline:
+    local_lease = await _local_lease(request, spec, row_id, holder, offline=offline)
+    if local_lease is None:
+        # lockd could not be reached by this API's own attempt, and the user asked to
+        # edit offline (unfenced): the apply rule catches a clash as a conflict.
         async with _tuple_conn(pool) as conn, _lockd_errors():
             off = await open_offline(conn, spec.name, row_id, holder)
         claims = {
@@ -189,18 +197,7 @@ async def open_edit(request: web.Request) -> web.Response:
             {"by": "local", "holder": holder, "offline": True, "unfenced": True},
         )
         return ok(_session_json(request, claims, None, None, row))
-    client = request.app.get(LOCK_CLIENT)
-    if client is None:
-        raise LockServiceUnreachable(
-            "no lock service is configured (setting 'lockd_url'); you may edit offline",
-            offline_edit_allowed=True,
-        )
-    try:
-        lease = await client.acquire(spec.name, row_id, holder)
-    except lockd_errors.LeaseBusy as exc:
-        raise _busy(spec, row_id, exc.extra.get("holder"), exc.extra.get("expires_in_ms")) from exc
-    except lockd_errors.LockdError as exc:
-        raise _from_lockd(exc) from exc
+    lease = local_lease
     claims = {
         "table": spec.name,
         "row_id": str(row_id),
@@ -220,6 +217,36 @@ async def open_edit(request: web.Request) -> web.Response:
         {"by": "local", "holder": holder, "offline": False},
     )
     return ok(_session_json(request, claims, lease.expires_in_ms, lease.ttl_ms, row))
+
+
+async def _local_lease(
+    request: web.Request, spec: TableSpec, row_id: int, holder: str, *, offline: bool
+) -> Lease | None:
+    """The lease from the cloud's lockd; None when the caller asked for an offline edit
+    and lockd is really unreachable: this API's own attempt failed, just now or within
+    the last ``lockd_timeout_s``. A lockd that answers is never bypassed: a record held
+    by someone else stays refused (409 naming the holder), a free one gets a fenced
+    session even when offline was asked for."""
+    client = request.app.get(LOCK_CLIENT)
+    if client is None:
+        if offline:
+            return None
+        raise LockServiceUnreachable(
+            "no lock service is configured (setting 'lockd_url'); you may edit offline",
+            offline_edit_allowed=True,
+        )
+    if offline and client.failed_within(client.timeout_s):
+        return None
+    try:
+        return await client.acquire(spec.name, row_id, holder)
+    except lockd_errors.LeaseBusy as exc:
+        raise _busy(spec, row_id, exc.extra.get("holder"), exc.extra.get("expires_in_ms")) from exc
+    except lockd_errors.LockServiceUnreachable as exc:
+        if offline:
+            return None
+        raise _from_lockd(exc) from exc
+    except lockd_errors.LockdError as exc:
+        raise _from_lockd(exc) from exc
 
 
 async def refuse_if_leased(request: web.Request, spec: TableSpec, row_id: int) -> None:
@@ -369,6 +396,7 @@ async def save(request: web.Request) -> web.Response:
     side = request.app[state.SETTINGS].side
     spec = table_spec(side, str(claims["table"]))
     assert spec is not None
+    refuse_account_write(spec)
     changes = body.get("changes")
     if not isinstance(changes, dict):
         raise ValidationFailed("changes must be a JSON object", field="changes")

@@ -64,6 +64,13 @@ class Locked(ApiError):
     code = "record_locked"
 
 
+class TooManyRequests(ApiError):
+    """Throttled (sign-in failures); ``retry_after`` seconds go out as Retry-After."""
+
+    status = 429
+    code = "too_many_requests"
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     code = "payload_too_large"

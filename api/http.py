@@ -17,6 +17,7 @@ from api.errors import (
     ValidationFailed,
 )
 from api.records import parse_id
+from schema import jsonbody
 from schema.auth import AuthError, Principal, bearer
 
 WRITER_ROLES = frozenset({"editor", "admin", "vendor_admin", "site"})
@@ -71,13 +72,14 @@ def require_admin(p: Principal) -> None:
 
 def actor(request: web.Request, p: Principal) -> str:
     """Who, as written in the audit log and lease holders: ``local:<site>/<user>``,
-    ``cloud:<user>`` or ``site:<id>``."""
+    ``cloud:<site>/<user>`` or ``site:<id>``. A username is unique only within its site,
+    so every name carries the site (0: the vendor's staff)."""
     if p.kind == "site":
         return f"site:{p.site_id}"
     name = p.subject.removeprefix("user:")
     if request.app[state.SETTINGS].side == "local":
         return f"local:{p.site_id}/{name}"
-    return f"cloud:{name}"
+    return p.holder
 
 
 async def read_json(request: web.Request) -> Any:
@@ -90,15 +92,15 @@ async def read_json(request: web.Request) -> Any:
     if not raw.strip():
         raise MalformedJson("a JSON body is required")
     try:
-        return json.loads(raw)
+        return jsonbody.loads(raw)
     except UnicodeDecodeError as exc:
         raise MalformedJson("the body is not UTF-8") from exc
     except json.JSONDecodeError as exc:
         raise MalformedJson(
             f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
-    except RecursionError as exc:
-        raise MalformedJson("malformed JSON: nested too deeply") from exc
+    except jsonbody.JsonTooDeep as exc:
+        raise MalformedJson(f"malformed JSON: {exc}") from exc
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from api.records import ID_PATTERN, TableSpec, table_specs
+from api.records import ACCOUNT_TABLES, ID_PATTERN, TableSpec, table_specs
 from schema.tables import Side
 
 ERROR_REF: Final = {"$ref": "#/components/schemas/Error"}
@@ -66,8 +66,6 @@ def table_schemas(spec: TableSpec) -> dict[str, dict[str, Any]]:
     t = spec.name
     record = _obj({c.name: c.json_schema() for c in spec.readable}, additionalProperties=False)
     write_props = {n: spec.column(n).json_schema() for n in spec.writable}
-    if spec.write_only:
-        write_props["password"] = {"type": "string", "minLength": 8, "maxLength": 1024}
     create = _obj(write_props, list(spec.required), additionalProperties=False)
     update = _obj(write_props, [], additionalProperties=False, minProperties=1)
     page = _obj(
@@ -112,7 +110,7 @@ def record_ops(spec: TableSpec) -> list[Op]:
     ]
     rec = _ref(f"Record_{t}")
     one = (ID_PARAM,)
-    return [
+    ops = [
         Op(
             "get",
             base,
@@ -200,6 +198,11 @@ def record_ops(spec: TableSpec) -> list[Op]:
             tags=tags,
         ),
     ]
+    if t in ACCOUNT_TABLES:
+        # Accounts change only through /v1/accounts (account_ops); these are read-only.
+        readonly = ("list_", "get_", "history_", "sync_switch_")
+        ops = [op for op in ops if op.operation_id.startswith(readonly)]
+    return ops
 
 
 def common_schemas() -> dict[str, Any]:
@@ -280,13 +283,6 @@ def common_schemas() -> dict[str, Any]:
                 "site_id": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
             },
             ["token", "token_type", "expires_in"],
-        ),
-        "AccountState": _obj(
-            {
-                "id": {"type": "string"},
-                "disabled": {"type": "boolean"},
-                "token_version": {"type": "integer"},
-            }
         ),
         "Me": _obj(
             {
@@ -409,21 +405,6 @@ def base_ops(side: Side) -> list[Op]:
             tags=("auth",),
         ),
         Op("get", "/v1/me", "me", "Who the token says you are", _ref("Me"), tags=("auth",)),
-        *(
-            Op(
-                "post",
-                f"/v1/accounts/{{id}}/{action}",
-                f"account_{action}",
-                summary,
-                _ref("AccountState"),
-                params=(ID_PARAM,),
-                tags=("auth",),
-            )
-            for action, summary in (
-                ("disable", "Disable an account: no sign-in, its tokens revoked (admins)"),
-                ("enable", "Enable an account again (new tokens only; admins)"),
-            )
-        ),
         Op(
             "get",
             "/v1/status",
@@ -536,8 +517,92 @@ def base_ops(side: Side) -> list[Op]:
     return ops
 
 
+def account_schemas(side: Side) -> dict[str, Any]:
+    spec = table_specs(side)["user_accounts"]
+    cols = {c.name: c.json_schema() for c in spec.readable}
+    account = _obj({**cols, "disabled": {"type": "boolean"}}, additionalProperties=False)
+    profile = {n: spec.column(n).json_schema() for n in ("display_name", "doctor_id")}
+    password = {"type": "string", "minLength": 8, "maxLength": 1024}
+    role = {"type": "string", "enum": ["viewer", "editor", "admin", "vendor_admin"]}
+    return {
+        "Account": account,
+        "AccountPage": _obj(
+            {"items": {"type": "array", "items": _ref("Account")}, "next_cursor": NULLABLE_ID}
+        ),
+        "CreateAccount": _obj(
+            {
+                "username": {"type": "string", "minLength": 1, "maxLength": 120},
+                "password": password,
+                "role": role,
+                **profile,
+            },
+            ["username", "password"],
+            additionalProperties=False,
+        ),
+        "UpdateAccount": _obj(
+            {"password": password, "role": role, **profile},
+            [],
+            additionalProperties=False,
+            minProperties=1,
+        ),
+    }
+
+
+def account_ops() -> list[Op]:
+    """/v1/accounts (api/accounts.py): admins of a site, never above their own role."""
+    tags = ("accounts",)
+    account = _ref("Account")
+    return [
+        Op(
+            "get",
+            "/v1/accounts",
+            "list_accounts",
+            "Accounts of your site (admins)",
+            _ref("AccountPage"),
+            params=(LIMIT, CURSOR, SITE_Q),
+            tags=tags,
+        ),
+        Op(
+            "post",
+            "/v1/accounts",
+            "create_account",
+            "Create an account (admins; a role no higher than your own)",
+            account,
+            status=201,
+            request=_ref("CreateAccount"),
+            params=(SITE_Q,),
+            tags=tags,
+        ),
+        Op(
+            "patch",
+            "/v1/accounts/{id}",
+            "update_account",
+            "Change an account's password, role or profile (admins)",
+            account,
+            request=_ref("UpdateAccount"),
+            params=(ID_PARAM,),
+            tags=tags,
+        ),
+        *(
+            Op(
+                "post",
+                f"/v1/accounts/{{id}}/{action}",
+                f"{action}_account",
+                summary,
+                account,
+                params=(ID_PARAM,),
+                tags=tags,
+            )
+            for action, summary in (
+                ("disable", "Disable an account: no sign-in, its tokens revoked (admins)"),
+                ("enable", "Enable an account again (new tokens only; admins)"),
+            )
+        ),
+    ]
+
+
 def all_ops(side: Side, extra: list[Op] | None = None) -> list[Op]:
-    ops = base_ops(side)
+    ops = base_ops(side) + account_ops()
     for spec in table_specs(side).values():
         ops += record_ops(spec)
         if side == "cloud" and spec.file_column is not None:
@@ -577,6 +642,7 @@ def document(side: Side, extra: list[Op] | None = None) -> dict[str, Any]:
     schemas = common_schemas()
     for spec in table_specs(side).values():
         schemas.update(table_schemas(spec))
+    schemas.update(account_schemas(side))
     title = "SC Server API (local)" if side == "local" else "SC Server Cloud API"
     return {
         "openapi": "3.1.0",

@@ -6,10 +6,12 @@ later without invalidating stored hashes. Shared by the API, the CLI and tests.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 N: Final = 2**14
@@ -55,3 +57,19 @@ def verify_password(password: str, stored: str) -> bool:
 # A hash of a random password: verifying against it when the user does not exist
 # costs the same time as a real check, so timing does not reveal valid usernames.
 DUMMY_HASH: Final = hash_password(secrets.token_urlsafe(16))
+
+
+# scrypt costs ~50 ms of CPU and 16 MiB: never on the event loop (lockd, blobs and every
+# WebSocket share it). One thread at a time, so a burst of sign-ins queues here while
+# the loop keeps a core; hashlib.scrypt releases the GIL while it runs.
+_HASHING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scsync-scrypt")
+
+
+async def hash_password_async(password: str) -> str:
+    return await asyncio.get_running_loop().run_in_executor(_HASHING, hash_password, password)
+
+
+async def verify_password_async(password: str, stored: str) -> bool:
+    return await asyncio.get_running_loop().run_in_executor(
+        _HASHING, verify_password, password, stored
+    )

@@ -17,7 +17,7 @@ from typing import Any, Final
 from sqlalchemy import BigInteger, Boolean, Date, DateTime, Integer, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from api.errors import ValidationFailed
+from api.errors import Forbidden, ValidationFailed
 from schema.tables import SYNCED_TABLES, Side, metadata_for
 
 INT64_MAX: Final = 2**63 - 1
@@ -49,6 +49,10 @@ SERVER_COLUMNS: Final = frozenset(
 )
 # Never leaves the server.
 SECRET_COLUMNS: Final = frozenset({"password_hash", "local_path"})
+# Credentials and privileges: changed only through the account endpoints (api/accounts.py),
+# in any table, never by a record write or an edit session.
+ACCOUNT_COLUMNS: Final = frozenset({"password_hash", "role"})
+ACCOUNT_TABLES: Final = frozenset({"user_accounts"})
 # Tables whose rows are (about) a patient: their reads and changes are audited.
 PATIENT_TABLES: Final = frozenset({"patients", "images", "captures", "project_files", "reports"})
 
@@ -103,11 +107,6 @@ class TableSpec:
     def column(self, name: str) -> ColumnSpec:
         return next(c for c in self.columns if c.name == name)
 
-    @property
-    def write_only(self) -> tuple[str, ...]:
-        # user_accounts takes a password and stores its hash.
-        return ("password",) if self.name == "user_accounts" else ()
-
 
 def _kind(table: Table, name: str) -> str:
     t = table.c[name].type
@@ -143,14 +142,10 @@ def table_specs(side: Side) -> dict[str, TableSpec]:
             )
             for c in table.columns
         )
-        writable = tuple(
-            c.name for c in cols if c.name not in SERVER_COLUMNS and c.name != "password_hash"
-        )
+        writable = tuple(c.name for c in cols if c.name not in SERVER_COLUMNS | ACCOUNT_COLUMNS)
         required = tuple(
             c.name for c in cols if c.name in writable and not c.nullable and not c.has_default
         )
-        if name == "user_accounts":
-            required = (*required, "password")
         specs[name] = TableSpec(
             name=name,
             side=side,
@@ -166,6 +161,15 @@ def table_specs(side: Side) -> dict[str, TableSpec]:
 
 def table_spec(side: Side, name: str) -> TableSpec | None:
     return table_specs(side).get(name)
+
+
+def refuse_account_write(spec: TableSpec) -> None:
+    """Record writes and edit sessions never change accounts (see ACCOUNT_COLUMNS)."""
+    if spec.name in ACCOUNT_TABLES:
+        raise Forbidden(
+            f"{spec.name} records are changed only through /v1/accounts, by an admin",
+            field="table",
+        )
 
 
 def parse_id(value: Any, field: str) -> int:
@@ -244,14 +248,10 @@ def convert_value(col: ColumnSpec, value: Any) -> Any:
 
 
 def parse_body(spec: TableSpec, body: Any, *, partial: bool) -> dict[str, Any]:
-    """Validate a create (partial=False) or update body; return column -> DB value.
-
-    A ``password`` for user_accounts is returned as is under that key; the caller
-    hashes it.
-    """
+    """Validate a create (partial=False) or update body; return column -> DB value."""
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be a JSON object", field=None)
-    allowed = set(spec.writable) | set(spec.write_only)
+    allowed = set(spec.writable)
     for key in body:
         if key not in allowed:
             raise ValidationFailed(f"unknown or read-only field {key!r}", field=key)
@@ -261,12 +261,6 @@ def parse_body(spec: TableSpec, body: Any, *, partial: bool) -> dict[str, Any]:
                 raise ValidationFailed(f"{key} is required", field=key)
     out: dict[str, Any] = {}
     for key, value in body.items():
-        if key == "password":
-            text = _check_text(value, key)
-            if not 8 <= len(text) <= 1024:
-                raise ValidationFailed("password must be 8..1024 characters", field=key)
-            out[key] = text
-            continue
         out[key] = convert_value(spec.column(key), value)
     if partial and not out:
         raise ValidationFailed("nothing to change: the body names no field", field=None)

@@ -53,6 +53,13 @@ class Settings:
     ws_queue_size: int = 256
     ws_replay_limit: int = 1000
     ws_heartbeat_s: float = 20.0
+    # Subscriptions (sites + patients + records) one WebSocket may hold at most.
+    ws_max_subscriptions: int = 1000
+    # Sign-in throttle (api/throttle.py): failures per account / per client address
+    # within the window, then 429 with Retry-After.
+    login_max_failures: int = 5
+    login_max_failures_per_address: int = 20
+    login_window_s: float = 60.0
     # Where events come from on this instance: the DB's LISTEN/NOTIFY, or (cloud)
     # a RabbitMQ fanout exchange fed by one relay instance.
     bus: Bus = "postgres"
@@ -79,6 +86,8 @@ class Settings:
     s3_secret_key: str = ""
     # How the cloud proves an upload's bytes (api/blobs.py, docs/files.md).
     s3_verify_by: str = "checksum"
+    # The largest blob an upload plan is made for (bytes); above it: 400.
+    blob_max_size: int = 64 * 1024**3
 
 
 _FIELDS: Final = {f.name: f for f in dataclasses.fields(Settings)}
@@ -90,6 +99,10 @@ _INT_KEYS: Final = {
     "pool_max",
     "ws_queue_size",
     "ws_replay_limit",
+    "ws_max_subscriptions",
+    "login_max_failures",
+    "login_max_failures_per_address",
+    "blob_max_size",
 }
 _FLOAT_KEYS: Final = {
     "revocation_check_s",
@@ -98,6 +111,7 @@ _FLOAT_KEYS: Final = {
     "lease_ttl_s",
     "idle_warn_s",
     "idle_close_s",
+    "login_window_s",
 }
 _BOOL_KEYS: Final = {"mount_lockd", "mount_blobs"}
 
@@ -197,7 +211,17 @@ def validate(s: Settings) -> None:
         )
     if not 0 <= s.port <= 65535:
         raise ConfigError(f"setting 'port' must be 0..65535, got {s.port}", field="port")
-    for key in ("token_ttl_s", "client_max_size", "pool_min", "pool_max", "ws_queue_size"):
+    for key in (
+        "token_ttl_s",
+        "client_max_size",
+        "pool_min",
+        "pool_max",
+        "ws_queue_size",
+        "ws_max_subscriptions",
+        "login_max_failures",
+        "login_max_failures_per_address",
+        "blob_max_size",
+    ):
         if getattr(s, key) < 1:
             raise ConfigError(f"setting {key!r} must be at least 1", field=key)
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -228,7 +252,13 @@ def validate(s: Settings) -> None:
         raise ConfigError("setting 'bus' = rabbitmq is for the cloud side only", field="bus")
     if not 0.1 <= s.lease_ttl_s <= 86400:
         raise ConfigError("setting 'lease_ttl_s' must be 0.1..86400 seconds", field="lease_ttl_s")
-    for key in ("idle_warn_s", "idle_close_s", "lockd_timeout_s", "ws_heartbeat_s"):
+    for key in (
+        "idle_warn_s",
+        "idle_close_s",
+        "lockd_timeout_s",
+        "ws_heartbeat_s",
+        "login_window_s",
+    ):
         if getattr(s, key) <= 0:
             raise ConfigError(f"setting {key!r} must be positive", field=key)
     if not s.db_url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from api.events import Hub, RabbitBus
 from api.settings import Settings
 from api.store import Pool
+from api.throttle import LoginThrottle
 from schema.auth import TokenCache
 from schema.revocation import Revocations
 
@@ -33,3 +34,4 @@ WEBSOCKETS: Final = web.AppKey("websockets", Sockets)
 ENGINE: Final = web.AppKey("engine", Engine)
 BUS: Final = web.AppKey("bus", RabbitBus)
 TASKS: Final = web.AppKey("tasks", list[asyncio.Task[None]])
+LOGINS: Final = web.AppKey("logins", LoginThrottle)

@@ -150,6 +150,12 @@ def _adapt(values: Mapping[str, Any], json_columns: frozenset[str]) -> dict[str,
     return {k: (Jsonb(v) if k in json_columns else v) for k, v in values.items()}
 
 
+async def disabled_accounts(conn: Conn, ids: list[int]) -> set[int]:
+    """Which of these accounts are disabled (scsync_token_versions, this side's own)."""
+    rows = await fetch_all(conn, q("api_accounts_disabled"), {"ids": ids})
+    return {int(r["key"]) for r in rows}
+
+
 async def insert_record(
     conn: Conn, spec: TableSpec, values: Mapping[str, Any], json_columns: frozenset[str]
 ) -> Row:

@@ -27,13 +27,15 @@ from api.http import (
     require_writer,
     scope,
 )
-from api.passwords import DUMMY_HASH, hash_password, verify_password
+from api.passwords import DUMMY_HASH, verify_password_async
 from api.records import (
+    ACCOUNT_TABLES,
     PATIENT_TABLES,
     TableSpec,
     convert_value,
     parse_body,
     parse_id,
+    refuse_account_write,
     row_to_json,
     table_spec,
     table_specs,
@@ -61,10 +63,12 @@ def _spec(request: web.Request) -> TableSpec:
     return spec
 
 
-def _check_table_access(p: Principal, spec: TableSpec) -> None:
+def _check_table_access(p: Principal, spec: TableSpec, *, write: bool = False) -> None:
     # Accounts (even without their hashes) are for administrators only.
     if spec.name == "user_accounts":
         require_admin(p)
+    if write:
+        refuse_account_write(spec)
 
 
 async def _audit(
@@ -139,14 +143,20 @@ async def auth_token(request: web.Request) -> web.Response:
             raise Unauthorized("invalid username or password")
     else:
         site = VENDOR_SITE if site_raw is None else site_raw
+    # Counted before anything is looked up or hashed, so a burst of guesses is bounded
+    # (429 with Retry-After) and scrypt never runs on the event loop.
+    throttle = request.app[state.LOGINS]
+    account, address = (site, username), request.remote or "unknown"
+    attempt = throttle.begin(account, address)
     async with store.transaction(request.app[state.POOL]) as conn:
         row = await store.fetch_one(
             conn, store.q("api_auth_user"), {"username": username, "site_id": site}
         )
     stored = DUMMY_HASH if row is None else str(row["password_hash"])
-    if not verify_password(password, stored) or row is None or row["disabled"]:
+    if not await verify_password_async(password, stored) or row is None or row["disabled"]:
         # A disabled account is told nothing more than a wrong password is.
         raise Unauthorized("invalid username or password")
+    throttle.succeeded(account, address, attempt)
     role = str(row["role"])
     if role == "vendor_admin" and (settings.side != "cloud" or site != VENDOR_SITE):
         raise Unauthorized("invalid username or password")
@@ -301,26 +311,13 @@ def _creation_site(request: web.Request, p: Principal) -> int:
     return query_int(request, "site_id", 0, 1, 2**31 - 1)
 
 
-async def _prepare_values(spec: TableSpec, p: Principal, values: dict[str, Any]) -> dict[str, Any]:
-    if "password" in values:
-        values["password_hash"] = hash_password(values.pop("password"))
-    role = values.get("role")
-    if spec.name == "user_accounts" and role is not None:
-        allowed = (*USER_ROLES, "vendor_admin") if p.is_vendor_admin else USER_ROLES
-        if role not in allowed:
-            raise ValidationFailed(f"role must be one of {', '.join(allowed)}", field="role")
-    return values
-
-
 async def create_record(request: web.Request) -> web.Response:
     p = principal(request)
     spec = _spec(request)
-    _check_table_access(p, spec)
+    _check_table_access(p, spec, write=True)
     require_writer(p)
     site = _creation_site(request, p)
-    values = await _prepare_values(
-        spec, p, parse_body(spec, await read_object(request), partial=False)
-    )
+    values = parse_body(spec, await read_object(request), partial=False)
     values["site_id"] = site
     async with store.transaction(request.app[state.POOL]) as conn:
         await _check_references(conn, spec, values, site)
@@ -344,13 +341,11 @@ async def get_record(request: web.Request) -> web.Response:
 async def update_record(request: web.Request) -> web.Response:
     p = principal(request)
     spec = _spec(request)
-    _check_table_access(p, spec)
+    _check_table_access(p, spec, write=True)
     require_writer(p)
     row_id = path_id(request)
     expected = query_id(request, "expected_revision")
-    values = await _prepare_values(
-        spec, p, parse_body(spec, await read_object(request), partial=True)
-    )
+    values = parse_body(spec, await read_object(request), partial=True)
     await _visible_and_free(request, p, spec, row_id)
     async with store.transaction(request.app[state.POOL]) as conn:
         current = await store.get_record(conn, spec, row_id, scope(p), for_update=True)
@@ -386,7 +381,7 @@ async def _visible_and_free(
 async def delete_record(request: web.Request) -> web.Response:
     p = principal(request)
     spec = _spec(request)
-    _check_table_access(p, spec)
+    _check_table_access(p, spec, write=True)
     require_writer(p)
     row_id = path_id(request)
     await _visible_and_free(request, p, spec, row_id)
@@ -461,7 +456,7 @@ async def rollback(request: web.Request) -> web.Response:
     """Restore an older revision's content as a new save (a new revision)."""
     p = principal(request)
     spec = _spec(request)
-    _check_table_access(p, spec)
+    _check_table_access(p, spec, write=True)
     require_writer(p)
     row_id = path_id(request)
     body = await read_object(request)
@@ -470,7 +465,7 @@ async def rollback(request: web.Request) -> web.Response:
     revision = parse_id(body["revision"], "revision")
     await _visible_and_free(request, p, spec, row_id)
     async with store.transaction(request.app[state.POOL]) as conn:
-        await store.get_record(conn, spec, row_id, scope(p), for_update=True)
+        current = await store.get_record(conn, spec, row_id, scope(p), for_update=True)
         old = await store.fetch_one(
             conn,
             store.q("api_history_revision"),
@@ -485,8 +480,7 @@ async def rollback(request: web.Request) -> web.Response:
         for name in (*spec.writable, "deleted"):
             if name in data:
                 values[name] = convert_value(spec.column(name), data[name])
-        if spec.name == "user_accounts" and "password_hash" in data:
-            values["password_hash"] = data["password_hash"]
+        await _check_references(conn, spec, values, current["site_id"])
         row = await store.update_record(conn, spec, row_id, scope(p), values, _json_columns(spec))
         await _audit(
             conn, request, p, "rollback", spec, row_id, row["site_id"], {"to": str(revision)}
@@ -635,6 +629,9 @@ async def resolve_conflict(request: web.Request) -> web.Response:
         raise NotFound(f"no conflict {conflict_id}")
     if row["status"] != "open":
         raise Conflict(f"conflict {conflict_id} is already resolved", field="id")
+    if row["table_name"] in ACCOUNT_TABLES:
+        # Either version sets a password hash and a role: an account change.
+        require_admin(p)
     who = actor(request, p)
     engine = request.app[state.ENGINE]
 

@@ -36,10 +36,11 @@ import jwt
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from api import state
-from api.errors import ApiError, Unauthorized
+from api.errors import ApiError, Unauthorized, ValidationFailed
 from api.events import Event, Subscriber, events_after
 from api.http import check_revoked, verify
 from api.records import parse_id, table_spec
+from schema import jsonbody
 from schema.auth import AuthError, Principal, bearer
 
 log = logging.getLogger("scsync.api.ws")
@@ -57,6 +58,7 @@ class _Session:
         self.ws = ws
         self.sub = sub
         self.pending_replay: int | None = None
+        self.writer: asyncio.Task[None] | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         self.sub.offer(json.dumps(message))
@@ -109,10 +111,25 @@ class _Session:
             ):
                 raise ApiError("events must be a list of event types", field="events")
             last = msg.get("last_event_id", self.pending_replay)
-            if last is not None and (isinstance(last, bool) or not isinstance(last, int)):
+            if last is not None and (
+                isinstance(last, bool) or not isinstance(last, int) or not 0 <= last < 2**63
+            ):
                 raise ApiError("last_event_id must be an integer", field="last_event_id")
         except ApiError as exc:
             self.error("bad_message", exc.message)
+            return
+        cap = self.request.app[state.SETTINGS].ws_max_subscriptions
+        if add and (
+            len(self.sub.sites | sites)
+            + len(self.sub.patients | patients)
+            + len(self.sub.records | records)
+            > cap
+        ):
+            self.error(
+                "too_many_subscriptions",
+                f"a socket holds at most {cap} subscriptions (sites, patients and records);"
+                " nothing was added",
+            )
             return
         if add and types is not None:
             self.sub.types = set(types)
@@ -142,32 +159,70 @@ class _Session:
 
     async def replay(self, after: int) -> tuple[int, bool]:
         """Send what matches since `after`, holding live events back meanwhile so the
-        client sees every event once and in id order."""
+        client sees every event once and in id order. The replay waits for the client
+        to take what is queued (it is never cut off as a slow consumer for it); when
+        more than ``ws_replay_limit`` events, or more live ones than its queue holds,
+        pile up meanwhile, it is told to reload (``replay.truncated``, ``reload``)."""
         app = self.request.app
         limit = app[state.SETTINGS].ws_replay_limit
         held: list[tuple[int, str]] = []
         self.sub.hold = held
+        count, truncated = 0, False
         try:
             p = self.sub.principal
             site = None if p.is_vendor_admin else p.site_id
             events = await events_after(app[state.POOL], after, site, limit + 1)
+            truncated = len(events) > limit
+            if truncated:
+                await self._put(self._reload(after, limit))
+            sent_ids: set[int] = set()
+            for ev in events[:limit]:
+                if len(held) > self.sub.queue.maxsize:
+                    truncated = True
+                    held.clear()
+                    await self._put(self._reload(after, limit))
+                    break
+                if self.sub.matches(ev):
+                    sent_ids.add(ev.id)
+                    await self._put(json.dumps(ev.as_dict()))
+                    count += 1
+            # Live events of the meantime; new ones join `held` until it is empty.
+            while held:
+                if len(held) > self.sub.queue.maxsize:
+                    truncated = True
+                    held.clear()
+                    await self._put(self._reload(after, limit))
+                    break
+                ev_id, text = held.pop(0)
+                if ev_id not in sent_ids:
+                    await self._put(text)
+        except _Gone:
+            pass
         finally:
             self.sub.hold = None
-        truncated = len(events) > limit
-        events = events[:limit]
-        if truncated:
-            self.send({"type": "replay.truncated", "after": after, "limit": limit})
-        sent_ids: set[int] = set()
-        count = 0
-        for ev in events:
-            if self.sub.matches(ev):
-                sent_ids.add(ev.id)
-                self.sub.offer(json.dumps(ev.as_dict()))
-                count += 1
-        for ev_id, text in held:
-            if ev_id not in sent_ids:
-                self.sub.offer(text)
         return count, truncated
+
+    def _reload(self, after: int, limit: int) -> str:
+        return json.dumps(
+            {"type": "replay.truncated", "after": after, "limit": limit, "reload": True}
+        )
+
+    async def _put(self, text: str) -> None:
+        """Queue ``text``, waiting while the client's queue is full (back-pressure);
+        _Gone when the socket's writer has ended."""
+        while True:
+            if self.sub.overflowed or (self.writer is not None and self.writer.done()):
+                raise _Gone
+            try:
+                await asyncio.wait_for(self.sub.queue.put(text), 1.0)
+            except TimeoutError:
+                continue
+            self.sub.delivered += 1
+            return
+
+
+class _Gone(Exception):
+    """The socket went away during a replay."""
 
 
 async def _writer(ws: web.WebSocketResponse, sub: Subscriber) -> None:
@@ -225,7 +280,7 @@ async def _authenticate_first_message(
         await ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized: expected auth message")
         return None
     try:
-        body = json.loads(msg.data)
+        body = jsonbody.loads(msg.data)
         if not isinstance(body, dict) or body.get("type") != "auth":
             raise Unauthorized("expected {type: auth, token}")
         token = str(body.get("token", ""))
@@ -258,7 +313,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         try:
             last = int(last_raw)
         except ValueError:
-            raise ApiError("last_event_id must be an integer", field="last_event_id") from None
+            last = -1
+        if not 0 <= last < 2**63:
+            raise ValidationFailed(
+                "last_event_id must be an event id (a non-negative integer)",
+                field="last_event_id",
+            )
     ws = web.WebSocketResponse(heartbeat=settings.ws_heartbeat_s, max_msg_size=MAX_MESSAGE)
     await ws.prepare(request)
     app[state.WEBSOCKETS].add(ws)
@@ -273,6 +333,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     hub = app[state.HUB]
     hub.add(sub)
     writer = asyncio.create_task(_writer(ws, sub))
+    session.writer = writer
     # A token is good until it expires or is revoked; the socket it opened is closed then.
     expiry = asyncio.create_task(_watch_token(request, sub, _expires_at(token)))
     session.send(
@@ -289,9 +350,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             if msg.type != WSMsgType.TEXT:
                 continue
             try:
-                body = json.loads(msg.data)
-            except ValueError:
-                session.error("malformed_json", "messages are JSON objects")
+                body = jsonbody.loads(msg.data)
+            except ValueError as exc:
+                session.error("malformed_json", f"messages are JSON objects: {exc}")
                 continue
             if not isinstance(body, dict):
                 session.error("bad_message", "messages are JSON objects")

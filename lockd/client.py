@@ -10,6 +10,7 @@ VersionConflict, ...), with ``field`` and the extra fields of the body.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -39,6 +40,9 @@ class LockClient:
         self.timeout_s = timeout_s
         self._session = session
         self._own_session = session is None
+        # When (monotonic) this client last failed to reach lockd; None once lockd has
+        # answered since. The local API grants an offline edit only on such evidence.
+        self.unreachable_at: float | None = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -85,14 +89,23 @@ class LockClient:
                     data = None
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            self.unreachable_at = time.monotonic()
             raise LockServiceUnreachable(
                 f"lock service at {self.base_url} unreachable: {type(exc).__name__}: {exc}"
             ) from exc
         if not isinstance(data, dict):
+            self.unreachable_at = time.monotonic()
             raise LockServiceUnreachable(f"lock service answered {status} without a JSON body")
+        self.unreachable_at = None
         if status >= 400:
             raise _error_from(status, data)
         return data
+
+    def failed_within(self, seconds: float) -> bool:
+        """True when this client's last attempt failed to reach lockd, less than
+        ``seconds`` ago (and nothing has reached it since)."""
+        at = self.unreachable_at
+        return at is not None and time.monotonic() - at <= seconds
 
     async def acquire(
         self,

@@ -15,6 +15,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from lockd.errors import (
+    BadRequest,
     Forbidden,
     InvalidChange,
     LeaseExpired,
@@ -22,6 +23,7 @@ from lockd.errors import (
     LockdError,
     LockdUnavailable,
     NoLease,
+    NotEditable,
     RecordNotFound,
     VersionConflict,
 )
@@ -46,9 +48,13 @@ def translate_error(exc: BaseException) -> LockdError:
     if isinstance(exc, psycopg.Error):
         code = exc.sqlstate
         message = (exc.diag.message_primary if exc.diag else None) or str(exc).strip()
-        if code == "SCL22":
+        if code in ("SCL22", "SCL23"):
             column = exc.diag.column_name if exc.diag else None
             return InvalidChange(message, field=f"changes.{column}" if column else "changes")
+        if code == "SCL12":
+            return BadRequest(message, field="holder")
+        if code == "SCL13":
+            return NotEditable(message, field="table")
         if code in _BY_SQLSTATE:
             return _BY_SQLSTATE[code](message)
         # A value the column refuses (type, range, not-null, check, foreign key).

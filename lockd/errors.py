@@ -45,6 +45,13 @@ class Forbidden(LockdError):
     code = "forbidden"
 
 
+class NotEditable(Forbidden):
+    """Accounts (``user_accounts``; any ``password_hash`` or ``role``) are changed only
+    through the API's account endpoints, never by an edit session's save."""
+
+    code = "not_editable"
+
+
 class RecordNotFound(LockdError):
     status = 404
     code = "record_not_found"
@@ -121,6 +128,7 @@ ERRORS_BY_CODE: dict[str, type[LockdError]] = {
         InvalidChange,
         Unauthorized,
         Forbidden,
+        NotEditable,
         RecordNotFound,
         NoLease,
         PayloadTooLarge,

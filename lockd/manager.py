@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 # Lease events after which the record may be free.
 _ENDING = frozenset({"lease.released", "lease.expired", "lease.broken", "lease.idle_closed"})
 
-HOLDER_RE = re.compile(r"^(local:[0-9]+/\S{1,120}|cloud:\S{1,120})$")
+# A holder names its site: usernames are unique only within one clinic, so
+# "cloud:alice" of two clinics would be one owner (site 0: the vendor's staff).
+HOLDER_RE = re.compile(r"^(local|cloud):[0-9]{1,10}/\S{1,120}$")
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,9 @@ class Owner:
 
 def check_holder(holder: object) -> str:
     if not isinstance(holder, str) or not HOLDER_RE.match(holder):
-        raise BadRequest("holder must be 'local:<site>/<user>' or 'cloud:<user>'", field="holder")
+        raise BadRequest(
+            "holder must be 'local:<site>/<user>' or 'cloud:<site>/<user>'", field="holder"
+        )
     return holder
 
 

@@ -17,7 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from lockd.db import translate_error
-from lockd.errors import BadRequest, InvalidChange, RecordNotFound
+from lockd.errors import BadRequest, InvalidChange, NotEditable, RecordNotFound
 from schema.sql import query
 from schema.tables import SYNCED_TABLES, metadata_for
 
@@ -44,10 +44,17 @@ NOT_EDITABLE: frozenset[str] = frozenset(
         "blob_size",
         "blob_state",
         "local_path",
+        # Credentials and privileges: only the API's account endpoints change them
+        # (an admin of the record's site, never above the admin's own role).
+        "password_hash",
+        "role",
     }
 )
 
 PROTECTED: list[str] = sorted(NOT_EDITABLE)
+
+# Tables whose rows no edit session may change at all (see NOT_EDITABLE).
+ACCOUNT_TABLES: frozenset[str] = frozenset({"user_accounts"})
 
 
 @functools.cache
@@ -55,6 +62,11 @@ def editable_columns(table: str) -> frozenset[str]:
     """The columns of a synced table that an edit session may change."""
     if table not in SYNCED_TABLES:
         raise RecordNotFound(f"unknown table {table!r}", field="table")
+    if table in ACCOUNT_TABLES:
+        raise NotEditable(
+            f"{table} records are changed through the account endpoints (/v1/accounts)",
+            field="table",
+        )
     cols = set(metadata_for("cloud").tables[table].columns.keys())
     cols &= set(metadata_for("local").tables[table].columns.keys())
     return frozenset(cols - NOT_EDITABLE)

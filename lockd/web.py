@@ -7,7 +7,7 @@ refused) that was not revoked since (schema/revocation.py):
 - a **site** token acts for the site's local users: ``holder`` must be
   ``local:<its site>/<user>``, it reaches only its own site's records (403 otherwise) and
   only its own site's leases;
-- a **user** token (cloud client) acts as ``cloud:<user>`` on its site's records; a
+- a **user** token (cloud client) acts as ``cloud:<site>/<user>`` on its site's records; a
   ``vendor_admin`` reaches every site. Force-break needs role ``admin``/``vendor_admin``
   (or a site token, for the local admins behind it).
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,6 +38,7 @@ from lockd.errors import (
     Unauthorized,
 )
 from lockd.manager import LeaseManager, LockdConfig, Owner, check_holder
+from schema import jsonbody
 from schema.auth import AuthError, Principal, TokenCache, bearer
 from schema.revocation import DEFAULT_CHECK_S, Revocations
 
@@ -181,7 +181,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
             raise PayloadTooLarge(f"request body is over {limit} bytes")
     raw = b"".join(chunks)
     try:
-        data = json.loads(raw)
+        data = jsonbody.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"malformed JSON: {exc}") from exc
     if not isinstance(data, dict):

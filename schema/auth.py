@@ -68,11 +68,13 @@ class Principal:
 
     @property
     def holder(self) -> str:
-        """Lease holder name: ``local:<site>/<user>``, ``cloud:<user>`` or ``site:<id>``."""
+        """Lease holder name of a cloud user: ``cloud:<site>/<user>`` (``site:<id>`` for a
+        site token). Usernames are unique only within one site, so the holder names the
+        site too (0 for the vendor's own staff, whose accounts live there)."""
         if self.kind == "site":
             return f"site:{self.site_id}"
         name = self.subject.removeprefix("user:")
-        return f"cloud:{name}"
+        return f"cloud:{self.site_id if self.site_id is not None else 0}/{name}"
 
 
 def issuer(side: Side) -> str:

@@ -42,6 +42,13 @@ HELP: Final[dict[str, str]] = {
     "ws_queue_size": "events queued per WebSocket client before it is disconnected as slow",
     "ws_replay_limit": "events replayed to a reconnecting client (last_event_id) at most",
     "ws_heartbeat_s": "WebSocket ping period (seconds)",
+    "ws_max_subscriptions": "subscriptions (sites + patients + records) one WebSocket may "
+    "hold; more gets an error message",
+    "login_max_failures": "failed sign-ins per account within login_window_s, then 429 "
+    "with Retry-After",
+    "login_max_failures_per_address": "failed sign-ins per client address within "
+    "login_window_s, then 429 with Retry-After",
+    "login_window_s": "the sign-in throttle's window (seconds)",
     "bus": "where live events come from: postgres (LISTEN/NOTIFY) or rabbitmq (cloud only)",
     "amqp_url": "RabbitMQ URL when bus = rabbitmq",
     "amqp_exchange": "RabbitMQ fanout exchange when bus = rabbitmq",
@@ -63,6 +70,7 @@ HELP: Final[dict[str, str]] = {
     "s3_secret_key": "cloud: S3 credentials",
     "s3_verify_by": "cloud: how an upload's bytes are proven: checksum, read or copy"
     " (docs/files.md)",
+    "blob_max_size": "cloud: the largest blob an upload plan is made for (bytes); larger gets 400",
     # replicator
     "local_db_url": "the site's local database",
     "cloud_db_url": "the cloud database as this site's own role (printed once by "

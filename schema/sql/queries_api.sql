@@ -186,6 +186,6 @@ ON CONFLICT (singleton) DO UPDATE
        old_data = EXCLUDED.old_data, updated_at = now()
 RETURNING mode, tables, modalities, since_date, last_days, old_data, updated_at
 
--- name: api_account_site
-SELECT id, site_id, username FROM user_accounts
- WHERE id = %(id)s AND (%(site)s::int IS NULL OR site_id = %(site)s::int)
+-- name: api_accounts_disabled
+SELECT key FROM scsync_token_versions
+ WHERE kind = 'account' AND disabled AND key = ANY(%(ids)s::bigint[])

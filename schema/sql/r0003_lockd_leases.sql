@@ -10,7 +10,9 @@
 --
 -- SQLSTATEs (class SC, lockd's own): SCL03 record of another site, SCL04 unknown
 -- record, SCL05 no lease to break, SCL09 version conflict, SCL10 lease not held,
--- SCL11 lease expired, SCL22 a column that cannot be edited.
+-- SCL11 lease expired, SCL12 a holder that does not name its site, SCL13 an account
+-- (changed only through the API's account endpoints), SCL22 a column that
+-- cannot be edited, SCL23 a reference to no record of the same site.
 
 -- 64-bit advisory key of a record, in lockd's own namespace: the top 16 bits are
 -- 0x5C10, the low 48 bits a hash of "table/row_id". A hash collision only makes two
@@ -97,6 +99,12 @@ DECLARE
 BEGIN
     IF p_ttl_ms IS NULL OR p_ttl_ms < 100 OR p_ttl_ms > 86400000 THEN
         RAISE EXCEPTION 'ttl_ms must be between 100 and 86400000' USING ERRCODE = '22023';
+    END IF;
+    -- Usernames are unique only within one site: a holder names its site, or two
+    -- clinics' "alice" would own each other's leases.
+    IF p_holder IS NULL OR p_holder !~ '^(local|cloud):[0-9]{1,10}/[^[:space:]]{1,120}$' THEN
+        RAISE EXCEPTION 'holder must be local:<site>/<user> or cloud:<site>/<user>'
+            USING ERRCODE = 'SCL12';
     END IF;
     PERFORM pg_advisory_xact_lock(scsync_lockd_key(p_table, p_row_id));
     SELECT * INTO rec FROM scsync_lockd_record(p_table, p_row_id, p_scope_site);

@@ -186,7 +186,7 @@ async def test_edit_flow_across_cloud_and_sites(
         status, refused = await _call(
             http, "POST", f"{local}/v1/records/patients/{rid}/edit", alice
         )
-        assert status == 409 and refused["holder"] == "cloud:bob", refused
+        assert status == 409 and refused["holder"] == "cloud:1/bob", refused
         status, saved = await _call(
             http,
             "POST",

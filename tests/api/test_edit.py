@@ -139,17 +139,17 @@ async def test_cloud_edit_mirror_case(pair: tuple[Api, Api]) -> None:
     # The local clients see it too, relayed from the cloud.
     seen_local = await next_of(local_ws, "record.editing", timeout=1.0)
     assert time.monotonic() - started < 1.5
-    assert seen_local["data"]["by"] == "cloud" and seen_local["data"]["holder"] == "cloud:bob"
+    assert seen_local["data"]["by"] == "cloud" and seen_local["data"]["holder"] == "cloud:1/bob"
     resp = await local.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(alice))
     body = await resp.json()
-    assert resp.status == 409 and body["holder"] == "cloud:bob" and body["editing_by"] == "cloud"
+    assert resp.status == 409 and body["holder"] == "cloud:1/bob" and body["editing_by"] == "cloud"
     # Plain writes are refused too while the lease is live, on both sides.
     for api, who in ((local, alice), (cloud, ctoken("editor", site=1, name="carl"))):
         resp = await api.client.patch(
             f"/v1/records/patients/{p['id']}", json={"notes": "sneaky"}, headers=auth(who)
         )
         body = await resp.json()
-        assert resp.status == 409 and body["holder"] == "cloud:bob", body
+        assert resp.status == 409 and body["holder"] == "cloud:1/bob", body
     for action in ("heartbeat", "activity"):
         resp = await cloud.client.post(
             f"/v1/edit-sessions/{action}", json={"session": session["session"]}, headers=auth(bob)
@@ -173,7 +173,7 @@ async def test_cloud_edit_mirror_case(pair: tuple[Api, Api]) -> None:
         "/v1/edit-sessions/close", json={"session": session["session"]}, headers=auth(bob)
     )
     assert resp.status == 200
-    assert (await next_of(cloud_ws, "record.released"))["data"]["holder"] == "cloud:bob"
+    assert (await next_of(cloud_ws, "record.released"))["data"]["holder"] == "cloud:1/bob"
     assert (await next_of(local_ws, "record.released"))["data"]["by"] == "cloud"
     await local_ws.close()
     # The lease is gone: a save with the old session is refused, nothing written.
@@ -251,7 +251,7 @@ async def test_lease_running_out_is_pushed_as_lease_expired(short_leases: Api) -
     assert (await next_of(ws, "record.editing"))["data"]["by"] == "cloud"
     # No heartbeat: lockd's sweeper (mounted) ends the lease; the editor is told to close.
     expired = await next_of(ws, "lease.expired", timeout=6)
-    assert expired["record_id"] == p["id"] and expired["data"]["holder"] == "cloud:bob"
+    assert expired["record_id"] == p["id"] and expired["data"]["holder"] == "cloud:1/bob"
     resp = await api.client.post(
         "/v1/edit-sessions/save",
         json={"session": session["session"], "changes": {"name": "late"}},

@@ -150,16 +150,20 @@ async def test_viewer_reads_but_cannot_write_and_accounts_need_admin(local_api: 
     assert resp.status == 403
     assert (await c.get("/v1/records/user_accounts", headers=auth(token("editor")))).status == 403
     admin = token("admin", name="root")
-    u = await local_api.create(
-        "user_accounts", {"username": "new", "password": "long enough pw", "role": "viewer"}, admin
+    resp = await c.post(
+        "/v1/accounts",
+        json={"username": "new", "password": "long enough pw", "role": "viewer"},
+        headers=auth(admin),
     )
+    u = await resp.json()
+    assert resp.status == 201, u
     assert "password_hash" not in u and "password" not in u
     resp = await c.post(
-        "/v1/records/user_accounts",
+        "/v1/accounts",
         json={"username": "boss", "password": "long enough pw", "role": "vendor_admin"},
         headers=auth(admin),
     )
-    assert resp.status == 400 and (await resp.json())["field"] == "role"
+    assert resp.status == 403 and (await resp.json())["field"] == "role"
     login = await c.post("/v1/auth/token", json={"username": "new", "password": "long enough pw"})
     assert login.status == 200
 

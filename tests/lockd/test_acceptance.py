@@ -49,7 +49,7 @@ def _racer(url: str, rid: int, barrier: Any, busy_count: Any, results: Any) -> N
             manager = LeaseManager(pool, LockdConfig(ttl_s=10, wait_poll_s=0.01))
             await pool.wait()
             barrier.wait(30)
-            first = await manager.try_acquire("patients", rid, f"cloud:racer{os.getpid()}")
+            first = await manager.try_acquire("patients", rid, f"cloud:1/racer{os.getpid()}")
             won = isinstance(first, Lease)
             if isinstance(first, Lease):
                 # Hold it until every other racer has found it taken (a racer that the
@@ -62,7 +62,7 @@ def _racer(url: str, rid: int, barrier: Any, busy_count: Any, results: Any) -> N
                 with busy_count.get_lock():
                     busy_count.value += 1
                 lease = await manager.acquire(
-                    "patients", rid, f"cloud:racer{os.getpid()}", wait_s=60
+                    "patients", rid, f"cloud:1/racer{os.getpid()}", wait_s=60
                 )
             await manager.release(lease.lease_id, lease.token)
             async with pool.connection() as conn:
@@ -165,7 +165,7 @@ async def test_sigkilled_holder_keeps_the_lease_until_ttl(
     holder_proc.wait(10)
     killed_at = _db_now(records.db)
     with pytest.raises(LeaseBusy):
-        await manager.acquire("patients", rid, "cloud:next")
+        await manager.acquire("patients", rid, "cloud:1/next")
     [held_row] = lease_rows(records.db)
     assert held_row[3] == held["token"]
     with records.db.connect() as conn:
@@ -176,7 +176,7 @@ async def test_sigkilled_holder_keeps_the_lease_until_ttl(
     expires_at = r[0]
     assert isinstance(expires_at, datetime)
     assert expires_at > killed_at  # still leased after the holder died
-    nxt = await manager.acquire("patients", rid, "cloud:next", wait_s=5)
+    nxt = await manager.acquire("patients", rid, "cloud:1/next", wait_s=5)
     assert nxt.acquired_at is not None and nxt.acquired_at >= expires_at
     assert nxt.token > held["token"]
 
@@ -188,7 +188,7 @@ async def test_sigstopped_holder_is_fenced_after_its_ttl(
     held = _line(holder_proc)["lease"]
     holder_proc.send_signal(signal.SIGSTOP)
     try:
-        nxt = await manager.acquire("patients", rid, "cloud:next", wait_s=5, ttl_s=10)
+        nxt = await manager.acquire("patients", rid, "cloud:1/next", wait_s=5, ttl_s=10)
         saved = await manager.save(
             nxt.lease_id, nxt.token, {"notes": "new holder"}, expected_revision=nxt.revision
         )
@@ -204,7 +204,7 @@ async def test_sigstopped_holder_is_fenced_after_its_ttl(
     row = row_of(records.db, rid)
     assert row["notes"] == "new holder" and row["revision"] == saved.revision
     [lease] = lease_rows(records.db)
-    assert lease[2] == "cloud:next" and lease[3] == nxt.token
+    assert lease[2] == "cloud:1/next" and lease[3] == nxt.token
 
 
 async def test_commit_reply_lost_then_retry_applies_exactly_once(
@@ -218,7 +218,7 @@ async def test_commit_reply_lost_then_retry_applies_exactly_once(
     await pool.open(wait=True)
     try:
         via_proxy = LeaseManager(pool, LockdConfig(ttl_s=10))
-        lease = await via_proxy.acquire("patients", rid, "cloud:bob")
+        lease = await via_proxy.acquire("patients", rid, "cloud:1/bob")
         save_id = uuid.uuid4()
         before = history_count(records.db, rid)
         proxy.cut_on_next_reply()
@@ -247,7 +247,7 @@ async def test_commit_reply_lost_then_retry_applies_exactly_once(
         assert (row["version_major"], row["version_minor"]) == (2, 0)
         # Someone else gets the record; replaying the old request is now refused.
         await via_proxy.release(lease.lease_id, lease.token)
-        other = await manager.acquire("patients", rid, "cloud:carol")
+        other = await manager.acquire("patients", rid, "cloud:1/carol")
         await manager.save(other.lease_id, other.token, {"notes": "carol"})
         with pytest.raises(LeaseNotHeld):
             await via_proxy.save(
@@ -286,8 +286,8 @@ def test_postgres_restart_keeps_leases_and_tokens_grow() -> None:
         async def before() -> tuple[Any, Any]:
             async with make_pool(url, min_size=1, max_size=1) as pool:
                 mgr = LeaseManager(pool, LockdConfig(ttl_s=120))
-                la = await mgr.acquire("patients", a, "cloud:bob")
-                lb = await mgr.acquire("patients", b, "cloud:carol")
+                la = await mgr.acquire("patients", a, "cloud:1/bob")
+                lb = await mgr.acquire("patients", b, "cloud:1/carol")
                 await mgr.release(lb.lease_id, lb.token)
                 return la, lb
 
@@ -301,10 +301,10 @@ def test_postgres_restart_keeps_leases_and_tokens_grow() -> None:
                 state = await mgr.get("patients", a)
                 assert state.status == "held" and state.token == la.token
                 renewed = await mgr.renew(la.lease_id, la.token)  # the lease is still valid
-                assert renewed.holder == "cloud:bob"
+                assert renewed.holder == "cloud:1/bob"
                 with pytest.raises(LeaseBusy):
-                    await mgr.acquire("patients", a, "cloud:eve")
-                nb = await mgr.acquire("patients", b, "cloud:dave")
+                    await mgr.acquire("patients", a, "cloud:1/eve")
+                nb = await mgr.acquire("patients", b, "cloud:1/dave")
                 assert nb.token > max(la.token, lb.token)
 
         asyncio.run(after())
@@ -324,9 +324,9 @@ def test_wall_clock_is_not_consulted(records: Records, monkeypatch: pytest.Monke
         async with make_pool(records.db.libpq_url, min_size=1, max_size=1) as pool:
             mgr = LeaseManager(pool, LockdConfig(ttl_s=0.3, wait_poll_s=0.02))
             monkeypatch.setattr(time, "time", no_wall_clock)
-            lease = await mgr.acquire("patients", records.site1[0], "cloud:bob")
+            lease = await mgr.acquire("patients", records.site1[0], "cloud:1/bob")
             await mgr.renew(lease.lease_id, lease.token)
-            again = await mgr.acquire("patients", records.site1[0], "cloud:carol", wait_s=2)
+            again = await mgr.acquire("patients", records.site1[0], "cloud:1/carol", wait_s=2)
             await mgr.sweep()
             monkeypatch.undo()
             assert again.token > lease.token

@@ -34,7 +34,7 @@ async def test_acquire_records_version_and_blocks_others(
     assert lease.holder == "local:1/alice" and lease.site_id == 1
     assert 0 < lease.expires_in_ms <= 1000
     with pytest.raises(LeaseBusy) as busy:
-        await manager.acquire("patients", rid, "cloud:bob")
+        await manager.acquire("patients", rid, "cloud:1/bob")
     assert busy.value.extra["holder"] == "local:1/alice"
     assert busy.value.extra["editing_by"] == "local"
     state = await manager.get("patients", rid)
@@ -51,15 +51,15 @@ async def test_release_is_owner_checked_and_frees_the_record(
     manager: LeaseManager, records: Records, events: EventListener
 ) -> None:
     rid = records.site1[0]
-    lease = await manager.acquire("patients", rid, "cloud:bob")
+    lease = await manager.acquire("patients", rid, "cloud:1/bob")
     with pytest.raises(LeaseNotHeld):
         await manager.release(lease.lease_id, lease.token + 1)
     with pytest.raises(LeaseNotHeld):
-        await manager.release(lease.lease_id, lease.token, owner=Owner.holder("cloud:eve"))
+        await manager.release(lease.lease_id, lease.token, owner=Owner.holder("cloud:1/eve"))
     with pytest.raises(LeaseNotHeld):
         await manager.release(lease.lease_id, lease.token, owner=Owner.site(1))
     assert len(lease_rows(records.db)) == 1
-    await manager.release(lease.lease_id, lease.token, owner=Owner.holder("cloud:bob"))
+    await manager.release(lease.lease_id, lease.token, owner=Owner.holder("cloud:1/bob"))
     assert lease_rows(records.db) == []
     await events.wait_for("lease.released")
     # A late (replayed) release never frees the next holder's lease.
@@ -91,13 +91,13 @@ async def test_scope_unknown_and_bad_input(manager: LeaseManager, records: Recor
         await manager.acquire("patients", records.site1[0], "mallory")
     assert bad.value.field == "holder"
     with pytest.raises(BadRequest) as bad:
-        await manager.acquire("patients", -1, "cloud:x")
+        await manager.acquire("patients", -1, "cloud:1/x")
     assert bad.value.field == "row_id"
     assert lease_rows(records.db) == []
 
 
 async def test_renew_extends_touch_resets_idle(manager: LeaseManager, records: Records) -> None:
-    lease = await manager.acquire("patients", records.site1[0], "cloud:bob", ttl_s=0.6)
+    lease = await manager.acquire("patients", records.site1[0], "cloud:1/bob", ttl_s=0.6)
     await asyncio.sleep(0.3)
     renewed = await manager.renew(lease.lease_id, lease.token)
     assert renewed.expires_at is not None and lease.expires_at is not None
@@ -112,7 +112,7 @@ async def test_expired_lease_refuses_renew_and_is_taken_over_with_a_greater_toke
     manager: LeaseManager, records: Records, events: EventListener
 ) -> None:
     rid = records.site1[0]
-    lease = await manager.acquire("patients", rid, "cloud:bob", ttl_s=0.2)
+    lease = await manager.acquire("patients", rid, "cloud:1/bob", ttl_s=0.2)
     await asyncio.sleep(0.35)
     with pytest.raises(LeaseExpired):
         await manager.renew(lease.lease_id, lease.token)
@@ -128,24 +128,24 @@ async def test_wait_acquire_gets_the_record_when_released(
     manager: LeaseManager, records: Records
 ) -> None:
     rid = records.site1[0]
-    first = await manager.acquire("patients", rid, "cloud:bob", ttl_s=5)
+    first = await manager.acquire("patients", rid, "cloud:1/bob", ttl_s=5)
 
     async def release_soon() -> None:
         await asyncio.sleep(0.2)
         await manager.release(first.lease_id, first.token)
 
     task = asyncio.create_task(release_soon())
-    second = await manager.acquire("patients", rid, "cloud:carol", wait_s=3)
+    second = await manager.acquire("patients", rid, "cloud:1/carol", wait_s=3)
     await task
-    assert second.token > first.token and second.holder == "cloud:carol"
+    assert second.token > first.token and second.holder == "cloud:1/carol"
     with pytest.raises(LeaseBusy):
-        await manager.acquire("patients", rid, "cloud:dave", wait_s=0.15)
+        await manager.acquire("patients", rid, "cloud:1/dave", wait_s=0.15)
 
 
 async def test_sweeper_expires_and_publishes(
     manager: LeaseManager, records: Records, events: EventListener
 ) -> None:
-    lease = await manager.acquire("patients", records.site1[0], "cloud:bob", ttl_s=0.2)
+    lease = await manager.acquire("patients", records.site1[0], "cloud:1/bob", ttl_s=0.2)
     assert (await manager.sweep())["expired"] == 0
     await asyncio.sleep(0.3)
     counts = await manager.sweep()
@@ -198,17 +198,17 @@ async def test_force_break_bumps_the_token(
 ) -> None:
     rid = records.site1[0]
     with pytest.raises(NoLease):
-        await manager.force_break("patients", rid, by="cloud:admin")
+        await manager.force_break("patients", rid, by="cloud:1/admin")
     lease = await manager.acquire("patients", rid, "local:1/alice")
     with pytest.raises(Forbidden):
-        await manager.force_break("patients", rid, by="cloud:admin2", scope_site=2)
-    out = await manager.force_break("patients", rid, by="cloud:admin", reason="stuck")
+        await manager.force_break("patients", rid, by="cloud:1/admin2", scope_site=2)
+    out = await manager.force_break("patients", rid, by="cloud:1/admin", reason="stuck")
     assert out["bumped_token"] > lease.token and out["holder"] == "local:1/alice"
     ev = await events.wait_for("lease.broken")
-    assert ev["broken_by"] == "cloud:admin" and ev["reason"] == "stuck" and ev["close"] is True
+    assert ev["broken_by"] == "cloud:1/admin" and ev["reason"] == "stuck" and ev["close"] is True
     with pytest.raises(LeaseNotHeld):
         await manager.save(lease.lease_id, lease.token, {"name": "x"})
-    nxt = await manager.acquire("patients", rid, "cloud:bob")
+    nxt = await manager.acquire("patients", rid, "cloud:1/bob")
     assert nxt.token > out["bumped_token"]
 
 
@@ -231,7 +231,7 @@ async def test_client_clock_skew_moves_nothing(
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + skew_s)
     mgr = LeaseManager(pool, LockdConfig(ttl_s=0.5), monotonic=_SkewedClock(skew_s))
-    lease = await mgr.acquire("patients", records.site1[0], "cloud:bob")
+    lease = await mgr.acquire("patients", records.site1[0], "cloud:1/bob")
     assert isinstance(lease, Lease)
     assert lease.acquired_at is not None and lease.expires_at is not None
     assert (lease.expires_at - lease.acquired_at).total_seconds() == pytest.approx(0.5, abs=1e-3)
@@ -242,9 +242,9 @@ async def test_client_clock_skew_moves_nothing(
     db_now = row[0]
     assert abs((lease.expires_at - db_now).total_seconds()) < 1.0  # type: ignore[operator]
     with pytest.raises(LeaseBusy):
-        await mgr.acquire("patients", records.site1[0], "cloud:carol", wait_s=0.1)
+        await mgr.acquire("patients", records.site1[0], "cloud:1/carol", wait_s=0.1)
     await asyncio.sleep(0.6)
-    other = await mgr.acquire("patients", records.site1[0], "cloud:carol")
+    other = await mgr.acquire("patients", records.site1[0], "cloud:1/carol")
     assert other.token > lease.token
 
 
@@ -259,11 +259,11 @@ async def test_a_release_hands_the_record_to_the_first_waiter(pool: Pool, record
     # Polling is made far too slow to matter: only the hand-off can wake the waiters.
     mgr = LeaseManager(pool, LockdConfig(ttl_s=30, wait_poll_s=20))
     rid = records.site1[0]
-    first = await mgr.acquire("patients", rid, "cloud:a")
+    first = await mgr.acquire("patients", rid, "cloud:1/a")
     order: list[str] = []
 
     async def wait_for_it(name: str) -> Lease:
-        lease = await mgr.acquire("patients", rid, f"cloud:{name}", wait_s=10)
+        lease = await mgr.acquire("patients", rid, f"cloud:1/{name}", wait_s=10)
         order.append(name)
         return lease
 
@@ -296,10 +296,10 @@ async def test_a_release_elsewhere_wakes_a_waiter_through_notify(
             waiter_side.listen_for_releases(records.db.libpq_url, stop, ready)
         )
         try:
-            first = await holder_side.acquire("patients", rid, "cloud:a")
+            first = await holder_side.acquire("patients", rid, "cloud:1/a")
             await asyncio.wait_for(ready.wait(), 10)
             waiting = asyncio.create_task(
-                waiter_side.acquire("patients", rid, "cloud:b", wait_s=10)
+                waiter_side.acquire("patients", rid, "cloud:1/b", wait_s=10)
             )
             while not waiter_side._waiters:  # the waiter found it taken and queued
                 await asyncio.sleep(0.01)

@@ -52,7 +52,7 @@ async def test_mounted_app_shares_the_host_pool(mounted: str, records: Records) 
     )
     async with LockClient(mounted, user) as client:
         lease = await client.acquire("patients", rid, "ignored")
-        assert lease.holder == "cloud:dora"
+        assert lease.holder == "cloud:1/dora"
         state = await client.get("patients", rid)
         assert state.editing_by == "cloud"
         # The sweeper of the mounted app expires the lease without anyone asking.
@@ -84,7 +84,9 @@ def test_cli_get_break_sweep(records: Records, capsys: pytest.CaptureFixture[str
     )
     assert json.loads(capsys.readouterr().out)["status"] == "free"
     with records.db.connect(autocommit=True) as conn:
-        conn.execute("SELECT scsync_lockd_acquire('patients', %s, NULL, 'cloud:x', 60000)", (rid,))
+        conn.execute(
+            "SELECT scsync_lockd_acquire('patients', %s, NULL, 'cloud:1/x', 60000)", (rid,)
+        )
     assert (
         cli_main(
             [
@@ -97,14 +99,14 @@ def test_cli_get_break_sweep(records: Records, capsys: pytest.CaptureFixture[str
                 "--row-id",
                 str(rid),
                 "--by",
-                "cloud:admin",
+                "cloud:1/admin",
                 "--reason",
                 "cli",
             ]
         )
         == 0
     )
-    assert json.loads(capsys.readouterr().out)["holder"] == "cloud:x"
+    assert json.loads(capsys.readouterr().out)["holder"] == "cloud:1/x"
     assert (
         cli_main(
             [
@@ -117,7 +119,7 @@ def test_cli_get_break_sweep(records: Records, capsys: pytest.CaptureFixture[str
                 "--row-id",
                 str(rid),
                 "--by",
-                "cloud:admin",
+                "cloud:1/admin",
             ]
         )
         == 1

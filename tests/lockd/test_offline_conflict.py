@@ -48,7 +48,7 @@ async def test_offline_edit_and_cloud_edit_become_a_conflict(world: World) -> No
         # Meanwhile a cloud user edits the same record under a real lease and saves.
         async with make_pool(world.cloud.url, min_size=1, max_size=2) as pool:
             manager = LeaseManager(pool, LockdConfig(ttl_s=10))
-            cloud_session = await EditSession.open(manager, "patients", pid, "cloud:bob")
+            cloud_session = await EditSession.open(manager, "patients", pid, "cloud:1/bob")
             cloud = await cloud_session.save({"notes": "cloud edit"})
             await cloud_session.close()
         assert cloud.version == "2.0"

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.dblevel
 
 async def test_versions_follow_the_session_rules(manager: LeaseManager, records: Records) -> None:
     rid = records.site1[0]
-    s1 = await EditSession.open(manager, "patients", rid, "cloud:bob")
+    s1 = await EditSession.open(manager, "patients", rid, "cloud:1/bob")
     assert s1.version == (1, 0)
     unchanged = await s1.save({"name": "Patient 0"})  # same content: nothing happens
     assert unchanged.status == "unchanged" and unchanged.version == "1.0"
@@ -33,7 +33,7 @@ async def test_versions_follow_the_session_rules(manager: LeaseManager, records:
     assert (row["version_major"], row["version_minor"]) == (2, 2)
     assert row["birth_date"] == "1990-04-01" and row["notes"] == "n2"
     # A session that saves nothing leaves the version alone; the next real one is 3.0.
-    s2 = await EditSession.open(manager, "patients", rid, "cloud:bob")
+    s2 = await EditSession.open(manager, "patients", rid, "cloud:1/bob")
     await s2.close()
     s3 = await EditSession.open(manager, "patients", rid, "local:1/alice")
     assert (await s3.save({"notes": "n3"})).version == "3.0"
@@ -44,7 +44,7 @@ async def test_drift_is_refused_and_nothing_is_written(
     manager: LeaseManager, records: Records
 ) -> None:
     rid = records.site1[0]
-    session = await EditSession.open(manager, "patients", rid, "cloud:bob")
+    session = await EditSession.open(manager, "patients", rid, "cloud:1/bob")
     # Another path (the replicator applying a local change) writes the record.
     with records.db.connect() as conn:
         conn.execute("UPDATE patients SET phone = '555' WHERE id = %s", (rid,))
@@ -63,7 +63,7 @@ async def test_a_stale_request_of_the_session_is_refused(
     manager: LeaseManager, records: Records
 ) -> None:
     rid = records.site1[0]
-    session = await EditSession.open(manager, "patients", rid, "cloud:bob")
+    session = await EditSession.open(manager, "patients", rid, "cloud:1/bob")
     base = session.revision
     await session.save({"notes": "one"})
     with pytest.raises(VersionConflict):
@@ -77,7 +77,7 @@ async def test_bad_changes_are_refused_before_anything_is_written(
     manager: LeaseManager, records: Records
 ) -> None:
     rid = records.site1[0]
-    session = await EditSession.open(manager, "patients", rid, "cloud:bob")
+    session = await EditSession.open(manager, "patients", rid, "cloud:1/bob")
     before = row_of(records.db, rid)
     for changes, field in (
         ({"revision": 1}, "changes.revision"),
@@ -101,7 +101,7 @@ async def test_retry_with_the_same_save_id_applies_once(
     manager: LeaseManager, records: Records
 ) -> None:
     rid = records.site1[0]
-    session = await EditSession.open(manager, "patients", rid, "cloud:bob")
+    session = await EditSession.open(manager, "patients", rid, "cloud:1/bob")
     save_id = uuid.uuid4()
     base = session.revision
     first = await manager.save(
@@ -136,7 +136,7 @@ async def test_rollback_restores_an_older_revision_as_a_new_save(
     manager: LeaseManager, records: Records
 ) -> None:
     rid = records.site1[0]
-    session = await EditSession.open(manager, "patients", rid, "cloud:bob")
+    session = await EditSession.open(manager, "patients", rid, "cloud:1/bob")
     original = session.revision
     await session.save({"name": "B", "notes": "b"})
     await session.save({"name": "C"})

@@ -54,7 +54,7 @@ def test_version_rule_holds_for_any_sequence(
         async with make_pool(cloud_db.url, min_size=1, max_size=1) as pool:
             manager = LeaseManager(pool, LockdConfig(ttl_s=10))
             for saves in sessions:
-                session = await EditSession.open(manager, "patients", rid, "cloud:prop")
+                session = await EditSession.open(manager, "patients", rid, "cloud:1/prop")
                 for value in saves:
                     await session.save({"notes": value})
                 await session.close()

@@ -174,7 +174,7 @@ def test_api_metrics(
 
     async def scenario() -> tuple[Samples, Samples]:
         async with make_pool(cloud_db.url, min_size=1, max_size=1) as pool:
-            await LeaseManager(pool).acquire("patients", int(str(row[0])), "cloud:bob", ttl_s=60)
+            await LeaseManager(pool).acquire("patients", int(str(row[0])), "cloud:1/bob", ttl_s=60)
         token = issue_token(
             SECRET,
             side="cloud",

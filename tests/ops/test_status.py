@@ -31,7 +31,7 @@ def _status(*args: str) -> subprocess.CompletedProcess[str]:
 
 async def _take_lease(cloud_url: str, row_id: int) -> None:
     async with make_pool(cloud_url, min_size=1, max_size=1) as pool:
-        await LeaseManager(pool).acquire("patients", row_id, "cloud:bob", ttl_s=120)
+        await LeaseManager(pool).acquire("patients", row_id, "cloud:1/bob", ttl_s=120)
 
 
 def test_status_prints_every_figure(
