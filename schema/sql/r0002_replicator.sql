@@ -247,6 +247,16 @@ BEGIN
             WHEN s.dest_row IS NULL THEN 'duplicate'
             WHEN p_side = 'cloud' AND (s.dest_row ->> 'deleted')::boolean THEN 'duplicate'
             WHEN s.dest_revision = s.base OR s.dest_revision = s.revision THEN 'apply'
+            -- A deletion that a resolution here already decided on, arriving late (its
+            -- lane had not caught up when the user resolved): nothing left to decide.
+            WHEN EXISTS (SELECT 1 FROM scsync_conflicts c
+                          WHERE c.table_name = s.table_name AND c.row_id = s.row_id
+                            AND c.status = 'resolved'
+                            AND CASE WHEN p_side = 'cloud' THEN c.local_row
+                                     ELSE c.cloud_row END IS NULL
+                            AND (c.base_revision = s.base
+                                 OR CASE WHEN p_side = 'cloud' THEN c.local_revision
+                                         ELSE c.cloud_revision END = s.revision)) THEN 'duplicate'
             ELSE 'conflict' END
         WHEN s.dest_row IS NULL THEN CASE
             WHEN s.base IS NULL THEN 'apply'
@@ -610,6 +620,19 @@ BEGIN
     END IF;
     IF p_keep <> here THEN
         kept := other_row;  -- the other side's version as last reported
+    END IF;
+    -- Both versions this resolution decided between are now part of this side's
+    -- history: the other side's one may still be on its way (its lane had not caught up
+    -- when the user resolved), and when it arrives the apply rule finds it here and takes
+    -- it as a duplicate, not as a new conflict with the resolution's revision.
+    IF other_row IS NOT NULL AND other_rev IS NOT NULL THEN
+        INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major,
+                                    version_minor, op, row_data, origin)
+        VALUES (c.table_name, c.row_id, c.site_id, other_rev,
+                coalesce((other_row ->> 'version_major')::int, 0),
+                coalesce((other_row ->> 'version_minor')::int, 0),
+                'U', other_row, 'resolution')
+        ON CONFLICT (table_name, row_id, revision) DO NOTHING;
     END IF;
 
     IF kept IS NULL THEN
