@@ -17,14 +17,16 @@ from tests.api.conftest import Api, auth, token
 from tests.api.test_edit import pair  # noqa: F401 - the fixture
 from tests.world import World, rows, sync
 
-ALICE = token("editor", site=1, name="alice")
+
+def _alice() -> str:
+    return token("editor", site=1, name="alice")
 
 
 async def _save(local: Api, session: str, **changes: Any) -> dict[str, Any]:
     resp = await local.client.post(
         "/v1/edit-sessions/save",
         json={"session": session, "changes": changes},
-        headers=auth(ALICE),
+        headers=auth(_alice()),
     )
     body: dict[str, Any] = await resp.json()
     assert resp.status == 200, body
@@ -34,9 +36,9 @@ async def _save(local: Api, session: str, **changes: Any) -> dict[str, Any]:
 @pytest.fixture
 async def opened(world: World, pair: tuple[Api, Api]) -> AsyncIterator[tuple[Api, str, int]]:  # noqa: F811
     local, _ = pair
-    p = await local.create("patients", {"patient_code": "F1", "name": "Kim"}, ALICE)
+    p = await local.create("patients", {"patient_code": "F1", "name": "Kim"}, _alice())
     await sync(world.site1)
-    resp = await local.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(ALICE))
+    resp = await local.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(_alice()))
     session = await resp.json()
     assert resp.status == 200, session
     yield local, session["session"], int(p["id"])
