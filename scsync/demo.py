@@ -143,7 +143,7 @@ def wait_until(pred: Callable[[], bool], timeout: float, interval: float = 0.1) 
 
 
 class EventWatcher:
-    """Collect a cloud API's WebSocket events in a background thread (aiohttp client)."""
+    """Collect an API's WebSocket events in a background thread (aiohttp client)."""
 
     def __init__(self, base_url: str, token: str, site_id: int) -> None:
         self.url = base_url.replace("http://", "ws://") + "/ws"
@@ -470,6 +470,9 @@ def _write_site_config(w: World, site: SiteInfo) -> Path:
         "lockd_url": w.site_lockd,
         "lockd_token": site.site_token,
         "lockd_timeout_s": 1.5,
+        # The relay: the cloud's lease events of this site (a cloud user opens a record:
+        # "Editing by cloud") reach the clinic's clients through the local API.
+        "cloud_url": w.cloud_api,
     }
     replicator = {
         "local_db_url": site.admin_url,
@@ -678,6 +681,8 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
     bob = Editor(w.cloud_api, "bob", site.site_id)
     watcher = EventWatcher(w.cloud_api, bob.token, site.site_id)
     watcher.start()
+    clinic_watcher = EventWatcher(site.api_url, alice.token, site.site_id)
+    clinic_watcher.start()
     rid = s.patients[0]
     try:
         n.step("A local edit is shown as 'Editing by local' in the cloud")
@@ -740,9 +745,28 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
         )
         n.check(ok, f"the local save reached the cloud in {time.monotonic() - t0:.1f} s")
 
-        n.step("A cloud edit flows down to the clinic")
+        n.step("A cloud edit flows down to the clinic, shown there as 'Editing by cloud'")
         t0 = time.monotonic()
-        res = bob.edit(TABLE, rid, {"notes": "allergic to penicillin (entered in the cloud)"})
+        session = bob.open(TABLE, rid)
+        n.say(f"bob opens patient {rid} for edit in the cloud")
+        ev = clinic_watcher.find(
+            lambda e: (
+                e["type"] == "record.editing"
+                and e.get("record_id") == str(rid)
+                and (e.get("data") or {}).get("by") == "cloud"
+            ),
+            3.0,
+        )
+        n.check(
+            ev is not None,
+            f"clinic WebSocket (alice's): record.editing by cloud after "
+            f"{time.monotonic() - t0:.2f} s",
+        )
+        try:
+            res = bob.save(session, {"notes": "allergic to penicillin (entered in the cloud)"})
+        finally:
+            bob.close(session)
+        t0 = time.monotonic()
         n.say(f"bob saves in the cloud: version {res.get('version')}")
         ok = wait_until(
             lambda: "penicillin" in str(get_record(site.api_url, alice.token, TABLE, rid)["notes"]),
@@ -760,6 +784,7 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
         status_step(w, n)
     finally:
         watcher.stop()
+        clinic_watcher.stop()
 
 
 def outage(

@@ -182,6 +182,35 @@ def test_api_run_is_a_real_process_that_stops_on_sigterm(
     assert proc.stop(signal.SIGTERM) == 0
 
 
+def test_a_local_api_without_the_cloud_relay_says_so_once(
+    tmp_path: Path, local_db: TestDatabase, processes: list[ApiProcess]
+) -> None:
+    """Issue #18, item 4: without [api] cloud_url the local API never relays the cloud's
+    lease events ("Editing by cloud"); it says so at start, naming the key."""
+    cfg = write_config(tmp_path / "local.toml", local_db, free_port())
+    proc = start_api("local", cfg)
+    processes.append(proc)
+    assert _get(proc.url + "/health")["status"] == "ok"
+    assert proc.stop(signal.SIGTERM) == 0
+    assert proc.proc.stderr is not None
+    err = proc.proc.stderr.read()
+    assert err.count("cloud relay is off") == 1, err
+    assert "'cloud_url'" in err
+    relayed = write_config(
+        tmp_path / "relayed.toml",
+        local_db,
+        free_port(),
+        cloud_url=f"http://127.0.0.1:{free_port()}",
+        lockd_token="a-site-token",
+    )
+    proc = start_api("local", relayed)
+    processes.append(proc)
+    assert _get(proc.url + "/health")["status"] == "ok"
+    assert proc.stop(signal.SIGTERM) == 0
+    assert proc.proc.stderr is not None
+    assert "cloud relay is off" not in proc.proc.stderr.read()
+
+
 def test_api_run_refuses_a_bad_setting_naming_it(tmp_path: Path, local_db: TestDatabase) -> None:
     cfg = write_config(tmp_path / "local.toml", local_db, free_port())
     with pytest.raises(RuntimeError, match="pool_max"):
