@@ -10,6 +10,10 @@ SELECT id, site_id, username, password_hash, role
   FROM user_accounts
  WHERE username = %(username)s AND site_id = %(site_id)s AND NOT deleted
 
+-- A sign-in form names the clinic (cloud).
+-- name: api_site_by_name
+SELECT site_id FROM scsync_sites WHERE name = %(name)s AND NOT disabled
+
 -- name: api_site_enabled
 SELECT NOT disabled AS enabled FROM scsync_sites WHERE site_id = %(site_id)s
 
