@@ -151,6 +151,14 @@ async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
                 listen(conninfo, pool, hub.dispatch, ready=ready), name="api-listen"
             )
         )
+    missing = relay_missing(settings)
+    if missing:
+        log.warning(
+            "the cloud relay is off: setting %r of [api] is not set, so the cloud's lease"
+            " events of this site (a cloud user editing a record: 'Editing by cloud', idle"
+            " warnings and expiry of local leases) do not reach local clients",
+            missing,
+        )
     if settings.side == "local" and settings.cloud_url and settings.lockd_token:
         tasks.append(
             asyncio.create_task(
@@ -173,6 +181,16 @@ async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
                 await task
         if bus is not None:
             await bus.close()
+
+
+def relay_missing(settings: Settings) -> str | None:
+    """Local side: the first setting the cloud relay (api/relay.py) lacks, else None."""
+    if settings.side != "local":
+        return None
+    for key in ("cloud_url", "lockd_token"):
+        if not getattr(settings, key):
+            return key
+    return None
 
 
 LOCKD_POOL = web.AppKey("lockd_pool", LockdPool)

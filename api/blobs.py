@@ -42,7 +42,7 @@ import psycopg_pool
 from aiohttp import web
 from psycopg.rows import namedtuple_row
 
-from api.errors import ConfigError
+from api.errors import ApiError, ConfigError
 from api.presign import Presigner
 from schema import jsonbody
 from schema.auth import AuthError, Principal, TokenCache, bearer
@@ -132,14 +132,23 @@ def blob_key(site_id: int, sha256: str) -> str:
     return f"sites/{site_id}/blobs/{sha256}"
 
 
-class BlobHttpError(web.HTTPException):
-    """A JSON error body ``{"error": code, "message": ...}`` with its status."""
+class BlobHttpError(ApiError):
+    """An error of the blob endpoints, with its status and code. Part of the API's one
+    hierarchy, so it leaves as the one error body ``{"error", "message", "field"}``,
+    whether the endpoints run alone or mounted by the cloud API."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        self.status_code = status
-        super().__init__(
-            text=json.dumps({"error": code, "message": message}), content_type="application/json"
-        )
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return web.json_response(exc.body(), status=exc.status)
 
 
 def _bad(message: str) -> BlobHttpError:
@@ -202,7 +211,7 @@ PRINCIPAL: Final = web.RequestKey("blobs_principal", Principal)
 
 def make_blobs_app(settings: BlobSettings) -> web.Application:
     """The blob endpoints as an aiohttp application (mount it at ``/v1/blobs``)."""
-    app = web.Application(middlewares=[_auth_middleware])
+    app = web.Application(middlewares=[_error_middleware, _auth_middleware])
     app[_SETTINGS] = settings
     # The blob endpoints are the cloud's: they accept the cloud's tokens only.
     app[_TOKENS] = TokenCache(settings.jwt_secret, "cloud")

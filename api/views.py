@@ -125,7 +125,7 @@ async def auth_token(request: web.Request) -> web.Response:
     settings = request.app[state.SETTINGS]
     body = await read_object(request)
     for key in body:
-        if key not in ("username", "password", "site_id"):
+        if key not in ("username", "password", "site_id", "site"):
             raise ValidationFailed(f"unknown field {key!r}", field=key)
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not username or "\x00" in username:
@@ -137,6 +137,19 @@ async def auth_token(request: web.Request) -> web.Response:
         isinstance(site_raw, bool) or not isinstance(site_raw, int) or not 0 <= site_raw < 2**31
     ):
         raise ValidationFailed("site_id must be a non-negative integer", field="site_id")
+    site_name = body.get("site")
+    if site_name is not None:
+        # What a person types on a sign-in form: the clinic's name or number.
+        if site_raw is not None:
+            raise ValidationFailed("give site or site_id, not both", field="site")
+        if (
+            not isinstance(site_name, str)
+            or not site_name.strip()
+            or "\x00" in site_name
+            or len(site_name) > 200
+        ):
+            raise ValidationFailed("site must be a clinic's name or number", field="site")
+        site_raw = await _site_named(request, site_name.strip())
     if settings.side == "local":
         site = request.app[state.NODE_SITE]
         if site_raw is not None and site_raw != site:
@@ -183,6 +196,19 @@ async def auth_token(request: web.Request) -> web.Response:
             "site_id": token_site,
         }
     )
+
+
+async def _site_named(request: web.Request, name: str) -> int | None:
+    """The site a sign-in form names (a number, or on the cloud a registered name);
+    None on the local side for a name (its users are its own site's anyway). An unknown
+    name gives a site no account belongs to, so the answer is the usual 401."""
+    if name.isdigit() and len(name) <= 9:
+        return int(name)
+    if request.app[state.SETTINGS].side == "local":
+        return None
+    async with store.transaction(request.app[state.POOL]) as conn:
+        row = await store.fetch_one(conn, store.q("api_site_by_name"), {"name": name})
+    return -1 if row is None else int(row["site_id"])
 
 
 async def issue_site_token(request: web.Request) -> web.Response:

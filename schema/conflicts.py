@@ -46,19 +46,23 @@ def decide(
     dest_deleted: bool = False,
     dest_side: Literal["local", "cloud"] = "cloud",
     in_dest_history: bool = False,
+    deletion_resolved: bool = False,
 ) -> Outcome:
     """The SPEC's apply rule for one incoming record.
 
     ``revision``/``base``: the incoming revision and the sender's synced_revision;
     ``dest_revision``: the destination's revision (None when the record is absent);
-    ``in_dest_history``: ``revision`` is already in the destination's history.
+    ``in_dest_history``: ``revision`` is already in the destination's history (a
+    resolution puts the other side's version it decided on there too);
+    ``deletion_resolved``: (tombstones) a resolved conflict at the destination already
+    decided on this deletion (same base, or the sender's revision in it).
     """
     if op == "D":
         if dest_revision is None or (dest_side == "cloud" and dest_deleted):
             return "duplicate"  # already gone here
         if dest_revision in (base, revision):
             return "apply"
-        return "conflict"
+        return "duplicate" if deletion_resolved else "conflict"
     if dest_revision is None:
         if base is None:
             return "apply"

@@ -26,7 +26,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 from schema.tables_types import Side
 
@@ -54,6 +54,16 @@ def add_tables(md: MetaData, side: Side) -> None:
         # Saves with real changes in this session: 0 -> the next one makes (A+1).0.
         leases.append_column(Column("saves", Integer, nullable=False, server_default=text("0")))
         leases.append_column(Column("saved_revision", BigInteger))
+        # Every revision this session saved: a site's saves reach the cloud copy later,
+        # so the copy may still be at any of them when the next save is fenced.
+        leases.append_column(
+            Column(
+                "saved_revisions",
+                ARRAY(BigInteger),
+                nullable=False,
+                server_default=text("'{}'::bigint[]"),
+            )
+        )
         leases.append_column(Column("last_save_id", UUID(as_uuid=True)))
         Table(
             "scsync_lease_events",

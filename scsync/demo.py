@@ -36,6 +36,8 @@ from scsync.embedded_pg import free_port
 
 TABLE = "patients"
 PASSWORDS = {"alice": "alice-demo-password", "bob": "bob-demo-password"}
+# The vendor's own account on the cloud (site 0, role vendor_admin): every clinic.
+VENDOR = ("vendor", "vendor-demo-password")
 
 
 # -- output -----------------------------------------------------------------------------------
@@ -144,7 +146,7 @@ def wait_until(pred: Callable[[], bool], timeout: float, interval: float = 0.1) 
 
 
 class EventWatcher:
-    """Collect a cloud API's WebSocket events in a background thread (aiohttp client)."""
+    """Collect an API's WebSocket events in a background thread (aiohttp client)."""
 
     def __init__(self, base_url: str, token: str, site_id: int) -> None:
         self.url = base_url.replace("http://", "ws://") + "/ws"
@@ -312,6 +314,8 @@ def build(sup: Supervisor, w: World, opts: DemoOptions, n: Narrator) -> None:
     run_cli("db", "upgrade", "--side", "cloud", "--url", w.cloud_admin_url)
     run_cli("db", "set-node", "--side", "cloud", "--url", w.cloud_admin_url, "--node-id", "0")
     n.say("$ scsync db upgrade --side cloud  &&  scsync db set-node --side cloud --node-id 0")
+    _add_vendor_account(w)
+    n.say(f"vendor account on the cloud: {VENDOR[0]} (vendor_admin, every clinic)")
     for name in ("clinic-north", "clinic-south"):
         out = run_cli("site", "register", name, "--url", w.cloud_admin_url)
         site = SiteInfo(name)
@@ -437,6 +441,19 @@ def build(sup: Supervisor, w: World, opts: DemoOptions, n: Narrator) -> None:
         n.say(f"{site.name}: local API {site.api_url}, replicator running ({cfg.name})")
 
 
+def _add_vendor_account(w: World) -> None:
+    import psycopg
+
+    from api.passwords import hash_password
+
+    with psycopg.connect(_libpq(w.cloud_admin_url), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO user_accounts (site_id, username, password_hash, role)"
+            " VALUES (0, %s, %s, 'vendor_admin')",
+            (VENDOR[0], hash_password(VENDOR[1])),
+        )
+
+
 def _libpq(url: str) -> str:
     from schema.urls import libpq_url
 
@@ -482,6 +499,9 @@ def _write_site_config(w: World, site: SiteInfo) -> Path:
         "lockd_url": w.site_lockd,
         "lockd_token": site.site_token,
         "lockd_timeout_s": 1.5,
+        # The relay: the cloud's lease events of this site (a cloud user opens a record:
+        # "Editing by cloud") reach the clinic's clients through the local API.
+        "cloud_url": w.cloud_api,
     }
     replicator = {
         "local_db_url": site.admin_url,
@@ -522,6 +542,54 @@ def sign_in(api_url: str, user: str, site_id: int | None = None) -> str:
     if site_id is not None:
         body["site_id"] = site_id
     return str(http("POST", api_url + "/v1/auth/token", body)["token"])
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """One way in that the demo tells its user about: the status page, what goes into
+    its clinic field (empty: the page has none, or a vendor account), user, password."""
+
+    page: str
+    clinic: str
+    user: str
+    password: str
+
+    @property
+    def api_url(self) -> str:
+        return self.page.rstrip("/")
+
+
+def sign_in_hints(w: World) -> list[SignIn]:
+    """Working credentials for every page the demo lists (printed, and checked)."""
+    hints = [SignIn(s.api_url + "/", "", u, p) for s in w.sites for u, p in PASSWORDS.items()]
+    hints += [
+        SignIn(w.cloud_api + "/", s.name, u, p) for s in w.sites for u, p in PASSWORDS.items()
+    ]
+    hints.append(SignIn(w.cloud_api + "/", "", *VENDOR))
+    return hints
+
+
+def sign_in_as(hint: SignIn) -> dict[str, Any]:
+    """What the page's form sends for a hint: user, password and the clinic if any."""
+    body: dict[str, Any] = {"username": hint.user, "password": hint.password}
+    if hint.clinic:
+        body["site"] = hint.clinic
+    return http("POST", hint.api_url + "/v1/auth/token", body)
+
+
+def check_sign_ins(w: World, n: Narrator) -> None:
+    n.step("Everyone signs in as the demo's hint says (every status page)")
+    failed = []
+    for hint in sign_in_hints(w):
+        try:
+            sign_in_as(hint)
+        except HttpError as exc:
+            failed.append(f"{hint.user}@{hint.clinic or '-'} on {hint.page}: HTTP {exc.status}")
+    n.check(
+        not failed,
+        f"{len(sign_in_hints(w))} sign-ins: clinic pages, the cloud page by clinic name, the"
+        " vendor account" + (f"; failed: {failed}" if failed else ""),
+    )
 
 
 def get_record(api_url: str, token: str, table: str, rid: int) -> dict[str, Any]:
@@ -689,6 +757,8 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
     bob = Editor(w.cloud_api, "bob", site.site_id)
     watcher = EventWatcher(w.cloud_api, bob.token, site.site_id)
     watcher.start()
+    clinic_watcher = EventWatcher(site.api_url, alice.token, site.site_id)
+    clinic_watcher.start()
     rid = s.patients[0]
     try:
         n.step("A local edit is shown as 'Editing by local' in the cloud")
@@ -751,9 +821,28 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
         )
         n.check(ok, f"the local save reached the cloud in {time.monotonic() - t0:.1f} s")
 
-        n.step("A cloud edit flows down to the clinic")
+        n.step("A cloud edit flows down to the clinic, shown there as 'Editing by cloud'")
         t0 = time.monotonic()
-        res = bob.edit(TABLE, rid, {"notes": "allergic to penicillin (entered in the cloud)"})
+        session = bob.open(TABLE, rid)
+        n.say(f"bob opens patient {rid} for edit in the cloud")
+        ev = clinic_watcher.find(
+            lambda e: (
+                e["type"] == "record.editing"
+                and e.get("record_id") == str(rid)
+                and (e.get("data") or {}).get("by") == "cloud"
+            ),
+            3.0,
+        )
+        n.check(
+            ev is not None,
+            f"clinic WebSocket (alice's): record.editing by cloud after "
+            f"{time.monotonic() - t0:.2f} s",
+        )
+        try:
+            res = bob.save(session, {"notes": "allergic to penicillin (entered in the cloud)"})
+        finally:
+            bob.close(session)
+        t0 = time.monotonic()
         n.say(f"bob saves in the cloud: version {res.get('version')}")
         ok = wait_until(
             lambda: "penicillin" in str(get_record(site.api_url, alice.token, TABLE, rid)["notes"]),
@@ -771,6 +860,7 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
         status_step(w, n)
     finally:
         watcher.stop()
+        clinic_watcher.stop()
 
 
 def outage(
@@ -966,6 +1056,7 @@ def run_demo(opts: DemoOptions) -> int:
                 build(sup, w, opts, n)
                 run_backfill(sup, w, n)
                 check_backfill(w, n)
+                check_sign_ins(w, n)
                 scenario(sup, w, n)
             except (DemoError, HttpError, OSError) as exc:
                 n.check(False, f"the demo could not go on: {exc}")
@@ -999,10 +1090,12 @@ def serve(sup: Supervisor, w: World) -> None:
             f"   {site.name:16} {site.api_url}/   (metrics {site.api_url}/metrics,"
             f" replicator http://127.0.0.1:{site.metrics_port}/metrics)"
         )
-    print(
-        "   sign in as alice or bob, passwords:",
-        ", ".join(f"{u}: {p}" for u, p in PASSWORDS.items()),
-    )
+    print("   sign in (page: clinic field, user / password):")
+    for hint in sign_in_hints(w):
+        clinic = f"clinic {hint.clinic!r}" if hint.clinic else "no clinic"
+        if hint.page.startswith(w.cloud_api) and not hint.clinic:
+            clinic = "clinic left empty (vendor account)"
+        print(f"     {hint.page:28} {clinic:38} {hint.user} / {hint.password}")
     print(f"   try: scsync status --config {site_config(w, w.sites[0])}")
     print(f"        scsync status --side cloud --url {w.cloud_admin_url}")
     print("Ctrl-C stops every process.", flush=True)

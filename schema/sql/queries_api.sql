@@ -12,6 +12,10 @@ SELECT a.id, a.site_id, a.username, a.password_hash, a.role,
   LEFT JOIN scsync_token_versions v ON v.kind = 'account' AND v.key = a.id
  WHERE a.username = %(username)s AND a.site_id = %(site_id)s AND NOT a.deleted
 
+-- A sign-in form names the clinic (cloud).
+-- name: api_site_by_name
+SELECT site_id FROM scsync_sites WHERE name = %(name)s AND NOT disabled
+
 -- name: api_site_enabled
 SELECT NOT disabled AS enabled FROM scsync_sites WHERE site_id = %(site_id)s
 

@@ -145,10 +145,11 @@ UPDATE project_files SET lifecycle = 'active'
 -- ==== local: backfill and on-demand (psycopg binds: %(name)s; {table}, {stage},
 -- {columns}, ... are psycopg.sql.Identifier / composed lists) ==============================
 
+-- Only a blob of a record with sync on is served (another record may hold the same one).
 -- name: files_local_blob_file
 SELECT table_name, id, local_path, blob_size FROM scsync_file_rows
  WHERE site_id = %(site_id)s AND blob_sha256 = %(sha256)s AND local_path IS NOT NULL
-   AND blob_state = 'present'
+   AND blob_state = 'present' AND sync_enabled
  ORDER BY id DESC
  LIMIT 1;
 
@@ -272,9 +273,10 @@ SELECT scsync_api_publish(%(site_id)s, 'sync.progress', NULL, NULL, NULL, %(payl
 
 -- ==== local: hooks for the core's live lanes (psycopg binds) ==============================
 
+-- A record with sync off sends no file (nor does anything else of it cross).
 -- name: files_lane_row
 SELECT id, blob_sha256, blob_size, blob_state, local_path,
-       scsync_blob_in_scope(table_name, id, modality, record_date) AS in_scope
+       sync_enabled AND scsync_blob_in_scope(table_name, id, modality, record_date) AS in_scope
   FROM scsync_file_rows
  WHERE table_name = %(table_name)s AND id = %(row_id)s;
 

@@ -30,6 +30,15 @@ $$;
 -- lacks, and side-specific bookkeeping). Tombstones (record gone) carry the revision
 -- and synced_revision of the record's last outbox row. p_skip: seqs of a batch being
 -- applied right now (read ahead while it is in flight).
+--
+-- The per-record sync switch is enforced here, by the record's sync_enabled at read
+-- time (for a record that is gone: by its last revision in history): while it is off,
+-- nothing of the record crosses. The one exception is the switch itself: a destination
+-- that does not know yet (its revision, synced_revision, is older than the revision that
+-- turned sync off) gets that revision, as it was saved (from history), never the
+-- current content. Withheld changes are consumed here (their outbox rows deleted): there
+-- is nothing to send for them, and turning sync on again makes a new revision that
+-- carries the current content once, as a normal edit.
 CREATE FUNCTION scsync_replicator_read(p_lane text, p_site_id int, p_limit int,
                                        p_exclude jsonb, p_skip bigint[])
 RETURNS TABLE (ord bigint, seqs bigint[], table_name text, row_id bigint, op text,
@@ -45,46 +54,95 @@ BEGIN
     -- caller's own temp table of this name (with a trigger, say) would run the caller's
     -- code as the owner. Dropping one the caller made fails (not its owner): refused.
     DROP TABLE IF EXISTS pg_temp.scsync_read_keys;
-    CREATE TEMP TABLE scsync_read_keys (
+    CREATE TEMP TABLE pg_temp.scsync_read_keys (
         ord bigint, seqs bigint[], table_name text, row_id bigint, last_op text,
-        last_revision bigint, last_base bigint, source_commit_at timestamptz
+        last_revision bigint, last_base bigint, source_commit_at timestamptz,
+        present boolean, off boolean, synced_rev bigint, off_seq bigint, held boolean
     ) ON COMMIT DROP;
-    INSERT INTO pg_temp.scsync_read_keys
-    SELECT min(o.seq), array_agg(o.seq ORDER BY o.seq), o.table_name, o.row_id,
-           (array_agg(o.op ORDER BY o.seq DESC))[1],
-           (array_agg(o.revision ORDER BY o.seq DESC))[1],
-           (array_agg(o.synced_revision ORDER BY o.seq DESC))[1],
-           max(o.created_at)
-      FROM (SELECT * FROM scsync_outbox ob
-             WHERE ob.site_id = p_site_id
-               AND NOT ob.seq = ANY(p_skip)
-               -- A record with a change in the batch still in flight waits whole: its
-               -- later changes need that batch's ack first, or they would be sent with
-               -- a stale base (synced_revision) and make a false conflict.
-               AND NOT EXISTS (
-                   SELECT 1 FROM scsync_outbox f
-                    WHERE f.seq = ANY(p_skip)
-                      AND f.table_name = ob.table_name AND f.row_id = ob.row_id)
-               AND NOT EXISTS (
-                   SELECT 1 FROM scsync_dead_letters d
-                    WHERE d.lane = p_lane AND d.table_name = ob.table_name
-                      AND d.row_id = ob.row_id AND d.next_retry_at > clock_timestamp())
-             ORDER BY ob.seq
-             LIMIT p_limit) o
-     GROUP BY o.table_name, o.row_id;
+    LOOP
+        TRUNCATE pg_temp.scsync_read_keys;
+        INSERT INTO pg_temp.scsync_read_keys (ord, seqs, table_name, row_id, last_op, last_revision,
+                                      last_base, source_commit_at)
+        SELECT min(o.seq), array_agg(o.seq ORDER BY o.seq), o.table_name, o.row_id,
+               (array_agg(o.op ORDER BY o.seq DESC))[1],
+               (array_agg(o.revision ORDER BY o.seq DESC))[1],
+               (array_agg(o.synced_revision ORDER BY o.seq DESC))[1],
+               max(o.created_at)
+          FROM (SELECT * FROM scsync_outbox ob
+                 WHERE ob.site_id = p_site_id
+                   AND NOT ob.seq = ANY(p_skip)
+                   -- A record with a change in the batch still in flight waits whole: its
+                   -- later changes need that batch's ack first, or they would be sent with
+                   -- a stale base (synced_revision) and make a false conflict.
+                   AND NOT EXISTS (
+                       SELECT 1 FROM scsync_outbox f
+                        WHERE f.seq = ANY(p_skip)
+                          AND f.table_name = ob.table_name AND f.row_id = ob.row_id)
+                   AND NOT EXISTS (
+                       SELECT 1 FROM scsync_dead_letters d
+                        WHERE d.lane = p_lane AND d.table_name = ob.table_name
+                          AND d.row_id = ob.row_id AND d.next_retry_at > clock_timestamp())
+                 ORDER BY ob.seq
+                 LIMIT p_limit) o
+         GROUP BY o.table_name, o.row_id;
+
+        -- The switch: off now? (a gone record: as its last revision had it)
+        FOR tname IN SELECT DISTINCT k.table_name FROM pg_temp.scsync_read_keys k LOOP
+            EXECUTE format('UPDATE pg_temp.scsync_read_keys k
+                               SET present = true, off = NOT t.sync_enabled,
+                                   synced_rev = t.synced_revision
+                              FROM %I t WHERE k.table_name = $1 AND t.id = k.row_id', tname)
+            USING tname;
+        END LOOP;
+        UPDATE pg_temp.scsync_read_keys k
+           SET present = false, synced_rev = k.last_base,
+               off = NOT coalesce((SELECT (h.row_data ->> 'sync_enabled')::boolean
+                                     FROM scsync_history h
+                                    WHERE h.table_name = k.table_name AND h.row_id = k.row_id
+                                    ORDER BY h.seq DESC LIMIT 1), true)
+         WHERE k.present IS NULL;
+        -- Where sync went off last: the first revision after the last one with sync on.
+        UPDATE pg_temp.scsync_read_keys k
+           SET off_seq = (SELECT min(h.seq) FROM scsync_history h
+                           WHERE h.table_name = k.table_name AND h.row_id = k.row_id
+                             AND h.seq > coalesce((
+                                 SELECT max(h2.seq) FROM scsync_history h2
+                                  WHERE h2.table_name = k.table_name
+                                    AND h2.row_id = k.row_id
+                                    AND (h2.row_data ->> 'sync_enabled')::boolean), -1))
+         WHERE k.off;
+        -- Held back: the record never crossed, or the destination already holds a
+        -- revision saved with sync off (or there is no saved revision to tell it by).
+        UPDATE pg_temp.scsync_read_keys k
+           SET held = k.synced_rev IS NULL OR k.off_seq IS NULL
+                      OR k.off_seq <= coalesce((SELECT h.seq FROM scsync_history h
+                                                 WHERE h.table_name = k.table_name
+                                                   AND h.row_id = k.row_id
+                                                   AND h.revision = k.synced_rev), -1)
+         WHERE k.off;
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_temp.scsync_read_keys k WHERE k.held);
+        DELETE FROM scsync_outbox o USING pg_temp.scsync_read_keys k
+         WHERE k.held AND o.seq = ANY(k.seqs);
+        DELETE FROM pg_temp.scsync_read_keys k WHERE k.held;
+        -- Only withheld changes in this slice of the outbox: look at the next one.
+        EXIT WHEN EXISTS (SELECT 1 FROM pg_temp.scsync_read_keys);
+    END LOOP;
 
     FOR tname IN SELECT DISTINCT k.table_name FROM pg_temp.scsync_read_keys k LOOP
         excl := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_exclude -> tname, '[]')));
         RETURN QUERY EXECUTE format(
             'SELECT k.ord, k.seqs, k.table_name, k.row_id,
-                    CASE WHEN t.id IS NULL THEN ''D'' ELSE ''U'' END,
-                    coalesce(t.revision, k.last_revision),
-                    CASE WHEN t.id IS NULL THEN k.last_base ELSE t.synced_revision END,
-                    CASE WHEN t.id IS NULL THEN NULL
+                    CASE WHEN k.off OR t.id IS NOT NULL THEN ''U'' ELSE ''D'' END,
+                    CASE WHEN k.off THEN h.revision
+                         ELSE coalesce(t.revision, k.last_revision) END,
+                    CASE WHEN k.off THEN k.synced_rev
+                         WHEN t.id IS NULL THEN k.last_base ELSE t.synced_revision END,
+                    CASE WHEN k.off THEN (h.row_data - $2)::text
+                         WHEN t.id IS NULL THEN NULL
                          ELSE (to_jsonb(t) - $2)::text
                     END,
                     k.source_commit_at,
-                    CASE WHEN t.id IS NOT NULL AND NOT t.in_conflict THEN (
+                    CASE WHEN t.id IS NOT NULL AND NOT k.off AND NOT t.in_conflict THEN (
                         SELECT jsonb_build_object(''id'', c.id, ''resolution'', c.resolution,
                                                   ''resolved_by'', c.resolved_by)
                           FROM scsync_conflicts c
@@ -93,6 +151,7 @@ BEGIN
                          ORDER BY c.resolved_at DESC LIMIT 1)
                     END
                FROM pg_temp.scsync_read_keys k LEFT JOIN %I t ON t.id = k.row_id
+               LEFT JOIN scsync_history h ON k.off AND h.seq = k.off_seq
               WHERE k.table_name = $1', tname)
         USING tname, excl;
     END LOOP;
@@ -204,6 +263,16 @@ BEGIN
             WHEN s.dest_row IS NULL THEN 'duplicate'
             WHEN p_side = 'cloud' AND (s.dest_row ->> 'deleted')::boolean THEN 'duplicate'
             WHEN s.dest_revision = s.base OR s.dest_revision = s.revision THEN 'apply'
+            -- A deletion that a resolution here already decided on, arriving late (its
+            -- lane had not caught up when the user resolved): nothing left to decide.
+            WHEN EXISTS (SELECT 1 FROM scsync_conflicts c
+                          WHERE c.table_name = s.table_name AND c.row_id = s.row_id
+                            AND c.status = 'resolved'
+                            AND CASE WHEN p_side = 'cloud' THEN c.local_row
+                                     ELSE c.cloud_row END IS NULL
+                            AND (c.base_revision = s.base
+                                 OR CASE WHEN p_side = 'cloud' THEN c.local_revision
+                                         ELSE c.cloud_revision END = s.revision)) THEN 'duplicate'
             ELSE 'conflict' END
         WHEN s.dest_row IS NULL THEN CASE
             WHEN s.base IS NULL THEN 'apply'
@@ -601,6 +670,19 @@ BEGIN
     END IF;
     IF p_keep <> here THEN
         kept := other_row;  -- the other side's version as last reported
+    END IF;
+    -- Both versions this resolution decided between are now part of this side's
+    -- history: the other side's one may still be on its way (its lane had not caught up
+    -- when the user resolved), and when it arrives the apply rule finds it here and takes
+    -- it as a duplicate, not as a new conflict with the resolution's revision.
+    IF other_row IS NOT NULL AND other_rev IS NOT NULL THEN
+        INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major,
+                                    version_minor, op, row_data, origin)
+        VALUES (c.table_name, c.row_id, c.site_id, other_rev,
+                coalesce((other_row ->> 'version_major')::int, 0),
+                coalesce((other_row ->> 'version_minor')::int, 0),
+                'U', other_row, 'resolution')
+        ON CONFLICT (table_name, row_id, revision) DO NOTHING;
     END IF;
 
     IF kept IS NULL THEN

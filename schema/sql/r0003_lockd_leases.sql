@@ -354,6 +354,8 @@ BEGIN
        SET saves = l.saves + CASE WHEN res.changed THEN 1 ELSE 0 END,
            saved_revision = CASE WHEN res.changed THEN res.new_revision
                                  ELSE l.saved_revision END,
+           saved_revisions = CASE WHEN res.changed THEN l.saved_revisions || res.new_revision
+                                  ELSE l.saved_revisions END,
            last_save_id = p_save_id,
            last_activity_at = now_ts,
            idle_warned_at = NULL
@@ -367,8 +369,9 @@ $$;
 
 -- Fencing of a save made on a site's LOCAL database (see docs/lockd.md): checks that
 -- the lease is live and held by the site, and that the cloud copy of the record has not
--- moved under the session (it is at the revision of acquisition, of this session's last
--- recorded save, or at the local base itself). Answers which version bump the save
+-- moved under the session: it is at the revision of acquisition, at any save this
+-- session recorded (the replicator brings a site's saves up later, so the copy may
+-- still be at an earlier one while the next save begins), or at the local base itself. Answers which version bump the save
 -- makes and how long the lease still runs, so the local write can give up in time.
 CREATE FUNCTION scsync_lockd_begin_save(p_lease_id uuid, p_token bigint, p_owner text,
                                         p_owner_prefix boolean, p_base_revision bigint)
@@ -384,8 +387,9 @@ BEGIN
     EXECUTE format('SELECT revision FROM %I WHERE id = $1', cur.table_name)
        INTO rec USING cur.row_id;
     IF rec.revision IS DISTINCT FROM cur.revision
-       AND rec.revision IS DISTINCT FROM cur.saved_revision
-       AND rec.revision IS DISTINCT FROM p_base_revision THEN
+       AND rec.revision IS DISTINCT FROM p_base_revision
+       AND NOT coalesce(rec.revision = ANY (cur.saved_revisions), false)
+       AND rec.revision IS DISTINCT FROM cur.saved_revision THEN
         RAISE EXCEPTION 'version conflict: the cloud copy of %/% is at revision %, which this '
                         'edit session did not start from', cur.table_name, cur.row_id,
                         rec.revision USING ERRCODE = 'SCL09';
@@ -412,6 +416,8 @@ BEGIN
     UPDATE scsync_leases l
        SET saves = l.saves + CASE WHEN p_changed THEN 1 ELSE 0 END,
            saved_revision = CASE WHEN p_changed THEN p_new_revision ELSE l.saved_revision END,
+           saved_revisions = CASE WHEN p_changed THEN l.saved_revisions || p_new_revision
+                                  ELSE l.saved_revisions END,
            last_activity_at = clock_timestamp(), idle_warned_at = NULL
      WHERE l.lease_id = p_lease_id
     RETURNING * INTO cur;

@@ -27,13 +27,14 @@ $$;
 
 -- BEFORE INSERT OR UPDATE on every synced table: turning sync off for a record
 -- (locally, arriving by push, or on the cloud) marks the cloud copy deleted; turning
--- it back on makes it active again. The row itself is never hard-deleted.
+-- it back on makes it active again (unless the record itself is deleted). The row itself
+-- is never hard-deleted.
 CREATE FUNCTION scsync_files_lifecycle() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF NOT NEW.sync_enabled THEN
         NEW.lifecycle := 'deleted';
-    ELSIF TG_OP = 'UPDATE' AND NOT OLD.sync_enabled THEN
+    ELSIF TG_OP = 'UPDATE' AND NOT OLD.sync_enabled AND NOT NEW.deleted THEN
         NEW.lifecycle := 'active';
     END IF;
     RETURN NEW;

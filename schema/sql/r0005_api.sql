@@ -63,17 +63,21 @@ DECLARE
     patient bigint;
     content_changed boolean;
     change_type text;
+    made_on text;
     payload jsonb;
 BEGIN
     SELECT side INTO side_name FROM scsync_node;
     change_type := CASE WHEN scsync_is_replicating() THEN 'remote.changed'
                         ELSE 'record.changed' END;
+    -- origin: the side where the change was made (what a client shows), not this one.
+    made_on := CASE WHEN NOT scsync_is_replicating() THEN side_name
+                    WHEN side_name = 'local' THEN 'cloud' ELSE 'local' END;
     IF TG_OP = 'DELETE' THEN
         old_j := to_jsonb(OLD);
         PERFORM scsync_api_publish(OLD.site_id, change_type, TG_TABLE_NAME, OLD.id,
             scsync_api_patient_of(TG_TABLE_NAME, old_j),
             jsonb_build_object('op', 'D', 'revision', OLD.revision::text, 'deleted', true,
-                               'origin', side_name));
+                               'origin', made_on));
         RETURN NULL;
     END IF;
     new_j := to_jsonb(NEW);
@@ -91,7 +95,7 @@ BEGIN
         'op', left(TG_OP, 1), 'revision', NEW.revision::text,
         'version', NEW.version_major || '.' || NEW.version_minor,
         'sync_state', state, 'deleted', NEW.deleted, 'sync_enabled', NEW.sync_enabled,
-        'origin', side_name);
+        'origin', made_on);
     IF content_changed THEN
         PERFORM scsync_api_publish(NEW.site_id, change_type, TG_TABLE_NAME, NEW.id, patient,
                                    payload);

@@ -183,6 +183,35 @@ def test_api_run_is_a_real_process_that_stops_on_sigterm(
     assert proc.stop(signal.SIGTERM) == 0
 
 
+def test_a_local_api_without_the_cloud_relay_says_so_once(
+    tmp_path: Path, local_db: TestDatabase, processes: list[ApiProcess]
+) -> None:
+    """Issue #18, item 4: without [api] cloud_url the local API never relays the cloud's
+    lease events ("Editing by cloud"); it says so at start, naming the key."""
+    cfg = write_config(tmp_path / "local.toml", local_db, free_port())
+    proc = start_api("local", cfg)
+    processes.append(proc)
+    assert _get(proc.url + "/health")["status"] == "ok"
+    assert proc.stop(signal.SIGTERM) == 0
+    assert proc.proc.stderr is not None
+    err = proc.proc.stderr.read()
+    assert err.count("cloud relay is off") == 1, err
+    assert "'cloud_url'" in err
+    relayed = write_config(
+        tmp_path / "relayed.toml",
+        local_db,
+        free_port(),
+        cloud_url=f"http://127.0.0.1:{free_port()}",
+        lockd_token="a-site-token",
+    )
+    proc = start_api("local", relayed)
+    processes.append(proc)
+    assert _get(proc.url + "/health")["status"] == "ok"
+    assert proc.stop(signal.SIGTERM) == 0
+    assert proc.proc.stderr is not None
+    assert "cloud relay is off" not in proc.proc.stderr.read()
+
+
 def test_api_run_refuses_a_bad_setting_naming_it(tmp_path: Path, local_db: TestDatabase) -> None:
     cfg = write_config(tmp_path / "local.toml", local_db, free_port())
     with pytest.raises(RuntimeError, match="pool_max"):
@@ -271,3 +300,46 @@ def test_api_run_speaks_systemd_notify(
         except TimeoutError:
             pass
         assert "STOPPING=1" in rest
+
+
+async def test_blob_errors_have_the_one_error_body_mounted_or_alone(
+    cloud_db: TestDatabase, s3_endpoint: Any
+) -> None:
+    """Issue #18: a download of a blob that is not uploaded was a 404 whose message was
+    itself a JSON string when the cloud API mounted the blob endpoints."""
+    import uuid
+
+    from scsync.s3_server import ACCESS_KEY, SECRET_KEY
+    from tests.api.conftest import _client
+
+    bucket = f"scsync-{uuid.uuid4().hex[:12]}"
+    s3_endpoint.client().create_bucket(Bucket=bucket)
+    over = {
+        "s3_bucket": bucket,
+        "s3_endpoint_url": s3_endpoint.url,
+        "s3_access_key": ACCESS_KEY,
+        "s3_secret_key": SECRET_KEY,
+    }
+    sha = "a" * 64
+    async for api in _client(cloud_db, "cloud", **over):
+        site_tok = token("editor", site=1)
+        resp = await api.client.post(
+            f"/v1/blobs/sites/1/blobs/{sha}/download", headers=auth(site_tok)
+        )
+        body = await resp.json()
+        assert resp.status == 404, body
+        assert body == {
+            "error": "not_found",
+            "message": "this blob is not uploaded (request it: POST .../request)",
+            "field": None,
+        }
+        resp = await api.client.post(
+            f"/v1/blobs/sites/2/blobs/{sha}/download", headers=auth(site_tok)
+        )
+        body = await resp.json()
+        assert resp.status == 403 and body["error"] == "forbidden", body
+        assert not body["message"].startswith("{") and "field" in body
+        resp = await api.client.post(f"/v1/blobs/sites/1/blobs/{sha}/download")
+        body = await resp.json()
+        assert resp.status == 401 and body["error"] == "unauthorized", body
+        assert not body["message"].startswith("{")

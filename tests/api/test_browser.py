@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from schema.auth import Side
 from scsync.embedded_pg import free_port
-from tests.api.conftest import ApiProcess, auth, start_api, token, write_config
+from tests.api.conftest import SECRET, ApiProcess, auth, start_api, token, write_config
 from tests.pg import TestDatabase
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package `chromium`; nothing is downloaded
@@ -96,5 +97,63 @@ def test_status_page_shows_pushed_badge_changes_without_reload(
             )
             assert page.evaluate("window.__no_reload_marker") == 42
             page.screenshot(path=str(tmp_path / "status.png"))
+        finally:
+            browser.close()
+
+
+def test_everyone_signs_in_on_each_page_as_the_demo_says(
+    tmp_path: Path,
+    local_db: TestDatabase,
+    cloud_db: TestDatabase,
+    processes: list[ApiProcess],
+) -> None:
+    """Issue #18, item 5: the demo's sign-in hints work in the browser, on the clinic's
+    page and on the cloud's (a clinic user names the clinic there; the vendor does not)."""
+    from api.passwords import hash_password
+    from replicator.sites import register_site
+    from scsync.demo import PASSWORDS, VENDOR, SiteInfo, World, sign_in_hints
+
+    with cloud_db.engine.begin() as conn:
+        register_site(conn, "clinic-one")
+    accounts = [(local_db, 1, u, p, "editor") for u, p in PASSWORDS.items()]
+    accounts += [(cloud_db, 1, u, p, "editor") for u, p in PASSWORDS.items()]
+    accounts.append((cloud_db, 0, VENDOR[0], VENDOR[1], "vendor_admin"))
+    for db, site, user, password, role in accounts:
+        with db.connect() as conn:
+            conn.execute(
+                "INSERT INTO user_accounts (site_id, username, password_hash, role)"
+                " VALUES (%s, %s, %s, %s)",
+                (site, user, hash_password(password), role),
+            )
+            conn.commit()
+    cloud = start_api("cloud", write_config(tmp_path / "cloud.toml", cloud_db, free_port()))
+    processes.append(cloud)
+    local = start_api("local", write_config(tmp_path / "local.toml", local_db, free_port()))
+    processes.append(local)
+    world = World(tmp_path, SECRET, cloud_api=cloud.url)
+    world.sites.append(SiteInfo("clinic-one", site_id=1, api_url=local.url))
+    hints = sign_in_hints(world)
+    assert {h.page for h in hints} == {cloud.url + "/", local.url + "/"}
+    assert any(h.clinic == "clinic-one" for h in hints)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            for hint in hints:
+                page = browser.new_context().new_page()
+                page.goto(hint.page)
+                site_field = page.locator("#site")
+                if hint.page.startswith(cloud.url):
+                    expect(site_field).to_be_visible(timeout=5_000)
+                    site_field.fill(hint.clinic)
+                else:
+                    expect(page.locator("#username")).to_be_visible(timeout=5_000)
+                    expect(site_field).to_be_hidden()
+                page.locator("#username").fill(hint.user)
+                page.locator("#password").fill(hint.password)
+                page.get_by_role("button", name="Sign in").click()
+                who = re.compile(rf"[:/]{re.escape(hint.user)} \(")  # local:1/alice, cloud:bob
+                expect(page.locator("#who")).to_have_text(who, timeout=10_000)
+                expect(page.locator("#conn")).to_have_text("connected", timeout=10_000)
+                page.context.close()
         finally:
             browser.close()

@@ -77,6 +77,32 @@ async def test_site_subscriber_gets_record_events_with_growing_ids(local_api: Ap
         assert synced["data"]["state"] == "synced" and synced["id"] > sync["id"]
 
 
+@pytest.mark.parametrize("side", ["local", "cloud"])
+async def test_remote_changed_names_the_side_where_the_change_was_made(
+    side: str, local_db: TestDatabase, cloud_db: TestDatabase
+) -> None:
+    """Issue #18: `origin` of remote.changed named the side that applied the change
+    (a cloud change arriving at the clinic said "local")."""
+    db = local_db if side == "local" else cloud_db
+    other = "cloud" if side == "local" else "local"
+    async for api in _client(db, side):
+        async with api.client.ws_connect("/ws", params={"token": token("viewer")}) as ws:
+            await recv(ws)
+            await subscribe(ws, site=1)
+            with db.connect() as conn:  # as the replicator applies a change of the other side
+                conn.execute("SET LOCAL scsync.replicating = 'on'")
+                conn.execute(
+                    "INSERT INTO patients (site_id, patient_code, name, revision)"
+                    " VALUES (1, 'R', 'remote', 42)"
+                )
+                conn.commit()
+            remote = await next_of(ws, "remote.changed")
+            assert remote["data"]["origin"] == other
+            p = await api.create("patients", {"patient_code": "H", "name": "here"}, token())
+            here = await next_of(ws, "record.changed")
+            assert here["record_id"] == p["id"] and here["data"]["origin"] == side
+
+
 async def test_tenant_wall_holds_for_every_subscription_kind(cloud_api: Api) -> None:
     c = cloud_api.client
     theirs = await cloud_api.create("patients", {"patient_code": "S1", "name": "A"}, ctoken(site=1))

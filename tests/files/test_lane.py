@@ -59,3 +59,36 @@ async def test_push_hook_then_pull_hook_byte_identical(
     )[0]
     assert row.blob_state == "present" and row.revision == before
     assert sha256_file(Path(row.local_path)) == sha
+
+
+async def test_a_record_with_sync_off_sends_no_file(
+    local_db: TestDatabase, blobs: BlobServer, tmp_path: Path
+) -> None:
+    """Issue #18: sync off keeps the record's file home too, pushed or asked for."""
+    src = tmp_path / "private.raw"
+    sha = urandom_file(src, MiB)
+    p = add_patient(local_db, 1)
+    image = add_image(local_db, 1, p, sha=sha, size=MiB, path=src, modality="CT")
+    with local_db.engine.begin() as conn:
+        conn.execute(text("UPDATE images SET sync_enabled = false WHERE id = :i"), {"i": image})
+    local = LocalDb(local_db.url)
+    try:
+        async with aiohttp.ClientSession() as session:
+            transfer = Transfer(BlobApi(session, blobs.base_url, blobs.token(1), 1))
+            lane = FileLane(transfer, local, tmp_path / "store")
+            assert await lane.before_push("images", image) == "remote"
+            async with session.post(
+                f"{blobs.base_url}/sites/1/blobs/{sha}/request",
+                json={"table": "images", "row_id": str(image)},
+                headers={"Authorization": f"Bearer {blobs.user_token(1)}"},
+            ) as resp:
+                assert resp.status == 202
+            assert await lane.serve_requests() == 0
+            assert blobs.put_count() == 0
+            with local_db.engine.begin() as conn:
+                conn.execute(
+                    text("UPDATE images SET sync_enabled = true WHERE id = :i"), {"i": image}
+                )
+            assert await lane.before_push("images", image) == "uploaded"
+    finally:
+        await local.close()

@@ -45,6 +45,7 @@ def test_demo_once_passes_every_check_and_stops_every_process(tmp_path: Path) ->
         "Editing by local",
         "refused while the record is locked",
         "A cloud edit flows down",
+        "record.editing by cloud",  # seen on the clinic's WebSocket (the relay)
         "offline edit offered, taken, conflict, resolved",
         "Sync turned off for one record",
     ):

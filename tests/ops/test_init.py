@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from api.app import relay_missing
 from api.settings import Settings as ApiSettings
 from api.settings import load_settings as load_api
 from replicator.settings import Settings as ReplicatorSettings
@@ -56,6 +57,8 @@ def test_init_names_every_setting_and_loads(
         assert read_config_file(out, "files") == {}  # optional: all commented out
         rep = load_replicator(out, cloud_db_url="postgresql://scsync_site_1:pw@db.example/c")
         assert rep.site_id == 1 and rep.local_db_url.startswith("postgresql://")
+        # The cloud relay ("Editing by cloud" at the clinic) is configured.
+        assert relay_missing(settings) is None
     else:
         assert "\n[replicator]\n" not in text
 

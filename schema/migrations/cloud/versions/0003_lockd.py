@@ -31,6 +31,15 @@ def upgrade(**kw: Any) -> None:
         sa.Column("saves", sa.Integer(), server_default=sa.text("0"), nullable=False),
     )
     op.add_column("scsync_leases", sa.Column("saved_revision", sa.BigInteger(), nullable=True))
+    op.add_column(
+        "scsync_leases",
+        sa.Column(
+            "saved_revisions",
+            postgresql.ARRAY(sa.BigInteger()),
+            server_default=sa.text("'{}'::bigint[]"),
+            nullable=False,
+        ),
+    )
     op.add_column("scsync_leases", sa.Column("last_save_id", postgresql.UUID(), nullable=True))
     op.create_table(
         "scsync_lease_events",
@@ -69,6 +78,7 @@ def downgrade(**kw: Any) -> None:
     op.drop_index("ix_scsync_lease_events_site_seq", table_name="scsync_lease_events")
     op.drop_table("scsync_lease_events")
     op.drop_column("scsync_leases", "last_save_id")
+    op.drop_column("scsync_leases", "saved_revisions")
     op.drop_column("scsync_leases", "saved_revision")
     op.drop_column("scsync_leases", "saves")
     op.drop_column("scsync_leases", "ttl_ms")
