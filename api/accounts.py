@@ -38,6 +38,8 @@ ROLE_RANK: Final[dict[str, int]] = {"viewer": 0, "editor": 1, "admin": 2, "vendo
 MAX_PAGE: Final = 200
 # Content columns an admin may set besides the password and the role.
 PROFILE_COLUMNS: Final = ("display_name", "doctor_id")
+# A change of these revokes the account's tokens.
+REVOKING_FIELDS: Final = frozenset({"password_hash", "role"})
 
 
 def _spec(request: web.Request) -> TableSpec:
@@ -208,7 +210,11 @@ async def update_account(request: web.Request) -> web.Response:
             values["role"] = _check_role(request, p, body["role"], site)
         await _check_doctor(conn, values, site)
         row = await store.update_record(conn, spec, int(current["id"]), site, values, frozenset())
+        if REVOKING_FIELDS & set(values):
+            # Tokens issued under the old password or role are refused from now.
+            await bump_account(conn, int(row["id"]))
         await _audit(conn, request, p, "account_update", row, fields=sorted(body), role=row["role"])
+    request.app[state.REVOCATIONS].forget()  # this instance at once, others in the bound
     return ok(_account_json(spec, row))
 
 

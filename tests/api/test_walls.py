@@ -13,7 +13,7 @@ import pytest
 
 from schema.auth import site_token
 from scsync.embedded_pg import free_port
-from tests.api.conftest import SECRET, Api, _client, add_user, auth, token
+from tests.api.conftest import SECRET, Api, _client, add_user, auth, ctoken, token
 from tests.api.test_edit import replicate
 from tests.api.test_ws import next_of, recv, resubscribe, subscribe
 from tests.pg import TestDatabase
@@ -33,8 +33,8 @@ async def test_same_username_in_two_clinics_cannot_use_each_others_lease(
     """alice of site 1 and alice of site 2 are two people: neither the session handle
     nor the lease id + fencing token of one lets the other save, renew or release."""
     c = cloud_api.client
-    alice1 = token("editor", site=1, name="alice")
-    alice2 = token("editor", site=2, name="alice")
+    alice1 = ctoken("editor", site=1, name="alice")
+    alice2 = ctoken("editor", site=2, name="alice")
     p = await cloud_api.create("patients", {"patient_code": "W1", "name": "Kim"}, alice1)
     resp = await c.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(alice1))
     session = await _json(resp)
@@ -108,8 +108,8 @@ async def test_editor_cannot_change_accounts_by_edit_session_lockd_save_or_patch
     root_id = add_user(cloud_api.db, "root", "admin", site_id=1)
     eve_id = add_user(cloud_api.db, "eve", "editor", site_id=1)
     before = {i: _account_row(cloud_api, i) for i in (root_id, eve_id)}
-    eve = token("editor", site=1, name="eve")
-    admin = token("admin", site=1, name="root")
+    eve = ctoken("editor", site=1, name="eve")
+    admin = ctoken("admin", site=1, name="root")
     # An edit session on an account is refused at once (no lease, nothing to save).
     for who in (eve, admin):
         resp = await c.post(f"/v1/records/user_accounts/{eve_id}/edit", headers=auth(who))
@@ -178,10 +178,10 @@ async def test_account_endpoints_admin_of_the_site_never_above_own_role(
     cloud_api: Api,
 ) -> None:
     c = cloud_api.client
-    admin1 = token("admin", site=1, name="root")
-    admin2 = token("admin", site=2, name="root")
-    vendor = token("vendor_admin", site=None, name="ops")
-    for who in (token("editor", site=1, name="eve"), token("viewer", site=1, name="vi")):
+    admin1 = ctoken("admin", site=1, name="root")
+    admin2 = ctoken("admin", site=2, name="root")
+    vendor = ctoken("vendor_admin", site=None, name="ops")
+    for who in (ctoken("editor", site=1, name="eve"), ctoken("viewer", site=1, name="vi")):
         assert (await c.get("/v1/accounts", headers=auth(who))).status == 403
         resp = await c.post(
             "/v1/accounts",
@@ -259,7 +259,7 @@ async def test_reference_to_another_clinics_record_is_refused_on_every_write_pat
     """A save pointing at another site's record gets exactly the answer an id that does
     not exist gets (400 naming the column), by REST, edit session and lockd save."""
     c = cloud_api.client
-    mine, theirs = token("editor", site=1, name="alice"), token("editor", site=2, name="bob")
+    mine, theirs = ctoken("editor", site=1, name="alice"), ctoken("editor", site=2, name="bob")
     p1 = await cloud_api.create("patients", {"patient_code": "A", "name": "Mine"}, mine)
     p2 = await cloud_api.create("patients", {"patient_code": "B", "name": "Theirs"}, theirs)
     d2 = await cloud_api.create("doctors", {"name": "Their doctor"}, theirs)
@@ -348,7 +348,7 @@ async def test_offline_is_refused_while_lockd_answers_and_another_client_holds_i
     alice = token("editor", site=1, name="alice")
     p = await local.create("patients", {"patient_code": "W4", "name": "Han"}, alice)
     replicate(p, cloud_api.db)
-    bob = token("editor", site=1, name="bob")
+    bob = ctoken("editor", site=1, name="bob")
     resp = await cloud_api.client.post(f"/v1/records/patients/{p['id']}/edit", headers=auth(bob))
     bobs = await _json(resp)
     assert resp.status == 200, bobs
@@ -453,7 +453,7 @@ async def test_subscriptions_per_socket_are_capped(few_subscriptions: Api) -> No
 
 async def test_deep_json_and_bad_event_ids_are_400_not_500(cloud_api: Api) -> None:
     c = cloud_api.client
-    editor = token("editor", site=1)
+    editor = ctoken("editor", site=1)
     deep = b"[" * 30_000 + b"]" * 30_000  # under every body limit
     for path in ("/v1/records/patients", "/v1/locks/acquire", "/v1/auth/token"):
         resp = await c.post(path, data=deep, headers={**auth(editor), "Content-Type": "json"})
