@@ -69,6 +69,9 @@ class Settings:
     s3_secret_key: str = ""
     # How the cloud proves an upload's bytes (api/blobs.py, docs/files.md).
     s3_verify_by: str = "checksum"
+    # Cloud side: the sync endpoints (/v1/sync, api/sync.py); a lane's lease lapses this
+    # long after its replicator's last request.
+    lane_lease_ttl_s: float = 30.0
 
 
 _FIELDS: Final = {f.name: f for f in dataclasses.fields(Settings)}
@@ -87,6 +90,7 @@ _FLOAT_KEYS: Final = {
     "lease_ttl_s",
     "idle_warn_s",
     "idle_close_s",
+    "lane_lease_ttl_s",
 }
 _BOOL_KEYS: Final = {"mount_lockd", "mount_blobs"}
 

@@ -22,7 +22,7 @@ SELECT id, table_name, row_id, site_id, base_revision, local_revision, cloud_rev
 SELECT scsync_resolve_conflict(:id, :keep, :by) AS revision
 
 -- name: replicator_site_register
-SELECT site_id, node_id, db_role FROM scsync_register_site(:name, :password, :node_id)
+SELECT site_id, node_id FROM scsync_register_site(:name, :node_id)
 
 -- name: replicator_columns
 SELECT st.table_name, a.attname::text AS column_name
@@ -96,7 +96,7 @@ ON CONFLICT (lane, site_id) DO UPDATE
        peer_schema_revision = EXCLUDED.peer_schema_revision
 
 -- name: replicator_outbox_keys
-SELECT DISTINCT table_name AS t, row_id AS id FROM scsync_outbox WHERE seq = ANY(%(seqs)s)
+SELECT t, id FROM scsync_replicator_outbox_keys(%(seqs)s::bigint[])
 
 -- name: replicator_recover_rows
 SELECT scsync_replicator_recover_rows(%(keys)s::jsonb)::text
@@ -123,3 +123,30 @@ SELECT lane, table_name, row_id, revision, reason, attempts, first_failed_at, ne
 SELECT lane, site_id, last_batch_id, last_applied_at, last_source_commit_at, rows_applied,
        peer_schema_revision
   FROM scsync_replication_cursor WHERE site_id = %(site_id)s ORDER BY lane
+
+-- name: sync_acting_site
+-- First statement of every transaction the cloud API runs for a site (api/sync.py): the
+-- lane functions' wall (scsync_replicator_guard) reads it; local to the transaction.
+SELECT set_config('scsync.acting_site', %(site_id)s::text, true)
+
+-- name: sync_lease_take
+-- Take or renew the lane's lease for its holder, in the request's transaction: it is
+-- free, expired, or already this holder's. No row: another holder's lease is live.
+INSERT INTO scsync_lane_leases AS l (site_id, lane, holder, expires_at)
+VALUES (%(site_id)s, %(lane)s, %(holder)s,
+        clock_timestamp() + make_interval(secs => %(ttl_s)s))
+ON CONFLICT (site_id, lane) DO UPDATE
+   SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+ WHERE l.holder = EXCLUDED.holder OR l.expires_at < clock_timestamp()
+RETURNING holder
+
+-- name: sync_lease_holder
+SELECT holder, expires_at, extract(epoch FROM expires_at - clock_timestamp())
+  FROM scsync_lane_leases WHERE site_id = %(site_id)s AND lane = %(lane)s
+
+-- name: sync_lease_release
+DELETE FROM scsync_lane_leases
+ WHERE site_id = %(site_id)s AND lane = %(lane)s AND holder = %(holder)s
+
+-- name: sync_isolation_repeatable_read
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ

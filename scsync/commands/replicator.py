@@ -35,25 +35,30 @@ def run_daemon(args: argparse.Namespace, files_required: bool = False) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    """The site's figures: the local database's directly, the cloud's through the cloud
+    API (the site has no other way there)."""
+    import asyncio
+
+    import aiohttp
+
+    from replicator.cloud_client import cloud_status
+    from replicator.errors import ReplicatorError
+
     settings = _settings(args)
     site = {"site_id": settings.site_id}
     out: dict[str, Any] = {"site_id": settings.site_id}
-    for side, url in (("local", settings.local_db_url), ("cloud", settings.cloud_db_url)):
-        try:
-            with psycopg.connect(libpq_url(url), connect_timeout=5) as conn:
-                depth, age = conn.execute(query("replicator_outbox_depth"), site).fetchone() or (
-                    0,
-                    None,
-                )
-                (open_conflicts,) = conn.execute(
-                    query("replicator_conflicts_open"), site
-                ).fetchone() or (0,)
-                cursors = conn.execute(query("replicator_cursors"), site).fetchall()
-                parked = conn.execute(query("replicator_dead_letters"), site).fetchall()
-        except psycopg.OperationalError as exc:
-            out[side] = {"error": str(exc).strip().splitlines()[0]}
-            continue
-        out[side] = {
+    try:
+        with psycopg.connect(libpq_url(settings.local_db_url), connect_timeout=5) as conn:
+            depth, age = conn.execute(query("replicator_outbox_depth"), site).fetchone() or (
+                0,
+                None,
+            )
+            (open_conflicts,) = conn.execute(
+                query("replicator_conflicts_open"), site
+            ).fetchone() or (0,)
+            cursors = conn.execute(query("replicator_cursors"), site).fetchall()
+            parked = conn.execute(query("replicator_dead_letters"), site).fetchall()
+        out["local"] = {
             "outbox_depth": depth,
             "oldest_change_age_s": None if age is None else round(float(age), 1),
             "conflicts_open": open_conflicts,
@@ -79,6 +84,20 @@ def _status(args: argparse.Namespace) -> int:
                 for p in parked
             ],
         }
+    except psycopg.OperationalError as exc:
+        out["local"] = {"error": str(exc).strip().splitlines()[0]}
+    try:
+        cloud = asyncio.run(cloud_status(settings))
+        age = cloud["oldest_change_age_s"]
+        out["cloud"] = {
+            "outbox_depth": cloud["outbox_depth"],
+            "oldest_change_age_s": None if age is None else round(float(age), 1),
+            "conflicts_open": cloud["conflicts_open"],
+            "applied_here": cloud["cursors"],
+            "parked": cloud["parked"],
+        }
+    except (ReplicatorError, aiohttp.ClientError, KeyError) as exc:
+        out["cloud"] = {"error": str(exc)}
     print(json.dumps(out, indent=2))
     return 0
 
@@ -183,15 +202,26 @@ def _site_register(args: argparse.Namespace) -> int:
         raise DatabaseUnavailable(f"cannot reach the cloud database: {exc}") from exc
     finally:
         engine.dispose()
-    site_url = creds.cloud_url(args.public_url or url)
-    print(f"# site {creds.name!r} registered: site id {creds.site_id}, node id {creds.node_id}")
+    api = (args.api_url or "https://cloud.example.net").rstrip("/")
+    print(
+        f"# site {creds.name!r} registered: site id {creds.site_id}, node id {creds.node_id}"
+        " (no database role: the site reaches the cloud only through the cloud API)"
+    )
     print(
         "# on the site: scsync db set-node --side local "
         f"--node-id {creds.node_id} --site-id {creds.site_id}"
     )
-    print("# replicator settings (TOML; the password is shown only now):")
+    print("# the site's token: a vendor admin asks the cloud API for it (ttl_s: up to a year),")
+    print(
+        f'#   curl -X POST -H "Authorization: Bearer $VENDOR_ADMIN_TOKEN" '
+        f"-d '{{\"ttl_s\": 2592000}}' {api}/v1/sites/{creds.site_id}/token"
+    )
+    print('# and puts its "token" into site_token below (or SCSYNC_SITE_TOKEN) before it expires')
+    print("# replicator settings (TOML, [replicator]):")
     print(f"site_id = {creds.site_id}")
-    print(f"cloud_db_url = {json.dumps(site_url)}")
+    print(f"cloud_api_url = {json.dumps(api)}")
+    print(f'site_token = "<token from POST /v1/sites/{creds.site_id}/token>"')
+    print('# ca_file = "/etc/scsync/cloud-ca.pem"  # only when the cloud API uses a private CA')
     print('local_db_url = "postgresql://scsync@127.0.0.1/scsync"')
     return 0
 
@@ -218,9 +248,10 @@ def register(sub: Any) -> None:
         "replicator",
         help="the per-site sync daemon: run, status",
         epilog="settings: a TOML file (--config: [replicator] and [files]) and SCSYNC_*\n"
-        "environment variables, e.g. SCSYNC_LOCAL_DB_URL, SCSYNC_CLOUD_DB_URL,\n"
-        "SCSYNC_SITE_ID, SCSYNC_BATCH_SIZE; the file lanes run when blobs_url, token and\n"
-        "store are given (SCSYNC_BLOBS_URL, SCSYNC_SITE_TOKEN, SCSYNC_FILE_STORE or flags)",
+        "environment variables, e.g. SCSYNC_LOCAL_DB_URL, SCSYNC_CLOUD_API_URL,\n"
+        "SCSYNC_SITE_TOKEN, SCSYNC_SITE_ID, SCSYNC_BATCH_SIZE; the file lanes run when\n"
+        "blobs_url, token and store are given (SCSYNC_BLOBS_URL, SCSYNC_SITE_TOKEN,\n"
+        "SCSYNC_FILE_STORE or flags)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rep_sub = rep.add_subparsers(dest="replicator_command", required=True)
@@ -264,11 +295,13 @@ def register(sub: Any) -> None:
 
     site = sub.add_parser("site", help="cloud side: register a site, list the sites")
     site_sub = site.add_subparsers(dest="site_command", required=True)
-    reg = site_sub.add_parser("register", help="create a site, its node id and database role")
+    reg = site_sub.add_parser(
+        "register", help="create a site and its node id; prints the site's settings"
+    )
     reg.add_argument("name")
     reg.add_argument("--url", help="cloud database admin URL (default: SCSYNC_CLOUD_DB_URL)")
     reg.add_argument("--node-id", type=int, help="default: the next free one")
-    reg.add_argument("--public-url", help="cloud database URL as the site reaches it")
+    reg.add_argument("--api-url", help="the cloud API's URL as the site reaches it")
     reg.set_defaults(handler=_site_register)
     ls_sites = site_sub.add_parser("list", help="the registered sites and their node ids")
     ls_sites.add_argument("--url", help="cloud database URL (default: SCSYNC_CLOUD_DB_URL)")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy.engine import make_url
-
 from tests.polling import wait_until
 from tests.proxy import TcpProxy
 from tests.replicator.conftest import Replicators
@@ -31,11 +29,13 @@ def _write(world: World, tag: str, n: int) -> None:
 
 
 def test_partition_heals_without_a_manual_step(world: World, replicators: Replicators) -> None:
-    url = make_url(world.site1.cloud_url)
-    with TcpProxy(str(url.host), int(url.port or 5432)) as proxy:
-        via_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
+    """The TCP proxy stands between the site and the cloud API."""
+    with TcpProxy("127.0.0.1", world.api.port) as proxy:
         proc = replicators.start(
-            world.site1, cloud_db_url=via_proxy, op_timeout_s=3.0, listener_probe_s=1.0
+            world.site1,
+            cloud_api_url=f"http://127.0.0.1:{proxy.port}",
+            op_timeout_s=3.0,
+            listener_probe_s=1.0,
         )
         _write(world, "before", 20)
         wait_until(lambda: len(rows(world.site1.local, "patients")) == 40, 20, "first sync")
@@ -58,7 +58,7 @@ def test_partition_heals_without_a_manual_step(world: World, replicators: Replic
         wait_until(converged, 75, "convergence after the partition")
         log = replicators.log_of(0)
         assert "retrying in" in log  # the lanes felt the partition ...
-        assert "listener (pull)" in log  # ... and so did the cloud listener's probe
+        assert "cloud hints" in log  # ... and so did the pull lane's long poll
         local = rows(world.site1.local, "patients")
         cloud = rows(world.cloud, "patients")
         assert {(r["id"], r["revision"]) for r in local.values()} == {
