@@ -22,7 +22,8 @@ from schema.errors import ConfigError
 class Settings(BaseSettings):
     """Everything the daemon needs; field ``x`` is read from ``SCSYNC_X`` too."""
 
-    model_config = SettingsConfigDict(env_prefix="SCSYNC_", extra="forbid")
+    # An empty variable is no setting (SCSYNC_SITE_TOKEN is shared with the file lanes).
+    model_config = SettingsConfigDict(env_prefix="SCSYNC_", extra="forbid", env_ignore_empty=True)
 
     local_db_url: str = Field(description="the site's local database")
     cloud_api_url: str = Field(description="the cloud API (https://...), sync endpoints")
