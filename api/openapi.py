@@ -543,7 +543,7 @@ def sync_ops() -> list[Op]:
         "name": "X-Scsync-Holder",
         "in": "header",
         "required": True,
-        "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:/@-]{1,200}$"},
+        "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:/@+-]{1,200}$"},
     }
     return [
         Op(

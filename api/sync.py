@@ -60,7 +60,7 @@ from schema.urls import libpq_url
 log = logging.getLogger("scsync.api.sync")
 
 HOLDER_HEADER: Final = "X-Scsync-Holder"
-HOLDER_RE: Final = re.compile(r"^[A-Za-z0-9._:/@-]{1,200}$")
+HOLDER_RE: Final = re.compile(r"^[A-Za-z0-9._:/@+-]{1,200}$")
 CONNECT_TIMEOUT_S: Final = 10
 _CHUNK: Final = 1 << 16
 
@@ -247,7 +247,7 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not HOLDER_RE.fullmatch(holder):
         raise BadRequest(
             f"header {HOLDER_HEADER} must name the lane's holder "
-            "(1-200 letters, digits and ._:/@-)",
+            "(1-200 letters, digits and ._:/@+-)",
             field=HOLDER_HEADER,
         )
     request[_SITE] = principal.site_id

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import socket
 import ssl
 from collections.abc import AsyncIterator, Sequence
@@ -39,7 +40,8 @@ def default_holder(settings: Settings) -> str:
     restart (a restarted replicator takes its lanes back at once); a second replicator
     on this host is stopped before, by the local database's advisory lock."""
     digest = hashlib.sha256(settings.local_db_url.encode()).hexdigest()[:8]
-    return f"{socket.gethostname()}/{digest}"
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:150] or "host"
+    return f"{host}/{digest}"
 
 
 async def json_lines(content: aiohttp.StreamReader) -> AsyncIterator[Any]:

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     )
     ca_file: str = Field(default="", description="CA bundle for the cloud API's HTTPS")
     # Who holds this site's lane leases on the cloud; default: this host and database.
-    lane_holder: str = Field(default="", max_length=200)
+    lane_holder: str = Field(default="", max_length=200, pattern=r"^[A-Za-z0-9._:/@+-]*$")
     site_id: int = Field(gt=0)
     lanes: tuple[Literal["push", "pull"], ...] = ("push", "pull")
     batch_size: int = Field(default=1000, gt=0)

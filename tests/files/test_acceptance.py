@@ -176,7 +176,8 @@ def start_replicator(
     assert how == "replicator-run-config", how
     replicator = {
         "local_db_url": env["SCSYNC_LOCAL_DB_URL"],
-        "cloud_db_url": env["SCSYNC_CLOUD_DB_URL"],
+        "cloud_api_url": env["SCSYNC_CLOUD_API_URL"],
+        "site_token": env["SCSYNC_SITE_TOKEN"],
         "site_id": int(env["SCSYNC_SITE_ID"]),
         "poll_interval_s": float(env["SCSYNC_POLL_INTERVAL_S"]),
         "schema_refresh_s": float(env["SCSYNC_SCHEMA_REFRESH_S"]),
@@ -515,7 +516,10 @@ def test_replicator_without_file_settings_warns_and_sends_rows_as_metadata_only(
     metadata only and its file is not uploaded until a backfill with the blob settings."""
     with cloud_db.engine.begin() as conn:
         register_site(conn, "clinic-one")
-    env = {**_env(local_db, sync_api, cloud_db, blobs, tmp_path), **NO_FILE_ENV}
+    # The site's token stays: the row lanes need it for the cloud API, and on its own it
+    # turns no file lane on.
+    no_files = {k: v for k, v in NO_FILE_ENV.items() if k != "SCSYNC_SITE_TOKEN"}
+    env = {**_env(local_db, sync_api, cloud_db, blobs, tmp_path), **no_files}
     live = procs.start("replicator", "run", env=env)
     src = tmp_path / "scan.dcm"
     sha = urandom_file(src, 3000)
