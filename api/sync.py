@@ -127,6 +127,7 @@ class Hints:
 
 
 _HINTS: Final = web.AppKey("sync_hints", Hints)
+
 _SITE: Final = web.RequestKey("sync_site", int)
 
 
@@ -261,22 +262,24 @@ def _lane(request: web.Request) -> LaneName:
 # -- the transaction of a request -----------------------------------------------------------
 
 
-def _prelude(request: web.Request, lane: LaneName) -> Callable[[Conn], Awaitable[None]]:
-    """What starts every transaction of this request: the acting site, the lease."""
+def _prelude(request: web.Request, lane: LaneName | None) -> Callable[[Conn], Awaitable[None]]:
+    """What starts every transaction of this request, in one round trip: the acting
+    site, the site enabled, the lane's lease (none for ``lane=None``)."""
     site_id: int = request[_SITE]
     holder = request.headers[HOLDER_HEADER]
     ttl = request.app[_SETTINGS].lease_ttl_s
 
     async def start(conn: Conn) -> None:
-        await _act_for(conn, site_id)
         cur = await conn.execute(
-            query("sync_lease_take"),
+            query("sync_begin"),
             {"site_id": site_id, "lane": lane, "holder": holder, "ttl_s": ttl},
         )
-        if await cur.fetchone() is None:
-            cur = await conn.execute(query("sync_lease_holder"), {"site_id": site_id, "lane": lane})
-            got = await cur.fetchone()
-            other, until, left = got if got is not None else ("?", None, 0.0)
+        row = await cur.fetchone()
+        assert row is not None
+        enabled, other, until, left = row
+        if not enabled:
+            raise Forbidden(f"site {site_id} is not registered or is disabled")
+        if other is not None:
             raise LaneBusyError(
                 f"the {lane} lane of site {site_id} is leased to replicator {other} for "
                 f"{max(0.0, float(left or 0)):.0f} s more (until {until}); the lease lapses "
@@ -285,14 +288,6 @@ def _prelude(request: web.Request, lane: LaneName) -> Callable[[Conn], Awaitable
             )
 
     return start
-
-
-async def _act_for(conn: Conn, site_id: int) -> None:
-    await conn.execute(query("sync_acting_site"), {"site_id": site_id})
-    cur = await conn.execute(query("api_site_enabled"), {"site_id": site_id})
-    row = await cur.fetchone()
-    if row is None or not row[0]:
-        raise Forbidden(f"site {site_id} is not registered or is disabled")
 
 
 async def _with_db(
@@ -424,12 +419,11 @@ async def _apply(request: web.Request) -> web.Response:
             raise BatchError(f"the batch announced {expected} rows and held {n}")
 
     async def work(db: LaneDb) -> Any:
-        # What the site may write is what both sides have, never this side's own
-        # bookkeeping (lifecycle, blob_state, ...): the client's list is only narrowed.
-        here, _ = await db.columns()
+        # Never this side's own bookkeeping (lifecycle, blob_state, ...), whatever the
+        # client lists; a column the cloud lacks fails the batch (422, then record by
+        # record: parked until the cloud has it), as a plain apply would.
         allowed = {
-            t: [c for c in cols if c in set(here.get(t, [])) and c not in SIDE_ONLY_COLUMNS]
-            for t, cols in columns.items()
+            t: [c for c in cols if c not in SIDE_ONLY_COLUMNS] for t, cols in columns.items()
         }
         return await db.apply(
             "push",
@@ -563,7 +557,7 @@ async def _status(request: web.Request) -> web.Response:
         return await cur.fetchall()
 
     async with request.app[_POOL].connection() as conn, conn.transaction():
-        await _act_for(conn, request[_SITE])
+        await _prelude(request, None)(conn)
         ((depth, age),) = await fetch(conn, "replicator_outbox_depth")
         ((conflicts,),) = await fetch(conn, "replicator_conflicts_open")
         cursors = await fetch(conn, "replicator_cursors")

@@ -124,25 +124,11 @@ SELECT lane, site_id, last_batch_id, last_applied_at, last_source_commit_at, row
        peer_schema_revision
   FROM scsync_replication_cursor WHERE site_id = %(site_id)s ORDER BY lane
 
--- name: sync_acting_site
--- First statement of every transaction the cloud API runs for a site (api/sync.py): the
--- lane functions' wall (scsync_replicator_guard) reads it; local to the transaction.
-SELECT set_config('scsync.acting_site', %(site_id)s::text, true)
-
--- name: sync_lease_take
--- Take or renew the lane's lease for its holder, in the request's transaction: it is
--- free, expired, or already this holder's. No row: another holder's lease is live.
-INSERT INTO scsync_lane_leases AS l (site_id, lane, holder, expires_at)
-VALUES (%(site_id)s, %(lane)s, %(holder)s,
-        clock_timestamp() + make_interval(secs => %(ttl_s)s))
-ON CONFLICT (site_id, lane) DO UPDATE
-   SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
- WHERE l.holder = EXCLUDED.holder OR l.expires_at < clock_timestamp()
-RETURNING holder
-
--- name: sync_lease_holder
-SELECT holder, expires_at, extract(epoch FROM expires_at - clock_timestamp())
-  FROM scsync_lane_leases WHERE site_id = %(site_id)s AND lane = %(lane)s
+-- name: sync_begin
+-- First statement of every transaction the cloud API runs for a site (api/sync.py):
+-- the acting site, the site enabled, the lane's lease (schema/sql/r0011_sync_api_cloud.sql).
+SELECT enabled, busy_holder, busy_until, busy_left_s
+  FROM scsync_sync_begin(%(site_id)s, %(lane)s, %(holder)s, %(ttl_s)s)
 
 -- name: sync_lease_release
 DELETE FROM scsync_lane_leases

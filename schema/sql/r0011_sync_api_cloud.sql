@@ -34,3 +34,40 @@ BEGIN
     DROP FUNCTION IF EXISTS scsync_current_site();
 END
 $$;
+
+-- The start of every transaction the cloud API runs for a site (api/sync.py), in one
+-- round trip: the acting site (transaction-local; the lane functions' guard reads it),
+-- whether the site may sync at all, and (p_lane not null) the lane's lease for
+-- p_holder, taken or renewed (free, lapsed or already this holder's). busy_holder is
+-- set when another holder's lease is live.
+CREATE FUNCTION scsync_sync_begin(p_site int, p_lane text, p_holder text,
+                                  p_ttl_s double precision)
+RETURNS TABLE (enabled boolean, busy_holder text, busy_until timestamptz,
+               busy_left_s double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+    got text;
+BEGIN
+    PERFORM set_config('scsync.acting_site', p_site::text, true);
+    IF NOT EXISTS (SELECT 1 FROM scsync_sites s WHERE s.site_id = p_site AND NOT s.disabled) THEN
+        RETURN QUERY SELECT false, NULL::text, NULL::timestamptz, NULL::double precision;
+        RETURN;
+    END IF;
+    IF p_lane IS NOT NULL THEN
+        INSERT INTO scsync_lane_leases AS l (site_id, lane, holder, expires_at)
+        VALUES (p_site, p_lane, p_holder, clock_timestamp() + make_interval(secs => p_ttl_s))
+        ON CONFLICT (site_id, lane) DO UPDATE
+           SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+         WHERE l.holder = EXCLUDED.holder OR l.expires_at < clock_timestamp()
+        RETURNING l.holder INTO got;
+        IF got IS NULL THEN
+            RETURN QUERY
+            SELECT true, l.holder, l.expires_at,
+                   extract(epoch FROM l.expires_at - clock_timestamp())::double precision
+              FROM scsync_lane_leases l WHERE l.site_id = p_site AND l.lane = p_lane;
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT true, NULL::text, NULL::timestamptz, NULL::double precision;
+END
+$$;

@@ -40,4 +40,5 @@ def upgrade(**kw: Any) -> None:
 def downgrade(**kw: Any) -> None:
     # The site roles are not brought back: a site that needs the database again is
     # registered anew (and its replicator is of the release before this one).
+    run_sql_file("r0011_sync_api_cloud_drop.sql")
     op.drop_table("scsync_lane_leases")
