@@ -345,6 +345,20 @@ def make_app(side: str, settings: Settings) -> web.Application:
 
 
 def _mount_cloud_subapps(app: web.Application, settings: Settings) -> None:
+    from api.sync import SyncSettings, make_sync_app
+
+    app.add_subapp(
+        "/v1/sync",
+        make_sync_app(
+            SyncSettings(
+                db_url=settings.db_url,
+                jwt_secret=settings.jwt_secret,
+                lease_ttl_s=settings.lane_lease_ttl_s,
+                pool_size=settings.pool_max,
+                revocation_check_s=settings.revocation_check_s,
+            )
+        ),
+    )
     if settings.mount_lockd:
         from lockd.web import make_app as make_lockd_app
 

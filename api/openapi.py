@@ -514,6 +514,7 @@ def base_ops(side: Side) -> list[Op]:
                 tags=("auth",),
             )
         )
+        ops += sync_ops()
     return ops
 
 
@@ -598,6 +599,52 @@ def account_ops() -> list[Op]:
                 ("enable", "Enable an account again (new tokens only; admins)"),
             )
         ),
+    ]
+
+
+# The sync endpoints (api/sync.py, docs/replicator.md): a site token only; the site is
+# the token's. push/apply takes JSON lines (a header, then rows) and pull/read answers
+# JSON lines; every lane request names its lease holder in X-Scsync-Holder.
+SYNC_ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("push/lease", "sync_push_lease", "Take or renew the push lane's lease"),
+    ("push/release", "sync_push_release", "Give the push lane's lease back"),
+    ("push/schema", "sync_push_schema", "The cloud's synced columns and schema revision"),
+    ("push/apply", "sync_push_apply", "Apply a batch of the site's changes (JSON lines)"),
+    ("push/forget", "sync_push_forget", "Forget acknowledged inbox entries"),
+    ("push/inbox", "sync_push_inbox", "Batches applied but not yet acknowledged"),
+    ("push/recover-rows", "sync_push_recover_rows", "What the cloud holds of some records"),
+    ("pull/lease", "sync_pull_lease", "Take or renew the pull lane's lease"),
+    ("pull/release", "sync_pull_release", "Give the pull lane's lease back"),
+    ("pull/schema", "sync_pull_schema", "The cloud's synced columns and schema revision"),
+    ("pull/read", "sync_pull_read", "The next batch of the site's cloud changes (JSON lines)"),
+    ("pull/ack", "sync_pull_ack", "Acknowledge a pulled batch, park what failed"),
+    ("pull/outbox-keys", "sync_pull_outbox_keys", "The records of some outbox seqs"),
+    ("pull/depth", "sync_pull_depth", "The site's cloud outbox depth and lag"),
+    ("pull/wait", "sync_pull_wait", "Long poll: answered when a change of the site commits"),
+    ("status", "sync_site_status", "The site's sync figures on the cloud"),
+)
+
+
+def sync_ops() -> list[Op]:
+    holder = {
+        "name": "X-Scsync-Holder",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:/@+-]{1,200}$"},
+    }
+    return [
+        Op(
+            "post",
+            f"/v1/sync/{path}",
+            op_id,
+            summary + " (site token)",
+            None if path == "pull/read" else {"type": "object"},
+            request={"type": "object"},
+            params=(holder,),
+            tags=("sync",),
+            content_type="application/x-ndjson" if path == "pull/read" else "application/json",
+        )
+        for path, op_id, summary in SYNC_ROUTES
     ]
 
 

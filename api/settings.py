@@ -88,6 +88,9 @@ class Settings:
     s3_verify_by: str = "checksum"
     # The largest blob an upload plan is made for (bytes); above it: 400.
     blob_max_size: int = 64 * 1024**3
+    # Cloud side: the sync endpoints (/v1/sync, api/sync.py); a lane's lease lapses this
+    # long after its replicator's last request.
+    lane_lease_ttl_s: float = 30.0
 
 
 _FIELDS: Final = {f.name: f for f in dataclasses.fields(Settings)}
@@ -112,6 +115,7 @@ _FLOAT_KEYS: Final = {
     "idle_warn_s",
     "idle_close_s",
     "login_window_s",
+    "lane_lease_ttl_s",
 }
 _BOOL_KEYS: Final = {"mount_lockd", "mount_blobs"}
 

@@ -3,8 +3,10 @@ same workload, same machine, one run.
 
 Two embedded PostgreSQL clusters (``wal_level=logical``): cluster A holds the site's
 local database and the native publisher, cluster B the cloud database and the native
-subscriber. scsync runs as its own process (``scsync replicator run``, push lane only,
-connected to the cloud as the site's own role, so row-level security is paid for).
+subscriber. scsync runs as its own processes: the cloud API (``scsync api run --side
+cloud``, on cluster B's database) and the site's replicator (``scsync replicator run``,
+push lane only), which reaches the cloud only through the cloud API's sync endpoints
+with its site token, as in production (the HTTP hop and the API's checks are paid for).
 
 1. throughput: N inserts of ~1 KB image rows in 1,000-row transactions; rows/s from the
    first insert until the last row is visible at the destination;
@@ -88,9 +90,8 @@ def create_db(server: Any, name: str) -> str:
     return str(server.url_for(name))
 
 
-def setup_scsync(a: Any, b: Any) -> tuple[str, str, str]:
-    """Migrated local (A) and cloud (B) databases, site 1 registered; URLs (admin, admin,
-    the site's cloud URL)."""
+def setup_scsync(a: Any, b: Any) -> tuple[str, str]:
+    """Migrated local (A) and cloud (B) databases, site 1 registered; their URLs."""
     from replicator.sites import register_site
 
     local_url = create_db(a, "bench_local")
@@ -102,7 +103,7 @@ def setup_scsync(a: Any, b: Any) -> tuple[str, str, str]:
         with engine.begin() as conn:
             schema_db.set_node(conn, node, side, site)  # type: ignore[arg-type]
             if side == "cloud":
-                creds = register_site(conn, "bench-site")
+                register_site(conn, "bench-site")
         engine.dispose()
     with psycopg.connect(libpq_url(cloud_url), autocommit=True) as c:
         c.execute(STAMP)
@@ -110,17 +111,62 @@ def setup_scsync(a: Any, b: Any) -> tuple[str, str, str]:
             "CREATE TRIGGER bench_stamp AFTER INSERT OR UPDATE ON images "
             "FOR EACH ROW EXECUTE FUNCTION bench_stamp()"
         )
-    return local_url, cloud_url, creds.cloud_url(cloud_url)
+    return local_url, cloud_url
 
 
-def start_replicator(local_url: str, site_cloud_url: str, workdir: Path) -> subprocess.Popen[bytes]:
+JWT_SECRET = "bench-secret-of-at-least-thirty-two-bytes"
+
+
+def start_cloud_api(stack: ExitStack, cloud_url: str, workdir: Path) -> str:
+    """The cloud API as its own process; its base URL once /health answers."""
+    import urllib.request
+
+    from scsync.embedded_pg import free_port
+
+    port = free_port()
+    config = workdir / "cloud-api.toml"
+    config.write_text(
+        f"db_url = {json.dumps(cloud_url)}\njwt_secret = {json.dumps(JWT_SECRET)}\n"
+        f"port = {port}\nmount_blobs = false\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scsync", "api", "run", "--side", "cloud", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "cloud-api.log", "wb"),  # noqa: SIM115
+    )
+
+    def stop() -> None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    stack.callback(stop)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2):
+                return url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the cloud API did not start (cloud-api.log)") from None
+            time.sleep(0.2)
+
+
+def start_replicator(local_url: str, api_url: str, workdir: Path) -> subprocess.Popen[bytes]:
+    from schema.auth import site_token
+
     config = workdir / "replicator.toml"
     config.write_text(
         "".join(
             f"{k} = {json.dumps(v)}\n"
             for k, v in {
                 "local_db_url": local_url,
-                "cloud_db_url": site_cloud_url,
+                "cloud_api_url": api_url,
+                "site_token": site_token(JWT_SECRET, 1, ttl_s=86400),
                 "site_id": 1,
                 "lanes": ["push"],
                 "batch_size": 2000,
@@ -241,7 +287,9 @@ def pct(values: list[float], q: float) -> float:
 def bench_scsync(
     a: Any, b: Any, rows: int, n_updates: int, backlog: int, workdir: Path
 ) -> dict[str, float]:
-    local_url, cloud_url, site_cloud_url = setup_scsync(a, b)
+    local_url, cloud_url = setup_scsync(a, b)
+    stack = ExitStack()
+    api_url = start_cloud_api(stack, cloud_url, workdir)
     with psycopg.connect(libpq_url(local_url), autocommit=True) as c:
         row = c.execute(
             "INSERT INTO patients (site_id, patient_code, name) VALUES (1, 'P', 'bench') "
@@ -249,7 +297,7 @@ def bench_scsync(
         ).fetchone()
         assert row is not None
         patient = int(row[0])
-    proc = start_replicator(local_url, site_cloud_url, workdir)
+    proc = start_replicator(local_url, api_url, workdir)
     try:
         wait_count(cloud_url, "patients", 1, 60)
         t0 = time.monotonic()
@@ -265,7 +313,7 @@ def bench_scsync(
         proc.wait(timeout=15)
         # Backlog: written while the replicator is down, drained by a fresh process.
         insert_images(local_url, "images", backlog, patient, 0)
-        proc = start_replicator(local_url, site_cloud_url, workdir)
+        proc = start_replicator(local_url, api_url, workdir)
         t2 = time.monotonic()
         rss = 0.0
         target = rows + backlog
@@ -280,6 +328,7 @@ def bench_scsync(
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=15)
+        stack.close()
     return {
         "rows_per_s": throughput,
         "insert_rows_per_s": rows / (inserted - t0),

@@ -1,11 +1,14 @@
 """The per-site replicator daemon: the push and pull lanes, their wake-up listeners,
 backoff, signals, systemd notifications and metrics.
 
-Each lane waits for whichever comes first, a NOTIFY hint, the poll interval or a stop
-request, then drains its outbox in batches (procrastinate's worker loop). The hints
-come from one autocommit listener connection per database, probed with ``SELECT 1``
-after a quiet period and reconnected on failure; after every (re)connect the lane is
-woken once, since hints sent while nobody listened are lost (the outbox is not).
+Each lane waits for whichever comes first, a hint, the poll interval or a stop request,
+then drains its outbox in batches (procrastinate's worker loop). The push lane's hints
+come from a LISTEN connection to the local database, probed with ``SELECT 1`` after a
+quiet period and reconnected on failure; after every (re)connect the lane is woken
+once, since hints sent while nobody listened are lost (the outbox is not). The pull
+lane's hints come from the cloud API: one long poll (``pull/wait``) kept open, answered
+when a change of this site commits on the cloud; the site holds no session on the
+cloud database. Polling every ``poll_interval_s`` remains the fallback for both.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ import psycopg
 from replicator import metrics as m
 from replicator import sdnotify
 from replicator.backoff import Backoff
+from replicator.cloud_client import CloudClient
 from replicator.db import connect, first_line
-from replicator.errors import LaneBusy, Unavailable
+from replicator.errors import LaneBusy, Refused, Unavailable
 from replicator.lane import BlobGate, Lane, LaneName
 from replicator.metrics import Metrics
 from replicator.settings import Settings
@@ -50,8 +54,11 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
+        # One pooled HTTP session to the cloud API for both lanes.
+        self.client = CloudClient(settings)
         self.lanes: dict[LaneName, Lane] = {
-            name: Lane(name, settings, self.metrics, blob_gate) for name in settings.lanes
+            name: Lane(name, settings, self.metrics, blob_gate, client=self.client)
+            for name in settings.lanes
         }
         self._wake: dict[LaneName, asyncio.Event] = {n: asyncio.Event() for n in self.lanes}
         self._stop = asyncio.Event()
@@ -77,11 +84,7 @@ class Daemon:
                 )
             )
         if "pull" in self.lanes:
-            helpers.append(
-                asyncio.create_task(
-                    self._listen(self.settings.cloud_db_url, "pull"), name="listen-cloud"
-                )
-            )
+            helpers.append(asyncio.create_task(self._cloud_hints(), name="hints-cloud"))
         from replicator import exporter
 
         metrics_server = exporter.start(self.metrics, self.settings)
@@ -99,7 +102,9 @@ class Daemon:
         await asyncio.gather(*lane_tasks, *helpers, return_exceptions=True)
         for lane in self.lanes.values():
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(lane.close(), timeout=1)
+                await asyncio.wait_for(lane.close(release=True), timeout=3)
+        with contextlib.suppress(Exception):
+            await self.client.close()
         log.info("replicator stopped")
         return 0
 
@@ -130,7 +135,7 @@ class Daemon:
                 # broken schema, logged with its traceback, and the lane still retries
                 # rather than dying silently inside a running daemon.
                 delay = backoff.next()
-                if isinstance(exc, Unavailable | LaneBusy):
+                if isinstance(exc, Unavailable | LaneBusy | Refused):
                     log.warning("%s lane: %s; retrying in %.1f s", lane.name, exc, delay)
                 else:
                     log.exception("%s lane failed; retrying in %.1f s", lane.name, delay)
@@ -183,7 +188,6 @@ class Daemon:
                         timeout=self.settings.listener_probe_s, stop_after=1
                     ):
                         heard = True
-                        # The cloud's channel carries every site's hints; ours only.
                         if note.channel == _CHANNEL and note.payload == site:
                             wake.set()
                     if not heard:
@@ -202,6 +206,26 @@ class Daemon:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), timeout=2)
+
+    async def _cloud_hints(self) -> None:
+        """The pull lane's wake-ups: a long poll to the cloud API, renewed as it answers."""
+        backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
+        wake = self._wake["pull"]
+        cloud = self.lanes["pull"].cloud
+        # Answered well within the client's read timeout.
+        hold = max(1.0, min(25.0, self.settings.op_timeout_s / 2))
+        mark: str | None = None
+        while not self._stop.is_set():
+            try:
+                changed, mark = await cloud.wait(hold, mark)
+                if changed:
+                    wake.set()
+                backoff.reset()
+            except (Unavailable, Refused) as exc:
+                delay = backoff.next()
+                log.warning("cloud hints: %s; again in %.1f s", exc, delay)
+                wake.set()  # the lane finds out for itself whether the link is down
+                await self._sleep(delay)
 
     async def _watchdog(self) -> None:
         interval = sdnotify.watchdog_interval()

@@ -7,20 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import psycopg
-from psycopg import errors as pg_errors
 
 from replicator.errors import ReplicationFailed, Unavailable
+from schema.lanes import TRANSIENT as _TRANSIENT
+from schema.lanes import first_line, is_data_error
 from schema.urls import libpq_url
 
-# Errors after which the same batch may simply be tried again later.
-_TRANSIENT = (
-    pg_errors.SerializationFailure,
-    pg_errors.DeadlockDetected,
-    pg_errors.LockNotAvailable,
-    pg_errors.QueryCanceled,
-    pg_errors.AdminShutdown,
-    pg_errors.CannotConnectNow,
-)
+__all__ = ["connect", "conninfo", "first_line", "is_data_error", "wrap_errors"]
 
 
 def conninfo(url: str, connect_timeout_s: int, application_name: str) -> str:
@@ -48,21 +41,6 @@ async def connect(
         raise Unavailable(f"cannot connect ({application_name}): {first_line(exc)}") from exc
     except OSError as exc:
         raise Unavailable(f"cannot connect ({application_name}): {exc}") from exc
-
-
-def is_data_error(exc: BaseException) -> bool:
-    """A database error that is about the data of a batch (retrying it unchanged fails
-    the same way), as opposed to the connection or a transient lock/timeout."""
-    return (
-        isinstance(exc, psycopg.DatabaseError)
-        and not isinstance(exc, (psycopg.OperationalError, *_TRANSIENT))
-        and not isinstance(exc, pg_errors.InsufficientPrivilege)
-    )
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 @contextlib.asynccontextmanager

@@ -16,11 +16,17 @@ class SettingsError(ReplicatorError):
 
 
 class Unavailable(ReplicatorError):
-    """A database could not be reached or the connection broke: retry with backoff."""
+    """A database or the cloud API could not be reached or the link broke: retry with
+    backoff."""
 
 
 class LaneBusy(ReplicatorError):
     """Another replicator already runs this lane for this site."""
+
+
+class Refused(ReplicatorError):
+    """The cloud API refused a request (token, wall, malformed): not weather, but the
+    lane still retries with backoff, so a renewed token is picked up without a restart."""
 
 
 class ApplyFailed(ReplicatorError):

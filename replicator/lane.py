@@ -15,6 +15,12 @@ rows of this site to the local database. Both run the same steps (see
 
 After a restart, inbox entries still present are acknowledged before anything is read
 (:meth:`Lane.recover`), so a crash at any instant neither loses nor doubles a change.
+
+The local end is the site's database (:class:`schema.lanes.LaneDb` on a psycopg
+connection); the cloud end is the cloud API (:class:`replicator.cloud_client.CloudEnd`),
+which runs the same steps on the cloud database for the site of the token. Exclusivity:
+a session advisory lock on the local database (it dies with its process) and, on the
+cloud, the lane's lease, renewed by each request and lapsing ttl seconds after the last.
 """
 
 from __future__ import annotations
@@ -26,77 +32,69 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import psycopg
-from psycopg import IsolationLevel
 
 from replicator import metrics as m
+from replicator.cloud_client import CloudClient, CloudEnd, default_holder
 from replicator.db import connect, first_line, is_data_error, wrap_errors
-from replicator.errors import LaneBusy, Unavailable
+from replicator.errors import ApplyFailed, LaneBusy, Unavailable
 from replicator.metrics import Metrics
 from replicator.settings import Settings
-from schema.sql import query
+from schema.lanes import (
+    SIDE_ONLY_COLUMNS,
+    Applied,
+    BatchRow,
+    LaneDb,
+    LaneName,
+    Park,
+    Side,
+)
+
+__all__ = ["SIDE_ONLY_COLUMNS", "BatchResult", "BatchRow", "BlobGate", "Lane", "LaneName"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-LaneName = Literal["push", "pull"]
-Side = Literal["local", "cloud"]
-
-# Columns that describe one side's own state of a record; they never cross.
-SIDE_ONLY_COLUMNS = frozenset(
-    {
-        "synced",
-        "synced_revision",
-        "last_synced_at",
-        "in_conflict",
-        "lifecycle",
-        "blob_state",
-        "local_path",
-    }
-)
 _LOCK_KEYS: dict[LaneName, int] = {"push": 73020, "pull": 73021}
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
 
-@dataclass(frozen=True)
-class BatchRow:
-    """One coalesced record of a batch, as read at the source."""
+class End(Protocol):
+    """One end of a lane: the local database or the cloud API (same steps, same shapes)."""
 
-    ord: int  # the record's lowest outbox seq in this batch: apply order
-    seqs: list[int]
-    table_name: str
-    row_id: int
-    op: str  # 'U' (record present, content in row_data) or 'D' (tombstone)
-    revision: int
-    base: int | None
-    row_data: str | None  # JSON text, passed through to COPY unparsed
-    source_commit_at: dt.datetime
-    resolution: str | None
+    async def columns(self) -> tuple[dict[str, list[str]], str | None]: ...
 
+    async def read(
+        self, lane: LaneName, limit: int, exclude: dict[str, list[str]], skip: Sequence[int]
+    ) -> list[BatchRow]: ...
 
-def _batch_json(batch: Sequence[BatchRow]) -> str:
-    """The batch as the apply takes it: a JSON array, each row's content (already JSON
-    text from the source) spliced in unparsed."""
-    parts = []
-    for r in batch:
-        head = json.dumps(
-            {
-                "ord": r.ord,
-                "table_name": r.table_name,
-                "row_id": r.row_id,
-                "op": r.op,
-                "revision": r.revision,
-                "base": r.base,
-            }
-        )
-        parts.append(
-            f'{head[:-1]}, "row_data": {r.row_data or "null"},'
-            f' "resolution": {r.resolution or "null"}}}'
-        )
-    return "[" + ",".join(parts) + "]"
+    async def apply(
+        self,
+        lane: LaneName,
+        batch: Sequence[BatchRow],
+        columns: dict[str, list[str]],
+        forget: Sequence[int],
+        source_commit_at: dt.datetime | None,
+        peer_schema_revision: str | None,
+        one_by_one: bool,
+    ) -> Applied: ...
+
+    async def ack(
+        self, lane: LaneName, seqs: Sequence[int], rows: str, parks: Sequence[Park] = ()
+    ) -> None: ...
+
+    async def forget(self, lane: LaneName, batch_ids: Sequence[int]) -> None: ...
+
+    async def inbox_pending(self, lane: LaneName) -> list[tuple[int, list[int]]]: ...
+
+    async def outbox_keys(self, seqs: Sequence[int]) -> list[dict[str, Any]]: ...
+
+    async def recover_rows(self, keys: str) -> str: ...
+
+    async def outbox_depth(self) -> tuple[int, float | None]: ...
 
 
 @dataclass
@@ -139,21 +137,21 @@ class Lane:
         settings: Settings,
         metrics: Metrics | None = None,
         blob_gate: BlobGate | None = None,
+        client: CloudClient | None = None,
     ) -> None:
         self.name: LaneName = name
         self.settings = settings
         self.site_id = settings.site_id
         self.metrics = metrics or Metrics()
         self.blob_gate = blob_gate
-        if name == "push":
-            self.source_url, self.dest_url = settings.local_db_url, settings.cloud_db_url
-            self.source_side: Side = "local"
-            self.dest_side: Side = "cloud"
-        else:
-            self.source_url, self.dest_url = settings.cloud_db_url, settings.local_db_url
-            self.source_side, self.dest_side = "cloud", "local"
-        self._src: Conn | None = None
-        self._dst: Conn | None = None
+        self._own_client = client is None
+        self.client = client or CloudClient(settings)
+        self.holder = settings.lane_holder or default_holder(settings)
+        self.cloud = CloudEnd(self.client, name, self.holder)
+        self.source_side: Side = "local" if name == "push" else "cloud"
+        self.dest_side: Side = "cloud" if name == "push" else "local"
+        self._conn: Conn | None = None
+        self._local: LaneDb | None = None
         self._schema: _Schema | None = None
         self._schema_stale = False
         self._forget: list[int] = []
@@ -162,75 +160,79 @@ class Lane:
     # -- connections ---------------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return (
-            self._src is not None
-            and not self._src.closed
-            and self._dst is not None
-            and not self._dst.closed
-        )
+        return self._conn is not None and not self._conn.closed
 
     async def open(self) -> None:
-        """Connect both sides, take the lane's lock, acknowledge what a crash left over."""
+        """Connect the local database, take the lane's lock there and its lease on the
+        cloud, acknowledge what a crash left over."""
         await self.close()
-        timeout = self.settings.connect_timeout_s
-        self._src = await connect(
-            self.source_url, timeout, f"scsync-{self.name}-src", autocommit=True
+        self._conn = await connect(
+            self.settings.local_db_url,
+            self.settings.connect_timeout_s,
+            f"scsync-{self.name}-{'src' if self.source_side == 'local' else 'dst'}",
+            autocommit=True,
         )
-        self._dst = await connect(
-            self.dest_url, timeout, f"scsync-{self.name}-dst", autocommit=True
-        )
+        self._local = LaneDb(self._conn, self.site_id, "local")
         async with wrap_errors(f"{self.name}: open"):
-            cur = await self._src.execute(
-                query("replicator_lock"), {"key": _LOCK_KEYS[self.name], "site_id": self.site_id}
-            )
-            row = await cur.fetchone()
-            if row is None or not row[0]:
-                raise LaneBusy(f"{self.name} lane of site {self.site_id} runs elsewhere")
+            if not await self._local.lock(_LOCK_KEYS[self.name]):
+                raise LaneBusy(
+                    f"the {self.name} lane of site {self.site_id} is run by another "
+                    "replicator process on this site's database (its session holds the "
+                    "lane's advisory lock there; it ends with that process)"
+                )
+        await self.cloud.lease()
         self._schema = None
         await self.recover()
         await self._schema_now()
 
-    async def close(self) -> None:
-        for conn in (self._src, self._dst):
-            if conn is not None and not conn.closed:
-                try:
-                    await conn.close()
-                except (psycopg.Error, OSError) as exc:  # closing a broken link
-                    log.debug("closing %s connection: %s", self.name, exc)
-        self._src = self._dst = None
+    async def close(self, release: bool = False) -> None:
+        """Close the local connection; ``release``: give the lease back too (a clean
+        stop: another host may take the lane at once rather than after the TTL)."""
+        if release:
+            try:
+                await asyncio.wait_for(self.cloud.release(), timeout=2)
+            except Exception as exc:  # the lease lapses on its own
+                log.debug("releasing the %s lease: %s", self.name, exc)
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            try:
+                await conn.close()
+            except (psycopg.Error, OSError) as exc:  # closing a broken link
+                log.debug("closing %s connection: %s", self.name, exc)
+        self._conn = None
+        self._local = None
+        if self._own_client:
+            await self.client.close()
 
-    def _conns(self) -> tuple[Conn, Conn]:
-        if self._src is None or self._dst is None:
+    def _ends(self) -> tuple[End, End]:
+        """(source, destination)."""
+        if self._local is None:
             raise Unavailable(f"{self.name} lane is not connected")
-        return self._src, self._dst
+        if self.name == "push":
+            return self._local, self.cloud
+        return self.cloud, self._local
+
+    def _local_end(self) -> LaneDb:
+        if self._local is None:
+            raise Unavailable(f"{self.name} lane is not connected")
+        return self._local
 
     # -- schema negotiation ----------------------------------------------------------
     async def _load_schema(self) -> _Schema:
         """The columns both sides have, looked up again after schema_refresh_s or an
-        apply error. Uses both connections: only called between pipeline stages."""
+        apply error. Uses both ends: only called between pipeline stages."""
         now = time.monotonic()
         fresh = self._schema and now - self._schema.loaded_at < self.settings.schema_refresh_s
         if self._schema and fresh and not self._schema_stale:
             return self._schema
         self._schema_stale = False
-        src, dst = self._conns()
-        columns: dict[str, dict[str, list[str]]] = {}
-        revision: str | None = None
-        for side, conn in (("src", src), ("dst", dst)):
-            async with conn.transaction():
-                cur = await conn.execute(query("replicator_columns"))
-                per_table: dict[str, list[str]] = {}
-                for table, column in await cur.fetchall():
-                    per_table.setdefault(str(table), []).append(str(column))
-                columns[side] = per_table
-                if side == "src":
-                    cur = await conn.execute(query("replicator_schema_revision"))
-                    rev = await cur.fetchone()
-                    revision = None if rev is None else str(rev[0])
+        src, dst = self._ends()
+        src_columns, revision = await src.columns()
+        dst_columns, _ = await dst.columns()
         write: dict[str, list[str]] = {}
         exclude: dict[str, list[str]] = {}
-        for table, src_cols in columns["src"].items():
-            dst_cols = set(columns["dst"].get(table, []))
+        for table, src_cols in src_columns.items():
+            dst_cols = set(dst_columns.get(table, []))
             common = [c for c in src_cols if c in dst_cols and c not in SIDE_ONLY_COLUMNS]
             write[table] = common
             exclude[table] = [c for c in src_cols if c not in common]
@@ -239,25 +241,9 @@ class Lane:
 
     # -- the steps ---------------------------------------------------------------------
     async def read(self, limit: int | None = None, skip: Sequence[int] = ()) -> list[BatchRow]:
-        src, _ = self._conns()
+        src, _ = self._ends()
         schema = self._schema or await self._load_schema()
-        await src.set_isolation_level(IsolationLevel.REPEATABLE_READ)
-        try:
-            async with src.transaction():
-                cur = await src.execute(
-                    query("replicator_read"),
-                    {
-                        "lane": self.name,
-                        "site_id": self.site_id,
-                        "limit": limit or self.settings.batch_size,
-                        "exclude": json.dumps(schema.exclude),
-                        "skip": list(skip),
-                    },
-                )
-                rows = await cur.fetchall()
-        finally:
-            await src.set_isolation_level(None)
-        return [BatchRow(*r) for r in rows]
+        return await src.read(self.name, limit or self.settings.batch_size, schema.exclude, skip)
 
     async def step(self) -> BatchResult | None:
         """Move one batch, read-apply-ack in sequence; None when there was nothing."""
@@ -294,9 +280,9 @@ class Lane:
     async def _apply(self, batch: list[BatchRow]) -> tuple[BatchResult, dict[tuple[str, int], str]]:
         async with wrap_errors(f"{self.name}: apply"):
             try:
-                return await self._apply_batch(batch, one_by_one=False), {}
-            except psycopg.Error as exc:
-                if not is_data_error(exc):
+                return await self._apply_batch(batch, one_by_one=False)
+            except (psycopg.Error, ApplyFailed) as exc:
+                if isinstance(exc, psycopg.Error) and not is_data_error(exc):
                     raise
                 log.warning(
                     "%s: batch of %d failed (%s); applying record by record",
@@ -305,91 +291,27 @@ class Lane:
                     first_line(exc),
                 )
                 self._schema_stale = True  # a schema change is one cause; look again
-            failures: dict[tuple[str, int], str] = {}
-            result = await self._apply_batch(batch, one_by_one=True, failures=failures)
-            return result, failures
+            return await self._apply_batch(batch, one_by_one=True)
 
     async def _apply_batch(
-        self,
-        batch: list[BatchRow],
-        one_by_one: bool,
-        failures: dict[tuple[str, int], str] | None = None,
-    ) -> BatchResult:
-        _, dst = self._conns()
+        self, batch: list[BatchRow], one_by_one: bool
+    ) -> tuple[BatchResult, dict[tuple[str, int], str]]:
+        _, dst = self._ends()
         schema = self._schema
         assert schema is not None, "schema is loaded before every apply"
-        result = BatchResult(rows=len(batch))
-        outcome_rows: list[tuple[Any, ...]] = []
-        params = {"side": self.dest_side, "columns": json.dumps(schema.write_columns)}
         forgetting = list(self._forget)
         commit_at = max((r.source_commit_at for r in batch), default=None)
-        if batch and not one_by_one:
-            # The common case: everything in one call.
-            async with dst.transaction():
-                cur = await dst.execute(
-                    query("replicator_apply_batch"),
-                    {
-                        **params,
-                        "lane": self.name,
-                        "site_id": self.site_id,
-                        "seqs": json.dumps([seq for r in batch for seq in r.seqs]),
-                        "forget": forgetting,
-                        "source_commit_at": commit_at,
-                        "peer_schema_revision": schema.source_revision,
-                        "batch": _batch_json(batch),
-                    },
-                )
-                outcome_rows = await cur.fetchall()
-            result.batch_id = int(outcome_rows[0][6]) if outcome_rows else None
-            return self._applied(result, outcome_rows, forgetting)
-        async with dst.transaction():
-            await dst.execute(query("replicator_replicating"))
-            if forgetting:
-                await dst.execute(
-                    query("replicator_inbox_forget"),
-                    {"lane": self.name, "site_id": self.site_id, "batch_ids": forgetting},
-                )
-            if one_by_one:
-                assert failures is not None
-                await dst.execute(query("replicator_constraints_immediate"))
-                for r in batch:
-                    try:
-                        async with dst.transaction():  # a savepoint per record
-                            cur = await dst.execute(
-                                query("replicator_apply"),
-                                {**params, "batch": _batch_json([r]), "only_ord": r.ord},
-                            )
-                            outcome_rows.extend(await cur.fetchall())
-                    except psycopg.Error as exc:
-                        if not is_data_error(exc):
-                            raise
-                        failures[(r.table_name, r.row_id)] = first_line(exc)
-            done = {(str(o[1]), int(o[2])) for o in outcome_rows}
-            seqs = [s for r in batch if (r.table_name, r.row_id) in done for s in r.seqs]
-            cur = await dst.execute(
-                query("replicator_inbox_add"),
-                {
-                    "lane": self.name,
-                    "site_id": self.site_id,
-                    "seqs": json.dumps(seqs),
-                    "rows": len(done),
-                },
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            result.batch_id = int(row[0])
-            await dst.execute(
-                query("replicator_cursor_advance"),
-                {
-                    "lane": self.name,
-                    "site_id": self.site_id,
-                    "batch_id": result.batch_id,
-                    "source_commit_at": commit_at,
-                    "rows": len(done),
-                    "peer_schema_revision": schema.source_revision,
-                },
-            )
-        return self._applied(result, outcome_rows, forgetting)
+        applied = await dst.apply(
+            self.name,
+            batch,
+            schema.write_columns,
+            forgetting,
+            commit_at,
+            schema.source_revision,
+            one_by_one,
+        )
+        result = BatchResult(rows=len(batch), batch_id=applied.batch_id)
+        return self._applied(result, list(applied.outcomes), forgetting), dict(applied.failures)
 
     def _applied(
         self, result: BatchResult, outcome_rows: list[tuple[Any, ...]], forgetting: list[int]
@@ -414,7 +336,7 @@ class Lane:
         result: BatchResult,
         failures: dict[tuple[str, int], str],
     ) -> None:
-        src, _ = self._conns()
+        src, _ = self._ends()
         ack_rows: list[dict[str, Any]] = []
         for o in result.raw:
             table, row_id, outcome, revision, conflict = (
@@ -433,87 +355,44 @@ class Lane:
                 }
             )
         seqs = [s for r in batch if (r.table_name, r.row_id) in result.outcomes for s in r.seqs]
-        ack_params = {"lane": self.name, "seqs": seqs, "rows": json.dumps(ack_rows)}
-        if not failures:
-            # One statement is one transaction on this autocommit connection.
-            async with wrap_errors(f"{self.name}: ack"):
-                await src.execute(query("replicator_ack"), ack_params)
-        else:
-            await self._ack_and_park(batch, ack_params, failures)
+        by_key = {(r.table_name, r.row_id): r for r in batch}
+        parks = [
+            Park(
+                table_name=key[0],
+                row_id=key[1],
+                revision=by_key[key].revision,
+                reason=reason,
+                initial_s=self.settings.dead_letter_initial_s,
+                max_s=self.settings.dead_letter_max_s,
+            )
+            for key, reason in failures.items()
+        ]
+        async with wrap_errors(f"{self.name}: ack"):
+            await src.ack(self.name, seqs, json.dumps(ack_rows), parks)
         result.parked = len(failures)
         if result.batch_id is not None:
             self._forget.append(result.batch_id)
         self._count(result)
 
-    async def _ack_and_park(
-        self,
-        batch: list[BatchRow],
-        ack_params: dict[str, Any],
-        failures: dict[tuple[str, int], str],
-    ) -> None:
-        src, _ = self._conns()
-        async with wrap_errors(f"{self.name}: ack"), src.transaction():
-            await src.execute(query("replicator_ack"), ack_params)
-            by_key = {(r.table_name, r.row_id): r for r in batch}
-            for key, reason in failures.items():
-                r = by_key[key]
-                await src.execute(
-                    query("replicator_park"),
-                    {
-                        "lane": self.name,
-                        "table_name": r.table_name,
-                        "row_id": r.row_id,
-                        "site_id": self.site_id,
-                        "revision": r.revision,
-                        "reason": reason,
-                        "initial_s": self.settings.dead_letter_initial_s,
-                        "max_s": self.settings.dead_letter_max_s,
-                    },
-                )
-
     async def _forget_now(self) -> None:
-        _, dst = self._conns()
+        _, dst = self._ends()
         forgetting = list(self._forget)
-        async with wrap_errors(f"{self.name}: forget"), dst.transaction():
-            await dst.execute(
-                query("replicator_inbox_forget"),
-                {"lane": self.name, "site_id": self.site_id, "batch_ids": forgetting},
-            )
+        async with wrap_errors(f"{self.name}: forget"):
+            await dst.forget(self.name, forgetting)
         self._forget = [i for i in self._forget if i not in forgetting]
 
     async def recover(self) -> int:
         """Acknowledge at the source every batch the destination applied but the source
         never heard of (a crash between apply and ack). Returns how many."""
-        src, dst = self._conns()
+        src, dst = self._ends()
         async with wrap_errors(f"{self.name}: recover"):
-            async with dst.transaction():
-                cur = await dst.execute(
-                    query("replicator_inbox_pending"), {"lane": self.name, "site_id": self.site_id}
-                )
-                pending = await cur.fetchall()
-            for batch_id, seqs_text in pending:
-                seqs = [int(s) for s in json.loads(seqs_text)]
-                async with src.transaction():
-                    cur = await src.execute(query("replicator_outbox_keys"), {"seqs": seqs})
-                    keys = [{"t": str(t), "id": int(i)} for t, i in await cur.fetchall()]
+            pending = await dst.inbox_pending(self.name)
+            for batch_id, seqs in pending:
+                keys = await src.outbox_keys(seqs)
                 if keys:
-                    async with dst.transaction():
-                        cur = await dst.execute(
-                            query("replicator_recover_rows"), {"keys": json.dumps(keys)}
-                        )
-                        got = await cur.fetchone()
-                    rows_text = "[]" if got is None else str(got[0])
-                    async with src.transaction():
-                        await src.execute(query("replicator_replicating"))
-                        await src.execute(
-                            query("replicator_ack"),
-                            {"lane": self.name, "seqs": seqs, "rows": rows_text},
-                        )
-                async with dst.transaction():
-                    await dst.execute(
-                        query("replicator_inbox_forget"),
-                        {"lane": self.name, "site_id": self.site_id, "batch_ids": [batch_id]},
-                    )
+                    rows_text = await dst.recover_rows(json.dumps(keys))
+                    await src.ack(self.name, seqs, rows_text)
+                await dst.forget(self.name, [batch_id])
                 log.info("%s: acknowledged batch %s left by an interruption", self.name, batch_id)
         return len(pending)
 
@@ -543,7 +422,7 @@ class Lane:
         unacked: _Unacked | None = None
         while batch and not should_stop():
             in_flight = [seq for r in batch for seq in r.seqs]
-            await timed(self._schema_now())  # nothing else runs on the connections now
+            await timed(self._schema_now())  # nothing else runs on the ends now
 
             async def source_side(
                 previous: _Unacked | None = unacked, in_flight: list[int] = in_flight
@@ -587,20 +466,11 @@ class Lane:
 
     async def refresh_metrics(self) -> None:
         """Outbox depth and lag of this lane's source; open conflicts of the site."""
-        src, dst = self._conns()
-        local = src if self.source_side == "local" else dst
+        src, _ = self._ends()
         async with wrap_errors(f"{self.name}: metrics"):
-            async with src.transaction():
-                cur = await src.execute(query("replicator_outbox_depth"), {"site_id": self.site_id})
-                depth_row = await cur.fetchone()
-            async with local.transaction():
-                cur = await local.execute(
-                    query("replicator_conflicts_open"), {"site_id": self.site_id}
-                )
-                conflicts_row = await cur.fetchone()
-        depth = int(depth_row[0]) if depth_row else 0
-        lag = float(depth_row[1]) if depth_row and depth_row[1] is not None else 0.0
+            depth, lag = await src.outbox_depth()
+            conflicts = await self._local_end().conflicts_open()
         self.metrics.set(m.OUTBOX_DEPTH, depth, lane=self.name)
-        self.metrics.set(m.LAG_SECONDS, lag, lane=self.name)
-        self.metrics.set(m.CONFLICTS_OPEN, int(conflicts_row[0]) if conflicts_row else 0)
+        self.metrics.set(m.LAG_SECONDS, lag or 0.0, lane=self.name)
+        self.metrics.set(m.CONFLICTS_OPEN, conflicts)
         self.last_metrics_at = time.monotonic()

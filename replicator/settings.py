@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -22,10 +22,17 @@ from schema.errors import ConfigError
 class Settings(BaseSettings):
     """Everything the daemon needs; field ``x`` is read from ``SCSYNC_X`` too."""
 
-    model_config = SettingsConfigDict(env_prefix="SCSYNC_", extra="forbid")
+    # An empty variable is no setting (SCSYNC_SITE_TOKEN is shared with the file lanes).
+    model_config = SettingsConfigDict(env_prefix="SCSYNC_", extra="forbid", env_ignore_empty=True)
 
     local_db_url: str = Field(description="the site's local database")
-    cloud_db_url: str = Field(description="the cloud database, as this site's own role")
+    cloud_api_url: str = Field(description="the cloud API (https://...), sync endpoints")
+    site_token: str = Field(
+        min_length=1, description="this site's token (POST /v1/sites/{id}/token)", repr=False
+    )
+    ca_file: str = Field(default="", description="CA bundle for the cloud API's HTTPS")
+    # Who holds this site's lane leases on the cloud; default: this host and database.
+    lane_holder: str = Field(default="", max_length=200, pattern=r"^[A-Za-z0-9._:/@+-]*$")
     site_id: int = Field(gt=0)
     lanes: tuple[Literal["push", "pull"], ...] = ("push", "pull")
     batch_size: int = Field(default=1000, gt=0)
@@ -44,7 +51,14 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
 
-    @field_validator("local_db_url", "cloud_db_url")
+    @model_validator(mode="before")
+    @classmethod
+    def _no_cloud_db_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "cloud_db_url" in data:
+            raise ValueError(CLOUD_DB_URL_GONE)
+        return data
+
+    @field_validator("local_db_url")
     @classmethod
     def _postgres_url(cls, value: str, info: Any) -> str:
         try:
@@ -52,6 +66,29 @@ class Settings(BaseSettings):
             return check_postgres_url(str(info.field_name), value)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("site_token")
+    @classmethod
+    def _real_token(cls, value: str, info: Any) -> str:
+        try:
+            check_not_placeholder(str(info.field_name), value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("cloud_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be the cloud API's https:// URL")
+        return value.rstrip("/")
+
+
+CLOUD_DB_URL_GONE = (
+    "cloud_db_url is no longer used: a site reaches the cloud only through the cloud API. "
+    "Replace it with cloud_api_url (the cloud API's https:// URL), site_token (from "
+    "POST /v1/sites/{id}/token, as for the blob endpoints) and, for a private CA, ca_file"
+)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -382,6 +382,17 @@ def _add_cloud_tables(md: MetaData) -> None:
         Column("created_at", _tz(), nullable=False, server_default=NOW),
         CheckConstraint("node_id BETWEEN 1 AND 4095", name="ck_scsync_sites_node_id"),
     )
+    # Which replicator runs a lane of a site (revision 0011): renewed by each request of
+    # its holder through the cloud API, lapsing ttl seconds after the last one.
+    Table(
+        "scsync_lane_leases",
+        md,
+        Column("site_id", Integer, primary_key=True),
+        Column("lane", Text, primary_key=True),
+        Column("holder", Text, nullable=False),
+        Column("expires_at", _tz(), nullable=False),
+        CheckConstraint("lane IN ('push', 'pull')", name="ck_scsync_lane_leases_lane"),
+    )
     Sequence("scsync_fencing_token", start=1, metadata=md)
     # One row per record at most: the constraint is the primary key. A lease that has
     # expired stays until the next acquire replaces it or the sweeper removes it.

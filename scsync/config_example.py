@@ -13,16 +13,13 @@ import secrets
 from collections.abc import Iterable
 from typing import Any, Final
 
-from schema.config import PLACEHOLDER_PASSWORD, PLACEHOLDER_TOKEN
 from schema.config import PLACEHOLDER_SECRET as PLACEHOLDER_SECRET  # deploy/config's secret
+from schema.config import PLACEHOLDER_TOKEN
 
 # The services refuse to start on a placeholder (schema.config.PLACEHOLDERS): the site's
 # token and its database password are known only once the site is registered.
 LOCAL_DB: Final = "postgresql://scsync@127.0.0.1:5432/scsync"
 CLOUD_DB_ADMIN: Final = "postgresql://scsync@cloud-db.example.net:5432/scsync_cloud"
-CLOUD_DB_SITE: Final = (
-    f"postgresql://scsync_site_1:{PLACEHOLDER_PASSWORD}@cloud-db.example.net:5432/scsync_cloud"
-)
 CLOUD_API: Final = "https://cloud.example.net"
 
 HELP: Final[dict[str, str]] = {
@@ -71,17 +68,23 @@ HELP: Final[dict[str, str]] = {
     "s3_verify_by": "cloud: how an upload's bytes are proven: checksum, read or copy"
     " (docs/files.md)",
     "blob_max_size": "cloud: the largest blob an upload plan is made for (bytes); larger gets 400",
+    "lane_lease_ttl_s": "cloud: a site's replication lane is leased to its replicator for "
+    "this long after its last request to /v1/sync",
     # replicator
     "local_db_url": "the site's local database",
-    "cloud_db_url": "the cloud database as this site's own role (printed once by "
-    "scsync site register)",
+    "cloud_api_url": "the cloud API (https://...): the site reaches the cloud only through "
+    "its sync endpoints",
+    "site_token": "this site's token (POST /v1/sites/<id>/token; scsync site register says how)",
+    "ca_file": "CA bundle for the cloud API's certificate (empty: the system's)",
+    "lane_holder": "who holds this site's lane leases on the cloud (empty: host/database)",
     "site_id": "this site's id (scsync site register)",
     "lanes": "which lanes run: push (local -> cloud), pull (cloud -> local)",
     "batch_size": "rows per replicated batch at most",
-    "poll_interval_s": "poll the outboxes this often even without a NOTIFY hint",
+    "poll_interval_s": "poll the outboxes this often even without a hint (NOTIFY locally, "
+    "the cloud API's long poll for the pull lane)",
     "listener_probe_s": "probe a quiet LISTEN connection after this long",
-    "op_timeout_s": "one database operation may take this long before it is retried",
-    "connect_timeout_s": "database connect timeout",
+    "op_timeout_s": "one database or cloud API operation may take this long before it is retried",
+    "connect_timeout_s": "database and cloud API connect timeout",
     "backoff_initial_s": "first retry delay after a failure (doubles, with jitter)",
     "backoff_max_s": "longest retry delay",
     "stop_grace_s": "on SIGTERM, let the current batch finish for this long",
@@ -166,7 +169,12 @@ def replicator_items() -> list[tuple[str, Any, str, bool]]:
 
     from replicator.settings import Settings
 
-    required = {"local_db_url": LOCAL_DB, "cloud_db_url": CLOUD_DB_SITE, "site_id": 1}
+    required = {
+        "local_db_url": LOCAL_DB,
+        "cloud_api_url": CLOUD_API,
+        "site_token": PLACEHOLDER_TOKEN,
+        "site_id": 1,
+    }
     items = []
     for name, f in Settings.model_fields.items():
         default = f.default if f.default is not PydanticUndefined else required.get(name)

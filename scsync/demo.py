@@ -209,7 +209,6 @@ class SiteInfo:
     site_id: int = 0
     node_id: int = 0
     admin_url: str = ""  # the local DB, as the clinic's DBA
-    cloud_url: str = ""  # the cloud DB, as this site's own role
     api_url: str = ""
     store: Path = Path()
     seeded: Seeded | None = None
@@ -321,7 +320,7 @@ def build(sup: Supervisor, w: World, opts: DemoOptions, n: Narrator) -> None:
         site = SiteInfo(name)
         site.site_id = int(_grab(out, r"^site_id = (\d+)$"))
         site.node_id = int(_grab(out, r"--node-id (\d+)"))
-        site.cloud_url = json.loads(_grab(out, r"^cloud_db_url = (\".*\")$"))
+        # What POST /v1/sites/{id}/token answers a vendor admin (same secret, same claims).
         site.site_token = site_token(w.secret, site.site_id, ttl_s=7 * 86400)
         w.sites.append(site)
         n.say(f"$ scsync site register {name}  ->  site {site.site_id}, node {site.node_id}")
@@ -505,7 +504,8 @@ def _write_site_config(w: World, site: SiteInfo) -> Path:
     }
     replicator = {
         "local_db_url": site.admin_url,
-        "cloud_db_url": site.cloud_url,
+        "cloud_api_url": w.cloud_api,
+        "site_token": site.site_token,
         "site_id": site.site_id,
         "poll_interval_s": 1.0,
         "backoff_max_s": 2.0,
@@ -662,8 +662,10 @@ def run_backfill(sup: Supervisor, w: World, n: Narrator) -> None:
                 "--log-progress",
                 "--local-url",
                 site.admin_url,
+                # The backfill still writes to the cloud database (not yet through the
+                # cloud API): the operator's URL, for this demo's one machine.
                 "--cloud-url",
-                site.cloud_url,
+                w.cloud_admin_url,
                 "--blobs-url",
                 w.blobs_url,
                 "--token",

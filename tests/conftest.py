@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.pg import PgCluster, TestDatabase, cluster_for_session
-from tests.world import World, make_world
+from tests.world import CloudApi, World, cloud_api, make_world
 
 SITE_1 = 1
 SITE_2 = 2
@@ -49,9 +49,19 @@ def cloud_db(pg_cluster: PgCluster) -> Iterator[TestDatabase]:
 
 
 @pytest.fixture
-def world(cloud_db: TestDatabase, local_db: TestDatabase, local_db2: TestDatabase) -> World:
-    """The cloud and two sites, both registered (tests/world.py)."""
-    return make_world(cloud_db, local_db, local_db2)
+def world(
+    cloud_db: TestDatabase, local_db: TestDatabase, local_db2: TestDatabase
+) -> Iterator[World]:
+    """The cloud, its sync API and two sites, both registered (tests/world.py)."""
+    with make_world(cloud_db, local_db, local_db2) as w:
+        yield w
+
+
+@pytest.fixture
+def sync_api(cloud_db: TestDatabase) -> Iterator[CloudApi]:
+    """The cloud API's sync endpoints for cloud_db (sites registered by the test)."""
+    with cloud_api(cloud_db) as api:
+        yield api
 
 
 @pytest.fixture

@@ -110,6 +110,9 @@ class FilesSettings:
     concurrency: int = 4
     backfill: bool = False
     backfill_config: BackfillConfig = field(default_factory=BackfillConfig)
+    # The backfill still writes to the cloud database directly (an operator's URL, not
+    # the site's: the row lanes reach the cloud only through the cloud API).
+    backfill_cloud_db_url: str = ""
 
 
 async def serve(settings: Any, files: FilesSettings, stop: asyncio.Event | None = None) -> int:
@@ -140,10 +143,10 @@ async def serve(settings: Any, files: FilesSettings, stop: asyncio.Event | None 
                 asyncio.create_task(daemon.serve(), name="daemon"),
                 asyncio.create_task(_files_loop(lane, files, stop), name="files"),
             ]
-            if files.backfill:
+            if files.backfill and files.backfill_cloud_db_url:
                 backfill = Backfill(
                     settings.local_db_url,
-                    settings.cloud_db_url,
+                    files.backfill_cloud_db_url,
                     settings.site_id,
                     transfer=transfer,
                     config=files.backfill_config,

@@ -22,7 +22,7 @@ SELECT id, table_name, row_id, site_id, base_revision, local_revision, cloud_rev
 SELECT scsync_resolve_conflict(:id, :keep, :by) AS revision
 
 -- name: replicator_site_register
-SELECT site_id, node_id, db_role FROM scsync_register_site(:name, :password, :node_id)
+SELECT site_id, node_id FROM scsync_register_site(:name, :node_id)
 
 -- name: replicator_columns
 SELECT st.table_name, a.attname::text AS column_name
@@ -90,7 +90,7 @@ ON CONFLICT (lane, site_id) DO UPDATE
        peer_schema_revision = EXCLUDED.peer_schema_revision
 
 -- name: replicator_outbox_keys
-SELECT DISTINCT table_name AS t, row_id AS id FROM scsync_outbox WHERE seq = ANY(%(seqs)s)
+SELECT t, id FROM scsync_replicator_outbox_keys(%(seqs)s::bigint[])
 
 -- name: replicator_recover_rows
 SELECT scsync_replicator_recover_rows(%(keys)s::jsonb)::text
@@ -117,3 +117,16 @@ SELECT lane, table_name, row_id, revision, reason, attempts, first_failed_at, ne
 SELECT lane, site_id, last_batch_id, last_applied_at, last_source_commit_at, rows_applied,
        peer_schema_revision
   FROM scsync_replication_cursor WHERE site_id = %(site_id)s ORDER BY lane
+
+-- name: sync_begin
+-- First statement of every transaction the cloud API runs for a site (api/sync.py):
+-- the acting site, the site enabled, the lane's lease (schema/sql/r0011_sync_api_cloud.sql).
+SELECT enabled, busy_holder, busy_until, busy_left_s
+  FROM scsync_sync_begin(%(site_id)s, %(lane)s, %(holder)s, %(ttl_s)s)
+
+-- name: sync_lease_release
+DELETE FROM scsync_lane_leases
+ WHERE site_id = %(site_id)s AND lane = %(lane)s AND holder = %(holder)s
+
+-- name: sync_isolation_repeatable_read
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ

@@ -17,12 +17,64 @@
 -- restart, so nothing is lost and nothing is applied twice.
 
 -- ---------------------------------------------------------------------------
--- The site a caller may act for: NULL (anything) here; the cloud replaces this with a
--- check of the site role (r0002_replicator_cloud.sql), since the lane functions run
--- there as their owner.
+-- The site a caller may act for: NULL (anything) here; the cloud replaces this with the
+-- site the cloud API acts for (r0002_replicator_cloud.sql).
 CREATE FUNCTION scsync_replicator_guard(p_site_id int) RETURNS int
 LANGUAGE sql STABLE AS $$
     SELECT NULL::int
+$$;
+
+-- ---------------------------------------------------------------------------
+-- The wall for records a caller names (p_keys: [{"t": table, "id": row_id}]): each
+-- must be of a synced table, and a record that exists must be the acting site's (p_site,
+-- NULL: no limit). Raises naming the first record that is not, so the whole request
+-- is refused and nothing of it is done.
+CREATE FUNCTION scsync_replicator_check_keys(p_keys jsonb, p_site int) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    tname text;
+    bad_id bigint;
+    bad_site int;
+BEGIN
+    IF p_site IS NULL THEN
+        RETURN;
+    END IF;
+    FOR tname IN SELECT DISTINCT k ->> 't' FROM jsonb_array_elements(p_keys) k LOOP
+        IF NOT EXISTS (SELECT 1 FROM scsync_synced_tables st WHERE st.table_name = tname) THEN
+            RAISE EXCEPTION 'table % is not synced', tname USING ERRCODE = '42501';
+        END IF;
+        EXECUTE format('SELECT t.id, t.site_id FROM %I t
+                          JOIN jsonb_array_elements($1) k
+                            ON k ->> ''t'' = $2 AND (k ->> ''id'')::bigint = t.id
+                         WHERE t.site_id IS DISTINCT FROM $3 ORDER BY t.id LIMIT 1', tname)
+           INTO bad_id, bad_site USING p_keys, tname, p_site;
+        IF bad_id IS NOT NULL THEN
+            RAISE EXCEPTION 'site % may not name % %: it belongs to site %', p_site, tname,
+                bad_id, bad_site USING ERRCODE = '42501';
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- After a crash: the records of some outbox seqs (the acting site's own only).
+CREATE FUNCTION scsync_replicator_outbox_keys(p_seqs bigint[])
+RETURNS TABLE (t text, id bigint)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    g int := scsync_replicator_guard(NULL);
+    bad record;
+BEGIN
+    IF g IS NOT NULL THEN
+        SELECT o.seq, o.table_name, o.row_id, o.site_id INTO bad FROM scsync_outbox o
+         WHERE o.seq = ANY(p_seqs) AND o.site_id <> g ORDER BY o.seq LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'site % may not name outbox seq % (% %): it belongs to site %',
+                g, bad.seq, bad.table_name, bad.row_id, bad.site_id USING ERRCODE = '42501';
+        END IF;
+    END IF;
+    RETURN QUERY SELECT DISTINCT o.table_name, o.row_id FROM scsync_outbox o
+                  WHERE o.seq = ANY(p_seqs);
+END
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -222,6 +274,8 @@ DECLARE
     upd_extra_cols text;
     upd_extra_vals text;
     g int := scsync_replicator_guard(NULL);
+    bad record;
+    fk record;
 BEGIN
     -- The side decides what a deletion does (the cloud never hard-deletes): it must be
     -- this database's, whatever the caller says.
@@ -229,11 +283,30 @@ BEGIN
         RAISE EXCEPTION 'this database is not the % side', p_side USING ERRCODE = 'SC203';
     END IF;
     PERFORM scsync_replicator_stage(p_batch);
-    IF g IS NOT NULL AND EXISTS (
-        SELECT 1 FROM pg_temp.scsync_stage s
+    -- A site sends its own rows only, each under its own id (the content's id is the one
+    -- written), and only to synced tables.
+    IF g IS NOT NULL THEN
+        SELECT s.table_name, s.row_id, s.row_data ->> 'site_id' AS site,
+               s.row_data ->> 'id' AS content_id INTO bad
+          FROM pg_temp.scsync_stage s
+         WHERE (p_only_ord IS NULL OR s.ord = p_only_ord) AND s.op <> 'D'
+           AND ((s.row_data ->> 'site_id') IS DISTINCT FROM g::text
+                OR (s.row_data ->> 'id') IS DISTINCT FROM s.row_id::text)
+         ORDER BY s.ord LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'site % may not send % %: its content is of site % (id %)', g,
+                bad.table_name, bad.row_id, coalesce(bad.site, 'none'),
+                coalesce(bad.content_id, 'none') USING ERRCODE = '42501';
+        END IF;
+        SELECT s.table_name INTO bad FROM pg_temp.scsync_stage s
          WHERE (p_only_ord IS NULL OR s.ord = p_only_ord)
-           AND coalesce((s.row_data ->> 'site_id')::int, g) <> g) THEN
-        RAISE EXCEPTION 'a site may only send its own rows' USING ERRCODE = '42501';
+           AND NOT EXISTS (SELECT 1 FROM scsync_synced_tables st
+                            WHERE st.table_name = s.table_name)
+         LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'site % may not send rows of %: not a synced table', g,
+                bad.table_name USING ERRCODE = '42501';
+        END IF;
     END IF;
     FOR tname IN SELECT DISTINCT s.table_name FROM pg_temp.scsync_stage s
                   WHERE p_only_ord IS NULL OR s.ord = p_only_ord LOOP
@@ -251,11 +324,45 @@ BEGIN
         USING tname, p_only_ord;
     END LOOP;
 
-    IF g IS NOT NULL AND EXISTS (
-        SELECT 1 FROM pg_temp.scsync_stage s
+    IF g IS NOT NULL THEN
+        SELECT s.table_name, s.row_id, s.dest_row ->> 'site_id' AS site INTO bad
+          FROM pg_temp.scsync_stage s
          WHERE (p_only_ord IS NULL OR s.ord = p_only_ord)
-           AND coalesce((s.dest_row ->> 'site_id')::int, g) <> g) THEN
-        RAISE EXCEPTION 'a site may only change its own rows' USING ERRCODE = '42501';
+           AND coalesce((s.dest_row ->> 'site_id')::int, g) <> g
+         ORDER BY s.ord LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'site % may not change % %: it belongs to site %', g,
+                bad.table_name, bad.row_id, bad.site USING ERRCODE = '42501';
+        END IF;
+        -- Every record a row refers to (a single-column foreign key to a table with a
+        -- site) must be the site's own too.
+        FOR fk IN
+            SELECT s.table_name AS tname, a.attname::text AS col,
+                   c.confrelid::regclass::text AS ref, ra.attname::text AS refcol,
+                   format_type(ra.atttypid, ra.atttypmod) AS reftype
+              FROM (SELECT DISTINCT s2.table_name FROM pg_temp.scsync_stage s2
+                     WHERE p_only_ord IS NULL OR s2.ord = p_only_ord) s
+              JOIN pg_constraint c ON c.conrelid = s.table_name::regclass AND c.contype = 'f'
+                                  AND array_length(c.conkey, 1) = 1
+              JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+              JOIN pg_attribute ra ON ra.attrelid = c.confrelid AND ra.attnum = c.confkey[1]
+             WHERE EXISTS (SELECT 1 FROM pg_attribute x
+                            WHERE x.attrelid = c.confrelid AND x.attname = 'site_id'
+                              AND NOT x.attisdropped)
+        LOOP
+            EXECUTE format(
+                'SELECT s.table_name, s.row_id, r.%3$I::text AS ref_id, r.site_id AS site
+                   FROM pg_temp.scsync_stage s JOIN %2$s r ON r.%3$I = (s.row_data ->> %4$L)::%5$s
+                  WHERE s.table_name = %1$L AND s.op <> ''D'' AND ($1 IS NULL OR s.ord = $1)
+                    AND r.site_id IS DISTINCT FROM $2
+                  ORDER BY s.ord LIMIT 1', fk.tname, fk.ref, fk.refcol, fk.col, fk.reftype)
+               INTO bad USING p_only_ord, g;
+            IF bad IS NOT NULL AND bad.table_name IS NOT NULL THEN
+                RAISE EXCEPTION 'site % may not send % %: its % refers to % % of site %', g,
+                    bad.table_name, bad.row_id, fk.col, fk.ref, bad.ref_id, bad.site
+                    USING ERRCODE = '42501';
+            END IF;
+        END LOOP;
     END IF;
 
     UPDATE pg_temp.scsync_stage s SET outcome = CASE
@@ -444,6 +551,7 @@ DECLARE
     b bigint;
     n int;
 BEGIN
+    PERFORM scsync_replicator_guard(p_site_id);
     PERFORM set_config('scsync.replicating', 'on', true);
     DELETE FROM scsync_inbox i
      WHERE i.lane = p_lane AND i.site_id = p_site_id AND i.batch_id = ANY(p_forget);
@@ -485,14 +593,36 @@ DECLARE
     x scsync_conflicts%ROWTYPE;
     mine bigint;
     g int := scsync_replicator_guard(NULL);
+    bad record;
 BEGIN
     -- Bookkeeping only, never a change to send back (local to this transaction).
     PERFORM set_config('scsync.replicating', 'on', true);
-    IF g IS NOT NULL AND EXISTS (
-        SELECT 1 FROM jsonb_array_elements(p_rows) r
+    IF g IS NOT NULL THEN
+        -- A site acknowledges its own outbox rows, its own records, its own conflicts:
+        -- anything else refuses the whole acknowledgement.
+        SELECT o.seq, o.table_name, o.row_id, o.site_id INTO bad FROM scsync_outbox o
+         WHERE o.seq = ANY(p_seqs) AND o.site_id <> g ORDER BY o.seq LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'site % may not acknowledge outbox seq % (% %): it belongs to site %',
+                g, bad.seq, bad.table_name, bad.row_id, bad.site_id USING ERRCODE = '42501';
+        END IF;
+        PERFORM scsync_replicator_check_keys(p_rows, g);
+        SELECT r ->> 't' AS t, r ->> 'id' AS id, r -> 'conflict' ->> 'id' AS cid,
+               r -> 'conflict' ->> 'site_id' AS site INTO bad
+          FROM jsonb_array_elements(p_rows) r
          WHERE jsonb_typeof(r -> 'conflict') = 'object'
-           AND (r -> 'conflict' ->> 'site_id')::int <> g) THEN
-        RAISE EXCEPTION 'a site may only record its own conflicts' USING ERRCODE = '42501';
+           AND ((r -> 'conflict' ->> 'site_id') IS DISTINCT FROM g::text
+                OR (r -> 'conflict' ->> 'table_name') IS DISTINCT FROM r ->> 't'
+                OR (r -> 'conflict' ->> 'row_id') IS DISTINCT FROM r ->> 'id'
+                OR EXISTS (SELECT 1 FROM scsync_conflicts c
+                            WHERE c.id = (r -> 'conflict' ->> 'id')::bigint
+                              AND (c.site_id <> g OR c.table_name <> r ->> 't'
+                                   OR c.row_id <> (r ->> 'id')::bigint)))
+         LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'site % may not record conflict % of % %: not its own (site %)',
+                g, bad.cid, bad.t, bad.id, coalesce(bad.site, 'none') USING ERRCODE = '42501';
+        END IF;
     END IF;
     DELETE FROM scsync_outbox WHERE seq = ANY(p_seqs) AND (g IS NULL OR site_id = g);
     DELETE FROM scsync_dead_letters d
@@ -590,6 +720,7 @@ $$;
 -- scsync_replicator_ack takes. p_keys: [{"t": table, "id": row_id}].
 CREATE FUNCTION scsync_replicator_recover_rows(p_keys jsonb) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
+    SELECT scsync_replicator_check_keys(p_keys, scsync_replicator_guard(NULL));
     WITH g AS (SELECT scsync_replicator_guard(NULL) AS site)
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                't', k ->> 't', 'id', (k ->> 'id')::bigint,
@@ -613,6 +744,9 @@ CREATE FUNCTION scsync_replicator_park(p_lane text, p_table text, p_row_id bigin
 RETURNS void
 LANGUAGE sql AS $$
     SELECT scsync_replicator_guard(p_site_id);
+    SELECT scsync_replicator_check_keys(
+        jsonb_build_array(jsonb_build_object('t', p_table, 'id', p_row_id)),
+        scsync_replicator_guard(p_site_id));
     INSERT INTO scsync_dead_letters AS d (lane, table_name, row_id, site_id, revision, reason,
                                           attempts, next_retry_at)
     VALUES (p_lane, p_table, p_row_id, p_site_id, p_revision, p_reason, 1,
@@ -623,6 +757,8 @@ LANGUAGE sql AS $$
            next_retry_at = clock_timestamp() + make_interval(secs =>
                least(p_max_s, p_initial_s * power(2, least(d.attempts, 30)))
                * (0.5 + random()))
+     -- one site's dead letter is never rewritten for another
+     WHERE d.site_id = EXCLUDED.site_id
 $$;
 
 -- ---------------------------------------------------------------------------

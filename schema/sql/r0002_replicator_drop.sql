@@ -7,6 +7,8 @@ DROP FUNCTION scsync_replicator_recover_rows(jsonb);
 DROP FUNCTION scsync_replicator_park(text, text, bigint, int, bigint, text,
                                      double precision, double precision);
 DROP FUNCTION scsync_resolve_conflict(bigint, text, text);
+DROP FUNCTION scsync_replicator_outbox_keys(bigint[]);
+DROP FUNCTION scsync_replicator_check_keys(jsonb, int);
 DROP FUNCTION scsync_replicator_guard(int);
 DROP FUNCTION scsync_replicator_apply_batch(text, int, text, jsonb, jsonb, bigint[], timestamptz,
                                              text, jsonb);

@@ -56,6 +56,3 @@ BEGIN
     END LOOP;
 END
 $$;
-
--- Site roles may read their own blob records (row-level security, as for synced tables).
-SELECT scsync_protect_table('scsync_blobs', 'SELECT');

@@ -5,7 +5,7 @@
 -- calling ours: EXECUTE is taken from PUBLIC on every function of this schema that is
 -- not an extension's, and, by default privileges of the owner, on every function a
 -- later revision creates. What another role needs is granted to it by name (the cloud's
--- site roles: r0010_privileges_cloud.sql).
+-- roles: none since revision 0011).
 --
 -- Trigger functions fire whatever their EXECUTE rights (only CREATE TRIGGER checks
 -- them); a function called inside an invoker function or a trigger, or in a trigger's

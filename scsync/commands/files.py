@@ -33,7 +33,8 @@ ENV = {
 # The same values in the site's config file (scsync init): section and key.
 CONFIG_KEYS = {
     "local_url": ("replicator", "local_db_url"),
-    "cloud_url": ("replicator", "cloud_db_url"),
+    # An operator's cloud database URL (backfill, restore): never in a site's settings.
+    "cloud_url": ("backfill", "cloud_db_url"),
     "blobs_url": ("files", "blobs_url"),
     "token": ("files", "token"),
 }

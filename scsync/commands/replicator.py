@@ -37,25 +37,30 @@ def run_daemon(args: argparse.Namespace, files_required: bool = False) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    """The site's figures: the local database's directly, the cloud's through the cloud
+    API (the site has no other way there)."""
+    import asyncio
+
+    import aiohttp
+
+    from replicator.cloud_client import cloud_status
+    from replicator.errors import ReplicatorError
+
     settings = _settings(args)
     site = {"site_id": settings.site_id}
     out: dict[str, Any] = {"site_id": settings.site_id}
-    for side, url in (("local", settings.local_db_url), ("cloud", settings.cloud_db_url)):
-        try:
-            with psycopg.connect(libpq_url(url), connect_timeout=5) as conn:
-                depth, age = conn.execute(query("replicator_outbox_depth"), site).fetchone() or (
-                    0,
-                    None,
-                )
-                (open_conflicts,) = conn.execute(
-                    query("replicator_conflicts_open"), site
-                ).fetchone() or (0,)
-                cursors = conn.execute(query("replicator_cursors"), site).fetchall()
-                parked = conn.execute(query("replicator_dead_letters"), site).fetchall()
-        except psycopg.OperationalError as exc:
-            out[side] = {"error": str(exc).strip().splitlines()[0]}
-            continue
-        out[side] = {
+    try:
+        with psycopg.connect(libpq_url(settings.local_db_url), connect_timeout=5) as conn:
+            depth, age = conn.execute(query("replicator_outbox_depth"), site).fetchone() or (
+                0,
+                None,
+            )
+            (open_conflicts,) = conn.execute(
+                query("replicator_conflicts_open"), site
+            ).fetchone() or (0,)
+            cursors = conn.execute(query("replicator_cursors"), site).fetchall()
+            parked = conn.execute(query("replicator_dead_letters"), site).fetchall()
+        out["local"] = {
             "outbox_depth": depth,
             "oldest_change_age_s": None if age is None else round(float(age), 1),
             "conflicts_open": open_conflicts,
@@ -81,6 +86,20 @@ def _status(args: argparse.Namespace) -> int:
                 for p in parked
             ],
         }
+    except psycopg.OperationalError as exc:
+        out["local"] = {"error": str(exc).strip().splitlines()[0]}
+    try:
+        cloud = asyncio.run(cloud_status(settings))
+        age = cloud["oldest_change_age_s"]
+        out["cloud"] = {
+            "outbox_depth": cloud["outbox_depth"],
+            "oldest_change_age_s": None if age is None else round(float(age), 1),
+            "conflicts_open": cloud["conflicts_open"],
+            "applied_here": cloud["cursors"],
+            "parked": cloud["parked"],
+        }
+    except (ReplicatorError, aiohttp.ClientError, KeyError) as exc:
+        out["cloud"] = {"error": str(exc)}
     print(json.dumps(out, indent=2))
     return 0
 
@@ -185,15 +204,18 @@ def _site_register(args: argparse.Namespace) -> int:
         raise DatabaseUnavailable(f"cannot reach the cloud database: {exc}") from exc
     finally:
         engine.dispose()
-    site_url = creds.cloud_url(args.public_url or url)
-    print(f"# site {creds.name!r} registered: site id {creds.site_id}, node id {creds.node_id}")
+    print(
+        f"# site {creds.name!r} registered: site id {creds.site_id}, node id {creds.node_id}"
+        " (no database role: the site reaches the cloud only through the cloud API)"
+    )
     print(
         "# on the site: scsync db set-node --side local "
         f"--node-id {creds.node_id} --site-id {creds.site_id}"
     )
-    print("# [replicator] settings of the site (TOML; the password is shown only now):")
+    print("# [replicator] settings of the site (TOML):")
     print(f"site_id = {creds.site_id}")
-    print(f"cloud_db_url = {json.dumps(site_url)}")
+    if args.api_url:
+        print(f"cloud_api_url = {json.dumps(args.api_url.rstrip('/'))}")
     for line in site_token_steps(creds.site_id, args.api_url):
         print(f"# {line}")
     return 0
@@ -204,8 +226,9 @@ def site_token_steps(site_id: int, api_url: str | None) -> list[str]:
     with the cloud API's secret, which this command does not hold)."""
     where = f"{api_url.rstrip('/')}/v1/sites/{site_id}/token" if api_url else None
     steps = [
-        "The site's token (lockd_token in [api], token in [files] of its config) comes from",
-        "the cloud API, not from this command: a vendor admin signs in (POST /v1/auth/token)",
+        "The site's token (site_token in [replicator], lockd_token in [api] of its config)",
+        "comes from the cloud API, not from this command: a vendor admin signs in",
+        "(POST /v1/auth/token)",
         f"and asks for it with POST /v1/sites/{site_id}/token on the cloud API"
         + (":" if where else " (--api-url prints the whole command)."),
     ]
@@ -265,9 +288,10 @@ def register(sub: Any) -> None:
         "replicator",
         help="the per-site sync daemon: run, status",
         epilog="settings: a TOML file (--config: [replicator] and [files]) and SCSYNC_*\n"
-        "environment variables, e.g. SCSYNC_LOCAL_DB_URL, SCSYNC_CLOUD_DB_URL,\n"
-        "SCSYNC_SITE_ID, SCSYNC_BATCH_SIZE; the file lanes run when blobs_url, token and\n"
-        "store are given (SCSYNC_BLOBS_URL, SCSYNC_SITE_TOKEN, SCSYNC_FILE_STORE or flags)",
+        "environment variables, e.g. SCSYNC_LOCAL_DB_URL, SCSYNC_CLOUD_API_URL,\n"
+        "SCSYNC_SITE_TOKEN, SCSYNC_SITE_ID, SCSYNC_BATCH_SIZE; the file lanes run when\n"
+        "blobs_url, token and store are given (SCSYNC_BLOBS_URL, SCSYNC_SITE_TOKEN,\n"
+        "SCSYNC_FILE_STORE or flags)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rep_sub = rep.add_subparsers(dest="replicator_command", required=True)
@@ -313,12 +337,17 @@ def register(sub: Any) -> None:
         "site", help="cloud side: register a site, list the sites, disable or enable one"
     )
     site_sub = site.add_subparsers(dest="site_command", required=True)
-    reg = site_sub.add_parser("register", help="create a site, its node id and database role")
+    reg = site_sub.add_parser(
+        "register", help="create a site and its node id; prints the site's settings"
+    )
     reg.add_argument("name")
     reg.add_argument("--url", help="cloud database admin URL (default: SCSYNC_CLOUD_DB_URL)")
     reg.add_argument("--node-id", type=int, help="default: the next free one")
-    reg.add_argument("--public-url", help="cloud database URL as the site reaches it")
-    reg.add_argument("--api-url", help="the cloud API's base URL, to print the exact token request")
+    reg.add_argument(
+        "--api-url",
+        help="the cloud API's base URL as the site reaches it (printed as cloud_api_url, "
+        "with the exact token request)",
+    )
     reg.set_defaults(handler=_site_register)
     ls_sites = site_sub.add_parser("list", help="the registered sites and their node ids")
     ls_sites.add_argument("--url", help="cloud database URL (default: SCSYNC_CLOUD_DB_URL)")

@@ -51,48 +51,101 @@ def _waiting(source: psycopg.Connection[Any], site: dict[str, int]) -> dict[str,
     return {"waiting": int(waiting), "lag_s": 0.0 if age is None else round(float(age), 1)}
 
 
+def _cloud_from_db(url: str, site: dict[str, int]) -> dict[str, Any]:
+    """The site's cloud figures read with an operator's database URL (--cloud-url), in
+    the shape of the cloud API's /v1/sync/status."""
+    conn = _connect(url, "cloud")
+    try:
+        with conn:
+            depth, age = _one(conn, "replicator_outbox_depth", site) or (0, None)
+            return {
+                "outbox_depth": int(depth),
+                "oldest_change_age_s": None if age is None else float(age),
+                "conflicts_open": int(_one(conn, "replicator_conflicts_open", site)[0]),
+                "cursors": [
+                    {
+                        "lane": r[0],
+                        "last_applied_at": None if r[3] is None else r[3].isoformat(),
+                        "rows_applied": int(r[5] or 0),
+                    }
+                    for r in conn.execute(query("replicator_cursors"), site)
+                ],
+                "parked": conn.execute(query("replicator_dead_letters"), site).fetchall(),
+                "leases": _leases(conn, site["site_id"]),
+            }
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(f"status query failed: {exc}") from exc
+
+
+def _cloud_from_api(settings: Any) -> dict[str, Any]:
+    """The site's cloud figures from the cloud API (the site's only way there)."""
+    import aiohttp
+
+    from replicator.cloud_client import cloud_status
+    from replicator.errors import ReplicatorError
+
+    try:
+        return asyncio.run(cloud_status(settings))
+    except (ReplicatorError, aiohttp.ClientError) as exc:
+        raise DatabaseUnavailable(f"cannot reach the cloud API: {exc}") from exc
+
+
 def site_status(settings: Any, cloud_url: str | None = None) -> dict[str, Any]:
     """Every figure of one site, as a JSON-able dict. With the cloud unreachable (a long
     outage, when status matters most) the local figures are still given, the cloud's
-    are None and ``cloud_error`` says why."""
+    are None and ``cloud_error`` says why. The cloud's figures come from the cloud API
+    (``/v1/sync/status``, the site's token), or with ``cloud_url`` (an operator's
+    database URL) from the cloud database."""
     from replicator.files.backfill import read_progress
     from replicator.files.localdb import connect
 
     site = {"site_id": int(settings.site_id)}
     local = _connect(settings.local_db_url, "local")
-    cloud: psycopg.Connection[Any] | None = None
+    cloud: dict[str, Any] | None = None
     cloud_error = None
     try:
-        cloud = _connect(cloud_url or settings.cloud_db_url, "cloud")
+        cloud = _cloud_from_db(cloud_url, site) if cloud_url else _cloud_from_api(settings)
     except DatabaseUnavailable as exc:
         cloud_error = str(exc)
-    conns = {"local": local, "cloud": cloud}
 
-    def on(side: str, what: Any) -> Any:
-        conn = conns[side]
-        return None if conn is None else what(conn)
+    def from_cloud(what: Any) -> Any:
+        return None if cloud is None else what(cloud)
 
     try:
         with local:
-            lanes = {}
-            for name, dest, source in (("push", "cloud", "local"), ("pull", "local", "cloud")):
-                rows = on(
-                    dest,
-                    lambda c, name=name: [
-                        r for r in c.execute(query("replicator_cursors"), site) if r[0] == name
-                    ],
-                )
-                backlog = on(source, lambda c: _waiting(c, site)) or {
-                    "waiting": None,
-                    "lag_s": None,
+            local_cursors = [tuple(r) for r in local.execute(query("replicator_cursors"), site)]
+            pull_rows = [r for r in local_cursors if r[0] == "pull"]
+            push_rows = from_cloud(lambda c: [r for r in c["cursors"] if r["lane"] == "push"])
+            local_waiting = _waiting(local, site)
+            cloud_waiting = from_cloud(
+                lambda c: {
+                    "waiting": int(c["outbox_depth"]),
+                    "lag_s": 0.0
+                    if c["oldest_change_age_s"] is None
+                    else round(float(c["oldest_change_age_s"]), 1),
                 }
-                lanes[name] = {
-                    **backlog,
-                    "rows_moved": None if rows is None else sum(int(r[5] or 0) for r in rows),
-                    "last_applied_at": None
-                    if rows is None
-                    else next((r[3].isoformat() for r in rows if r[3] is not None), None),
-                }
+            ) or {"waiting": None, "lag_s": None}
+            lanes = {
+                "push": {
+                    **local_waiting,
+                    "rows_moved": from_cloud(
+                        lambda c: sum(int(r["rows_applied"]) for r in push_rows)
+                    ),
+                    "last_applied_at": from_cloud(
+                        lambda c: next(
+                            (r["last_applied_at"] for r in push_rows if r["last_applied_at"]),
+                            None,
+                        )
+                    ),
+                },
+                "pull": {
+                    **cloud_waiting,
+                    "rows_moved": sum(int(r[5] or 0) for r in pull_rows),
+                    "last_applied_at": next(
+                        (r[3].isoformat() for r in pull_rows if r[3] is not None), None
+                    ),
+                },
+            }
             figures: dict[str, Any] = {
                 "site_id": site["site_id"],
                 "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -103,24 +156,18 @@ def site_status(settings: Any, cloud_url: str | None = None) -> dict[str, Any]:
                     "cloud": lanes["pull"]["waiting"],
                 },
                 "parked": {
-                    side: on(
-                        side,
-                        lambda c: len(c.execute(query("replicator_dead_letters"), site).fetchall()),
-                    )
-                    for side in ("local", "cloud")
+                    "local": len(local.execute(query("replicator_dead_letters"), site).fetchall()),
+                    "cloud": from_cloud(lambda c: len(c["parked"])),
                 },
                 "conflicts_open": {
-                    side: on(side, lambda c: int(_one(c, "replicator_conflicts_open", site)[0]))
-                    for side in ("local", "cloud")
+                    "local": int(_one(local, "replicator_conflicts_open", site)[0]),
+                    "cloud": from_cloud(lambda c: int(c["conflicts_open"])),
                 },
-                "leases": on("cloud", lambda c: _leases(c, site["site_id"]))
+                "leases": from_cloud(lambda c: c["leases"])
                 or {"error": "the cloud is unreachable"},
             }
     except psycopg.Error as exc:
         raise DatabaseUnavailable(f"status query failed: {exc}") from exc
-    finally:
-        if cloud is not None:
-            cloud.close()
 
     async def backfill() -> dict[str, Any]:
         conn = await connect(settings.local_db_url)
@@ -285,7 +332,8 @@ def register(sub: Any) -> None:
     p.add_argument("--config", help="the site's config file ([replicator] settings)")
     p.add_argument(
         "--cloud-url",
-        help="site: read the cloud with this URL instead of the site's role (leases need it)",
+        help="site: read the cloud database with an operator's URL instead of asking the "
+        "cloud API with the site's token",
     )
     p.add_argument("--url", help="cloud: an operator's cloud database URL")
     p.add_argument("--json", action="store_true", help="the figures as JSON")

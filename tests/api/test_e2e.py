@@ -26,9 +26,11 @@ WS = aiohttp.ClientWebSocketResponse
 
 
 def _replicator(tmp_path: Path, local: TestDatabase, cloud_url: str, site: int) -> ApiProcess:
+    """A site's replicator, to the cloud API process (its sync endpoints) only."""
     values = {
         "local_db_url": local.url,
-        "cloud_db_url": cloud_url,
+        "cloud_api_url": cloud_url,
+        "site_token": site_token(SECRET, site),
         "site_id": site,
         "poll_interval_s": 0.5,
         "backoff_max_s": 1.0,
@@ -116,7 +118,7 @@ async def test_edit_flow_across_cloud_and_sites(
         )
         apis.append(start_api("local", cfg))
         processes.append(apis[-1])
-        processes.append(_replicator(tmp_path, db, c.cloud_url(cloud_db.url), c.site_id))
+        processes.append(_replicator(tmp_path, db, cloud.url, c.site_id))
     local, local2 = apis[0].url, apis[1].url
     alice = token("editor", site=1, name="alice")  # a local client of site 1
     bob = ctoken("editor", site=1, name="bob")  # a cloud client of site 1

@@ -16,6 +16,7 @@ from api.blobs import BlobSettings, make_blobs_app
 from schema.auth import issue_token, site_token
 from scsync.s3_server import ACCESS_KEY, REGION, SECRET_KEY, S3Endpoint, free_port
 from tests.pg import TestDatabase
+from tests.world import CloudApi, cloud_api
 
 SECRET = "files-tests-secret-0123456789abcdef"
 MiB = 1024 * 1024
@@ -143,3 +144,11 @@ def copy_blobs(
 
 
 __all__ = ["SECRET", "BlobServer", "blob_settings", "replace", "start_blob_server"]
+
+
+@pytest.fixture
+def sync_api(cloud_db: TestDatabase) -> Iterator[CloudApi]:
+    """The cloud API's sync endpoints, with the blob endpoints' secret: one site token
+    serves both, as on a real cloud API."""
+    with cloud_api(cloud_db, jwt_secret=SECRET) as api:
+        yield api

@@ -36,6 +36,7 @@ from tests.files.helpers import (
 )
 from tests.pg import TestDatabase
 from tests.polling import wait_until
+from tests.world import CloudApi
 
 
 class Procs:
@@ -130,17 +131,28 @@ def _synced(tdb: TestDatabase, table: str) -> int:
 
 
 def _env(
-    local_db: TestDatabase, cloud_url: str, blobs: BlobServer, tmp_path: Path
+    local_db: TestDatabase,
+    api: CloudApi | None,
+    cloud_db: TestDatabase,
+    blobs: BlobServer,
+    tmp_path: Path,
 ) -> dict[str, str]:
-    return _env_with_local(local_db.url, cloud_url, blobs, tmp_path)
+    return _env_with_local(local_db.url, api, cloud_db, blobs, tmp_path)
 
 
 def _env_with_local(
-    local_url: str, cloud_url: str, blobs: BlobServer, tmp_path: Path
+    local_url: str,
+    api: CloudApi | None,
+    cloud_db: TestDatabase,
+    blobs: BlobServer,
+    tmp_path: Path,
 ) -> dict[str, str]:
     return {
         "SCSYNC_LOCAL_DB_URL": local_url,
-        "SCSYNC_CLOUD_DB_URL": cloud_url,
+        # The replicator reaches the cloud through the cloud API only; the operator's
+        # database URL is for the backfill command (not yet moved to the API).
+        "SCSYNC_CLOUD_API_URL": "http://127.0.0.1:9" if api is None else api.url,
+        "SCSYNC_CLOUD_DB_URL": cloud_db.url,
         "SCSYNC_SITE_ID": "1",
         "SCSYNC_BLOBS_URL": blobs.base_url,
         "SCSYNC_SITE_TOKEN": blobs.token(1),
@@ -164,7 +176,8 @@ def start_replicator(
     assert how == "replicator-run-config", how
     replicator = {
         "local_db_url": env["SCSYNC_LOCAL_DB_URL"],
-        "cloud_db_url": env["SCSYNC_CLOUD_DB_URL"],
+        "cloud_api_url": env["SCSYNC_CLOUD_API_URL"],
+        "site_token": env["SCSYNC_SITE_TOKEN"],
         "site_id": int(env["SCSYNC_SITE_ID"]),
         "poll_interval_s": float(env["SCSYNC_POLL_INTERVAL_S"]),
         "schema_refresh_s": float(env["SCSYNC_SCHEMA_REFRESH_S"]),
@@ -202,6 +215,7 @@ NO_FILE_ENV = {name: "" for name in FILE_ENV.values()}
 def test_backfill_survives_two_kills_newest_first_and_live_edits_pass(
     local_db: TestDatabase,
     cloud_db: TestDatabase,
+    sync_api: CloudApi,
     blobs: BlobServer,
     procs: Procs,
     tmp_path: Path,
@@ -210,9 +224,9 @@ def test_backfill_survives_two_kills_newest_first_and_live_edits_pass(
     rows_per_s: int,
 ) -> None:
     with cloud_db.engine.begin() as conn:
-        creds = register_site(conn, "clinic-one")
+        register_site(conn, "clinic-one")
     images = seed_legacy(local_db, tmp_path, patients, files)
-    env = _env(local_db, creds.cloud_url(cloud_db.url), blobs, tmp_path)
+    env = _env(local_db, sync_api, cloud_db, blobs, tmp_path)
     live = procs.start("files", "run", env=env)
     backfill_args = (
         "backfill",
@@ -323,7 +337,7 @@ def test_kill_during_multipart_then_resume_without_resending_parts(
             {"p": p, "s": sha, "z": size, "l": str(src)},
         ).scalar_one()
         conn.execute(text("DELETE FROM scsync_outbox"))
-    env = _env(local_db, cloud_db.url, blobs, tmp_path)
+    env = _env(local_db, None, cloud_db, blobs, tmp_path)
     args = ("backfill", "start", "--no-progress", "--concurrency", "2")
     throttled = (*args, "--bytes-per-s", str(size // 4))  # about four seconds of upload
 
@@ -383,6 +397,7 @@ def test_kill_during_multipart_then_resume_without_resending_parts(
 def test_on_demand_request_is_served_and_a_live_file_row_crosses_with_its_blob(
     local_db: TestDatabase,
     cloud_db: TestDatabase,
+    sync_api: CloudApi,
     blobs: BlobServer,
     procs: Procs,
     tmp_path: Path,
@@ -394,11 +409,11 @@ def test_on_demand_request_is_served_and_a_live_file_row_crosses_with_its_blob(
     import urllib.request
 
     with cloud_db.engine.begin() as conn:
-        creds = register_site(conn, "clinic-one")
+        register_site(conn, "clinic-one")
     images = seed_legacy(local_db, tmp_path, 5, 2)
     with local_db.engine.begin() as conn:
         conn.execute(text("INSERT INTO scsync_file_policy (mode) VALUES ('selective')"))
-    env = _env(local_db, creds.cloud_url(cloud_db.url), blobs, tmp_path)
+    env = _env(local_db, sync_api, cloud_db, blobs, tmp_path)
     bf = procs.start("backfill", "start", "--no-progress", "--cloud-url", cloud_db.url, env=env)
     assert bf.wait(60) == 0, procs.log(bf)
     states = {r.blob_state for r in fetch(cloud_db, "SELECT blob_state FROM images")}
@@ -472,14 +487,14 @@ def test_on_demand_request_is_served_and_a_live_file_row_crosses_with_its_blob(
 
 
 def test_file_lanes_wait_for_a_local_database_that_is_down_at_start(
-    cloud_db: TestDatabase, blobs: BlobServer, procs: Procs, tmp_path: Path
+    cloud_db: TestDatabase, sync_api: CloudApi, blobs: BlobServer, procs: Procs, tmp_path: Path
 ) -> None:
     """Like the row lanes, the file lanes retry in the process (no exit for systemd to
     restart), and SIGTERM still ends the daemon cleanly."""
     from scsync.s3_server import free_port
 
     down = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
-    env = _env_with_local(down, cloud_db.url, blobs, tmp_path)
+    env = _env_with_local(down, sync_api, cloud_db, blobs, tmp_path)
     live = start_replicator(procs, "replicator-run-config", env, tmp_path, "--poll-s", "0.2")
     wait_until(lambda: "file lanes on" in procs.log(live), 30, "the daemon's start")
     time.sleep(3)
@@ -492,6 +507,7 @@ def test_file_lanes_wait_for_a_local_database_that_is_down_at_start(
 def test_replicator_without_file_settings_warns_and_sends_rows_as_metadata_only(
     local_db: TestDatabase,
     cloud_db: TestDatabase,
+    sync_api: CloudApi,
     blobs: BlobServer,
     procs: Procs,
     tmp_path: Path,
@@ -499,8 +515,11 @@ def test_replicator_without_file_settings_warns_and_sends_rows_as_metadata_only(
     """What the start-up warning says: the row lanes run, a file-bearing row crosses as
     metadata only and its file is not uploaded until a backfill with the blob settings."""
     with cloud_db.engine.begin() as conn:
-        creds = register_site(conn, "clinic-one")
-    env = {**_env(local_db, creds.cloud_url(cloud_db.url), blobs, tmp_path), **NO_FILE_ENV}
+        register_site(conn, "clinic-one")
+    # The site's token stays: the row lanes need it for the cloud API, and on its own it
+    # turns no file lane on.
+    no_files = {k: v for k, v in NO_FILE_ENV.items() if k != "SCSYNC_SITE_TOKEN"}
+    env = {**_env(local_db, sync_api, cloud_db, blobs, tmp_path), **no_files}
     live = procs.start("replicator", "run", env=env)
     src = tmp_path / "scan.dcm"
     sha = urandom_file(src, 3000)
@@ -520,7 +539,7 @@ def test_replicator_without_file_settings_warns_and_sends_rows_as_metadata_only(
     assert "metadata only" in warnings[0]
 
     # The remedy the warning names: a backfill with the blob settings uploads the file.
-    file_env = _env(local_db, cloud_db.url, blobs, tmp_path)
+    file_env = _env(local_db, None, cloud_db, blobs, tmp_path)
     bf = procs.start("backfill", "start", "--no-progress", env=file_env)
     assert bf.wait(60) == 0, procs.log(bf)
     row = fetch(cloud_db, "SELECT blob_state FROM images WHERE id = :i", i=image)[0]
@@ -591,7 +610,7 @@ def test_on_demand_is_served_ahead_of_a_running_backfill(
     images = seed_legacy(local_db, tmp_path, 3000, 3)
     with local_db.engine.begin() as conn:
         conn.execute(text("INSERT INTO scsync_file_policy (mode) VALUES ('selective')"))
-    env = _env(local_db, cloud_db.url, blobs, tmp_path)
+    env = _env(local_db, None, cloud_db, blobs, tmp_path)
     bf = procs.start(
         "backfill",
         "start",

@@ -18,6 +18,7 @@ from replicator.sites import register_site
 from tests.files.conftest import BlobServer
 from tests.files.helpers import MiB, add_image, add_patient, fetch, sha256_file, urandom_file
 from tests.pg import TestDatabase
+from tests.world import CloudApi
 
 
 async def _drain(name: Literal["push", "pull"], settings: Any, gate: Any = None) -> None:
@@ -30,14 +31,19 @@ async def _drain(name: Literal["push", "pull"], settings: Any, gate: Any = None)
 
 
 async def test_push_waits_for_blob_and_pull_downloads(
-    local_db: TestDatabase, cloud_db: TestDatabase, blobs: BlobServer, tmp_path: Path
+    local_db: TestDatabase,
+    cloud_db: TestDatabase,
+    sync_api: CloudApi,
+    blobs: BlobServer,
+    tmp_path: Path,
 ) -> None:
     with cloud_db.engine.begin() as conn:
-        creds = register_site(conn, "clinic-one")
+        register_site(conn, "clinic-one")
     settings = load_settings(
         None,
         local_db_url=local_db.url,
-        cloud_db_url=creds.cloud_url(cloud_db.url),
+        cloud_api_url=sync_api.url,
+        site_token=blobs.token(1),
         site_id=1,
         dead_letter_initial_s=0.2,
         schema_refresh_s=0.01,

@@ -21,7 +21,7 @@ LEASE_KEYS = {"seq", "event", "table", "row_id", "site_id"}
 
 async def test_another_clinic_listening_sees_ids_only(world: World, manager: LeaseManager) -> None:
     rid = add_patient(world.cloud, 1, "P-SECRETCODE", "Alice Secretname")
-    async with await psycopg.AsyncConnection.connect(world.site2.cloud_url, autocommit=True) as spy:
+    async with await psycopg.AsyncConnection.connect(world.cloud.libpq_url, autocommit=True) as spy:
         await spy.execute("LISTEN scsync_lease")
         await spy.execute("LISTEN scsync_api_events")
         lease = await manager.acquire("patients", rid, "local:1/alice-holder", scope_site=1)

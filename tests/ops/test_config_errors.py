@@ -12,13 +12,19 @@ from scsync.cli import main
 
 SECRET = "ops-config-tests-secret-0123456789abcdef"
 GOOD_PG = "postgresql://scsync@127.0.0.1:1/scsync"
+SITE_KEYS: dict[str, object] = {
+    "local_db_url": GOOD_PG,
+    "cloud_api_url": "https://127.0.0.1:1",
+    "site_token": "t",
+    "site_id": 1,
+}
 
 # Each service: the command line with {config}, and a valid set of its keys.
 SERVICES: dict[str, tuple[list[str], str, dict[str, object]]] = {
     "replicator": (
         ["replicator", "run", "--config", "{config}"],
         "replicator",
-        {"local_db_url": GOOD_PG, "cloud_db_url": GOOD_PG, "site_id": 1},
+        SITE_KEYS,
     ),
     "files": (
         [
@@ -34,7 +40,7 @@ SERVICES: dict[str, tuple[list[str], str, dict[str, object]]] = {
             "/tmp/none",
         ],
         "replicator",
-        {"local_db_url": GOOD_PG, "cloud_db_url": GOOD_PG, "site_id": 1},
+        SITE_KEYS,
     ),
     "api-local": (
         ["api", "run", "--side", "local", "--config", "{config}"],
@@ -49,8 +55,8 @@ SERVICES: dict[str, tuple[list[str], str, dict[str, object]]] = {
 }
 # Per service: the key to drop, a URL key to break, an integer key to mistype.
 KEYS = {
-    "replicator": ("cloud_db_url", "local_db_url", "site_id"),
-    "files": ("local_db_url", "cloud_db_url", "site_id"),
+    "replicator": ("cloud_api_url", "local_db_url", "site_id"),
+    "files": ("site_token", "local_db_url", "site_id"),
     "api-local": ("db_url", "db_url", "port"),
     "api-cloud": ("jwt_secret", "db_url", "pool_max"),
 }
@@ -66,7 +72,14 @@ def _toml(values: dict[str, object]) -> str:
 def run(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Callable[[list[str]], tuple[int, str]]:
-    for var in ("SCSYNC_LOCAL_DB_URL", "SCSYNC_CLOUD_DB_URL", "SCSYNC_SITE_ID", "SCSYNC_API_PORT"):
+    for var in (
+        "SCSYNC_LOCAL_DB_URL",
+        "SCSYNC_CLOUD_DB_URL",
+        "SCSYNC_CLOUD_API_URL",
+        "SCSYNC_SITE_TOKEN",
+        "SCSYNC_SITE_ID",
+        "SCSYNC_API_PORT",
+    ):
         monkeypatch.delenv(var, raising=False)
 
     def call(argv: list[str]) -> tuple[int, str]:
@@ -121,10 +134,21 @@ def test_bad_url_is_named(
 def test_url_password_is_not_echoed(
     run: Callable[[list[str]], tuple[int, str]], tmp_path: Path
 ) -> None:
-    values = {**SERVICES["replicator"][2], "cloud_db_url": "mysql://site:hunter2secret@h/db"}
+    values = {**SERVICES["replicator"][2], "local_db_url": "mysql://site:hunter2secret@h/db"}
     code, msg = run(_argv("replicator", _write(tmp_path, "replicator", values, False)))
-    assert code == 2 and "cloud_db_url" in msg
+    assert code == 2 and "local_db_url" in msg
     assert "hunter2secret" not in msg
+
+
+@pytest.mark.parametrize("service", ["replicator", "files"])
+def test_a_leftover_cloud_db_url_names_its_replacement(
+    run: Callable[[list[str]], tuple[int, str]], tmp_path: Path, service: str
+) -> None:
+    values = {**SERVICES[service][2], "cloud_db_url": "postgresql://site:hunter2secret@h/db"}
+    code, msg = run(_argv(service, _write(tmp_path, service, values, True)))
+    assert code == 2, msg
+    assert "cloud_db_url is no longer used" in msg and "cloud_api_url" in msg, msg
+    assert "hunter2secret" not in msg and len(msg.splitlines()) == 1
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))

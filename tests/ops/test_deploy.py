@@ -23,6 +23,7 @@ from replicator.settings import load_settings as load_replicator
 from replicator.sites import register_site
 from scsync.commands.file_lanes import ENV as FILE_ENV
 from tests.pg import TestDatabase
+from tests.world import replicator_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "deploy" / "systemd"
@@ -50,10 +51,9 @@ def test_replicator_with_file_lanes_notifies_ready_watchdog_and_stopping(
     config = tmp_path / "local.toml"
     config.write_text(
         "[replicator]\n"
-        f"local_db_url = {json.dumps(local_db.url)}\n"
-        f"cloud_db_url = {json.dumps(creds.cloud_url(cloud_db.url))}\n"
-        f"site_id = {creds.site_id}\n"
-        "[files]\n"
+        # READY comes before the lanes reach the cloud API: none is needed here.
+        + replicator_toml(local_db.url, "http://127.0.0.1:9", creds.site_id)
+        + "[files]\n"
         'blobs_url = "http://127.0.0.1:9/v1/blobs"\ntoken = "t"\n'
         f"store = {json.dumps(str(tmp_path / 'store'))}\n",
         encoding="utf-8",

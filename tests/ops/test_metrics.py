@@ -22,6 +22,7 @@ from replicator.sites import register_site
 from scsync.embedded_pg import free_port
 from tests.pg import TestDatabase
 from tests.polling import wait_until
+from tests.world import CloudApi, replicator_toml
 
 SECRET = "ops-metrics-tests-secret-0123456789abcdef"
 Samples = dict[str, list[tuple[dict[str, str], float]]]
@@ -73,6 +74,7 @@ def procs(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
 
 
 def test_replicator_metrics(
+    sync_api: CloudApi,
     local_db: TestDatabase,
     cloud_db: TestDatabase,
     tmp_path: Path,
@@ -84,10 +86,8 @@ def test_replicator_metrics(
     config = tmp_path / "local.toml"
     config.write_text(
         "[replicator]\n"
-        f"local_db_url = {json.dumps(local_db.url)}\n"
-        f"cloud_db_url = {json.dumps(creds.cloud_url(cloud_db.url))}\n"
-        f"site_id = {creds.site_id}\npoll_interval_s = 0.5\nmetrics_interval_s = 0.2\n"
-        f"metrics_port = {port}\n",
+        + replicator_toml(local_db.url, sync_api.url, creds.site_id)
+        + f"poll_interval_s = 0.5\nmetrics_interval_s = 0.2\nmetrics_port = {port}\n",
         encoding="utf-8",
     )
     with local_db.connect(autocommit=True) as c:

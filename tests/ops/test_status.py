@@ -15,8 +15,9 @@ from lockd.db import make_pool
 from lockd.manager import LeaseManager
 from replicator.settings import load_settings
 from replicator.sites import register_site
+from schema.auth import site_token
 from tests.pg import TestDatabase
-from tests.world import drain
+from tests.world import JWT_SECRET, cloud_api, drain
 
 
 def _status(*args: str) -> subprocess.CompletedProcess[str]:
@@ -39,13 +40,20 @@ def test_status_prints_every_figure(
 ) -> None:
     with cloud_db.engine.begin() as conn:
         creds = register_site(conn, "clinic-status")
-    site_cloud_url = creds.cloud_url(cloud_db.url)
+    with cloud_api(cloud_db) as api:
+        _every_figure(local_db, cloud_db, tmp_path, creds.site_id, api.url)
+
+
+def _every_figure(
+    local_db: TestDatabase, cloud_db: TestDatabase, tmp_path: Path, site_id: int, api_url: str
+) -> None:
     config = tmp_path / "local.toml"
     config.write_text(
         "[replicator]\n"
         f"local_db_url = {json.dumps(local_db.url)}\n"
-        f"cloud_db_url = {json.dumps(site_cloud_url)}\n"
-        f"site_id = {creds.site_id}\n",
+        f"cloud_api_url = {json.dumps(api_url)}\n"
+        f"site_token = {json.dumps(site_token(JWT_SECRET, site_id))}\n"
+        f"site_id = {site_id}\n",
         encoding="utf-8",
     )
     settings = load_settings(config)
@@ -53,7 +61,7 @@ def test_status_prints_every_figure(
         for i in range(3):
             c.execute(
                 "INSERT INTO patients (site_id, patient_code, name) VALUES (%s, %s, 'L')",
-                (creds.site_id, f"L{i}"),
+                (site_id, f"L{i}"),
             )
         # History from before the site was connected: only a backfill sends it.
         with c.transaction():
@@ -61,7 +69,7 @@ def test_status_prints_every_figure(
             c.execute(
                 "INSERT INTO patients (site_id, patient_code, name, revision)"
                 " VALUES (%s, 'OLD', 'old', scsync_snowflake())",
-                (creds.site_id,),
+                (site_id,),
             )
     with cloud_db.connect(autocommit=True) as c:
         cloud_ids: list[int] = []
@@ -69,7 +77,7 @@ def test_status_prints_every_figure(
             row = c.execute(
                 "INSERT INTO patients (site_id, patient_code, name) VALUES (%s, %s, 'C')"
                 " RETURNING id",
-                (creds.site_id, f"C{i}"),
+                (site_id, f"C{i}"),
             ).fetchone()
             assert row is not None
             cloud_ids.append(int(str(row[0])))
@@ -78,18 +86,18 @@ def test_status_prints_every_figure(
     with local_db.connect(autocommit=True) as c:
         c.execute(
             "INSERT INTO patients (site_id, patient_code, name) VALUES (%s, 'W', 'waiting')",
-            (creds.site_id,),
+            (site_id,),
         )
         c.execute(
             "INSERT INTO scsync_dead_letters (lane, table_name, row_id, site_id, reason,"
             " next_retry_at) VALUES ('pull', 'patients', 42, %s, 'poisoned', now())",
-            (creds.site_id,),
+            (site_id,),
         )
     with cloud_db.connect(autocommit=True) as c:
         c.execute(
             "INSERT INTO scsync_conflicts (table_name, row_id, site_id, detected_on)"
             " VALUES ('patients', %s, %s, 'cloud')",
-            (cloud_ids[0], creds.site_id),
+            (cloud_ids[0], site_id),
         )
     asyncio.run(_take_lease(cloud_db.url, cloud_ids[1]))
     time.sleep(0.3)  # the waiting change ages: lag > 0
@@ -126,15 +134,18 @@ def test_status_prints_every_figure(
     assert (waiting, unit, moved) == ("1", "s", "3") and float(lag) >= push["lag_s"], push_line
     assert "rows 0/2" in out, out
 
-    # The site's own role may not read leases: said so, the other figures still shown.
+    # Without an operator's URL the same figures come from the cloud API (site token).
     own = _status("--config", str(config), "--json")
     assert own.returncode == 0, own.stderr
-    assert "cannot read leases" in json.loads(own.stdout)["leases"]["error"]
+    mine = json.loads(own.stdout)
+    for key in ("outbox_depth", "parked", "conflicts_open", "leases"):
+        assert mine[key] == f[key], key
+    assert (mine["lanes"]["push"]["rows_moved"], mine["lanes"]["pull"]["rows_moved"]) == (3, 2)
 
     cloud = _status("--side", "cloud", "--url", cloud_db.url)
     assert cloud.returncode == 0, cloud.stderr
     cells = next(ln for ln in cloud.stdout.splitlines() if "clinic-status" in ln).split()
-    assert cells[0] == str(creds.site_id)
+    assert cells[0] == str(site_id)
     assert "leases live 1" in cloud.stdout
 
 
@@ -142,7 +153,7 @@ def test_status_names_an_unreachable_database(tmp_path: Path) -> None:
     config = tmp_path / "local.toml"
     config.write_text(
         'local_db_url = "postgresql://nobody@127.0.0.1:9/none"\n'
-        'cloud_db_url = "postgresql://nobody@127.0.0.1:9/none"\nsite_id = 1\n',
+        'cloud_api_url = "http://127.0.0.1:9"\nsite_token = "t"\nsite_id = 1\n',
         encoding="utf-8",
     )
     done = _status("--config", str(config))
@@ -158,7 +169,7 @@ def test_status_during_a_cloud_outage_shows_the_local_figures(
     config = tmp_path / "local.toml"
     config.write_text(
         f"local_db_url = {json.dumps(local_db.url)}\n"
-        'cloud_db_url = "postgresql://site@127.0.0.1:9/cloud"\n'
+        'cloud_api_url = "http://127.0.0.1:9"\nsite_token = "t"\n'
         f"site_id = {local_db.site_id}\n",
         encoding="utf-8",
     )
@@ -171,7 +182,7 @@ def test_status_during_a_cloud_outage_shows_the_local_figures(
     done = _status("--config", str(config), "--json")
     assert done.returncode == 3, done.stderr
     f = json.loads(done.stdout)
-    assert "cannot reach the cloud database" in f["cloud_error"]
+    assert "cannot reach the cloud API" in f["cloud_error"]
     assert f["outbox_depth"] == {"local": 2, "cloud": None}
     assert f["lanes"]["push"]["waiting"] == 2 and f["lanes"]["push"]["rows_moved"] is None
     assert f["parked"]["local"] == 0 and f["conflicts_open"]["cloud"] is None
@@ -186,7 +197,7 @@ def test_site_commands_read_the_site_config_file(local_db: TestDatabase, tmp_pat
     config = tmp_path / "local.toml"
     config.write_text(
         f"[replicator]\nlocal_db_url = {json.dumps(local_db.url)}\n"
-        'cloud_db_url = "postgresql://site@127.0.0.1:9/cloud"\nsite_id = 1\n',
+        'cloud_api_url = "http://127.0.0.1:9"\nsite_token = "t"\nsite_id = 1\n',
         encoding="utf-8",
     )
     env_free = {k: v for k, v in os.environ.items() if not k.startswith("SCSYNC_")}

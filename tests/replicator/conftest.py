@@ -27,7 +27,8 @@ class Replicators:
     ) -> subprocess.Popen[bytes]:
         values: dict[str, Any] = {
             "local_db_url": site.local.url,
-            "cloud_db_url": site.cloud_url,
+            "cloud_api_url": site.cloud_api_url,
+            "site_token": site.token,
             "poll_interval_s": 1.0,
             "listener_probe_s": 2.0,
             "op_timeout_s": 10.0,

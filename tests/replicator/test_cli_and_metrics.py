@@ -20,15 +20,24 @@ from tests.pg import TestDatabase
 from tests.world import World, rows, sync
 
 
-def test_site_register_prints_working_credentials(
-    cloud_db: TestDatabase, capsys: pytest.CaptureFixture[str]
+def test_site_register_prints_the_sites_settings_and_makes_no_role(
+    cloud_db: TestDatabase, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    assert main(["site", "register", "clinic-x", "--url", cloud_db.url, "--node-id", "77"]) == 0
+    args = ["site", "register", "clinic-x", "--url", cloud_db.url, "--node-id", "77"]
+    assert main([*args, "--api-url", "https://cloud.example.net/"]) == 0
     out = capsys.readouterr().out
     assert "site id 1, node id 77" in out
-    url_line = next(line for line in out.splitlines() if line.startswith("cloud_db_url"))
-    with psycopg.connect(url_line.split(" = ", 1)[1].strip('"')) as c:
-        assert c.execute("SELECT scsync_current_site()").fetchone() == (1,)
+    assert "/v1/sites/1/token" in out  # how to get the token
+    # The printed settings are a working config once the token is filled in.
+    config = tmp_path / "site.toml"
+    config.write_text(out.replace("<token from POST /v1/sites/1/token>", "a.b.c"), encoding="utf-8")
+    loaded = load_settings(config)
+    assert (loaded.site_id, loaded.cloud_api_url) == (1, "https://cloud.example.net")
+    with psycopg.connect(cloud_db.libpq_url) as c:
+        assert (
+            c.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE 'scsync_site%'").fetchall()
+            == []
+        )
     # The same name twice is refused with a one-line error.
     assert main(["site", "register", "clinic-x", "--url", cloud_db.url]) == 1
     assert "exists already" in capsys.readouterr().err
@@ -95,8 +104,8 @@ def test_settings_from_file_and_env_env_wins(
 ) -> None:
     config = tmp_path / "r.toml"
     config.write_text(
-        'local_db_url = "postgresql://a/l"\ncloud_db_url = "postgresql://a/c"\n'
-        "site_id = 3\nbatch_size = 10\n"
+        'local_db_url = "postgresql://a/l"\ncloud_api_url = "https://cloud.example"\n'
+        'site_token = "t"\nsite_id = 3\nbatch_size = 10\n'
     )
     monkeypatch.setenv("SCSYNC_BATCH_SIZE", "77")
     loaded = load_settings(config)
@@ -108,18 +117,31 @@ def test_settings_from_file_and_env_env_wins(
         load_settings(tmp_path / "missing.toml")
 
 
-async def test_status_shows_parked_records(
+def test_a_leftover_cloud_db_url_is_an_error_naming_what_replaced_it(tmp_path: Path) -> None:
+    config = tmp_path / "old.toml"
+    config.write_text(
+        'local_db_url = "postgresql://a/l"\ncloud_db_url = "postgresql://site@cloud/c"\n'
+        'cloud_api_url = "https://cloud.example"\nsite_token = "t"\nsite_id = 3\n'
+    )
+    with pytest.raises(SettingsError) as err:
+        load_settings(config)
+    assert "cloud_db_url is no longer used" in str(err.value)
+    assert "cloud_api_url" in str(err.value) and "site_token" in str(err.value)
+
+
+def test_status_shows_parked_records(
     world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with world.cloud.connect(autocommit=True) as c:
         c.execute("ALTER TABLE patients ADD CONSTRAINT ck_test_poison CHECK (name <> 'bad')")
     with world.site1.local.connect(autocommit=True) as c:
         c.execute("INSERT INTO patients (site_id, patient_code, name) VALUES (1, 'X', 'bad')")
-    await sync(world.site1, rounds=1)
+    asyncio.run(sync(world.site1, rounds=1))
     config = tmp_path / "r.toml"
     config.write_text(
         f"local_db_url = {json.dumps(world.site1.local.url)}\n"
-        f"cloud_db_url = {json.dumps(world.site1.cloud_url)}\nsite_id = 1\n"
+        f"cloud_api_url = {json.dumps(world.site1.cloud_api_url)}\n"
+        f"site_token = {json.dumps(world.site1.token)}\nsite_id = 1\n"
     )
     assert main(["replicator", "status", "--config", str(config)]) == 0
     status = json.loads(capsys.readouterr().out)

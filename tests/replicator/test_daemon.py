@@ -61,9 +61,7 @@ def test_sigterm_while_the_cloud_is_unreachable_exits_promptly(
     world: World, replicators: Replicators
 ) -> None:
     # A port nobody listens on: the lanes sit in backoff, the stop must not wait.
-    proc = replicators.start(
-        world.site1, cloud_db_url="postgresql://nobody@127.0.0.1:9/none", backoff_max_s=30.0
-    )
+    proc = replicators.start(world.site1, cloud_api_url="http://127.0.0.1:9", backoff_max_s=30.0)
     wait_until(lambda: "retrying in" in replicators.log_of(0), 30, "a failed connect")
     assert proc.poll() is None
     started = time.monotonic()

@@ -1,8 +1,12 @@
 """SECURITY DEFINER functions and EXECUTE rights (revision 0010): no app function is
-executable by PUBLIC, and a site role cannot make a definer function run its code by
-planting a temp table (with a trigger) under a name the function uses."""
+executable by PUBLIC or by any role but its owner, and no lane function runs the code of
+a temp table (with a trigger) planted under a name the function uses."""
 
 from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -42,77 +46,87 @@ def _who(conn: psycopg.Connection[tuple[object, ...]]) -> set[str]:
     return {str(r[0]) for r in conn.execute("SELECT who FROM pg_temp.loot").fetchall()}
 
 
-def test_a_planted_read_table_never_runs_as_the_owner(world: World) -> None:
-    site = world.site1
+@contextmanager
+def _stranger(world: World) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """A session on the cloud database as a role that is not the functions' owner (what
+    a site's login was before revision 0011, or anyone else's)."""
+    role = f"scsync_probe_{uuid.uuid4().hex[:8]}"
+    with world.cloud.connect(autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role}")
+        admin.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {role}")
+        try:
+            with world.cloud.connect(autocommit=True) as c:
+                c.execute(f"SET ROLE {role}")
+                yield c
+        finally:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
+
+
+_STAGE_COLUMNS = (
+    "ord bigint, table_name text, row_id bigint, op text, revision bigint,"
+    " base bigint, row_data jsonb, resolution jsonb, dest_row jsonb,"
+    " dest_revision bigint, outcome text, conflict_id bigint"
+)
+_READ_COLUMNS = (
+    "ord bigint, seqs bigint[], table_name text, row_id bigint, last_op text,"
+    " last_revision bigint, last_base bigint, source_commit_at timestamptz"
+)
+_COLUMNS = '{"patients": ["id", "site_id", "name", "patient_code", "revision"]}'
+_BATCH = (
+    '[{"ord": 1, "table_name": "patients", "row_id": 7, "op": "U", "revision": 5,'
+    ' "base": null, "row_data": {"id": 7, "site_id": 1, "name": "x", "patient_code": "x",'
+    ' "revision": 5}}]'
+)
+_LANE_CALLS = (
+    ("SELECT * FROM scsync_replicator_read('pull', 1, 10, '{}', '{}')", ()),
+    ("SELECT * FROM scsync_replicator_apply('cloud', %s, %s)", (_COLUMNS, _BATCH)),
+    (
+        "SELECT * FROM scsync_replicator_apply_batch('push', 1, 'cloud', %s, '[1]', '{}',"
+        " now(), NULL, %s)",
+        (_COLUMNS, _BATCH),
+    ),
+)
+
+
+def test_no_one_but_the_owner_calls_a_lane_function(world: World) -> None:
+    """No site holds a login here any more (revision 0011); whoever else has one cannot
+    call the lane functions at all, planted temp tables or not."""
+    with _stranger(world) as c:
+        c.execute(_PLANT)
+        _plant(c, "scsync_read_keys", _READ_COLUMNS)
+        _plant(c, "scsync_stage", _STAGE_COLUMNS)
+        for call, params in _LANE_CALLS:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute(call, params)
+        assert _who(c) == set()
+
+
+def test_a_planted_table_never_runs_its_trigger_in_a_lane_function(world: World) -> None:
+    """The read and the apply use only the temp tables they make in the same call: one
+    made first (here by the owner itself) is replaced, and its trigger never fires."""
     with world.cloud.connect() as c:
         c.execute("INSERT INTO patients (id, site_id, name, patient_code) VALUES (1, 1, 'a', 'p1')")
         c.commit()
-    with psycopg.connect(site.cloud_url, autocommit=True) as c:
+    with world.cloud.connect(autocommit=True) as c:
         c.execute(_PLANT)
-        _plant(
-            c,
-            "scsync_read_keys",
-            "ord bigint, seqs bigint[], table_name text, row_id bigint, last_op text,"
-            " last_revision bigint, last_base bigint, source_commit_at timestamptz",
-        )
-        try:
-            c.execute("SELECT * FROM scsync_replicator_read('pull', 1, 10, '{}', '{}')")
-        except psycopg.errors.InsufficientPrivilege as exc:
-            assert "owner" in str(exc)  # an owner that may not drop it refuses the call
-        assert _who(c) <= {site.creds.db_role}
-
-
-def test_a_planted_stage_table_never_runs_as_the_owner(world: World) -> None:
-    """The apply stages the batch in a table it makes itself: one the caller made first
-    is dropped (an owner that may: the tests' superuser) or refuses the call (an owner
-    that may not), and never runs the caller's trigger as the owner."""
-    site = world.site1
-    columns = '{"patients": ["id", "site_id", "name", "patient_code"]}'
-    batch = (
-        '[{"ord": 1, "table_name": "patients", "row_id": 7, "op": "U", "revision": 5,'
-        ' "base": null, "row_data": {"id": 7, "site_id": 1, "name": "x", "patient_code": "x"}}]'
-    )
-    with psycopg.connect(site.cloud_url, autocommit=True) as c:
-        c.execute(_PLANT)
-        for call in (
-            "SELECT * FROM scsync_replicator_apply('cloud', %s, %s)",
-            "SELECT * FROM scsync_replicator_apply_batch('push', 1, 'cloud', %s, '[1]', '{}',"
-            " now(), NULL, %s)",
-        ):
-            c.execute("DROP TABLE IF EXISTS pg_temp.scsync_stage")
-            _plant(
-                c,
-                "scsync_stage",
-                "ord bigint, table_name text, row_id bigint, op text, revision bigint,"
-                " base bigint, row_data jsonb, resolution jsonb, dest_row jsonb,"
-                " dest_revision bigint, outcome text, conflict_id bigint",
-            )
-            c.execute(
-                "INSERT INTO scsync_stage (ord, table_name, row_id, op, revision)"
-                " VALUES (1, 'patients', 7, 'U', 5)"
-            )
-            try:
-                c.execute(call, (columns, batch))
-            except psycopg.errors.InsufficientPrivilege as exc:
-                assert "owner" in str(exc)
-            assert _who(c) <= {site.creds.db_role}
+        for call, params in _LANE_CALLS:
+            c.execute("DROP TABLE IF EXISTS pg_temp.scsync_read_keys, pg_temp.scsync_stage")
+            _plant(c, "scsync_read_keys", _READ_COLUMNS)
+            _plant(c, "scsync_stage", _STAGE_COLUMNS)
+            c.execute("SELECT set_config('scsync.replicating', 'on', false)")
+            c.execute(call, params)
+            assert _who(c) == set(), call
 
 
 def test_the_lanes_still_apply_with_their_own_stage(world: World) -> None:
     """The same call without a planted table applies (the guard above is not a refusal
     of everything)."""
-    site = world.site1
-    columns = '{"patients": ["id", "site_id", "name", "patient_code", "revision"]}'
-    batch = (
-        '[{"ord": 1, "table_name": "patients", "row_id": 7, "op": "U", "revision": 5,'
-        ' "base": null, "row_data": {"id": 7, "site_id": 1, "name": "x", "patient_code": "x",'
-        ' "revision": 5}}]'
-    )
-    with psycopg.connect(site.cloud_url) as c:
+    with world.cloud.connect() as c:
         c.execute("SELECT set_config('scsync.replicating', 'on', true)")
         got = c.execute(
             "SELECT row_id, outcome FROM scsync_replicator_apply('cloud', %s, %s)",
-            (columns, batch),
+            (_COLUMNS, _BATCH),
         ).fetchall()
         assert got == [(7, "apply")]
         c.commit()
@@ -157,29 +171,16 @@ def test_public_executes_no_app_function(world: World, side: str) -> None:
         c.rollback()
 
 
-def test_no_definer_function_is_callable_but_by_the_owner_and_site_lanes(world: World) -> None:
-    """A SECURITY DEFINER function runs as its owner: only the owner may call it, except
-    the lane functions a site role still uses until revision 0011 drops those roles
-    (each checks the caller's site, and makes every table it uses in the same call)."""
-    allowed_for_sites = {
-        "scsync_current_site()",
-        "scsync_replicator_read(text,integer,integer,jsonb,bigint[])",
-        "scsync_replicator_apply(text,jsonb,jsonb,bigint)",
-        "scsync_replicator_ack(text,bigint[],jsonb)",
-        "scsync_replicator_recover_rows(jsonb)",
-        "scsync_replicator_park(text,text,bigint,integer,bigint,text,double precision,"
-        "double precision)",
-    }
-    with world.cloud.connect() as c:
-        rows = c.execute(
-            "SELECT p.oid::regprocedure::text, r.rolname FROM pg_proc p,"
-            " LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a"
-            " LEFT JOIN pg_roles r ON r.oid = a.grantee"
-            " WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef"
-            "   AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner"
-        ).fetchall()
-    callers: dict[str, set[str]] = {}
-    for fn, role in rows:
-        callers.setdefault(str(fn).replace(", ", ","), set()).add(str(role))
-    assert set(callers) == allowed_for_sites
-    assert all(who == {"scsync_site"} for who in callers.values()), callers
+def test_no_definer_function_is_callable_but_by_the_owner(world: World) -> None:
+    """A SECURITY DEFINER function runs as its owner: only the owner may call it (no
+    site has a login here since revision 0011)."""
+    for db in (world.cloud, world.site1.local):
+        with db.connect() as c:
+            rows = c.execute(
+                "SELECT p.oid::regprocedure::text, r.rolname FROM pg_proc p,"
+                " LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a"
+                " LEFT JOIN pg_roles r ON r.oid = a.grantee"
+                " WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef"
+                "   AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner"
+            ).fetchall()
+        assert rows == [], rows

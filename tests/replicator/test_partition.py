@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy.engine import make_url
-
 from tests.polling import wait_until
 from tests.proxy import TcpProxy
 from tests.replicator.conftest import Replicators
@@ -31,11 +29,13 @@ def _write(world: World, tag: str, n: int) -> None:
 
 
 def test_partition_heals_without_a_manual_step(world: World, replicators: Replicators) -> None:
-    url = make_url(world.site1.cloud_url)
-    with TcpProxy(str(url.host), int(url.port or 5432)) as proxy:
-        via_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
+    """The TCP proxy stands between the site and the cloud API."""
+    with TcpProxy("127.0.0.1", world.api.port) as proxy:
         proc = replicators.start(
-            world.site1, cloud_db_url=via_proxy, op_timeout_s=3.0, listener_probe_s=1.0
+            world.site1,
+            cloud_api_url=f"http://127.0.0.1:{proxy.port}",
+            op_timeout_s=3.0,
+            listener_probe_s=1.0,
         )
         _write(world, "before", 20)
         wait_until(lambda: len(rows(world.site1.local, "patients")) == 40, 20, "first sync")
@@ -58,9 +58,45 @@ def test_partition_heals_without_a_manual_step(world: World, replicators: Replic
         wait_until(converged, 75, "convergence after the partition")
         log = replicators.log_of(0)
         assert "retrying in" in log  # the lanes felt the partition ...
-        assert "listener (pull)" in log  # ... and so did the cloud listener's probe
+        assert "cloud hints" in log  # ... and so did the pull lane's long poll
         local = rows(world.site1.local, "patients")
         cloud = rows(world.cloud, "patients")
         assert {(r["id"], r["revision"]) for r in local.values()} == {
             (r["id"], r["revision"]) for r in cloud.values()
         }
+
+
+def test_a_silent_link_drop_leaves_no_lane_held_by_a_ghost(
+    world: World, replicators: Replicators
+) -> None:
+    """The link stops forwarding both ways for 20 s with no RST (the cloud side stays
+    open, as after a dropped NAT entry). The lane's exclusivity on the cloud is a lease
+    renewed by its own requests, not a session: after the heal both lanes converge
+    within 60 s, and nothing claims the lanes run elsewhere."""
+    with TcpProxy("127.0.0.1", world.api.port) as proxy:
+        replicators.start(
+            world.site1, cloud_api_url=f"http://127.0.0.1:{proxy.port}", op_timeout_s=3.0
+        )
+        _write(world, "before", 5)
+        wait_until(lambda: len(rows(world.site1.local, "patients")) == 10, 20, "first sync")
+        proxy.stall()
+        started = time.monotonic()
+        while time.monotonic() - started < 20.0:
+            _write(world, f"silent{int(time.monotonic() - started)}", 2)
+            time.sleep(1.0)
+        proxy.heal()
+        healed = time.monotonic()
+
+        def converged() -> bool:
+            local = {(r["id"], r["revision"]) for r in rows(world.site1.local, "patients").values()}
+            cloud = {(r["id"], r["revision"]) for r in rows(world.cloud, "patients").values()}
+            return local == cloud and len(local) > 10
+
+        wait_until(converged, 60, "both lanes after the heal")
+        assert time.monotonic() - healed < 60
+        log = replicators.log_of(0)
+        assert "retrying in" in log  # the lanes did notice the silence
+        assert "runs elsewhere" not in log and "leased to" not in log and "is run by" not in log
+    with world.cloud.connect() as c:
+        leases = c.execute("SELECT lane FROM scsync_lane_leases ORDER BY lane").fetchall()
+    assert leases == [("pull",), ("push",)]  # held by the one replicator, by its requests

@@ -1,5 +1,5 @@
-"""privileges: PUBLIC executes no app function (now or later); the site roles get what
-the lanes call by name (schema/sql/r0010_privileges*.sql).
+"""privileges: PUBLIC executes no app function (now or later); only their owner, the
+app's own role, calls them (schema/sql/r0010_privileges*.sql).
 
 Revision ID: 0010
 Revises: 0009
@@ -20,9 +20,7 @@ depends_on = None
 
 def upgrade(**kw: Any) -> None:
     run_sql_file("r0010_privileges.sql")
-    run_sql_file("r0010_privileges_cloud.sql")
 
 
 def downgrade(**kw: Any) -> None:
-    run_sql_file("r0010_privileges_cloud_drop.sql")
     run_sql_file("r0010_privileges_drop.sql")

@@ -1,0 +1,633 @@
+"""The cloud API's sync endpoints: the only way a site's replicator reaches the cloud.
+
+``/v1/sync/{lane}/{op}``, POST, a site token (``Authorization: Bearer``): the site is
+the token's, never the body's. Each request runs the lane steps of
+:class:`schema.lanes.LaneDb` on the cloud database as the app's own role, in one
+transaction that first sets the acting site (the wall of every lane function: a row,
+seq, record, referenced record, conflict or dead letter of another site refuses the
+whole request, 403 naming it, and nothing is applied) and takes or renews the lane's
+lease for the ``X-Scsync-Holder`` of the request (409 ``lane_busy`` naming the live
+holder). A lease lapses ``lease_ttl_s`` after its holder's last request: a replicator
+whose link died silently holds nothing for long.
+
+Batches stream as JSON lines both ways: ``push/apply`` COPYs the rows into the stage as
+they arrive (the first line is a header), ``pull/read`` streams the rows of one
+REPEATABLE READ snapshot and ends with a trailer ``{"rows": n}``.
+
+Push lane (the cloud is the destination): schema, apply, forget, inbox, recover-rows.
+Pull lane (the cloud is the source): schema, read, ack, outbox-keys, depth.
+Both: lease, release. ``pull/wait``: a long poll that answers when a change of the
+site is committed on the cloud (the outbox's NOTIFY, heard by one LISTEN connection of
+this API instance; every instance has its own, so the site may be answered by any),
+or after ``timeout_s``; the replicator polls as a fallback. And ``/v1/sync/status``:
+the site's figures on the cloud (``scsync status``, ``scsync replicator status``),
+taking no lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import psycopg
+import psycopg_pool
+from aiohttp import web
+from psycopg import errors as pg_errors
+
+from api.errors import ApiError, BadRequest, Conflict, Forbidden, ServiceUnavailable, Unauthorized
+from schema.auth import AuthError, Principal, TokenCache, bearer
+from schema.lanes import (
+    SIDE_ONLY_COLUMNS,
+    TRANSIENT,
+    BatchRow,
+    LaneDb,
+    LaneName,
+    Park,
+    first_line,
+    is_data_error,
+)
+from schema.revocation import DEFAULT_CHECK_S, Revocations
+from schema.sql import query
+from schema.urls import libpq_url
+
+log = logging.getLogger("scsync.api.sync")
+
+HOLDER_HEADER: Final = "X-Scsync-Holder"
+HOLDER_RE: Final = re.compile(r"^[A-Za-z0-9._:/@+-]{1,200}$")
+CONNECT_TIMEOUT_S: Final = 10
+_CHUNK: Final = 1 << 16
+
+Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+Pool = psycopg_pool.AsyncConnectionPool[Conn]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    db_url: str  # the cloud database, as the cloud app's role
+    jwt_secret: str
+    lease_ttl_s: float = 30.0
+    pool_size: int = 10
+    db_timeout_s: float = 10.0
+    # The longest a pull/wait long poll is held.
+    wait_max_s: float = 30.0
+    # A revoked site token is refused within this many seconds (schema/revocation.py).
+    revocation_check_s: float = DEFAULT_CHECK_S
+
+
+class ApplyFailedError(ApiError):
+    """A batch the database refused for its data: the lane applies it record by record."""
+
+    status = 422
+    code = "apply_failed"
+
+
+class LaneBusyError(Conflict):
+    code = "lane_busy"
+
+
+class BatchError(BadRequest):
+    code = "bad_batch"
+
+
+_SETTINGS: Final = web.AppKey("sync_settings", SyncSettings)
+_TOKENS: Final = web.AppKey("sync_tokens", TokenCache)
+_POOL: Final = web.AppKey("sync_pool", Pool)
+_REVOCATIONS: Final = web.AppKey("sync_revocations", Revocations)
+
+
+class Hints:
+    """Per site: how many outbox hints this instance has heard, and who waits for one."""
+
+    def __init__(self) -> None:
+        self.instance = uuid.uuid4().hex[:12]
+        self.count: dict[int, int] = {}
+        self.events: dict[int, asyncio.Event] = {}
+
+    def mark(self, site_id: int) -> str:
+        return f"{self.instance}:{self.count.get(site_id, 0)}"
+
+    def heard(self, site_id: int) -> None:
+        self.count[site_id] = self.count.get(site_id, 0) + 1
+        event = self.events.pop(site_id, None)
+        if event is not None:
+            event.set()
+
+    def all(self) -> None:
+        """The listener (re)connected: hints may have been missed; wake everyone once."""
+        for site_id in list(self.events):
+            self.heard(site_id)
+
+    def event(self, site_id: int) -> asyncio.Event:
+        return self.events.setdefault(site_id, asyncio.Event())
+
+
+_HINTS: Final = web.AppKey("sync_hints", Hints)
+
+_SITE: Final = web.RequestKey("sync_site", int)
+
+
+def make_sync_app(settings: SyncSettings) -> web.Application:
+    """The sync endpoints as an app of their own (mounted at /v1/sync by the cloud API,
+    or served alone)."""
+    app = web.Application(middlewares=[_errors, _auth])
+    app[_SETTINGS] = settings
+    app[_TOKENS] = TokenCache(settings.jwt_secret, "cloud")
+    app[_REVOCATIONS] = Revocations(lambda: app[_POOL].connection(), settings.revocation_check_s)
+    app[_HINTS] = Hints()
+    app.cleanup_ctx.append(_pool_ctx)
+    app.cleanup_ctx.append(_listen_ctx)
+    r = app.router
+    for lane in ("push", "pull"):
+        r.add_post(f"/{lane}/lease", _lease)
+        r.add_post(f"/{lane}/release", _release)
+        r.add_post(f"/{lane}/schema", _schema)
+    r.add_post("/push/apply", _apply)
+    r.add_post("/push/forget", _forget)
+    r.add_post("/push/inbox", _inbox)
+    r.add_post("/push/recover-rows", _recover_rows)
+    r.add_post("/pull/read", _read)
+    r.add_post("/pull/ack", _ack)
+    r.add_post("/pull/outbox-keys", _outbox_keys)
+    r.add_post("/pull/depth", _depth)
+    r.add_post("/pull/wait", _wait)
+    r.add_post("/status", _status)
+    return app
+
+
+async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[_SETTINGS]
+    pool: Pool = psycopg_pool.AsyncConnectionPool(
+        libpq_url(settings.db_url),
+        min_size=1,
+        max_size=settings.pool_size,
+        kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+        open=False,
+        timeout=settings.db_timeout_s,
+    )
+    await pool.open()
+    app[_POOL] = pool
+    try:
+        yield
+    finally:
+        await pool.close()
+
+
+async def _listen_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_listen(app), name="sync-outbox-listen")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+async def _listen(app: web.Application) -> None:
+    """The outbox hints of every site, on one connection of this instance (the API's,
+    not a site's); reconnected with backoff."""
+    settings, hints = app[_SETTINGS], app[_HINTS]
+    delay = 0.5
+    while True:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                libpq_url(settings.db_url), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            )
+            try:
+                await conn.execute("LISTEN scsync_outbox")
+                hints.all()
+                delay = 0.5
+                async for note in conn.notifies():
+                    if note.payload.isdigit():
+                        hints.heard(int(note.payload))
+            finally:
+                await conn.close()
+        except (psycopg.Error, OSError) as exc:
+            log.warning("sync: outbox listener: %s; reconnecting in %.1f s", first_line(exc), delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
+
+
+# -- errors and authentication ------------------------------------------------------------
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return web.json_response(exc.body(), status=exc.status)
+    except pg_errors.InsufficientPrivilege as exc:
+        # The wall: the message names the row, seq or record that is not the site's.
+        message = exc.diag.message_primary or first_line(exc)
+        log.warning("sync: refused for %s: %s", request.get(_SITE), message)
+        return web.json_response(Forbidden(message).body(), status=403)
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout, *TRANSIENT) as exc:
+        body = ServiceUnavailable(f"the cloud database: {first_line(exc)}").body()
+        return web.json_response(body, status=503)
+    except psycopg.Error as exc:
+        if is_data_error(exc):
+            return web.json_response(BatchError(first_line(exc)).body(), status=400)
+        raise
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        principal: Principal = request.app[_TOKENS].principal(
+            bearer(request.headers.get("Authorization"))
+        )
+    except AuthError as exc:
+        raise Unauthorized(str(exc)) from exc
+    if not principal.is_site or principal.site_id is None:
+        raise Forbidden("the sync endpoints take a site token (POST /v1/sites/{id}/token)")
+    try:
+        await request.app[_REVOCATIONS].check(principal)
+    except AuthError as exc:
+        raise Unauthorized(str(exc)) from exc
+    holder = request.headers.get(HOLDER_HEADER, "")
+    if not HOLDER_RE.fullmatch(holder):
+        raise BadRequest(
+            f"header {HOLDER_HEADER} must name the lane's holder "
+            "(1-200 letters, digits and ._:/@+-)",
+            field=HOLDER_HEADER,
+        )
+    request[_SITE] = principal.site_id
+    return await handler(request)
+
+
+def _lane(request: web.Request) -> LaneName:
+    return "push" if request.path.rstrip("/").split("/")[-2] == "push" else "pull"
+
+
+# -- the transaction of a request -----------------------------------------------------------
+
+
+def _prelude(request: web.Request, lane: LaneName | None) -> Callable[[Conn], Awaitable[None]]:
+    """What starts every transaction of this request, in one round trip: the acting
+    site, the site enabled, the lane's lease (none for ``lane=None``)."""
+    site_id: int = request[_SITE]
+    holder = request.headers[HOLDER_HEADER]
+    ttl = request.app[_SETTINGS].lease_ttl_s
+
+    async def start(conn: Conn) -> None:
+        cur = await conn.execute(
+            query("sync_begin"),
+            {"site_id": site_id, "lane": lane, "holder": holder, "ttl_s": ttl},
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        enabled, other, until, left = row
+        if not enabled:
+            raise Forbidden(f"site {site_id} is not registered or is disabled")
+        if other is not None:
+            raise LaneBusyError(
+                f"the {lane} lane of site {site_id} is leased to replicator {other} for "
+                f"{max(0.0, float(left or 0)):.0f} s more (until {until}); the lease lapses "
+                f"{ttl:.0f} s after its holder's last request, so a replicator that "
+                "stopped or lost its link there gives it up on its own"
+            )
+
+    return start
+
+
+async def _with_db(
+    request: web.Request, lane: LaneName, work: Callable[[LaneDb], Awaitable[Any]]
+) -> Any:
+    async with request.app[_POOL].connection() as conn:
+        return await work(LaneDb(conn, request[_SITE], "cloud", _prelude(request, lane)))
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest("body must be JSON") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+def _ints(body: dict[str, Any], key: str) -> list[int]:
+    value = body.get(key, [])
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise BadRequest(f"{key} must be a list of integers", field=key)
+    return [int(v) for v in value]
+
+
+def _keys(body: dict[str, Any], key: str) -> str:
+    value = body.get(key, [])
+    if not isinstance(value, list) or not all(
+        isinstance(k, dict) and isinstance(k.get("t"), str) and isinstance(k.get("id"), int)
+        for k in value
+    ):
+        raise BadRequest(f'{key} must be a list of {{"t": table, "id": row id}}', field=key)
+    return json.dumps(value)
+
+
+# -- both lanes ---------------------------------------------------------------------------
+
+
+async def _lease(request: web.Request) -> web.Response:
+    lane = _lane(request)
+
+    async def take(db: LaneDb) -> None:
+        async with db.conn.transaction():
+            await _prelude(request, lane)(db.conn)
+
+    await _with_db(request, lane, take)
+    ttl = request.app[_SETTINGS].lease_ttl_s
+    return web.json_response({"lane": lane, "site_id": request[_SITE], "ttl_s": ttl})
+
+
+async def _release(request: web.Request) -> web.Response:
+    lane = _lane(request)
+    async with request.app[_POOL].connection() as conn:
+        await conn.execute(
+            query("sync_lease_release"),
+            {"site_id": request[_SITE], "lane": lane, "holder": request.headers[HOLDER_HEADER]},
+        )
+    return web.json_response({"lane": lane, "released": True})
+
+
+async def _schema(request: web.Request) -> web.Response:
+    columns, revision = await _with_db(request, _lane(request), lambda db: db.columns())
+    return web.json_response({"columns": columns, "revision": revision})
+
+
+# -- push: the cloud is the destination -----------------------------------------------------
+
+
+async def _lines(request: web.Request) -> AsyncIterator[Any]:
+    buf = bytearray()
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        buf.extend(chunk)
+        start = 0
+        while (end := buf.find(b"\n", start)) >= 0:
+            line = bytes(buf[start:end]).strip()
+            start = end + 1
+            if line:
+                yield _json_line(line)
+        del buf[:start]
+    if bytes(buf).strip():
+        yield _json_line(bytes(buf))
+
+
+def _json_line(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BatchError(f"a line of the batch is not JSON: {exc}") from exc
+
+
+async def _apply(request: web.Request) -> web.Response:
+    """The batch's header line, then its rows, COPYed into the stage as they arrive."""
+    lines = _lines(request)
+    head = await anext(lines, None)
+    if not isinstance(head, dict):
+        raise BatchError("the first line must be the batch header (a JSON object)")
+    mode = head.get("mode")
+    if mode not in ("batch", "each"):
+        raise BatchError("mode must be 'batch' or 'each'", field="mode")
+    columns = head.get("columns")
+    if not isinstance(columns, dict) or not all(
+        isinstance(t, str) and isinstance(c, list) and all(isinstance(x, str) for x in c)
+        for t, c in columns.items()
+    ):
+        raise BatchError("columns must map tables to lists of column names", field="columns")
+    forget = _ints(head, "forget")
+    commit_at = head.get("source_commit_at")
+    peer_revision = head.get("peer_schema_revision")
+    try:
+        source_commit_at = None if commit_at is None else dt.datetime.fromisoformat(commit_at)
+    except (TypeError, ValueError) as exc:
+        raise BatchError("source_commit_at must be an ISO timestamp") from exc
+    expected = head.get("rows")
+
+    async def rows() -> AsyncIterator[BatchRow]:
+        n = 0
+        async for value in lines:
+            try:
+                yield BatchRow.from_json(value)
+            except ValueError as exc:
+                raise BatchError(f"row {n + 1} of the batch: {exc}") from exc
+            n += 1
+        if n != expected:
+            raise BatchError(f"the batch announced {expected} rows and held {n}")
+
+    async def work(db: LaneDb) -> Any:
+        # Never this side's own bookkeeping (lifecycle, blob_state, ...), whatever the
+        # client lists; a column the cloud lacks fails the batch (422, then record by
+        # record: parked until the cloud has it), as a plain apply would.
+        allowed = {
+            t: [c for c in cols if c not in SIDE_ONLY_COLUMNS] for t, cols in columns.items()
+        }
+        return await db.apply(
+            "push",
+            rows(),
+            allowed,
+            forget,
+            source_commit_at,
+            None if peer_revision is None else str(peer_revision),
+            mode == "each",
+        )
+
+    try:
+        applied = await _with_db(request, "push", work)
+    except psycopg.Error as exc:
+        if mode == "batch" and is_data_error(exc):
+            raise ApplyFailedError(first_line(exc)) from exc
+        raise
+    return web.json_response(
+        {
+            "batch_id": applied.batch_id,
+            "outcomes": applied.outcomes,
+            "failures": [[t, i, why] for (t, i), why in applied.failures.items()],
+        }
+    )
+
+
+async def _forget(request: web.Request) -> web.Response:
+    ids = _ints(await _body(request), "batch_ids")
+    await _with_db(request, "push", lambda db: db.forget("push", ids))
+    return web.json_response({"forgotten": len(ids)})
+
+
+async def _inbox(request: web.Request) -> web.Response:
+    pending = await _with_db(request, "push", lambda db: db.inbox_pending("push"))
+    return web.json_response({"pending": pending})
+
+
+async def _recover_rows(request: web.Request) -> web.Response:
+    keys = _keys(await _body(request), "keys")
+    text = await _with_db(request, "push", lambda db: db.recover_rows(keys))
+    return web.json_response(text=f'{{"rows": {text}}}')
+
+
+# -- pull: the cloud is the source ----------------------------------------------------------
+
+
+async def _read(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    limit = body.get("limit")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= 100_000:
+        raise BadRequest("limit must be an integer from 1 to 100000", field="limit")
+    exclude = body.get("exclude", {})
+    if not isinstance(exclude, dict) or not all(
+        isinstance(c, list) and all(isinstance(x, str) for x in c) for c in exclude.values()
+    ):
+        raise BadRequest("exclude must map tables to lists of column names", field="exclude")
+    skip = _ints(body, "skip")
+    response: web.StreamResponse | None = None
+    n = 0
+    async with request.app[_POOL].connection() as conn:
+        db = LaneDb(conn, request[_SITE], "cloud", _prelude(request, "pull"))
+        rows = db.read_iter("pull", limit, exclude, skip)
+        try:
+            # The first row (or the end) before the answer starts: an error up to then
+            # (the wall, the lease) is still a proper status.
+            first = await anext(rows, None)
+            response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+            await response.prepare(request)
+            lines: list[bytes] = []
+            row = first
+            while row is not None:
+                lines.append(json.dumps(row.to_json()).encode())
+                n += 1
+                if len(lines) >= 200:
+                    await response.write(b"\n".join(lines) + b"\n")
+                    lines = []
+                row = await anext(rows, None)
+            lines.append(json.dumps({"rows": n}).encode())
+            await response.write(b"\n".join(lines) + b"\n")
+        finally:
+            await rows.aclose()
+    assert response is not None
+    await response.write_eof()
+    return response
+
+
+async def _ack(request: web.Request) -> web.Response:
+    body = await _body(request)
+    seqs = _ints(body, "seqs")
+    rows = body.get("rows", [])
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise BadRequest("rows must be a list of objects", field="rows")
+    raw_parks = body.get("parks", [])
+    if not isinstance(raw_parks, list):
+        raise BadRequest("parks must be a list", field="parks")
+    try:
+        parks = [
+            Park(
+                table_name=str(p["table_name"]),
+                row_id=int(p["row_id"]),
+                revision=int(p["revision"]),
+                reason=str(p["reason"])[:2000],
+                initial_s=float(p["initial_s"]),
+                max_s=float(p["max_s"]),
+            )
+            for p in raw_parks
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadRequest(f"a park entry is malformed: {exc}", field="parks") from exc
+    rows_text = json.dumps(rows)
+    await _with_db(request, "pull", lambda db: db.ack("pull", seqs, rows_text, parks))
+    return web.json_response({"acknowledged": len(seqs), "parked": len(parks)})
+
+
+async def _outbox_keys(request: web.Request) -> web.Response:
+    seqs = _ints(await _body(request), "seqs")
+    keys = await _with_db(request, "pull", lambda db: db.outbox_keys(seqs))
+    return web.json_response({"keys": keys})
+
+
+async def _depth(request: web.Request) -> web.Response:
+    depth, lag = await _with_db(request, "pull", lambda db: db.outbox_depth())
+    return web.json_response({"depth": depth, "oldest_change_age_s": lag})
+
+
+async def _status(request: web.Request) -> web.Response:
+    site = {"site_id": request[_SITE]}
+
+    async def fetch(conn: Conn, name: str) -> list[tuple[Any, ...]]:
+        cur = await conn.execute(query(name), site)
+        return await cur.fetchall()
+
+    async with request.app[_POOL].connection() as conn, conn.transaction():
+        await _prelude(request, None)(conn)
+        ((depth, age),) = await fetch(conn, "replicator_outbox_depth")
+        ((conflicts,),) = await fetch(conn, "replicator_conflicts_open")
+        cursors = await fetch(conn, "replicator_cursors")
+        parked = await fetch(conn, "replicator_dead_letters")
+        ((live, by_local, by_cloud),) = await fetch(conn, "ops_leases_live")
+
+    def iso(value: Any) -> str | None:
+        return None if value is None else value.isoformat()
+
+    return web.json_response(
+        {
+            "site_id": request[_SITE],
+            "outbox_depth": int(depth),
+            "oldest_change_age_s": None if age is None else float(age),
+            "conflicts_open": int(conflicts),
+            "cursors": [
+                {
+                    "lane": c[0],
+                    "last_applied_at": iso(c[3]),
+                    "last_source_commit_at": iso(c[4]),
+                    "rows_applied": int(c[5] or 0),
+                    "peer_schema_revision": c[6],
+                }
+                for c in cursors
+            ],
+            "parked": [
+                {
+                    "lane": p[0],
+                    "table": p[1],
+                    "row_id": p[2],
+                    "revision": p[3],
+                    "reason": p[4],
+                    "attempts": p[5],
+                    "next_retry_at": iso(p[7]),
+                }
+                for p in parked
+            ],
+            "leases": {"live": int(live), "by_local": int(by_local), "by_cloud": int(by_cloud)},
+        }
+    )
+
+
+async def _wait(request: web.Request) -> web.Response:
+    """Long poll: ``changed`` as soon as a change of this site is committed on the cloud
+    after ``mark`` (the mark of the previous answer), else after ``timeout_s``."""
+    body = await _body(request)
+    timeout = body.get("timeout_s", 25.0)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout < 0:
+        raise BadRequest("timeout_s must be a non-negative number", field="timeout_s")
+    mark = body.get("mark")
+    hints, site = request.app[_HINTS], request[_SITE]
+    now = hints.mark(site)
+    instance, _, seen = str(mark or "").partition(":")
+    # Hints heard since the caller's last answer (same instance only: another instance
+    # counts its own, and a missed hint costs one poll interval, never a busy loop).
+    if instance == hints.instance and seen.isdigit() and int(seen) < hints.count.get(site, 0):
+        return web.json_response({"changed": True, "mark": now})
+    event = hints.event(site)
+    try:
+        await asyncio.wait_for(event.wait(), min(float(timeout), request.app[_SETTINGS].wait_max_s))
+        changed = True
+    except TimeoutError:
+        changed = False
+    return web.json_response({"changed": changed, "mark": hints.mark(site)})

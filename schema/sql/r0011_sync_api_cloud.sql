@@ -1,0 +1,73 @@
+-- Revision 0011 (cloud): sites no longer log in to this database. On a cloud migrated
+-- before it, revision 0002 made a login role per site (scsync_sites.db_role), a group
+-- role scsync_site, row-level security policies for it on every site table and grants.
+-- All of that goes; on a cloud created since, none of it exists and this does nothing.
+DO $$
+DECLARE
+    t record;
+    r text;
+BEGIN
+    FOR t IN SELECT c.relname::text AS tbl
+               FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+              WHERE p.polname = 'scsync_site_wall' LOOP
+        EXECUTE format('DROP POLICY scsync_site_wall ON %I', t.tbl);
+        EXECUTE format('ALTER TABLE %I DISABLE ROW LEVEL SECURITY', t.tbl);
+    END LOOP;
+    FOR r IN SELECT s.db_role FROM scsync_sites s
+              WHERE s.db_role IS NOT NULL
+                AND EXISTS (SELECT 1 FROM pg_roles x WHERE x.rolname = s.db_role) LOOP
+        EXECUTE format('REVOKE ALL ON DATABASE %I FROM %I', current_database(), r);
+        EXECUTE format('DROP OWNED BY %I', r);
+        EXECUTE format('DROP ROLE %I', r);
+    END LOOP;
+    UPDATE scsync_sites SET db_role = NULL WHERE db_role IS NOT NULL;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'scsync_site') THEN
+        EXECUTE 'DROP OWNED BY scsync_site';
+        BEGIN
+            DROP ROLE scsync_site;
+        EXCEPTION WHEN dependent_objects_still_exist THEN
+            NULL;  -- another database of this cluster, not yet migrated, still uses it
+        END;
+    END IF;
+    DROP FUNCTION IF EXISTS scsync_protect_table(regclass, text);
+    DROP FUNCTION IF EXISTS scsync_unprotect_table(regclass);
+    DROP FUNCTION IF EXISTS scsync_current_site();
+END
+$$;
+
+-- The start of every transaction the cloud API runs for a site (api/sync.py), in one
+-- round trip: the acting site (transaction-local; the lane functions' guard reads it),
+-- whether the site may sync at all, and (p_lane not null) the lane's lease for
+-- p_holder, taken or renewed (free, lapsed or already this holder's). busy_holder is
+-- set when another holder's lease is live.
+CREATE FUNCTION scsync_sync_begin(p_site int, p_lane text, p_holder text,
+                                  p_ttl_s double precision)
+RETURNS TABLE (enabled boolean, busy_holder text, busy_until timestamptz,
+               busy_left_s double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+    got text;
+BEGIN
+    PERFORM set_config('scsync.acting_site', p_site::text, true);
+    IF NOT EXISTS (SELECT 1 FROM scsync_sites s WHERE s.site_id = p_site AND NOT s.disabled) THEN
+        RETURN QUERY SELECT false, NULL::text, NULL::timestamptz, NULL::double precision;
+        RETURN;
+    END IF;
+    IF p_lane IS NOT NULL THEN
+        INSERT INTO scsync_lane_leases AS l (site_id, lane, holder, expires_at)
+        VALUES (p_site, p_lane, p_holder, clock_timestamp() + make_interval(secs => p_ttl_s))
+        ON CONFLICT (site_id, lane) DO UPDATE
+           SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+         WHERE l.holder = EXCLUDED.holder OR l.expires_at < clock_timestamp()
+        RETURNING l.holder INTO got;
+        IF got IS NULL THEN
+            RETURN QUERY
+            SELECT true, l.holder, l.expires_at,
+                   extract(epoch FROM l.expires_at - clock_timestamp())::double precision
+              FROM scsync_lane_leases l WHERE l.site_id = p_site AND l.lane = p_lane;
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT true, NULL::text, NULL::timestamptz, NULL::double precision;
+END
+$$;

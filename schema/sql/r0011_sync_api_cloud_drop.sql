@@ -1,0 +1,2 @@
+-- Undo r0011_sync_api_cloud.sql (the site roles it dropped are not made again).
+DROP FUNCTION scsync_sync_begin(int, text, text, double precision);
