@@ -28,9 +28,14 @@ def test_site_register_prints_the_sites_settings_and_makes_no_role(
     out = capsys.readouterr().out
     assert "site id 1, node id 77" in out
     assert "/v1/sites/1/token" in out  # how to get the token
-    # The printed settings are a working config once the token is filled in.
+    # Only real values: the token and the site's own database are the operator's to add,
+    # and with them the printed settings are a working config.
+    assert "<" not in out
     config = tmp_path / "site.toml"
-    config.write_text(out.replace("<token from POST /v1/sites/1/token>", "a.b.c"), encoding="utf-8")
+    config.write_text(
+        out + 'site_token = "a.b.c"\nlocal_db_url = "postgresql://scsync@127.0.0.1/scsync"\n',
+        encoding="utf-8",
+    )
     loaded = load_settings(config)
     assert (loaded.site_id, loaded.cloud_api_url) == (1, "https://cloud.example.net")
     with psycopg.connect(cloud_db.libpq_url) as c:
