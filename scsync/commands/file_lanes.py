@@ -83,19 +83,13 @@ def read_file_settings(
         value = flags[key] or env.get(ENV[key]) or _from_table(table, key, config)
         if value:
             values[key] = value
-    if "token" not in values and config:
-        # The site has one token: the replicator's (cloud API sync) serves the blobs too.
-        site_token = read_config_file(config, "replicator").get("site_token")
-        if isinstance(site_token, str) and site_token:
-            values["token"] = site_token
     tuning = [f for f, v in (("--poll-s", poll_s), ("--concurrency", concurrency)) if v is not None]
-    # The token alone (SCSYNC_SITE_TOKEN is the replicator's too) turns nothing on.
-    if not (values.keys() - {"token"}) and not tuning and not required:
+    if not values and not tuning and not required:
         return None
     missing = [key for key in KEYS if key not in values]
     if missing:
         listed = "; ".join(f"{key} ({where(key)})" for key in missing)
-        if (values.keys() - {"token"}) or tuning:
+        if values or tuning:
             hint = "" if required else ", or none of them to run the row lanes only"
             given = ", ".join([*values, *tuning])
             raise ConfigError(

@@ -516,11 +516,14 @@ def test_replicator_without_file_settings_warns_and_sends_rows_as_metadata_only(
     metadata only and its file is not uploaded until a backfill with the blob settings."""
     with cloud_db.engine.begin() as conn:
         register_site(conn, "clinic-one")
-    # The site's token stays: the row lanes need it for the cloud API, and on its own it
-    # turns no file lane on.
-    no_files = {k: v for k, v in NO_FILE_ENV.items() if k != "SCSYNC_SITE_TOKEN"}
-    env = {**_env(local_db, sync_api, cloud_db, blobs, tmp_path), **no_files}
-    live = procs.start("replicator", "run", env=env)
+    env = {**_env(local_db, sync_api, cloud_db, blobs, tmp_path), **NO_FILE_ENV}
+    # The site's token for the cloud API in [replicator] (SCSYNC_SITE_TOKEN alone would
+    # count as a partial file setting): no [files] table, so the file lanes are off.
+    config = tmp_path / "rows-only.toml"
+    config.write_text(
+        f"[replicator]\nsite_token = {json.dumps(blobs.token(1))}\n", encoding="utf-8"
+    )
+    live = procs.start("replicator", "run", "--config", str(config), env=env)
     src = tmp_path / "scan.dcm"
     sha = urandom_file(src, 3000)
     image = add_image(local_db, 1, add_patient(local_db, 1), sha=sha, size=3000, path=src)

@@ -79,17 +79,3 @@ def test_tuning_values_are_checked(
 ) -> None:
     with pytest.raises(ConfigError, match=expected):
         read_file_settings(None, poll_s=poll_s, concurrency=concurrency, env=ENV)
-
-
-def test_the_sites_token_alone_leaves_the_file_lanes_off(tmp_path: Path) -> None:
-    """SCSYNC_SITE_TOKEN is the replicator's token for the cloud API too: on its own it
-    turns no file lane on; with blobs_url and store the [replicator] site_token serves."""
-    assert read_file_settings(None, env={"SCSYNC_SITE_TOKEN": "t"}) is None
-    config = tmp_path / "site.toml"
-    config.write_text(
-        '[replicator]\nsite_token = "site-token"\n'
-        '[files]\nblobs_url = "https://cloud.example/v1/blobs"\nstore = "/srv/s"\n',
-        encoding="utf-8",
-    )
-    files = read_file_settings(config, env={})
-    assert files is not None and files.token == "site-token"
