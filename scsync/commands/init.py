@@ -32,8 +32,8 @@ def _init(args: argparse.Namespace) -> int:
         # The services refuse to start on the placeholders until these are filled in.
         print(
             f"wrote {path} (local side); before the services start, put in the site's values"
-            " from `scsync site register`: site_id, cloud_db_url (its password) and"
-            " lockd_token (the site's token; [files] too, when the file lanes run)"
+            " from `scsync site register`: site_id, cloud_api_url, and the site's token"
+            " in site_token and lockd_token ([files] too, when the file lanes run)"
         )
     else:
         print(f"wrote {path} (cloud side) with a new jwt_secret; check db_url and s3_bucket")

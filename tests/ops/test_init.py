@@ -55,7 +55,7 @@ def test_init_names_every_setting_and_loads(
         assert _keys(text, "replicator") == set(ReplicatorSettings.model_fields)
         assert _keys(text, "files") == {"blobs_url", "token", "store"}
         assert read_config_file(out, "files") == {}  # optional: all commented out
-        rep = load_replicator(out, cloud_db_url="postgresql://scsync_site_1:pw@db.example/c")
+        rep = load_replicator(out, site_token="a-real-site-token")
         assert rep.site_id == 1 and rep.local_db_url.startswith("postgresql://")
         # The cloud relay ("Editing by cloud" at the clinic) is configured.
         assert relay_missing(settings) is None

@@ -19,7 +19,6 @@ from tests.pg import TestDatabase
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "deploy" / "config"
-REAL_PG = "postgresql://scsync_site_1:a-real-password@127.0.0.1:1/scsync_cloud"
 
 
 @pytest.fixture
@@ -47,7 +46,7 @@ def _init(run: Callable[[list[str]], tuple[int, str]], tmp_path: Path, side: str
     code, msg = run(["init", "--side", side, "--output", str(out)])
     assert code == 0, msg
     if side == "local":  # init says what is left to fill in
-        assert "cloud_db_url" in msg and "lockd_token" in msg and "site register" in msg, msg
+        assert "site_token" in msg and "lockd_token" in msg and "site register" in msg, msg
     return out
 
 
@@ -64,15 +63,19 @@ def test_services_refuse_what_init_wrote_for_a_site(
 ) -> None:
     local = _init(run, tmp_path, "local")
     _refused(*run(["api", "run", "--side", "local", "--config", str(local)]), "lockd_token")
-    _refused(*run(["replicator", "run", "--config", str(local)]), "cloud_db_url")
+    _refused(*run(["replicator", "run", "--config", str(local)]), "site_token")
     # [files] as written is commented out; uncommented as is, its token is refused too.
     text = local.read_text(encoding="utf-8")
     files = text.index("[files]")
     uncommented = text[:files] + re.sub(
         r"^# (blobs_url|token|store) = ", r"\1 = ", text[files:], flags=re.MULTILINE
     )
+    # The replicator's own token filled in: what is left is [files]'s placeholder.
+    uncommented = uncommented.replace(
+        'site_token = "SITE-TOKEN"', 'site_token = "a-real-site-token"', 1
+    )
+    assert 'site_token = "a-real-site-token"' in uncommented
     local.write_text(uncommented, encoding="utf-8")
-    monkeypatch.setenv("SCSYNC_CLOUD_DB_URL", REAL_PG)
     _refused(*run(["files", "run", "--config", str(local)]), "token")
     _refused(*run(["replicator", "run", "--config", str(local)]), "token")
 
@@ -84,7 +87,7 @@ def test_services_refuse_the_example_configs_placeholders(
     _refused(*run(["api", "run", "--side", "cloud", "--config", cloud]), "jwt_secret")
     _refused(*run(["lockd", "run", "--config", cloud]), "jwt_secret")
     _refused(*run(["api", "run", "--side", "local", "--config", local]), "jwt_secret")
-    _refused(*run(["replicator", "run", "--config", local]), "cloud_db_url")
+    _refused(*run(["replicator", "run", "--config", local]), "site_token")
 
 
 def test_site_register_prints_real_values_and_how_to_get_the_token(
@@ -96,22 +99,22 @@ def test_site_register_prints_real_values_and_how_to_get_the_token(
     assert code == 0, out
     settings = [ln for ln in out.splitlines() if ln and not ln.startswith("#")]
     values = dict(ln.split(" = ", 1) for ln in settings)
-    assert set(values) == {"site_id", "cloud_db_url"}, settings
+    assert set(values) == {"site_id", "cloud_api_url"}, settings
     assert values["site_id"] == "1"
-    url = json.loads(values["cloud_db_url"])
+    assert json.loads(values["cloud_api_url"]) == "https://c.x"
     for placeholder in PLACEHOLDERS:
         assert placeholder not in out
-    assert "example" not in out
-    # The printed URL is the site's own login, usable as printed.
-    with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT scsync_current_site()").fetchone() == (1,)
+    assert "example" not in out and "<" not in out
+    # No database role: the site reaches the cloud only through the cloud API.
+    with psycopg.connect(cloud_db.libpq_url) as conn:
+        assert conn.execute("SELECT db_role FROM scsync_sites").fetchall() == [(None,)]
     # How the token comes: the exact request on the cloud API, and where it goes.
     assert "POST /v1/auth/token" in out
     assert (
         'curl -sS -X POST -H "Authorization: Bearer $VENDOR_ADMIN_TOKEN"'
         " https://c.x/v1/sites/1/token" in out
     )
-    assert "lockd_token" in out and "token in [files]" in out
+    assert "site_token in [replicator]" in out and "lockd_token" in out
     # Without --api-url: the path, and how to get the whole command.
     code, out = run(["site", "register", "clinic-south", "--url", cloud_db.url])
     assert code == 0, out
