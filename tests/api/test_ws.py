@@ -17,6 +17,7 @@ import pytest
 
 from api import state
 from api.events import Event
+from schema.tables import Side
 from tests.api.conftest import Api, _client, ctoken, token
 from tests.pg import TestDatabase
 
@@ -86,7 +87,9 @@ async def test_remote_changed_names_the_side_where_the_change_was_made(
     db = local_db if side == "local" else cloud_db
     other = "cloud" if side == "local" else "local"
     async for api in _client(db, side):
-        async with api.client.ws_connect("/ws", params={"token": token("viewer")}) as ws:
+        tok_side: Side = "cloud" if side == "cloud" else "local"
+        viewer = token("viewer", side=tok_side)
+        async with api.client.ws_connect("/ws", params={"token": viewer}) as ws:
             await recv(ws)
             await subscribe(ws, site=1)
             with db.connect() as conn:  # as the replicator applies a change of the other side
@@ -98,7 +101,9 @@ async def test_remote_changed_names_the_side_where_the_change_was_made(
                 conn.commit()
             remote = await next_of(ws, "remote.changed")
             assert remote["data"]["origin"] == other
-            p = await api.create("patients", {"patient_code": "H", "name": "here"}, token())
+            p = await api.create(
+                "patients", {"patient_code": "H", "name": "here"}, token(side=tok_side)
+            )
             here = await next_of(ws, "record.changed")
             assert here["record_id"] == p["id"] and here["data"]["origin"] == side
 
