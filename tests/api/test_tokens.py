@@ -40,6 +40,7 @@ from tests.pg import TestDatabase
 # for the polling client and a loaded machine (the setting's own limit is 30 s).
 CHECK_S = 0.5
 BOUND_S = CHECK_S + 2.5
+ISSUE_BOUND_S = 30.0  # issue #15: refused within 30 s
 
 
 async def _sign_in(api: Api, username: str, site_id: int | None = None) -> str:
@@ -341,9 +342,11 @@ async def test_a_deleted_account_or_a_new_password_revokes_local_tokens(
         conn.execute("UPDATE user_accounts SET deleted = true WHERE username = 'lee'")
         conn.commit()
     await _refused_within(lambda: _status(c, lee), BOUND_S)
-    msg = await ws.receive(timeout=BOUND_S)
+    # The socket's own check runs every revocation_check_s; on a loaded machine (two test
+    # workers) allow it the issue's bound (30 s), not only this test's short one.
+    msg = await ws.receive(timeout=ISSUE_BOUND_S)
     while msg.type == aiohttp.WSMsgType.TEXT:
-        msg = await ws.receive(timeout=BOUND_S)
+        msg = await ws.receive(timeout=ISSUE_BOUND_S)
     assert ws.close_code == 4401 and "account is deleted" in str(msg.extra)
     # A password change revokes the tokens issued under the old one.
     pat_id = _account_id(local_short.db, "pat", 1)
