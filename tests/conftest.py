@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import faulthandler
+import os
+import tempfile
+import threading
+from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +17,33 @@ from tests.world import CloudApi, World, cloud_api, make_world
 SITE_1 = 1
 SITE_2 = 2
 CLOUD_NODE = 0
+
+# pytest-timeout stops its timer when a test fails (pytest_exception_interact; pytest's
+# faulthandler plugin cancels its own there too), so a teardown that hangs after a
+# failure would hang the run until CI's own limit. This guard covers a test's whole
+# protocol: past it, every thread's stack goes to a file and the worker exits; xdist
+# reports the crash naming the test and goes on with a new worker.
+HANG_S = float(os.environ.get("SCSYNC_TEST_HANG_S", "480"))
+HANG_DIR = Path(tempfile.gettempdir()) / "scsync-test-hangs"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
+    def hung() -> None:
+        HANG_DIR.mkdir(exist_ok=True)
+        with open(HANG_DIR / f"{os.getpid()}.txt", "w") as stacks:
+            stacks.write(f"{item.nodeid} did not finish within {HANG_S} s\n")
+            faulthandler.dump_traceback(stacks, all_threads=True)
+        os.write(2, f"\n{item.nodeid} hung; stacks in {HANG_DIR}\n".encode())
+        os._exit(70)
+
+    guard = threading.Timer(HANG_S, hung)
+    guard.daemon = True
+    guard.start()
+    try:
+        yield
+    finally:
+        guard.cancel()
 
 
 @pytest.fixture(scope="session")

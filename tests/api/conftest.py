@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,10 @@ class Api:
         return data
 
 
+@asynccontextmanager
 async def _client(tdb: TestDatabase, side: str, **over: Any) -> AsyncIterator[Api]:
+    """A context manager, not a bare generator: a failing test body still closes the
+    app (an unclosed generator left its pool's tasks to hang the loop's teardown)."""
     app = make_app(side, settings_for(tdb, side, **over))
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
@@ -107,13 +111,13 @@ async def _client(tdb: TestDatabase, side: str, **over: Any) -> AsyncIterator[Ap
 
 @pytest.fixture
 async def local_api(local_db: TestDatabase) -> AsyncIterator[Api]:
-    async for api in _client(local_db, "local"):
+    async with _client(local_db, "local") as api:
         yield api
 
 
 @pytest.fixture
 async def cloud_api(cloud_db: TestDatabase) -> AsyncIterator[Api]:
-    async for api in _client(cloud_db, "cloud"):
+    async with _client(cloud_db, "cloud") as api:
         yield api
 
 

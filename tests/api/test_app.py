@@ -320,8 +320,8 @@ async def test_blob_errors_have_the_one_error_body_mounted_or_alone(
         "s3_secret_key": SECRET_KEY,
     }
     sha = "a" * 64
-    async for api in _client(cloud_db, "cloud", **over):
-        site_tok = token("editor", site=1)
+    async with _client(cloud_db, "cloud", **over) as api:
+        site_tok = token("editor", site=1, side="cloud")
         resp = await api.client.post(
             f"/v1/blobs/sites/1/blobs/{sha}/download", headers=auth(site_tok)
         )

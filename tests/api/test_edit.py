@@ -42,13 +42,13 @@ def replicate(row: dict[str, Any], dst: TestDatabase) -> None:
 @pytest.fixture
 async def pair(local_db: TestDatabase, cloud_api: Api) -> AsyncIterator[tuple[Api, Api]]:
     url = str(cloud_api.client.make_url("/v1/locks"))
-    async for local in _client(
+    async with _client(
         local_db,
         "local",
         lockd_url=url,
         lockd_token=site_token(SECRET, 1),
         cloud_url=str(cloud_api.client.make_url("/")),
-    ):
+    ) as local:
         # The local API follows the cloud's events of its site: wait for that link.
         assert cloud_api.client.app is not None
         hub = cloud_api.client.app[state.HUB]
@@ -192,9 +192,9 @@ async def test_cloud_edit_mirror_case(pair: tuple[Api, Api]) -> None:
 @pytest.fixture
 async def lonely_local(local_db: TestDatabase) -> AsyncIterator[Api]:
     dead = f"http://127.0.0.1:{free_port()}/v1/locks"
-    async for api in _client(
+    async with _client(
         local_db, "local", lockd_url=dead, lockd_token=site_token(SECRET, 1), lockd_timeout_s=1.0
-    ):
+    ) as api:
         yield api
 
 
@@ -236,7 +236,7 @@ async def test_lock_service_unreachable_offers_offline_edit(lonely_local: Api) -
 
 @pytest.fixture
 async def short_leases(cloud_db: TestDatabase) -> AsyncIterator[Api]:
-    async for api in _client(cloud_db, "cloud", lease_ttl_s=1.0):
+    async with _client(cloud_db, "cloud", lease_ttl_s=1.0) as api:
         yield api
 
 
@@ -263,7 +263,7 @@ async def test_lease_running_out_is_pushed_as_lease_expired(short_leases: Api) -
 
 @pytest.fixture
 async def idle_policy(cloud_db: TestDatabase) -> AsyncIterator[Api]:
-    async for api in _client(cloud_db, "cloud", idle_warn_s=1.0, idle_close_s=1.0):
+    async with _client(cloud_db, "cloud", idle_warn_s=1.0, idle_close_s=1.0) as api:
         yield api
 
 

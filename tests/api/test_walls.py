@@ -335,9 +335,9 @@ async def test_reference_to_another_clinics_record_is_refused_on_every_write_pat
 @pytest.fixture
 async def local_with_lockd(local_db: TestDatabase, cloud_api: Api) -> AsyncIterator[Api]:
     url = str(cloud_api.client.make_url("/v1/locks"))
-    async for local in _client(
+    async with _client(
         local_db, "local", lockd_url=url, lockd_token=site_token(SECRET, 1), lockd_timeout_s=1.0
-    ):
+    ) as local:
         yield local
 
 
@@ -374,9 +374,9 @@ async def test_offline_is_refused_while_lockd_answers_and_another_client_holds_i
 @pytest.fixture
 async def local_without_lockd(local_db: TestDatabase) -> AsyncIterator[Api]:
     dead = f"http://127.0.0.1:{free_port()}/v1/locks"
-    async for api in _client(
+    async with _client(
         local_db, "local", lockd_url=dead, lockd_token=site_token(SECRET, 1), lockd_timeout_s=1.0
-    ):
+    ) as api:
         yield api
 
 
@@ -411,13 +411,13 @@ async def test_offline_is_granted_after_the_apis_own_attempt_failed(
 
 @pytest.fixture
 async def tight_ws(local_db: TestDatabase) -> AsyncIterator[Api]:
-    async for api in _client(local_db, "local", ws_queue_size=8, ws_replay_limit=200):
+    async with _client(local_db, "local", ws_queue_size=8, ws_replay_limit=200) as api:
         yield api
 
 
 @pytest.fixture
 async def few_subscriptions(local_db: TestDatabase) -> AsyncIterator[Api]:
-    async for api in _client(local_db, "local", ws_max_subscriptions=3):
+    async with _client(local_db, "local", ws_max_subscriptions=3) as api:
         yield api
 
 

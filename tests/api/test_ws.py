@@ -86,7 +86,7 @@ async def test_remote_changed_names_the_side_where_the_change_was_made(
     (a cloud change arriving at the clinic said "local")."""
     db = local_db if side == "local" else cloud_db
     other = "cloud" if side == "local" else "local"
-    async for api in _client(db, side):
+    async with _client(db, side) as api:
         tok_side: Side = "cloud" if side == "cloud" else "local"
         viewer = token("viewer", side=tok_side)
         async with api.client.ws_connect("/ws", params={"token": viewer}) as ws:
@@ -190,7 +190,7 @@ async def test_replay_finds_an_event_that_committed_late_below_last_event_id(
 
 @pytest.fixture
 async def small_api(local_db: TestDatabase) -> AsyncIterator[Api]:
-    async for api in _client(local_db, "local", ws_replay_limit=2, ws_queue_size=8):
+    async with _client(local_db, "local", ws_replay_limit=2, ws_queue_size=8) as api:
         yield api
 
 
@@ -347,9 +347,11 @@ async def test_hello_reports_the_latest_event_id_of_a_fresh_instance(
         conn.commit()
         newest = conn.execute("SELECT max(id) FROM scsync_api_events").fetchone()
     assert newest is not None and isinstance(newest[0], int) and newest[0] > 0
-    async for api in _client(local_db, "local"):
-        async with api.client.ws_connect("/ws", params={"token": token("viewer")}) as ws:
-            assert (await recv(ws))["last_event_id"] == newest[0]
+    async with (
+        _client(local_db, "local") as api,
+        api.client.ws_connect("/ws", params={"token": token("viewer")}) as ws,
+    ):
+        assert (await recv(ws))["last_event_id"] == newest[0]
 
 
 async def test_events_published_by_other_packages_reach_subscribers(local_api: Api) -> None:
