@@ -145,6 +145,7 @@ def make_sync_app(settings: SyncSettings) -> web.Application:
     app[_HINTS] = Hints()
     app.cleanup_ctx.append(_pool_ctx)
     app.cleanup_ctx.append(_listen_ctx)
+    app.on_shutdown.append(_answer_waits)
     r = app.router
     for lane in ("push", "pull"):
         r.add_post(f"/{lane}/lease", _lease)
@@ -179,6 +180,14 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await pool.close()
+
+
+async def _answer_waits(app: web.Application) -> None:
+    """Shutting down: every long poll answers ``changed``. This instance's listener
+    stops now, so a change committed from here on would go unheard by its waiters: the
+    replicator reads at once and polls again (at another instance if this one is gone)
+    rather than taking the cut-off poll for "nothing changed"."""
+    app[_HINTS].all()
 
 
 async def _listen_ctx(app: web.Application) -> AsyncIterator[None]:

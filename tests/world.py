@@ -61,8 +61,12 @@ class CloudApi:
         self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
 
     def stop(self) -> None:
+        """Idempotent: a test may stop the API itself before its fixture does."""
+        if self._loop.is_closed():
+            return
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+            self._runner = None
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
