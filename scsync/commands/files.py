@@ -195,6 +195,9 @@ def _policy_set(args: argparse.Namespace) -> int:
     from schema.urls import create_engine
 
     local_url = _need(args, "local_url")
+    # Checked first: the cloud's settings wrong or missing changes nothing locally.
+    apply = _has_cloud_api(args) and not args.no_apply
+    settings = _site_settings(args, local_url) if apply else None
     engine = create_engine(local_url)
     try:
         with engine.begin() as conn:
@@ -229,8 +232,8 @@ def _policy_set(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(json.dumps(new.describe(), indent=2))
-    if _has_cloud_api(args) and not args.no_apply:
-        report = asyncio.run(_apply_old_data(args, local_url))
+    if settings is not None:
+        report = asyncio.run(_apply_old_data(args, local_url, settings))
         print(
             f"old data ({report.option}): {len(report.records)} cloud record(s) changed, "
             f"{len(report.blobs_deleted)} blob(s) deleted"
@@ -244,13 +247,12 @@ def _split(value: str | None, current: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-async def _apply_old_data(args: argparse.Namespace, local_url: str) -> Any:
+async def _apply_old_data(args: argparse.Namespace, local_url: str, settings: Any) -> Any:
     from replicator.files import policy
     from replicator.files.cloud import FilesCloud
     from replicator.files.errors import ApiRefused
     from schema.urls import create_engine
 
-    settings = _site_settings(args, local_url)
     local = create_engine(local_url)
     try:
         with local.connect() as lconn:

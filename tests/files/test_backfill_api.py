@@ -343,3 +343,25 @@ def test_a_leftover_cloud_db_url_names_its_replacement(
         assert "hunter2" not in out.stderr
     # Nothing changed locally either.
     assert fetch(local_db, "SELECT count(*) AS n FROM scsync_file_policy")[0].n == 0
+
+
+def test_cloud_settings_are_checked_before_anything_changes_locally(
+    local_db: TestDatabase, sync_api: CloudApi
+) -> None:
+    """`policy set` and `sync disable` with the cloud API named but no site token: a
+    one-line error naming site_token, and the local database is left as it was."""
+    patient = add_patient(local_db, 1)
+    env = {
+        "SCSYNC_LOCAL_DB_URL": local_db.url,
+        "SCSYNC_CLOUD_API_URL": sync_api.url,
+        "SCSYNC_SITE_ID": "1",
+    }
+    for command in (
+        ["policy", "set", "--mode", "selective"],
+        ["sync", "disable", "patients", str(patient)],
+    ):
+        out = scsync(*command, env=env)
+        assert out.returncode == 2 and "site_token" in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert fetch(local_db, "SELECT count(*) AS n FROM scsync_file_policy")[0].n == 0
+    assert fetch(local_db, "SELECT sync_enabled FROM patients")[0].sync_enabled is True
