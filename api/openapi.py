@@ -29,6 +29,7 @@ class Op:
     auth: bool = True
     tags: tuple[str, ...] = ()
     content_type: str = "application/json"
+    request_content_type: str = "application/json"
     extra_responses: dict[str, Any] = field(default_factory=dict)
     # OpenAPI links from the success response (e.g. create -> get by the new id).
     links: dict[str, Any] = field(default_factory=dict)
@@ -514,7 +515,7 @@ def base_ops(side: Side) -> list[Op]:
                 tags=("auth",),
             )
         )
-        ops += sync_ops()
+        ops += sync_ops() + sync_files_ops()
     return ops
 
 
@@ -648,6 +649,97 @@ def sync_ops() -> list[Op]:
     ]
 
 
+def sync_files_ops() -> list[Op]:
+    """The site's file-area endpoints on the sync app (api/sync_files.py): a site token,
+    the site the token's; a record or row of another site refuses the request (403)."""
+    holder = {
+        "name": "X-Scsync-Holder",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:/@+-]{1,200}$"},
+    }
+    ident = {"type": "string", "pattern": r"^[a-z_]+$"}
+    pair = {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2}
+    record = _obj({"t": ident, "id": {"type": "integer"}}, additionalProperties=False)
+    records = {"type": "array", "items": record, "maxItems": 10_000}
+    changed = _obj({"changed": records})
+
+    def op(path: str, op_id: str, summary: str, response: Any, request: Any, **kw: Any) -> Op:
+        return Op(
+            "post",
+            f"/v1/sync/{path}",
+            op_id,
+            summary + " (site token)",
+            response,
+            request=request,
+            params=(holder, *kw.pop("params", ())),
+            tags=("sync",),
+            **kw,
+        )
+
+    return [
+        op(
+            "backfill/apply",
+            "sync_backfill_apply",
+            "Apply a backfill batch: the body is binary COPY rows of the named columns, "
+            "streamed into the cloud's stage; every row must be the token's site's",
+            _obj({"accepted": {"type": "array", "items": pair}}),
+            {"type": "string", "format": "binary"},
+            request_content_type="application/octet-stream",
+            params=(
+                {"name": "table", "in": "query", "required": True, "schema": ident},
+                {
+                    "name": "columns",
+                    "in": "query",
+                    "required": True,
+                    "description": "comma-separated, in the order of the COPY rows",
+                    "schema": {"type": "string"},
+                },
+            ),
+        ),
+        op(
+            "backfill/has",
+            "sync_backfill_has",
+            "Which of these blobs the cloud has verified for the site",
+            _obj({"uploaded": {"type": "array", "items": {"type": "string"}}}),
+            _obj({"shas": {"type": "array", "items": {"type": "string"}, "maxItems": 10_000}}),
+        ),
+        op(
+            "records/switch",
+            "sync_records_switch",
+            "Mark the cloud copy of one record active (enabled) or deleted",
+            _obj({"found": {"type": "boolean"}}),
+            _obj({"table": ident, "id": {"type": "integer"}, "enabled": {"type": "boolean"}}),
+        ),
+        op(
+            "records/restore",
+            "sync_records_restore",
+            "Make a backed-up cloud copy active again",
+            _obj({"restored": {"type": "boolean"}}),
+            _obj({"table": ident, "id": {"type": "integer"}}),
+        ),
+        op(
+            "records/lifecycle",
+            "sync_records_lifecycle",
+            "Mark active cloud copies deleted or backed_up (the old-data option)",
+            changed,
+            _obj(
+                {
+                    "lifecycle": {"type": "string", "enum": ["deleted", "backed_up"]},
+                    "records": records,
+                }
+            ),
+        ),
+        op(
+            "records/blob-remote",
+            "sync_records_blob_remote",
+            "Mark cloud copies metadata only (their blob was deleted)",
+            changed,
+            _obj({"records": records}),
+        ),
+    ]
+
+
 def all_ops(side: Side, extra: list[Op] | None = None) -> list[Op]:
     ops = base_ops(side) + account_ops()
     for spec in table_specs(side).values():
@@ -682,7 +774,7 @@ def document(side: Side, extra: list[Op] | None = None) -> dict[str, Any]:
         if op.request is not None:
             item["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": op.request}},
+                "content": {op.request_content_type: {"schema": op.request}},
             }
         item["security"] = [{"bearerAuth": []}] if op.auth else []
         paths.setdefault(op.path, {})[op.method] = item

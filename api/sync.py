@@ -161,6 +161,9 @@ def make_sync_app(settings: SyncSettings) -> web.Application:
     r.add_post("/pull/depth", _depth)
     r.add_post("/pull/wait", _wait)
     r.add_post("/status", _status)
+    from api import sync_files  # it builds on this module's helpers (the names below)
+
+    sync_files.add_routes(app)
     return app
 
 
@@ -640,3 +643,11 @@ async def _wait(request: web.Request) -> web.Response:
     except TimeoutError:
         changed = False
     return web.json_response({"changed": changed, "mark": hints.mark(site)})
+
+
+# For the site endpoints of other modules on this app (api/sync_files.py): the same
+# pool, acting site and transaction prelude.
+POOL: Final = _POOL
+SITE: Final = _SITE
+prelude: Final = _prelude
+json_body: Final = _body

@@ -73,7 +73,7 @@ HELP: Final[dict[str, str]] = {
     # replicator
     "local_db_url": "the site's local database",
     "cloud_api_url": "the cloud API (https://...): the site reaches the cloud only through "
-    "its sync endpoints",
+    "its sync endpoints (the replicator; scsync backfill, sync, restore and policy set too)",
     "site_token": "this site's token (POST /v1/sites/<id>/token; scsync site register says how)",
     "ca_file": "CA bundle for the cloud API's certificate (empty: the system's)",
     "lane_holder": "who holds this site's lane leases on the cloud (empty: host/database)",

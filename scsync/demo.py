@@ -660,12 +660,12 @@ def run_backfill(sup: Supervisor, w: World, n: Narrator) -> None:
                 "start",
                 "--no-progress",
                 "--log-progress",
+                # The site's config: the cloud API and the site's token, as the
+                # replicator reaches the cloud (no cloud database URL on a site).
+                "--config",
+                str(site_config(w, site)),
                 "--local-url",
                 site.admin_url,
-                # The backfill still writes to the cloud database (not yet through the
-                # cloud API): the operator's URL, for this demo's one machine.
-                "--cloud-url",
-                w.cloud_admin_url,
                 "--blobs-url",
                 w.blobs_url,
                 "--token",
@@ -675,6 +675,9 @@ def run_backfill(sup: Supervisor, w: World, n: Narrator) -> None:
                 "--file-batch-rows",
                 "4",
             ),
+            # An operator's shell may export it for the cloud's commands; a site
+            # command refuses it.
+            env={"SCSYNC_CLOUD_DB_URL": ""},
         )
     first = w.sites[0]
     proc = sup.procs[f"{first.name}-backfill"]

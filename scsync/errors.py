@@ -6,7 +6,12 @@ from api.errors import ApiError
 from api.errors import ConfigError as ApiConfigError
 from lockd.errors import LockdError, LockdUnavailable
 from replicator.errors import ReplicatorError, SettingsError, Unavailable
-from replicator.files.errors import DatabaseUnreachable, FilesError, PolicyError
+from replicator.files.errors import (
+    CloudUnavailable,
+    DatabaseUnreachable,
+    FilesError,
+    PolicyError,
+)
 from schema.errors import ConfigError, DatabaseUnavailable, SchemaError
 
 EXIT_USAGE = 2
@@ -42,7 +47,7 @@ def to_cli_error(exc: Exception) -> CliError | None:
         return CliError(str(exc), EXIT_FAILED)
     if isinstance(exc, PolicyError):
         return CliError(str(exc), EXIT_USAGE)
-    if isinstance(exc, DatabaseUnreachable):
+    if isinstance(exc, DatabaseUnreachable | CloudUnavailable):
         return CliError(str(exc), EXIT_UNAVAILABLE)
     if isinstance(exc, FilesError):
         return CliError(str(exc), EXIT_FAILED)

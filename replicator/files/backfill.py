@@ -2,18 +2,20 @@
 
 Order: tables parents first (so a child never arrives before the parent it references),
 each table newest first (``ORDER BY id DESC``: Snowflake ids grow with time). A batch of
-metadata is streamed with COPY from the local table straight into a staging table on
-the cloud (binary, never the whole table in memory), applied there with
-``INSERT ... ON CONFLICT (id) DO NOTHING`` (absent at the cloud = null base: a fast
-forward; already there with the same revision: a duplicate), its revisions recorded in
-history, and only then marked synced locally, with the revision the cloud accepted.
+metadata is streamed with binary COPY out of the local table, through the cloud API
+(``POST /v1/sync/backfill/apply`` with the site's token, api/sync_files.py) into a
+staging table on the cloud (never a whole batch in memory on either side), applied there
+with ``INSERT ... ON CONFLICT (id) DO NOTHING`` (absent at the cloud = null base: a fast
+forward; already there with the same revision: a duplicate) after the tenant wall (every
+row the token's site's), its revisions recorded in history, and only then marked synced
+locally, with the revision the cloud accepted.
 Progress is therefore derived from what is recorded as synced: a restart simply finds
 fewer rows that never crossed, and a crash between the two commits makes the next run
 see duplicates, which it acknowledges.
 
 File-bearing tables go in smaller batches: the blobs of in-scope rows are uploaded first
-(concurrently, bounded, deduplicated), and the rows then carry ``blob_state`` ``uploaded``
-only for blobs the cloud verified, ``remote`` otherwise (metadata only).
+(concurrently, bounded, deduplicated), and the cloud then gives the rows ``blob_state``
+``uploaded`` only for blobs it verified, ``remote`` otherwise (metadata only).
 
 Live changes come first: before every batch the lane awaits ``live_gate`` (the core's
 "live lane is idle" signal, see docs/files.md) and serves open on-demand requests.
@@ -31,7 +33,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -40,18 +42,23 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import namedtuple_row
 
+from replicator.files.cloud import FilesCloud
 from replicator.files.errors import BlobMissing, FilesError
 from replicator.files.localdb import AsyncConn, LocalDb, connect
 from replicator.files.ondemand import OnDemand
 from replicator.files.transfer import RateLimiter, Transfer
+from schema.lanes import SIDE_ONLY_COLUMNS
 from schema.sql import query
 from schema.tables import SYNCED_TABLES, metadata_for
 
 log = logging.getLogger(__name__)
 
 MiB: Final = 1024 * 1024
-# Columns the cloud computes or that do not exist there.
-_NOT_COPIED: Final = frozenset({"synced", "local_path"})
+# Columns the cloud computes or that do not exist there: the generated flag and one
+# side's own bookkeeping (the cloud sets synced_revision, blob_state, ... itself).
+_NOT_COPIED: Final = frozenset({"synced"}) | SIDE_ONLY_COLUMNS
+# The request body is sent in pieces of about this size (COPY gives one row at a time).
+_CHUNK: Final = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -62,12 +69,12 @@ class BackfillConfig:
     bytes_per_s: float | None = None
     requests_poll_s: float = 1.0
     progress_interval_s: float = 0.5
-    # Apply with session_replication_role = replica when the role may (as logical
-    # replication's apply does): no per-row triggers, history and states set in bulk.
+    # Mark rows synced locally with session_replication_role = replica when the role
+    # may: no per-row triggers (the cloud API decides the same for its apply).
     bulk: bool = True
-    # Batches copied and applied at once, each on its own pair of connections: one
-    # batch's apply (a cloud backend) overlaps the next one's COPY and apply (another)
-    # and the local marks. Marks still go in batch order, newest first.
+    # Batches copied and applied at once, each on its own local connection and request:
+    # one batch's apply (a cloud backend) overlaps the next one's COPY and apply
+    # (another) and the local marks. Marks still go in batch order, newest first.
     batches_in_flight: int = 2
     metrics_path: Path | None = None
     tables: tuple[str, ...] = tuple(SYNCED_TABLES)
@@ -136,10 +143,6 @@ def _copied_columns(table: str) -> list[str]:
     return [c.name for c in local.columns if c.name not in _NOT_COPIED]
 
 
-def _stage(table: str) -> sql.Identifier:
-    return sql.Identifier(f"scsync_backfill_stage_{table}")
-
-
 def _q(name: str, **parts: sql.Composable) -> sql.Composed:
     return sql.SQL(query(name)).format(**parts)
 
@@ -202,7 +205,7 @@ class Backfill:
     def __init__(
         self,
         local_url: str,
-        cloud_url: str,
+        cloud: FilesCloud,
         site_id: int,
         transfer: Transfer | None = None,
         config: BackfillConfig | None = None,
@@ -210,7 +213,7 @@ class Backfill:
         on_progress: Callable[[Progress], None] | None = None,
     ) -> None:
         self.local_url = local_url
-        self.cloud_url = cloud_url
+        self.cloud = cloud
         self.site_id = site_id
         self.transfer = transfer
         self.config = config or BackfillConfig()
@@ -225,11 +228,12 @@ class Backfill:
         self._ondemand: OnDemand | None = None
         self._marker: AsyncConn | None = None
         self._mark_task: asyncio.Task[None] | None = None
-        # (local, cloud) connection pairs, one per batch in flight.
-        self._lanes: asyncio.Queue[tuple[AsyncConn, AsyncConn]] = asyncio.Queue()
+        # Local connections, one per batch in flight.
+        self._lanes: asyncio.Queue[AsyncConn] = asyncio.Queue()
 
     async def run(self) -> Progress:
-        """Backfill until done or paused; database failures surface as FilesError."""
+        """Backfill until done or paused; database and cloud API failures surface as
+        FilesError (CloudUnavailable, CloudRefused for the API's)."""
         try:
             return await self._run_lane()
         except psycopg.Error as exc:
@@ -239,16 +243,14 @@ class Backfill:
         if self.config.batches_in_flight < 1:
             raise FilesError("batches_in_flight must be at least 1")
         local = await connect(self.local_url)
-        cloud = await connect(self.cloud_url)
         self._marker = await connect(self.local_url)
         lanes: list[AsyncConn] = []
-        self._lanes = asyncio.Queue()  # this run's pairs only
+        self._lanes = asyncio.Queue()  # this run's connections only
         try:
             for _ in range(self.config.batches_in_flight):
                 lanes.append(await connect(self.local_url))
-                lanes.append(await connect(self.cloud_url))
-                self._lanes.put_nowait((lanes[-2], lanes[-1]))
-            self._bulk = self.config.bulk and await self._may_bulk(local, cloud)
+                self._lanes.put_nowait(lanes[-1])
+            self._bulk = self.config.bulk and await self._may_bulk(local)
             if self.transfer is not None:
                 self._ondemand = OnDemand(self.transfer, LocalDb(self.local_url, local))
             await self._begin(local)
@@ -259,7 +261,7 @@ class Backfill:
                     return self.progress
             widened = [t for t in self.config.tables if SYNCED_TABLES[t] is not None]
             for table in widened if self.transfer is not None else []:
-                if not await self._widened_scope(local, cloud, table):
+                if not await self._widened_scope(local, table):
                     self.progress.state = "paused"
                     await self._emit(local, force=True)
                     return self.progress
@@ -272,19 +274,15 @@ class Backfill:
             if self._mark_task is not None and not self._mark_task.done():
                 self._mark_task.cancel()
             await local.close()
-            await cloud.close()
             await self._marker.close()
             for conn in lanes:
                 await conn.close()
 
-    async def _may_bulk(self, local: AsyncConn, cloud: AsyncConn) -> bool:
-        for conn in (local, cloud):
-            async with conn.cursor() as cur:
-                await cur.execute(query("files_backfill_may_bulk"))
-                row: Any = await cur.fetchone()
-                if not (row and row[0]):
-                    return False
-        return True
+    async def _may_bulk(self, local: AsyncConn) -> bool:
+        async with local.cursor() as cur:
+            await cur.execute(query("files_backfill_may_bulk"))
+            row: Any = await cur.fetchone()
+        return bool(row and row[0])
 
     async def _begin(self, local: AsyncConn) -> None:
         async with local.cursor(row_factory=namedtuple_row) as cur:
@@ -355,12 +353,11 @@ class Backfill:
                 if not await self._before_batch(local):
                     await self._drain(table, window)
                     return False
-                uploaded: list[str] | None = None
                 if file_bearing:
                     rows = await self._file_rows(local, table, before)
                     ids = [int(r.id) for r in rows]
                     if rows:
-                        uploaded = sorted(await self._upload_blobs(rows))
+                        await self._upload_blobs(rows)
                 else:
                     ids = await self._next_ids(local, table, before)
                 if not ids:
@@ -369,7 +366,7 @@ class Backfill:
                 before = min(ids)
                 if len(window) >= self.config.batches_in_flight:
                     await self._retire(table, window.popleft())
-                window.append(asyncio.create_task(self._batch(table, ids, uploaded)))
+                window.append(asyncio.create_task(self._batch(table, ids)))
                 await self._rows_limiter.consume(len(ids))
                 await self._emit(local)
         finally:
@@ -413,7 +410,7 @@ class Backfill:
             )
             return list(await cur.fetchall())
 
-    async def _widened_scope(self, local: AsyncConn, cloud: AsyncConn, table: str) -> bool:
+    async def _widened_scope(self, local: AsyncConn, table: str) -> bool:
         """Rows that crossed as metadata only and are in scope now (the policy widened):
         upload their blobs; the cloud then marks those rows uploaded. False when paused."""
         self.progress.table = table
@@ -435,12 +432,7 @@ class Backfill:
             if not rows:
                 return True
             before = min(r.id for r in rows)
-            async with cloud.cursor() as ccur:
-                await ccur.execute(
-                    query("files_backfill_cloud_has"),
-                    {"site_id": self.site_id, "shas": sorted({r.blob_sha256 for r in rows})},
-                )
-                present = {r[0] for r in await ccur.fetchall()}
+            present = await self.cloud.has(sorted({r.blob_sha256 for r in rows}))
             missing = [r for r in rows if r.blob_sha256 not in present]
             if missing:
                 self.progress.bytes_total += sum(
@@ -472,59 +464,40 @@ class Backfill:
         done = await asyncio.gather(*(one(r) for r in wanted.values()))
         return {sha for sha in done if sha}
 
-    async def _batch(self, table: str, ids: list[int], uploaded: list[str] | None) -> list[Any]:
-        """Copy these rows to the cloud and apply them there, on a connection pair of
-        its own; the (id, revision) of the rows the cloud holds as sent."""
-        local, cloud = await self._lanes.get()
+    async def _batch(self, table: str, ids: list[int]) -> list[Any]:
+        """Stream these rows to the cloud API, which applies them, on a local connection
+        of its own; the (id, revision) of the rows the cloud holds as sent."""
+        local = await self._lanes.get()
         try:
-            return await self._copy_and_apply(local, cloud, table, ids, uploaded)
+            return await self._copy_and_apply(local, table, ids)
         finally:
-            self._lanes.put_nowait((local, cloud))
+            self._lanes.put_nowait(local)
 
-    async def _copy_and_apply(
-        self,
-        local: AsyncConn,
-        cloud: AsyncConn,
-        table: str,
-        ids: list[int],
-        uploaded: list[str] | None,
-    ) -> list[Any]:
+    async def _copy_and_apply(self, local: AsyncConn, table: str, ids: list[int]) -> list[Any]:
         columns = _copied_columns(table)
-        cols = sql.SQL(", ").join(map(sql.Identifier, columns))
-        ident = sql.Identifier(table)
-        stage = _stage(table)
-        copy_out = _q("files_backfill_copy_out_ids", columns=cols, table=ident)
-        targets, values = self._apply_lists(columns, uploaded)
+        copy_out = _q(
+            "files_backfill_copy_out_ids",
+            columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            table=sql.Identifier(table),
+        )
+
+        async def rows() -> AsyncIterator[bytes]:
+            # Binary COPY as it comes out of the local table, in pieces of about
+            # _CHUNK bytes: the request body streams, the batch is never held whole.
+            buf = bytearray()
+            async with local.cursor().copy(
+                copy_out, {"ids": ids, "site_id": self.site_id}
+            ) as source:
+                async for data in source:
+                    buf += data
+                    if len(buf) >= _CHUNK:
+                        yield bytes(buf)
+                        buf.clear()
+            if buf:
+                yield bytes(buf)
+
         try:
-            async with cloud.transaction():
-                ccur = cloud.cursor()
-                if self._bulk:
-                    await ccur.execute("SET LOCAL session_replication_role = replica")
-                await ccur.execute("SET LOCAL scsync.replicating = 'on'")
-                await ccur.execute(
-                    _q("files_backfill_stage_create", stage=stage, table=ident, columns=cols)
-                )
-                lcur = local.cursor()
-                async with (
-                    lcur.copy(copy_out, {"ids": ids, "site_id": self.site_id}) as source,
-                    ccur.copy(
-                        _q("files_backfill_stage_copy_in", stage=stage, columns=cols)
-                    ) as sink,
-                ):
-                    async for data in source:
-                        await sink.write(data)
-                await ccur.execute(
-                    _q(
-                        "files_backfill_apply",
-                        table=ident,
-                        stage=stage,
-                        targets=targets,
-                        values=values,
-                    ),
-                    {"table_name": table, "uploaded": uploaded or []},
-                )
-                await ccur.execute(_q("files_backfill_accepted", stage=stage, table=ident))
-                accepted = await ccur.fetchall()
+            accepted = await self.cloud.apply(table, columns, rows())
         except psycopg.Error as exc:
             raise FilesError(f"backfill of {table} failed: {exc}") from exc
         if len(accepted) < len(ids):
@@ -536,7 +509,7 @@ class Backfill:
                 len(ids) - len(accepted),
                 len(ids),
             )
-        return list(accepted)
+        return accepted
 
     async def _mark(self, table: str, accepted: list[Any]) -> None:
         assert self._marker is not None
@@ -562,31 +535,6 @@ class Backfill:
         task, self._mark_task = self._mark_task, None
         if task is not None:
             await task
-
-    def _apply_lists(
-        self, columns: list[str], uploaded: list[str] | None
-    ) -> tuple[sql.Composable, sql.Composable]:
-        targets: list[sql.Composable] = []
-        values: list[sql.Composable] = []
-        for c in columns:
-            targets.append(sql.Identifier(c))
-            if c == "synced_revision":
-                values.append(sql.SQL("s.revision"))
-            elif c == "last_synced_at":
-                values.append(sql.SQL("now()"))
-            elif c == "blob_state":
-                # 'uploaded' only for blobs the cloud verified in this batch or before.
-                values.append(
-                    sql.SQL(
-                        "CASE WHEN s.blob_sha256 = ANY(%(uploaded)s::text[]) "
-                        "OR EXISTS (SELECT 1 FROM scsync_blobs b WHERE b.site_id = s.site_id "
-                        "AND b.sha256 = s.blob_sha256 AND b.state = 'uploaded') "
-                        "THEN 'uploaded' ELSE 'remote' END"
-                    )
-                )
-            else:
-                values.append(sql.SQL("s.") + sql.Identifier(c))
-        return sql.SQL(", ").join(targets), sql.SQL(", ").join(values)
 
     async def _emit(self, local: AsyncConn, force: bool = False) -> None:
         now = time.monotonic()

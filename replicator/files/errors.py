@@ -50,3 +50,12 @@ class RecordNotFound(FilesError):
 class StoreRefusedBytes(TransferFailed):
     """S3 refused a PUT because the bytes are not those whose SHA256 the URL was signed
     with (``BadDigest``): sending the same file again cannot help."""
+
+
+class CloudUnavailable(FilesError):
+    """The cloud API could not be reached, or answered 5xx (retry later)."""
+
+
+class CloudRefused(FilesError):
+    """The cloud API refused a request: the token, the tenant wall (another site's row
+    or record), or a malformed request; the message is the API's."""

@@ -14,6 +14,10 @@ What leaves scope follows the policy's old-data option, applied to the cloud cop
   from S3 (unless another active record uses the same bytes);
 - ``backup``: the cloud record is marked ``lifecycle = backed_up`` and its blob kept;
   ``restore`` makes it active again and pins it in scope by explicit selection.
+
+The cloud copies change through the cloud API with the site's token
+(:class:`~replicator.files.cloud.FilesCloud`, api/sync_files.py): the site holds no
+login on the cloud database, and the cloud refuses a record of another site.
 """
 
 from __future__ import annotations
@@ -22,14 +26,16 @@ import datetime as dt
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from sqlalchemy import Connection, Table, text, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, Table, update
 
 from replicator.files.errors import PolicyError, RecordNotFound
 from schema.sql import statement
 from schema.tables import SYNCED_TABLES, metadata_for
+
+if TYPE_CHECKING:
+    from replicator.files.cloud import FilesCloud
 
 FILE_TABLES: Final = tuple(t for t, col in SYNCED_TABLES.items() if col is not None)
 Mode = Literal["all", "selective"]
@@ -133,15 +139,10 @@ def _file_table(table: str) -> None:
         raise PolicyError(f"{table!r} holds no files; use one of {', '.join(FILE_TABLES)}")
 
 
-def _synced_table(conn: Connection, table: str) -> Table:
+def _synced_table(table: str) -> Table:
     if table not in SYNCED_TABLES:
         raise PolicyError(f"{table!r} is not a synced table")
-    return metadata_for("cloud" if _side(conn) == "cloud" else "local").tables[table]
-
-
-def _side(conn: Connection) -> str | None:
-    row = conn.execute(statement("node_get")).first()
-    return None if row is None else str(row.side)
+    return metadata_for("local").tables[table]
 
 
 # -- per-record switch --------------------------------------------------------------------
@@ -150,7 +151,7 @@ def _side(conn: Connection) -> str | None:
 def set_sync_enabled(conn: Connection, table: str, row_id: int, enabled: bool) -> int:
     """Turn sync on or off for one local record (a content change: it goes out as a
     normal change, and on arrival the cloud marks its copy deleted/active)."""
-    t = _synced_table(conn, table)
+    t = _synced_table(table)
     result = conn.execute(
         update(t).where(t.c.id == row_id).values(sync_enabled=enabled).returning(t.c.site_id)
     )
@@ -160,20 +161,11 @@ def set_sync_enabled(conn: Connection, table: str, row_id: int, enabled: bool) -
     return int(site)
 
 
-def mark_cloud_copy(
-    cloud: Connection, table: str, row_id: int, site_id: int, enabled: bool
-) -> bool:
+async def mark_cloud_copy(cloud: FilesCloud, table: str, row_id: int, enabled: bool) -> bool:
     """Apply the switch to the cloud copy at once (as replicated bookkeeping: no new
     revision, so the later push of the local change fast-forwards). False: no copy."""
-    t = _synced_table(cloud, table)
-    cloud.execute(text("SET LOCAL scsync.replicating = 'on'"))
-    result = cloud.execute(
-        update(t)
-        .where(t.c.id == row_id, t.c.site_id == site_id)
-        .values(sync_enabled=enabled)
-        .returning(t.c.id)
-    )
-    return result.first() is not None
+    _synced_table(table)
+    return await cloud.switch(table, row_id, enabled)
 
 
 # -- old data -------------------------------------------------------------------------------
@@ -196,7 +188,7 @@ def out_of_scope_crossed(local: Connection, site_id: int) -> list[Any]:
 
 async def apply_old_data(
     local: Connection,
-    cloud: Connection,
+    cloud: FilesCloud,
     site_id: int,
     delete_blob: DeleteBlob | None = None,
     option: OldData | None = None,
@@ -204,49 +196,42 @@ async def apply_old_data(
     """Bring the cloud copies of records that left scope in line with the old-data option.
 
     ``delete_blob(sha256)`` removes a blob through the cloud's blob API (True when it
-    was deleted); the caller commits `cloud`. Idempotent: only active copies change.
+    was deleted). Idempotent: only active copies change.
     """
     chosen: OldData = option or get_policy(local).old_data
     report = OldDataReport(chosen)
     if chosen == "keep":
         return report
     lifecycle = "deleted" if chosen == "delete" else "backed_up"
-    shas: set[str] = set()
-    cloud.execute(text("SET LOCAL scsync.replicating = 'on'"))
-    for rec in out_of_scope_crossed(local, site_id):
-        changed = cloud.execute(
-            statement(f"files_lifecycle_{rec.table_name}"),
-            {"row_id": rec.id, "site_id": site_id, "lifecycle": lifecycle},
-        ).first()
-        if changed is not None:
-            report.records.append((rec.table_name, rec.id))
-            if rec.blob_sha256:
-                shas.add(rec.blob_sha256)
+    leaving = out_of_scope_crossed(local, site_id)
+    if not leaving:
+        return report
+    # One request (one cloud transaction): the lifecycle change is committed, and so
+    # visible to the blob API, before any blob is deleted.
+    report.records = await cloud.set_lifecycle(
+        [(rec.table_name, int(rec.id)) for rec in leaving], lifecycle
+    )
+    changed = set(report.records)
+    shas = {
+        rec.blob_sha256
+        for rec in leaving
+        if (rec.table_name, rec.id) in changed and rec.blob_sha256
+    }
     if chosen == "delete" and delete_blob is not None:
-        # The blob API refuses while an active record still uses the bytes, so the
-        # lifecycle change must be visible to it first.
-        cloud.commit()
+        # The blob API refuses while an active record still uses the bytes.
         for sha in sorted(shas):
             if await delete_blob(sha):
                 report.blobs_deleted.append(sha)
-        cloud.execute(text("SET LOCAL scsync.replicating = 'on'"))
-        for table, rid in report.records:
-            cloud.execute(
-                statement(f"files_blob_remote_{table}"), {"row_id": rid, "site_id": site_id}
-            )
+        if report.records:
+            await cloud.blob_remote(report.records)
     return report
 
 
-def restore(local: Connection, cloud: Connection, table: str, row_id: int, site_id: int) -> None:
+async def restore(
+    local: Connection, cloud: FilesCloud, table: str, row_id: int, site_id: int
+) -> None:
     """Bring a backed-up record back: active on the cloud, pinned in scope locally."""
     _file_table(table)
-    cloud.execute(text("SET LOCAL scsync.replicating = 'on'"))
-    try:
-        row = cloud.execute(
-            statement(f"files_restore_{table}"), {"row_id": row_id, "site_id": site_id}
-        ).first()
-    except DBAPIError as exc:
-        raise PolicyError(f"restore failed: {exc.orig}") from exc
-    if row is None:
+    if not await cloud.restore(table, row_id):
         raise RecordNotFound(f"no backed-up {table} record {row_id} of site {site_id}")
     select(local, table, [row_id])

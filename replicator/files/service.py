@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from replicator.backoff import Backoff
 from replicator.files.backfill import Backfill, BackfillConfig
+from replicator.files.cloud import FilesCloud
 from replicator.files.errors import FilesError, RecordNotFound
 from replicator.files.lane import FileLane
 from replicator.files.localdb import LocalDb
@@ -110,9 +111,6 @@ class FilesSettings:
     concurrency: int = 4
     backfill: bool = False
     backfill_config: BackfillConfig = field(default_factory=BackfillConfig)
-    # The backfill still writes to the cloud database directly (an operator's URL, not
-    # the site's: the row lanes reach the cloud only through the cloud API).
-    backfill_cloud_db_url: str = ""
 
 
 async def serve(settings: Any, files: FilesSettings, stop: asyncio.Event | None = None) -> int:
@@ -128,6 +126,8 @@ async def serve(settings: Any, files: FilesSettings, stop: asyncio.Event | None 
     # at start or restarts later delays the file lanes, it does not stop the daemon.
     local = LocalDb(settings.local_db_url)
     gate_db = LocalDb(settings.local_db_url)
+    # The backfill reaches the cloud as the lanes do: the cloud API, the site's token.
+    cloud = FilesCloud(settings)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -143,10 +143,10 @@ async def serve(settings: Any, files: FilesSettings, stop: asyncio.Event | None 
                 asyncio.create_task(daemon.serve(), name="daemon"),
                 asyncio.create_task(_files_loop(lane, files, stop), name="files"),
             ]
-            if files.backfill and files.backfill_cloud_db_url:
+            if files.backfill:
                 backfill = Backfill(
                     settings.local_db_url,
-                    files.backfill_cloud_db_url,
+                    cloud,
                     settings.site_id,
                     transfer=transfer,
                     config=files.backfill_config,
@@ -161,6 +161,7 @@ async def serve(settings: Any, files: FilesSettings, stop: asyncio.Event | None 
     finally:
         await local.close()
         await gate_db.close()
+        await cloud.close()
         await engine.dispose()
     return 0
 

@@ -107,40 +107,115 @@ SELECT table_name, id, blob_sha256 FROM scsync_file_rows
    AND NOT scsync_blob_in_scope(table_name, id, modality, record_date)
  ORDER BY id DESC;
 
--- ==== cloud: lifecycle of copies that left scope (run as replicated bookkeeping) ==========
+-- ==== cloud: a site's records, through the cloud API (api/sync_files.py; psycopg
+-- binds; the table is an identifier the API checked). Each runs after
+-- sync_begin (the acting site) and sync_records_check_keys (a record of another site
+-- named refuses the whole request), as replicated bookkeeping: no new revision, so the
+-- later push of the local change fast-forwards. ==========================================
 
--- name: files_lifecycle_images
-UPDATE images SET lifecycle = :lifecycle
- WHERE id = :row_id AND site_id = :site_id AND lifecycle = 'active' RETURNING id;
+-- name: sync_records_check_keys
+SELECT scsync_replicator_check_keys(%(keys)s::jsonb, %(site_id)s);
 
--- name: files_lifecycle_captures
-UPDATE captures SET lifecycle = :lifecycle
- WHERE id = :row_id AND site_id = :site_id AND lifecycle = 'active' RETURNING id;
+-- name: sync_records_switch
+UPDATE {table} SET sync_enabled = %(enabled)s
+ WHERE id = %(row_id)s AND site_id = %(site_id)s RETURNING id;
 
--- name: files_lifecycle_project_files
-UPDATE project_files SET lifecycle = :lifecycle
- WHERE id = :row_id AND site_id = :site_id AND lifecycle = 'active' RETURNING id;
+-- Copies that left scope: only active ones change (idempotent).
+-- name: sync_records_lifecycle
+UPDATE {table} SET lifecycle = %(lifecycle)s
+ WHERE id = ANY(%(ids)s) AND site_id = %(site_id)s AND lifecycle = 'active' RETURNING id;
 
--- name: files_blob_remote_images
-UPDATE images SET blob_state = 'remote' WHERE id = :row_id AND site_id = :site_id;
+-- name: sync_records_blob_remote
+UPDATE {table} SET blob_state = 'remote'
+ WHERE id = ANY(%(ids)s) AND site_id = %(site_id)s RETURNING id;
 
--- name: files_blob_remote_captures
-UPDATE captures SET blob_state = 'remote' WHERE id = :row_id AND site_id = :site_id;
+-- name: sync_records_restore
+UPDATE {table} SET lifecycle = 'active'
+ WHERE id = %(row_id)s AND site_id = %(site_id)s AND lifecycle = 'backed_up' RETURNING id;
 
--- name: files_blob_remote_project_files
-UPDATE project_files SET blob_state = 'remote' WHERE id = :row_id AND site_id = :site_id;
+-- ==== cloud: a site's backfill, through the cloud API (api/sync_files.py; psycopg
+-- binds; the table and stage are identifiers, columns and values identifier lists) =======
 
--- name: files_restore_images
-UPDATE images SET lifecycle = 'active'
- WHERE id = :row_id AND site_id = :site_id AND lifecycle = 'backed_up' RETURNING id;
+-- Which of these blobs the cloud has verified for the site.
+-- name: sync_backfill_cloud_has
+SELECT sha256 FROM scsync_blobs
+ WHERE site_id = %(site_id)s AND sha256 = ANY(%(shas)s) AND state = 'uploaded';
 
--- name: files_restore_captures
-UPDATE captures SET lifecycle = 'active'
- WHERE id = :row_id AND site_id = :site_id AND lifecycle = 'backed_up' RETURNING id;
+-- Every column of the table: the client COPYs the ones it names, in its order.
+-- name: sync_backfill_stage_create
+CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS
+    AS SELECT * FROM {table} WITH NO DATA;
 
--- name: files_restore_project_files
-UPDATE project_files SET lifecycle = 'active'
- WHERE id = :row_id AND site_id = :site_id AND lifecycle = 'backed_up' RETURNING id;
+-- name: sync_backfill_stage_copy_in
+COPY {stage} ({columns}) FROM STDIN (FORMAT BINARY);
+
+-- name: sync_backfill_check_refs
+SELECT scsync_sync_check_refs(%(site_id)s, %(table_name)s, %(stage)s::regclass);
+
+-- Fast-forward of rows the cloud has never seen (absent = null base); a row already
+-- there is left alone (duplicate when its revision matches, else the core's conflict).
+-- The wall is in the same statement: a staged row of any site but the token's refuses
+-- the whole statement, naming the row (the function runs for such a row only). Every
+-- inserted revision is recorded in history, as the capture trigger would.
+-- name: sync_backfill_apply
+WITH ins AS (
+    INSERT INTO {table} ({columns}, synced_revision, last_synced_at)
+    SELECT {values}, s.revision, now() FROM {stage} s
+     WHERE CASE WHEN s.site_id = %(site_id)s THEN true
+                ELSE scsync_sync_refuse(%(site_id)s, %(table_name)s, s.id,
+                                        'it is a row of site '
+                                        || coalesce(s.site_id::text, 'none')) END
+    ON CONFLICT (id) DO NOTHING
+    RETURNING *
+)
+INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major,
+                            version_minor, op, row_data, origin)
+SELECT %(table_name)s, ins.id, ins.site_id, ins.revision, ins.version_major,
+       ins.version_minor, 'I', to_jsonb(ins), 'replicated'
+  FROM ins
+ON CONFLICT (table_name, row_id, revision) DO NOTHING;
+
+-- The same for a file-bearing table: blob_state is 'uploaded' only for a blob the cloud
+-- has verified for the site (whatever the site says), else 'remote' (metadata only).
+-- name: sync_backfill_apply_files
+WITH ins AS (
+    INSERT INTO {table} ({columns}, synced_revision, last_synced_at, blob_state)
+    SELECT {values}, s.revision, now(),
+           CASE WHEN EXISTS (SELECT 1 FROM scsync_blobs b
+                              WHERE b.site_id = s.site_id AND b.sha256 = s.blob_sha256
+                                AND b.state = 'uploaded')
+                THEN 'uploaded' ELSE 'remote' END
+      FROM {stage} s
+     WHERE CASE WHEN s.site_id = %(site_id)s THEN true
+                ELSE scsync_sync_refuse(%(site_id)s, %(table_name)s, s.id,
+                                        'it is a row of site '
+                                        || coalesce(s.site_id::text, 'none')) END
+    ON CONFLICT (id) DO NOTHING
+    RETURNING *
+)
+INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major,
+                            version_minor, op, row_data, origin)
+SELECT %(table_name)s, ins.id, ins.site_id, ins.revision, ins.version_major,
+       ins.version_minor, 'I', to_jsonb(ins), 'replicated'
+  FROM ins
+ON CONFLICT (table_name, row_id, revision) DO NOTHING;
+
+-- The rows the cloud now holds as sent (id, revision). An id the cloud holds for
+-- another site refuses the whole batch (same transaction: nothing applied).
+-- name: sync_backfill_accepted
+SELECT s.id, s.revision FROM {stage} s JOIN {table} c ON c.id = s.id
+ WHERE CASE WHEN c.site_id = s.site_id THEN c.revision = s.revision
+            ELSE scsync_sync_refuse(%(site_id)s, %(table_name)s, s.id,
+                                    'the cloud holds that id for another site') END;
+
+-- Whether this role may apply without triggers (as logical replication's apply does).
+-- name: sync_backfill_may_bulk
+SELECT current_setting('is_superuser') = 'on'
+       OR has_parameter_privilege('session_replication_role', 'SET');
+
+-- name: sync_backfill_bulk
+SET LOCAL session_replication_role = replica
+
 
 -- ==== local: backfill and on-demand (psycopg binds: %(name)s; {table}, {stage},
 -- {columns}, ... are psycopg.sql.Identifier / composed lists) ==============================
@@ -190,38 +265,6 @@ SELECT id, blob_sha256, blob_size, blob_state, local_path, true AS in_scope
    AND scsync_blob_in_scope(table_name, id, modality, record_date)
  ORDER BY id DESC
  LIMIT %(limit)s;
-
--- Which of these blobs the cloud has verified (run on the cloud).
--- name: files_backfill_cloud_has
-SELECT sha256 FROM scsync_blobs
- WHERE site_id = %(site_id)s AND sha256 = ANY(%(shas)s) AND state = 'uploaded';
-
--- name: files_backfill_stage_create
-CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS
-    AS SELECT {columns} FROM {table} WITH NO DATA;
-
--- name: files_backfill_stage_copy_in
-COPY {stage} ({columns}) FROM STDIN (FORMAT BINARY);
-
--- Fast-forward of rows the cloud has never seen (absent = null base); a row already
--- there is left alone (duplicate when its revision matches, else the core's conflict).
--- Every inserted revision is recorded in history, as the capture trigger would.
--- name: files_backfill_apply
-WITH ins AS (
-    INSERT INTO {table} ({targets})
-    SELECT {values} FROM {stage} s
-    ON CONFLICT (id) DO NOTHING
-    RETURNING *
-)
-INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major,
-                            version_minor, op, row_data, origin)
-SELECT %(table_name)s, ins.id, ins.site_id, ins.revision, ins.version_major,
-       ins.version_minor, 'I', to_jsonb(ins), 'replicated'
-  FROM ins
-ON CONFLICT (table_name, row_id, revision) DO NOTHING;
-
--- name: files_backfill_accepted
-SELECT s.id, s.revision FROM {stage} s JOIN {table} c ON c.id = s.id AND c.revision = s.revision;
 
 -- name: files_backfill_mark_synced
 UPDATE {table} t SET synced_revision = a.rev, last_synced_at = now()

@@ -71,3 +71,51 @@ BEGIN
     RETURN QUERY SELECT true, NULL::text, NULL::timestamptz, NULL::double precision;
 END
 $$;
+
+-- The wall of the site endpoints that write rows a site sends as they are (the
+-- backfill, api/sync_files.py): called from a CASE only for a row that is not the
+-- acting site's, it refuses the whole statement (42501: the API answers 403 with this
+-- message, naming the row), so nothing of the request is written.
+CREATE FUNCTION scsync_sync_refuse(p_site int, p_table text, p_id bigint, p_why text)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'site % may not send % %: %', p_site, p_table, p_id, p_why
+        USING ERRCODE = '42501';
+END
+$$;
+
+-- Every record the rows of a backfill stage refer to (a single-column foreign key to a
+-- table with a site) must be the acting site's own too: the stage is applied without
+-- triggers, so the foreign keys themselves are not even checked there.
+CREATE FUNCTION scsync_sync_check_refs(p_site int, p_table text, p_stage regclass)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    fk record;
+    bad record;
+BEGIN
+    FOR fk IN
+        SELECT a.attname::text AS col, c.confrelid::regclass::text AS ref,
+               ra.attname::text AS refcol
+          FROM pg_constraint c
+          JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+          JOIN pg_attribute ra ON ra.attrelid = c.confrelid AND ra.attnum = c.confkey[1]
+         WHERE c.conrelid = p_table::regclass AND c.contype = 'f'
+           AND array_length(c.conkey, 1) = 1
+           AND EXISTS (SELECT 1 FROM pg_attribute x
+                        WHERE x.attrelid = c.confrelid AND x.attname = 'site_id'
+                          AND NOT x.attisdropped)
+    LOOP
+        EXECUTE format('SELECT s.id, r.%3$I::text AS ref_id, r.site_id AS site
+                          FROM %1$s s JOIN %2$s r ON r.%3$I = s.%4$I
+                         WHERE r.site_id IS DISTINCT FROM $1
+                         ORDER BY s.id DESC LIMIT 1', p_stage, fk.ref, fk.refcol, fk.col)
+           INTO bad USING p_site;
+        IF bad.id IS NOT NULL THEN  -- (EXECUTE sets no FOUND)
+            RAISE EXCEPTION 'site % may not send % %: its % refers to % % of site %', p_site,
+                p_table, bad.id, fk.col, fk.ref, bad.ref_id, bad.site USING ERRCODE = '42501';
+        END IF;
+    END LOOP;
+END
+$$;

@@ -13,15 +13,15 @@ EXAMPLES: Final[dict[str, tuple[str, ...]]] = {
         "scsync policy set --mode selective --tables images --modalities CT,CBCT --last-days 365",
     ),
     "sync": (
-        "scsync sync disable images 913748735987549184 --cloud-url postgresql://.../cloud",
-        "scsync sync enable images 913748735987549184",
+        "scsync sync disable images 913748735987549184 --config /etc/scsync/local.toml",
+        "scsync sync enable images 913748735987549184 --config /etc/scsync/local.toml",
     ),
-    "restore": ("scsync restore images 913748735987549184 --cloud-url postgresql://.../cloud",),
+    "restore": ("scsync restore images 913748735987549184 --config /etc/scsync/local.toml",),
     "files": (
         "scsync files run --config /etc/scsync/local.toml  # = replicator run, [files] required",
     ),
     "backfill": (
-        "scsync backfill start --bytes-per-s 20000000",
+        "scsync backfill start --config /etc/scsync/local.toml --bytes-per-s 20000000",
         "scsync backfill status",
         "scsync backfill pause",
     ),

@@ -1,8 +1,13 @@
 """`scsync policy|sync|restore|backfill ...`: the site's file scope and its backfill.
 
-Databases and the cloud's blob API come from flags or the environment:
-``SCSYNC_LOCAL_DB_URL``, ``SCSYNC_CLOUD_DB_URL``, ``SCSYNC_BLOBS_URL`` (the cloud API's
-``.../v1/blobs``) and ``SCSYNC_SITE_TOKEN`` (this site's JWT).
+The local database and the cloud's blob API come from flags, the environment or the
+site's config file: ``SCSYNC_LOCAL_DB_URL``, ``SCSYNC_BLOBS_URL`` (the cloud API's
+``.../v1/blobs``) and ``SCSYNC_SITE_TOKEN`` (this site's JWT). The cloud itself is
+reached as the replicator reaches it, through the cloud API with the site's token: its
+settings (``cloud_api_url``, ``site_token``, ``site_id``, ``ca_file``) are the
+replicator's (replicator/settings.py). A site holds no cloud database URL: a leftover
+``--cloud-url`` / ``SCSYNC_CLOUD_DB_URL`` / ``[backfill] cloud_db_url`` is an error
+naming what replaced it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from scsync.commands.replicator import run_daemon
 
 ENV = {
     "local_url": "SCSYNC_LOCAL_DB_URL",
-    "cloud_url": "SCSYNC_CLOUD_DB_URL",
+    "cloud_api_url": "SCSYNC_CLOUD_API_URL",
     "blobs_url": file_lanes.ENV["blobs_url"],
     "token": file_lanes.ENV["token"],
 }
@@ -33,11 +38,19 @@ ENV = {
 # The same values in the site's config file (scsync init): section and key.
 CONFIG_KEYS = {
     "local_url": ("replicator", "local_db_url"),
-    # An operator's cloud database URL (backfill, restore): never in a site's settings.
-    "cloud_url": ("backfill", "cloud_db_url"),
+    "cloud_api_url": ("replicator", "cloud_api_url"),
     "blobs_url": ("files", "blobs_url"),
     "token": ("files", "token"),
 }
+
+CLOUD_DB_URL_ENV = "SCSYNC_CLOUD_DB_URL"
+CLOUD_DB_URL_GONE = (
+    "a site command takes no cloud database URL any more: a site reaches the cloud only "
+    "through the cloud API. Remove {what} and give cloud_api_url (the cloud API's https:// "
+    "URL; --cloud-api-url, SCSYNC_CLOUD_API_URL or [replicator] of --config) and site_token "
+    "(this site's token from POST /v1/sites/{{id}}/token; --token, SCSYNC_SITE_TOKEN or "
+    "[replicator] of --config)"
+)
 
 
 def _from_config(args: argparse.Namespace, name: str) -> str | None:
@@ -67,6 +80,52 @@ def _need(args: argparse.Namespace, name: str) -> str:
     value = _opt(args, name)
     assert value is not None
     return value
+
+
+def _no_cloud_db_url(args: argparse.Namespace) -> None:
+    """A leftover cloud database URL of the commands before the cloud API: refused,
+    naming what replaced it (never silently ignored: the operator meant the cloud)."""
+    what = None
+    if getattr(args, "cloud_url", None):
+        what = "--cloud-url"
+    elif not hasattr(args, "cloud_api_url"):
+        return  # a command that never reached the cloud (policy show, backfill status)
+    elif os.environ.get(CLOUD_DB_URL_ENV):
+        what = f"{CLOUD_DB_URL_ENV} from the environment"
+    elif getattr(args, "config", None):
+        from schema.config import read_config_file
+
+        if "cloud_db_url" in read_config_file(args.config, "backfill"):
+            what = f"cloud_db_url from [backfill] of {args.config}"
+    if what is not None:
+        raise ConfigError(CLOUD_DB_URL_GONE.format(what=what))
+
+
+def _has_cloud_api(args: argparse.Namespace) -> bool:
+    """Whether the cloud API is configured (the commands that may also run locally only
+    then change the cloud copies at once)."""
+    return bool(_opt(args, "cloud_api_url", required=False))
+
+
+def _site_settings(args: argparse.Namespace, local_url: str) -> Any:
+    """The replicator's settings of this site (its config file's [replicator] table and
+    SCSYNC_* variables, the flags winning), checked against the local database's site."""
+    from replicator.settings import load_settings
+
+    overrides: dict[str, Any] = {"local_db_url": local_url}
+    if getattr(args, "cloud_api_url", None):
+        overrides["cloud_api_url"] = args.cloud_api_url
+    if getattr(args, "token", None):
+        overrides["site_token"] = args.token
+    config = getattr(args, "config", None)
+    settings = load_settings(Path(config) if config else None, **overrides)
+    site_id = _site_id(local_url)
+    if settings.site_id != site_id:
+        raise ConfigError(
+            f"site_id {settings.site_id} of the settings is not the local database's site "
+            f"{site_id} (scsync db set-node); the cloud takes the site from the token"
+        )
+    return settings
 
 
 def _site_id(local_url: str) -> int:
@@ -136,6 +195,9 @@ def _policy_set(args: argparse.Namespace) -> int:
     from schema.urls import create_engine
 
     local_url = _need(args, "local_url")
+    # Checked first: the cloud's settings wrong or missing changes nothing locally.
+    apply = _has_cloud_api(args) and not args.no_apply
+    settings = _site_settings(args, local_url) if apply else None
     engine = create_engine(local_url)
     try:
         with engine.begin() as conn:
@@ -170,8 +232,8 @@ def _policy_set(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(json.dumps(new.describe(), indent=2))
-    if _opt(args, "cloud_url", required=False) and not args.no_apply:
-        report = asyncio.run(_apply_old_data(args, local_url))
+    if settings is not None:
+        report = asyncio.run(_apply_old_data(args, local_url, settings))
         print(
             f"old data ({report.option}): {len(report.records)} cloud record(s) changed, "
             f"{len(report.blobs_deleted)} blob(s) deleted"
@@ -185,37 +247,32 @@ def _split(value: str | None, current: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-async def _apply_old_data(args: argparse.Namespace, local_url: str) -> Any:
+async def _apply_old_data(args: argparse.Namespace, local_url: str, settings: Any) -> Any:
     from replicator.files import policy
+    from replicator.files.cloud import FilesCloud
     from replicator.files.errors import ApiRefused
     from schema.urls import create_engine
 
-    site_id = _site_id(local_url)
     local = create_engine(local_url)
-    cloud = create_engine(_need(args, "cloud_url"))
     try:
-        with local.connect() as lconn, cloud.connect() as cconn:
-            if not _opt(args, "blobs_url", required=False):
-                report = await policy.apply_old_data(lconn, cconn, site_id)
-                cconn.commit()
-                return report
-            async with _transfer(args, site_id) as transfer:
+        with local.connect() as lconn:
+            async with FilesCloud(settings) as cloud:
+                if not _opt(args, "blobs_url", required=False):
+                    return await policy.apply_old_data(lconn, cloud, settings.site_id)
+                async with _transfer(args, settings.site_id) as transfer:
 
-                async def delete_blob(sha: str) -> bool:
-                    try:
-                        await transfer.api.delete(sha)
-                    except ApiRefused as exc:
-                        if exc.status == 409:
-                            return False
-                        raise
-                    return True
+                    async def delete_blob(sha: str) -> bool:
+                        try:
+                            await transfer.api.delete(sha)
+                        except ApiRefused as exc:
+                            if exc.status == 409:
+                                return False
+                            raise
+                        return True
 
-                report = await policy.apply_old_data(lconn, cconn, site_id, delete_blob)
-                cconn.commit()
-                return report
+                    return await policy.apply_old_data(lconn, cloud, settings.site_id, delete_blob)
     finally:
         local.dispose()
-        cloud.dispose()
 
 
 # -- per-record switch and restore ----------------------------------------------------------
@@ -224,24 +281,27 @@ async def _apply_old_data(args: argparse.Namespace, local_url: str) -> Any:
 def _sync_switch(enabled: bool) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
         from replicator.files import policy
+        from replicator.files.cloud import FilesCloud
         from schema.urls import create_engine
 
-        local = create_engine(_need(args, "local_url"))
+        local_url = _need(args, "local_url")
+        # Checked first: nothing changes locally when the cloud part cannot run.
+        settings = _site_settings(args, local_url) if _has_cloud_api(args) else None
+        local = create_engine(local_url)
         try:
             with local.begin() as conn:
-                site_id = policy.set_sync_enabled(conn, args.table, args.id, enabled)
+                policy.set_sync_enabled(conn, args.table, args.id, enabled)
         finally:
             local.dispose()
         word = "enabled" if enabled else "disabled"
         print(f"sync {word} for {args.table} {args.id}")
-        cloud_url = _opt(args, "cloud_url", required=False)
-        if cloud_url:
-            cloud = create_engine(cloud_url)
-            try:
-                with cloud.begin() as cconn:
-                    found = policy.mark_cloud_copy(cconn, args.table, args.id, site_id, enabled)
-            finally:
-                cloud.dispose()
+        if settings is not None:
+
+            async def mark() -> bool:
+                async with FilesCloud(settings) as cloud:
+                    return await policy.mark_cloud_copy(cloud, args.table, args.id, enabled)
+
+            found = asyncio.run(mark())
             state = "active" if enabled else "deleted"
             print(f"cloud copy marked {state}" if found else "no cloud copy yet")
         return 0
@@ -251,18 +311,22 @@ def _sync_switch(enabled: bool) -> Callable[[argparse.Namespace], int]:
 
 def _restore(args: argparse.Namespace) -> int:
     from replicator.files import policy
+    from replicator.files.cloud import FilesCloud
     from schema.urls import create_engine
 
     local_url = _need(args, "local_url")
-    site_id = _site_id(local_url)
+    settings = _site_settings(args, local_url)
     local = create_engine(local_url)
-    cloud = create_engine(_need(args, "cloud_url"))
+
+    async def run() -> None:
+        with local.begin() as lconn:
+            async with FilesCloud(settings) as cloud:
+                await policy.restore(lconn, cloud, args.table, args.id, settings.site_id)
+
     try:
-        with local.begin() as lconn, cloud.begin() as cconn:
-            policy.restore(lconn, cconn, args.table, args.id, site_id)
+        asyncio.run(run())
     finally:
         local.dispose()
-        cloud.dispose()
     print(f"{args.table} {args.id} restored: active on the cloud, pinned in scope")
     return 0
 
@@ -299,9 +363,11 @@ def _backfill_start(args: argparse.Namespace) -> int:
 
 async def _backfill_run(args: argparse.Namespace) -> int:
     from replicator.files.backfill import Backfill, BackfillConfig, Progress
+    from replicator.files.cloud import FilesCloud
 
     local_url = _need(args, "local_url")
-    site_id = _site_id(local_url)
+    settings = _site_settings(args, local_url)
+    site_id = settings.site_id
     config = BackfillConfig(
         batch_rows=args.batch_rows,
         file_batch_rows=args.file_batch_rows,
@@ -323,10 +389,11 @@ async def _backfill_run(args: argparse.Namespace) -> int:
         from replicator.files.service import outbox_gate
 
         gate_db = LocalDb(local_url)
+        cloud = FilesCloud(settings)
         try:
             lane = Backfill(
                 local_url,
-                _need(args, "cloud_url"),
+                cloud,
                 site_id,
                 transfer=transfer,
                 config=config,
@@ -335,6 +402,7 @@ async def _backfill_run(args: argparse.Namespace) -> int:
             )
             return await lane.run()
         finally:
+            await cloud.close()
             await gate_db.close()
 
     try:
@@ -433,7 +501,8 @@ def _files_run(args: argparse.Namespace) -> int:
 
 
 def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Database errors become the CLI's one-line errors (exit 3 when unreachable)."""
+    """Database errors become the CLI's one-line errors (exit 3 when unreachable); a
+    leftover cloud database URL is refused before anything runs."""
 
     def run(args: argparse.Namespace) -> int:
         import psycopg
@@ -442,6 +511,7 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
         from replicator.files.errors import FilesError
         from schema.errors import DatabaseUnavailable
 
+        _no_cloud_db_url(args)
         try:
             return handler(args)
         except (psycopg.OperationalError, DBAPIError) as exc:
@@ -462,10 +532,19 @@ def _common(p: argparse.ArgumentParser, cloud: bool = True, blobs: bool = False)
     )
     p.add_argument("--local-url", help="local database URL (default: SCSYNC_LOCAL_DB_URL)")
     if cloud:
-        p.add_argument("--cloud-url", help="cloud database URL (default: SCSYNC_CLOUD_DB_URL)")
+        p.add_argument(
+            "--cloud-api-url",
+            help="the cloud API (default: SCSYNC_CLOUD_API_URL, or cloud_api_url in "
+            "[replicator] of --config)",
+        )
+        p.add_argument(
+            "--token",
+            help="this site's token (default: SCSYNC_SITE_TOKEN, or site_token in [replicator])",
+        )
+    # Refused with a message naming its replacement (_no_cloud_db_url).
+    p.add_argument("--cloud-url", help=argparse.SUPPRESS)
     if blobs:
         p.add_argument("--blobs-url", help="the cloud's blob API (default: SCSYNC_BLOBS_URL)")
-        p.add_argument("--token", help="this site's JWT (default: SCSYNC_SITE_TOKEN)")
 
 
 def register(sub: Any) -> None:

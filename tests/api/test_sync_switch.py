@@ -165,11 +165,18 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_cli_switch_with_a_cloud_url_keeps_later_changes_home(
+async def test_cli_switch_through_the_cloud_api_keeps_later_changes_home(
     world: World, local_api: Api
 ) -> None:
     pid = await _new_patient(world, local_api)
-    env = {"SCSYNC_LOCAL_DB_URL": world.site1.local.url, "SCSYNC_CLOUD_DB_URL": world.cloud.url}
+    # The site's settings: the cloud API and its token, no cloud database URL.
+    env = {
+        "SCSYNC_LOCAL_DB_URL": world.site1.local.url,
+        "SCSYNC_CLOUD_API_URL": world.site1.cloud_api_url,
+        "SCSYNC_SITE_TOKEN": world.site1.token,
+        "SCSYNC_SITE_ID": str(world.site1.creds.site_id),
+        "SCSYNC_CLOUD_DB_URL": "",
+    }
     out = _cli("sync", "disable", "patients", pid, env=env)
     assert out.returncode == 0 and "cloud copy marked deleted" in out.stdout, out.stderr
     await _patch(local_api, pid, notes="private")

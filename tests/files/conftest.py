@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -13,6 +13,9 @@ import pytest
 from aiohttp import web
 
 from api.blobs import BlobSettings, make_blobs_app
+from replicator.files.cloud import FilesCloud
+from replicator.settings import Settings, load_settings
+from replicator.sites import register_site
 from schema.auth import issue_token, site_token
 from scsync.s3_server import ACCESS_KEY, REGION, SECRET_KEY, S3Endpoint, free_port
 from tests.pg import TestDatabase
@@ -152,3 +155,27 @@ def sync_api(cloud_db: TestDatabase) -> Iterator[CloudApi]:
     serves both, as on a real cloud API."""
     with cloud_api(cloud_db, jwt_secret=SECRET) as api:
         yield api
+
+
+def site_settings(local_db: TestDatabase, api: CloudApi, site_id: int = 1) -> Settings:
+    """A site's replicator settings for the files tests' sync API (its token is good for
+    the blob endpoints too)."""
+    return load_settings(
+        None,
+        local_db_url=local_db.url,
+        cloud_api_url=api.url,
+        site_token=site_token(SECRET, site_id),
+        site_id=site_id,
+    )
+
+
+@pytest.fixture
+async def files_cloud(
+    local_db: TestDatabase, cloud_db: TestDatabase, sync_api: CloudApi
+) -> AsyncIterator[FilesCloud]:
+    """Site 1 registered on the cloud, and its way there: the cloud API's site endpoints
+    with its token (no cloud database URL on the site)."""
+    with cloud_db.engine.begin() as conn:
+        register_site(conn, "clinic-one")
+    async with FilesCloud(site_settings(local_db, sync_api)) as cloud:
+        yield cloud

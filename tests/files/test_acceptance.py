@@ -23,8 +23,9 @@ from sqlalchemy import text
 from replicator.files.localdb import APP_NAME
 from replicator.files.transfer import BlobApi, Transfer, store_path
 from replicator.sites import register_site
+from schema.auth import site_token
 from scsync.commands.file_lanes import ENV as FILE_ENV
-from tests.files.conftest import BlobServer
+from tests.files.conftest import SECRET, BlobServer
 from tests.files.helpers import (
     MiB,
     add_image,
@@ -149,10 +150,9 @@ def _env_with_local(
 ) -> dict[str, str]:
     return {
         "SCSYNC_LOCAL_DB_URL": local_url,
-        # The replicator reaches the cloud through the cloud API only; the operator's
-        # database URL is for the backfill command (not yet moved to the API).
+        # The replicator and the backfill reach the cloud through the cloud API only:
+        # no cloud database URL on the site.
         "SCSYNC_CLOUD_API_URL": "http://127.0.0.1:9" if api is None else api.url,
-        "SCSYNC_CLOUD_DB_URL": cloud_db.url,
         "SCSYNC_SITE_ID": "1",
         "SCSYNC_BLOBS_URL": blobs.base_url,
         "SCSYNC_SITE_TOKEN": blobs.token(1),
@@ -232,8 +232,6 @@ def test_backfill_survives_two_kills_newest_first_and_live_edits_pass(
         "backfill",
         "start",
         "--no-progress",
-        "--cloud-url",
-        cloud_db.url,
         "--batch-rows",
         "500",
         "--rows-per-s",
@@ -313,11 +311,14 @@ def _rss_while(
 def test_kill_during_multipart_then_resume_without_resending_parts(
     local_db: TestDatabase,
     cloud_db: TestDatabase,
+    sync_api: CloudApi,
     blobs: BlobServer,
     procs: Procs,
     tmp_path: Path,
     size: int,
 ) -> None:
+    with cloud_db.engine.begin() as conn:
+        register_site(conn, "clinic-one")
     src = tmp_path / "ct-volume.raw"
     sha = urandom_file(src, size)
     with local_db.engine.begin() as conn:
@@ -337,7 +338,7 @@ def test_kill_during_multipart_then_resume_without_resending_parts(
             {"p": p, "s": sha, "z": size, "l": str(src)},
         ).scalar_one()
         conn.execute(text("DELETE FROM scsync_outbox"))
-    env = _env(local_db, None, cloud_db, blobs, tmp_path)
+    env = _env(local_db, sync_api, cloud_db, blobs, tmp_path)
     args = ("backfill", "start", "--no-progress", "--concurrency", "2")
     throttled = (*args, "--bytes-per-s", str(size // 4))  # about four seconds of upload
 
@@ -414,7 +415,7 @@ def test_on_demand_request_is_served_and_a_live_file_row_crosses_with_its_blob(
     with local_db.engine.begin() as conn:
         conn.execute(text("INSERT INTO scsync_file_policy (mode) VALUES ('selective')"))
     env = _env(local_db, sync_api, cloud_db, blobs, tmp_path)
-    bf = procs.start("backfill", "start", "--no-progress", "--cloud-url", cloud_db.url, env=env)
+    bf = procs.start("backfill", "start", "--no-progress", env=env)
     assert bf.wait(60) == 0, procs.log(bf)
     states = {r.blob_state for r in fetch(cloud_db, "SELECT blob_state FROM images")}
     assert states == {"remote"}  # nothing in scope: metadata only
@@ -542,7 +543,7 @@ def test_replicator_without_file_settings_warns_and_sends_rows_as_metadata_only(
     assert "metadata only" in warnings[0]
 
     # The remedy the warning names: a backfill with the blob settings uploads the file.
-    file_env = _env(local_db, None, cloud_db, blobs, tmp_path)
+    file_env = _env(local_db, sync_api, cloud_db, blobs, tmp_path)
     bf = procs.start("backfill", "start", "--no-progress", env=file_env)
     assert bf.wait(60) == 0, procs.log(bf)
     row = fetch(cloud_db, "SELECT blob_state FROM images WHERE id = :i", i=image)[0]
@@ -550,10 +551,18 @@ def test_replicator_without_file_settings_warns_and_sends_rows_as_metadata_only(
 
 
 def test_backfill_cli_status_metrics_pause_and_throttle(
-    local_db: TestDatabase, cloud_db: TestDatabase, procs: Procs, tmp_path: Path
+    local_db: TestDatabase, cloud_db: TestDatabase, sync_api: CloudApi, procs: Procs, tmp_path: Path
 ) -> None:
+    with cloud_db.engine.begin() as conn:
+        register_site(conn, "clinic-one")
     seed_legacy(local_db, tmp_path, 3000, 0)
-    env = {"SCSYNC_LOCAL_DB_URL": local_db.url, "SCSYNC_CLOUD_DB_URL": cloud_db.url}
+    # The site's settings only: the cloud API and the site's token.
+    env = {
+        "SCSYNC_LOCAL_DB_URL": local_db.url,
+        "SCSYNC_CLOUD_API_URL": sync_api.url,
+        "SCSYNC_SITE_TOKEN": site_token(SECRET, 1),
+        "SCSYNC_SITE_ID": "1",
+    }
     t0 = time.monotonic()
     bf = procs.start(
         "backfill",
@@ -604,16 +613,19 @@ def test_backfill_cli_status_metrics_pause_and_throttle(
 def test_on_demand_is_served_ahead_of_a_running_backfill(
     local_db: TestDatabase,
     cloud_db: TestDatabase,
+    sync_api: CloudApi,
     blobs: BlobServer,
     procs: Procs,
     tmp_path: Path,
 ) -> None:
     import urllib.request
 
+    with cloud_db.engine.begin() as conn:
+        register_site(conn, "clinic-one")
     images = seed_legacy(local_db, tmp_path, 3000, 3)
     with local_db.engine.begin() as conn:
         conn.execute(text("INSERT INTO scsync_file_policy (mode) VALUES ('selective')"))
-    env = _env(local_db, None, cloud_db, blobs, tmp_path)
+    env = _env(local_db, sync_api, cloud_db, blobs, tmp_path)
     bf = procs.start(
         "backfill",
         "start",

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from replicator.files.backfill import Backfill, BackfillConfig, Progress, read_progress
+from replicator.files.cloud import FilesCloud
 from replicator.files.errors import FilesError
 from replicator.files.localdb import connect
 from replicator.files.transfer import BlobApi, DbJournal, Transfer
@@ -49,7 +50,7 @@ def _pause(tdb: TestDatabase) -> None:
 
 @pytest.mark.parametrize("in_flight", [1, 2, 3])
 async def test_metadata_newest_first_resumable_and_exactly_once(
-    in_flight: int, local_db: TestDatabase, cloud_db: TestDatabase
+    in_flight: int, local_db: TestDatabase, cloud_db: TestDatabase, files_cloud: FilesCloud
 ) -> None:
     """With one batch at a time or several in flight: the pause lets the batches taken
     finish, and exactly the newest rows are marked, each once."""
@@ -63,7 +64,7 @@ async def test_metadata_newest_first_resumable_and_exactly_once(
             _pause(local_db)
 
     config = BackfillConfig(batch_rows=40, tables=("patients",), batches_in_flight=in_flight)
-    first = await Backfill(local_db.url, cloud_db.url, 1, config=config, live_gate=gate).run()
+    first = await Backfill(local_db.url, files_cloud, 1, config=config, live_gate=gate).run()
     assert first.state == "paused"
     synced = [r.id for r in fetch(local_db, "SELECT id FROM patients WHERE synced ORDER BY id")]
     assert synced == ids[-120:]  # exactly the newest 120
@@ -78,7 +79,7 @@ async def test_metadata_newest_first_resumable_and_exactly_once(
             text("UPDATE patients SET synced_revision = NULL WHERE id = ANY(:ids)"),
             {"ids": ids[-10:]},
         )
-    second = await Backfill(local_db.url, cloud_db.url, 1, config=config).run()
+    second = await Backfill(local_db.url, files_cloud, 1, config=config).run()
     assert second.state == "done"
     assert fetch(local_db, "SELECT count(*) AS n FROM patients WHERE NOT synced")[0].n == 0
     cloud = fetch(cloud_db, "SELECT id, revision, synced_revision, lifecycle FROM patients")
@@ -97,7 +98,7 @@ async def test_metadata_newest_first_resumable_and_exactly_once(
 
 
 async def test_the_same_lane_runs_again_with_fresh_connections(
-    local_db: TestDatabase, cloud_db: TestDatabase
+    local_db: TestDatabase, cloud_db: TestDatabase, files_cloud: FilesCloud
 ) -> None:
     """The replicator's backfill loop starts the same Backfill again after it stopped
     (a failure, a pause): the second run takes its own connections, not the first
@@ -112,7 +113,7 @@ async def test_the_same_lane_runs_again_with_fresh_connections(
             _pause(local_db)
 
     config = BackfillConfig(batch_rows=30, tables=("patients",))
-    lane = Backfill(local_db.url, cloud_db.url, 1, config=config, live_gate=gate)
+    lane = Backfill(local_db.url, files_cloud, 1, config=config, live_gate=gate)
     assert (await lane.run()).state == "paused"
     assert (await lane.run()).state == "done"
     synced = [r.id for r in fetch(local_db, "SELECT id FROM patients WHERE synced ORDER BY id")]
@@ -121,12 +122,12 @@ async def test_the_same_lane_runs_again_with_fresh_connections(
 
 
 async def test_batches_in_flight_must_be_positive(
-    local_db: TestDatabase, cloud_db: TestDatabase
+    local_db: TestDatabase, cloud_db: TestDatabase, files_cloud: FilesCloud
 ) -> None:
     seed_patients(local_db, 3)
     config = BackfillConfig(tables=("patients",), batches_in_flight=0)
     with pytest.raises(FilesError, match="batches_in_flight must be at least 1"):
-        await Backfill(local_db.url, cloud_db.url, 1, config=config).run()
+        await Backfill(local_db.url, files_cloud, 1, config=config).run()
     assert fetch(cloud_db, "SELECT id FROM patients") == []
 
 
@@ -139,14 +140,14 @@ async def _status(tdb: TestDatabase) -> Progress:
 
 
 async def test_disabled_rows_never_cross_and_children_follow_parents(
-    local_db: TestDatabase, cloud_db: TestDatabase
+    local_db: TestDatabase, cloud_db: TestDatabase, files_cloud: FilesCloud
 ) -> None:
     patient = add_patient(local_db, 1)
     hidden = add_patient(local_db, 1, "P2")
     with local_db.engine.begin() as conn:
         conn.execute(text("UPDATE patients SET sync_enabled = false WHERE id = :i"), {"i": hidden})
     image = add_image(local_db, 1, patient)
-    await Backfill(local_db.url, cloud_db.url, 1, config=BackfillConfig(bulk=False)).run()
+    await Backfill(local_db.url, files_cloud, 1, config=BackfillConfig(bulk=False)).run()
     assert [r.id for r in fetch(cloud_db, "SELECT id FROM patients")] == [patient]
     assert [r.id for r in fetch(cloud_db, "SELECT id FROM images")] == [image]
 
@@ -155,6 +156,7 @@ async def test_files_in_scope_uploaded_others_metadata_only(
     local_db: TestDatabase,
     cloud_db: TestDatabase,
     blobs: BlobServer,
+    files_cloud: FilesCloud,
     local_engine: AsyncEngine,
     tmp_path: Path,
 ) -> None:
@@ -176,7 +178,7 @@ async def test_files_in_scope_uploaded_others_metadata_only(
         transfer = Transfer(
             BlobApi(session, blobs.base_url, blobs.token(1), 1), DbJournal(local_engine)
         )
-        done = await Backfill(local_db.url, cloud_db.url, 1, transfer=transfer).run()
+        done = await Backfill(local_db.url, files_cloud, 1, transfer=transfer).run()
     assert done.state == "done" and done.bytes_done == done.bytes_total == 100_002
     states = {r.id: r.blob_state for r in fetch(cloud_db, "SELECT id, blob_state FROM images")}
     modalities = {r.id: r.modality for r in fetch(local_db, "SELECT id, modality FROM images")}
@@ -193,7 +195,7 @@ async def test_files_in_scope_uploaded_others_metadata_only(
         transfer = Transfer(
             BlobApi(session, blobs.base_url, blobs.token(1), 1), DbJournal(local_engine)
         )
-        again = await Backfill(local_db.url, cloud_db.url, 1, transfer=transfer).run()
+        again = await Backfill(local_db.url, files_cloud, 1, transfer=transfer).run()
     assert again.state == "done" and again.rows_done == again.rows_total
     states = {r.id: r.blob_state for r in fetch(cloud_db, "SELECT id, blob_state FROM images")}
     assert set(states.values()) == {"uploaded"}

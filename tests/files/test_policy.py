@@ -17,11 +17,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from replicator.files import policy
 from replicator.files.backfill import Backfill
+from replicator.files.cloud import FilesCloud
 from replicator.files.errors import PolicyError
 from replicator.files.transfer import BlobApi, DbJournal, Transfer
-from tests.files.conftest import BlobServer
+from schema.auth import site_token
+from tests.files.conftest import SECRET, BlobServer
 from tests.files.helpers import add_image, add_patient, fetch, urandom_file
 from tests.pg import TestDatabase
+from tests.world import CloudApi
 
 
 def scsync(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -32,6 +35,17 @@ def scsync(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
+
+
+def site_env(local_db: TestDatabase, api: CloudApi, site_id: int = 1) -> dict[str, str]:
+    """A site's command environment: its local database, the cloud API and its token."""
+    return {
+        "SCSYNC_LOCAL_DB_URL": local_db.url,
+        "SCSYNC_CLOUD_API_URL": api.url,
+        "SCSYNC_SITE_ID": str(site_id),
+        "SCSYNC_SITE_TOKEN": site_token(SECRET, site_id),
+        "SCSYNC_CLOUD_DB_URL": "",
+    }
 
 
 def _scope(tdb: TestDatabase, table: str, rid: int) -> bool:
@@ -116,7 +130,7 @@ def test_policy_cli_show_and_set(local_db: TestDatabase) -> None:
 
 
 async def _backfill_with_files(
-    local_db: TestDatabase, cloud_db: TestDatabase, blobs: BlobServer, tmp_path: Path
+    local_db: TestDatabase, cloud: FilesCloud, blobs: BlobServer, tmp_path: Path
 ) -> dict[str, int]:
     p = add_patient(local_db, 1)
     ids = {}
@@ -128,9 +142,7 @@ async def _backfill_with_files(
     try:
         async with aiohttp.ClientSession() as session:
             api = BlobApi(session, blobs.base_url, blobs.token(1), 1)
-            await Backfill(
-                local_db.url, cloud_db.url, 1, transfer=Transfer(api, DbJournal(engine))
-            ).run()
+            await Backfill(local_db.url, cloud, 1, transfer=Transfer(api, DbJournal(engine))).run()
     finally:
         await engine.dispose()
     return ids
@@ -154,14 +166,19 @@ async def test_old_data_options_and_restore(
     local_db: TestDatabase,
     cloud_db: TestDatabase,
     blobs: BlobServer,
+    sync_api: CloudApi,
+    files_cloud: FilesCloud,
     tmp_path: Path,
     option: str,
 ) -> None:
-    ids = await _backfill_with_files(local_db, cloud_db, blobs, tmp_path)
+    ids = await _backfill_with_files(local_db, files_cloud, blobs, tmp_path)
     assert _cloud(cloud_db, ids["pano"]) == ("active", "uploaded")
+    # The cloud through the cloud API with the site's token (one token for the sync
+    # and the blob endpoints), no cloud database URL.
     env = {
         "SCSYNC_LOCAL_DB_URL": local_db.url,
-        "SCSYNC_CLOUD_DB_URL": cloud_db.url,
+        "SCSYNC_CLOUD_API_URL": sync_api.url,
+        "SCSYNC_SITE_ID": "1",
         "SCSYNC_BLOBS_URL": blobs.base_url,
         "SCSYNC_SITE_TOKEN": blobs.token(1),
     }
@@ -203,11 +220,11 @@ async def test_old_data_options_and_restore(
 
 
 async def test_disable_enable_marks_the_cloud_copy(
-    local_db: TestDatabase, cloud_db: TestDatabase
+    local_db: TestDatabase, cloud_db: TestDatabase, sync_api: CloudApi, files_cloud: FilesCloud
 ) -> None:
     p = add_patient(local_db, 1)
-    await Backfill(local_db.url, cloud_db.url, 1).run()
-    env = {"SCSYNC_LOCAL_DB_URL": local_db.url, "SCSYNC_CLOUD_DB_URL": cloud_db.url}
+    await Backfill(local_db.url, files_cloud, 1).run()
+    env = site_env(local_db, sync_api)
     before = fetch(local_db, "SELECT revision FROM patients")[0].revision
     out = scsync("sync", "disable", "patients", str(p), env=env)
     assert out.returncode == 0, out.stderr
