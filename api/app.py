@@ -25,6 +25,7 @@ from api.http import check_revoked
 from api.openapi import document
 from api.relay import follow_cloud
 from api.settings import Settings
+from api.sync import Hints
 from api.throttle import LoginThrottle
 from lockd.client import LockClient
 from lockd.db import Pool as LockdPool
@@ -142,6 +143,8 @@ async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
                 f"cannot reach RabbitMQ at setting 'amqp_url': {exc}", field="amqp_url"
             ) from exc
         app[state.BUS] = bus
+        if SYNC_HINTS in app:
+            bus.hint_handlers.append(app[SYNC_HINTS].hear)
         hub.last_id = await _max_id(pool)
         tasks.append(asyncio.create_task(bus.relay(conninfo, pool), name="api-event-relay"))
         ready.set()
@@ -194,6 +197,8 @@ def relay_missing(settings: Settings) -> str | None:
 
 
 LOCKD_POOL = web.AppKey("lockd_pool", LockdPool)
+# The sync endpoints' long-poll wake-ups, fed by the RabbitMQ bus when there is one.
+SYNC_HINTS = web.AppKey("sync_hints", Hints)
 
 
 async def _lockd_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -345,20 +350,20 @@ def make_app(side: str, settings: Settings) -> web.Application:
 
 
 def _mount_cloud_subapps(app: web.Application, settings: Settings) -> None:
-    from api.sync import SyncSettings, make_sync_app
+    from api.sync import SyncSettings, make_sync_app, sync_hints
 
-    app.add_subapp(
-        "/v1/sync",
-        make_sync_app(
-            SyncSettings(
-                db_url=settings.db_url,
-                jwt_secret=settings.jwt_secret,
-                lease_ttl_s=settings.lane_lease_ttl_s,
-                pool_size=settings.pool_max,
-                revocation_check_s=settings.revocation_check_s,
-            )
-        ),
+    sync_app = make_sync_app(
+        SyncSettings(
+            db_url=settings.db_url,
+            jwt_secret=settings.jwt_secret,
+            lease_ttl_s=settings.lane_lease_ttl_s,
+            pool_size=settings.pool_max,
+            revocation_check_s=settings.revocation_check_s,
+            outbox_hints="bus" if settings.bus == "rabbitmq" else "listen",
+        )
     )
+    app[SYNC_HINTS] = sync_hints(sync_app)
+    app.add_subapp("/v1/sync", sync_app)
     if settings.mount_lockd:
         from lockd.web import make_app as make_lockd_app
 

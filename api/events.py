@@ -30,6 +30,9 @@ log = logging.getLogger("scsync.api.events")
 CHANNEL: Final = "scsync_api_events"
 RELAY_LOCK_KEY: Final = 7308901234567890505
 RELAY_NAME: Final = "rabbitmq"
+EVENTS: Final = "scsync_api_events"
+OUTBOX: Final = "scsync_outbox"
+HINT_TYPE: Final = "sync.hint"
 SEEN_WINDOW: Final = 20_000
 # application_name of the listening sessions, so an operator (or a test) can find them.
 LISTENER_NAME: Final = "scsync-api-listen"
@@ -218,14 +221,20 @@ async def events_from_notifications(pool: store.Pool, payloads: list[str]) -> li
     return [by_id[i] for i in ids if i in by_id]
 
 
-async def _next_notifications(conn: psycopg.AsyncConnection[Any], timeout: float) -> list[str]:
+async def _next_notifications(
+    conn: psycopg.AsyncConnection[Any], timeout: float
+) -> list[psycopg.Notify]:
     """Wait up to ``timeout`` for a notification, then take those already arrived too
     (up to a batch), so a burst of events costs one read of the log, not one each."""
-    first = [n.payload async for n in conn.notifies(timeout=timeout, stop_after=1)]
+    first = [n async for n in conn.notifies(timeout=timeout, stop_after=1)]
     if not first:
         return first
-    more = [n.payload async for n in conn.notifies(timeout=0.0, stop_after=NOTIFY_BATCH)]
+    more = [n async for n in conn.notifies(timeout=0.0, stop_after=NOTIFY_BATCH)]
     return first + more
+
+
+def _payloads(notes: list[psycopg.Notify], channel: str) -> list[str]:
+    return [n.payload for n in notes if n.channel == channel]
 
 
 async def events_after(pool: store.Pool, after: int, site: int | None, limit: int) -> list[Event]:
@@ -259,7 +268,7 @@ async def listen(
             async with await psycopg.AsyncConnection.connect(
                 conninfo, autocommit=True, application_name=LISTENER_NAME
             ) as conn:
-                await conn.execute("LISTEN scsync_api_events")
+                await conn.execute(f"LISTEN {EVENTS}")
                 if last_id is None:
                     last_id = await max_event_id(pool)
                 else:
@@ -274,7 +283,7 @@ async def listen(
                         # A quiet period: prove the connection is alive.
                         await conn.execute("SELECT 1")
                         continue
-                    for live in await events_from_notifications(pool, notes):
+                    for live in await events_from_notifications(pool, _payloads(notes, EVENTS)):
                         last_id = max(last_id, live.id)
                         await _maybe_await(on_event(live))
         except asyncio.CancelledError:
@@ -300,6 +309,9 @@ class RabbitBus:
         self._connection: Any = None
         self._exchange: Any = None
         self.is_leader = False
+        # Who hears the sync wake-ups (api/sync.py's Hints.heard): a site id, or None
+        # for "every site" (the relay's listener was away, hints may be lost).
+        self.hint_handlers: list[Callable[[int | None], None]] = []
 
     async def start(self) -> None:
         import aio_pika
@@ -317,6 +329,11 @@ class RabbitBus:
     async def _on_message(self, message: Any) -> None:
         try:
             body = json.loads(message.body)
+            if isinstance(body, dict) and body.get("type") == HINT_TYPE:
+                site = body.get("site")
+                for handler in self.hint_handlers:
+                    handler(None if site is None else int(site))
+                return
             ev = Event.from_notify(body)
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed message on the event exchange")
@@ -331,6 +348,19 @@ class RabbitBus:
                 json.dumps(ev.as_dict()).encode(),
                 content_type="application/json",
                 message_id=str(ev.id),
+            ),
+            routing_key="",
+        )
+
+    async def publish_hint(self, site: int | None) -> None:
+        """A change of ``site`` (None: of any) committed on the cloud: every instance's
+        sync long polls of that site answer. Ids only, like the notifications."""
+        import aio_pika
+
+        await self._exchange.publish(
+            aio_pika.Message(
+                json.dumps({"type": HINT_TYPE, "site": site}).encode(),
+                content_type="application/json",
             ),
             routing_key="",
         )
@@ -356,7 +386,11 @@ class RabbitBus:
                             break
                         await asyncio.sleep(retry_s)
                     self.is_leader = True
-                    await conn.execute("LISTEN scsync_api_events")
+                    await conn.execute(f"LISTEN {EVENTS}")
+                    # The sync long polls' wake-ups (api/sync.py) ride the same relay:
+                    # one listener on the database for all instances and all sites.
+                    await conn.execute(f"LISTEN {OUTBOX}")
+                    await self.publish_hint(None)  # hints may have gone unheard meanwhile
                     cursor = await self._relay_cursor(pool)
                     for ev in await events_after(pool, cursor, None, 10_000):
                         await self.publish(ev)
@@ -367,7 +401,12 @@ class RabbitBus:
                         if not notes:
                             await conn.execute("SELECT 1")
                             continue
-                        for live in await events_from_notifications(pool, notes):
+                        for site in {int(p) for p in _payloads(notes, OUTBOX) if p.isdigit()}:
+                            await self.publish_hint(site)
+                        events = _payloads(notes, EVENTS)
+                        if not events:
+                            continue
+                        for live in await events_from_notifications(pool, events):
                             await self.publish(live)
                             cursor = max(cursor, live.id)
                         await self._advance(pool, cursor)

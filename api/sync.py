@@ -63,6 +63,7 @@ log = logging.getLogger("scsync.api.sync")
 HOLDER_HEADER: Final = "X-Scsync-Holder"
 HOLDER_RE: Final = re.compile(r"^[A-Za-z0-9._:/@+-]{1,200}$")
 CONNECT_TIMEOUT_S: Final = 10
+LISTENER_NAME: Final = "scsync-sync-listen"
 _CHUNK: Final = 1 << 16
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -79,6 +80,10 @@ class SyncSettings:
     db_timeout_s: float = 10.0
     # The longest a pull/wait long poll is held.
     wait_max_s: float = 30.0
+    # Where the long polls' wake-ups come from: "listen", this instance's own LISTEN on
+    # the cloud database; "bus", the RabbitMQ relay (api/events.py: one listener for
+    # all instances), wired by the cloud API through sync_hints().
+    outbox_hints: str = "listen"
     # A revoked site token is refused within this many seconds (schema/revocation.py).
     revocation_check_s: float = DEFAULT_CHECK_S
 
@@ -126,6 +131,13 @@ class Hints:
         for site_id in list(self.events):
             self.heard(site_id)
 
+    def hear(self, site_id: int | None) -> None:
+        """A hint from the bus: one site's, or (None) every site's."""
+        if site_id is None:
+            self.all()
+        else:
+            self.heard(site_id)
+
     def event(self, site_id: int) -> asyncio.Event:
         return self.events.setdefault(site_id, asyncio.Event())
 
@@ -144,7 +156,8 @@ def make_sync_app(settings: SyncSettings) -> web.Application:
     app[_REVOCATIONS] = Revocations(lambda: app[_POOL].connection(), settings.revocation_check_s)
     app[_HINTS] = Hints()
     app.cleanup_ctx.append(_pool_ctx)
-    app.cleanup_ctx.append(_listen_ctx)
+    if settings.outbox_hints == "listen":
+        app.cleanup_ctx.append(_listen_ctx)
     app.on_shutdown.append(_answer_waits)
     r = app.router
     for lane in ("push", "pull"):
@@ -185,6 +198,12 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
 
 
+def sync_hints(app: web.Application) -> Hints:
+    """The wake-ups of a sync app's long polls, for the bus to feed (``outbox_hints =
+    "bus"``)."""
+    return app[_HINTS]
+
+
 async def _answer_waits(app: web.Application) -> None:
     """Shutting down: every long poll answers ``changed``. This instance's listener
     stops now, so a change committed from here on would go unheard by its waiters: the
@@ -211,7 +230,10 @@ async def _listen(app: web.Application) -> None:
     while True:
         try:
             conn = await psycopg.AsyncConnection.connect(
-                libpq_url(settings.db_url), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                libpq_url(settings.db_url),
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                application_name=LISTENER_NAME,
             )
             try:
                 await conn.execute("LISTEN scsync_outbox")

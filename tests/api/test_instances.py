@@ -125,3 +125,62 @@ async def test_rabbitmq_relay_moves_to_a_survivor_when_the_leader_dies(
             msg = json.loads((await ws.receive(timeout=20)).data)
             assert msg["type"] == "record.changed" and msg["record_id"] == created["id"]
         assert await leader_of(survivor)
+
+
+@pytest.mark.parametrize("bus", BUSES)
+async def test_a_cloud_change_wakes_the_sites_long_poll_held_at_another_instance(
+    tmp_path: Path, cloud_db: TestDatabase, processes: list[ApiProcess], bus: str
+) -> None:
+    """Issue #14's wake-ups: a site's replicator holds its pull/wait at instance B; a
+    change of that site committed on the cloud answers it at once. With RabbitMQ the
+    hint comes over the bus from the relay's one listener (no instance LISTENs for the
+    sync endpoints itself); with the PostgreSQL bus, from each instance's own listener."""
+    from replicator.sites import register_site
+    from schema.auth import site_token
+    from tests.api.conftest import SECRET
+
+    with cloud_db.engine.begin() as sa_conn:
+        site = register_site(sa_conn, "clinic-one").site_id
+    extra: dict[str, Any] = {"bus": bus, "amqp_exchange": f"scsync.test.{uuid.uuid4().hex[:8]}"}
+    a = start_api("cloud", write_config(tmp_path / "a.toml", cloud_db, free_port(), **extra))
+    processes.append(a)
+    b = start_api("cloud", write_config(tmp_path / "b.toml", cloud_db, free_port(), **extra))
+    processes.append(b)
+    headers = {"Authorization": f"Bearer {site_token(SECRET, site)}", "X-Scsync-Holder": "h/1"}
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession() as http:
+
+        async def wait(mark: str | None) -> dict[str, Any]:
+            async with http.post(
+                b.url + "/v1/sync/pull/wait", json={"timeout_s": 20, "mark": mark}, headers=headers
+            ) as resp:
+                assert resp.status == 200, await resp.text()
+                got: dict[str, Any] = await resp.json()
+                return got
+
+        # Settle: the first answers may be the "hints may have been missed" wake-ups of
+        # listeners (re)connecting; then a poll is held.
+        mark = None
+        for _ in range(5):
+            held = asyncio.create_task(wait(mark))
+            await asyncio.sleep(1.0)
+            if not held.done():
+                break
+            mark = held.result()["mark"]
+        assert not held.done(), "the long poll never settled"
+        tok = ctoken("editor", site=site)
+        t0 = loop.time()
+        async with http.post(
+            a.url + "/v1/records/doctors", json={"name": "d"}, headers=auth(tok)
+        ) as resp:
+            assert resp.status == 201, await resp.text()
+        got = await asyncio.wait_for(held, 10)
+        woke_s = loop.time() - t0
+    assert got["changed"] is True, got
+    assert woke_s < 3, f"the change woke the long poll after {woke_s:.1f} s"
+    with cloud_db.connect() as conn:
+        listeners = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'scsync-sync-listen'"
+        ).fetchone()
+    assert listeners is not None
+    assert listeners[0] == (0 if bus == "rabbitmq" else 2), listeners
