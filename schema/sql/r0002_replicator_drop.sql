@@ -12,3 +12,4 @@ DROP FUNCTION scsync_replicator_check_keys(jsonb, int);
 DROP FUNCTION scsync_replicator_guard(int);
 DROP FUNCTION scsync_replicator_apply_batch(text, int, text, jsonb, jsonb, bigint[], timestamptz,
                                              text, jsonb);
+DROP FUNCTION scsync_scratch_ok(text, text);
