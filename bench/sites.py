@@ -278,6 +278,48 @@ def dt_now() -> Any:
 # -- the driver ------------------------------------------------------------------------------
 
 
+def cpu_s(pid: int, children: bool = False) -> float:
+    """CPU seconds of a process (with its reaped children's: ``children``); 0 when it is
+    not on this machine or gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_s(postmaster: int | None) -> float:
+    """The PostgreSQL server's CPU seconds: the postmaster and every child (the reaped
+    ones through the postmaster's own account)."""
+    if postmaster is None:
+        return 0.0
+    total = cpu_s(postmaster, children=True)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == postmaster:
+                total += cpu_s(int(entry))
+    return total
+
+
+def machine_busy_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot (/proc/stat)."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    idle = values[3] + values[4]
+    total = sum(values[:8])
+    hz = os.sysconf("SC_CLK_TCK")
+    return (total - idle) / hz, total / hz
+
+
 class Api:
     """The cloud API process: its CPU ticks and memory from /proc."""
 
@@ -320,9 +362,7 @@ class Api:
                 self.proc.wait(5)
 
     def cpu_s(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_s(self.proc.pid)
 
     def mem_mb(self, key: str) -> float:
         with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as fh:
@@ -348,6 +388,12 @@ class Sampler:
         from schema.urls import libpq_url
 
         self.conn = psycopg.connect(libpq_url(url), autocommit=True, application_name=APP_NAME)
+        self.postmaster: int | None = None
+        try:  # the server's processes, when it runs on this machine
+            with open(f"/proc/{self.conn.info.backend_pid}/stat", encoding="ascii") as fh:
+                self.postmaster = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            pass
         self.peak = 0
         self.now = 0
         self.samples = 0
@@ -483,6 +529,9 @@ class Clients:
             proc.stdin.write(command + "\n")
             proc.stdin.flush()
 
+    def cpu_s(self) -> float:
+        return sum(cpu_s(proc.pid) for proc in self.procs)
+
     def waits(self) -> int:
         """Wait requests the sites have sent so far."""
         self.send("count")
@@ -534,6 +583,7 @@ def register(url: str, n: int) -> list[dict[str, Any]]:
 
 def load(
     api: Api,
+    profile: str | None,
     sampler: Sampler,
     url: str,
     clients: Clients,
@@ -545,12 +595,40 @@ def load(
     sampler.reset()
     writer = Writer(url, active, interval_s)
     c0, t0 = api.cpu_s(), time.monotonic()
+    db0, cl0, (busy0, total0) = server_cpu_s(sampler.postmaster), clients.cpu_s(), machine_busy_s()
+    spy = None
+    if profile:
+        spy = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--pid",
+                str(api.proc.pid),
+                "--format",
+                "raw",
+                "--output",
+                profile,
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                "100",
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
     clients.send("go")
     writer.start()
     time.sleep(seconds)
+    if spy is not None:
+        spy.wait(30)
     writer.stop()
     time.sleep(2.0)  # the last writes' pulls
-    cpu = (api.cpu_s() - c0) / (time.monotonic() - t0) * 100
+    wall = time.monotonic() - t0
+    cpu = (api.cpu_s() - c0) / wall * 100
+    db_cpu = (server_cpu_s(sampler.postmaster) - db0) / wall * 100
+    client_cpu = (clients.cpu_s() - cl0) / wall * 100
+    busy1, total1 = machine_busy_s()
+    machine = (busy1 - busy0) / (total1 - total0) * 100
     got = clients.results()
     activity = sampler.reset()
     got.update(
@@ -560,6 +638,9 @@ def load(
         db_waits=activity["waits"],
         db_samples=activity["samples"],
         load_cpu_pct=cpu,
+        db_cpu_pct=db_cpu,
+        client_cpu_pct=client_cpu,
+        machine_cpu_pct=machine,
         rss_mb=api.mem_mb("VmRSS"),
     )
     return got
@@ -572,6 +653,11 @@ def main() -> None:
     parser.add_argument("--active", type=int)
     parser.add_argument("--processes", type=int, default=4, help="client processes")
     parser.add_argument("--load-s", type=float)
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="py-spy record the API during the load (collapsed stacks to FILE; needs py-spy)",
+    )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
@@ -606,7 +692,8 @@ def main() -> None:
         with ExitStack() as peer_stack:
             one = Clients(peer_stack, api.url, [sites[0]], 1, hold_s)
             time.sleep(1.0)
-            peer = load(api, sampler, url, one, [sites[0]["id"]], PEER_PULL_INTERVAL_S, peer_s)
+            first = [sites[0]["id"]]
+            peer = load(api, None, sampler, url, one, first, PEER_PULL_INTERVAL_S, peer_s)
 
         # All sites connected, idle; then the load.
         for s in sites[:n_active]:
@@ -621,7 +708,7 @@ def main() -> None:
         idle_waits = clients.waits() - w0
         idle_connections = sampler.now
         active_ids = [s["id"] for s in sites[:n_active]]
-        full = load(api, sampler, url, clients, active_ids, PULL_INTERVAL_S, load_s)
+        full = load(api, args.profile, sampler, url, clients, active_ids, PULL_INTERVAL_S, load_s)
         hwm = api.mem_mb("VmHWM")
         api.stop()
         log_tail = api.log.read_text(errors="replace").splitlines()[-5:]
@@ -666,7 +753,13 @@ def main() -> None:
         f"{'API DB connections in a statement, mean':38}{peer['db_active_mean']:>12.1f}"
         f"{full['db_active_mean']:>14.1f}{'':>14}\n"
         f"{'API CPU under load, % of a core':38}{peer['load_cpu_pct']:>12.1f}"
-        f"{full['load_cpu_pct']:>14.1f}{'':>14}"
+        f"{full['load_cpu_pct']:>14.1f}{'':>14}\n"
+        f"{'PostgreSQL CPU under load, % of a core':38}{peer['db_cpu_pct']:>12.1f}"
+        f"{full['db_cpu_pct']:>14.1f}{'':>14}\n"
+        f"{'site clients CPU, % of a core':38}{peer['client_cpu_pct']:>12.1f}"
+        f"{full['client_cpu_pct']:>14.1f}{'':>14}\n"
+        f"{f'machine busy, % of {os.cpu_count()} cores':38}{peer['machine_cpu_pct']:>12.1f}"
+        f"{full['machine_cpu_pct']:>14.1f}{'':>14}"
     )
     print(f"{'':38}{'0 sites':>12}{f'{n_sites} sites':>14}")
     print(
@@ -716,6 +809,9 @@ def main() -> None:
                 "idle_cpu_ratio": round(cpu_n / cpu0, 2) if cpu0 else None,
                 "load_api_cpu_pct": round(full["load_cpu_pct"], 1),
                 "db_active_mean": round(full["db_active_mean"], 2),
+                "load_db_cpu_pct": round(full["db_cpu_pct"], 1),
+                "load_clients_cpu_pct": round(full["client_cpu_pct"], 1),
+                "load_machine_busy_pct": round(full["machine_cpu_pct"], 1),
                 "rss_kb_per_site": round(rss_per_site_kb, 1),
                 "idle_waits": idle_waits,
                 "api_cpu_ms_per_wait": round(cpu_per_wait_ms, 3),
