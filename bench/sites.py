@@ -192,7 +192,11 @@ async def _client(config: dict[str, Any]) -> None:
             }
             forget: list[int] = []
             seq = 0
-            started = time.monotonic()
+            # Each site at its own phase of the interval: started together, the sites
+            # would push in one burst a second (which a cloud's sites do not).
+            started = time.monotonic() + random.uniform(0, PUSH_INTERVAL_S)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), started - time.monotonic())
             n = 0
             while not stop.is_set():
                 batch: list[BatchRow] = []
@@ -424,6 +428,13 @@ class Sampler:
         while not self._stop.wait(0.2):
             self.sample()
 
+    def functions(self) -> dict[str, tuple[int, float]]:
+        """Calls and total ms of the database's functions so far (track_functions)."""
+        rows = self.conn.execute(
+            "SELECT funcname, calls, total_time FROM pg_stat_user_functions"
+        ).fetchall()
+        return {str(name): (int(calls), float(ms)) for name, calls, ms in rows}
+
     def reset(self) -> dict[str, Any]:
         """The figures since the last reset."""
         got = {
@@ -596,6 +607,7 @@ def load(
     writer = Writer(url, active, interval_s)
     c0, t0 = api.cpu_s(), time.monotonic()
     db0, cl0, (busy0, total0) = server_cpu_s(sampler.postmaster), clients.cpu_s(), machine_busy_s()
+    f0 = sampler.functions()
     spy = None
     if profile:
         spy = subprocess.Popen(
@@ -630,6 +642,12 @@ def load(
     busy1, total1 = machine_busy_s()
     machine = (busy1 - busy0) / (total1 - total0) * 100
     got = clients.results()
+    time.sleep(1.0)  # the backends' function statistics reach the collector
+    f1 = sampler.functions()
+    functions = {
+        name: (calls - f0.get(name, (0, 0.0))[0], ms - f0.get(name, (0, 0.0))[1])
+        for name, (calls, ms) in f1.items()
+    }
     activity = sampler.reset()
     got.update(
         written=writer.written,
@@ -639,6 +657,7 @@ def load(
         db_samples=activity["samples"],
         load_cpu_pct=cpu,
         db_cpu_pct=db_cpu,
+        functions={k: v for k, v in functions.items() if v[0] > 0},
         client_cpu_pct=client_cpu,
         machine_cpu_pct=machine,
         rss_mb=api.mem_mb("VmRSS"),
@@ -676,7 +695,15 @@ def main() -> None:
         workdir = Path(tempfile.mkdtemp(prefix="scsync-bench-sites-"))
         stack.callback(shutil.rmtree, workdir, True)
         admin = admin_url(stack)
-        url = new_database(stack, admin, f"bench_sites_{os.getpid()}", "cloud", 0, None)
+        name = f"bench_sites_{os.getpid()}"
+        url = new_database(stack, admin, name, "cloud", 0, None)
+        import psycopg
+
+        from schema.urls import libpq_url
+
+        with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
+            # Calls and time per lane function (pg_stat_user_functions), for the table.
+            conn.execute(f"ALTER DATABASE \"{name}\" SET track_functions = 'pl'")
         t = time.monotonic()
         sites = register(url, n_sites)
         register_s = time.monotonic() - t
@@ -773,6 +800,13 @@ def main() -> None:
         f" API CPU ({idle_waits} in the {idle_s:.0f} s idle window); at 10,000 sites (hold"
         f" {HOLD_S:.0f} s): ~{est_rss:.0f} MB RSS, ~{est_cpu:.0f} % of a core idle"
     )
+    print(f"cloud DB functions, top by time under load: calls, ms a call (1 site | {n_sites})")
+    top = sorted(full["functions"].items(), key=lambda kv: -kv[1][1])[:8]
+    for fname, (calls, ms) in top:
+        pc, pms = peer["functions"].get(fname, (0, 0.0))
+        print(
+            f"  {fname:<36}{pc:>7} {pms / max(1, pc):>7.2f} |{calls:>7} {ms / max(1, calls):>7.2f}"
+        )
     print(f"what the API's busy connections were doing under load ({full['db_samples']} samples):")
     for what, n in full["db_waits"]:
         print(f"  {n / max(1, full['db_samples']):5.2f}  {what}")
