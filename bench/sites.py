@@ -58,7 +58,7 @@ PUSH_ROWS = 10
 PUSH_INTERVAL_S = 1.0
 PULL_INTERVAL_S = 1.0  # per active site
 PEER_PULL_INTERVAL_S = 0.2  # the one-site peer: more samples in a short phase
-POOL_MAX = 10  # the API's pool_max (its default)
+POOL_MAX = 10  # the API's pool_max (its default; --pool-max to try others)
 TARGET_PULL_P99_MS = 1000.0
 TARGET_RSS_MB = 600.0
 
@@ -327,14 +327,14 @@ def machine_busy_s() -> tuple[float, float]:
 class Api:
     """The cloud API process: its CPU ticks and memory from /proc."""
 
-    def __init__(self, stack: ExitStack, cloud_url: str, workdir: Path) -> None:
+    def __init__(self, stack: ExitStack, cloud_url: str, workdir: Path, pool_max: int) -> None:
         from scsync.embedded_pg import free_port
 
         port = free_port()
         config = workdir / "cloud-api.toml"
         config.write_text(
             f"db_url = {json.dumps(cloud_url)}\njwt_secret = {json.dumps(SECRET)}\n"
-            f"port = {port}\nmount_blobs = false\npool_max = {POOL_MAX}\n",
+            f"port = {port}\nmount_blobs = false\npool_max = {pool_max}\n",
             encoding="utf-8",
         )
         config.chmod(0o600)
@@ -386,11 +386,13 @@ class Sampler:
     """pg_stat_activity of the cloud database every 0.2 s: the API's connections, how
     many are in a statement, and what those wait for (where a pull's time goes)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, api_url: str) -> None:
         import psycopg
 
         from schema.urls import libpq_url
 
+        self.api_url = api_url
+        self.health_ms: list[float] = []
         self.conn = psycopg.connect(libpq_url(url), autocommit=True, application_name=APP_NAME)
         self.postmaster: int | None = None
         try:  # the server's processes, when it runs on this machine
@@ -402,6 +404,7 @@ class Sampler:
         self.now = 0
         self.samples = 0
         self.active = 0  # summed over samples
+        self.idle_tx = 0  # in a transaction, waiting for the API: summed over samples
         self.waits: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -419,6 +422,8 @@ class Sampler:
         self.peak = max(self.peak, self.now)
         self.samples += 1
         for state, wait, text in rows:
+            if state == "idle in transaction":
+                self.idle_tx += 1
             if state == "active" and not text.startswith("LISTEN"):
                 self.active += 1
                 key = f"{wait} {text}"
@@ -427,6 +432,14 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.wait(0.2):
             self.sample()
+            # GET /health does nothing but answer: its latency is the API's event loop
+            # (and the scheduler's) delay, no pool or database in it.
+            t0 = time.perf_counter()
+            try:
+                with urllib.request.urlopen(self.api_url + "/health", timeout=30):
+                    self.health_ms.append((time.perf_counter() - t0) * 1000)
+            except OSError:
+                pass
 
     def functions(self) -> dict[str, tuple[int, float]]:
         """Calls and total ms of the database's functions so far (track_functions)."""
@@ -438,12 +451,15 @@ class Sampler:
     def reset(self) -> dict[str, Any]:
         """The figures since the last reset."""
         got = {
+            "health_ms": self.health_ms,
             "peak": self.peak,
             "active_mean": self.active / max(1, self.samples),
+            "idle_tx_mean": self.idle_tx / max(1, self.samples),
             "waits": sorted(self.waits.items(), key=lambda kv: -kv[1])[:6],
             "samples": self.samples,
         }
-        self.peak, self.samples, self.active, self.waits = 0, 0, 0, {}
+        self.peak, self.samples, self.active, self.waits, self.idle_tx = 0, 0, 0, {}, 0
+        self.health_ms = []
         return got
 
     def close(self) -> None:
@@ -653,8 +669,10 @@ def load(
         written=writer.written,
         connections_peak=activity["peak"],
         db_active_mean=activity["active_mean"],
+        db_idle_tx_mean=activity["idle_tx_mean"],
         db_waits=activity["waits"],
         db_samples=activity["samples"],
+        health_ms=activity["health_ms"],
         load_cpu_pct=cpu,
         db_cpu_pct=db_cpu,
         functions={k: v for k, v in functions.items() if v[0] > 0},
@@ -672,6 +690,7 @@ def main() -> None:
     parser.add_argument("--active", type=int)
     parser.add_argument("--processes", type=int, default=4, help="client processes")
     parser.add_argument("--load-s", type=float)
+    parser.add_argument("--pool-max", type=int, default=POOL_MAX, help="the API's pool_max")
     parser.add_argument(
         "--profile",
         metavar="FILE",
@@ -684,6 +703,7 @@ def main() -> None:
         return
     from scsync.devdb import admin_url, new_database, percentile
 
+    pool_max = args.pool_max
     n_sites = args.sites or (100 if args.quick else 1000)
     n_active = min(n_sites, args.active or (10 if args.quick else 50))
     load_s = args.load_s or (8.0 if args.quick else 40.0)
@@ -707,8 +727,8 @@ def main() -> None:
         t = time.monotonic()
         sites = register(url, n_sites)
         register_s = time.monotonic() - t
-        api = Api(stack, url, workdir)
-        sampler = Sampler(url)
+        api = Api(stack, url, workdir, pool_max)
+        sampler = Sampler(url, api.url)
         stack.callback(sampler.close)
         time.sleep(settle_s)
         rss0 = api.mem_mb("VmRSS")
@@ -741,13 +761,14 @@ def main() -> None:
         log_tail = api.log.read_text(errors="replace").splitlines()[-5:]
 
     lat, peer_lat = full["latencies_ms"], peer["latencies_ms"]
+    full_h, peer_h = full["health_ms"], peer["health_ms"]
     p50, p99 = percentile(lat, 0.5), percentile(lat, 0.99)
     peer_p50, peer_p99 = percentile(peer_lat, 0.5), percentile(peer_lat, 0.99)
     push50, push99 = percentile(full["push_ms"], 0.5), percentile(full["push_ms"], 0.99)
     ppush50, ppush99 = percentile(peer["push_ms"], 0.5), percentile(peer["push_ms"], 0.99)
     # The API's connection ceiling: three pools of pool_max (app, lockd, sync), the
     # SQLAlchemy engine (2 + 2 overflow), the events LISTEN and the sync hints LISTEN.
-    ceiling = 3 * POOL_MAX + 4 + 2
+    ceiling = 3 * pool_max + 4 + 2
     peak = max(full["connections_peak"], peer["connections_peak"])
     rss_per_site_kb = max(0.0, rss_n - rss0) * 1024 / n_sites
     # CPU per re-poll (a wait answered by its timeout and sent again), ms; 10,000 sites
@@ -779,6 +800,11 @@ def main() -> None:
         f"{full['connections_peak']:>14}{f'<= {ceiling} ' + verdict(checks['connections']):>14}\n"
         f"{'API DB connections in a statement, mean':38}{peer['db_active_mean']:>12.1f}"
         f"{full['db_active_mean']:>14.1f}{'':>14}\n"
+        f"{'  idle in a transaction (API side), mean':38}{peer['db_idle_tx_mean']:>12.1f}"
+        f"{full['db_idle_tx_mean']:>14.1f}{'':>14}\n"
+        f"{'API /health p50 / p99 under load, ms':38}"
+        f"{f'{percentile(peer_h, 0.5):.0f} / {percentile(peer_h, 0.99):.0f}':>12}"
+        f"{f'{percentile(full_h, 0.5):.0f} / {percentile(full_h, 0.99):.0f}':>14}{'':>14}\n"
         f"{'API CPU under load, % of a core':38}{peer['load_cpu_pct']:>12.1f}"
         f"{full['load_cpu_pct']:>14.1f}{'':>14}\n"
         f"{'PostgreSQL CPU under load, % of a core':38}{peer['db_cpu_pct']:>12.1f}"
@@ -815,7 +841,7 @@ def main() -> None:
         print("errors:", json.dumps(errors))
     print(
         f"(sites={n_sites}, active={n_active}, processes={args.processes}, load={load_s:.0f} s,"
-        f" hold={hold_s:.0f} s, pool_max={POOL_MAX}, registered in {register_s:.1f} s, connected in"
+        f" hold={hold_s:.0f} s, pool_max={pool_max}, registered in {register_s:.1f} s, connected in"
         f" {connect_s:.1f} s, cpus={os.cpu_count()})"
     )
     if errors and log_tail:
@@ -825,7 +851,7 @@ def main() -> None:
             {
                 "sites": n_sites,
                 "active_sites": n_active,
-                "api_pool_max": POOL_MAX,
+                "api_pool_max": pool_max,
                 "api_connection_ceiling": ceiling,
                 "cloud_db_connections_peak": full["connections_peak"],
                 "peer_cloud_db_connections_peak": peer["connections_peak"],
@@ -842,6 +868,7 @@ def main() -> None:
                 "idle_api_cpu_pct_0_sites": round(cpu0, 2),
                 "idle_cpu_ratio": round(cpu_n / cpu0, 2) if cpu0 else None,
                 "load_api_cpu_pct": round(full["load_cpu_pct"], 1),
+                "load_api_health_p99_ms": round(percentile(full_h, 0.99), 1),
                 "db_active_mean": round(full["db_active_mean"], 2),
                 "load_db_cpu_pct": round(full["db_cpu_pct"], 1),
                 "load_clients_cpu_pct": round(full["client_cpu_pct"], 1),
