@@ -375,12 +375,6 @@ class Api:
                     return int(line.split()[1]) / 1024
         return 0.0
 
-    def cpu_pct(self, seconds: float) -> float:
-        """The API's CPU over `seconds`, % of one core."""
-        c0, t0 = self.cpu_s(), time.monotonic()
-        time.sleep(seconds)
-        return (self.cpu_s() - c0) / (time.monotonic() - t0) * 100
-
 
 class Sampler:
     """pg_stat_activity of the cloud database every 0.2 s: the API's connections, how
@@ -608,6 +602,14 @@ def register(url: str, n: int) -> list[dict[str, Any]]:
     ]
 
 
+def idle_cpu(api: Api, sampler: Sampler, seconds: float) -> tuple[float, float]:
+    """The API's and PostgreSQL's CPU over `seconds`, % of one core."""
+    a0, d0, t0 = api.cpu_s(), server_cpu_s(sampler.postmaster), time.monotonic()
+    time.sleep(seconds)
+    wall = time.monotonic() - t0
+    return (api.cpu_s() - a0) / wall * 100, (server_cpu_s(sampler.postmaster) - d0) / wall * 100
+
+
 def load(
     api: Api,
     profile: str | None,
@@ -696,6 +698,7 @@ def main() -> None:
         metavar="FILE",
         help="py-spy record the API during the load (collapsed stacks to FILE; needs py-spy)",
     )
+    parser.add_argument("--api-log", metavar="FILE", help="keep the API's log (access lines)")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
@@ -732,7 +735,7 @@ def main() -> None:
         stack.callback(sampler.close)
         time.sleep(settle_s)
         rss0 = api.mem_mb("VmRSS")
-        cpu0 = api.cpu_pct(idle_s)
+        cpu0, db_idle0 = idle_cpu(api, sampler, idle_s)
 
         # The peer: the same loop with one site connected (the first one).
         sites[0]["active"] = True
@@ -751,7 +754,7 @@ def main() -> None:
         time.sleep(settle_s)
         rss_n = api.mem_mb("VmRSS")
         w0 = clients.waits()
-        cpu_n = api.cpu_pct(idle_s)
+        cpu_n, db_idle_n = idle_cpu(api, sampler, idle_s)
         idle_waits = clients.waits() - w0
         idle_connections = sampler.now
         active_ids = [s["id"] for s in sites[:n_active]]
@@ -759,6 +762,8 @@ def main() -> None:
         hwm = api.mem_mb("VmHWM")
         api.stop()
         log_tail = api.log.read_text(errors="replace").splitlines()[-5:]
+        if args.api_log:
+            shutil.copyfile(api.log, args.api_log)
 
     lat, peer_lat = full["latencies_ms"], peer["latencies_ms"]
     full_h, peer_h = full["health_ms"], peer["health_ms"]
@@ -776,6 +781,8 @@ def main() -> None:
     cpu_per_wait_ms = max(0.0, cpu_n - cpu0) / 100 * idle_s / max(1, idle_waits) * 1000
     est_rss = rss0 + rss_per_site_kb * 10_000 / 1024
     est_cpu = cpu0 + cpu_per_wait_ms / 1000 * 10_000 / HOLD_S * 100
+    db_per_wait_ms = max(0.0, db_idle_n - db_idle0) / 100 * idle_s / max(1, idle_waits) * 1000
+    est_db_cpu = db_idle0 + db_per_wait_ms / 1000 * 10_000 / HOLD_S * 100
     checks = {
         "connections": full["connections_peak"] <= ceiling,
         "pull_p99": p99 <= TARGET_PULL_P99_MS,
@@ -817,6 +824,7 @@ def main() -> None:
     print(f"{'':38}{'0 sites':>12}{f'{n_sites} sites':>14}")
     print(
         f"{'API CPU idle, % of a core':38}{cpu0:>12.2f}{cpu_n:>14.2f}\n"
+        f"{'PostgreSQL CPU idle, % of a core':38}{db_idle0:>12.2f}{db_idle_n:>14.2f}\n"
         f"{'API RSS idle, MB':38}{rss0:>12.1f}{rss_n:>14.1f}\n"
         f"{'API DB connections, idle':38}{'':>12}{idle_connections:>14}\n"
         f"{'API peak RSS, MB':38}{'':>12}{hwm:>14.1f}{'<= 600 ' + verdict(checks['rss']):>14}"
@@ -824,7 +832,8 @@ def main() -> None:
     print(
         f"per held site: {rss_per_site_kb:.1f} KB RSS; per re-poll: {cpu_per_wait_ms:.2f} ms"
         f" API CPU ({idle_waits} in the {idle_s:.0f} s idle window); at 10,000 sites (hold"
-        f" {HOLD_S:.0f} s): ~{est_rss:.0f} MB RSS, ~{est_cpu:.0f} % of a core idle"
+        f" {HOLD_S:.0f} s): ~{est_rss:.0f} MB RSS, ~{est_cpu:.0f} % of a core idle; PostgreSQL"
+        f" {db_per_wait_ms:.2f} ms a re-poll, ~{est_db_cpu:.0f} % of a core idle"
     )
     print(f"cloud DB functions, top by time under load: calls, ms a call (1 site | {n_sites})")
     top = sorted(full["functions"].items(), key=lambda kv: -kv[1][1])[:8]
@@ -878,6 +887,10 @@ def main() -> None:
                 "api_cpu_ms_per_wait": round(cpu_per_wait_ms, 3),
                 "est_10k_rss_mb": round(est_rss),
                 "est_10k_idle_cpu_pct": round(est_cpu, 1),
+                "idle_db_cpu_pct": round(db_idle_n, 2),
+                "idle_db_cpu_pct_0_sites": round(db_idle0, 2),
+                "db_cpu_ms_per_wait": round(db_per_wait_ms, 3),
+                "est_10k_idle_db_cpu_pct": round(est_db_cpu, 1),
                 "errors": sum(errors.values()),
                 "peak_overall_connections": peak,
             }
