@@ -17,18 +17,27 @@ sites also
   latency = the time just before the INSERT is sent -> the site has read the row (one
   machine's wall clock across processes).
 
-Phases, one run: the API's CPU with no site connected (``IDLE_S``); the comparison
-peer: the same pull and push loop with ONE site connected; then all N sites connect,
-the API's CPU and RSS with all of them idle; then the load with the active sites for
-``LOAD_S``. ``pg_stat_activity`` of the cloud database is sampled all along (the API's
-connections: everything but this benchmark's own, which name themselves).
+Phases, one run: the API's (and PostgreSQL's) CPU with no site connected; the
+comparison peer: the same pull and push loop with ONE site connected (a cloud write for
+it every ``PEER_PULL_INTERVAL_S``, for more samples); then all N sites connect (first
+holds spread over one hold period, pushes at each site's own phase: no synchronised
+bursts), the CPU and RSS with all of them idle over one hold period (every site
+re-polls about once); then the load with the active sites (``--load-s``).
+``pg_stat_activity`` of the cloud database is sampled all along (the API's connections:
+everything but this benchmark's own, which name themselves), with what the busy ones
+wait for, and ``GET /health`` (no pool, no database: the API's loop and the scheduler).
+``pg_stat_user_functions`` (track_functions) gives each lane function's calls and time.
+CPU of the API, the PostgreSQL server, the clients and the whole machine come from
+/proc: the machine is shared, so the table says how busy it was.
 
 Targets: the API's database connections stay within its pools' ceiling (nothing grows
 with sites), pull p99 <= 1000 ms, API peak RSS <= 600 MB. The per-site cost of a held
-wait (RSS and idle CPU between 0 and N sites) is extrapolated to 10,000 sites.
+wait (RSS between 0 and N sites; API and PostgreSQL CPU per re-poll) is extrapolated to
+10,000 sites at the daemon's 25 s hold.
 
-Full run: 1,000 sites, 50 active, 4 client processes. ``--quick``: 100 sites, 10 active.
-Prints a table, then one JSON line.
+Full run: 1,000 sites, 50 active, 4 client processes, 40 s of load. ``--quick``: 100
+sites, 10 active, 8 s, a 5 s hold. ``--profile FILE`` records the API with py-spy during
+the load. Prints a table, then one JSON line.
 """
 
 from __future__ import annotations
