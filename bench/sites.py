@@ -36,7 +36,7 @@ wait (RSS between 0 and N sites; API and PostgreSQL CPU per re-poll) is extrapol
 10,000 sites at the daemon's 25 s hold.
 
 Full run: 1,000 sites, 50 active, 4 client processes, 40 s of load. ``--quick``: 100
-sites, 10 active, 8 s, a 5 s hold. ``--profile FILE`` records the API with py-spy during
+sites, 10 active, 8 s, a 4 s hold. ``--profile FILE`` records the API with py-spy during
 the load. Prints a table, then one JSON line.
 """
 
@@ -62,7 +62,7 @@ from typing import Any
 SECRET = "bench-sites-secret-0123456789abcdef-0123456789"
 APP_NAME = "bench-sites"  # this benchmark's own connections, not counted as the API's
 HOLD_S = 25.0  # the replicator's long-poll hold (daemon.py: min(25, op_timeout_s / 2))
-QUICK_HOLD_S = 5.0  # --quick: so that its short idle window still sees every site re-poll
+QUICK_HOLD_S = 4.0  # --quick: so that its short idle window still sees every site re-poll
 PUSH_ROWS = 10
 PUSH_INTERVAL_S = 1.0
 PULL_INTERVAL_S = 1.0  # per active site
@@ -719,10 +719,10 @@ def main() -> None:
     n_sites = args.sites or (100 if args.quick else 1000)
     n_active = min(n_sites, args.active or (10 if args.quick else 50))
     load_s = args.load_s or (8.0 if args.quick else 40.0)
-    peer_s = 5.0 if args.quick else 20.0
+    peer_s = 4.0 if args.quick else 20.0
     hold_s = QUICK_HOLD_S if args.quick else HOLD_S
     idle_s = hold_s  # every held site re-polls about once in the window
-    settle_s = 2.0 if args.quick else 5.0
+    settle_s = 1.0 if args.quick else 5.0
     with ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix="scsync-bench-sites-"))
         stack.callback(shutil.rmtree, workdir, True)
