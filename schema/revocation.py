@@ -56,7 +56,7 @@ def check_interval(value: float, key: str = "revocation_check_s") -> float:
 class Revocations:
     """Asks the database whether a principal's token is still good, with a short cache."""
 
-    def __init__(self, connect: Connect, ttl_s: float = DEFAULT_CHECK_S, size: int = 8192) -> None:
+    def __init__(self, connect: Connect, ttl_s: float = DEFAULT_CHECK_S, size: int = 32768) -> None:
         self.connect = connect
         self.ttl_s = check_interval(ttl_s)
         self.size = size
@@ -75,8 +75,9 @@ class Revocations:
         hit = self._cache.get(key)
         if hit is None or now - hit[3] >= self.ttl_s:
             reason, version, account_id = await self._fetch(key)
+            self._cache.pop(key, None)  # re-inserted last: the oldest checks go first
             if len(self._cache) >= self.size:
-                self._cache.clear()
+                del self._cache[next(iter(self._cache))]
             self._cache[key] = (reason, version, account_id, now)
         else:
             reason, version, account_id = hit[:3]

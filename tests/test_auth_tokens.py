@@ -164,3 +164,13 @@ def test_token_version_and_account_claims() -> None:
     assert (who.version, who.account_id) == (7, 123)
     site = verify_token(SECRET, site_token(SECRET, 2, version=3), side="cloud")
     assert (site.version, site.account_id) == (3, None)
+
+
+def test_a_full_token_cache_lets_only_its_oldest_entry_go() -> None:
+    """At its size the cache drops the oldest token, not all of them (a cloud with more
+    live tokens than the size would otherwise verify every one again and again)."""
+    cache = TokenCache(SECRET, "cloud", size=3)
+    tokens = [site_token(SECRET, n) for n in range(1, 5)]
+    for t in tokens:
+        cache.principal(t)
+    assert list(cache._cache) == tokens[1:]
