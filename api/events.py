@@ -106,6 +106,9 @@ class Subscriber:
     delivered: int = 0
     # While a replay runs, live events wait here (id, text) instead of the queue.
     hold: list[tuple[int, str]] | None = None
+    # What the last replay sent: an event whose notification arrives after its replay
+    # (a loaded listener) is not sent a second time.
+    replayed: set[int] = field(default_factory=set)
     # Why the writer closes the socket when it meets the None marker (code, reason).
     close_reason: tuple[int, str] | None = None
 
@@ -192,7 +195,7 @@ class Hub:
         self.dispatched += 1
         text: str | None = None
         for sub in list(self.subscribers):
-            if sub.matches(ev):
+            if ev.id not in sub.replayed and sub.matches(ev):
                 if text is None:
                     text = json.dumps(ev.as_dict())
                 if sub.hold is not None:

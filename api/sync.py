@@ -19,9 +19,9 @@ Pull lane (the cloud is the source): schema, read, ack, outbox-keys, depth.
 Both: lease, release. ``pull/wait``: a long poll that answers when a change of the
 site is committed on the cloud (the outbox's NOTIFY, heard by this instance's own
 LISTEN connection, or with the RabbitMQ bus by the relay leader's and fanned out to
-every instance), or after ``timeout_s``; the replicator polls as a fallback. And ``/v1/sync/status``:
-the site's figures on the cloud (``scsync status``, ``scsync replicator status``),
-taking no lease.
+every instance), or after ``timeout_s``; the replicator polls as a fallback. And
+``/v1/sync/status``: the site's figures on the cloud (``scsync status``,
+``scsync replicator status``), taking no lease.
 """
 
 from __future__ import annotations

@@ -176,6 +176,7 @@ class _Session:
             if truncated:
                 await self._put(self._reload(after, limit))
             sent_ids: set[int] = set()
+            self.sub.replayed = sent_ids  # filled as they are sent
             for ev in events[:limit]:
                 if len(held) > self.sub.queue.maxsize:
                     truncated = True

@@ -176,9 +176,11 @@ def test_the_lanes_keep_their_own_scratch_tables_between_calls(world: World) -> 
                 c.execute("SELECT set_config('scsync.replicating', 'on', false)")
                 c.execute(call, params)
             for name, seen in oids.items():
-                row = c.execute("SELECT to_regclass(%s)::oid", (f"pg_temp.{name}",)).fetchone()
-                assert row is not None and row[0] is not None, name
-                seen.add(int(row[0]))
+                row = c.execute(
+                    "SELECT to_regclass(%s)::oid::bigint", (f"pg_temp.{name}",)
+                ).fetchone()
+                assert row is not None and isinstance(row[0], int), name
+                seen.add(row[0])
         assert {name: len(seen) for name, seen in oids.items()} == {
             "scsync_read_keys": 1,
             "scsync_stage": 1,
