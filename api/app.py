@@ -364,7 +364,8 @@ def _mount_cloud_subapps(app: web.Application, settings: Settings) -> None:
             pool_size=settings.pool_max,
             revocation_check_s=settings.revocation_check_s,
             outbox_hints="bus" if settings.bus == "rabbitmq" else "listen",
-        )
+        ),
+        pool=app[LOCKD_POOL],
     )
     app[SYNC_HINTS] = sync_hints(sync_app)
     app.add_subapp("/v1/sync", sync_app)

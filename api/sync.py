@@ -147,11 +147,15 @@ _HINTS: Final = web.AppKey("sync_hints", Hints)
 _SITE: Final = web.RequestKey("sync_site", int)
 
 
-def make_sync_app(settings: SyncSettings) -> web.Application:
+def make_sync_app(settings: SyncSettings, pool: Pool | None = None) -> web.Application:
     """The sync endpoints as an app of their own (mounted at /v1/sync by the cloud API,
-    or served alone)."""
+    or served alone). ``pool``: an autocommit pool of the cloud database its owner opens
+    and closes (the cloud API shares its lockd pool: one pool fewer per process);
+    without it the app keeps one of its own."""
     app = web.Application(middlewares=[_errors, _auth])
     app[_SETTINGS] = settings
+    if pool is not None:
+        app[_POOL] = pool
     app[_TOKENS] = TokenCache(settings.jwt_secret, "cloud")
     app[_REVOCATIONS] = Revocations(lambda: app[_POOL].connection(), settings.revocation_check_s)
     app[_HINTS] = Hints()
@@ -181,6 +185,9 @@ def make_sync_app(settings: SyncSettings) -> web.Application:
 
 
 async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
+    if _POOL in app:  # shared: its owner opens and closes it
+        yield
+        return
     settings = app[_SETTINGS]
     pool: Pool = psycopg_pool.AsyncConnectionPool(
         libpq_url(settings.db_url),

@@ -780,9 +780,10 @@ def main() -> None:
     peer_p50, peer_p99 = percentile(peer_lat, 0.5), percentile(peer_lat, 0.99)
     push50, push99 = percentile(full["push_ms"], 0.5), percentile(full["push_ms"], 0.99)
     ppush50, ppush99 = percentile(peer["push_ms"], 0.5), percentile(peer["push_ms"], 0.99)
-    # The API's connection ceiling: three pools of pool_max (app, lockd, sync), the
-    # SQLAlchemy engine (2 + 2 overflow), the events LISTEN and the sync hints LISTEN.
-    ceiling = 3 * pool_max + 4 + 2
+    # The API's connection ceiling: two pools of pool_max (the app's; lockd's, shared by
+    # the sync endpoints), the SQLAlchemy engine (2 + 2 overflow), the events LISTEN and
+    # the sync hints LISTEN.
+    ceiling = 2 * pool_max + 4 + 2
     peak = max(full["connections_peak"], peer["connections_peak"])
     rss_per_site_kb = max(0.0, rss_n - rss0) * 1024 / n_sites
     # CPU per re-poll (a wait answered by its timeout and sent again), ms; 10,000 sites
