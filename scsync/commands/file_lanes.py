@@ -3,10 +3,13 @@ that start it: ``scsync replicator run`` (file lanes when configured) and its al
 ``scsync files run`` (file lanes required).
 
 Each of ``blobs_url``, ``token`` and ``store`` comes from its flag, else its environment
-variable, else the ``[files]`` table of ``--config``. The three go together: all of them
+variable, else the ``[files]`` table of ``--config``; the token, else the site's own
+token (``site_token`` of ``[replicator]``, which ``SCSYNC_SITE_TOKEN`` also sets): one
+token per site serves the lanes and the files. The settings go together: all of them
 turn the file lanes on, none of them leaves them off, anything in between is a
 configuration error naming what is missing (a half-configured site would otherwise
-look like one that chose to run without files).
+look like one that chose to run without files). The site's token alone is not a file
+setting: a site configured by environment runs its row lanes without files.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ def read_file_settings(
     concurrency: int | None = None,
     env: Mapping[str, str] | None = None,
     required: bool = False,
+    site_token: str | None = None,
 ) -> FilesSettings | None:
     """The file lanes' settings, or None when none of them is given (and not ``required``).
 
@@ -79,13 +83,18 @@ def read_file_settings(
     flags = {"blobs_url": blobs_url, "token": token, "store": store}
     values: dict[str, str] = {}
     for key in KEYS:
-        # An empty value counts as not given, as an unset variable would.
-        value = flags[key] or env.get(ENV[key]) or _from_table(table, key, config)
+        # An empty value counts as not given, as an unset variable would. The site's
+        # token (its variable is the replicator's too) is no sign of file settings.
+        from_env = env.get(ENV[key]) if key != "token" else None
+        value = flags[key] or from_env or _from_table(table, key, config)
         if value:
             values[key] = value
     tuning = [f for f, v in (("--poll-s", poll_s), ("--concurrency", concurrency)) if v is not None]
     if not values and not tuning and not required:
         return None
+    site = flags["token"] or env.get(ENV["token"]) or values.get("token") or site_token
+    if site:
+        values["token"] = site
     missing = [key for key in KEYS if key not in values]
     if missing:
         listed = "; ".join(f"{key} ({where(key)})" for key in missing)
@@ -119,7 +128,9 @@ def read_file_settings(
     )
 
 
-def from_args(args: argparse.Namespace, required: bool) -> FilesSettings | None:
+def from_args(
+    args: argparse.Namespace, required: bool, site_token: str | None = None
+) -> FilesSettings | None:
     """:func:`read_file_settings` for a command that took :func:`add_arguments`."""
     return read_file_settings(
         args.config,
@@ -129,4 +140,5 @@ def from_args(args: argparse.Namespace, required: bool) -> FilesSettings | None:
         poll_s=args.poll_s,
         concurrency=args.concurrency,
         required=required,
+        site_token=site_token,
     )

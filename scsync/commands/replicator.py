@@ -33,7 +33,8 @@ def run_daemon(args: argparse.Namespace, files_required: bool = False) -> int:
 
     warn_if_readable(args.config, "files" if files_required else "replicator")
     settings = _settings(args)
-    return daemon.run(settings, file_lanes.from_args(args, required=files_required))
+    files = file_lanes.from_args(args, required=files_required, site_token=settings.site_token)
+    return daemon.run(settings, files)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -290,16 +291,16 @@ def register(sub: Any) -> None:
         epilog="settings: a TOML file (--config: [replicator] and [files]) and SCSYNC_*\n"
         "environment variables, e.g. SCSYNC_LOCAL_DB_URL, SCSYNC_CLOUD_API_URL,\n"
         "SCSYNC_SITE_TOKEN, SCSYNC_SITE_ID, SCSYNC_BATCH_SIZE; the file lanes run when\n"
-        "blobs_url, token and store are given (SCSYNC_BLOBS_URL, SCSYNC_SITE_TOKEN,\n"
-        "SCSYNC_FILE_STORE or flags)",
+        "blobs_url and store are given (SCSYNC_BLOBS_URL, SCSYNC_FILE_STORE or flags);\n"
+        "their token is the site's own unless --token or token in [files] says otherwise",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rep_sub = rep.add_subparsers(dest="replicator_command", required=True)
     run = rep_sub.add_parser(
         "run",
         help="run push and pull until SIGTERM, with the file lanes (blob uploads before "
-        "push, downloads after pull, on-demand requests) when blobs_url, token and store "
-        "are given",
+        "push, downloads after pull, on-demand requests) when blobs_url and store are "
+        "given (the token: the site's own unless --token)",
     )
     run.add_argument("--config", help="the site's config file: [replicator] and [files]")
     file_lanes.add_arguments(run)

@@ -270,13 +270,14 @@ def test_files_table_errors_are_named(
 @pytest.mark.parametrize(
     ("files_table", "env", "flags", "missing"),
     [
-        ('blobs_url = "http://cloud/v1/blobs"\n', {}, [], ["token", "store"]),
-        ("", {"SCSYNC_SITE_TOKEN": "t"}, [], ["blobs_url", "store"]),
+        # The token defaults to the site's own (site_token of [replicator]).
+        ('blobs_url = "http://cloud/v1/blobs"\n', {}, [], ["store"]),
+        ('token = "t"\n', {}, [], ["blobs_url", "store"]),
         ("", {}, ["--store", "/tmp/s", "--token", "t"], ["blobs_url"]),
         ('token = "t"\n', {"SCSYNC_FILE_STORE": "/tmp/s"}, [], ["blobs_url"]),
-        ("", {}, ["--concurrency", "8"], ["blobs_url", "token", "store"]),
+        ("", {}, ["--concurrency", "8"], ["blobs_url", "store"]),
     ],
-    ids=["file-url-only", "env-token-only", "flags-without-url", "file-and-env", "tuning-only"],
+    ids=["file-url-only", "files-token-only", "flags-without-url", "file-and-env", "tuning-only"],
 )
 def test_partial_file_settings_name_what_is_missing(
     run: Callable[[list[str]], tuple[int, str]],
@@ -316,7 +317,8 @@ def test_files_run_requires_the_file_settings(
     code, msg = run(["files", "run", "--config", str(path)])
     assert code == 2
     assert "missing blobs_url (--blobs-url, SCSYNC_BLOBS_URL" in msg, msg
-    assert "token (--token" in msg and "store (--store" in msg, msg
+    # The token is the site's own (site_token of [replicator]): not missing.
+    assert "token (--token" not in msg and "store (--store" in msg, msg
 
 
 @pytest.mark.parametrize(

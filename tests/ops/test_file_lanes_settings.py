@@ -79,3 +79,17 @@ def test_tuning_values_are_checked(
 ) -> None:
     with pytest.raises(ConfigError, match=expected):
         read_file_settings(None, poll_s=poll_s, concurrency=concurrency, env=ENV)
+
+
+def test_the_sites_token_alone_is_no_file_setting_and_serves_the_files() -> None:
+    """SCSYNC_SITE_TOKEN is the replicator's site_token: set alone (a site configured by
+    environment) it leaves the file lanes off instead of making a partial [files]; with
+    the file settings given, the file lanes use it (or site_token of [replicator])."""
+    assert read_file_settings(None, env={"SCSYNC_SITE_TOKEN": "site-token"}) is None
+    assert read_file_settings(None, env={}, site_token="site-token") is None
+    files = read_file_settings(
+        None, env={"SCSYNC_BLOBS_URL": "http://env/v1/blobs"}, store="/s", site_token="own"
+    )
+    assert files is not None and files.token == "own"
+    files = read_file_settings(None, env=ENV, site_token="own")
+    assert files is not None and files.token == "env-token"  # the variable wins, as before
