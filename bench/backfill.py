@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,9 @@ from sqlalchemy.engine import make_url
 from schema.urls import create_engine, libpq_url
 from scsync.devdb import admin_url, new_database
 
-JWT_SECRET = "bench-secret-of-at-least-thirty-two-bytes"
+if __package__ in (None, ""):  # run as a file: bench/ is on the path, the repository not
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._cloud_api import JWT_SECRET, CloudApi
 
 
 def seed(local_url: str, rows: int) -> None:
@@ -67,50 +68,6 @@ def register(cloud_url: str) -> None:
             register_site(conn, "bench-site")  # site 1
     finally:
         engine.dispose()
-
-
-def start_cloud_api(stack: ExitStack, cloud_url: str, workdir: Path) -> str:
-    """The cloud API as its own process (as bench/replication.py starts it); its base
-    URL once /health answers."""
-    import urllib.request
-
-    from scsync.embedded_pg import free_port
-
-    port = free_port()
-    config = workdir / "cloud-api.toml"
-    config.write_text(
-        f"db_url = {json.dumps(cloud_url)}\njwt_secret = {json.dumps(JWT_SECRET)}\n"
-        f'port = {port}\nmount_blobs = false\nlog_level = "WARNING"\n',
-        encoding="utf-8",
-    )
-    log = stack.enter_context(open(workdir / "cloud-api.log", "wb"))  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scsync", "api", "run", "--side", "cloud", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-
-    def stop() -> None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    stack.callback(stop)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2):
-                return url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the cloud API did not start ({workdir}/cloud-api.log)"
-                ) from None
-            time.sleep(0.2)
 
 
 def run_scsync(local_url: str, api_url: str) -> tuple[float, float]:
@@ -211,7 +168,7 @@ def main() -> None:
         native_target = new_database(stack, admin, f"bench_bf_native_{pid}", "cloud", 5, None)
         register(cloud)
         workdir = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
-        api_url = start_cloud_api(stack, cloud, workdir)
+        api_url = CloudApi(stack, cloud, workdir, log_level="WARNING").url
         seed(local, rows)
         native_s = run_native(local, native_target, rows)
         scsync_s, peak_mb = run_scsync(local, api_url)

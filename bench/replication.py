@@ -46,6 +46,10 @@ from schema import db as schema_db
 from schema import migrate
 from schema.urls import create_engine, libpq_url
 
+if __package__ in (None, ""):  # run as a file: bench/ is on the path, the repository not
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._cloud_api import JWT_SECRET, CloudApi
+
 DESCRIPTION = "x" * 1000  # ~1 KB per image row
 BATCH = 1000
 SETTLE_S = 1.0  # between the throughput and the latency step, for both peers
@@ -112,48 +116,6 @@ def setup_scsync(a: Any, b: Any) -> tuple[str, str]:
             "FOR EACH ROW EXECUTE FUNCTION bench_stamp()"
         )
     return local_url, cloud_url
-
-
-JWT_SECRET = "bench-secret-of-at-least-thirty-two-bytes"
-
-
-def start_cloud_api(stack: ExitStack, cloud_url: str, workdir: Path) -> str:
-    """The cloud API as its own process; its base URL once /health answers."""
-    import urllib.request
-
-    from scsync.embedded_pg import free_port
-
-    port = free_port()
-    config = workdir / "cloud-api.toml"
-    config.write_text(
-        f"db_url = {json.dumps(cloud_url)}\njwt_secret = {json.dumps(JWT_SECRET)}\n"
-        f"port = {port}\nmount_blobs = false\n",
-        encoding="utf-8",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scsync", "api", "run", "--side", "cloud", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / "cloud-api.log", "wb"),  # noqa: SIM115
-    )
-
-    def stop() -> None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-    stack.callback(stop)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2):
-                return url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the cloud API did not start (cloud-api.log)") from None
-            time.sleep(0.2)
 
 
 def start_replicator(local_url: str, api_url: str, workdir: Path) -> subprocess.Popen[bytes]:
@@ -289,7 +251,7 @@ def bench_scsync(
 ) -> dict[str, float]:
     local_url, cloud_url = setup_scsync(a, b)
     stack = ExitStack()
-    api_url = start_cloud_api(stack, cloud_url, workdir)
+    api_url = CloudApi(stack, cloud_url, workdir).url
     with psycopg.connect(libpq_url(local_url), autocommit=True) as c:
         row = c.execute(
             "INSERT INTO patients (site_id, patient_code, name) VALUES (1, 'P', 'bench') "

@@ -48,7 +48,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -59,7 +58,10 @@ from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
-SECRET = "bench-sites-secret-0123456789abcdef-0123456789"
+if __package__ in (None, ""):  # run as a file: bench/ is on the path, the repository not
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._cloud_api import JWT_SECRET, CloudApi
+
 APP_NAME = "bench-sites"  # this benchmark's own connections, not counted as the API's
 HOLD_S = 25.0  # the replicator's long-poll hold (daemon.py: min(25, op_timeout_s / 2))
 QUICK_HOLD_S = 4.0  # --quick: so that its short idle window still sees every site re-poll
@@ -333,46 +335,11 @@ def machine_busy_s() -> tuple[float, float]:
     return (total - idle) / hz, total / hz
 
 
-class Api:
-    """The cloud API process: its CPU ticks and memory from /proc."""
+class Api(CloudApi):
+    """The cloud API process (bench/_cloud_api.py): its CPU ticks and memory from /proc."""
 
     def __init__(self, stack: ExitStack, cloud_url: str, workdir: Path, pool_max: int) -> None:
-        from scsync.embedded_pg import free_port
-
-        port = free_port()
-        config = workdir / "cloud-api.toml"
-        config.write_text(
-            f"db_url = {json.dumps(cloud_url)}\njwt_secret = {json.dumps(SECRET)}\n"
-            f"port = {port}\nmount_blobs = false\npool_max = {pool_max}\n",
-            encoding="utf-8",
-        )
-        config.chmod(0o600)
-        self.log = workdir / "cloud-api.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scsync", "api", "run", "--side", "cloud", "--config", config],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.log, "wb"),  # noqa: SIM115
-        )
-        stack.callback(self.stop)
-        self.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2):
-                    break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the cloud API did not start ({self.log})") from None
-                time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        super().__init__(stack, cloud_url, workdir, pool_max=pool_max)
 
     def cpu_s(self) -> float:
         return cpu_s(self.proc.pid)
@@ -604,7 +571,7 @@ def register(url: str, n: int) -> list[dict[str, Any]]:
         {
             "id": c.site_id,
             "node": c.node_id,
-            "token": site_token(SECRET, c.site_id, ttl_s=24 * 3600),
+            "token": site_token(JWT_SECRET, c.site_id, ttl_s=24 * 3600),
             "active": False,
         }
         for c in creds
