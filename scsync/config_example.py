@@ -35,7 +35,10 @@ HELP: Final[dict[str, str]] = {
     "refused within this many seconds, at most 30",
     "client_max_size": "largest request body accepted (bytes); larger gets 413",
     "pool_min": "database connections kept open",
-    "pool_max": "database connections at most",
+    "pool_max": (
+        "connections per pool at most (cloud: two pools, the app's and lockd's,"
+        " which the sync endpoints share)"
+    ),
     "ws_queue_size": "events queued per WebSocket client before it is disconnected as slow",
     "ws_replay_limit": "events replayed to a reconnecting client (last_event_id) at most",
     "ws_heartbeat_s": "WebSocket ping period (seconds)",
