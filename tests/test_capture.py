@@ -214,3 +214,23 @@ def test_cloud_capture_marks_origin_cloud(cloud_db: TestDatabase) -> None:
         conn.execute("INSERT INTO doctors (site_id, name) VALUES (7, 'Dr. Cloud')")
         conn.commit()
         assert [(r[2], r[4]) for r in _outbox(conn)] == [(7, "cloud")]
+
+
+def test_a_legacy_insert_without_site_is_the_sites_own(
+    local_db: TestDatabase, cloud_db: TestDatabase
+) -> None:
+    """A legacy application's plain INSERT names no site_id: on a site's database it
+    gets the site that `scsync db set-node --site-id` recorded, and crosses like any
+    row; on the cloud, which has no site of its own, it is still refused."""
+    import psycopg
+
+    with local_db.connect() as conn:
+        row = conn.execute(
+            "INSERT INTO patients (patient_code, name) VALUES ('L-1', 'Legacy') RETURNING id,"
+            " site_id"
+        ).fetchone()
+        conn.commit()
+        assert row is not None and row[1] == local_db.site_id == 1
+        assert [(r[0], r[1], r[2]) for r in _outbox(conn)] == [("patients", row[0], 1)]
+    with cloud_db.connect() as conn, pytest.raises(psycopg.errors.NotNullViolation):
+        conn.execute("INSERT INTO patients (patient_code, name) VALUES ('L-2', 'Legacy')")

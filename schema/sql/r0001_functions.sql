@@ -87,7 +87,8 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- ---------------------------------------------------------------------------
--- BEFORE INSERT OR UPDATE: stamp revision and updated_at on content changes.
+-- BEFORE INSERT OR UPDATE: stamp revision and updated_at on content changes; an insert
+-- without a site gets this database's site (a site's local database only).
 CREATE FUNCTION scsync_stamp_revision() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -97,6 +98,12 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         NEW.revision := scsync_snowflake();
         NEW.updated_at := clock_timestamp();
+        -- A legacy application's plain INSERT names no site: on a site's database it is
+        -- that site's (scsync db set-node --site-id). The cloud has no site of its own:
+        -- there the NOT NULL constraint still refuses it.
+        IF NEW.site_id IS NULL THEN
+            NEW.site_id := (SELECT n.site_id FROM scsync_node n);
+        END IF;
         RETURN NEW;
     END IF;
     IF (to_jsonb(NEW) - scsync_bookkeeping_columns())
