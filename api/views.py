@@ -38,10 +38,9 @@ from api.records import (
     refuse_account_write,
     row_to_json,
     table_spec,
-    table_specs,
     to_json_value,
 )
-from schema import conflicts
+from schema import conflicts, scope_policy
 from schema.auth import Principal, issue_token, site_token
 from schema.sql import statement
 from schema.tables import metadata_for
@@ -724,55 +723,25 @@ async def get_policy(request: web.Request) -> web.Response:
     return ok(_policy_json(row))
 
 
-def _string_list(body: dict[str, Any], key: str, allowed: tuple[str, ...] | None) -> list[str]:
-    value = body.get(key, [])
-    if not isinstance(value, list) or not all(
-        isinstance(v, str) and v and "\x00" not in v for v in value
-    ):
-        raise ValidationFailed(f"{key} must be a list of names", field=key)
-    if allowed is not None:
-        for v in value:
-            if v not in allowed:
-                raise ValidationFailed(f"{key}: {v!r} is not a synced table", field=key)
-    return list(dict.fromkeys(value))
-
-
 async def put_policy(request: web.Request) -> web.Response:
     """Store the site's sync scope (what crosses from now on). Applying the old-data
     option to records already in the cloud is `scsync policy set` (docs/files.md)."""
     p = principal(request)
     require_admin(p)
     body = await read_object(request)
-    allowed_keys = {"mode", "tables", "modalities", "since_date", "last_days", "old_data"}
-    extra = set(body) - allowed_keys
-    if extra:
-        raise ValidationFailed(f"unknown field {sorted(extra)[0]!r}", field=sorted(extra)[0])
-    mode = body.get("mode", "all")
-    if mode not in ("all", "selective"):
-        raise ValidationFailed("mode must be all or selective", field="mode")
-    old_data = body.get("old_data", "keep")
-    if old_data not in ("keep", "delete", "backup"):
-        raise ValidationFailed("old_data must be keep, delete or backup", field="old_data")
-    last_days = body.get("last_days")
-    if last_days is not None and (
-        isinstance(last_days, bool) or not isinstance(last_days, int) or not 0 < last_days < 2**31
-    ):
-        raise ValidationFailed("last_days must be a positive integer or null", field="last_days")
-    since = body.get("since_date")
-    since_date = None
-    if since is not None:
-        try:
-            since_date = dt.date.fromisoformat(str(since))
-        except ValueError:
-            raise ValidationFailed("since_date must be YYYY-MM-DD", field="since_date") from None
-    tables = tuple(table_specs(request.app[state.SETTINGS].side))
+    # The one validation `scsync policy set` uses too (schema/scope_policy.py).
+    try:
+        policy = scope_policy.from_json(body)
+    except scope_policy.PolicyInvalid as exc:
+        raise ValidationFailed(str(exc), field=exc.field) from exc
+    mode = policy.mode
     params = {
-        "mode": mode,
-        "tables": Jsonb(_string_list(body, "tables", tables)),
-        "modalities": Jsonb(_string_list(body, "modalities", None)),
-        "since_date": since_date,
-        "last_days": last_days,
-        "old_data": old_data,
+        "mode": policy.mode,
+        "tables": Jsonb(list(policy.tables)),
+        "modalities": Jsonb(list(policy.modalities)),
+        "since_date": policy.since_date,
+        "last_days": policy.last_days,
+        "old_data": policy.old_data,
     }
     async with store.transaction(request.app[state.POOL]) as conn:
         row = await store.fetch_one(conn, store.q("api_policy_put"), params)

@@ -26,8 +26,8 @@ from psycopg.rows import namedtuple_row
 from replicator.files.errors import RecordNotFound
 from replicator.files.localdb import LocalDb
 from replicator.files.ondemand import OnDemand
-from replicator.files.policy import FILE_TABLES
 from replicator.files.transfer import Transfer, store_path
+from schema.scope_policy import FILE_TABLES
 from schema.sql import query
 
 log = logging.getLogger(__name__)

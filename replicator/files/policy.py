@@ -22,61 +22,29 @@ login on the cloud database, and the cloud refuses a record of another site.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Table, update
 
 from replicator.files.errors import PolicyError, RecordNotFound
+from schema import scope_policy
+from schema.scope_policy import FILE_TABLES, OldData, ScopePolicy
 from schema.sql import statement
 from schema.tables import SYNCED_TABLES, metadata_for
 
 if TYPE_CHECKING:
     from replicator.files.cloud import FilesCloud
 
-FILE_TABLES: Final = tuple(t for t, col in SYNCED_TABLES.items() if col is not None)
-Mode = Literal["all", "selective"]
-OldData = Literal["keep", "delete", "backup"]
-
-
-@dataclass(frozen=True)
-class ScopePolicy:
-    mode: Mode = "all"
-    tables: tuple[str, ...] = ()
-    modalities: tuple[str, ...] = ()
-    since_date: dt.date | None = None
-    last_days: int | None = None
-    old_data: OldData = "keep"
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "tables": list(self.tables),
-            "modalities": list(self.modalities),
-            "since_date": self.since_date.isoformat() if self.since_date else None,
-            "last_days": self.last_days,
-            "old_data": self.old_data,
-        }
-
 
 def validate(policy: ScopePolicy) -> ScopePolicy:
-    if policy.mode not in ("all", "selective"):
-        raise PolicyError(f"mode must be 'all' or 'selective', not {policy.mode!r}")
-    unknown = sorted(set(policy.tables) - set(FILE_TABLES))
-    if unknown:
-        raise PolicyError(
-            f"unknown file table(s) {', '.join(unknown)}; use {', '.join(FILE_TABLES)}"
-        )
-    if policy.last_days is not None and policy.last_days <= 0:
-        raise PolicyError("last N days must be a positive number")
-    if policy.old_data not in ("keep", "delete", "backup"):
-        raise PolicyError(
-            f"old-data option must be keep, delete or backup, not {policy.old_data!r}"
-        )
-    return policy
+    """schema.scope_policy's validation (the API's too), as this package's error."""
+    try:
+        return scope_policy.validate(policy)
+    except scope_policy.PolicyInvalid as exc:
+        raise PolicyError(str(exc)) from exc
 
 
 def get_policy(conn: Connection) -> ScopePolicy:

@@ -33,8 +33,8 @@ from replicator.files.cloud import FilesCloud
 from replicator.files.errors import FilesError, RecordNotFound
 from replicator.files.lane import FileLane
 from replicator.files.localdb import LocalDb
-from replicator.files.policy import FILE_TABLES
 from replicator.files.transfer import BlobApi, DbJournal, Transfer, TransferConfig
+from schema.scope_policy import FILE_TABLES
 from schema.sql import query
 from schema.urls import sqlalchemy_url
 

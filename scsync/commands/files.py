@@ -192,6 +192,7 @@ def _policy_show(args: argparse.Namespace) -> int:
 
 def _policy_set(args: argparse.Namespace) -> int:
     from replicator.files import policy
+    from schema.scope_policy import ScopePolicy
     from schema.urls import create_engine
 
     local_url = _need(args, "local_url")
@@ -202,7 +203,7 @@ def _policy_set(args: argparse.Namespace) -> int:
     try:
         with engine.begin() as conn:
             current = policy.get_policy(conn)
-            new = policy.ScopePolicy(
+            new = ScopePolicy(
                 mode=args.mode or current.mode,
                 tables=_split(args.tables, current.tables),
                 modalities=_split(args.modalities, current.modalities),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.api.conftest import Api, auth, ctoken, token
 
 
@@ -242,6 +244,36 @@ async def test_sync_policy_get_and_set(local_api: Api) -> None:
     assert stored == ("selective", ["CT"])
     resp = await c.put("/v1/sync/policy", json={"tables": ["nope"]}, headers=auth(admin))
     assert resp.status == 400 and (await resp.json())["field"] == "tables"
+
+
+async def test_the_api_and_the_cli_accept_and_refuse_the_same_policies(local_api: Api) -> None:
+    """One validation (schema/scope_policy.py): a table that bears no file is refused by
+    PUT /v1/sync/policy as by `scsync policy set` (the API took ["patients"], which left
+    every blob out of scope), and a bad value is named by its field."""
+    from replicator.files import policy
+    from replicator.files.errors import PolicyError
+    from schema.scope_policy import ScopePolicy
+
+    c, admin = local_api.client, token("admin", name="root")
+    refused: list[tuple[dict[str, Any], str]] = [
+        ({"mode": "selective", "tables": ["patients"]}, "tables"),
+        ({"mode": "some"}, "mode"),
+        ({"last_days": 0}, "last_days"),
+        ({"old_data": "shred"}, "old_data"),
+    ]
+    for body, field in refused:
+        resp = await c.put("/v1/sync/policy", json=body, headers=auth(admin))
+        got = await resp.json()
+        assert resp.status == 400 and got["field"] == field, (body, got)
+        with pytest.raises(PolicyError):
+            kwargs: dict[str, Any] = {
+                k: tuple(v) if isinstance(v, list) else v for k, v in body.items()
+            }
+            policy.validate(ScopePolicy(**kwargs))
+    body = {"mode": "selective", "tables": ["images"], "last_days": 30}
+    resp = await c.put("/v1/sync/policy", json=body, headers=auth(admin))
+    assert resp.status == 200, await resp.json()
+    assert policy.validate(ScopePolicy(mode="selective", tables=("images",), last_days=30))
 
 
 async def test_on_demand_fetch_of_a_remote_file(cloud_api: Api) -> None:

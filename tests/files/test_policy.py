@@ -21,6 +21,7 @@ from replicator.files.cloud import FilesCloud
 from replicator.files.errors import PolicyError
 from replicator.files.transfer import BlobApi, DbJournal, Transfer
 from schema.auth import site_token
+from schema.scope_policy import ScopePolicy
 from tests.files.conftest import SECRET, BlobServer
 from tests.files.helpers import add_image, add_patient, fetch, urandom_file
 from tests.pg import TestDatabase
@@ -55,7 +56,7 @@ def _scope(tdb: TestDatabase, table: str, rid: int) -> bool:
 
 def _set(tdb: TestDatabase, **kw: Any) -> None:
     with tdb.engine.begin() as conn:
-        policy.set_policy(conn, policy.ScopePolicy(**kw))
+        policy.set_policy(conn, ScopePolicy(**kw))
 
 
 def test_each_selector(local_db: TestDatabase) -> None:
@@ -97,7 +98,7 @@ def test_each_selector(local_db: TestDatabase) -> None:
     _set(local_db, mode="all")
     assert scoped() == everything
     with pytest.raises(PolicyError), local_db.engine.begin() as conn:
-        policy.set_policy(conn, policy.ScopePolicy(mode="selective", tables=("patients",)))
+        policy.set_policy(conn, ScopePolicy(mode="selective", tables=("patients",)))
 
 
 def test_policy_cli_show_and_set(local_db: TestDatabase) -> None:
