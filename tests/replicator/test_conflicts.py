@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from replicator.lane import Lane
 from schema import conflicts
 from schema.urls import create_engine
+from tests.pg import TestDatabase
 from tests.world import World, rows, sync
 
 
@@ -179,9 +181,60 @@ async def test_redelivered_batch_is_a_duplicate_not_a_conflict(world: World) -> 
         ("D", 5, 3, 8, False, "conflict"),
     ],
 )
-def test_decide_follows_the_spec(
-    op: Any, revision: int, base: int | None, dest: int | None, in_history: bool, expected: str
+def test_the_apply_rule_in_sql_follows_the_spec(
+    cloud_db: TestDatabase,
+    op: Any,
+    revision: int,
+    base: int | None,
+    dest: int | None,
+    in_history: bool,
+    expected: str,
 ) -> None:
+    """Each case of the SPEC's table through the apply that production runs
+    (scsync_replicator_apply, at a cloud destination set up as the case says), and the
+    Python statement of the rule (schema.conflicts.decide) held to the same answer."""
+    row_id = 7
+    with cloud_db.connect() as c:
+        c.execute("SELECT set_config('scsync.replicating', 'on', true)")
+        if dest is not None:
+            c.execute(
+                "INSERT INTO patients (id, site_id, name, patient_code, revision,"
+                " synced_revision) VALUES (%s, 1, 'dest', 'p', %s, %s)",
+                (row_id, dest, dest),
+            )
+        if in_history:
+            c.execute(
+                "INSERT INTO scsync_history (table_name, row_id, site_id, revision,"
+                " version_major, version_minor, op, row_data, origin)"
+                " VALUES ('patients', %s, 1, %s, 1, 0, 'U', '{}', 'replicated')"
+                " ON CONFLICT DO NOTHING",
+                (row_id, revision),
+            )
+        content = {
+            "id": row_id,
+            "site_id": 1,
+            "name": "sent",
+            "patient_code": "p",
+            "revision": revision,
+        }
+        batch = [
+            {
+                "ord": 1,
+                "table_name": "patients",
+                "row_id": row_id,
+                "op": "U" if op == "I" else op,
+                "revision": revision,
+                "base": base,
+                "row_data": None if op == "D" else content,
+                "resolution": None,
+            }
+        ]
+        got = c.execute(
+            "SELECT outcome FROM scsync_replicator_apply('cloud', %s, %s)",
+            (json.dumps({"patients": list(content)}), json.dumps(batch)),
+        ).fetchall()
+        c.rollback()
+    assert [r[0] for r in got] == [expected]
     assert (
         conflicts.decide(
             op=op, revision=revision, base=base, dest_revision=dest, in_dest_history=in_history
