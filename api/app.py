@@ -155,7 +155,8 @@ async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
     else:
         tasks.append(
             asyncio.create_task(
-                listen(conninfo, pool, hub.dispatch, ready=ready), name="api-listen"
+                listen(conninfo, pool, hub.dispatch, ready=ready, unheard=hub.unheard),
+                name="api-listen",
             )
         )
     missing = relay_missing(settings)

@@ -187,6 +187,14 @@ class Hub:
     def remove(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
 
+    def unheard(self, newest_id: int) -> bool:
+        """No subscriber here: the events up to ``newest_id`` need not be read; the
+        resume point a new client's hello reports still moves on."""
+        if self.subscribers:
+            return False
+        self.last_id = max(self.last_id, newest_id)
+        return True
+
     def dispatch(self, ev: Event) -> None:
         if ev.id in self._seen:
             return
@@ -204,18 +212,23 @@ class Hub:
                     sub.offer(text)
 
 
-async def events_from_notifications(pool: store.Pool, payloads: list[str]) -> list[Event]:
-    """The events a batch of notifications names, read from the event log in one query.
-
-    A notification carries the event's id and nothing else: any session of the database
-    may LISTEN, so a token, a lease id or a record's content never travels there. What
-    a client then gets is decided on the row read here (its site_id: Subscriber.matches)."""
+def _ids(payloads: list[str]) -> list[int]:
     ids: list[int] = []
     for payload in payloads:
         try:
             ids.append(int(json.loads(payload)["id"]))
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed event notification")
+    return ids
+
+
+async def events_from_notifications(pool: store.Pool, payloads: list[str]) -> list[Event]:
+    """The events a batch of notifications names, read from the event log in one query.
+
+    A notification carries the event's id and nothing else: any session of the database
+    may LISTEN, so a token, a lease id or a record's content never travels there. What
+    a client then gets is decided on the row read here (its site_id: Subscriber.matches)."""
+    ids = _ids(payloads)
     if not ids:
         return []
     async with store.db_errors(), pool.connection() as conn:
@@ -262,9 +275,15 @@ async def listen(
     ready: asyncio.Event | None = None,
     probe_s: float = 5.0,
     retry_s: float = 1.0,
+    unheard: Callable[[int], bool] | None = None,
 ) -> None:
     """LISTEN on the event channel for ever; reconnect on failure and catch up by id
-    from the last event seen, so a listener outage loses nothing (up to 10,000)."""
+    from the last event seen, so a listener outage loses nothing (up to 10,000).
+
+    ``unheard(newest_id)``: True when nobody would get the events (no subscriber); the
+    events are then not read from the log at all, the callee only learns the newest id
+    (its resume point). Replicated rows make an event each: reading them for nobody cost
+    the cloud API a query per notification batch beside every sync request."""
     last_id: int | None = None
     while True:
         try:
@@ -286,7 +305,12 @@ async def listen(
                         # A quiet period: prove the connection is alive.
                         await conn.execute("SELECT 1")
                         continue
-                    for live in await events_from_notifications(pool, _payloads(notes, EVENTS)):
+                    payloads = _payloads(notes, EVENTS)
+                    newest = max(_ids(payloads), default=None)
+                    if newest is not None and unheard is not None and unheard(newest):
+                        last_id = max(last_id, newest)
+                        continue
+                    for live in await events_from_notifications(pool, payloads):
                         last_id = max(last_id, live.id)
                         await _maybe_await(on_event(live))
         except asyncio.CancelledError:

@@ -379,3 +379,38 @@ async def test_events_published_by_other_packages_reach_subscribers(local_api: A
         assert first["site"] == 1 and first["data"]["rows_done"] == 5
         second = await next_of(ws, "sync.progress")
         assert second["site"] == 1 and second["data"]["note"] == big
+
+
+async def test_events_are_not_read_for_nobody_and_a_new_client_still_starts_after_them(
+    local_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no WebSocket client the listener reads no event from the log (a replicated
+    row makes an event each: a read per notification batch for no one), yet the hello
+    of a client that connects later reports the newest id, and live events reach it."""
+    import api.events as events_module
+
+    reads: list[int] = []
+    original = events_module.events_from_notifications
+
+    async def counted(pool: Any, payloads: list[str]) -> list[Event]:
+        reads.append(len(payloads))
+        return await original(pool, payloads)
+
+    monkeypatch.setattr(events_module, "events_from_notifications", counted)
+    hub = local_api.client.app[state.HUB]
+    created = [await local_api.create("doctors", {"name": f"d{i}"}, token()) for i in range(3)]
+    with local_api.db.connect() as conn:
+        newest = conn.execute("SELECT max(id) FROM scsync_api_events").fetchone()
+    assert newest is not None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while hub.last_id < newest[0]:  # the positive marker: the newest id was heard
+        assert loop.time() < deadline, (hub.last_id, newest[0])
+        await asyncio.sleep(0.02)
+    assert reads == [] and created
+    async with local_api.client.ws_connect("/ws", params={"token": token("viewer")}) as ws:
+        assert (await recv(ws))["last_event_id"] == newest[0]
+        await subscribe(ws, site=1)
+        live = await local_api.create("doctors", {"name": "live"}, token())
+        assert (await next_of(ws, "record.changed"))["record_id"] == live["id"]
+    assert reads, "a subscriber's events were not read"
