@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from scsync.cli import main
-
 SECRET = "ops-config-tests-secret-0123456789abcdef"
 GOOD_PG = "postgresql://scsync@127.0.0.1:1/scsync"
 SITE_KEYS: dict[str, object] = {
@@ -66,28 +64,6 @@ def _toml(values: dict[str, object]) -> str:
     import json
 
     return "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
-
-
-@pytest.fixture
-def run(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Callable[[list[str]], tuple[int, str]]:
-    for var in (
-        "SCSYNC_LOCAL_DB_URL",
-        "SCSYNC_CLOUD_DB_URL",
-        "SCSYNC_CLOUD_API_URL",
-        "SCSYNC_SITE_TOKEN",
-        "SCSYNC_SITE_ID",
-        "SCSYNC_API_PORT",
-    ):
-        monkeypatch.delenv(var, raising=False)
-
-    def call(argv: list[str]) -> tuple[int, str]:
-        code = main(argv)
-        captured = capsys.readouterr()
-        return code, (captured.err + captured.out).strip()
-
-    return call
 
 
 def _argv(service: str, config: Path) -> list[str]:

@@ -14,31 +14,10 @@ import psycopg
 import pytest
 
 from schema.config import PLACEHOLDERS
-from scsync.cli import main
 from tests.pg import TestDatabase
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "deploy" / "config"
-
-
-@pytest.fixture
-def run(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Callable[[list[str]], tuple[int, str]]:
-    for var in (
-        "SCSYNC_LOCAL_DB_URL",
-        "SCSYNC_CLOUD_DB_URL",
-        "SCSYNC_SITE_ID",
-        "SCSYNC_JWT_SECRET",
-    ):
-        monkeypatch.delenv(var, raising=False)
-
-    def call(argv: list[str]) -> tuple[int, str]:
-        code = main(argv)
-        captured = capsys.readouterr()
-        return code, (captured.err + captured.out).strip()
-
-    return call
 
 
 def _init(run: Callable[[list[str]], tuple[int, str]], tmp_path: Path, side: str) -> Path:
