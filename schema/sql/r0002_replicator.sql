@@ -19,15 +19,27 @@
 -- ---------------------------------------------------------------------------
 -- The lane functions' scratch tables (the read's keys, the apply's stage) are temp tables
 -- made once per session and emptied per call: made afresh per call, their catalog rows
--- and the replanning they cause cost a one-row read ~7 ms instead of ~1 (measured). One
--- that exists is kept only if it is exactly what the call would make: a plain heap temp
--- table of the caller's, these columns with these types, and nothing that could run code
--- (no trigger, rule, policy, default, index, check, domain, child table). Anything else,
+-- and the replanning they cause cost a one-row read ~7 ms instead of ~1 (measured). Each
+-- is a typed table (CREATE TEMP TABLE ... OF one of these types: its columns are the
+-- type's and cannot be added to), kept only if it is exactly what the call would make:
+-- a plain heap temp table of the caller's, of that type, with nothing that could run
+-- code (no trigger, rule, policy, default, index, check, child table). Anything else,
 -- such as one planted with a trigger, is dropped and made again by the call.
-CREATE FUNCTION scsync_scratch_ok(p_name text, p_columns text) RETURNS boolean
+CREATE TYPE scsync_read_key AS (
+    ord bigint, seqs bigint[], table_name text, row_id bigint, last_op text,
+    last_revision bigint, last_base bigint, source_commit_at timestamptz,
+    present boolean, off boolean, synced_rev bigint, off_seq bigint, held boolean
+);
+CREATE TYPE scsync_stage_row AS (
+    ord bigint, table_name text, row_id bigint, op text, revision bigint, base bigint,
+    row_data jsonb, resolution jsonb, dest_row jsonb, dest_revision bigint, outcome text,
+    conflict_id bigint
+);
+
+CREATE FUNCTION scsync_scratch_ok(p_name text, p_type regtype) RETURNS boolean
 LANGUAGE sql STABLE AS $$
     SELECT coalesce((
-        SELECT c.relkind = 'r' AND c.relpersistence = 't'
+        SELECT c.relkind = 'r' AND c.relpersistence = 't' AND c.reloftype = p_type
                AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
                AND c.relam = (SELECT oid FROM pg_am WHERE amname = 'heap')
                AND NOT c.relhastriggers AND NOT c.relhasrules AND NOT c.relrowsecurity
@@ -36,11 +48,6 @@ LANGUAGE sql STABLE AS $$
                AND NOT EXISTS (SELECT 1 FROM pg_constraint k
                                 WHERE k.conrelid = c.oid AND k.contype <> 'n')
                AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
-               AND (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod),
-                                      ', ' ORDER BY a.attnum)
-                      FROM pg_attribute a
-                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
-                   = p_columns
           FROM pg_class c
          WHERE c.oid = to_regclass('pg_temp.' || p_name)), false)
 $$;
@@ -132,17 +139,9 @@ DECLARE
 BEGIN
     PERFORM scsync_replicator_guard(p_site_id);
     -- The scratch table: this session's own, or made now (scsync_scratch_ok).
-    IF NOT scsync_scratch_ok('scsync_read_keys',
-            'ord bigint, seqs bigint[], table_name text, row_id bigint, last_op text, '
-            'last_revision bigint, last_base bigint, '
-            'source_commit_at timestamp with time zone, present boolean, off boolean, '
-            'synced_rev bigint, off_seq bigint, held boolean') THEN
+    IF NOT scsync_scratch_ok('scsync_read_keys', 'scsync_read_key') THEN
         DROP TABLE IF EXISTS pg_temp.scsync_read_keys;
-        CREATE TEMP TABLE pg_temp.scsync_read_keys (
-            ord bigint, seqs bigint[], table_name text, row_id bigint, last_op text,
-            last_revision bigint, last_base bigint, source_commit_at timestamptz,
-            present boolean, off boolean, synced_rev bigint, off_seq bigint, held boolean
-        ) ON COMMIT DELETE ROWS;
+        CREATE TEMP TABLE pg_temp.scsync_read_keys OF scsync_read_key ON COMMIT DELETE ROWS;
     END IF;
     LOOP
         -- DELETE, not TRUNCATE: a truncate writes the catalog (a new file) every call.
@@ -255,24 +254,14 @@ LANGUAGE plpgsql AS $$
 DECLARE
     n int;
 BEGIN
-    IF NOT scsync_scratch_ok('scsync_stage',
-            'ord bigint, table_name text, row_id bigint, op text, revision bigint, '
-            'base bigint, row_data jsonb, resolution jsonb, dest_row jsonb, '
-            'dest_revision bigint, outcome text, conflict_id bigint') THEN
+    IF NOT scsync_scratch_ok('scsync_stage', 'scsync_stage_row') THEN
         DROP TABLE IF EXISTS pg_temp.scsync_stage;
-        CREATE TEMP TABLE scsync_stage (
-            ord bigint NOT NULL,
-            table_name text NOT NULL,
-            row_id bigint NOT NULL,
-            op text NOT NULL,
-            revision bigint NOT NULL,
-            base bigint,
-            row_data jsonb,
-            resolution jsonb,
-            dest_row jsonb,
-            dest_revision bigint,
-            outcome text,
-            conflict_id bigint
+        CREATE TEMP TABLE pg_temp.scsync_stage OF scsync_stage_row (
+            ord WITH OPTIONS NOT NULL,
+            table_name WITH OPTIONS NOT NULL,
+            row_id WITH OPTIONS NOT NULL,
+            op WITH OPTIONS NOT NULL,
+            revision WITH OPTIONS NOT NULL
         ) ON COMMIT DELETE ROWS;
     END IF;
     -- Per call (a record-by-record apply calls again in the same transaction).

@@ -12,4 +12,6 @@ DROP FUNCTION scsync_replicator_check_keys(jsonb, int);
 DROP FUNCTION scsync_replicator_guard(int);
 DROP FUNCTION scsync_replicator_apply_batch(text, int, text, jsonb, jsonb, bigint[], timestamptz,
                                              text, jsonb);
-DROP FUNCTION scsync_scratch_ok(text, text);
+DROP FUNCTION scsync_scratch_ok(text, regtype);
+DROP TYPE scsync_stage_row;
+DROP TYPE scsync_read_key;
