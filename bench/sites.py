@@ -338,9 +338,6 @@ def machine_busy_s() -> tuple[float, float]:
 class Api(CloudApi):
     """The cloud API process (bench/_cloud_api.py): its CPU ticks and memory from /proc."""
 
-    def __init__(self, stack: ExitStack, cloud_url: str, workdir: Path, pool_max: int) -> None:
-        super().__init__(stack, cloud_url, workdir, pool_max=pool_max)
-
     def cpu_s(self) -> float:
         return cpu_s(self.proc.pid)
 
@@ -706,7 +703,7 @@ def main() -> None:
         t = time.monotonic()
         sites = register(url, n_sites)
         register_s = time.monotonic() - t
-        api = Api(stack, url, workdir, pool_max)
+        api = Api(stack, url, workdir, pool_max=pool_max)
         sampler = Sampler(url, api.url)
         stack.callback(sampler.close)
         time.sleep(settle_s)
