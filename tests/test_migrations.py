@@ -67,7 +67,7 @@ def test_every_synced_table_is_registered_with_its_file_column(
             )
         ).all()
     assert registered == SYNCED_TABLES
-    names = ("scsync_stamp", "scsync_capture", "scsync_capture_upd")
+    names = ("scsync_stamp", "scsync_capture_ins", "scsync_capture_upd", "scsync_capture_del")
     assert {(t, n) for t in SYNCED_TABLES for n in names} == set(triggers)
 
 

@@ -51,6 +51,46 @@ def run_sql_file(filename: str) -> None:
         cursor.close()
 
 
+_CREATE_FUNCTION = re.compile(
+    r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(\w+)\s*\(", re.IGNORECASE | re.MULTILINE
+)
+
+
+def function_definitions(filename: str, *names: str) -> list[str]:
+    """The statements of ``filename`` that define the functions ``names`` (the last
+    one of each name), as ``CREATE OR REPLACE``: a downgrade names the earlier file of a
+    function it restores instead of restating its body (alembic's replaceable objects).
+    KeyError names a function the file does not define."""
+    found: dict[str, str] = {}
+    for stmt in statements(read_sql(filename)):
+        body = sqlparse.format(stmt, strip_comments=True).strip()
+        match = _CREATE_FUNCTION.match(body)
+        if match and match.group(1) in names:
+            found[match.group(1)] = re.sub(
+                r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION",
+                "CREATE OR REPLACE FUNCTION",
+                body,
+                count=1,
+                flags=re.IGNORECASE,
+            )
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise KeyError(f"{filename} defines no function {', '.join(missing)}")
+    return [found[n] for n in names]
+
+
+def restore_functions(filename: str, *names: str) -> None:
+    """Inside a migration: put back the definitions of ``names`` from ``filename``."""
+    from alembic import op
+
+    cursor = op.get_bind().connection.cursor()
+    try:
+        for stmt in function_definitions(filename, *names):
+            cursor.execute(stmt)
+    finally:
+        cursor.close()
+
+
 @functools.cache
 def _queries() -> dict[str, str]:
     files = sorted(
