@@ -37,8 +37,10 @@ SEEN_WINDOW: Final = 20_000
 # application_name of the listening sessions, so an operator (or a test) can find them.
 LISTENER_NAME: Final = "scsync-api-listen"
 RELAY_APP_NAME: Final = "scsync-api-relay"
-# Notifications read from the log in one query at most.
+# Notifications taken in one go (they carry nothing: one read of the log follows).
 NOTIFY_BATCH: Final = 500
+# How often the log is read when nobody woke the listener (a site's legacy writes).
+POLL_S: Final = 0.25
 
 
 @dataclass(frozen=True)
@@ -187,12 +189,13 @@ class Hub:
     def remove(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
 
-    def unheard(self, newest_id: int) -> bool:
+    def unheard(self, newest_id: int | None = None) -> bool:
         """No subscriber here: the events up to ``newest_id`` need not be read; the
         resume point a new client's hello reports still moves on."""
         if self.subscribers:
             return False
-        self.last_id = max(self.last_id, newest_id)
+        if newest_id is not None:
+            self.last_id = max(self.last_id, newest_id)
         return True
 
     def dispatch(self, ev: Event) -> None:
@@ -212,36 +215,11 @@ class Hub:
                     sub.offer(text)
 
 
-def _ids(payloads: list[str]) -> list[int]:
-    ids: list[int] = []
-    for payload in payloads:
-        try:
-            ids.append(int(json.loads(payload)["id"]))
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring a malformed event notification")
-    return ids
-
-
-async def events_from_notifications(pool: store.Pool, payloads: list[str]) -> list[Event]:
-    """The events a batch of notifications names, read from the event log in one query.
-
-    A notification carries the event's id and nothing else: any session of the database
-    may LISTEN, so a token, a lease id or a record's content never travels there. What
-    a client then gets is decided on the row read here (its site_id: Subscriber.matches)."""
-    ids = _ids(payloads)
-    if not ids:
-        return []
-    async with store.db_errors(), pool.connection() as conn:
-        rows = await store.fetch_all(conn, store.q("api_events_get_many"), {"ids": ids})
-    by_id = {int(r["id"]): Event.from_row(r) for r in rows}
-    return [by_id[i] for i in ids if i in by_id]
-
-
 async def _next_notifications(
     conn: psycopg.AsyncConnection[Any], timeout: float
 ) -> list[psycopg.Notify]:
     """Wait up to ``timeout`` for a notification, then take those already arrived too
-    (up to a batch), so a burst of events costs one read of the log, not one each."""
+    (up to a batch), so a burst of wake-ups costs one read of the log, not one each."""
     first = [n async for n in conn.notifies(timeout=timeout, stop_after=1)]
     if not first:
         return first
@@ -249,11 +227,9 @@ async def _next_notifications(
     return first + more
 
 
-def _payloads(notes: list[psycopg.Notify], channel: str) -> list[str]:
-    return [n.payload for n in notes if n.channel == channel]
-
-
 async def events_after(pool: store.Pool, after: int, site: int | None, limit: int) -> list[Event]:
+    """The events after client id ``after`` (a batch row fanned out per record, see
+    ``scsync_api_events_after`` in schema/sql/r0012_lean_capture.sql)."""
     async with store.db_errors(), pool.connection() as conn:
         rows = await store.fetch_all(
             conn, store.q("api_events_after"), {"after": after, "site": site, "limit": limit}
@@ -262,6 +238,7 @@ async def events_after(pool: store.Pool, after: int, site: int | None, limit: in
 
 
 async def max_event_id(pool: store.Pool) -> int:
+    """The newest client event id, a whole batch included (a resume point)."""
     async with store.db_errors(), pool.connection() as conn:
         row = await store.fetch_one(conn, store.q("api_events_max"), {})
     return 0 if row is None else int(row["id"])
@@ -273,17 +250,19 @@ async def listen(
     on_event: Callable[[Event], Awaitable[None] | None],
     *,
     ready: asyncio.Event | None = None,
-    probe_s: float = 5.0,
+    poll_s: float = POLL_S,
     retry_s: float = 1.0,
-    unheard: Callable[[int], bool] | None = None,
+    unheard: Callable[..., bool] | None = None,
 ) -> None:
-    """LISTEN on the event channel for ever; reconnect on failure and catch up by id
-    from the last event seen, so a listener outage loses nothing (up to 10,000).
+    """Follow the event log for ever: read what is new after each wake-up on the
+    channel (a hint without content, sent once per transaction by the code that
+    commits) and every ``poll_s`` (the writes that wake nobody: a legacy application's
+    on a site, a lease event of another instance that was missed). Reconnects on
+    failure and catches up by id, so a listener outage loses nothing (up to 10,000).
 
-    ``unheard(newest_id)``: True when nobody would get the events (no subscriber); the
-    events are then not read from the log at all, the callee only learns the newest id
-    (its resume point). Replicated rows make an event each: reading them for nobody cost
-    the cloud API a query per notification batch beside every sync request."""
+    ``unheard(newest_id=None)``: True when nobody would get the events (no subscriber);
+    the log is then not read, the listener only learns the newest id (its resume point)
+    and tells it back."""
     last_id: int | None = None
     while True:
         try:
@@ -291,28 +270,20 @@ async def listen(
                 conninfo, autocommit=True, application_name=LISTENER_NAME
             ) as conn:
                 await conn.execute(f"LISTEN {EVENTS}")
-                if last_id is None:
-                    last_id = await max_event_id(pool)
-                else:
-                    for ev in await events_after(pool, last_id, None, 10_000):
-                        last_id = max(last_id, ev.id)
-                        await _maybe_await(on_event(ev))
                 if ready is not None:
                     ready.set()
                 while True:
-                    notes = await _next_notifications(conn, probe_s)
-                    if not notes:
-                        # A quiet period: prove the connection is alive.
+                    if last_id is None or (unheard is not None and unheard()):
+                        last_id = await max_event_id(pool)
+                        if unheard is not None:
+                            unheard(last_id)
+                    else:
+                        for ev in await events_after(pool, last_id, None, 10_000):
+                            last_id = max(last_id, ev.id)
+                            await _maybe_await(on_event(ev))
+                    # Notifications or not, the connection must answer within a poll.
+                    if not await _next_notifications(conn, poll_s):
                         await conn.execute("SELECT 1")
-                        continue
-                    payloads = _payloads(notes, EVENTS)
-                    newest = max(_ids(payloads), default=None)
-                    if newest is not None and unheard is not None and unheard(newest):
-                        last_id = max(last_id, newest)
-                        continue
-                    for live in await events_from_notifications(pool, payloads):
-                        last_id = max(last_id, live.id)
-                        await _maybe_await(on_event(live))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -419,24 +390,20 @@ class RabbitBus:
                     await conn.execute(f"LISTEN {OUTBOX}")
                     await self.publish_hint(None)  # hints may have gone unheard meanwhile
                     cursor = await self._relay_cursor(pool)
-                    for ev in await events_after(pool, cursor, None, 10_000):
-                        await self.publish(ev)
-                        cursor = ev.id
-                    await self._advance(pool, cursor)
                     while True:
-                        notes = await _next_notifications(conn, 5.0)
+                        events = await events_after(pool, cursor, None, 10_000)
+                        for ev in events:
+                            await self.publish(ev)
+                            cursor = max(cursor, ev.id)
+                        if events:
+                            await self._advance(pool, cursor)
+                        notes = await _next_notifications(conn, POLL_S)
                         if not notes:
                             await conn.execute("SELECT 1")
-                            continue
-                        for site in {int(p) for p in _payloads(notes, OUTBOX) if p.isdigit()}:
-                            await self.publish_hint(site)
-                        events = _payloads(notes, EVENTS)
-                        if not events:
-                            continue
-                        for live in await events_from_notifications(pool, events):
-                            await self.publish(live)
-                            cursor = max(cursor, live.id)
-                        await self._advance(pool, cursor)
+                        elif any(n.channel == OUTBOX for n in notes):
+                            # A hint names no site: each instance asks the outbox
+                            # about the sites that wait there (api/sync.py).
+                            await self.publish_hint(None)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -445,12 +412,12 @@ class RabbitBus:
                 await asyncio.sleep(retry_s)
 
     async def _relay_cursor(self, pool: store.Pool) -> int:
-        async with store.transaction(pool) as conn:
+        async with store.transaction(pool, wake=False) as conn:
             row = await store.fetch_one(conn, store.q("api_relay_cursor"), {"name": RELAY_NAME})
         return 0 if row is None else int(row["last_event_id"])
 
     async def _advance(self, pool: store.Pool, event_id: int) -> None:
-        async with store.transaction(pool) as conn:
+        async with store.transaction(pool, wake=False) as conn:
             await conn.execute(store.q("api_relay_advance"), {"id": event_id, "name": RELAY_NAME})
 
     async def close(self) -> None:

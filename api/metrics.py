@@ -56,7 +56,7 @@ async def metrics(request: web.Request) -> web.Response:
             [([side], float(hub.last_id or 0))],
         ),
     ]
-    async with store.transaction(app[state.POOL]) as conn:
+    async with store.transaction(app[state.POOL], wake=False) as conn:
         outbox = await _rows(conn, "ops_metrics_outbox")
         cursors = await _rows(conn, "ops_metrics_cursors")
         conflicts = await _rows(conn, "ops_conflicts_by_site")

@@ -33,7 +33,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -84,6 +84,9 @@ class SyncSettings:
     # the cloud database; "bus", the RabbitMQ relay (api/events.py: one listener for
     # all instances), wired by the cloud API through sync_hints().
     outbox_hints: str = "listen"
+    # How often the outbox is asked about the sites that wait when no hint came (the
+    # hints carry no site: the code that commits sends them, the triggers do not).
+    hint_poll_s: float = 1.0
     # A revoked site token is refused within this many seconds (schema/revocation.py).
     revocation_check_s: float = DEFAULT_CHECK_S
 
@@ -116,6 +119,9 @@ class Hints:
         self.instance = uuid.uuid4().hex[:12]
         self.count: dict[int, int] = {}
         self.events: dict[int, asyncio.Event] = {}
+        # The newest outbox seq seen per site, and a wake-up without a site to check.
+        self.heads: dict[int, int] = {}
+        self.asked = asyncio.Event()
 
     def mark(self, site_id: int) -> str:
         return f"{self.instance}:{self.count.get(site_id, 0)}"
@@ -132,11 +138,19 @@ class Hints:
             self.heard(site_id)
 
     def hear(self, site_id: int | None) -> None:
-        """A hint from the bus: one site's, or (None) every site's."""
+        """A hint: one site's, or (None) a change of some site: the outbox is asked
+        which of the sites that wait here have new rows (:func:`_check_outbox`)."""
         if site_id is None:
-            self.all()
+            self.asked.set()
         else:
             self.heard(site_id)
+
+    def moved(self, heads: Iterable[tuple[int, int]]) -> None:
+        """The outbox's newest seq of waiting sites: those that moved are woken."""
+        for site_id, seq in heads:
+            if seq > self.heads.get(site_id, 0):
+                self.heads[site_id] = seq
+                self.heard(site_id)
 
     def event(self, site_id: int) -> asyncio.Event:
         return self.events.setdefault(site_id, asyncio.Event())
@@ -162,6 +176,7 @@ def make_sync_app(settings: SyncSettings, pool: Pool | None = None) -> web.Appli
     app.cleanup_ctx.append(_pool_ctx)
     if settings.outbox_hints == "listen":
         app.cleanup_ctx.append(_listen_ctx)
+    app.cleanup_ctx.append(_check_ctx)
     app.on_shutdown.append(_answer_waits)
     r = app.router
     for lane in ("push", "pull"):
@@ -229,6 +244,35 @@ async def _listen_ctx(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
+async def _check_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_check_outbox(app), name="sync-outbox-check")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+async def _check_outbox(app: web.Application) -> None:
+    """After a hint without a site, and every ``hint_poll_s``: one query for the newest
+    outbox seq of the sites whose long polls wait here; those that moved answer."""
+    settings, hints = app[_SETTINGS], app[_HINTS]
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(hints.asked.wait(), settings.hint_poll_s)
+        hints.asked.clear()
+        waiting = list(hints.events)
+        if not waiting:
+            continue
+        try:
+            async with app[_POOL].connection() as conn:
+                cur = await conn.execute(query("sync_outbox_heads"), {"sites": waiting})
+                hints.moved((int(r[0]), int(r[1])) for r in await cur.fetchall())
+        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
+            log.warning("sync: outbox check: %s", first_line(exc))
+
+
 async def _listen(app: web.Application) -> None:
     """The outbox hints of every site, on one connection of this instance (the API's,
     not a site's); reconnected with backoff."""
@@ -247,8 +291,7 @@ async def _listen(app: web.Application) -> None:
                 hints.all()
                 delay = 0.5
                 async for note in conn.notifies():
-                    if note.payload.isdigit():
-                        hints.heard(int(note.payload))
+                    hints.hear(int(note.payload) if note.payload.isdigit() else None)
             finally:
                 await conn.close()
         except (psycopg.Error, OSError) as exc:

@@ -33,6 +33,7 @@ from replicator.errors import LaneBusy, Refused, Unavailable
 from replicator.lane import BlobGate, Lane, LaneName
 from replicator.metrics import Metrics
 from replicator.settings import Settings
+from schema.sql import query
 
 if TYPE_CHECKING:
     from replicator.files.service import FilesSettings
@@ -182,19 +183,23 @@ class Daemon:
                 await conn.execute("LISTEN scsync_outbox")
                 wake.set()  # hints sent while nobody listened are lost; look once
                 backoff.reset()
+                head = 0
                 while not self._stop.is_set():
-                    heard = False
                     async for note in conn.notifies(
-                        timeout=self.settings.listener_probe_s, stop_after=1
+                        timeout=self.settings.outbox_probe_s, stop_after=1
                     ):
-                        heard = True
-                        if note.channel == _CHANNEL and note.payload == site:
+                        if note.channel == _CHANNEL and note.payload in ("", site):
                             wake.set()
-                    if not heard:
-                        await asyncio.wait_for(
-                            conn.execute("SELECT 1"),
-                            timeout=min(10.0, self.settings.op_timeout_s),
-                        )
+                    # Also the connection's probe: a legacy writer wakes nobody.
+                    cur = await asyncio.wait_for(
+                        conn.execute(query("replicator_outbox_head")),
+                        timeout=min(10.0, self.settings.op_timeout_s),
+                    )
+                    row = await cur.fetchone()
+                    newest = int(str(row[0])) if row is not None else 0
+                    if newest > head:
+                        head = newest
+                        wake.set()
             except (psycopg.Error, OSError, TimeoutError, Unavailable) as exc:
                 delay = backoff.next()
                 log.warning(

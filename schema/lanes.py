@@ -331,6 +331,7 @@ class LaneDb:
             row = await cur.fetchone()
             assert row is not None
             result.batch_id = int(row[0])
+            await conn.execute(query("replicator_wake"))
             await conn.execute(
                 query("replicator_cursor_advance"),
                 {

@@ -85,7 +85,7 @@ HELP: Final[dict[str, str]] = {
     "batch_size": "rows per replicated batch at most",
     "poll_interval_s": "poll the outboxes this often even without a hint (NOTIFY locally, "
     "the cloud API's long poll for the pull lane)",
-    "listener_probe_s": "probe a quiet LISTEN connection after this long",
+    "outbox_probe_s": "look at the site's outbox this often for unannounced changes",
     "op_timeout_s": "one database or cloud API operation may take this long before it is retried",
     "connect_timeout_s": "database and cloud API connect timeout",
     "backoff_initial_s": "first retry delay after a failure (doubles, with jitter)",

@@ -96,33 +96,18 @@ VALUES (%(actor)s, %(side)s, %(site)s, %(action)s, %(table)s, %(row_id)s, %(deta
 SELECT scsync_api_publish(%(site)s, %(type)s, %(table)s, %(row_id)s, %(patient)s,
                           %(payload)s::jsonb) AS id
 
--- Everything after event `after`, plus what committed after it with a lower id: such an
--- event's transaction was running when `after` was inserted, so its txid >= after's
--- horizon (r0007_api_event_horizon.sql). `after`'s own transaction had committed as a
--- whole when the client saw it. An `after` pruned meanwhile: ids above it only.
+-- Everything after client event id `after`, batch rows fanned out per record, late
+-- commits below it included (schema/sql/r0012_lean_capture.sql).
 -- name: api_events_after
-WITH a AS (SELECT txid, horizon FROM scsync_api_events WHERE id = %(after)s)
-SELECT e.id, e.at, e.site_id, e.type, e.table_name, e.row_id, e.patient_id, e.payload
-  FROM scsync_api_events e
- WHERE (e.id > %(after)s
-        OR (e.id < %(after)s
-            AND e.txid >= (SELECT horizon FROM a)
-            AND e.txid <> (SELECT txid FROM a)))
-   AND (%(site)s::int IS NULL OR e.site_id = %(site)s::int)
- ORDER BY e.id
- LIMIT %(limit)s
-
--- name: api_event_get
 SELECT id, at, site_id, type, table_name, row_id, patient_id, payload
-  FROM scsync_api_events WHERE id = %(id)s
+  FROM scsync_api_events_after(%(after)s, %(site)s, %(limit)s)
 
--- The events named by a batch of notifications (which carry ids only).
--- name: api_events_get_many
-SELECT id, at, site_id, type, table_name, row_id, patient_id, payload
-  FROM scsync_api_events WHERE id = ANY(%(ids)s::bigint[])
+-- The end of a write transaction of the API: one wake-up of the listeners.
+-- name: api_wake
+SELECT scsync_wake()
 
 -- name: api_events_max
-SELECT coalesce(max(id), 0) AS id FROM scsync_api_events
+SELECT scsync_api_events_newest() AS id
 
 -- name: api_conflicts_list
 SELECT id, table_name, row_id, site_id, base_revision, local_revision, cloud_revision,

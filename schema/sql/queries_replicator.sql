@@ -51,12 +51,21 @@ SELECT set_config('scsync.replicating', 'on', true)
 SELECT ord, table_name, row_id, outcome, revision, conflict::text
   FROM scsync_replicator_apply(%(side)s, %(columns)s::jsonb, %(batch)s::jsonb, %(only_ord)s)
 
+-- The apply wakes the destination's listeners once (its records' events).
 -- name: replicator_apply_batch
-SELECT ord, table_name, row_id, outcome, revision, conflict, batch_id
+SELECT b.ord, b.table_name, b.row_id, b.outcome, b.revision, b.conflict, b.batch_id
   FROM scsync_replicator_apply_batch(%(lane)s, %(site_id)s, %(side)s, %(columns)s::jsonb,
                                      %(seqs)s::jsonb, %(forget)s::bigint[],
                                      %(source_commit_at)s, %(peer_schema_revision)s,
-                                     %(batch)s::jsonb)
+                                     %(batch)s::jsonb) b
+ CROSS JOIN (SELECT scsync_wake()) w
+
+-- The newest seq of a site's outbox (the replicator's probe for unannounced writes).
+-- name: replicator_outbox_head
+SELECT coalesce(max(seq), 0) FROM scsync_outbox
+
+-- name: replicator_wake
+SELECT scsync_wake()
 
 -- name: replicator_constraints_immediate
 SET CONSTRAINTS ALL IMMEDIATE
@@ -95,8 +104,9 @@ SELECT t, id FROM scsync_replicator_outbox_keys(%(seqs)s::bigint[])
 -- name: replicator_recover_rows
 SELECT scsync_replicator_recover_rows(%(keys)s::jsonb)::text
 
+-- The ack wakes the source's listeners once (the sync badges of its records).
 -- name: replicator_ack
-SELECT scsync_replicator_ack(%(lane)s, %(seqs)s, %(rows)s::jsonb)
+SELECT scsync_replicator_ack(%(lane)s, %(seqs)s, %(rows)s::jsonb), scsync_wake()
 
 -- name: replicator_park
 SELECT scsync_replicator_park(%(lane)s, %(table_name)s, %(row_id)s, %(site_id)s,
@@ -117,6 +127,11 @@ SELECT lane, table_name, row_id, revision, reason, attempts, first_failed_at, ne
 SELECT lane, site_id, last_batch_id, last_applied_at, last_source_commit_at, rows_applied,
        peer_schema_revision
   FROM scsync_replication_cursor WHERE site_id = %(site_id)s ORDER BY lane
+
+-- The newest outbox seq of the sites whose long polls wait (api/sync.py).
+-- name: sync_outbox_heads
+SELECT site_id, max(seq) FROM scsync_outbox
+ WHERE site_id = ANY(%(sites)s::int[]) GROUP BY site_id
 
 -- name: sync_begin
 -- First statement of every transaction the cloud API runs for a site (api/sync.py):

@@ -68,7 +68,7 @@ async def test_twenty_saves_back_to_back_with_the_replicator_running(
     world: World, opened: tuple[Api, str, int]
 ) -> None:
     local, session, pid = opened
-    daemon = Daemon(world.site1.settings(poll_interval_s=0.05, listener_probe_s=1.0))
+    daemon = Daemon(world.site1.settings(poll_interval_s=0.05))
     running = asyncio.create_task(daemon.serve())
     try:
         versions = []

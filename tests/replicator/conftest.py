@@ -30,7 +30,6 @@ class Replicators:
             "cloud_api_url": site.cloud_api_url,
             "site_token": site.token,
             "poll_interval_s": 1.0,
-            "listener_probe_s": 2.0,
             "op_timeout_s": 10.0,
             "connect_timeout_s": 3,
             "backoff_initial_s": 0.2,

@@ -35,7 +35,6 @@ def test_partition_heals_without_a_manual_step(world: World, replicators: Replic
             world.site1,
             cloud_api_url=f"http://127.0.0.1:{proxy.port}",
             op_timeout_s=3.0,
-            listener_probe_s=1.0,
         )
         _write(world, "before", 20)
         wait_until(lambda: len(rows(world.site1.local, "patients")) == 40, 20, "first sync")
