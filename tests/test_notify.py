@@ -1,6 +1,11 @@
-"""The outbox wake-up hint: sent on commit, never before, never for rolled-back work."""
+"""Wake-ups: no trigger notifies (a NOTIFY serialises every committing transaction on one
+cluster-wide lock); the code that commits calls scsync_wake(), one hint per transaction
+and channel, on commit only. Absence is checked after a marker notification sent once the
+write committed: notifications arrive in commit order, so nothing can come after it."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -8,37 +13,65 @@ from tests.pg import TestDatabase
 
 pytestmark = pytest.mark.dblevel
 
-
-def _drain(listener: object, timeout: float) -> list[tuple[str, str]]:
-    return [
-        (n.channel, n.payload)
-        for n in listener.notifies(timeout=timeout, stop_after=10)  # type: ignore[attr-defined]
-    ]
+CHANNELS = ("scsync_outbox", "scsync_api_events", "scsync_lease")
 
 
-def test_listen_receives_hint_after_commit_and_not_before(local_db: TestDatabase) -> None:
-    with local_db.connect(autocommit=True) as listener, local_db.connect() as writer:
-        listener.execute("LISTEN scsync_outbox")
+def _until_marker(listener: Any, db: TestDatabase) -> list[tuple[str, str]]:
+    """Every notification up to the marker, which is sent now (after what was written)."""
+    with db.connect(autocommit=True) as marker:
+        marker.execute("NOTIFY scsync_test_marker")
+    heard: list[tuple[str, str]] = []
+    for n in listener.notifies(timeout=10.0):
+        if n.channel == "scsync_test_marker":
+            return heard
+        heard.append((n.channel, n.payload))
+    raise AssertionError(f"the marker never came; heard {heard}")
+
+
+def _listener(db: TestDatabase) -> Any:
+    conn = db.connect(autocommit=True)
+    for channel in (*CHANNELS, "scsync_test_marker"):
+        conn.execute(f"LISTEN {channel}")
+    return conn
+
+
+@pytest.mark.parametrize("db_name", ["local_db", "cloud_db"])
+def test_no_trigger_notifies(db_name: str, request: pytest.FixtureRequest) -> None:
+    db: TestDatabase = request.getfixturevalue(db_name)
+    with db.connect() as conn:
+        sources = conn.execute(
+            "SELECT DISTINCT t.tgrelid::regclass::text, p.proname"
+            "  FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
+            " WHERE NOT t.tgisinternal AND p.prosrc ILIKE '%notify%'"
+        ).fetchall()
+    assert sources == []
+
+
+def test_writes_of_every_kind_wake_nobody(local_db: TestDatabase) -> None:
+    with _listener(local_db) as listener, local_db.connect() as writer:
         writer.execute("INSERT INTO doctors (site_id, name) VALUES (1, 'Dr. Han')")
+        writer.execute("UPDATE doctors SET name = 'Dr. Han Jr.'")
+        writer.execute("DELETE FROM doctors")
+        writer.commit()
+        assert _until_marker(listener, local_db) == []
+
+
+def test_a_wake_is_one_hint_per_channel_after_commit(local_db: TestDatabase) -> None:
+    with _listener(local_db) as listener, local_db.connect() as writer:
         writer.execute("INSERT INTO doctors (site_id, name) VALUES (1, 'Dr. Yoon')")
-        assert _drain(listener, 0.5) == []  # written, not committed: nothing yet
+        writer.execute("SELECT scsync_wake()")
+        writer.execute("SELECT scsync_wake()")
+        assert _until_marker(listener, local_db) == []  # not committed yet
         writer.commit()
-        # Two rows of one site in one transaction fold into one hint.
-        assert _drain(listener, 2.0) == [("scsync_outbox", "1")]
+        assert sorted(_until_marker(listener, local_db)) == [
+            ("scsync_api_events", ""),
+            ("scsync_outbox", ""),
+        ]
 
 
-def test_rolled_back_write_sends_no_hint(local_db: TestDatabase) -> None:
-    with local_db.connect(autocommit=True) as listener, local_db.connect() as writer:
-        listener.execute("LISTEN scsync_outbox")
+def test_a_rolled_back_wake_sends_nothing(local_db: TestDatabase) -> None:
+    with _listener(local_db) as listener, local_db.connect() as writer:
         writer.execute("INSERT INTO doctors (site_id, name) VALUES (1, 'Dr. Gone')")
+        writer.execute("SELECT scsync_wake()")
         writer.rollback()
-        assert _drain(listener, 0.5) == []
-
-
-def test_replicator_marked_write_sends_no_hint(local_db: TestDatabase) -> None:
-    with local_db.connect(autocommit=True) as listener, local_db.connect() as writer:
-        listener.execute("LISTEN scsync_outbox")
-        writer.execute("SET LOCAL scsync.replicating = 'on'")
-        writer.execute("INSERT INTO doctors (site_id, name, revision) VALUES (1, 'Dr. R', 5)")
-        writer.commit()
-        assert _drain(listener, 0.5) == []
+        assert _until_marker(listener, local_db) == []
