@@ -10,6 +10,10 @@ A cycle = acquire + release; its latency is the sum of the two requests. The sav
 between is timed on its own (``save_p99_ms``). ``acquire_release_per_s`` counts cycles
 completed per second of the distinct-records run (the saves are part of that run).
 
+Then an open loop: cycles started on a fixed schedule (half the closed loop's capacity;
+in the full run at least 500/s), each timed from when it was due; the JSON has the
+offered and the achieved rate beside its p50/p99.
+
 Prints a table, then one JSON line.
 """
 
@@ -324,8 +328,13 @@ def main() -> None:
             n = max(1, runs[name]["cycles"])
             cpu[name] = {k: (after[k] - before[k]) * 1000 / n for k in after}
         distinct, no_save, hot_run = runs["distinct"], runs["no_save"], runs["hot"]
-        # Half the closed loop's capacity, offered on a schedule.
+        # Offered on a schedule: half the closed loop's capacity, and in the full run at
+        # least the issue's 500/s even when that is beyond the capacity (then the achieved
+        # rate falls short and the p99 holds the lateness). --quick keeps to half, so it
+        # stays short and does not flood a machine running other suites.
         open_rate = max(10.0, round(distinct["per_s"] / 2, -1))
+        if not args.quick:
+            open_rate = max(500.0, open_rate)
         opened = uvloop.run(_open_loop(base, records, args.clients, open_rate, seconds))
     floor_p50 = statistics.median(floor)
     rows = [
@@ -388,6 +397,7 @@ def main() -> None:
                 "hot_p99_ms": round(hot_run["p99"], 3),
                 "hot_busy": hot_run["busy"],
                 "open_loop_offered_per_s": open_rate,
+                "open_loop_achieved_per_s": round(opened["per_s"], 1),
                 "open_loop_p50_ms": round(opened["p50"], 3),
                 "open_loop_p99_ms": round(opened["p99"], 3),
                 "cpu_ms_per_cycle": {

@@ -8,20 +8,27 @@ cloud``, on cluster B's database) and the site's replicator (``scsync replicator
 push lane only), which reaches the cloud only through the cloud API's sync endpoints
 with its site token, as in production (the HTTP hop and the API's checks are paid for).
 
-1. throughput: N inserts of ~1 KB image rows in 1,000-row transactions; rows/s from the
-   first insert until the last row is visible at the destination;
-2. latency: single-row updates at 200/s; commit -> visible, stamped on the destination by
-   an ``ENABLE ALWAYS`` trigger (the same machine's clock on both clusters). It starts
-   once each peer has finished step 1's work and SETTLE_S has passed: for scsync that is
-   when the site has recorded every row as synced (the acks and their events, which go
-   on after the rows are visible at the cloud; the time is reported as
-   ``scsync_ack_tail_s``), so the figure is the steady state at 200/s, not the tail of
-   the bulk load (which put p99 at 100+ ms in the first tenth of the updates);
-3. memory: the replicator's peak RSS (VmHWM) while a backlog written with the replicator
+1. insert throughput: N inserts of ~1 KB image rows in 1,000-row transactions; rows/s
+   from the first insert until the last row is visible at the destination;
+2. update throughput: U rows of step 1 (the lowest ids) get a new description in
+   1,000-row transactions (for scsync a content change: a new revision per row,
+   replicated); rows/s from the first update until every updated row shows the new
+   description at the destination (``*_update_rows_per_s``), and the writer alone until
+   its last commit (``update_writer_ratio``);
+3. latency: single-row updates at 200/s; commit -> visible, stamped on the destination by
+   an ``ENABLE ALWAYS`` trigger (the same machine's clock on both clusters);
+4. memory: the replicator's peak RSS (VmHWM) while a backlog written with the replicator
    stopped drains.
 
-Full run: 100,000 rows, 2,000 updates, 1,000,000-row backlog. ``--quick``: 10,000 rows,
-300 updates, 20,000-row backlog. Prints a table, then one JSON line.
+Steps 2 and 3 start once each peer has finished the previous step's work and SETTLE_S
+has passed: for scsync that is when the site has recorded every row as synced (the acks
+and their events, which go on after the rows are visible at the cloud; step 1's tail is
+reported as ``scsync_ack_tail_s``), so a step measures its own load, not the tail of the
+one before (step 1's put the latency p99 at 100+ ms in the first tenth of the updates).
+
+Full run: 100,000 rows, 20,000 updated rows, 2,000 single-row updates, 1,000,000-row
+backlog. ``--quick``: 10,000 rows, 2,000 updated rows, 300 single-row updates,
+20,000-row backlog. Prints a table, then one JSON line.
 """
 
 from __future__ import annotations
@@ -52,7 +59,10 @@ from bench._cloud_api import JWT_SECRET, CloudApi
 
 DESCRIPTION = "x" * 1000  # ~1 KB per image row
 BATCH = 1000
-SETTLE_S = 1.0  # between the throughput and the latency step, for both peers
+SETTLE_S = 1.0  # before the update and the latency step, for both peers
+# The update step's new description: the same size, its end told apart from the inserts'.
+UPDATE_MARKER = "#updated"
+UPDATED_DESCRIPTION = DESCRIPTION[: -len(UPDATE_MARKER)] + UPDATE_MARKER
 NATIVE_TABLE = """
 CREATE TABLE images_plain (
     id bigint PRIMARY KEY, site_id int NOT NULL, patient_id bigint NOT NULL,
@@ -198,6 +208,60 @@ def insert_images(url: str, table: str, rows: int, patient: int, start: int) -> 
                 )
 
 
+def first_ids(url: str, table: str, n: int) -> list[int]:
+    """The n lowest ids of `table`: the update step's rows, one id range at both ends."""
+    with psycopg.connect(libpq_url(url)) as c:
+        rows = c.execute(
+            sql.SQL("SELECT id FROM {} ORDER BY id LIMIT %s").format(sql.Identifier(table)), (n,)
+        ).fetchall()
+    if len(rows) < n:
+        raise RuntimeError(f"{table}: {len(rows)} rows to update, {n} wanted")
+    return [int(r[0]) for r in rows]
+
+
+def update_images(url: str, table: str, ids: list[int]) -> None:
+    """The update step's writer: `ids` in order, BATCH rows a transaction."""
+    with psycopg.connect(libpq_url(url), autocommit=True) as c:
+        for first in range(0, len(ids), BATCH):
+            c.execute(
+                sql.SQL("UPDATE {} SET description = %s WHERE id = ANY(%s)").format(
+                    sql.Identifier(table)
+                ),
+                (UPDATED_DESCRIPTION, ids[first : first + BATCH]),
+            )
+
+
+def wait_updated(url: str, table: str, ids: list[int], timeout: float) -> float:
+    """Until every row of `ids` (the n lowest ids of `table`, so the range ids[0]..ids[-1]
+    holds them and nothing else) shows the update step's description at `url`.
+
+    Counting 20,000 rows of ~1 KB every few ms would take a good share of the 2 cores
+    from the peer being measured, so the poll is a primary-key lookup of the last
+    updated row (every 5 ms: native applies 2,000 rows in well under 100 ms), and the
+    count runs only once that row has arrived (both peers apply in commit order, so it
+    is normally the last), then every 0.2 s until it is complete.
+    """
+    deadline = time.monotonic() + timeout
+    last = sql.SQL("SELECT right(description, %s) = %s FROM {} WHERE id = %s").format(
+        sql.Identifier(table)
+    )
+    updated = sql.SQL(
+        "SELECT count(*) FROM {} WHERE id BETWEEN %s AND %s AND right(description, %s) = %s"
+    ).format(sql.Identifier(table))
+    marker = (len(UPDATE_MARKER), UPDATE_MARKER)
+    with psycopg.connect(libpq_url(url), autocommit=True) as c:
+        while time.monotonic() < deadline:
+            row = c.execute(last, (*marker, ids[-1])).fetchone()
+            if row is None or not row[0]:
+                time.sleep(0.005)
+                continue
+            row = c.execute(updated, (ids[0], ids[-1], *marker)).fetchone()
+            if row is not None and row[0] >= len(ids):
+                return time.monotonic()
+            time.sleep(0.2)
+    raise RuntimeError(f"{table}: {len(ids)} updated rows not visible within {timeout} s")
+
+
 def updates(url: str, table: str, n: int, rate: float) -> dict[str, float]:
     """n single-row updates at `rate`/s; commit wall time per marker."""
     committed: dict[str, float] = {}
@@ -247,7 +311,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def bench_scsync(
-    a: Any, b: Any, rows: int, n_updates: int, backlog: int, workdir: Path
+    a: Any, b: Any, rows: int, n_bulk: int, n_updates: int, backlog: int, workdir: Path
 ) -> dict[str, float]:
     local_url, cloud_url = setup_scsync(a, b)
     stack = ExitStack()
@@ -268,6 +332,13 @@ def bench_scsync(
         t1 = wait_count(cloud_url, "images", rows, 600)
         throughput = rows / (t1 - t0)
         ack_tail = wait_synced(local_url, 600) - t1
+        time.sleep(SETTLE_S)
+        ids = first_ids(local_url, "images", n_bulk)
+        u0 = time.monotonic()
+        update_images(local_url, "images", ids)
+        updated = time.monotonic()
+        u1 = wait_updated(cloud_url, "images", ids, 600)
+        update_ack_tail = wait_synced(local_url, 600) - u1
         time.sleep(SETTLE_S)
         committed = updates(local_url, "images", n_updates, 200.0)
         lat = latencies(cloud_url, committed, 60)
@@ -299,10 +370,13 @@ def bench_scsync(
         "peak_rss_mb": rss,
         "backlog_rows_per_s": backlog_rate,
         "ack_tail_s": ack_tail,
+        "update_rows_per_s": n_bulk / (u1 - u0),
+        "update_writer_rows_per_s": n_bulk / (updated - u0),
+        "update_ack_tail_s": update_ack_tail,
     }
 
 
-def bench_native(a: Any, b: Any, rows: int, n_updates: int) -> dict[str, float]:
+def bench_native(a: Any, b: Any, rows: int, n_bulk: int, n_updates: int) -> dict[str, float]:
     pub_url = create_db(a, "native_pub")
     sub_url = create_db(b, "native_sub")
     with psycopg.connect(libpq_url(pub_url), autocommit=True) as c:
@@ -338,6 +412,12 @@ def bench_native(a: Any, b: Any, rows: int, n_updates: int) -> dict[str, float]:
         t1 = wait_count(sub_url, "images_plain", rows + 1, 600)
         throughput = rows / (t1 - t0)
         time.sleep(SETTLE_S)
+        ids = first_ids(pub_url, "images_plain", n_bulk)
+        u0 = time.monotonic()
+        update_images(pub_url, "images_plain", ids)
+        updated = time.monotonic()
+        u1 = wait_updated(sub_url, "images_plain", ids, 600)
+        time.sleep(SETTLE_S)
         committed = updates(pub_url, "images_plain", n_updates, 200.0)
         lat = latencies(sub_url, committed, 60)
     finally:
@@ -348,6 +428,8 @@ def bench_native(a: Any, b: Any, rows: int, n_updates: int) -> dict[str, float]:
         "insert_rows_per_s": rows / (inserted - t0),
         "p50_ms": pct(lat, 0.5),
         "p99_ms": pct(lat, 0.99),
+        "update_rows_per_s": n_bulk / (u1 - u0),
+        "update_writer_rows_per_s": n_bulk / (updated - u0),
     }
 
 
@@ -355,13 +437,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (< 60 s)")
     args = parser.parse_args()
-    rows, n_updates, backlog = (10_000, 300, 20_000) if args.quick else (100_000, 2_000, 1_000_000)
+    rows, n_bulk, n_updates, backlog = (
+        (10_000, 2_000, 300, 20_000) if args.quick else (100_000, 20_000, 2_000, 1_000_000)
+    )
     with ExitStack() as stack:
         a, b = cluster(stack, "a"), cluster(stack, "b")
         workdir = Path(tempfile.mkdtemp(prefix="scsync-bench-rep-"))
         stack.callback(shutil.rmtree, workdir, True)
-        native = bench_native(a, b, rows, n_updates)
-        ours = bench_scsync(a, b, rows, n_updates, backlog, workdir)
+        native = bench_native(a, b, rows, n_bulk, n_updates)
+        ours = bench_scsync(a, b, rows, n_bulk, n_updates, backlog, workdir)
     ratio = ours["rows_per_s"] / native["rows_per_s"]
     print(f"{'':28}{'scsync push':>14}{'native logical':>16}")
     print(f"{'inserts, rows/s':28}{ours['rows_per_s']:>14,.0f}{native['rows_per_s']:>16,.0f}")
@@ -371,6 +455,14 @@ def main() -> None:
         f"{'  writer alone, rows/s':28}{ours['insert_rows_per_s']:>14,.0f}"
         f"{native['insert_rows_per_s']:>16,.0f}"
     )
+    print(
+        f"{'bulk updates, rows/s':28}{ours['update_rows_per_s']:>14,.0f}"
+        f"{native['update_rows_per_s']:>16,.0f}"
+    )
+    print(
+        f"{'  writer alone, rows/s':28}{ours['update_writer_rows_per_s']:>14,.0f}"
+        f"{native['update_writer_rows_per_s']:>16,.0f}"
+    )
     print(f"{'update visible p50, ms':28}{ours['p50_ms']:>14.1f}{native['p50_ms']:>16.1f}")
     print(f"{'update visible p99, ms':28}{ours['p99_ms']:>14.1f}{native['p99_ms']:>16.1f}")
     print(
@@ -378,8 +470,12 @@ def main() -> None:
         f"{ours['backlog_rows_per_s']:>14,.0f}{'-':>16}"
     )
     print(f"{'acks done after visible, s':28}{ours['ack_tail_s']:>14.2f}{'-':>16}")
+    print(f"{'  after the updates, s':28}{ours['update_ack_tail_s']:>14.2f}{'-':>16}")
     print(f"{'replicator peak RSS, MB':28}{ours['peak_rss_mb']:>14.1f}{'-':>16}")
-    print(f"(rows={rows}, updates={n_updates} at 200/s, backlog={backlog}, cpus={os.cpu_count()})")
+    print(
+        f"(rows={rows}, updated rows={n_bulk}, updates={n_updates} at 200/s, "
+        f"backlog={backlog}, cpus={os.cpu_count()})"
+    )
     print(
         json.dumps(
             {
@@ -395,6 +491,14 @@ def main() -> None:
                 "native_writer_rows_per_s": round(native["insert_rows_per_s"], 1),
                 "writer_ratio": round(ours["insert_rows_per_s"] / native["insert_rows_per_s"], 3),
                 "scsync_ack_tail_s": round(ours["ack_tail_s"], 2),
+                "scsync_update_rows_per_s": round(ours["update_rows_per_s"], 1),
+                "native_update_rows_per_s": round(native["update_rows_per_s"], 1),
+                "update_throughput_ratio": round(
+                    ours["update_rows_per_s"] / native["update_rows_per_s"], 3
+                ),
+                "update_writer_ratio": round(
+                    ours["update_writer_rows_per_s"] / native["update_writer_rows_per_s"], 3
+                ),
             }
         )
     )
