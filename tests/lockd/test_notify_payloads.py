@@ -44,7 +44,7 @@ async def test_another_clinic_listening_sees_ids_only(world: World, manager: Lea
     assert all(set(n) == LEASE_KEYS for n in lease_notes), lease_notes
     assert all(n["table"] == "patients" and n["row_id"] == rid for n in lease_notes)
     # The API's event listeners are only woken (once per transaction): no content.
-    assert len(api_notes) >= 2
+    assert len(api_notes) >= 1  # the acquire's (the release's comes after the marker)
     assert all(n == "" for n in api_notes), api_notes
     for _, payload in got:
         for secret in (
