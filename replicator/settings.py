@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(default=5.0, gt=0)
     # How often the site's outbox is looked at for changes nobody woke the lane for (a
     # legacy application's writes: the capture triggers notify no one).
-    outbox_probe_s: float = Field(default=0.02, gt=0)
+    outbox_probe_s: float = Field(default=0.01, gt=0)
     op_timeout_s: float = Field(default=60.0, gt=0)
     connect_timeout_s: int = Field(default=10, gt=0)
     backoff_initial_s: float = Field(default=0.5, gt=0)
