@@ -33,7 +33,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -175,8 +175,8 @@ def make_sync_app(settings: SyncSettings, pool: Pool | None = None) -> web.Appli
     app[_HINTS] = Hints()
     app.cleanup_ctx.append(_pool_ctx)
     if settings.outbox_hints == "listen":
-        app.cleanup_ctx.append(_listen_ctx)
-    app.cleanup_ctx.append(_check_ctx)
+        app.cleanup_ctx.append(_background(_listen, "sync-outbox-listen"))
+    app.cleanup_ctx.append(_background(_check_outbox, "sync-outbox-check"))
     app.on_shutdown.append(_answer_waits)
     r = app.router
     for lane in ("push", "pull"):
@@ -234,24 +234,21 @@ async def _answer_waits(app: web.Application) -> None:
     app[_HINTS].all()
 
 
-async def _listen_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_listen(app), name="sync-outbox-listen")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+def _background(
+    run: Callable[[web.Application], Coroutine[Any, Any, None]], name: str
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context running ``run(app)`` as a task for the app's lifetime."""
 
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(run(app), name=name)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
-async def _check_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_check_outbox(app), name="sync-outbox-check")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    return ctx
 
 
 async def _check_outbox(app: web.Application) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schema.sql import restore_functions, run_sql_file
+from schema.migrations import steps
 
 revision = "0012"
 down_revision = "0011"
@@ -20,17 +20,8 @@ depends_on = None
 
 
 def upgrade(**kw: Any) -> None:
-    run_sql_file("r0012_lean_capture.sql")
+    steps.lean_capture_upgrade("local")
 
 
 def downgrade(**kw: Any) -> None:
-    run_sql_file("r0012_lean_capture_drop.sql")
-    restore_functions("r0001_functions.sql", "scsync_snowflake")
-    restore_functions("r0005_api.sql", "scsync_api_publish", "scsync_api_attach")
-    restore_functions(
-        "r0006_capture_perf.sql",
-        "scsync_capture_attach",
-        "scsync_register_table",
-        "scsync_unregister_table",
-    )
-    run_sql_file("r0012_lean_capture_reattach.sql")
+    steps.lean_capture_downgrade("local")
