@@ -705,6 +705,12 @@ async def _wait(request: web.Request) -> web.Response:
     # counts its own, and a missed hint costs one poll interval, never a busy loop).
     if instance == hints.instance and seen.isdigit() and int(seen) < hints.count.get(site, 0):
         return web.json_response({"changed": True, "mark": now})
+    if site not in hints.heads:
+        # The outbox as it is now is what the caller has read (it waits only after
+        # draining): the checks wake it for rows beyond this, not for these.
+        async with request.app[_POOL].connection() as conn:
+            cur = await conn.execute(query("sync_outbox_heads"), {"sites": [site]})
+            hints.heads[site] = max((int(r[1]) for r in await cur.fetchall()), default=0)
     event = hints.event(site)
     try:
         await asyncio.wait_for(event.wait(), min(float(timeout), request.app[_SETTINGS].wait_max_s))
