@@ -26,6 +26,7 @@ cloud, the lane's lease, renewed by each request and lapsing ttl seconds after t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -185,7 +186,16 @@ class Lane:
                     "lane's advisory lock there; it ends with that process)"
                 )
             await self._open_capture(self._conn)
-        await self.cloud.lease()
+        try:
+            await self.cloud.lease()
+        except Exception:
+            # The cloud is out of reach: what the site's WAL holds still goes to the
+            # outbox (each retry of the lane), so the slot does not keep the site's WAL
+            # for the length of the outage.
+            if self.capture is not None:
+                with contextlib.suppress(Exception):
+                    await self.spool()
+            raise
         self._schema = None
         await self.recover()
         await self._schema_now()
@@ -511,4 +521,11 @@ class Lane:
         self.metrics.set(m.OUTBOX_DEPTH, depth, lane=self.name)
         self.metrics.set(m.LAG_SECONDS, lag or 0.0, lane=self.name)
         self.metrics.set(m.CONFLICTS_OPEN, conflicts)
+        if self.capture is not None and self._conn is not None:
+            async with wrap_errors(f"{self.name}: metrics"):
+                slot = await self.capture.status(self._conn)
+            self.metrics.set(m.CAPTURE_RETAINED, float(slot.retained_bytes or 0))
+            self.metrics.set(
+                m.CAPTURE_SAFE, 1.0 if slot.wal_status in ("reserved", "extended") else 0.0
+            )
         self.last_metrics_at = time.monotonic()

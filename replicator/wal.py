@@ -72,15 +72,39 @@ def lsn_text(value: int) -> str:
 
 
 @dataclass(frozen=True)
-class SlotStatus:
-    """What ``scsync status`` and the metrics show of the capture."""
+class CaptureStatus:
+    """What ``scsync status`` and the metrics show of the site's capture."""
 
-    slot: str
-    exists: bool
+    mode: str  # "triggers" or "wal"
+    slot: str | None
     active: bool
-    wal_status: str | None
+    wal_status: str | None  # reserved, extended, unreserved, lost
     retained_bytes: int | None
     spooled_lsn: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "slot": self.slot,
+            "active": self.active,
+            "wal_status": self.wal_status,
+            "retained_bytes": self.retained_bytes,
+            "spooled_lsn": self.spooled_lsn,
+        }
+
+
+def capture_status_of(row: Any) -> CaptureStatus:
+    """A ``capture_status`` row (schema/sql/queries_replicator.sql)."""
+    if row is None:
+        return CaptureStatus("triggers", None, False, None, None, None)
+    return CaptureStatus(
+        str(row[0]),
+        None if row[1] is None else str(row[1]),
+        bool(row[2]),
+        None if row[3] is None else str(row[3]),
+        None if row[4] is None else int(str(row[4])),
+        None if row[5] is None else str(row[5]),
+    )
 
 
 async def origin_session(conn: Conn, name: str) -> None:
@@ -205,19 +229,9 @@ class WalCapture:
         if n:
             log.warning("capture: %d unsynced rows spooled from the tables (resync)", n)
 
-    async def status(self, conn: Conn) -> SlotStatus:
-        cur = await conn.execute(query("capture_status"), {"slot": self.slot})
-        row = await cur.fetchone()
-        if row is None:
-            return SlotStatus(self.slot, False, False, None, None, None)
-        return SlotStatus(
-            self.slot,
-            True,
-            bool(row[0]),
-            None if row[1] is None else str(row[1]),
-            None if row[2] is None else int(str(row[2])),
-            None if row[3] is None else str(row[3]),
-        )
+    async def status(self, conn: Conn) -> CaptureStatus:
+        cur = await conn.execute(query("capture_status"))
+        return capture_status_of(await cur.fetchone())
 
     # -- the stream ---------------------------------------------------------------
     async def _start_stream(self) -> None:

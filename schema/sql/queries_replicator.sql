@@ -175,11 +175,15 @@ SELECT lsn::text FROM pg_create_logical_replication_slot(%(slot)s, 'pgoutput')
 -- name: capture_resync
 SELECT scsync_capture_resync(%(slot)s, %(lsn)s)
 
+-- The site's capture as status and metrics show it: the mode, and with "wal" its slot
+-- (none: NULLs), the WAL it keeps, wal_status (reserved, extended, unreserved, lost).
 -- name: capture_status
-SELECT s.active, s.wal_status, pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint,
+SELECT n.capture, s.slot_name, s.active, s.wal_status,
+       pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.restart_lsn)::bigint,
        (SELECT c.spooled_lsn FROM scsync_capture_state c)
-  FROM pg_replication_slots s
- WHERE s.slot_name = %(slot)s AND s.database = current_database()
+  FROM scsync_node n
+  LEFT JOIN pg_replication_slots s
+    ON s.database = current_database() AND s.slot_name LIKE 'scsync\_%%' 
 
 -- Where the site's WAL ends now, and whether all of it is flushed (decodable).
 -- name: capture_wal_position

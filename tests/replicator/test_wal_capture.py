@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from replicator.errors import SettingsError
+from replicator.errors import SettingsError, Unavailable
 from replicator.lane import Lane
-from replicator.wal import check_settings
+from replicator.wal import check_settings, lsn_int
 from schema.urls import libpq_url
 from scsync.embedded_pg import EmbeddedPostgres
 from tests.world import World, rows, sync
@@ -62,7 +62,14 @@ async def test_the_writer_writes_no_outbox_row_and_the_wal_carries_every_change(
             assert _count(c, "SELECT count(*) FROM scsync_outbox WHERE op = 'D'") == 1
             assert _count(c, "SELECT count(*) FROM scsync_history") == 51
         assert await lane.spool() == 0  # nothing new: nothing twice
+        assert lane.capture is not None and lane._conn is not None
+        status = await lane.capture.status(lane._conn)
+        assert (status.mode, status.active, status.wal_status) == ("wal", True, "reserved")
+        assert status.slot is not None and status.slot.startswith("scsync_")
+        assert status.retained_bytes is not None and status.retained_bytes >= 0
         await lane.drain()
+        await lane.refresh_metrics()
+        assert lane.metrics.snapshot()["scsync_capture_wal_safe"] == [({}, 1.0)]
     finally:
         await lane.close()
     await sync(world.site1, capture="wal")
@@ -205,3 +212,26 @@ async def test_a_database_without_logical_wal_is_refused_in_one_line(tmp_path: P
     message = str(raised.value)
     assert "wal_level = replica" in message and "set wal_level = logical" in message
     assert "\n" not in message
+
+
+async def test_the_wal_goes_to_the_outbox_while_the_cloud_is_out_of_reach(world: World) -> None:
+    local = world.site1.local
+    await sync(world.site1, capture="wal")
+    with local.connect(autocommit=True) as c:
+        c.execute("INSERT INTO doctors (name) SELECT 'Dr. ' || g FROM generate_series(1, 5) g")
+    lane = Lane("push", world.site1.settings(capture="wal", cloud_api_url="http://127.0.0.1:9"))
+    with pytest.raises(Unavailable):
+        await lane.open()
+    await lane.close()
+    with local.connect() as c:
+        assert _count(c, "SELECT count(*) FROM scsync_outbox") == 5
+        # ...and the slot was told: it keeps no WAL of them.
+        state = c.execute("SELECT spooled_lsn FROM scsync_capture_state").fetchone()
+        slot = c.execute(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots"
+            " WHERE database = current_database()"
+        ).fetchone()
+    assert state is not None and slot is not None and state[0] is not None
+    assert lsn_int(slot[0]) >= lsn_int(state[0])
+    await sync(world.site1, capture="wal")
+    assert len(rows(world.cloud, "doctors")) == 5
