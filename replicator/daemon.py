@@ -29,10 +29,11 @@ from replicator import sdnotify
 from replicator.backoff import Backoff
 from replicator.cloud_client import CloudClient
 from replicator.db import connect, first_line
-from replicator.errors import LaneBusy, Refused, Unavailable
+from replicator.errors import LaneBusy, Refused, SettingsError, Unavailable
 from replicator.lane import BlobGate, Lane, LaneName
 from replicator.metrics import Metrics
 from replicator.settings import Settings
+from replicator.wal import check_settings, lsn_int
 from schema.sql import query
 
 if TYPE_CHECKING:
@@ -72,7 +73,29 @@ class Daemon:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    async def _refuses_capture(self) -> str | None:
+        """The reason the site database cannot be captured (wal_level and friends), or
+        None; an unreachable database is the lanes' weather, not a refusal."""
+        try:
+            conn = await connect(
+                self.settings.local_db_url, self.settings.connect_timeout_s, "scsync-check"
+            )
+        except (psycopg.Error, OSError, Unavailable):
+            return None
+        try:
+            await check_settings(conn)
+        except SettingsError as exc:
+            return str(exc)
+        finally:
+            await conn.close()
+        return None
+
     async def serve(self) -> int:
+        if "push" in self.lanes and self.settings.capture == "wal":
+            refused = await self._refuses_capture()
+            if refused is not None:
+                log.error("replicator: %s", refused)
+                return 2
         lane_tasks = [
             asyncio.create_task(self._lane_loop(lane), name=f"lane-{name}")
             for name, lane in self.lanes.items()
@@ -169,6 +192,9 @@ class Daemon:
         backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
         site = str(self.settings.site_id)
         wake = self._wake[lane]
+        from_wal = self.settings.capture == "wal"
+        probe = "capture_wal_end" if from_wal else "replicator_outbox_head"
+        to_int: Callable[[str], int] = lsn_int if from_wal else int
         while not self._stop.is_set():
             conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
             try:
@@ -190,13 +216,14 @@ class Daemon:
                     ):
                         if note.channel == _CHANNEL and note.payload in ("", site):
                             wake.set()
-                    # Also the connection's probe: a legacy writer wakes nobody.
+                    # Also the connection's probe: a legacy writer wakes nobody. What moves
+                    # is the outbox's newest seq, or with the WAL capture the WAL's end.
                     cur = await asyncio.wait_for(
-                        conn.execute(query("replicator_outbox_head")),
+                        conn.execute(query(probe)),
                         timeout=min(10.0, self.settings.op_timeout_s),
                     )
                     row = await cur.fetchone()
-                    newest = int(str(row[0])) if row is not None else 0
+                    newest = 0 if row is None else to_int(str(row[0]))
                     if newest > head:
                         head = newest
                         wake.set()

@@ -26,6 +26,7 @@ cloud, the lane's lease, renewed by each request and lapsing ttl seconds after t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -38,10 +39,11 @@ import psycopg
 
 from replicator import metrics as m
 from replicator.cloud_client import CloudClient, CloudEnd, default_holder
-from replicator.db import connect, first_line, is_data_error, wrap_errors
+from replicator.db import connect, conninfo, first_line, is_data_error, wrap_errors
 from replicator.errors import ApplyFailed, LaneBusy, Unavailable
 from replicator.metrics import Metrics
 from replicator.settings import Settings
+from replicator.wal import WalCapture, origin_session
 from schema.lanes import (
     SIDE_ONLY_COLUMNS,
     Applied,
@@ -51,6 +53,7 @@ from schema.lanes import (
     Park,
     Side,
 )
+from schema.sql import query
 
 __all__ = ["SIDE_ONLY_COLUMNS", "BatchResult", "BatchRow", "BlobGate", "Lane", "LaneName"]
 
@@ -156,6 +159,8 @@ class Lane:
         self._schema_stale = False
         self._forget: list[int] = []
         self.last_metrics_at = 0.0
+        # The push lane's source: the site's WAL, spooled into its outbox before a read.
+        self.capture: WalCapture | None = None
 
     # -- connections ---------------------------------------------------------------
     @property
@@ -180,10 +185,42 @@ class Lane:
                     "replicator process on this site's database (its session holds the "
                     "lane's advisory lock there; it ends with that process)"
                 )
-        await self.cloud.lease()
+            await self._open_capture(self._conn)
+        try:
+            await self.cloud.lease()
+        except Exception:
+            # The cloud is out of reach: what the site's WAL holds still goes to the
+            # outbox (each retry of the lane), so the slot does not keep the site's WAL
+            # for the length of the outage.
+            if self.capture is not None:
+                with contextlib.suppress(Exception):
+                    await self.spool()
+            raise
         self._schema = None
         await self.recover()
         await self._schema_now()
+
+    async def _open_capture(self, conn: Conn) -> None:
+        """Capture from the WAL (``capture = "wal"``): this lane's writes on the site
+        carry its replication origin (not decoded back), and the push lane streams the
+        site's slot. Back to ``"triggers"`` after ``"wal"``: the slot is retired."""
+        capture = WalCapture(
+            conninfo(self.settings.local_db_url, self.settings.connect_timeout_s, "scsync-capture"),
+            self.settings.connect_timeout_s,
+            self.settings.op_timeout_s,
+        )
+        if self.settings.capture == "wal":
+            await origin_session(conn, self.name)
+            if self.name == "push":
+                self.capture = capture
+                await capture.open(conn)
+            return
+        if self.name == "push":
+            cur = await conn.execute(query("capture_mode"))
+            row = await cur.fetchone()
+            if row is not None and row[0] == "wal":
+                await origin_session(conn, self.name)
+                await capture.retire(conn)
 
     async def close(self, release: bool = False) -> None:
         """Close the local connection; ``release``: give the lease back too (a clean
@@ -193,6 +230,9 @@ class Lane:
                 await asyncio.wait_for(self.cloud.release(), timeout=2)
             except Exception as exc:  # the lease lapses on its own
                 log.debug("releasing the %s lease: %s", self.name, exc)
+        capture, self.capture = self.capture, None
+        if capture is not None:
+            await capture.close()
         conn = self._conn
         if conn is not None and not conn.closed:
             try:
@@ -240,8 +280,16 @@ class Lane:
         return self._schema
 
     # -- the steps ---------------------------------------------------------------------
+    async def spool(self) -> int:
+        """Push lane: what the site committed so far goes from its WAL to its outbox."""
+        if self.capture is None or self._conn is None:
+            return 0
+        async with wrap_errors(f"{self.name}: capture"):
+            return await self.capture.spool(self._conn)
+
     async def read(self, limit: int | None = None, skip: Sequence[int] = ()) -> list[BatchRow]:
         src, _ = self._ends()
+        await self.spool()
         schema = self._schema or await self._load_schema()
         return await src.read(self.name, limit or self.settings.batch_size, schema.exclude, skip)
 
@@ -473,4 +521,11 @@ class Lane:
         self.metrics.set(m.OUTBOX_DEPTH, depth, lane=self.name)
         self.metrics.set(m.LAG_SECONDS, lag or 0.0, lane=self.name)
         self.metrics.set(m.CONFLICTS_OPEN, conflicts)
+        if self.capture is not None and self._conn is not None:
+            async with wrap_errors(f"{self.name}: metrics"):
+                slot = await self.capture.status(self._conn)
+            self.metrics.set(m.CAPTURE_RETAINED, float(slot.retained_bytes or 0))
+            self.metrics.set(
+                m.CAPTURE_SAFE, 1.0 if slot.wal_status in ("reserved", "extended") else 0.0
+            )
         self.last_metrics_at = time.monotonic()

@@ -59,3 +59,8 @@ OUTBOX_DEPTH = "scsync_outbox_depth"  # gauge, lane: outbox rows waiting at the 
 CONFLICTS_OPEN = "scsync_conflicts_open"  # gauge
 DEAD_LETTERS = "scsync_dead_letters_total"  # counter, lane: records parked
 RECONNECTS = "scsync_replication_reconnects_total"  # counter, lane
+# The WAL capture's slot (capture = "wal"): the WAL it keeps on the site's disk, and
+# whether that WAL is safe (1 while wal_status is reserved or extended; 0 when it is
+# unreserved or lost: past max_slot_wal_keep_size, a resync follows).
+CAPTURE_RETAINED = "scsync_capture_retained_wal_bytes"  # gauge
+CAPTURE_SAFE = "scsync_capture_wal_safe"  # gauge

@@ -65,6 +65,11 @@ class Reader:
         self.relations: dict[int, Relation] = {}
         self._open: Transaction | None = None
 
+    @property
+    def open_transaction(self) -> Transaction | None:
+        """The transaction being read (its commit not seen yet)."""
+        return self._open
+
     def feed(self, data: bytes | memoryview) -> Transaction | None:
         """One message; returns the transaction its commit completes."""
         buf = bytes(data)
@@ -149,8 +154,9 @@ def _tuple(relation: Relation, buf: bytes, pos: int) -> tuple[dict[str, str | No
     (ncols,) = struct.unpack_from("!h", buf, pos)
     pos += 2
     if ncols > len(relation.columns):
-        raise ProtocolError(f"{ncols} values for the {len(relation.columns)} columns of "
-                            f"{relation.name}")
+        raise ProtocolError(
+            f"{ncols} values for the {len(relation.columns)} columns of {relation.name}"
+        )
     values: dict[str, str | None] = {}
     for col in relation.columns[:ncols]:
         kind = buf[pos : pos + 1]

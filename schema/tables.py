@@ -166,7 +166,11 @@ def build_metadata(side: Side) -> MetaData:
         Column("side", Text, nullable=False),
         Column("site_id", Integer),
         Column("configured_at", _tz(), nullable=False, server_default=NOW),
+        # Revision 0013: where this database's own changes are captured from: the
+        # statement-level triggers, or (a site) the WAL, read by the replicator.
+        Column("capture", Text, nullable=False, server_default=text("'triggers'")),
         CheckConstraint("singleton", name="ck_scsync_node_singleton"),
+        CheckConstraint("capture IN ('triggers', 'wal')", name="ck_scsync_node_capture"),
         CheckConstraint("node_id BETWEEN 0 AND 4095", name="ck_scsync_node_node_id"),
         CheckConstraint(_in("side", SIDES), name="ck_scsync_node_side"),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -50,3 +51,23 @@ def add_tables(md: MetaData, side: Side) -> None:
         CheckConstraint("lane IN ('push', 'pull')", name="ck_scsync_dead_letters_lane"),
         Index("ix_scsync_dead_letters_site", "site_id"),
     )
+    if side == "local":
+        # Revision 0013: the WAL capture's state (replicator/wal.py), one row: the slot it
+        # reads, the LSN up to which the site's changes are in the outbox (written in the
+        # spool's own transaction), and when capture began (a resync after a lost slot
+        # takes the unsynced rows changed since then).
+        Table(
+            "scsync_capture_state",
+            md,
+            Column("singleton", Boolean, primary_key=True, server_default=text("true")),
+            Column("slot_name", Text),
+            Column("spooled_lsn", Text),
+            Column(
+                "capture_since",
+                DateTime(timezone=True),
+                nullable=False,
+                server_default=text("clock_timestamp()"),
+            ),
+            Column("updated_at", DateTime(timezone=True)),
+            CheckConstraint("singleton", name="ck_scsync_capture_state_singleton"),
+        )

@@ -71,8 +71,8 @@ _FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes
 _BASE_SETTINGS = {
     "listen_addresses": "127.0.0.1",
     "wal_level": "logical",
-    "max_wal_senders": "20",
-    "max_replication_slots": "20",
+    "max_wal_senders": "64",
+    "max_replication_slots": "64",
     "max_connections": "300",
     "max_locks_per_transaction": "256",
     "shared_buffers": "128MB",

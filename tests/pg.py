@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -117,6 +118,21 @@ class PgCluster:
 
     def drop_database(self, name: str) -> None:
         with self._admin() as conn:
+            # A database with a replication slot (a site's WAL capture) cannot be
+            # dropped: its slots go first, their streaming sessions ended.
+            for _ in range(50):
+                slots = conn.execute(
+                    "SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = %s",
+                    (name,),
+                ).fetchall()
+                if not slots:
+                    break
+                for slot, pid in slots:
+                    if pid is not None:
+                        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                    with suppress(psycopg.Error):
+                        conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                time.sleep(0.05)
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )

@@ -76,7 +76,7 @@ def test_tcp_connection_and_settings(pg: EmbeddedPostgres) -> None:
     assert version // 10000 == 18
     assert port == pg.port
     assert wal == "logical"
-    assert (conns, slots, senders, locks) == ("300", "20", "20", "256")
+    assert (conns, slots, senders, locks) == ("300", "64", "64", "256")
     assert fsync == "off"
     assert (enc, collate) == ("UTF8", "C")
     assert user == "postgres"

@@ -64,6 +64,9 @@ SELECT b.ord, b.table_name, b.row_id, b.outcome, b.revision, b.conflict, b.batch
 -- name: replicator_outbox_head
 SELECT coalesce(max(seq), 0) FROM scsync_outbox
 
+-- name: capture_wal_end
+SELECT pg_current_wal_insert_lsn()::text
+
 -- name: replicator_wake
 SELECT scsync_wake()
 
@@ -145,3 +148,65 @@ DELETE FROM scsync_lane_leases
 
 -- name: sync_isolation_repeatable_read
 SET TRANSACTION ISOLATION LEVEL REPEATABLE READ
+
+-- The WAL capture of a site (replicator/wal.py, schema/sql/r0013_wal_capture.sql).
+-- name: capture_settings
+SELECT current_setting('wal_level'), current_setting('max_replication_slots')
+
+-- name: capture_origin_setup
+SELECT pg_replication_origin_session_setup(o.name)
+  FROM (SELECT %(origin)s::text AS name) o,
+       LATERAL (SELECT CASE WHEN pg_replication_origin_oid(o.name) IS NULL
+                            THEN pg_replication_origin_create(o.name) END) made
+
+-- name: capture_slot
+SELECT wal_status FROM pg_replication_slots
+ WHERE slot_name = %(slot)s AND database = current_database()
+
+-- name: capture_state
+SELECT slot_name, spooled_lsn FROM scsync_capture_state
+
+-- name: capture_slot_drop
+SELECT pg_drop_replication_slot(%(slot)s)
+
+-- name: capture_slot_create
+SELECT lsn::text FROM pg_create_logical_replication_slot(%(slot)s, 'pgoutput')
+
+-- name: capture_resync
+SELECT scsync_capture_resync(%(slot)s, %(lsn)s)
+
+-- The site's capture as status and metrics show it: the mode, and with "wal" its slot
+-- (none: NULLs), the WAL it keeps, wal_status (reserved, extended, unreserved, lost).
+-- name: capture_status
+SELECT n.capture, s.slot_name, s.active, s.wal_status,
+       pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.restart_lsn)::bigint,
+       (SELECT c.spooled_lsn FROM scsync_capture_state c)
+  FROM scsync_node n
+  LEFT JOIN pg_replication_slots s
+    ON s.database = current_database() AND s.slot_name LIKE 'scsync\_%%' 
+
+-- Where the site's WAL ends now, and whether all of it is flushed (decodable).
+-- name: capture_wal_position
+SELECT pg_current_wal_insert_lsn()::text,
+       pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn()
+
+-- name: capture_flush
+SELECT set_config('synchronous_commit', 'on', true), pg_current_xact_id()
+
+
+-- name: capture_spool
+SELECT scsync_capture_spool(%(lsn)s, %(changes)s::jsonb)
+
+-- name: capture_mode
+SELECT capture FROM scsync_node
+
+-- name: capture_mode_set
+UPDATE scsync_node SET capture = %(mode)s
+
+-- When the WAL capture begins: a resync after a lost slot takes the unsynced rows
+-- changed since then.
+-- name: capture_begin
+UPDATE scsync_capture_state SET capture_since = clock_timestamp() WHERE slot_name IS NULL
+
+-- name: capture_forget
+UPDATE scsync_capture_state SET slot_name = NULL, spooled_lsn = NULL, updated_at = clock_timestamp()

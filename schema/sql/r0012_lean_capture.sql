@@ -149,27 +149,39 @@ $$;
 -- the history of every content revision, the outbox row of every change not written by
 -- the replicator, one API event per site (and per 10,000 records). TG_ARGV[0] = 'file'
 -- on a table with a file (its blob_state moves the sync badge).
+--
+-- A site whose replicator reads its WAL (scsync_node.capture = 'wal', revision 0013:
+-- replicator/wal.py) writes neither history nor outbox rows here for its own changes:
+-- the replicator spools them from the WAL, off the writer's path. The events stay
+-- (they must not wait for a replicator), and so does the history of what the
+-- replicator itself writes (its writes are not decoded back). The column is read
+-- through to_jsonb so that this function works on a database before 0013 too.
 CREATE FUNCTION scsync_capture_rows() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     repl boolean := scsync_is_replicating();
     side_name text;
+    from_wal boolean;
     made_on text;
     origin_tag text;
     has_file boolean := TG_NARGS > 0 AND TG_ARGV[0] = 'file';
 BEGIN
-    SELECT side INTO side_name FROM scsync_node;
+    SELECT nd.side, coalesce(to_jsonb(nd) ->> 'capture' = 'wal', false)
+      INTO side_name, from_wal FROM scsync_node nd;
+    from_wal := coalesce(from_wal, false) AND NOT repl;
     made_on := CASE WHEN NOT repl THEN side_name
                     WHEN side_name = 'local' THEN 'cloud' ELSE 'local' END;
     origin_tag := CASE WHEN repl THEN 'replicated' ELSE 'direct' END;
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major,
-                                    version_minor, op, row_data, origin)
-        SELECT TG_TABLE_NAME, n.id, n.site_id, n.revision, n.version_major, n.version_minor,
-               'I', to_jsonb(n), origin_tag
-          FROM scsync_new n
-        ON CONFLICT (table_name, row_id, revision) DO NOTHING;
-        IF NOT repl THEN
+        IF NOT from_wal THEN
+            INSERT INTO scsync_history (table_name, row_id, site_id, revision,
+                                        version_major, version_minor, op, row_data, origin)
+            SELECT TG_TABLE_NAME, n.id, n.site_id, n.revision, n.version_major,
+                   n.version_minor, 'I', to_jsonb(n), origin_tag
+              FROM scsync_new n
+            ON CONFLICT (table_name, row_id, revision) DO NOTHING;
+        END IF;
+        IF NOT repl AND NOT from_wal THEN
             INSERT INTO scsync_outbox (table_name, row_id, site_id, op, origin, revision,
                                        synced_revision)
             SELECT TG_TABLE_NAME, n.id, n.site_id, 'I', coalesce(side_name, 'unknown'),
@@ -206,14 +218,14 @@ BEGIN
                                         version_minor, op, row_data, origin)
             SELECT $1, c.id, c.site_id, c.revision, c.version_major,
                    c.version_minor, 'U', to_jsonb(c.r), $4
-              FROM c WHERE c.changed
+              FROM c WHERE c.changed AND NOT $6
             ON CONFLICT (table_name, row_id, revision) DO NOTHING
         ), ob AS (
             INSERT INTO scsync_outbox (table_name, row_id, site_id, op, origin, revision,
                                        synced_revision)
             SELECT $1, c.id, c.site_id, 'U', coalesce($5, 'unknown'),
                    c.revision, c.synced_revision
-              FROM c WHERE c.changed AND NOT $2
+              FROM c WHERE c.changed AND NOT $2 AND NOT $6
         )
         INSERT INTO scsync_api_events (site_id, type, table_name, payload)
         SELECT e.site_id, e.kind, $1,
@@ -228,9 +240,9 @@ BEGIN
          GROUP BY e.site_id, e.kind, (e.n - 1) / 10000
          ORDER BY min(e.n)$q$,
             CASE WHEN has_file THEN 'OR n.blob_state IS DISTINCT FROM o.blob_state' ELSE '' END)
-        USING TG_TABLE_NAME, repl, made_on, origin_tag, side_name;
+        USING TG_TABLE_NAME, repl, made_on, origin_tag, side_name, from_wal;
     ELSE  -- DELETE: the records are gone, so their event carries what a client is told.
-        IF NOT repl THEN
+        IF NOT repl AND NOT from_wal THEN
             INSERT INTO scsync_outbox (table_name, row_id, site_id, op, origin, revision,
                                        synced_revision)
             SELECT TG_TABLE_NAME, o.id, o.site_id, 'D', coalesce(side_name, 'unknown'),

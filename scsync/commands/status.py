@@ -98,6 +98,7 @@ def site_status(settings: Any, cloud_url: str | None = None) -> dict[str, Any]:
     database URL) from the cloud database."""
     from replicator.files.backfill import read_progress
     from replicator.files.localdb import connect
+    from replicator.wal import capture_status_of
 
     site = {"site_id": int(settings.site_id)}
     local = _connect(settings.local_db_url, "local")
@@ -165,6 +166,9 @@ def site_status(settings: Any, cloud_url: str | None = None) -> dict[str, Any]:
                 },
                 "leases": from_cloud(lambda c: c["leases"])
                 or {"error": "the cloud is unreachable"},
+                "capture": capture_status_of(
+                    local.execute(query("capture_status")).fetchone()
+                ).as_dict(),
             }
     except psycopg.Error as exc:
         raise DatabaseUnavailable(f"status query failed: {exc}") from exc
@@ -243,6 +247,17 @@ def _mib(n: Any) -> str:
     return f"{(n or 0) / 1048576:.1f} MiB"
 
 
+def _capture_line(c: dict[str, Any]) -> str:
+    if c["mode"] != "wal":
+        return "capture         triggers"
+    if c["slot"] is None:
+        return "capture         wal: NO SLOT (the replicator makes it again and resyncs)"
+    return (
+        f"capture         wal: slot {c['slot']} ({'active' if c['active'] else 'idle'}), "
+        f"keeps {_mib(c['retained_bytes'])} of WAL, wal_status {c['wal_status']}"
+    )
+
+
 def render_site(f: dict[str, Any]) -> str:
     bf = f["backfill"]
     le = f["leases"]
@@ -276,6 +291,7 @@ def render_site(f: dict[str, Any]) -> str:
             if "error" in le
             else f"{le['live']} (editing by local {le['by_local']}, by cloud {le['by_cloud']})"
         ),
+        _capture_line(f["capture"]),
     ]
     return "\n".join(lines)
 

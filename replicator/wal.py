@@ -1,0 +1,433 @@
+"""The site's change capture from its WAL (the replicator's setting ``capture = "wal"``).
+
+SPEC, "Change capture and replication": the history and outbox rows of the site's own
+changes are not written on the writer's path (``scsync_node.capture = 'wal'``: the
+statement-level triggers of 0012 then write only the API events); the replicator reads
+the site's committed changes from a logical replication slot (built-in ``pgoutput``,
+the publication ``scsync_capture`` over the synced tables) on a streaming replication
+connection, and spools them, a batch of transactions at a time, into the history and
+the outbox the lanes read (``scsync_capture_spool``, schema/sql/r0013_wal_capture.sql),
+set-based, off the writer's path.
+
+Exactly once across crashes: the spool records the last spooled commit's LSN in
+``scsync_capture_state`` in its own transaction; the slot is told (standby status
+update) only after that commit, and a restart streams from the recorded LSN, skipping
+what it holds. The replicator's own writes on the site (pull applies, acks, the spool)
+run under a replication origin named ``scsync_*`` and are skipped.
+
+Slot health: startup refuses a database without ``wal_level = logical`` (one line
+saying what to set); a slot that is gone or lost (``wal_status = 'lost'``) is made
+again and the rows whose ``synced`` is false since capture began are spooled from the
+tables themselves, with a warning: never a silent gap.
+
+Streaming rather than ``pg_logical_slot_peek_changes``: the SQL functions decode again
+from the slot's ``restart_lsn`` on every call (it moves only every ~15 s), so a backlog
+read in calls is decoded many times over (notes/capture-findings.md). psycopg speaks
+the replication sub-protocol through libpq's COPY BOTH functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import re
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import pq, sql
+
+from replicator.errors import SettingsError, Unavailable
+from replicator.pgoutput import JSON_TYPES, Reader, Transaction
+from schema.sql import query
+
+log = logging.getLogger(__name__)
+
+PUBLICATION = "scsync_capture"
+ORIGIN_PREFIX = "scsync_"
+_PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+# Changes spooled in one transaction at most (whole source transactions are kept
+# together, so one may exceed it).
+SPOOL_MAX = 10_000
+
+Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+
+
+def slot_name(dbname: str) -> str:
+    """The site database's slot (slots are per cluster, named; one per database)."""
+    return ("scsync_" + re.sub(r"[^a-z0-9_]", "_", dbname.lower()))[:63]
+
+
+def lsn_int(text: str) -> int:
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def lsn_text(value: int) -> str:
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+@dataclass(frozen=True)
+class CaptureStatus:
+    """What ``scsync status`` and the metrics show of the site's capture."""
+
+    mode: str  # "triggers" or "wal"
+    slot: str | None
+    active: bool
+    wal_status: str | None  # reserved, extended, unreserved, lost
+    retained_bytes: int | None
+    spooled_lsn: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "slot": self.slot,
+            "active": self.active,
+            "wal_status": self.wal_status,
+            "retained_bytes": self.retained_bytes,
+            "spooled_lsn": self.spooled_lsn,
+        }
+
+
+def capture_status_of(row: Any) -> CaptureStatus:
+    """A ``capture_status`` row (schema/sql/queries_replicator.sql)."""
+    if row is None:
+        return CaptureStatus("triggers", None, False, None, None, None)
+    return CaptureStatus(
+        str(row[0]),
+        None if row[1] is None else str(row[1]),
+        bool(row[2]),
+        None if row[3] is None else str(row[3]),
+        None if row[4] is None else int(str(row[4])),
+        None if row[5] is None else str(row[5]),
+    )
+
+
+async def origin_session(conn: Conn, name: str) -> None:
+    """Tag every later transaction of ``conn`` with the replication origin ``name``
+    (made when missing): the capture skips it, so the replicator's own writes on the
+    site never go back out. Needs superuser or EXECUTE on the pg_replication_origin_*
+    functions (docs/operations.md)."""
+    origin = ORIGIN_PREFIX + name
+    try:
+        cur = await conn.execute(query("capture_origin_setup"), {"origin": origin})
+        await cur.fetchall()
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise SettingsError(
+            "the replicator's database role may not use replication origins: make it a "
+            "superuser or GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), "
+            "pg_replication_origin_oid(text), pg_replication_origin_session_setup(text) "
+            f"to it ({str(exc).strip()})"
+        ) from exc
+
+
+async def check_settings(conn: Conn) -> None:
+    """Refuse a database that cannot decode its WAL, in one line saying what to set."""
+    cur = await conn.execute(query("capture_settings"))
+    row = await cur.fetchone()
+    assert row is not None
+    wal_level, slots = str(row[0]), int(str(row[1]))
+    if wal_level != "logical":
+        raise SettingsError(
+            f"the site database has wal_level = {wal_level}: set wal_level = logical in "
+            "postgresql.conf (and max_replication_slots >= 2, max_wal_senders >= 2) and "
+            "restart PostgreSQL; the replicator reads the site's changes from its WAL"
+        )
+    if slots < 1:
+        raise SettingsError("the site database has max_replication_slots = 0: set it to 2 or more")
+
+
+class WalCapture:
+    """The push lane's source of changes: the slot, streamed, spooled into the outbox."""
+
+    def __init__(self, conninfo: str, connect_timeout: int, op_timeout: float) -> None:
+        self.conninfo = conninfo
+        self.connect_timeout = connect_timeout
+        self.op_timeout = op_timeout
+        self.slot = ""
+        self.spooled_lsn = 0
+        self._stream: Conn | None = None
+        self._reader = Reader()
+        self._pending: list[Transaction] = []
+        self._status_at = 0.0
+
+    # -- the slot -----------------------------------------------------------------
+    async def open(self, conn: Conn) -> None:
+        """Check the database, make the slot if it is missing (resync what it would
+        have missed), start streaming from what the outbox already holds."""
+        await check_settings(conn)
+        cur = await conn.execute("SELECT current_database()")
+        row = await cur.fetchone()
+        assert row is not None
+        self.slot = slot_name(str(row[0]))
+        cur = await conn.execute(query("capture_slot"), {"slot": self.slot})
+        slot = await cur.fetchone()
+        state = await self._state(conn)
+        if slot is None or slot[0] == "lost":
+            await self._make_slot(conn, lost=slot is not None, known=state[0] is not None)
+            state = await self._state(conn)
+        self.spooled_lsn = lsn_int(state[1]) if state[1] else 0
+        await self._start_stream()
+
+    async def retire(self, conn: Conn) -> None:
+        """Back to the triggers (``capture = "triggers"`` after ``"wal"``): the triggers
+        write the outbox again from now on, what the slot still holds is spooled, and
+        the slot goes (it would keep the site's WAL for ever)."""
+        await conn.execute(query("capture_mode_set"), {"mode": "triggers"})
+        cur = await conn.execute("SELECT current_database()")
+        row = await cur.fetchone()
+        assert row is not None
+        self.slot = slot_name(str(row[0]))
+        cur = await conn.execute(query("capture_slot"), {"slot": self.slot})
+        slot = await cur.fetchone()
+        if slot is not None and slot[0] != "lost":
+            state = await self._state(conn)
+            self.spooled_lsn = lsn_int(state[1]) if state[1] else 0
+            await self._start_stream()
+            while await self.spool(conn):
+                pass
+            await self.close()
+        if slot is not None:
+            await conn.execute(query("capture_slot_drop"), {"slot": self.slot})
+        await conn.execute(query("capture_forget"))
+        log.info("capture: back to the triggers; slot %s dropped", self.slot)
+
+    async def _state(self, conn: Conn) -> tuple[str | None, str | None]:
+        cur = await conn.execute(query("capture_state"))
+        row = await cur.fetchone()
+        assert row is not None, "scsync_capture_state has no row (migration 0013)"
+        return (None if row[0] is None else str(row[0]), None if row[1] is None else str(row[1]))
+
+    async def _make_slot(self, conn: Conn, *, lost: bool, known: bool) -> None:
+        if lost:
+            log.warning(
+                "capture: slot %s lost the WAL it needed (wal_status = lost: past "
+                "max_slot_wal_keep_size); making it again and resyncing the unsynced rows",
+                self.slot,
+            )
+            await conn.execute(query("capture_slot_drop"), {"slot": self.slot})
+        elif known:
+            log.warning(
+                "capture: slot %s is gone (dropped by hand?); making it again and "
+                "resyncing the unsynced rows",
+                self.slot,
+            )
+        # The slot first, then the triggers stop writing the outbox, then the resync: a
+        # change made in between is in both, and the spool's history check keeps one.
+        cur = await conn.execute(query("capture_slot_create"), {"slot": self.slot})
+        row = await cur.fetchone()
+        assert row is not None
+        await conn.execute(query("capture_begin"))
+        await conn.execute(query("capture_mode_set"), {"mode": "wal"})
+        cur = await conn.execute(query("capture_resync"), {"slot": self.slot, "lsn": str(row[0])})
+        resynced = await cur.fetchone()
+        n = int(str(resynced[0])) if resynced is not None else 0
+        if n:
+            log.warning("capture: %d unsynced rows spooled from the tables (resync)", n)
+
+    async def status(self, conn: Conn) -> CaptureStatus:
+        cur = await conn.execute(query("capture_status"))
+        return capture_status_of(await cur.fetchone())
+
+    # -- the stream ---------------------------------------------------------------
+    async def _start_stream(self) -> None:
+        await self.close()
+        conn = await asyncio.wait_for(
+            psycopg.AsyncConnection.connect(
+                self.conninfo,
+                autocommit=True,
+                replication="database",
+            ),
+            timeout=self.connect_timeout + 5,
+        )
+        self._stream = conn
+        self._reader = Reader()
+        self._pending = []
+        command = (
+            f"START_REPLICATION SLOT {sql.Identifier(self.slot).as_string(conn)} LOGICAL "
+            f"{lsn_text(self.spooled_lsn)} (proto_version '1', "
+            f"publication_names '{PUBLICATION}')"
+        )
+        pgconn = conn.pgconn
+        pgconn.send_query(command.encode())
+        await self._flush()
+        while True:
+            await self._readable(self.op_timeout)
+            pgconn.consume_input()
+            if pgconn.is_busy():
+                continue
+            res = pgconn.get_result()
+            if res is None:
+                raise Unavailable("capture: the stream ended before it started")
+            if res.status == pq.ExecStatus.COPY_BOTH:
+                return
+            message = (res.error_message or b"").decode(errors="replace").strip()
+            raise Unavailable(f"capture: START_REPLICATION failed: {message}")
+
+    async def close(self) -> None:
+        conn, self._stream = self._stream, None
+        if conn is not None and not conn.closed:
+            try:
+                await conn.close()
+            except (psycopg.Error, OSError) as exc:
+                log.debug("closing the capture stream: %s", exc)
+
+    def _conn(self) -> Conn:
+        if self._stream is None or self._stream.closed:
+            raise Unavailable("capture: the stream is not connected")
+        return self._stream
+
+    async def _readable(self, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        fd = self._conn().pgconn.socket
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(fd, _settle, ready)
+        try:
+            await asyncio.wait_for(ready, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            loop.remove_reader(fd)
+
+    async def _flush(self) -> None:
+        pgconn = self._conn().pgconn
+        while pgconn.flush() == 1:
+            loop = asyncio.get_running_loop()
+            ready: asyncio.Future[None] = loop.create_future()
+            fd = pgconn.socket
+            loop.add_writer(fd, _settle, ready)
+            try:
+                await asyncio.wait_for(ready, self.op_timeout)
+            finally:
+                loop.remove_writer(fd)
+
+    async def _send_status(self, flushed: int, reply: bool = False) -> None:
+        now = int((dt.datetime.now(dt.UTC) - _PG_EPOCH).total_seconds() * 1_000_000)
+        body = b"r" + struct.pack("!qqqqb", flushed, flushed, flushed, now, 1 if reply else 0)
+        if self._conn().pgconn.put_copy_data(body) != 1:
+            raise Unavailable("capture: cannot send a status update")
+        await self._flush()
+        self._status_at = time.monotonic()
+
+    async def _message(self, timeout: float) -> bytes | None:
+        """The next CopyData message, or None when none came within ``timeout``."""
+        pgconn = self._conn().pgconn
+        deadline = time.monotonic() + timeout
+        while True:
+            n, data = pgconn.get_copy_data(1)
+            if n > 0:
+                return bytes(data)
+            if n < 0:
+                res = pgconn.get_result()
+                message = b"" if res is None else (res.error_message or b"")
+                raise Unavailable(
+                    "capture: the stream ended: "
+                    + (message.decode(errors="replace").strip() or "no reason given")
+                )
+            left = deadline - time.monotonic()
+            if left <= 0 or not await self._readable(left):
+                return None
+            pgconn.consume_input()
+
+    # -- spooling -----------------------------------------------------------------
+    async def spool(self, conn: Conn, max_changes: int = SPOOL_MAX) -> int:
+        """Spool what committed before this call (up to ``max_changes``, whole
+        transactions) into the outbox; the number of changes spooled. ``conn``: the
+        lane's own connection to the site database, tagged with its origin."""
+        cur = await conn.execute(query("capture_wal_position"))
+        row = await cur.fetchone()
+        assert row is not None
+        target = lsn_int(str(row[0]))
+        if not row[1]:
+            # Decoding sees flushed WAL only: with synchronous_commit = off a commit may
+            # wait for the WAL writer (up to wal_writer_delay). One synchronous commit
+            # of our own flushes everything before it.
+            async with conn.transaction():
+                await conn.execute(query("capture_flush"))
+        await self._send_status(self.spooled_lsn, reply=True)
+        changes = sum(len(t.changes) for t in self._pending)
+        seen = self.spooled_lsn
+        while changes < max_changes:
+            msg = await self._message(self.op_timeout)
+            if msg is None:
+                raise Unavailable(f"capture: no answer from the slot within {self.op_timeout} s")
+            if msg[:1] == b"k":
+                wal_end, _ts, reply = struct.unpack_from("!qqb", msg, 1)
+                if self._reader_idle() and wal_end >= target:
+                    seen = max(seen, wal_end)
+                    break
+                # Not there yet: ask again, at most every 10 ms (data comes meanwhile).
+                if reply or time.monotonic() - self._status_at > 0.01:
+                    await self._send_status(self.spooled_lsn, reply=True)
+                continue
+            if msg[:1] != b"w":
+                continue
+            txn = self._reader.feed(memoryview(msg)[25:])
+            if txn is None:
+                continue
+            seen = max(seen, txn.end_lsn)
+            if txn.end_lsn <= self.spooled_lsn:
+                continue  # spooled before a restart
+            if txn.origin is not None and txn.origin.startswith(ORIGIN_PREFIX):
+                continue  # the replicator's own writes
+            if txn.changes:
+                self._pending.append(txn)
+                changes += len(txn.changes)
+        spooled = await self._write(conn, seen)
+        return spooled
+
+    def _reader_idle(self) -> bool:
+        return self._reader.open_transaction is None
+
+    async def _write(self, conn: Conn, upto: int) -> int:
+        """One transaction: the pending changes into history, outbox and events, and
+        the LSN they reach; then the slot may move on to it."""
+        pending, self._pending = self._pending, []
+        n = sum(len(t.changes) for t in pending)
+        if upto <= self.spooled_lsn and not pending:
+            return 0
+        # Without changes (only other WAL: another database, the replicator's own
+        # writes) the slot moves on with no write here.
+        if pending:
+            async with conn.transaction():
+                await conn.execute(
+                    query("capture_spool"),
+                    {"lsn": lsn_text(upto), "changes": changes_json(pending)},
+                )
+        self.spooled_lsn = upto
+        await self._send_status(upto)
+        return n
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def changes_json(txns: list[Transaction]) -> str:
+    """The changes as the spool takes them: a JSON array of {"t", "op", "id", "row"} in
+    commit order; a row's values are JSON strings (the type's text form), raw JSON for
+    json/jsonb columns, absent for an unchanged out-of-line value."""
+    parts: list[str] = []
+    for txn in txns:
+        for ch in txn.changes:
+            fields = []
+            types = {c.name: c.type_oid for c in ch.relation.columns}
+            for name, value in ch.values.items():
+                if value is None:
+                    text = "null"
+                elif types.get(name) in JSON_TYPES:
+                    text = value
+                else:
+                    text = json.dumps(value)
+                fields.append(f"{json.dumps(name)}: {text}")
+            parts.append(
+                f'{{"t": {json.dumps(ch.relation.name)}, "op": "{ch.op}",'
+                f' "id": {json.dumps(ch.values.get("id"))}, "row": {{{", ".join(fields)}}}}}'
+            )
+    return "[" + ",".join(parts) + "]"
