@@ -1,6 +1,6 @@
 """WAL capture on a site: on the cloud only scsync_node.capture (always 'triggers': the
-cloud's outbox is written by the statement-level triggers of 0012), so that both sides
-share the column and the revision numbers.
+cloud's outbox is written by the statement-level triggers of 0012)
+(schema/migrations/steps.py).
 
 Revision ID: 0013
 Revises: 0012
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
-from alembic import op
+from schema.migrations import steps
 
 revision = "0013"
 down_revision = "0012"
@@ -21,15 +20,8 @@ depends_on = None
 
 
 def upgrade(**kw: Any) -> None:
-    op.add_column(
-        "scsync_node",
-        sa.Column("capture", sa.Text(), server_default=sa.text("'triggers'"), nullable=False),
-    )
-    op.create_check_constraint(
-        "ck_scsync_node_capture", "scsync_node", "capture IN ('triggers', 'wal')"
-    )
+    steps.wal_capture_upgrade("cloud")
 
 
 def downgrade(**kw: Any) -> None:
-    op.drop_constraint("ck_scsync_node_capture", "scsync_node")
-    op.drop_column("scsync_node", "capture")
+    steps.wal_capture_downgrade("cloud")
