@@ -52,7 +52,7 @@ ORIGIN_PREFIX = "scsync_"
 _PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 # Changes spooled in one transaction at most (whole source transactions are kept
 # together, so one may exceed it).
-SPOOL_MAX = 10_000
+SPOOL_MAX = 5_000
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 

@@ -52,42 +52,48 @@ DECLARE
     seqs bigint[];
     n int := jsonb_array_length(p_changes);
 BEGIN
-    -- Outbox seqs in commit order, whatever order the tables are written in below.
+    -- Outbox seqs in commit order, whatever order the tables are written in below,
+    -- zipped with the changes (ROWS FROM): a subscript per row of the array, or a join
+    -- by ordinal, made a 10,000-change spool quadratic. A change whose revision history
+    -- holds is filtered by the unique index, not by joining the history insert's rows.
     seqs := ARRAY(SELECT nextval(pg_get_serial_sequence('scsync_outbox', 'seq'))
                     FROM generate_series(1, n));
     FOR tname IN SELECT DISTINCT x ->> 't' FROM jsonb_array_elements(p_changes) x LOOP
         CONTINUE WHEN NOT EXISTS (SELECT 1 FROM scsync_synced_tables s
                                    WHERE s.table_name = tname);
         EXECUTE format($q$
-            WITH c AS (
-                SELECT x.ord, x.v ->> 'op' AS op,
-                       jsonb_populate_record(cur, x.v -> 'row') AS r
-                  FROM jsonb_array_elements($1) WITH ORDINALITY x(v, ord)
-                  LEFT JOIN %1$I cur ON cur.id = (x.v ->> 'id')::bigint
-                 WHERE x.v ->> 't' = $2 AND x.v ->> 'op' <> 'D'
+            WITH c AS MATERIALIZED (
+                SELECT p.seq, p.op, p.r
+                  FROM (SELECT x.seq, x.v ->> 'op' AS op,
+                               jsonb_populate_record(cur, x.v -> 'row') AS r
+                          FROM ROWS FROM (jsonb_array_elements($1), unnest($3)) x(v, seq)
+                          LEFT JOIN %1$I cur ON cur.id = (x.v ->> 'id')::bigint
+                         WHERE x.v ->> 't' = $2 AND x.v ->> 'op' <> 'D') p
+                 WHERE NOT EXISTS (SELECT 1 FROM scsync_history hh
+                                    WHERE hh.table_name = $2 AND hh.row_id = (p.r).id
+                                      AND hh.revision = (p.r).revision)
             ), h AS (
                 INSERT INTO scsync_history (table_name, row_id, site_id, revision,
                                             version_major, version_minor, op, row_data,
                                             origin)
                 SELECT $2, (c.r).id, (c.r).site_id, (c.r).revision, (c.r).version_major,
                        (c.r).version_minor, c.op, to_jsonb(c.r), 'direct'
-                  FROM c ORDER BY c.ord
+                  FROM c ORDER BY c.seq
                 ON CONFLICT (table_name, row_id, revision) DO NOTHING
-                RETURNING row_id, revision
             )
             INSERT INTO scsync_outbox (seq, table_name, row_id, site_id, op, origin,
                                        revision, synced_revision)
-            SELECT $3[c.ord], $2, (c.r).id, (c.r).site_id, c.op, 'local',
+            SELECT c.seq, $2, (c.r).id, (c.r).site_id, c.op, 'local',
                    (c.r).revision, (c.r).synced_revision
-              FROM c JOIN h ON h.row_id = (c.r).id AND h.revision = (c.r).revision$q$,
+              FROM c$q$,
             tname)
         USING p_changes, tname, seqs;
         INSERT INTO scsync_outbox (seq, table_name, row_id, site_id, op, origin,
                                    revision, synced_revision)
-            SELECT seqs[x.ord], tname, (x.v ->> 'id')::bigint,
+            SELECT x.seq, tname, (x.v ->> 'id')::bigint,
                    coalesce(h.site_id, scsync_node_site()), 'D', 'local',
                    coalesce(h.revision, 0), coalesce(h.revision, 0)
-              FROM jsonb_array_elements(p_changes) WITH ORDINALITY x(v, ord)
+              FROM ROWS FROM (jsonb_array_elements(p_changes), unnest(seqs)) x(v, seq)
               LEFT JOIN LATERAL (
                   SELECT hh.revision, hh.site_id FROM scsync_history hh
                    WHERE hh.table_name = tname AND hh.row_id = (x.v ->> 'id')::bigint
