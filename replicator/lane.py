@@ -179,7 +179,7 @@ class Lane:
         )
         self._local = LaneDb(self._conn, self.site_id, "local")
         async with wrap_errors(f"{self.name}: open"):
-            if not await self._local.lock(_LOCK_KEYS[self.name]):
+            if not await self._take_lock(self._local):
                 raise LaneBusy(
                     f"the {self.name} lane of site {self.site_id} is run by another "
                     "replicator process on this site's database (its session holds the "
@@ -199,6 +199,17 @@ class Lane:
         self._schema = None
         await self.recover()
         await self._schema_now()
+
+    async def _take_lock(self, local: LaneDb) -> bool:
+        """The lane's advisory lock on the site database. A session of this lane that was
+        just closed (a reconnect) may still hold it for a moment, until its server
+        process has exited: a few tries over half a second before calling it busy."""
+        for attempt in range(6):
+            if await local.lock(_LOCK_KEYS[self.name]):
+                return True
+            if attempt < 5:
+                await asyncio.sleep(0.1)
+        return False
 
     async def _open_capture(self, conn: Conn) -> None:
         """Capture from the WAL (``capture = "wal"``): this lane's writes on the site
