@@ -6,10 +6,14 @@ the same kind of change:
 
 - ``scsync``: ``scsync api run --side local`` (JWT auth, subscriptions, the tenant wall,
   bounded per-client queues, the event log with ids);
-- ``floor``: a bare aiohttp process that LISTENs on the same channel, reads each
-  notified event by id (notifications carry the id only, revision 0010) and forwards
-  it to every socket, with none of that: the cost of NOTIFY + one read + Python
-  WebSocket fan-out on this machine.
+- ``floor``: a bare aiohttp process that LISTENs on the same channel and, woken, reads
+  the log after its last id (``scsync_api_events_after``: a statement's event row fanned
+  out per record, revision 0012) and forwards what it reads to every socket, with none
+  of that: the cost of a wake-up + one read + Python WebSocket fan-out on this machine.
+
+Each change commits with ``scsync_wake()``, as an API's save does (no trigger notifies
+since revision 0012; a legacy application's plain SQL wakes nobody and is read within
+the listeners' poll, 0.25 s).
 
 The clients are aiohttp tasks in this process (uvloop, like both servers) and subscribe
 to ``record.changed`` only.
@@ -70,19 +74,22 @@ async def main(conninfo, port):
     conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
     reader = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
     await conn.execute("LISTEN scsync_api_events")
+    cur = await reader.execute("SELECT scsync_api_events_newest()")
+    last = (await cur.fetchone())[0]
     print(f'{{"listening": "http://127.0.0.1:{port}"}}', flush=True)
-    async for note in conn.notifies():
-        # A notification names the event only; its content is read from the log.
+    async for _note in conn.notifies():
+        # A notification is a wake-up only; what happened is read from the log.
         cur = await reader.execute(
-            "SELECT json_build_object('type', type, 'record_id', row_id::text)::text"
-            " FROM scsync_api_events WHERE id = %s AND type = 'record.changed'",
-            (json.loads(note.payload)["id"],),
+            "SELECT id, json_build_object('type', type, 'record_id', row_id::text)::text"
+            " FROM scsync_api_events_after(%s, NULL, 10000)",
+            (last,),
         )
-        row = await cur.fetchone()
-        if row is not None:
-            for w in list(sockets):
-                if not w.closed:
-                    await w.send_str(row[0])
+        for event_id, text in await cur.fetchall():
+            last = max(last, event_id)
+            if '"record.changed"' in text:
+                for w in list(sockets):
+                    if not w.closed:
+                        await w.send_str(text)
 
 uvloop.run(main(sys.argv[1], int(sys.argv[2])))
 """
@@ -163,6 +170,7 @@ async def _run(
                 (events,),
             )
             ids = [int(r[0]) for r in await cur.fetchall()]
+            await conn.execute("SELECT scsync_wake()")
             await conn.commit()
             await asyncio.sleep(1.0)  # the inserts' own events pass before timing starts
             started = time.perf_counter()
@@ -170,6 +178,7 @@ async def _run(
                 await conn.execute(
                     "UPDATE doctors SET name = %s WHERE id = %s", (f"changed {i}", row_id)
                 )
+                await conn.execute("SELECT scsync_wake()")  # as an API's save does
                 commit_at[str(row_id)] = time.perf_counter()
                 await conn.commit()
                 await asyncio.sleep(interval_s)
