@@ -5,6 +5,7 @@ triggers on request."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from replicator.daemon import Daemon
 from replicator.errors import SettingsError, Unavailable
 from replicator.lane import Lane
+from replicator.settings import load_settings
 from replicator.wal import check_settings, lsn_int
 from schema.urls import libpq_url
 from scsync.embedded_pg import EmbeddedPostgres
@@ -207,6 +210,16 @@ async def test_a_database_without_logical_wal_is_refused_in_one_line(tmp_path: P
         async with await psycopg.AsyncConnection.connect(libpq_url(server.url)) as conn:
             with pytest.raises(SettingsError) as raised:
                 await check_settings(conn)
+        # The daemon stops there, before any lane: exit 2.
+        settings = load_settings(
+            None,
+            local_db_url=server.url,
+            cloud_api_url="http://127.0.0.1:9",
+            site_token="unused",
+            site_id=1,
+            capture="wal",
+        )
+        assert await asyncio.wait_for(Daemon(settings).serve(), 30) == 2
     finally:
         server.stop()
     message = str(raised.value)
