@@ -160,15 +160,10 @@ class WalCapture:
         """Check the database, make the slot if it is missing (resync what it would
         have missed), start streaming from what the outbox already holds."""
         await check_settings(conn)
-        cur = await conn.execute("SELECT current_database()")
-        row = await cur.fetchone()
-        assert row is not None
-        self.slot = slot_name(str(row[0]))
-        cur = await conn.execute(query("capture_slot"), {"slot": self.slot})
-        slot = await cur.fetchone()
+        wal_status = await self._find_slot(conn)
         state = await self._state(conn)
-        if slot is None or slot[0] == "lost":
-            await self._make_slot(conn, lost=slot is not None, known=state[0] is not None)
+        if wal_status is None or wal_status == "lost":
+            await self._make_slot(conn, lost=wal_status is not None, known=state[0] is not None)
             state = await self._state(conn)
         self.spooled_lsn = lsn_int(state[1]) if state[1] else 0
         await self._start_stream()
@@ -178,23 +173,28 @@ class WalCapture:
         write the outbox again from now on, what the slot still holds is spooled, and
         the slot goes (it would keep the site's WAL for ever)."""
         await conn.execute(query("capture_mode_set"), {"mode": "triggers"})
-        cur = await conn.execute("SELECT current_database()")
-        row = await cur.fetchone()
-        assert row is not None
-        self.slot = slot_name(str(row[0]))
-        cur = await conn.execute(query("capture_slot"), {"slot": self.slot})
-        slot = await cur.fetchone()
-        if slot is not None and slot[0] != "lost":
+        wal_status = await self._find_slot(conn)
+        if wal_status is not None and wal_status != "lost":
             state = await self._state(conn)
             self.spooled_lsn = lsn_int(state[1]) if state[1] else 0
             await self._start_stream()
             while await self.spool(conn):
                 pass
             await self.close()
-        if slot is not None:
+        if wal_status is not None:
             await conn.execute(query("capture_slot_drop"), {"slot": self.slot})
         await conn.execute(query("capture_forget"))
         log.info("capture: back to the triggers; slot %s dropped", self.slot)
+
+    async def _find_slot(self, conn: Conn) -> str | None:
+        """This database's slot name (kept), and its wal_status; None: no slot."""
+        cur = await conn.execute("SELECT current_database()")
+        row = await cur.fetchone()
+        assert row is not None
+        self.slot = slot_name(str(row[0]))
+        cur = await conn.execute(query("capture_slot"), {"slot": self.slot})
+        slot = await cur.fetchone()
+        return None if slot is None else str(slot[0])
 
     async def _state(self, conn: Conn) -> tuple[str | None, str | None]:
         cur = await conn.execute(query("capture_state"))
