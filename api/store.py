@@ -90,9 +90,9 @@ Pool = psycopg_pool.AsyncConnectionPool[Conn]
 
 @asynccontextmanager
 async def transaction(pool: Pool, *, wake: bool = True) -> AsyncIterator[Conn]:
-    """One transaction on a pooled connection. ``wake``: it ends with one wake-up of the
-    event and outbox listeners (scsync_wake: a hint, folded to one per transaction; the
-    capture triggers notify no one)."""
+    """One transaction on a pooled connection. ``wake``: if it wrote anything, it ends
+    with one wake-up of the event and outbox listeners (scsync_wake: a hint, folded to
+    one per transaction; the capture triggers notify no one)."""
     async with db_errors(), pool.connection() as conn, conn.transaction():
         yield conn
         if wake:

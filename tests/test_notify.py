@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from schema.sql import query as query_text_of
 from tests.pg import TestDatabase
 
 pytestmark = pytest.mark.dblevel
@@ -75,3 +76,19 @@ def test_a_rolled_back_wake_sends_nothing(local_db: TestDatabase) -> None:
         writer.execute("SELECT scsync_wake()")
         writer.rollback()
         assert _until_marker(listener, local_db) == []
+
+
+def test_an_api_transaction_wakes_only_when_it_wrote(local_db: TestDatabase) -> None:
+    wake = query_text_of("api_wake")
+    with _listener(local_db) as listener, local_db.connect() as api:
+        api.execute("SELECT count(*) FROM doctors")
+        api.execute(wake)
+        api.commit()
+        assert _until_marker(listener, local_db) == []  # a read: no NOTIFY lock, no hint
+        api.execute("INSERT INTO doctors (site_id, name) VALUES (1, 'Dr. Write')")
+        api.execute(wake)
+        api.commit()
+        assert sorted(_until_marker(listener, local_db)) == [
+            ("scsync_api_events", ""),
+            ("scsync_outbox", ""),
+        ]

@@ -102,9 +102,10 @@ SELECT scsync_api_publish(%(site)s, %(type)s, %(table)s, %(row_id)s, %(patient)s
 SELECT id, at, site_id, type, table_name, row_id, patient_id, payload
   FROM scsync_api_events_after(%(after)s, %(site)s, %(limit)s)
 
--- The end of a write transaction of the API: one wake-up of the listeners.
+-- The end of a transaction of the API: one wake-up of the listeners if it wrote
+-- anything (a read, a sign-in, a lookup takes no NOTIFY lock and wakes no one).
 -- name: api_wake
-SELECT scsync_wake()
+SELECT scsync_wake() WHERE pg_current_xact_id_if_assigned() IS NOT NULL
 
 -- name: api_events_max
 SELECT scsync_api_events_newest() AS id
