@@ -193,7 +193,7 @@ class Daemon:
         site = str(self.settings.site_id)
         wake = self._wake[lane]
         from_wal = self.settings.capture == "wal"
-        probe = "capture_wal_end" if from_wal else "replicator_outbox_head"
+        probe = "capture_wal_position" if from_wal else "replicator_outbox_head"
         to_int: Callable[[str], int] = lsn_int if from_wal else int
         while not self._stop.is_set():
             conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None

@@ -215,23 +215,25 @@ class Lane:
         """Capture from the WAL (``capture = "wal"``): this lane's writes on the site
         carry its replication origin (not decoded back), and the push lane streams the
         site's slot. Back to ``"triggers"`` after ``"wal"``: the slot is retired."""
-        capture = WalCapture(
-            conninfo(self.settings.local_db_url, self.settings.connect_timeout_s, "scsync-capture"),
-            self.settings.connect_timeout_s,
-            self.settings.op_timeout_s,
-        )
         if self.settings.capture == "wal":
             await origin_session(conn, self.name)
             if self.name == "push":
-                self.capture = capture
-                await capture.open(conn)
+                self.capture = self._wal_capture()
+                await self.capture.open(conn)
             return
         if self.name == "push":
             cur = await conn.execute(query("capture_mode"))
             row = await cur.fetchone()
             if row is not None and row[0] == "wal":
                 await origin_session(conn, self.name)
-                await capture.retire(conn)
+                await self._wal_capture().retire(conn)
+
+    def _wal_capture(self) -> WalCapture:
+        return WalCapture(
+            conninfo(self.settings.local_db_url, self.settings.connect_timeout_s, "scsync-capture"),
+            self.settings.connect_timeout_s,
+            self.settings.op_timeout_s,
+        )
 
     async def close(self, release: bool = False) -> None:
         """Close the local connection; ``release``: give the lease back too (a clean

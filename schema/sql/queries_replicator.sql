@@ -64,9 +64,6 @@ SELECT b.ord, b.table_name, b.row_id, b.outcome, b.revision, b.conflict, b.batch
 -- name: replicator_outbox_head
 SELECT coalesce(max(seq), 0) FROM scsync_outbox
 
--- name: capture_wal_end
-SELECT pg_current_wal_insert_lsn()::text
-
 -- name: replicator_wake
 SELECT scsync_wake()
 

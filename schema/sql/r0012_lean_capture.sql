@@ -430,19 +430,16 @@ BEGIN
               JOIN %I t ON t.id = x.rid::bigint AND t.site_id = $3
              CROSS JOIN LATERAL (SELECT to_jsonb(t) AS r) j
              CROSS JOIN LATERAL (SELECT scsync_api_sync_state(j.r, $6) AS state) s
-             CROSS JOIN LATERAL (VALUES
-                 (1, $7, jsonb_build_object(
+             CROSS JOIN LATERAL (SELECT jsonb_build_object(
                      'op', $8, 'revision', t.revision::text,
                      'version', t.version_major || '.' || t.version_minor,
                      'sync_state', s.state, 'deleted', t.deleted,
-                     'sync_enabled', t.sync_enabled, 'origin', $9)),
+                     'sync_enabled', t.sync_enabled, 'origin', $9) AS change) c
+             CROSS JOIN LATERAL (VALUES
+                 (1, $7, c.change),
                  (2, 'record.sync', jsonb_build_object('state', s.state,
                                                        'revision', t.revision::text)),
-                 (3, 'record.conflict', jsonb_build_object(
-                     'op', $8, 'revision', t.revision::text,
-                     'version', t.version_major || '.' || t.version_minor,
-                     'sync_state', s.state, 'deleted', t.deleted,
-                     'sync_enabled', t.sync_enabled, 'origin', $9))
+                 (3, 'record.conflict', c.change)
              ) v(kind, type, payload)
              WHERE v.kind = ANY($10) AND (x.ord - 1) * 3 + v.kind > $11
                AND (v.kind <> 3 OR t.in_conflict)
