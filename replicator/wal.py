@@ -182,9 +182,21 @@ class WalCapture:
                 pass
             await self.close()
         if wal_status is not None:
-            await conn.execute(query("capture_slot_drop"), {"slot": self.slot})
+            await self._drop_slot(conn)
         await conn.execute(query("capture_forget"))
         log.info("capture: back to the triggers; slot %s dropped", self.slot)
+
+    async def _drop_slot(self, conn: Conn) -> None:
+        """Drop the slot; our stream, just closed, may keep it active for a moment until
+        its walsender has exited: a few tries over two seconds."""
+        for attempt in range(20):
+            try:
+                await conn.execute(query("capture_slot_drop"), {"slot": self.slot})
+                return
+            except psycopg.errors.ObjectInUse:
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.1)
 
     async def _find_slot(self, conn: Conn) -> str | None:
         """This database's slot name (kept), and its wal_status; None: no slot."""
