@@ -32,6 +32,7 @@ from psycopg import sql
 from api.errors import BadRequest
 from api.sync import POOL, SITE, Conn, json_body, prelude
 from schema.lanes import SIDE_ONLY_COLUMNS
+from schema.replicating import mark_replicating
 from schema.sql import query
 from schema.tables import SYNCED_TABLES, metadata_for
 
@@ -128,7 +129,7 @@ async def _backfill_apply(request: web.Request) -> web.Response:
                 # No per-row triggers (the rows are the site's, replicated): history is
                 # written by the apply itself, the references checked below.
                 await conn.execute(query("sync_backfill_bulk"))
-            await conn.execute(query("replicator_replicating"))
+            await mark_replicating(conn)
             await conn.execute(_q("sync_backfill_stage_create", stage=stage, table=ident))
             async with conn.cursor().copy(
                 _q("sync_backfill_stage_copy_in", stage=stage, columns=cols)
@@ -198,7 +199,7 @@ async def _changing(
     await conn.execute(
         query("sync_records_check_keys"), {"keys": json.dumps(keys), "site_id": site_id}
     )
-    await conn.execute(query("replicator_replicating"))
+    await mark_replicating(conn)
     return {"site_id": site_id}
 
 

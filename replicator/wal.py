@@ -81,6 +81,7 @@ class CaptureStatus:
     wal_status: str | None  # reserved, extended, unreserved, lost
     retained_bytes: int | None
     spooled_lsn: str | None
+    unread_bytes: int | None  # the WAL past what the spool has read
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -90,13 +91,14 @@ class CaptureStatus:
             "wal_status": self.wal_status,
             "retained_bytes": self.retained_bytes,
             "spooled_lsn": self.spooled_lsn,
+            "unread_bytes": self.unread_bytes,
         }
 
 
 def capture_status_of(row: Any) -> CaptureStatus:
     """A ``capture_status`` row (schema/sql/queries_replicator.sql)."""
     if row is None:
-        return CaptureStatus("triggers", None, False, None, None, None)
+        return CaptureStatus("triggers", None, False, None, None, None, None)
     return CaptureStatus(
         str(row[0]),
         None if row[1] is None else str(row[1]),
@@ -104,6 +106,7 @@ def capture_status_of(row: Any) -> CaptureStatus:
         None if row[3] is None else str(row[3]),
         None if row[4] is None else int(str(row[4])),
         None if row[5] is None else str(row[5]),
+        None if row[1] is None or row[6] is None else int(str(row[6])),
     )
 
 

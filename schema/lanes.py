@@ -27,6 +27,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import errors as pg_errors
 
+from schema.replicating import mark_replicating
 from schema.sql import query
 
 LaneName = Literal["push", "pull"]
@@ -298,7 +299,7 @@ class LaneDb:
                 result.outcomes = [_outcome(r) for r in out]
                 result.batch_id = int(out[0][6]) if out else None
                 return result
-            await conn.execute(query("replicator_replicating"))
+            await mark_replicating(conn)
             if forget:
                 await conn.execute(
                     query("replicator_inbox_forget"),

@@ -16,6 +16,8 @@ from typing import Any
 
 import psycopg
 
+from schema.replicating import replicating_sync
+
 MiB = 1024 * 1024
 
 FIRST_NAMES = [
@@ -171,8 +173,7 @@ def seed_history(
     rnd = random.Random(seed + site_id)
     out = Seeded(site_id)
     store.mkdir(parents=True, exist_ok=True)
-    with psycopg.connect(libpq_url) as conn:
-        conn.execute("SET LOCAL scsync.replicating = 'on'")
+    with psycopg.connect(libpq_url) as conn, replicating_sync(conn):
 
         def add(table: str, **values: Any) -> int:
             values.setdefault("site_id", site_id)

@@ -48,6 +48,7 @@ from replicator.files.localdb import AsyncConn, LocalDb, connect
 from replicator.files.ondemand import OnDemand
 from replicator.files.transfer import RateLimiter, Transfer
 from schema.lanes import SIDE_ONLY_COLUMNS
+from schema.replicating import mark_replicating
 from schema.sql import query
 from schema.tables import SYNCED_TABLES, metadata_for
 
@@ -518,7 +519,7 @@ class Backfill:
                 mcur = self._marker.cursor()
                 if self._bulk:
                     await mcur.execute("SET LOCAL session_replication_role = replica")
-                await mcur.execute("SET LOCAL scsync.replicating = 'on'")
+                await mark_replicating(self._marker)
                 # Losing this commit in a crash only makes the next run re-send the batch
                 # (a duplicate on the cloud), so it need not wait for the WAL flush.
                 await mcur.execute("SET LOCAL synchronous_commit = off")
