@@ -136,7 +136,6 @@ def baseline_metadata(side: Side) -> sa.MetaData:
     """The tables, indexes and sequences of the baseline of ``side``."""
     md = sa.MetaData()
     cloud, local = side == "cloud", side == "local"
-    sa.Sequence("scsync_snowflake_state", start=0, minvalue=0, metadata=md)
     if cloud:
         sa.Sequence("scsync_fencing_token", start=1, metadata=md)
 

@@ -134,78 +134,6 @@ LANGUAGE sql IMMUTABLE AS $$
                  'blob_state', 'local_path', 'lifecycle', 'in_conflict']
 $$;
 
--- ---------------------------------------------------------------------------
--- BEFORE INSERT OR UPDATE: stamp revision and updated_at on content changes; an insert
--- without a site gets this database's site (a site's local database only).
-CREATE FUNCTION scsync_stamp_revision() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF scsync_is_replicating() THEN
-        RETURN NEW;  -- keeps the revision it carries from the other side
-    END IF;
-    IF TG_OP = 'INSERT' THEN
-        NEW.revision := scsync_snowflake();
-        NEW.updated_at := clock_timestamp();
-        -- A legacy application's plain INSERT names no site: on a site's database it is
-        -- that site's (scsync db set-node --site-id). The cloud has no site of its own:
-        -- there the NOT NULL constraint still refuses it.
-        IF NEW.site_id IS NULL THEN
-            NEW.site_id := (SELECT n.site_id FROM scsync_node n);
-        END IF;
-        RETURN NEW;
-    END IF;
-    IF (to_jsonb(NEW) - scsync_bookkeeping_columns())
-       IS DISTINCT FROM (to_jsonb(OLD) - scsync_bookkeeping_columns()) THEN
-        NEW.revision := scsync_snowflake();
-        NEW.updated_at := clock_timestamp();
-    ELSE
-        -- Bookkeeping only: the content identity must not move.
-        NEW.revision := OLD.revision;
-    END IF;
-    RETURN NEW;
-END
-$$;
-
--- AFTER INSERT OR UPDATE OR DELETE: outbox row, history row, wake-up hint.
-CREATE FUNCTION scsync_capture() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    origin_side text;
-    op_code text;
-    r record;
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        r := OLD;
-        op_code := 'D';
-    ELSE
-        r := NEW;
-        op_code := CASE TG_OP WHEN 'INSERT' THEN 'I' ELSE 'U' END;
-        IF TG_OP = 'UPDATE' AND NEW.revision IS NOT DISTINCT FROM OLD.revision THEN
-            RETURN NULL;  -- bookkeeping-only update
-        END IF;
-        -- Every content revision is kept, on both sides, for history and rollback.
-        INSERT INTO scsync_history (table_name, row_id, site_id, revision,
-                                    version_major, version_minor, op, row_data, origin)
-        VALUES (TG_TABLE_NAME, r.id, r.site_id, r.revision, r.version_major,
-                r.version_minor, op_code, to_jsonb(r),
-                CASE WHEN scsync_is_replicating() THEN 'replicated' ELSE 'direct' END)
-        ON CONFLICT (table_name, row_id, revision) DO NOTHING;
-    END IF;
-    IF scsync_is_replicating() THEN
-        RETURN NULL;
-    END IF;
-    SELECT side INTO origin_side FROM scsync_node;
-    INSERT INTO scsync_outbox (table_name, row_id, site_id, op, origin,
-                               revision, synced_revision)
-    VALUES (TG_TABLE_NAME, r.id, r.site_id, op_code, coalesce(origin_side, 'unknown'),
-            r.revision, r.synced_revision);
-    -- Only a hint: the outbox is the truth. Equal payloads in one transaction are
-    -- folded into one notification by PostgreSQL.
-    PERFORM pg_notify('scsync_outbox', r.site_id::text);
-    RETURN NULL;
-END
-$$;
-
 -- A site's own site, for a legacy application's INSERT that names none (the column
 -- default on a site's database; the cloud has no site of its own: NULL, refused by NOT
 -- NULL there).
@@ -405,6 +333,21 @@ BEGIN
 END
 $$;
 
+-- Makes a table synced: its row in scsync_synced_tables, the capture, and on a site (the
+-- publication exists there only: baseline_capture_local.sql) the WAL capture's publication.
+CREATE FUNCTION scsync_register_table(tbl regclass, file_column text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO scsync_synced_tables (table_name, file_column)
+    SELECT c.relname, file_column FROM pg_class c WHERE c.oid = tbl;
+    PERFORM scsync_capture_attach(tbl);
+    IF EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'scsync_capture') THEN
+        PERFORM scsync_capture_publish(tbl);
+    END IF;
+END
+$$;
+
 CREATE FUNCTION scsync_unregister_table(tbl regclass) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -419,11 +362,6 @@ BEGIN
      WHERE table_name = (SELECT relname FROM pg_class WHERE oid = tbl);
 END
 $$;
-
--- A table's API events are part of its capture (scsync_capture_rows): this is a no-op
--- for callers that still attach a table to the events themselves.
-CREATE FUNCTION scsync_api_attach(tbl text) RETURNS void
-LANGUAGE sql AS $$ SELECT NULL::void $$;
 
 -- ---------------------------------------------------------------------------
 -- Wake-ups: a hint, at most one per transaction and channel (equal payloads fold), sent

@@ -12,7 +12,7 @@
 
 CREATE PUBLICATION scsync_capture;
 
--- A registered table joins the publication (scsync_register_table: the attach, then this).
+-- A registered table joins the publication (scsync_register_table, baseline_capture.sql).
 CREATE FUNCTION scsync_capture_publish(tbl regclass) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -20,17 +20,6 @@ BEGIN
                     WHERE p.pubname = 'scsync_capture' AND r.prrelid = tbl) THEN
         EXECUTE format('ALTER PUBLICATION scsync_capture ADD TABLE %s', tbl);
     END IF;
-END
-$$;
-
-CREATE FUNCTION scsync_register_table(tbl regclass, file_column text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO scsync_synced_tables (table_name, file_column)
-    SELECT c.relname, file_column FROM pg_class c WHERE c.oid = tbl;
-    PERFORM scsync_capture_attach(tbl);
-    PERFORM scsync_capture_publish(tbl);
 END
 $$;
 

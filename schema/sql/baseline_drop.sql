@@ -5,19 +5,13 @@ DROP PUBLICATION IF EXISTS scsync_capture;
 DROP VIEW IF EXISTS scsync_file_rows;
 
 DO $$
-DECLARE
-    f regprocedure;
 BEGIN
-    FOR f IN SELECT p.oid::regprocedure
+    EXECUTE (SELECT 'DROP FUNCTION ' || string_agg(p.oid::regprocedure::text, ', ') || ' CASCADE'
                FROM pg_proc p
               WHERE p.pronamespace = current_schema()::regnamespace
                 AND p.proname LIKE 'scsync\_%'
-                AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                                 WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
-                                   AND d.deptype = 'e')
-    LOOP
-        EXECUTE format('DROP FUNCTION %s CASCADE', f);
-    END LOOP;
+                AND NOT EXISTS (SELECT 1 FROM pg_extension e JOIN pg_depend d ON d.refobjid = e.oid
+                                 WHERE d.objid = p.oid AND d.deptype = 'e'));
 END
 $$;
 

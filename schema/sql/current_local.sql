@@ -42,9 +42,6 @@ CREATE SEQUENCE scsync_revision_seq AS bigint
 CREATE SEQUENCE scsync_snowflake_l AS bigint
     START 1 INCREMENT 1 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1;
 
-CREATE SEQUENCE scsync_snowflake_state AS bigint
-    START 0 INCREMENT 1 MINVALUE 0 MAXVALUE 9223372036854775807 CACHE 1;
-
 -- ==== tables ====
 
 CREATE TABLE alembic_version (
@@ -684,11 +681,6 @@ UNION ALL
 
 -- ==== functions ====
 
-CREATE OR REPLACE FUNCTION public.scsync_api_attach(tbl text)
- RETURNS void
- LANGUAGE sql
-AS $function$ SELECT NULL::void $function$;
-
 CREATE OR REPLACE FUNCTION public.scsync_api_events_after(p_after bigint, p_site integer, p_limit integer)
  RETURNS TABLE(id bigint, at timestamp with time zone, site_id integer, type text, table_name text, row_id bigint, patient_id bigint, payload jsonb)
  LANGUAGE plpgsql
@@ -805,71 +797,6 @@ BEGIN
 END
 $function$;
 
-CREATE OR REPLACE FUNCTION public.scsync_api_record_event()
- RETURNS trigger
- LANGUAGE plpgsql
- SECURITY DEFINER
- SET search_path TO 'public', 'pg_temp'
-AS $function$
-DECLARE
-    side_name text;
-    new_j jsonb;
-    old_j jsonb;
-    state text;
-    old_state text;
-    patient bigint;
-    content_changed boolean;
-    change_type text;
-    made_on text;
-    payload jsonb;
-BEGIN
-    SELECT side INTO side_name FROM scsync_node;
-    change_type := CASE WHEN scsync_is_replicating() THEN 'remote.changed'
-                        ELSE 'record.changed' END;
-    -- origin: the side where the change was made (what a client shows), not this one.
-    made_on := CASE WHEN NOT scsync_is_replicating() THEN side_name
-                    WHEN side_name = 'local' THEN 'cloud' ELSE 'local' END;
-    IF TG_OP = 'DELETE' THEN
-        old_j := to_jsonb(OLD);
-        PERFORM scsync_api_publish(OLD.site_id, change_type, TG_TABLE_NAME, OLD.id,
-            scsync_api_patient_of(TG_TABLE_NAME, old_j),
-            jsonb_build_object('op', 'D', 'revision', OLD.revision::text, 'deleted', true,
-                               'origin', made_on));
-        RETURN NULL;
-    END IF;
-    new_j := to_jsonb(NEW);
-    patient := scsync_api_patient_of(TG_TABLE_NAME, new_j);
-    state := scsync_api_sync_state(new_j, side_name);
-    IF TG_OP = 'INSERT' THEN
-        content_changed := true;
-        old_state := NULL;
-    ELSE
-        old_j := to_jsonb(OLD);
-        content_changed := NEW.revision IS DISTINCT FROM OLD.revision;
-        old_state := scsync_api_sync_state(old_j, side_name);
-    END IF;
-    payload := jsonb_build_object(
-        'op', left(TG_OP, 1), 'revision', NEW.revision::text,
-        'version', NEW.version_major || '.' || NEW.version_minor,
-        'sync_state', state, 'deleted', NEW.deleted, 'sync_enabled', NEW.sync_enabled,
-        'origin', made_on);
-    IF content_changed THEN
-        PERFORM scsync_api_publish(NEW.site_id, change_type, TG_TABLE_NAME, NEW.id, patient,
-                                   payload);
-    END IF;
-    IF content_changed OR state IS DISTINCT FROM old_state THEN
-        PERFORM scsync_api_publish(NEW.site_id, 'record.sync', TG_TABLE_NAME, NEW.id, patient,
-                                   jsonb_build_object('state', state,
-                                                      'revision', NEW.revision::text));
-    END IF;
-    IF NEW.in_conflict AND (TG_OP = 'INSERT' OR NOT OLD.in_conflict) THEN
-        PERFORM scsync_api_publish(NEW.site_id, 'record.conflict', TG_TABLE_NAME, NEW.id,
-                                   patient, payload);
-    END IF;
-    RETURN NULL;
-END
-$function$;
-
 CREATE OR REPLACE FUNCTION public.scsync_api_sync_state(r jsonb, side_name text)
  RETURNS text
  LANGUAGE sql
@@ -913,47 +840,6 @@ CREATE OR REPLACE FUNCTION public.scsync_bookkeeping_columns()
 AS $function$
     SELECT ARRAY['revision', 'synced_revision', 'synced', 'last_synced_at', 'updated_at',
                  'blob_state', 'local_path', 'lifecycle', 'in_conflict']
-$function$;
-
-CREATE OR REPLACE FUNCTION public.scsync_capture()
- RETURNS trigger
- LANGUAGE plpgsql
-AS $function$
-DECLARE
-    origin_side text;
-    op_code text;
-    r record;
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        r := OLD;
-        op_code := 'D';
-    ELSE
-        r := NEW;
-        op_code := CASE TG_OP WHEN 'INSERT' THEN 'I' ELSE 'U' END;
-        IF TG_OP = 'UPDATE' AND NEW.revision IS NOT DISTINCT FROM OLD.revision THEN
-            RETURN NULL;  -- bookkeeping-only update
-        END IF;
-        -- Every content revision is kept, on both sides, for history and rollback.
-        INSERT INTO scsync_history (table_name, row_id, site_id, revision,
-                                    version_major, version_minor, op, row_data, origin)
-        VALUES (TG_TABLE_NAME, r.id, r.site_id, r.revision, r.version_major,
-                r.version_minor, op_code, to_jsonb(r),
-                CASE WHEN scsync_is_replicating() THEN 'replicated' ELSE 'direct' END)
-        ON CONFLICT (table_name, row_id, revision) DO NOTHING;
-    END IF;
-    IF scsync_is_replicating() THEN
-        RETURN NULL;
-    END IF;
-    SELECT side INTO origin_side FROM scsync_node;
-    INSERT INTO scsync_outbox (table_name, row_id, site_id, op, origin,
-                               revision, synced_revision)
-    VALUES (TG_TABLE_NAME, r.id, r.site_id, op_code, coalesce(origin_side, 'unknown'),
-            r.revision, r.synced_revision);
-    -- Only a hint: the outbox is the truth. Equal payloads in one transaction are
-    -- folded into one notification by PostgreSQL.
-    PERFORM pg_notify('scsync_outbox', r.site_id::text);
-    RETURN NULL;
-END
 $function$;
 
 CREATE OR REPLACE FUNCTION public.scsync_capture_attach(tbl regclass)
@@ -1348,7 +1234,9 @@ BEGIN
     INSERT INTO scsync_synced_tables (table_name, file_column)
     SELECT c.relname, file_column FROM pg_class c WHERE c.oid = tbl;
     PERFORM scsync_capture_attach(tbl);
-    PERFORM scsync_capture_publish(tbl);
+    IF EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'scsync_capture') THEN
+        PERFORM scsync_capture_publish(tbl);
+    END IF;
 END
 $function$;
 
@@ -2236,37 +2124,6 @@ BEGIN
 END
 $function$;
 
-CREATE OR REPLACE FUNCTION public.scsync_stamp_revision()
- RETURNS trigger
- LANGUAGE plpgsql
-AS $function$
-BEGIN
-    IF scsync_is_replicating() THEN
-        RETURN NEW;  -- keeps the revision it carries from the other side
-    END IF;
-    IF TG_OP = 'INSERT' THEN
-        NEW.revision := scsync_snowflake();
-        NEW.updated_at := clock_timestamp();
-        -- A legacy application's plain INSERT names no site: on a site's database it is
-        -- that site's (scsync db set-node --site-id). The cloud has no site of its own:
-        -- there the NOT NULL constraint still refuses it.
-        IF NEW.site_id IS NULL THEN
-            NEW.site_id := (SELECT n.site_id FROM scsync_node n);
-        END IF;
-        RETURN NEW;
-    END IF;
-    IF (to_jsonb(NEW) - scsync_bookkeeping_columns())
-       IS DISTINCT FROM (to_jsonb(OLD) - scsync_bookkeeping_columns()) THEN
-        NEW.revision := scsync_snowflake();
-        NEW.updated_at := clock_timestamp();
-    ELSE
-        -- Bookkeeping only: the content identity must not move.
-        NEW.revision := OLD.revision;
-    END IF;
-    RETURN NEW;
-END
-$function$;
-
 CREATE OR REPLACE FUNCTION public.scsync_stamp_update()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -2398,16 +2255,13 @@ ALTER PUBLICATION scsync_capture ADD TABLE user_accounts;
 
 -- ==== privileges ====
 
--- ON FUNCTION scsync_api_attach(tbl text): EXECUTE TO <owner>
 -- ON FUNCTION scsync_api_events_after(p_after bigint, p_site integer, p_limit integer): EXECUTE TO <owner>
 -- ON FUNCTION scsync_api_events_newest(): EXECUTE TO <owner>
 -- ON FUNCTION scsync_api_patient_of(tbl text, r jsonb): EXECUTE TO <owner>
 -- ON FUNCTION scsync_api_publish(p_site integer, p_type text, p_table text, p_row bigint, p_patient bigint, p_payload jsonb): EXECUTE TO <owner>
--- ON FUNCTION scsync_api_record_event(): EXECUTE TO <owner>
 -- ON FUNCTION scsync_api_sync_state(r jsonb, side_name text): EXECUTE TO <owner>
 -- ON FUNCTION scsync_blob_in_scope(tbl text, rid bigint, modality text, record_date date): EXECUTE TO <owner>
 -- ON FUNCTION scsync_bookkeeping_columns(): EXECUTE TO <owner>
--- ON FUNCTION scsync_capture(): EXECUTE TO <owner>
 -- ON FUNCTION scsync_capture_attach(tbl regclass): EXECUTE TO <owner>
 -- ON FUNCTION scsync_capture_publish(tbl regclass): EXECUTE TO <owner>
 -- ON FUNCTION scsync_capture_resync(p_slot text, p_lsn text): EXECUTE TO <owner>
@@ -2432,7 +2286,6 @@ ALTER PUBLICATION scsync_capture ADD TABLE user_accounts;
 -- ON FUNCTION scsync_resolve_conflict(p_conflict_id bigint, p_keep text, p_by text): EXECUTE TO <owner>
 -- ON FUNCTION scsync_scratch_ok(p_name text, p_type regtype): EXECUTE TO <owner>
 -- ON FUNCTION scsync_snowflake(): EXECUTE TO <owner>
--- ON FUNCTION scsync_stamp_revision(): EXECUTE TO <owner>
 -- ON FUNCTION scsync_stamp_update(): EXECUTE TO <owner>
 -- ON FUNCTION scsync_unregister_table(tbl regclass): EXECUTE TO <owner>
 -- ON FUNCTION scsync_wake(): EXECUTE TO <owner>

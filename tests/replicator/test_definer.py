@@ -1,4 +1,4 @@
-"""SECURITY DEFINER functions and EXECUTE rights (revision 0010): no app function is
+"""SECURITY DEFINER functions and EXECUTE rights (baseline_privileges.sql): no app function is
 executable by PUBLIC or by any role but its owner, and no lane function runs the code of
 a temp table (with a trigger) planted under a name the function uses."""
 
