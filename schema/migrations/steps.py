@@ -16,6 +16,7 @@ definition names it (``schema.sql.restore_functions``) rather than retyping it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -456,3 +457,15 @@ def baseline_downgrade(side: Side) -> None:
     """0001 undone: an empty database."""
     run_sql_file("baseline_drop.sql")
     baseline_metadata(side).drop_all(op.get_bind(), checkfirst=False)
+
+
+def baseline(side: Side) -> tuple[Callable[..., None], Callable[..., None]]:
+    """The ``upgrade`` and ``downgrade`` of a side's version file for revision 0001."""
+
+    def upgrade(**kw: Any) -> None:
+        baseline_upgrade(side)
+
+    def downgrade(**kw: Any) -> None:
+        baseline_downgrade(side)
+
+    return upgrade, downgrade
