@@ -97,3 +97,13 @@ def test_dump_schema_prints_the_checked_in_schema(empty_db: TestDatabase, tmp_pa
     out = tmp_path / "local.sql"
     written = run_cli("db", "dump-schema", "--side", "local", "--url", url, "--output", str(out))
     assert written.returncode == 0 and out.read_text(encoding="utf-8") == printed.stdout
+
+
+@pytest.mark.dblevel
+def test_unknown_revision_is_one_line(empty_db: TestDatabase) -> None:
+    """A database of a development build before the baseline (at 0013, say)."""
+    with empty_db.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO alembic_version VALUES ('0013')")
+    result = run_cli("db", "upgrade", "--side", "local", "--url", empty_db.libpq_url)
+    _assert_one_line_error(result, "Can't locate revision", "0013", "made afresh")

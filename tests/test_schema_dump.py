@@ -40,3 +40,14 @@ def test_dump_sees_a_changed_function_body(empty_db: TestDatabase) -> None:
     after = dump.dump_url(empty_db.url)
     changes = dump.diff(before, after, "before", "after")
     assert "SELECT 42::bigint" in changes
+
+
+def test_a_downgrade_can_name_an_earlier_definition() -> None:
+    """What a later revision's downgrade uses to put back a function of the baseline
+    (schema.sql.restore_functions) finds it by name, as CREATE OR REPLACE."""
+    from schema.sql import function_definitions
+
+    (snowflake,) = function_definitions("baseline_capture.sql", "scsync_snowflake")
+    assert snowflake.startswith("CREATE OR REPLACE FUNCTION scsync_snowflake()")
+    with pytest.raises(KeyError, match="scsync_nothing"):
+        function_definitions("baseline_capture.sql", "scsync_nothing")
