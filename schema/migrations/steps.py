@@ -1,6 +1,6 @@
 """Migration steps written once, the side a parameter: the version files of both sides
-(``local/versions``, ``cloud/versions``) keep only their revision ids and call these. The
-runner passes ``side`` to every step (``schema/migrations/runner.py``).
+(``local/versions``, ``cloud/versions``) hold only their revision id and side, and take
+their ``upgrade``/``downgrade`` from here (``baseline(side)``).
 
 The baseline (revision 0001) makes the whole schema of a side: the tables below (a frozen
 description: ``schema/tables.py`` is the live one, which later revisions move towards),
@@ -433,6 +433,10 @@ _AFTER_TABLES = ("register", "replicator", "lockd", "files", "api", "sync_api", 
 
 def _run_topic(topic: str, side: Side) -> None:
     sql = resources.files("schema.sql")
+    if not any(
+        sql.joinpath(f"baseline_{topic}{part}.sql").is_file() for part in ("", "_local", "_cloud")
+    ):
+        raise FileNotFoundError(f"schema/sql has no baseline_{topic}*.sql")
     for name in (f"baseline_{topic}.sql", f"baseline_{topic}_{side}.sql"):
         if sql.joinpath(name).is_file():
             run_sql_file(name)
