@@ -1,6 +1,6 @@
 """Every lease operation, over psycopg 3 async (procrastinate's "manager").
 
-Each operation is one call of a function of ``r0003_lockd_leases.sql``: one statement,
+Each operation is one call of a function of ``baseline_lockd_cloud.sql``: one statement,
 one transaction, one round trip, timed only by the database's ``clock_timestamp()``.
 This process's clock is used for nothing but its own waiting (``monotonic``, which
 tests replace), so a client whose clock is off by an hour gets the same grants and

@@ -2,7 +2,7 @@
 
 ``push`` moves the site's local outbox to the cloud, ``pull`` moves the cloud outbox
 rows of this site to the local database. Both run the same steps (see
-``schema/sql/r0002_replicator.sql`` for the SQL side):
+``schema/sql/baseline_replicator.sql`` for the SQL side):
 
 1. *read* (source, REPEATABLE READ): committed outbox rows, oldest seq first, coalesced
    per record, each with the record's current content (a tombstone when it is gone);

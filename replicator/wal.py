@@ -6,7 +6,7 @@ statement-level triggers of 0012 then write only the API events); the replicator
 the site's committed changes from a logical replication slot (built-in ``pgoutput``,
 the publication ``scsync_capture`` over the synced tables) on a streaming replication
 connection, and spools them, a batch of transactions at a time, into the history and
-the outbox the lanes read (``scsync_capture_spool``, schema/sql/r0013_wal_capture.sql),
+the outbox the lanes read (``scsync_capture_spool``, schema/sql/baseline_capture_local.sql),
 set-based, off the writer's path.
 
 Exactly once across crashes: the spool records the last spooled commit's LSN in

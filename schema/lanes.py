@@ -1,4 +1,4 @@
-"""The database end of a lane: the steps of ``schema/sql/r0002_replicator.sql`` on one
+"""The database end of a lane: the steps of ``schema/sql/baseline_replicator.sql`` on one
 psycopg (async) connection, used for a site's local database by the replicator and for
 the cloud database by the cloud API's sync endpoints (api/sync.py), which runs them as
 the app's own role for the site of the caller's token.
@@ -264,7 +264,7 @@ class LaneDb:
     ) -> Applied:
         """Apply the batch, with the inbox entry and the cursor, in one transaction. The
         batch goes to the apply as one JSON argument and is staged inside that call, in a
-        temp table the call makes itself (r0002_replicator.sql). ``one_by_one``: a
+        temp table the call makes itself (baseline_replicator.sql). ``one_by_one``: a
         savepoint per record, those that fail are returned as failures (to be parked)
         instead of failing the batch."""
         rows = await _collect(batch)

@@ -135,7 +135,7 @@ SELECT site_id, max(seq) FROM scsync_outbox
 
 -- name: sync_begin
 -- First statement of every transaction the cloud API runs for a site (api/sync.py):
--- the acting site, the site enabled, the lane's lease (schema/sql/r0011_sync_api_cloud.sql).
+-- the acting site, the site enabled, the lane's lease (schema/sql/baseline_sync_api_cloud.sql).
 SELECT enabled, busy_holder, busy_until, busy_left_s
   FROM scsync_sync_begin(%(site_id)s, %(lane)s, %(holder)s, %(ttl_s)s)
 
@@ -146,7 +146,7 @@ DELETE FROM scsync_lane_leases
 -- name: sync_isolation_repeatable_read
 SET TRANSACTION ISOLATION LEVEL REPEATABLE READ
 
--- The WAL capture of a site (replicator/wal.py, schema/sql/r0013_wal_capture.sql).
+-- The WAL capture of a site (replicator/wal.py, schema/sql/baseline_capture_local.sql).
 -- name: capture_settings
 SELECT current_setting('wal_level'), current_setting('max_replication_slots')
 
