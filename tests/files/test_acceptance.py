@@ -117,14 +117,16 @@ def seed_legacy(
 
 
 def _newest_first(tdb: TestDatabase, table: str) -> None:
-    """Every synced row is newer (higher id) than every row that never crossed."""
+    """A backfill stopped midway: some rows crossed, some did not, and every one that
+    crossed is newer (higher id) than every one that did not. Callers stop it midway."""
     row = fetch(
         tdb,
         f"SELECT max(id) FILTER (WHERE synced_revision IS NULL) AS unsynced,"
         f" min(id) FILTER (WHERE synced_revision IS NOT NULL) AS synced FROM {table}",
     )[0]
-    if row.unsynced is not None and row.synced is not None:
-        assert row.synced > row.unsynced, f"{table}: an older row crossed before a newer one"
+    assert row.synced is not None, f"{table}: no row crossed; nothing shows the order"
+    assert row.unsynced is not None, f"{table}: every row crossed; nothing shows the order"
+    assert row.synced > row.unsynced, f"{table}: an older row crossed before a newer one"
 
 
 def _synced(tdb: TestDatabase, table: str) -> int:
@@ -264,7 +266,8 @@ def test_backfill_survives_two_kills_newest_first_and_live_edits_pass(
     wait_until(lambda: _synced(local_db, "images") >= files // 3, 120, "a third of images")
     bf.send_signal(signal.SIGKILL)
     bf.wait(10)
-    _newest_first(local_db, "patients")
+    # Parents first: every patient (and the live one) crossed before any image did.
+    assert _synced(local_db, "patients") == patients + 1
     _newest_first(local_db, "images")
     bf = procs.start(*backfill_args, env=env)
     assert bf.wait(300) == 0, procs.log(bf)
