@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
@@ -72,3 +73,17 @@ async def until_marker_async(
         if is_marker(message):
             return heard
         heard.append(message)
+
+
+def queued_datagrams(sock: socket.socket, size: int = 256) -> list[bytes]:
+    """Every datagram already in ``sock``'s queue, without waiting for more: once the
+    sender has exited (its exit waited for), all it sent is there."""
+    out: list[bytes] = []
+    sock.setblocking(False)
+    try:
+        while True:
+            out.append(sock.recv(size))
+    except BlockingIOError:
+        return out
+    finally:
+        sock.setblocking(True)
