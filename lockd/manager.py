@@ -202,6 +202,10 @@ class LeaseManager:
             if not queue:
                 self._waiters.pop(key, None)
 
+    def queued(self, table: str, row_id: int) -> int:
+        """How many acquires of this process wait for the record (in arrival order)."""
+        return len(self._waiters.get((table, row_id), ()))
+
     def _hand_off(self, table: object, row_id: object) -> None:
         """Wake the longest-waiting acquire of this record (one, not all of them)."""
         queue = self._waiters.get((str(table), int(str(row_id))))

@@ -79,6 +79,11 @@ def test_upgrade_current_check_set_node(empty_db: TestDatabase) -> None:
     assert run_cli("db", "check", "--side", "cloud", "--url", url).returncode == 0
     node = run_cli("db", "set-node", "--side", "cloud", "--url", url, "--node-id", "0")
     assert node.returncode == 0, node.stderr
+    # A legacy INSERT without site_id: the cloud has no site of its own to give it.
+    import psycopg
+
+    with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.NotNullViolation):
+        conn.execute(_LEGACY_INSERT)
     bad_node = run_cli("db", "set-node", "--side", "cloud", "--url", url, "--node-id", "5000")
     _assert_one_line_error(bad_node, "between 0 and 4095")
     wrong_side_check = run_cli("db", "check", "--side", "local", "--url", url)
@@ -107,3 +112,26 @@ def test_unknown_revision_is_one_line(empty_db: TestDatabase) -> None:
         conn.exec_driver_sql("INSERT INTO alembic_version VALUES ('0013')")
     result = run_cli("db", "upgrade", "--side", "local", "--url", empty_db.libpq_url)
     _assert_one_line_error(result, "Can't locate revision", "0013", "made afresh")
+
+
+_LEGACY_INSERT = (
+    "INSERT INTO patients (patient_code, name) VALUES ('L', 'Legacy') RETURNING site_id"
+)
+
+
+@pytest.mark.dblevel
+def test_a_legacy_insert_without_site_id_gets_the_site_set_node_recorded(
+    local_db: TestDatabase,
+) -> None:
+    """A legacy application's plain INSERT names no site_id: on a site's database it gets
+    the site `scsync db set-node --site-id` recorded (3 here: not a fixture's 1 by
+    chance). The cloud, with no site of its own, refuses it (the test above)."""
+    import psycopg
+
+    url = local_db.libpq_url
+    node = run_cli(
+        "db", "set-node", "--side", "local", "--url", url, "--node-id", "1", "--site-id", "3"
+    )
+    assert node.returncode == 0, node.stderr
+    with psycopg.connect(url) as conn:
+        assert conn.execute(_LEGACY_INSERT).fetchone() == (3,)

@@ -107,12 +107,16 @@ def register(sub: Any) -> None:
 
     up = db_sub.add_parser("upgrade", help="apply migrations (default: to head)")
     side_and_url(up)
-    up.add_argument("--revision", default="head")
+    up.add_argument("--revision", default="head", help="the revision to reach")
     up.set_defaults(handler=_db_upgrade)
 
     down = db_sub.add_parser("downgrade", help="revert migrations (default: to base = empty)")
     side_and_url(down)
-    down.add_argument("--revision", default="base")
+    down.add_argument(
+        "--revision",
+        default="base",
+        help="the revision to go back to: an id, -1 for one step, base for an empty database",
+    )
     down.set_defaults(handler=_db_downgrade)
 
     cur = db_sub.add_parser("current", help="show the database's revision and the head")

@@ -35,7 +35,9 @@ def register(sub: Any) -> None:
     demo.add_argument("--once", action="store_true", help="exit after the checks")
     demo.add_argument("--workdir", help="keep databases, files and logs here")
     demo.add_argument("--keep", action="store_true", help="do not delete the temporary workdir")
-    demo.add_argument("--patients", type=int, default=60)
+    demo.add_argument(
+        "--patients", type=int, default=60, help="patients of the first clinic (the second: 1/6)"
+    )
     demo.add_argument("--images", type=int, help="2D images (default 18, 8 with --once)")
     demo.add_argument("--volume-mb", type=int, help="3D volume size (default 40, 8 with --once)")
     demo.set_defaults(handler=_demo)
