@@ -260,5 +260,4 @@ def seed_history(
                     body="No caries. Bone level within normal limits.",
                 )
             )
-        conn.commit()
     return out
