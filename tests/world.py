@@ -34,7 +34,11 @@ class CloudApi:
     def __init__(
         self, db_url: str, lease_ttl_s: float = 30.0, jwt_secret: str = JWT_SECRET
     ) -> None:
-        self.settings = SyncSettings(db_url=db_url, jwt_secret=jwt_secret, lease_ttl_s=lease_ttl_s)
+        # Tests write the cloud's rows directly (no wake-up from an API transaction): a
+        # held long poll finds them at its next outbox check, sooner than production's 1 s.
+        self.settings = SyncSettings(
+            db_url=db_url, jwt_secret=jwt_secret, lease_ttl_s=lease_ttl_s, hint_poll_s=0.2
+        )
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
