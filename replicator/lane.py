@@ -39,7 +39,7 @@ import psycopg
 
 from replicator import metrics as m
 from replicator.cloud_client import CloudClient, CloudEnd, default_holder
-from replicator.db import connect, conninfo, first_line, is_data_error, wrap_errors
+from replicator.db import connect, first_line, is_data_error, wrap_errors
 from replicator.errors import ApplyFailed, LaneBusy, Unavailable
 from replicator.metrics import Metrics
 from replicator.settings import Settings
@@ -53,6 +53,7 @@ from schema.lanes import (
     Park,
     Side,
 )
+from schema.notifications import keepalive_conninfo
 from schema.sql import query
 
 __all__ = ["SIDE_ONLY_COLUMNS", "BatchResult", "BatchRow", "BlobGate", "Lane", "LaneName"]
@@ -230,7 +231,9 @@ class Lane:
 
     def _wal_capture(self) -> WalCapture:
         return WalCapture(
-            conninfo(self.settings.local_db_url, self.settings.connect_timeout_s, "scsync-capture"),
+            keepalive_conninfo(
+                self.settings.local_db_url, self.settings.connect_timeout_s, "scsync-capture"
+            ),
             self.settings.connect_timeout_s,
             self.settings.op_timeout_s,
         )
