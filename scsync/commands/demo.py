@@ -8,7 +8,8 @@ from typing import Any
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from scsync.demo import DemoOptions, run_demo
+    from scsync.demo.run import run_demo
+    from scsync.demo.world import DemoOptions
 
     volume_mb = args.volume_mb if args.volume_mb is not None else (8 if args.once else 40)
     return run_demo(

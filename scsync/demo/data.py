@@ -20,6 +20,10 @@ from schema.replicating import replicating_sync
 
 MiB = 1024 * 1024
 
+PASSWORDS = {"alice": "alice-demo-password", "bob": "bob-demo-password"}
+# The vendor's own account on the cloud (site 0, role vendor_admin): every clinic.
+VENDOR = ("vendor", "vendor-demo-password")
+
 FIRST_NAMES = [
     "Mina",
     "Jisoo",
