@@ -20,5 +20,5 @@ One module per job:
 - ``narration``: steps, checks and the progress bar as printed;
 - ``data``: the clinics' history (patients, doctors, accounts, PNG X-rays, a volume).
 
-The child processes themselves are supervised by ``scsync.demo_procs``.
+The child processes themselves are supervised by ``scsync.demo.processes``.
 """

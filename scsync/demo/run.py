@@ -16,9 +16,9 @@ from types import FrameType
 
 from scsync.demo.client import HttpError
 from scsync.demo.narration import Narrator
+from scsync.demo.processes import DemoError, Supervisor
 from scsync.demo.scenario import check_backfill, check_sign_ins, run_backfill, scenario
 from scsync.demo.world import DemoOptions, World, build, sign_in_hints, site_config
-from scsync.demo_procs import DemoError, Supervisor
 
 
 @contextlib.contextmanager

@@ -26,8 +26,8 @@ from scsync.demo.client import (
 )
 from scsync.demo.data import MiB
 from scsync.demo.narration import Narrator, progress_bar
+from scsync.demo.processes import Supervisor, run_cli, scsync_argv
 from scsync.demo.world import World, sign_in_hints, site_config, start_replicator, start_site_lockd
-from scsync.demo_procs import Supervisor, run_cli, scsync_argv
 
 TABLE = "patients"
 PASSWORDS = {"alice": "alice-demo-password", "bob": "bob-demo-password"}

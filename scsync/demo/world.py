@@ -17,7 +17,7 @@ from typing import Any
 from scsync.demo.client import SignIn, answers, status_of
 from scsync.demo.data import PASSWORDS, VENDOR, MiB, Seeded, seed_history
 from scsync.demo.narration import Narrator
-from scsync.demo_procs import DemoError, Supervisor, run_cli, scsync_argv
+from scsync.demo.processes import DemoError, Supervisor, run_cli, scsync_argv
 from scsync.embedded_pg import free_port
 
 
