@@ -106,3 +106,26 @@ def test_a_column_missing_from_a_role_would_fail() -> None:
     """The comparisons above are of whole sets: one column less is a difference."""
     body = _function("local", "scsync_bookkeeping_columns")
     assert _quoted(body) != BOOKKEEPING_COLUMNS - {"in_conflict"}
+
+
+def test_sql_backfill_apply_sets_only_columns_the_site_never_sends() -> None:
+    """The site sends a table's columns minus SIDE_ONLY_COLUMNS; what the cloud's
+    backfill apply adds itself must be among those, else it would be named twice."""
+    text = read_sql("queries_files.sql")
+    lists = re.findall(r"INSERT INTO \{table\} \(\{columns\}, ([a-z_, ]+)\)", text)
+    assert len(lists) == 2, "the backfill apply's INSERT column lists moved"
+    for found in lists:
+        added = {c.strip() for c in found.split(",")}
+        assert added <= APPLY_SETS_COLUMNS, sorted(added - APPLY_SETS_COLUMNS)
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_sql_resolve_sets_only_columns_it_does_not_copy(side: Side) -> None:
+    """scsync_resolve_conflict copies the kept version's columns but id and the
+    bookkeeping ones, and sets those itself."""
+    body = _function(side, "scsync_resolve_conflict")
+    assert "scsync_bookkeeping_columns() || ARRAY['id']" in body
+    m = re.search(r"INSERT INTO %1\$I \(id, %2\$s, ([a-z_, ]+)\)", body)
+    assert m, "scsync_resolve_conflict's INSERT column list moved"
+    added = {c.strip() for c in m.group(1).split(",")}
+    assert added <= BOOKKEEPING_COLUMNS, sorted(added - BOOKKEEPING_COLUMNS)
