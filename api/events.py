@@ -24,6 +24,7 @@ import psycopg
 
 from api import store
 from schema.auth import Principal
+from schema.events import EventType
 from schema.notifications import Listener, wakes
 
 log = logging.getLogger("scsync.api.events")
@@ -33,7 +34,7 @@ RELAY_LOCK_KEY: Final = 7308901234567890505
 RELAY_NAME: Final = "rabbitmq"
 EVENTS: Final = "scsync_api_events"
 OUTBOX: Final = "scsync_outbox"
-HINT_TYPE: Final = "sync.hint"
+HINT_TYPE: Final = EventType.SYNC_HINT
 SEEN_WINDOW: Final = 20_000
 # application_name of the listening sessions, so an operator (or a test) can find them.
 LISTENER_NAME: Final = "scsync-api-listen"

@@ -44,8 +44,8 @@ from psycopg import errors as pg_errors
 
 from api.errors import ApiError, BadRequest, Conflict, Forbidden, ServiceUnavailable, Unauthorized
 from schema.auth import AuthError, Principal, TokenCache, bearer
+from schema.columns import SIDE_ONLY_COLUMNS
 from schema.lanes import (
-    SIDE_ONLY_COLUMNS,
     TRANSIENT,
     BatchRow,
     LaneDb,

@@ -31,7 +31,7 @@ from psycopg import sql
 
 from api.errors import BadRequest
 from api.sync import POOL, SITE, Conn, json_body, prelude
-from schema.lanes import SIDE_ONLY_COLUMNS
+from schema.columns import BATCH_KEY_COLUMNS, SIDE_ONLY_COLUMNS
 from schema.replicating import mark_replicating
 from schema.sql import query
 from schema.tables import SYNCED_TABLES, metadata_for
@@ -88,7 +88,7 @@ def backfill_columns(table: str, given: str) -> list[str]:
         )
     if len(set(columns)) != len(columns):
         raise BadRequest("columns: a column is named twice", field="columns")
-    missing = [c for c in ("id", "site_id", "revision") if c not in columns]
+    missing = [c for c in BATCH_KEY_COLUMNS if c not in columns]
     if missing:
         raise BadRequest(f"columns: {', '.join(missing)} missing", field="columns")
     return columns

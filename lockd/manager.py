@@ -29,12 +29,13 @@ from lockd.db import Pool, translate_error
 from lockd.errors import BadRequest, LeaseBusy, LockdError, RecordNotFound
 from lockd.models import Lease, LeaseEvent, LeaseState, SaveGrant, SaveResult
 from lockd.records import PROTECTED, check_changes, check_table, content_of
+from schema.events import ENDING_LEASE_EVENTS
 from schema.sql import query
 
 log = logging.getLogger(__name__)
 
 # Lease events after which the record may be free.
-_ENDING = frozenset({"lease.released", "lease.expired", "lease.broken", "lease.idle_closed"})
+_ENDING = ENDING_LEASE_EVENTS
 
 # A holder names its site: usernames are unique only within one clinic, so
 # "cloud:alice" of two clinics would be one owner (site 0: the vendor's staff).

@@ -44,8 +44,8 @@ from replicator.errors import ApplyFailed, LaneBusy, Unavailable
 from replicator.metrics import Metrics
 from replicator.settings import Settings
 from replicator.wal import WalCapture, origin_session
+from schema.columns import SIDE_ONLY_COLUMNS
 from schema.lanes import (
-    SIDE_ONLY_COLUMNS,
     Applied,
     BatchRow,
     LaneDb,

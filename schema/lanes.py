@@ -38,18 +38,6 @@ Key = tuple[str, int]
 # (ord, table, row_id, outcome, revision, conflict as JSON text or None)
 Outcome = tuple[int, str, int, str, int, str | None]
 
-# Columns that describe one side's own state of a record; they never cross.
-SIDE_ONLY_COLUMNS = frozenset(
-    {
-        "synced",
-        "synced_revision",
-        "last_synced_at",
-        "in_conflict",
-        "lifecycle",
-        "blob_state",
-        "local_path",
-    }
-)
 
 # Errors after which the same batch may simply be tried again later.
 TRANSIENT = (

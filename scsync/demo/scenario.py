@@ -12,6 +12,7 @@ import time
 import urllib.request
 from typing import Any
 
+from schema.events import EventType
 from scsync.demo.client import (
     Editor,
     EventWatcher,
@@ -174,7 +175,7 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
             f"(fencing token {session.get('fencing_token')})"
         )
         ev = watcher.find(
-            lambda e: e["type"] == "record.editing" and e.get("record_id") == str(rid), 1.5
+            lambda e: e["type"] == EventType.RECORD_EDITING and e.get("record_id") == str(rid), 1.5
         )
         if ev is not None:
             n.check(
@@ -232,7 +233,7 @@ def scenario(sup: Supervisor, w: World, n: Narrator) -> None:
         n.say(f"bob opens patient {rid} for edit in the cloud")
         ev = clinic_watcher.find(
             lambda e: (
-                e["type"] == "record.editing"
+                e["type"] == EventType.RECORD_EDITING
                 and e.get("record_id") == str(rid)
                 and (e.get("data") or {}).get("by") == "cloud"
             ),
