@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from schema.sql import run_sql_file
+from schema.sql import restore_functions, run_sql_file
 from schema.tables_types import Side
 
 # ---------------------------------------------------------------------------------------
@@ -471,5 +471,18 @@ def baseline(side: Side) -> tuple[Callable[..., None], Callable[..., None]]:
 
     def downgrade(**kw: Any) -> None:
         baseline_downgrade(side)
+
+    return upgrade, downgrade
+
+
+def read_busy_records() -> tuple[Callable[..., None], Callable[..., None]]:
+    """0002, both sides: the outbox read finds the records of the batches in flight in
+    one hashed set (schema/sql/r0002_read_busy_records.sql)."""
+
+    def upgrade(**kw: Any) -> None:
+        run_sql_file("r0002_read_busy_records.sql")
+
+    def downgrade(**kw: Any) -> None:
+        restore_functions("baseline_replicator.sql", "scsync_replicator_read")
 
     return upgrade, downgrade

@@ -1792,14 +1792,14 @@ BEGIN
                max(o.created_at)
           FROM (SELECT * FROM scsync_outbox ob
                  WHERE ob.site_id = p_site_id
-                   AND NOT ob.seq = ANY(p_skip)
-                   -- A record with a change in the batch still in flight waits whole: its
-                   -- later changes need that batch's ack first, or they would be sent with
-                   -- a stale base (synced_revision) and make a false conflict.
-                   AND NOT EXISTS (
-                       SELECT 1 FROM scsync_outbox f
-                        WHERE f.seq = ANY(p_skip)
-                          AND f.table_name = ob.table_name AND f.row_id = ob.row_id)
+                   -- A record with a change in the batch still in flight waits whole
+                   -- (that change's own row included): its later changes need that
+                   -- batch's ack first, or they would be sent with a stale base
+                   -- (synced_revision) and make a false conflict. One hashed set of the
+                   -- busy records, not a scan of p_skip per outbox row.
+                   AND (ob.table_name, ob.row_id) NOT IN (
+                       SELECT f.table_name, f.row_id FROM scsync_outbox f
+                        WHERE f.seq = ANY(p_skip))
                    AND NOT EXISTS (
                        SELECT 1 FROM scsync_dead_letters d
                         WHERE d.lane = p_lane AND d.table_name = ob.table_name
