@@ -150,9 +150,13 @@ SET TRANSACTION ISOLATION LEVEL REPEATABLE READ
 -- name: capture_settings
 SELECT current_setting('wal_level'), current_setting('max_replication_slots')
 
+-- Origins are the cluster's, and one is active in one session at a time: the name
+-- carries the database's oid, so two site databases of one cluster (a test, a demo,
+-- two clinics on one server) each have their own.
 -- name: capture_origin_setup
 SELECT pg_replication_origin_session_setup(o.name)
-  FROM (SELECT %(origin)s::text AS name) o,
+  FROM (SELECT %(origin)s::text || '_' || d.oid AS name
+          FROM pg_database d WHERE d.datname = current_database()) o,
        LATERAL (SELECT CASE WHEN pg_replication_origin_oid(o.name) IS NULL
                             THEN pg_replication_origin_create(o.name) END) made
 

@@ -259,3 +259,31 @@ async def test_the_wal_goes_to_the_outbox_while_the_cloud_is_out_of_reach(world:
     assert lsn_int(str(slot[0])) >= lsn_int(str(state[0]))
     await sync(world.site1, capture="wal")
     assert len(rows(world.cloud, "doctors")) == 5
+
+
+async def test_two_site_databases_of_one_server_capture_at_once(world: World) -> None:
+    """Replication origins are the cluster's and active in one session at a time: each
+    site database's lanes have their own, or the second site's lanes never open."""
+    lanes = [
+        Lane(name, site.settings(capture="wal"))
+        for site in (world.site1, world.site2)
+        for name in ("push", "pull")
+    ]
+    try:
+        for lane in lanes:
+            await asyncio.wait_for(lane.open(), 30)
+        for site, code in ((world.site1, "S1"), (world.site2, "S2")):
+            with site.local.connect(autocommit=True) as c:
+                c.execute(
+                    "INSERT INTO patients (site_id, patient_code, name) VALUES (%s, %s, 'x')",
+                    (site.creds.site_id, code),
+                )
+        for lane in lanes[0::2]:
+            await lane.drain()
+    finally:
+        for lane in lanes:
+            await lane.close()
+    assert sorted(r["patient_code"] for r in rows(world.cloud, "patients").values()) == [
+        "S1",
+        "S2",
+    ]
