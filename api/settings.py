@@ -84,7 +84,7 @@ class Settings:
     s3_region: str = "us-east-1"
     s3_access_key: str = ""
     s3_secret_key: str = ""
-    # How the cloud proves an upload's bytes (api/blobs.py, docs/files.md).
+    # How the cloud proves an upload's bytes (api/blobs/verify.py, docs/files.md).
     s3_verify_by: str = "checksum"
     # The largest blob an upload plan is made for (bytes); above it: 400.
     blob_max_size: int = 64 * 1024**3
@@ -242,7 +242,7 @@ def validate(s: Settings) -> None:
         raise ConfigError("setting 'pool_max' must be >= 'pool_min'", field="pool_max")
     if s.ws_replay_limit < 0:
         raise ConfigError("setting 'ws_replay_limit' must be >= 0", field="ws_replay_limit")
-    from api.blobs import VERIFY_MODES
+    from api.blobs.settings import VERIFY_MODES
 
     if s.s3_verify_by not in VERIFY_MODES:
         raise ConfigError(
