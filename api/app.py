@@ -18,7 +18,7 @@ from importlib import resources
 
 from aiohttp import WSCloseCode, web
 
-from api import accounts, edit, metrics, state, store, views, ws
+from api import accounts, edit, metrics, state, store, ws
 from api.errors import ApiError, ConfigError, MethodNotAllowed, NotFound, PayloadTooLarge
 from api.events import Hub, RabbitBus, listen
 from api.http import check_revoked
@@ -27,6 +27,9 @@ from api.relay import follow_cloud
 from api.settings import Settings
 from api.sync import Hints
 from api.throttle import LoginThrottle
+from api.views import conflicts as conflict_views
+from api.views import policy, signin, status
+from api.views import records as record_views
 from lockd.client import LockClient
 from lockd.db import Pool as LockdPool
 from lockd.db import make_pool as make_lockd_pool
@@ -320,24 +323,24 @@ def make_app(side: str, settings: Settings) -> web.Application:
     r = app.router
     r.add_get("/", status_page)
     r.add_get("/openapi.json", openapi_json)
-    r.add_get("/health", views.health)
+    r.add_get("/health", status.health)
     r.add_get("/metrics", metrics.metrics)
     r.add_get("/ws", ws.websocket)
-    r.add_post("/v1/auth/token", views.auth_token)
-    r.add_get("/v1/me", views.me)
-    r.add_get("/v1/status", views.sync_status)
-    r.add_get("/v1/conflicts", views.list_conflicts)
-    r.add_get("/v1/conflicts/{id}", views.get_conflict)
-    r.add_post("/v1/conflicts/{id}/resolve", views.resolve_conflict)
+    r.add_post("/v1/auth/token", signin.auth_token)
+    r.add_get("/v1/me", signin.me)
+    r.add_get("/v1/status", status.sync_status)
+    r.add_get("/v1/conflicts", conflict_views.list_conflicts)
+    r.add_get("/v1/conflicts/{id}", conflict_views.get_conflict)
+    r.add_post("/v1/conflicts/{id}/resolve", conflict_views.resolve_conflict)
     records = "/v1/records/{table}"
-    r.add_get(records, views.list_records)
-    r.add_post(records, views.create_record)
-    r.add_get(records + "/{id}", views.get_record)
-    r.add_patch(records + "/{id}", views.update_record)
-    r.add_delete(records + "/{id}", views.delete_record)
-    r.add_get(records + "/{id}/history", views.history)
-    r.add_post(records + "/{id}/rollback", views.rollback)
-    r.add_put(records + "/{id}/sync", views.set_sync)
+    r.add_get(records, record_views.list_records)
+    r.add_post(records, record_views.create_record)
+    r.add_get(records + "/{id}", record_views.get_record)
+    r.add_patch(records + "/{id}", record_views.update_record)
+    r.add_delete(records + "/{id}", record_views.delete_record)
+    r.add_get(records + "/{id}/history", record_views.history)
+    r.add_post(records + "/{id}/rollback", record_views.rollback)
+    r.add_put(records + "/{id}/sync", record_views.set_sync)
     r.add_post(records + "/{id}/edit", edit.open_edit)
     r.add_post("/v1/edit-sessions/heartbeat", edit.heartbeat)
     r.add_post("/v1/edit-sessions/activity", edit.activity)
@@ -345,11 +348,11 @@ def make_app(side: str, settings: Settings) -> web.Application:
     r.add_post("/v1/edit-sessions/close", edit.close)
     accounts.add_routes(r)
     if settings.side == "local":
-        r.add_get("/v1/sync/policy", views.get_policy)
-        r.add_put("/v1/sync/policy", views.put_policy)
+        r.add_get("/v1/sync/policy", policy.get_policy)
+        r.add_put("/v1/sync/policy", policy.put_policy)
     if settings.side == "cloud":
-        r.add_post(records + "/{id}/fetch", views.fetch_record)
-        r.add_post("/v1/sites/{site_id}/token", views.issue_site_token)
+        r.add_post(records + "/{id}/fetch", record_views.fetch_record)
+        r.add_post("/v1/sites/{site_id}/token", signin.issue_site_token)
         _mount_cloud_subapps(app, settings)
     return app
 

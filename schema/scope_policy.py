@@ -1,6 +1,6 @@
 """The site's file sync scope (which files cross): one description and one validation,
 used by `scsync policy set` (replicator/files/policy.py) and the local API's
-``PUT /v1/policy`` (api/views.py), so both accept and refuse the same policies."""
+``PUT /v1/policy`` (api/views/policy.py), so both accept and refuse the same policies."""
 
 from __future__ import annotations
 
