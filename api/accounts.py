@@ -251,11 +251,3 @@ async def disable_account(request: web.Request) -> web.Response:
 async def enable_account(request: web.Request) -> web.Response:
     """The account signs in again, with new tokens only."""
     return await _set_disabled(request, False)
-
-
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/v1/accounts", list_accounts)
-    router.add_post("/v1/accounts", create_account)
-    router.add_patch("/v1/accounts/{id}", update_account)
-    router.add_post("/v1/accounts/{id}/disable", disable_account)
-    router.add_post("/v1/accounts/{id}/enable", enable_account)

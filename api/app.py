@@ -8,28 +8,24 @@ closes the WebSockets. Every error leaves as JSON ``{"error", "message", "field"
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from importlib import resources
 
 from aiohttp import WSCloseCode, web
 
-from api import accounts, edit, metrics, state, store, ws
+from api import edit, state, store
 from api.errors import ApiError, ConfigError, MethodNotAllowed, NotFound, PayloadTooLarge
 from api.events import Hub, RabbitBus, listen
 from api.http import check_revoked
 from api.openapi import document
 from api.relay import follow_cloud
+from api.routes import all_routes, app_routes
 from api.settings import Settings
 from api.sync import Hints
 from api.throttle import LoginThrottle
-from api.views import conflicts as conflict_views
-from api.views import policy, signin, status
-from api.views import records as record_views
+from api.views import meta
 from lockd.client import LockClient
 from lockd.db import Pool as LockdPool
 from lockd.db import make_pool as make_lockd_pool
@@ -37,6 +33,7 @@ from lockd.manager import LeaseManager, LockdConfig
 from schema.auth import AuthError, TokenCache, bearer
 from schema.revocation import Revocations
 from schema.urls import create_engine, libpq_url
+from schema.web import add_routes
 
 log = logging.getLogger("scsync.api")
 
@@ -256,41 +253,6 @@ async def _close_websockets(app: web.Application) -> None:
             await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 
-async def openapi_json(request: web.Request) -> web.Response:
-    return web.Response(
-        text=request.app[OPENAPI_TEXT], content_type="application/json", charset="utf-8"
-    )
-
-
-def _status_page() -> tuple[str, str]:
-    """The page and its Content-Security-Policy: only its own inline script (by hash)
-    runs, and it talks only to this origin (REST and /ws)."""
-    html = resources.files("api").joinpath("static/status.html").read_text(encoding="utf-8")
-    script = html.split("<script>", 1)[1].split("</script>", 1)[0]
-    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-    csp = (
-        "default-src 'none'; "
-        f"script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
-        "connect-src 'self'; img-src 'self'; form-action 'none'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    )
-    return html, csp
-
-
-async def status_page(request: web.Request) -> web.Response:
-    html, csp = request.app[STATUS_PAGE]
-    return web.Response(
-        text=html,
-        content_type="text/html",
-        charset="utf-8",
-        headers={"Content-Security-Policy": csp},
-    )
-
-
-OPENAPI_TEXT = web.AppKey("openapi_text", str)
-STATUS_PAGE = web.AppKey("status_page", tuple[str, str])
-
-
 def make_app(side: str, settings: Settings) -> web.Application:
     """The API of one side; run it with ``web.run_app`` or aiohttp's test server."""
     if side != settings.side:
@@ -311,8 +273,13 @@ def make_app(side: str, settings: Settings) -> web.Application:
     )
     app[state.HUB] = Hub()
     app[state.WEBSOCKETS] = state.Sockets()
-    app[OPENAPI_TEXT] = json.dumps(document(settings.side))
-    app[STATUS_PAGE] = _status_page()
+    served = all_routes(
+        settings.side,
+        lockd=settings.mount_lockd,
+        blobs=settings.mount_blobs and bool(settings.s3_bucket),
+    )
+    app[meta.OPENAPI_TEXT] = json.dumps(document(settings.side, served))
+    app[meta.STATUS_PAGE] = meta.status_page_and_policy()
     app.cleanup_ctx.append(_db_ctx)
     app.cleanup_ctx.append(_events_ctx)
     if settings.side == "cloud":
@@ -320,39 +287,8 @@ def make_app(side: str, settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_lockd_ctx)
     app.on_shutdown.append(_close_websockets)
 
-    r = app.router
-    r.add_get("/", status_page)
-    r.add_get("/openapi.json", openapi_json)
-    r.add_get("/health", status.health)
-    r.add_get("/metrics", metrics.metrics)
-    r.add_get("/ws", ws.websocket)
-    r.add_post("/v1/auth/token", signin.auth_token)
-    r.add_get("/v1/me", signin.me)
-    r.add_get("/v1/status", status.sync_status)
-    r.add_get("/v1/conflicts", conflict_views.list_conflicts)
-    r.add_get("/v1/conflicts/{id}", conflict_views.get_conflict)
-    r.add_post("/v1/conflicts/{id}/resolve", conflict_views.resolve_conflict)
-    records = "/v1/records/{table}"
-    r.add_get(records, record_views.list_records)
-    r.add_post(records, record_views.create_record)
-    r.add_get(records + "/{id}", record_views.get_record)
-    r.add_patch(records + "/{id}", record_views.update_record)
-    r.add_delete(records + "/{id}", record_views.delete_record)
-    r.add_get(records + "/{id}/history", record_views.history)
-    r.add_post(records + "/{id}/rollback", record_views.rollback)
-    r.add_put(records + "/{id}/sync", record_views.set_sync)
-    r.add_post(records + "/{id}/edit", edit.open_edit)
-    r.add_post("/v1/edit-sessions/heartbeat", edit.heartbeat)
-    r.add_post("/v1/edit-sessions/activity", edit.activity)
-    r.add_post("/v1/edit-sessions/save", edit.save)
-    r.add_post("/v1/edit-sessions/close", edit.close)
-    accounts.add_routes(r)
-    if settings.side == "local":
-        r.add_get("/v1/sync/policy", policy.get_policy)
-        r.add_put("/v1/sync/policy", policy.put_policy)
+    add_routes(app, app_routes(settings.side))
     if settings.side == "cloud":
-        r.add_post(records + "/{id}/fetch", record_views.fetch_record)
-        r.add_post("/v1/sites/{site_id}/token", signin.issue_site_token)
         _mount_cloud_subapps(app, settings)
     return app
 

@@ -43,6 +43,7 @@ from aiohttp import web
 from psycopg import errors as pg_errors
 
 from api.errors import ApiError, BadRequest, Conflict, Forbidden, ServiceUnavailable, Unauthorized
+from api.jsonschema import HOLDER_PARAM
 from schema.auth import AuthError, Principal, TokenCache, bearer
 from schema.lanes import (
     SIDE_ONLY_COLUMNS,
@@ -57,6 +58,7 @@ from schema.lanes import (
 from schema.revocation import DEFAULT_CHECK_S, Revocations
 from schema.sql import query
 from schema.urls import libpq_url
+from schema.web import Access, Handler, Route, add_routes
 
 log = logging.getLogger("scsync.api.sync")
 
@@ -68,7 +70,6 @@ _CHUNK: Final = 1 << 16
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 Pool = psycopg_pool.AsyncConnectionPool[Conn]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -178,21 +179,7 @@ def make_sync_app(settings: SyncSettings, pool: Pool | None = None) -> web.Appli
         app.cleanup_ctx.append(_background(_listen, "sync-outbox-listen"))
     app.cleanup_ctx.append(_background(_check_outbox, "sync-outbox-check"))
     app.on_shutdown.append(_answer_waits)
-    r = app.router
-    for lane in ("push", "pull"):
-        r.add_post(f"/{lane}/lease", _lease)
-        r.add_post(f"/{lane}/release", _release)
-        r.add_post(f"/{lane}/schema", _schema)
-    r.add_post("/push/apply", _apply)
-    r.add_post("/push/forget", _forget)
-    r.add_post("/push/inbox", _inbox)
-    r.add_post("/push/recover-rows", _recover_rows)
-    r.add_post("/pull/read", _read)
-    r.add_post("/pull/ack", _ack)
-    r.add_post("/pull/outbox-keys", _outbox_keys)
-    r.add_post("/pull/depth", _depth)
-    r.add_post("/pull/wait", _wait)
-    r.add_post("/status", _status)
+    add_routes(app, ROUTES)
     from api import sync_files  # it builds on this module's helpers (the names below)
 
     sync_files.add_routes(app)
@@ -726,3 +713,77 @@ POOL: Final = _POOL
 SITE: Final = _SITE
 prelude: Final = _prelude
 json_body: Final = _body
+
+
+def _route(path: str, handler: Handler, op_id: str, summary: str) -> Route:
+    return Route(
+        "post",
+        f"/{path}",
+        handler,
+        op_id,
+        summary + " (site token)",
+        None if path == "pull/read" else {"type": "object"},
+        request={"type": "object"},
+        params=(HOLDER_PARAM,),
+        access=Access.SITE,
+        tags=("sync",),
+        content_type="application/x-ndjson" if path == "pull/read" else "application/json",
+    )
+
+
+# A site token only; the site is the token's. push/apply takes JSON lines (a header,
+# then rows) and pull/read answers JSON lines; every lane request names its lease holder
+# in X-Scsync-Holder. The file-area endpoints of this app: api/sync_files.py.
+ROUTES: Final = (
+    _route("push/lease", _lease, "sync_push_lease", "Take or renew the push lane's lease"),
+    _route("push/release", _release, "sync_push_release", "Give the push lane's lease back"),
+    _route(
+        "push/schema",
+        _schema,
+        "sync_push_schema",
+        "The cloud's synced columns and schema revision",
+    ),
+    _route(
+        "push/apply",
+        _apply,
+        "sync_push_apply",
+        "Apply a batch of the site's changes (JSON lines)",
+    ),
+    _route("push/forget", _forget, "sync_push_forget", "Forget acknowledged inbox entries"),
+    _route("push/inbox", _inbox, "sync_push_inbox", "Batches applied but not yet acknowledged"),
+    _route(
+        "push/recover-rows",
+        _recover_rows,
+        "sync_push_recover_rows",
+        "What the cloud holds of some records",
+    ),
+    _route("pull/lease", _lease, "sync_pull_lease", "Take or renew the pull lane's lease"),
+    _route("pull/release", _release, "sync_pull_release", "Give the pull lane's lease back"),
+    _route(
+        "pull/schema",
+        _schema,
+        "sync_pull_schema",
+        "The cloud's synced columns and schema revision",
+    ),
+    _route(
+        "pull/read",
+        _read,
+        "sync_pull_read",
+        "The next batch of the site's cloud changes (JSON lines)",
+    ),
+    _route("pull/ack", _ack, "sync_pull_ack", "Acknowledge a pulled batch, park what failed"),
+    _route(
+        "pull/outbox-keys",
+        _outbox_keys,
+        "sync_pull_outbox_keys",
+        "The records of some outbox seqs",
+    ),
+    _route("pull/depth", _depth, "sync_pull_depth", "The site's cloud outbox depth and lag"),
+    _route(
+        "pull/wait",
+        _wait,
+        "sync_pull_wait",
+        "Long poll: answered when a change of the site commits",
+    ),
+    _route("status", _status, "sync_site_status", "The site's sync figures on the cloud"),
+)

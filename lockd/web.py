@@ -23,9 +23,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -41,6 +41,7 @@ from lockd.manager import LeaseManager, LockdConfig, Owner, check_holder
 from schema import jsonbody
 from schema.auth import AuthError, Principal, TokenCache, bearer
 from schema.revocation import DEFAULT_CHECK_S, Revocations
+from schema.web import Access, Handler, Route, add_routes
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,6 @@ TOKENS = web.AppKey("lockd_tokens", TokenCache)
 REVOCATIONS = web.AppKey("lockd_revocations", Revocations)
 POOL = web.AppKey("lockd_pool", Pool)
 PRINCIPAL = web.RequestKey("lockd_principal", Principal)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def make_app(
@@ -113,18 +112,7 @@ def make_app(
                 await p.close()
 
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_get("/health", _health)
-    app.router.add_post("/acquire", _acquire)
-    app.router.add_post("/renew", _renew)
-    app.router.add_post("/touch", _touch)
-    app.router.add_post("/release", _release)
-    app.router.add_post("/break", _break)
-    app.router.add_get("/leases/{table}/{row_id}", _get)
-    app.router.add_post("/save", _save)
-    app.router.add_post("/rollback", _rollback)
-    app.router.add_post("/begin_save", _begin_save)
-    app.router.add_post("/end_save", _end_save)
-    app.router.add_get("/events", _events)
+    add_routes(app, ROUTES)
     return app
 
 
@@ -432,6 +420,85 @@ async def _events(request: web.Request) -> web.Response:
             ]
         }
     )
+
+
+def _post(path: str, handler: Handler, summary: str) -> Route:
+    """A lockd operation: a JSON object in, a JSON object out (docs/lockd.md)."""
+    return Route(
+        "post",
+        path,
+        handler,
+        "lockd_" + path.strip("/"),
+        summary,
+        {"type": "object"},
+        request={"type": "object"},
+        tags=("locks",),
+    )
+
+
+# The bodies' fields are described in docs/lockd.md.
+ROUTES: Final = (
+    Route(
+        "get",
+        "/health",
+        _health,
+        "lockd_health",
+        "lockd is up",
+        {"type": "object"},
+        access=Access.PUBLIC,
+        tags=("locks",),
+    ),
+    _post("/acquire", _acquire, "Take a record's lease (waiting up to wait_ms)"),
+    _post("/renew", _renew, "Renew a lease held"),
+    _post("/touch", _touch, "User activity on a lease held: resets its idle clock"),
+    _post("/release", _release, "Give a lease back"),
+    _post("/break", _break, "Force-break a record's lease (admins; audited)"),
+    Route(
+        "get",
+        "/leases/{table}/{row_id}",
+        _get,
+        "lockd_lease",
+        "A record's lease state and who is editing it",
+        {"type": "object"},
+        params=(
+            {"name": "table", "in": "path", "required": True, "schema": {"type": "string"}},
+            {
+                "name": "row_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": r"^[0-9]{1,19}$"},
+            },
+        ),
+        tags=("locks",),
+    ),
+    _post("/save", _save, "Save changes under the lease (fenced by its token)"),
+    _post("/rollback", _rollback, "Restore an older revision under the lease"),
+    _post("/begin_save", _begin_save, "Start a save made by the local API (A.B versions)"),
+    _post("/end_save", _end_save, "Record the outcome of a begun save"),
+    Route(
+        "get",
+        "/events",
+        _events,
+        "lockd_events",
+        "Lease events after a sequence number",
+        {"type": "object"},
+        params=(
+            {
+                "name": "after",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "pattern": r"^[0-9]{1,19}$"},
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+            },
+        ),
+        tags=("locks",),
+    ),
+)
 
 
 def run(

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import psycopg
 import psycopg_pool
 from aiohttp import web
 
-from api.errors import ApiError
-from schema.auth import AuthError, TokenCache, bearer
-from schema.revocation import Revocations
-
-if TYPE_CHECKING:
-    pass
 from api.blobs.objects import _blob_info, _delete_blob, _presign_download
 from api.blobs.on_demand import _open_requests, _request_blob
 from api.blobs.resources import _SETTINGS, STATE, _resources
 from api.blobs.settings import BlobSettings
 from api.blobs.target import PRINCIPAL, BlobHttpError
 from api.blobs.upload import _complete, _presign_upload
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from api.errors import ApiError
+from schema.auth import AuthError, TokenCache, bearer
+from schema.revocation import Revocations
+from schema.web import Access, Handler, Route, add_routes
 
 
 @web.middleware
@@ -43,15 +38,7 @@ def make_blobs_app(settings: BlobSettings) -> web.Application:
         lambda: app[STATE].pool.connection(), settings.revocation_check_s
     )
     app.cleanup_ctx.append(_resources)
-    r = app.router
-    base = "/sites/{site_id}/blobs/{sha256}"
-    r.add_get(base, _blob_info)
-    r.add_post(base + "/upload", _presign_upload)
-    r.add_post(base + "/complete", _complete)
-    r.add_post(base + "/download", _presign_download)
-    r.add_post(base + "/request", _request_blob)
-    r.add_delete(base, _delete_blob)
-    r.add_get("/sites/{site_id}/requests", _open_requests)
+    add_routes(app, ROUTES)
     return app
 
 
@@ -76,3 +63,58 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
         raise BlobHttpError(503, "database_unavailable", f"the cloud database: {exc}") from exc
+
+
+_SITE: Final = {
+    "name": "site_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": r"^[0-9]{1,9}$"},
+}
+_SHA256: Final = {
+    "name": "sha256",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": r"^[0-9a-f]{64}$"},
+}
+_BLOB: Final = "/sites/{site_id}/blobs/{sha256}"
+
+
+def _blob_route(method: str, suffix: str, handler: Handler, op_id: str, summary: str) -> Route:
+    """An endpoint of one blob of one site (the token's site; docs/files.md)."""
+    return Route(
+        method,
+        _BLOB + suffix,
+        handler,
+        op_id,
+        summary,
+        {"type": "object"},
+        request={"type": "object"} if method == "post" else None,
+        params=(_SITE, _SHA256),
+        access=Access.BEARER,
+        tags=("blobs",),
+    )
+
+
+ROUTES: Final = (
+    _blob_route("get", "", _blob_info, "blob_info", "A blob's size and state"),
+    _blob_route("post", "/upload", _presign_upload, "blob_upload", "An upload plan"),
+    _blob_route(
+        "post", "/complete", _complete, "blob_complete", "Verify the bytes, record the blob"
+    ),
+    _blob_route("post", "/download", _presign_download, "blob_download", "A download URL"),
+    _blob_route(
+        "post", "/request", _request_blob, "blob_request", "Ask the site for a blob (on demand)"
+    ),
+    _blob_route("delete", "", _delete_blob, "blob_delete", "Delete a blob no record needs"),
+    Route(
+        "get",
+        "/sites/{site_id}/requests",
+        _open_requests,
+        "blob_requests",
+        "The site's open on-demand requests",
+        {"type": "object"},
+        params=(_SITE,),
+        tags=("blobs",),
+    ),
+)
