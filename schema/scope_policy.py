@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from schema.errors import SchemaError
+from schema.errors import Category, SchemaError
 from schema.tables import SYNCED_TABLES
 
 FILE_TABLES: Final = tuple(t for t, col in SYNCED_TABLES.items() if col is not None)
@@ -20,6 +20,8 @@ FIELDS: Final = ("mode", "tables", "modalities", "since_date", "last_days", "old
 
 class PolicyInvalid(SchemaError):
     """A scope policy that cannot be stored; ``field`` names the setting."""
+
+    category = Category.REFUSED
 
     def __init__(self, message: str, field: str) -> None:
         super().__init__(message)
