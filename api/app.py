@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import WSCloseCode, web
 
 from api import edit, state, store
-from api.errors import ApiError, ConfigError, MethodNotAllowed, NotFound, PayloadTooLarge
+from api.errors import ConfigError
 from api.events import Hub, RabbitBus, listen
 from api.http import check_revoked
 from api.openapi import document
@@ -33,45 +33,11 @@ from lockd.manager import LeaseManager, LockdConfig
 from schema.auth import AuthError, TokenCache, bearer
 from schema.revocation import Revocations
 from schema.urls import create_engine, libpq_url
-from schema.web import add_routes
+from schema.web import add_routes, error_middleware
 
 log = logging.getLogger("scsync.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _error_response(exc: ApiError) -> web.Response:
-    response = web.json_response(exc.body(), status=exc.status)
-    retry_after = exc.extra.get("retry_after")
-    if isinstance(retry_after, int):
-        response.headers["Retry-After"] = str(retry_after)
-    return response
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return _error_response(exc)
-    except web.HTTPRequestEntityTooLarge:
-        return _error_response(PayloadTooLarge("the body exceeds the size limit"))
-    except web.HTTPNotFound:
-        return _error_response(NotFound(f"no such endpoint: {request.path}"))
-    except web.HTTPMethodNotAllowed:
-        return _error_response(MethodNotAllowed(f"{request.method} is not allowed here"))
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        body = {"error": exc.reason.lower().replace(" ", "_"), "message": exc.text, "field": None}
-        return web.json_response(body, status=exc.status)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return web.json_response(
-            {"error": "internal_error", "message": "internal error", "field": None}, status=500
-        )
 
 
 @web.middleware
@@ -258,7 +224,7 @@ def make_app(side: str, settings: Settings) -> web.Application:
     if side != settings.side:
         raise ConfigError(f"side {side!r} does not match the settings' side {settings.side!r}")
     app = web.Application(
-        middlewares=[error_middleware, security_headers, revocation],
+        middlewares=[error_middleware(log), security_headers, revocation],
         client_max_size=settings.client_max_size,
     )
     app[state.SETTINGS] = settings

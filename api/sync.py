@@ -42,9 +42,10 @@ import psycopg_pool
 from aiohttp import web
 from psycopg import errors as pg_errors
 
-from api.errors import ApiError, BadRequest, Conflict, Forbidden, ServiceUnavailable, Unauthorized
+from api.errors import ApiError, BadRequest, Conflict, Forbidden, ServiceUnavailable
 from api.jsonschema import HOLDER_PARAM
-from schema.auth import AuthError, Principal, TokenCache, bearer
+from schema.auth import Principal, TokenCache
+from schema.errors import ScsyncError
 from schema.lanes import (
     SIDE_ONLY_COLUMNS,
     TRANSIENT,
@@ -58,7 +59,17 @@ from schema.lanes import (
 from schema.revocation import DEFAULT_CHECK_S, Revocations
 from schema.sql import query
 from schema.urls import libpq_url
-from schema.web import Access, Handler, Route, add_routes
+from schema.web import (
+    PRINCIPAL,
+    REVOCATIONS,
+    TOKENS,
+    Access,
+    Handler,
+    Route,
+    add_routes,
+    bearer_auth,
+    error_middleware,
+)
 
 log = logging.getLogger("scsync.api.sync")
 
@@ -108,9 +119,7 @@ class BatchError(BadRequest):
 
 
 _SETTINGS: Final = web.AppKey("sync_settings", SyncSettings)
-_TOKENS: Final = web.AppKey("sync_tokens", TokenCache)
 _POOL: Final = web.AppKey("sync_pool", Pool)
-_REVOCATIONS: Final = web.AppKey("sync_revocations", Revocations)
 
 
 class Hints:
@@ -167,12 +176,18 @@ def make_sync_app(settings: SyncSettings, pool: Pool | None = None) -> web.Appli
     or served alone). ``pool``: an autocommit pool of the cloud database its owner opens
     and closes (the cloud API shares its lockd pool: one pool fewer per process);
     without it the app keeps one of its own."""
-    app = web.Application(middlewares=[_errors, _auth])
+    app = web.Application(
+        middlewares=[
+            error_middleware(log, _database_error),
+            bearer_auth(ROUTES, admit=_site_token_only),
+            _holder,
+        ]
+    )
     app[_SETTINGS] = settings
     if pool is not None:
         app[_POOL] = pool
-    app[_TOKENS] = TokenCache(settings.jwt_secret, "cloud")
-    app[_REVOCATIONS] = Revocations(lambda: app[_POOL].connection(), settings.revocation_check_s)
+    app[TOKENS] = TokenCache(settings.jwt_secret, "cloud")
+    app[REVOCATIONS] = Revocations(lambda: app[_POOL].connection(), settings.revocation_check_s)
     app[_HINTS] = Hints()
     app.cleanup_ctx.append(_pool_ctx)
     if settings.outbox_hints == "listen":
@@ -287,40 +302,29 @@ async def _listen(app: web.Application) -> None:
 # -- errors and authentication ------------------------------------------------------------
 
 
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return web.json_response(exc.body(), status=exc.status)
-    except pg_errors.InsufficientPrivilege as exc:
+def _database_error(request: web.Request, exc: Exception) -> ScsyncError | None:
+    """Driver errors of a request: the wall (403 naming what is not the site's), the
+    database unreachable (503), a value the batch carries that a column refuses (400)."""
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
         # The wall: the message names the row, seq or record that is not the site's.
         message = exc.diag.message_primary or first_line(exc)
         log.warning("sync: refused for %s: %s", request.get(_SITE), message)
-        return web.json_response(Forbidden(message).body(), status=403)
-    except (psycopg.OperationalError, psycopg_pool.PoolTimeout, *TRANSIENT) as exc:
-        body = ServiceUnavailable(f"the cloud database: {first_line(exc)}").body()
-        return web.json_response(body, status=503)
-    except psycopg.Error as exc:
-        if is_data_error(exc):
-            return web.json_response(BatchError(first_line(exc)).body(), status=400)
-        raise
+        return Forbidden(message)
+    if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout | TRANSIENT):
+        return ServiceUnavailable(f"the cloud database: {first_line(exc)}")
+    if isinstance(exc, psycopg.Error) and is_data_error(exc):
+        return BatchError(first_line(exc))
+    return None
+
+
+def _site_token_only(principal: Principal) -> None:
+    if not principal.is_site or principal.site_id is None:
+        raise Forbidden("the sync endpoints take a site token (POST /v1/sites/{id}/token)")
 
 
 @web.middleware
-async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        principal: Principal = request.app[_TOKENS].principal(
-            bearer(request.headers.get("Authorization"))
-        )
-    except AuthError as exc:
-        raise Unauthorized(str(exc)) from exc
-    if not principal.is_site or principal.site_id is None:
-        raise Forbidden("the sync endpoints take a site token (POST /v1/sites/{id}/token)")
-    try:
-        await request.app[_REVOCATIONS].check(principal)
-    except AuthError as exc:
-        raise Unauthorized(str(exc)) from exc
+async def _holder(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request names its lane lease holder; the acting site is the token's."""
     holder = request.headers.get(HOLDER_HEADER, "")
     if not HOLDER_RE.fullmatch(holder):
         raise BadRequest(
@@ -328,7 +332,9 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
             "(1-200 letters, digits and ._:/@+-)",
             field=HOLDER_HEADER,
         )
-    request[_SITE] = principal.site_id
+    site_id = request[PRINCIPAL].site_id
+    assert site_id is not None  # _site_token_only
+    request[_SITE] = site_id
     return await handler(request)
 
 

@@ -33,15 +33,23 @@ from lockd.db import Pool, make_pool, translate_error
 from lockd.errors import (
     BadRequest,
     Forbidden,
-    LockdError,
     PayloadTooLarge,
-    Unauthorized,
 )
 from lockd.manager import LeaseManager, LockdConfig, Owner, check_holder
 from schema import jsonbody
-from schema.auth import AuthError, Principal, TokenCache, bearer
+from schema.auth import Principal, TokenCache
 from schema.revocation import DEFAULT_CHECK_S, Revocations
-from schema.web import Access, Handler, Route, add_routes
+from schema.web import (
+    PRINCIPAL,
+    REVOCATIONS,
+    TOKENS,
+    Access,
+    Handler,
+    Route,
+    add_routes,
+    bearer_auth,
+    error_middleware,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +66,7 @@ class WebSettings:
 
 MANAGER = web.AppKey("lockd_manager", LeaseManager)
 SETTINGS = web.AppKey("lockd_settings", WebSettings)
-TOKENS = web.AppKey("lockd_tokens", TokenCache)
-REVOCATIONS = web.AppKey("lockd_revocations", Revocations)
 POOL = web.AppKey("lockd_pool", Pool)
-PRINCIPAL = web.RequestKey("lockd_principal", Principal)
 
 
 def make_app(
@@ -81,7 +86,9 @@ def make_app(
     while any instance is up."""
     if pool is None and db_url is None:
         raise ValueError("make_app needs a pool or a db_url")
-    app = web.Application(middlewares=[_errors, _auth])
+    app = web.Application(
+        middlewares=[error_middleware(log), bearer_auth(ROUTES, unavailable=translate_error)]
+    )
     app[SETTINGS] = WebSettings(jwt_secret, max_body, run_sweeper)
     # lockd is part of the cloud: it accepts the cloud's tokens (users' and sites').
     app[TOKENS] = TokenCache(jwt_secret, "cloud")
@@ -114,42 +121,6 @@ def make_app(
     app.cleanup_ctx.append(lifecycle)
     add_routes(app, ROUTES)
     return app
-
-
-# --- middlewares ------------------------------------------------------------------
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except LockdError as exc:
-        return web.json_response(exc.body(), status=exc.status)
-    except web.HTTPException:
-        raise
-    except Exception:
-        log.exception("lockd request %s %s failed", request.method, request.path)
-        return web.json_response(
-            {"error": "internal_error", "message": "internal error", "field": None}, status=500
-        )
-
-
-@web.middleware
-async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.endswith("/health"):
-        return await handler(request)
-    try:
-        principal = request.app[TOKENS].principal(bearer(request.headers.get("Authorization")))
-    except AuthError as exc:
-        raise Unauthorized(str(exc)) from exc
-    try:
-        await request.app[REVOCATIONS].check(principal)
-    except AuthError as exc:
-        raise Unauthorized(str(exc)) from exc
-    except Exception as exc:
-        raise translate_error(exc) from exc
-    request[PRINCIPAL] = principal
-    return await handler(request)
 
 
 # --- request parsing ----------------------------------------------------------------

@@ -1,7 +1,10 @@
 """The skeleton every web app of scsync shares (the API, its sync and blob sub-apps,
 lockd): one declaration per route, from which the aiohttp router and the OpenAPI
 document are both built, so a served route cannot be missing from the document nor from
-the security sweeps that walk it (tests/api/test_security.py).
+the security sweeps that walk it (tests/api/test_security.py); one error middleware
+that answers every error as ``{"error", "message", "field", ...}``; one bearer-token
+middleware for the apps that authenticate every request the same way (sync, blobs,
+lockd; the API's own routes authenticate per handler, api/http.py).
 
 It lives in ``schema``, the lowest package: lockd may import nothing else, and the API
 mounts lockd's app. Like ``schema.auth`` (tokens), ``schema.revocation`` and
@@ -10,14 +13,29 @@ mounts lockd's app. Like ``schema.auth`` (tokens), ``schema.revocation`` and
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from schema.auth import AuthError, Principal, TokenCache, bearer
+from schema.errors import EXIT_CODES, Category, ScsyncError
+from schema.revocation import Revocations
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# An app's translation of the driver errors its handlers let through (None: not one).
+Translate = Callable[[web.Request, Exception], ScsyncError | None]
+
+# State of the apps that authenticate with bearer_auth.
+TOKENS: Final = web.AppKey("scsync_tokens", TokenCache)
+REVOCATIONS: Final = web.AppKey("scsync_revocations", Revocations)
+PRINCIPAL: Final = web.RequestKey("scsync_principal", Principal)
 
 
 class Access(StrEnum):
@@ -102,3 +120,117 @@ def served_routes(app: web.Application) -> set[tuple[str, str]]:
             if route.method not in ("HEAD", "*"):
                 out.add((route.method.lower(), resource.canonical))
     return out
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+class HttpError(ScsyncError):
+    """An answer whose status and code are given where it is raised: the middlewares'
+    own (no token, unknown endpoint, method, body too large) and the apps' ad-hoc ones."""
+
+    public = True
+
+    def __init__(
+        self, status: int, code: str, message: str, *, field: str | None = None, **extra: Any
+    ) -> None:
+        super().__init__(message, field=field, **extra)
+        self.status = status
+        self.code = code
+        if status == 503:
+            self.category = Category.UNAVAILABLE
+        elif status < 500:
+            self.category = Category.REFUSED
+        self.exit_code = EXIT_CODES[self.category]
+
+
+INTERNAL: Final = {"error": "internal_error", "message": "internal error", "field": None}
+
+
+def error_response(exc: ScsyncError) -> web.Response:
+    """The JSON error body of ``exc`` with its status (and ``Retry-After`` when it says)."""
+    response = web.json_response(exc.body(), status=exc.status)
+    retry_after = exc.extra.get("retry_after")
+    if isinstance(retry_after, int):
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _from_http(request: web.Request, exc: web.HTTPException) -> HttpError:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return HttpError(413, "payload_too_large", "the body exceeds the size limit")
+    if isinstance(exc, web.HTTPNotFound):
+        return HttpError(404, "not_found", f"no such endpoint: {request.path}")
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return HttpError(405, "method_not_allowed", f"{request.method} is not allowed here")
+    return HttpError(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+
+
+def error_middleware(log: logging.Logger, translate: Translate | None = None) -> Middleware:
+    """Every error leaves as JSON ``{"error", "message", "field", ...}`` with its status:
+    a public ScsyncError as it says, aiohttp's own (404, 405, 413, ...) by their status,
+    a driver error as ``translate`` maps it; anything else is a bug: logged, and
+    answered 500 ``internal_error`` without its message."""
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ScsyncError as exc:
+            if exc.public:
+                return error_response(exc)
+            log.exception("unhandled error on %s %s", request.method, request.path)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return error_response(_from_http(request, exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            mapped = None if translate is None else translate(request, exc)
+            if mapped is not None:
+                return error_response(mapped)
+            log.exception("unhandled error on %s %s", request.method, request.path)
+        return web.json_response(INTERNAL, status=500)
+
+    return errors
+
+
+# --- authentication -------------------------------------------------------------------
+
+
+def bearer_auth(
+    routes: Iterable[Route],
+    *,
+    admit: Callable[[Principal], None] | None = None,
+    unavailable: Callable[[Exception], Exception] | None = None,
+) -> Middleware:
+    """Every route but the PUBLIC ones takes ``Authorization: Bearer <JWT>`` that
+    ``app[TOKENS]`` verifies and ``app[REVOCATIONS]`` has not revoked (401 otherwise);
+    the caller goes to ``request[PRINCIPAL]``. ``admit`` refuses a principal the app
+    does not serve (raising its own error) before the revocation check;
+    ``unavailable`` is the app's error when that check cannot reach the database."""
+    public = frozenset(route.handler for route in routes if route.access is Access.PUBLIC)
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.match_info.handler in public:
+            return await handler(request)
+        try:
+            principal = request.app[TOKENS].principal(bearer(request.headers.get("Authorization")))
+        except AuthError as exc:
+            raise HttpError(401, "unauthorized", str(exc)) from exc
+        if admit is not None:
+            admit(principal)
+        try:
+            await request.app[REVOCATIONS].check(principal)
+        except AuthError as exc:
+            raise HttpError(401, "unauthorized", str(exc)) from exc
+        except Exception as exc:
+            if unavailable is None:
+                raise
+            raise unavailable(exc) from exc
+        request[PRINCIPAL] = principal
+        return await handler(request)
+
+    return auth

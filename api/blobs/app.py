@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 import psycopg
@@ -12,57 +13,44 @@ from api.blobs.objects import _blob_info, _delete_blob, _presign_download
 from api.blobs.on_demand import _open_requests, _request_blob
 from api.blobs.resources import _SETTINGS, STATE, _resources
 from api.blobs.settings import BlobSettings
-from api.blobs.target import PRINCIPAL, BlobHttpError
+from api.blobs.target import BlobHttpError
 from api.blobs.upload import _complete, _presign_upload
-from api.errors import ApiError
-from schema.auth import AuthError, TokenCache, bearer
+from schema.auth import TokenCache
+from schema.errors import ScsyncError
 from schema.revocation import Revocations
-from schema.web import Access, Handler, Route, add_routes
+from schema.web import (
+    REVOCATIONS,
+    TOKENS,
+    Access,
+    Handler,
+    Route,
+    add_routes,
+    bearer_auth,
+    error_middleware,
+)
+
+log = logging.getLogger("api.blobs")
 
 
-@web.middleware
-async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return web.json_response(exc.body(), status=exc.status)
+def _database_error(request: web.Request, exc: Exception) -> ScsyncError | None:
+    """The cloud database unreachable, in a handler or the revocation check: 503."""
+    if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
+        return BlobHttpError(503, "database_unavailable", f"the cloud database: {exc}")
+    return None
 
 
 def make_blobs_app(settings: BlobSettings) -> web.Application:
     """The blob endpoints as an aiohttp application (mount it at ``/v1/blobs``)."""
-    app = web.Application(middlewares=[_error_middleware, _auth_middleware])
+    app = web.Application(middlewares=[error_middleware(log, _database_error), bearer_auth(ROUTES)])
     app[_SETTINGS] = settings
     # The blob endpoints are the cloud's: they accept the cloud's tokens only.
-    app[_TOKENS] = TokenCache(settings.jwt_secret, "cloud")
-    app[_REVOCATIONS] = Revocations(
+    app[TOKENS] = TokenCache(settings.jwt_secret, "cloud")
+    app[REVOCATIONS] = Revocations(
         lambda: app[STATE].pool.connection(), settings.revocation_check_s
     )
     app.cleanup_ctx.append(_resources)
     add_routes(app, ROUTES)
     return app
-
-
-_TOKENS: Final = web.AppKey("blobs_tokens", TokenCache)
-_REVOCATIONS: Final = web.AppKey("blobs_revocations", Revocations)
-
-
-@web.middleware
-async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        principal = request.app[_TOKENS].principal(bearer(request.headers.get("Authorization")))
-    except AuthError as exc:
-        raise BlobHttpError(401, "unauthorized", str(exc)) from exc
-    request[PRINCIPAL] = principal
-    try:
-        await request.app[_REVOCATIONS].check(principal)
-    except AuthError as exc:
-        raise BlobHttpError(401, "unauthorized", str(exc)) from exc
-    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-        raise BlobHttpError(503, "database_unavailable", f"the cloud database: {exc}") from exc
-    try:
-        return await handler(request)
-    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-        raise BlobHttpError(503, "database_unavailable", f"the cloud database: {exc}") from exc
 
 
 _SITE: Final = {

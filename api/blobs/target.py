@@ -12,6 +12,7 @@ from aiohttp import web
 from api.errors import ApiError
 from schema import jsonbody
 from schema.auth import Principal
+from schema.web import PRINCIPAL
 
 if TYPE_CHECKING:
     pass
@@ -52,9 +53,6 @@ def _forbidden(message: str) -> BlobHttpError:
 
 def _not_found(message: str) -> BlobHttpError:
     return BlobHttpError(404, "not_found", message)
-
-
-PRINCIPAL: Final = web.RequestKey("blobs_principal", Principal)
 
 
 @dataclass(frozen=True)
