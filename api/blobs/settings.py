@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from api.errors import ConfigError
 from schema.revocation import DEFAULT_CHECK_S, check_interval
-
-if TYPE_CHECKING:
-    pass
-
 
 MiB: Final = 1024 * 1024
 
@@ -52,21 +52,35 @@ class BlobSettings:
         check_interval(self.revocation_check_s)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> BlobSettings:
-        """``SCSYNC_CLOUD_DB_URL``, ``SCSYNC_JWT_SECRET`` and ``SCSYNC_S3_*`` variables."""
-        e = dict(os.environ if env is None else env)
-        return cls(
-            db_url=e["SCSYNC_CLOUD_DB_URL"],
-            jwt_secret=e["SCSYNC_JWT_SECRET"],
-            bucket=e["SCSYNC_S3_BUCKET"],
-            s3_endpoint_url=e.get("SCSYNC_S3_ENDPOINT_URL") or None,
-            s3_region=e.get("SCSYNC_S3_REGION", "us-east-1"),
-            s3_access_key=e.get("SCSYNC_S3_ACCESS_KEY") or None,
-            s3_secret_key=e.get("SCSYNC_S3_SECRET_KEY") or None,
-            multipart_threshold=int(e.get("SCSYNC_S3_MULTIPART_THRESHOLD", 64 * MiB)),
-            part_size=int(e.get("SCSYNC_S3_PART_SIZE", 16 * MiB)),
-            url_ttl_s=int(e.get("SCSYNC_S3_URL_TTL_S", 600)),
-            verify_by=e.get("SCSYNC_S3_VERIFY_BY", "checksum"),
-            revocation_check_s=float(e.get("SCSYNC_REVOCATION_CHECK_S", DEFAULT_CHECK_S)),
-            max_blob_size=int(e.get("SCSYNC_S3_MAX_BLOB_SIZE", 64 * 1024**3)),
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BlobSettings:
+        """``SCSYNC_CLOUD_DB_URL``, ``SCSYNC_JWT_SECRET`` and ``SCSYNC_S3_*`` variables
+        (``python -m api.blobs``; the cloud API passes its own settings), read and
+        checked by pydantic-settings: the process's, under ``env`` when given."""
+        try:
+            read = _BlobEnv.model_validate({} if env is None else dict(env))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigError(f"bad blob endpoint settings: {problems}") from exc
+        return cls(**read.model_dump())
+
+
+class _BlobEnv(BaseSettings):
+    """The environment of the blob endpoints run alone (names as they always were)."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
+
+    db_url: str = Field(validation_alias="SCSYNC_CLOUD_DB_URL")
+    jwt_secret: str = Field(validation_alias="SCSYNC_JWT_SECRET", repr=False)
+    bucket: str = Field(validation_alias="SCSYNC_S3_BUCKET")
+    s3_endpoint_url: str | None = Field(None, validation_alias="SCSYNC_S3_ENDPOINT_URL")
+    s3_region: str = Field("us-east-1", validation_alias="SCSYNC_S3_REGION")
+    s3_access_key: str | None = Field(None, validation_alias="SCSYNC_S3_ACCESS_KEY")
+    s3_secret_key: str | None = Field(None, validation_alias="SCSYNC_S3_SECRET_KEY", repr=False)
+    multipart_threshold: int = Field(64 * MiB, validation_alias="SCSYNC_S3_MULTIPART_THRESHOLD")
+    part_size: int = Field(16 * MiB, validation_alias="SCSYNC_S3_PART_SIZE")
+    url_ttl_s: int = Field(600, validation_alias="SCSYNC_S3_URL_TTL_S")
+    verify_by: str = Field("checksum", validation_alias="SCSYNC_S3_VERIFY_BY")
+    revocation_check_s: float = Field(DEFAULT_CHECK_S, validation_alias="SCSYNC_REVOCATION_CHECK_S")
+    max_blob_size: int = Field(64 * 1024**3, validation_alias="SCSYNC_S3_MAX_BLOB_SIZE")
