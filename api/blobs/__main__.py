@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
-if TYPE_CHECKING:
-    pass
 from api.blobs.app import make_blobs_app
 from api.blobs.settings import BlobSettings
 

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
-from schema.sql import psycopg_statement
-
-if TYPE_CHECKING:
-    pass
 from api.blobs.resources import STATE, _blob_row, _scalar
 from api.blobs.target import BlobHttpError, _not_found, _require_writer, _target
+from schema.sql import psycopg_statement
 
 
 async def _blob_info(request: web.Request) -> web.Response:

@@ -4,16 +4,13 @@ the open requests."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from aiohttp import web
 
-from schema.sql import psycopg_statement
-
-if TYPE_CHECKING:
-    pass
 from api.blobs.resources import STATE, Conn, _blob_row, _scalar
 from api.blobs.target import ROW_ID_RE, _bad, _json_body, _require_writer, _site_of, _target
+from schema.sql import psycopg_statement
 
 FILE_TABLES: Final = ("images", "captures", "project_files")
 

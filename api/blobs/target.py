@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -13,10 +13,6 @@ from api.errors import ApiError
 from schema import jsonbody
 from schema.auth import Principal
 from schema.web import PRINCIPAL
-
-if TYPE_CHECKING:
-    pass
-
 
 SHA256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 # ASCII digits only: str.isdigit() also accepts digits int() refuses ("²").

@@ -7,14 +7,10 @@ import asyncio
 import json
 import math
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from aiohttp import web
 
-from schema.sql import psycopg_statement
-
-if TYPE_CHECKING:
-    pass
 from api.blobs.resources import STATE, _blob_row, _scalar, _State
 from api.blobs.settings import BlobSettings, MiB
 from api.blobs.target import (
@@ -27,6 +23,7 @@ from api.blobs.target import (
     _target,
 )
 from api.blobs.verify import _b64_sha256, _verify
+from schema.sql import psycopg_statement
 
 S3_MIN_PART: Final = 5 * MiB
 S3_MAX_PARTS: Final = 10_000

@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING, Final
 
 import aiohttp
 
-if TYPE_CHECKING:
-    pass
 from api.blobs.target import BlobHttpError, _Target
 
 if TYPE_CHECKING:
