@@ -13,7 +13,6 @@ from api.blobs.objects import _blob_info, _delete_blob, _presign_download
 from api.blobs.on_demand import _open_requests, _request_blob
 from api.blobs.resources import _SETTINGS, STATE, _resources
 from api.blobs.settings import BlobSettings
-from api.blobs.target import BlobHttpError
 from api.blobs.upload import _complete, _presign_upload
 from schema.auth import TokenCache
 from schema.errors import ScsyncError
@@ -23,6 +22,7 @@ from schema.web import (
     TOKENS,
     Access,
     Handler,
+    HttpError,
     Route,
     add_routes,
     bearer_auth,
@@ -35,7 +35,7 @@ log = logging.getLogger("api.blobs")
 def _database_error(request: web.Request, exc: Exception) -> ScsyncError | None:
     """The cloud database unreachable, in a handler or the revocation check: 503."""
     if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
-        return BlobHttpError(503, "database_unavailable", f"the cloud database: {exc}")
+        return HttpError(503, "database_unavailable", f"the cloud database: {exc}")
     return None
 
 

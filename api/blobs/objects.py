@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.blobs.resources import STATE, _blob_row, _scalar
-from api.blobs.target import BlobHttpError, _not_found, _require_writer, _target
+from api.blobs.target import _not_found, _require_writer, _target
 from schema.sql import psycopg_statement
+from schema.web import HttpError
 
 
 async def _blob_info(request: web.Request) -> web.Response:
@@ -47,7 +48,7 @@ async def _delete_blob(request: web.Request) -> web.Response:
     async with state.pool.connection() as conn, conn.transaction():
         referenced = await conn.execute(psycopg_statement("files_blob_referenced"), params)
         if await _scalar(referenced):
-            raise BlobHttpError(409, "in_use", "an active record still references this blob")
+            raise HttpError(409, "in_use", "an active record still references this blob")
         await conn.execute(psycopg_statement("files_blob_deleted"), params)
     await state.s3_call(state.s3.delete_object, Bucket=state.settings.bucket, Key=t.key)
     return web.json_response({"status": "deleted", "key": t.key})

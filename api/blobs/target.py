@@ -9,10 +9,9 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from api.errors import ApiError
 from schema import jsonbody
 from schema.auth import Principal
-from schema.web import PRINCIPAL
+from schema.web import PRINCIPAL, HttpError
 
 SHA256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 # ASCII digits only: str.isdigit() also accepts digits int() refuses ("²").
@@ -28,27 +27,16 @@ def blob_key(site_id: int, sha256: str) -> str:
     return f"sites/{site_id}/blobs/{sha256}"
 
 
-class BlobHttpError(ApiError):
-    """An error of the blob endpoints, with its status and code. Part of the API's one
-    hierarchy, so it leaves as the one error body ``{"error", "message", "field"}``,
-    whether the endpoints run alone or mounted by the cloud API."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
+def _bad(message: str) -> HttpError:
+    return HttpError(400, "bad_request", message)
 
 
-def _bad(message: str) -> BlobHttpError:
-    return BlobHttpError(400, "bad_request", message)
+def _forbidden(message: str) -> HttpError:
+    return HttpError(403, "forbidden", message)
 
 
-def _forbidden(message: str) -> BlobHttpError:
-    return BlobHttpError(403, "forbidden", message)
-
-
-def _not_found(message: str) -> BlobHttpError:
-    return BlobHttpError(404, "not_found", message)
+def _not_found(message: str) -> HttpError:
+    return HttpError(404, "not_found", message)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from aiohttp import web
 from api.blobs.resources import STATE, _blob_row, _scalar, _State
 from api.blobs.settings import BlobSettings, MiB
 from api.blobs.target import (
-    BlobHttpError,
     _bad,
     _json_body,
     _require_writer,
@@ -24,6 +23,7 @@ from api.blobs.target import (
 )
 from api.blobs.verify import _b64_sha256, _verify
 from schema.sql import psycopg_statement
+from schema.web import HttpError
 
 S3_MIN_PART: Final = 5 * MiB
 S3_MAX_PARTS: Final = 10_000
@@ -195,10 +195,10 @@ async def _complete(request: web.Request) -> web.Response:
             raise _bad("upload_id is not the upload in progress for this blob")
         done = await _list_parts(state, t, upload_id)
         if not done:
-            raise BlobHttpError(409, "incomplete", "the multipart upload has no parts")
+            raise HttpError(409, "incomplete", "the multipart upload has no parts")
         expected = _part_count(size, _effective_part_size(settings, size))
         if len(done) != expected:
-            raise BlobHttpError(
+            raise HttpError(
                 409, "incomplete", f"{len(done)} of {expected} parts uploaded; upload the rest"
             )
         from botocore.exceptions import ClientError
@@ -217,7 +217,7 @@ async def _complete(request: web.Request) -> web.Response:
                 },
             )
         except ClientError as exc:
-            raise BlobHttpError(409, "incomplete", f"S3 refused to complete: {exc}") from exc
+            raise HttpError(409, "incomplete", f"S3 refused to complete: {exc}") from exc
     ok, why = await _verify(state, t, size)
     if not ok:
         await state.s3_call(state.s3.delete_object, Bucket=settings.bucket, Key=t.key)
@@ -226,7 +226,7 @@ async def _complete(request: web.Request) -> web.Response:
                 psycopg_statement("files_blob_forget"),
                 {"site_id": t.site_id, "sha256": t.sha256},
             )
-        raise BlobHttpError(422, "verification_failed", why)
+        raise HttpError(422, "verification_failed", why)
     served = await _record_uploaded(state, t, size)
     return web.json_response(
         {"status": "uploaded", "key": t.key, "size": size, "requests_served": served}

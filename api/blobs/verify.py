@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Final
 
 import aiohttp
 
-from api.blobs.target import BlobHttpError, _Target
+from api.blobs.target import _Target
+from schema.web import HttpError
 
 if TYPE_CHECKING:
     from api.blobs.resources import _State
@@ -139,14 +140,12 @@ async def _head(state: _State, t: _Target) -> tuple[int, str | None] | None:
             if resp.status in (403, 404):
                 return None
             if resp.status != 200 or resp.content_length is None:
-                raise BlobHttpError(502, "store_error", f"S3 answered {resp.status} to a HEAD")
+                raise HttpError(502, "store_error", f"S3 answered {resp.status} to a HEAD")
             return resp.content_length, _full_object_sha256(
                 resp.headers.get("x-amz-checksum-sha256")
             )
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise BlobHttpError(
-            502, "store_error", f"asking S3 about the object failed: {exc}"
-        ) from exc
+        raise HttpError(502, "store_error", f"asking S3 about the object failed: {exc}") from exc
 
 
 async def _store_sha256(state: _State, t: _Target) -> str | None:
@@ -182,11 +181,11 @@ async def _read_back(state: _State, t: _Target, size: int) -> str | tuple[bool, 
             if resp.status in (403, 404):
                 return False, "no object was uploaded for this blob"
             if resp.status != 200:
-                raise BlobHttpError(502, "store_error", f"S3 answered {resp.status} to a read")
+                raise HttpError(502, "store_error", f"S3 answered {resp.status} to a read")
             if resp.content_length != size:
                 return False, f"size is {resp.content_length}, expected {size}"
             async for chunk in resp.content.iter_chunked(state.settings.verify_chunk):
                 h.update(chunk)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise BlobHttpError(502, "store_error", f"reading the object back failed: {exc}") from exc
+        raise HttpError(502, "store_error", f"reading the object back failed: {exc}") from exc
     return h.hexdigest()
