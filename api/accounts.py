@@ -31,6 +31,7 @@ from api.passwords import hash_password_async
 from api.records import TableSpec, convert_value, row_to_json, table_spec
 from schema.auth import Principal
 from schema.revocation import bump_account
+from schema.web import REVOCATIONS
 
 TABLE: Final = "user_accounts"
 VENDOR_SITE: Final = 0
@@ -214,7 +215,7 @@ async def update_account(request: web.Request) -> web.Response:
             # Tokens issued under the old password or role are refused from now.
             await bump_account(conn, int(row["id"]))
         await _audit(conn, request, p, "account_update", row, fields=sorted(body), role=row["role"])
-    request.app[state.REVOCATIONS].forget()  # this instance at once, others in the bound
+    request.app[REVOCATIONS].forget()  # this instance at once, others in the bound
     return ok(_account_json(spec, row))
 
 
@@ -239,7 +240,7 @@ async def _set_disabled(request: web.Request, disabled: bool) -> web.Response:
             token_version=version,
         )
     # This instance refuses the old tokens at once; others within revocation_check_s.
-    request.app[state.REVOCATIONS].forget()
+    request.app[REVOCATIONS].forget()
     return ok(_account_json(spec, current, disabled))
 
 

@@ -13,12 +13,14 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import psycopg
+import psycopg_pool
 from aiohttp import WSCloseCode, web
 
 from api import edit, state, store
-from api.errors import ConfigError
+from api.errors import ConfigError, DatabaseError
 from api.events import Hub, RabbitBus, listen
-from api.http import check_revoked
+from api.http import admit_this_site
 from api.openapi import document
 from api.relay import follow_cloud
 from api.routes import all_routes, app_routes
@@ -30,33 +32,21 @@ from lockd.client import LockClient
 from lockd.db import Pool as LockdPool
 from lockd.db import make_pool as make_lockd_pool
 from lockd.manager import LeaseManager, LockdConfig
-from schema.auth import AuthError, TokenCache, bearer
+from schema.auth import TokenCache
 from schema.revocation import Revocations
 from schema.urls import create_engine, libpq_url
-from schema.web import add_routes, error_middleware
+from schema.web import REVOCATIONS, TOKENS, Access, add_routes, bearer_auth, error_middleware
 
 log = logging.getLogger("scsync.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def revocation(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A request with a valid but revoked bearer token is refused (401) before any
-    handler runs; a missing or invalid token is left to the handler's own 401. The
-    mounted apps (sync, lockd, blobs) check their own tokens, revocation included: not
-    checked here again (twice per request was the most of an idle site's re-poll)."""
-    if request.match_info.apps[-1] is not request.app:
-        return await handler(request)
-    header = request.headers.get("Authorization")
-    if header:
-        try:
-            p = request.app[state.TOKENS].principal(bearer(header))
-        except AuthError:
-            p = None
-        if p is not None:
-            await check_revoked(request, p)
-    return await handler(request)
+def _database_unavailable(exc: Exception) -> Exception | None:
+    """The revocation check could not reach the database: 503, as a handler's would."""
+    if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
+        return DatabaseError(f"the database is unavailable: {exc}")
+    return None
 
 
 @web.middleware
@@ -223,13 +213,25 @@ def make_app(side: str, settings: Settings) -> web.Application:
     """The API of one side; run it with ``web.run_app`` or aiohttp's test server."""
     if side != settings.side:
         raise ConfigError(f"side {side!r} does not match the settings' side {settings.side!r}")
+    own = app_routes(settings.side)
     app = web.Application(
-        middlewares=[error_middleware(log), security_headers, revocation],
+        middlewares=[
+            error_middleware(log),
+            security_headers,
+            # Each mounted app (sync, lockd, blobs) checks its own tokens.
+            bearer_auth(
+                own,
+                exempt=(Access.PUBLIC, Access.WEBSOCKET),
+                admit=admit_this_site,
+                unavailable=_database_unavailable,
+                unmatched_needs_token=False,
+            ),
+        ],
         client_max_size=settings.client_max_size,
     )
     app[state.SETTINGS] = settings
-    app[state.TOKENS] = TokenCache(settings.jwt_secret, settings.side)
-    app[state.REVOCATIONS] = Revocations(
+    app[TOKENS] = TokenCache(settings.jwt_secret, settings.side)
+    app[REVOCATIONS] = Revocations(
         lambda: app[state.POOL].connection(), settings.revocation_check_s
     )
     app[state.LOGINS] = LoginThrottle(
@@ -253,7 +255,7 @@ def make_app(side: str, settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_lockd_ctx)
     app.on_shutdown.append(_close_websockets)
 
-    add_routes(app, app_routes(settings.side))
+    add_routes(app, own)
     if settings.side == "cloud":
         _mount_cloud_subapps(app, settings)
     return app

@@ -317,7 +317,7 @@ def _database_error(request: web.Request, exc: Exception) -> ScsyncError | None:
     return None
 
 
-def _site_token_only(principal: Principal) -> None:
+def _site_token_only(request: web.Request, principal: Principal) -> None:
     if not principal.is_site or principal.site_id is None:
         raise Forbidden("the sync endpoints take a site token (POST /v1/sites/{id}/token)")
 

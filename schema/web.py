@@ -202,34 +202,47 @@ def error_middleware(log: logging.Logger, translate: Translate | None = None) ->
 def bearer_auth(
     routes: Iterable[Route],
     *,
-    admit: Callable[[Principal], None] | None = None,
-    unavailable: Callable[[Exception], Exception] | None = None,
+    exempt: Iterable[Access] = (Access.PUBLIC,),
+    admit: Callable[[web.Request, Principal], None] | None = None,
+    unavailable: Callable[[Exception], Exception | None] | None = None,
+    unmatched_needs_token: bool = True,
 ) -> Middleware:
-    """Every route but the PUBLIC ones takes ``Authorization: Bearer <JWT>`` that
-    ``app[TOKENS]`` verifies and ``app[REVOCATIONS]`` has not revoked (401 otherwise);
-    the caller goes to ``request[PRINCIPAL]``. ``admit`` refuses a principal the app
-    does not serve (raising its own error) before the revocation check;
-    ``unavailable`` is the app's error when that check cannot reach the database."""
-    public = frozenset(route.handler for route in routes if route.access is Access.PUBLIC)
+    """Every route of this app but those whose access is ``exempt`` (the PUBLIC ones;
+    the API also leaves its WebSocket, which takes a token in its first message, to its
+    handler) takes ``Authorization: Bearer <JWT>`` that ``app[TOKENS]`` verifies and
+    ``app[REVOCATIONS]`` has not revoked (401 otherwise); the caller goes to
+    ``request[PRINCIPAL]``. ``admit`` refuses a principal the app does not serve
+    (raising its own error) before the revocation check; ``unavailable`` maps the
+    check's database failure to the app's error (None: as it is). A request for no
+    route of this app needs a token too unless ``unmatched_needs_token`` is False (the
+    API answers 404/405 first); a mounted app's routes are left to its own middleware."""
+    skipped = frozenset(exempt)
+    open_handlers = frozenset(route.handler for route in routes if route.access in skipped)
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.match_info.handler in public:
+        match = request.match_info
+        if (
+            match.apps[-1] is not request.app
+            or match.handler in open_handlers
+            or (match.http_exception is not None and not unmatched_needs_token)
+        ):
             return await handler(request)
         try:
             principal = request.app[TOKENS].principal(bearer(request.headers.get("Authorization")))
         except AuthError as exc:
             raise HttpError(401, "unauthorized", str(exc)) from exc
         if admit is not None:
-            admit(principal)
+            admit(request, principal)
         try:
             await request.app[REVOCATIONS].check(principal)
         except AuthError as exc:
             raise HttpError(401, "unauthorized", str(exc)) from exc
         except Exception as exc:
-            if unavailable is None:
+            mapped = None if unavailable is None else unavailable(exc)
+            if mapped is None:
                 raise
-            raise unavailable(exc) from exc
+            raise mapped from exc
         request[PRINCIPAL] = principal
         return await handler(request)
 
