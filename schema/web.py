@@ -3,8 +3,8 @@ lockd): one declaration per route, from which the aiohttp router and the OpenAPI
 document are both built, so a served route cannot be missing from the document nor from
 the security sweeps that walk it (tests/api/test_security.py); one error middleware
 that answers every error as ``{"error", "message", "field", ...}``; one bearer-token
-middleware for the apps that authenticate every request the same way (sync, blobs,
-lockd; the API's own routes authenticate per handler, api/http.py).
+middleware that checks the token of every route the declaration does not make public
+(each app its own routes, with its own rule on whom it serves).
 
 It lives in ``schema``, the lowest package: lockd may import nothing else, and the API
 mounts lockd's app. Like ``schema.auth`` (tokens), ``schema.revocation`` and
