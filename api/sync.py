@@ -310,7 +310,7 @@ def _database_error(request: web.Request, exc: Exception) -> ScsyncError | None:
         message = exc.diag.message_primary or first_line(exc)
         log.warning("sync: refused for %s: %s", request.get(_SITE), message)
         return Forbidden(message)
-    if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout | TRANSIENT):
+    if isinstance(exc, (psycopg.OperationalError, psycopg_pool.PoolTimeout, *TRANSIENT)):
         return ServiceUnavailable(f"the cloud database: {first_line(exc)}")
     if isinstance(exc, psycopg.Error) and is_data_error(exc):
         return BatchError(first_line(exc))
