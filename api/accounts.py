@@ -30,6 +30,7 @@ from api.http import actor, ok, path_id, principal, query_id, query_int, read_ob
 from api.passwords import hash_password_async
 from api.records import TableSpec, convert_value, row_to_json, table_spec
 from schema.auth import Principal
+from schema.columns import ACCOUNT_COLUMNS
 from schema.revocation import bump_account
 from schema.web import REVOCATIONS
 
@@ -39,8 +40,8 @@ ROLE_RANK: Final[dict[str, int]] = {"viewer": 0, "editor": 1, "admin": 2, "vendo
 MAX_PAGE: Final = 200
 # Content columns an admin may set besides the password and the role.
 PROFILE_COLUMNS: Final = ("display_name", "doctor_id")
-# A change of these revokes the account's tokens.
-REVOKING_FIELDS: Final = frozenset({"password_hash", "role"})
+# A change of these (credentials and privileges) revokes the account's tokens.
+REVOKING_FIELDS: Final = ACCOUNT_COLUMNS
 
 
 def _spec(request: web.Request) -> TableSpec:

@@ -49,6 +49,7 @@ from lockd.manager import LeaseManager, Owner
 from lockd.models import Lease, LeaseState
 from lockd.offline import close_offline, open_offline, save_offline
 from schema.auth import AuthError, Principal, issue_session, verify_session
+from schema.events import EventType
 
 LEASES: Final = web.AppKey("lease_manager", LeaseManager)
 LOCK_CLIENT: Final = web.AppKey("lock_client", LockClient)
@@ -190,7 +191,7 @@ async def open_edit(request: web.Request) -> web.Response:
         await _publish(
             pool,
             site,
-            "record.editing",
+            EventType.RECORD_EDITING,
             spec,
             row_id,
             patient,
@@ -210,7 +211,7 @@ async def open_edit(request: web.Request) -> web.Response:
     await _publish(
         pool,
         site,
-        "record.editing",
+        EventType.RECORD_EDITING,
         spec,
         row_id,
         patient,
@@ -459,7 +460,7 @@ async def save(request: web.Request) -> web.Response:
             await store.publish(
                 conn,
                 site=row["site_id"],
-                type="record.saved",
+                type=EventType.RECORD_SAVED,
                 table=spec.name,
                 row_id=row_id,
                 patient=_patient_of(spec, row),
@@ -507,7 +508,7 @@ async def close(request: web.Request) -> web.Response:
             await store.publish(
                 conn,
                 site=int(claims["site"]),
-                type="record.released",
+                type=EventType.RECORD_RELEASED,
                 table=spec.name,
                 row_id=row_id,
                 patient=_patient_of(spec, row),

@@ -24,6 +24,8 @@ import psycopg
 
 from api import store
 from schema.auth import Principal
+from schema.events import EventType
+from schema.notifications import Listener, wakes
 
 log = logging.getLogger("scsync.api.events")
 
@@ -32,13 +34,11 @@ RELAY_LOCK_KEY: Final = 7308901234567890505
 RELAY_NAME: Final = "rabbitmq"
 EVENTS: Final = "scsync_api_events"
 OUTBOX: Final = "scsync_outbox"
-HINT_TYPE: Final = "sync.hint"
+HINT_TYPE: Final = EventType.SYNC_HINT
 SEEN_WINDOW: Final = 20_000
 # application_name of the listening sessions, so an operator (or a test) can find them.
 LISTENER_NAME: Final = "scsync-api-listen"
 RELAY_APP_NAME: Final = "scsync-api-relay"
-# Notifications taken in one go (they carry nothing: one read of the log follows).
-NOTIFY_BATCH: Final = 500
 # How often the log is read when nobody woke the listener (a site's legacy writes).
 POLL_S: Final = 0.25
 
@@ -215,18 +215,6 @@ class Hub:
                     sub.offer(text)
 
 
-async def _next_notifications(
-    conn: psycopg.AsyncConnection[Any], timeout: float
-) -> list[psycopg.Notify]:
-    """Wait up to ``timeout`` for a notification, then take those already arrived too
-    (up to a batch), so a burst of wake-ups costs one read of the log, not one each."""
-    first = [n async for n in conn.notifies(timeout=timeout, stop_after=1)]
-    if not first:
-        return first
-    more = [n async for n in conn.notifies(timeout=0.0, stop_after=NOTIFY_BATCH)]
-    return first + more
-
-
 async def events_after(pool: store.Pool, after: int, site: int | None, limit: int) -> list[Event]:
     """The events after client id ``after`` (a batch row fanned out per record, see
     ``scsync_api_events_after`` in schema/sql/r0012_lean_capture.sql)."""
@@ -263,32 +251,33 @@ async def listen(
     ``unheard(newest_id=None)``: True when nobody would get the events (no subscriber);
     the log is then not read, the listener only learns the newest id (its resume point)
     and tells it back."""
+    listener = Listener(
+        conninfo,
+        [EVENTS],
+        LISTENER_NAME,
+        tick_s=poll_s,
+        retry_initial_s=retry_s,
+        retry_max_s=max(retry_s, 10.0),
+    )
     last_id: int | None = None
-    while True:
-        try:
-            async with await psycopg.AsyncConnection.connect(
-                conninfo, autocommit=True, application_name=LISTENER_NAME
-            ) as conn:
-                await conn.execute(f"LISTEN {EVENTS}")
-                if ready is not None:
-                    ready.set()
-                while True:
-                    if last_id is None or (unheard is not None and unheard()):
-                        last_id = await max_event_id(pool)
-                        if unheard is not None:
-                            unheard(last_id)
-                    else:
-                        for ev in await events_after(pool, last_id, None, 10_000):
-                            last_id = max(last_id, ev.id)
-                            await _maybe_await(on_event(ev))
-                    # Notifications or not, the connection must answer within a poll.
-                    if not await _next_notifications(conn, poll_s):
-                        await conn.execute("SELECT 1")
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("event listener lost its connection (%s); retrying", exc)
-            await asyncio.sleep(retry_s)
+    async with contextlib.aclosing(wakes(listener)) as heard:
+        async for w in heard:
+            if w.fresh and ready is not None:
+                ready.set()
+            try:
+                if last_id is None or (unheard is not None and unheard()):
+                    last_id = await max_event_id(pool)
+                    if unheard is not None:
+                        unheard(last_id)
+                else:
+                    for ev in await events_after(pool, last_id, None, 10_000):
+                        last_id = max(last_id, ev.id)
+                        await _maybe_await(on_event(ev))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The log is read again from last_id at the next wake: nothing is lost.
+                log.warning("event listener: reading the log failed (%s)", exc)
 
 
 async def _maybe_await(value: Awaitable[None] | None) -> None:
@@ -370,46 +359,57 @@ class RabbitBus:
         its connection closes, the lock is freed and another instance takes over from
         the cursor kept in scsync_api_relay (a redelivery is dropped by id downstream).
         """
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    conninfo, autocommit=True, application_name=RELAY_APP_NAME
-                ) as conn:
-                    while True:
-                        cur = await conn.execute(
-                            store.query_text("api_try_leader"), {"key": RELAY_LOCK_KEY}
-                        )
-                        row = await cur.fetchone()
-                        if row is not None and row[0]:
-                            break
-                        await asyncio.sleep(retry_s)
+
+        async def lead(conn: psycopg.AsyncConnection[Any]) -> None:
+            while True:
+                cur = await conn.execute(
+                    store.query_text("api_try_leader"), {"key": RELAY_LOCK_KEY}
+                )
+                row = await cur.fetchone()
+                if row is not None and row[0]:
                     self.is_leader = True
-                    await conn.execute(f"LISTEN {EVENTS}")
-                    # The sync long polls' wake-ups (api/sync.py) ride the same relay:
-                    # one listener on the database for all instances and all sites.
-                    await conn.execute(f"LISTEN {OUTBOX}")
-                    await self.publish_hint(None)  # hints may have gone unheard meanwhile
-                    cursor = await self._relay_cursor(pool)
-                    while True:
-                        events = await events_after(pool, cursor, None, 10_000)
-                        for ev in events:
-                            await self.publish(ev)
-                            cursor = max(cursor, ev.id)
-                        if events:
-                            await self._advance(pool, cursor)
-                        notes = await _next_notifications(conn, POLL_S)
-                        if not notes:
-                            await conn.execute("SELECT 1")
-                        elif any(n.channel == OUTBOX for n in notes):
-                            # A hint names no site: each instance asks the outbox
-                            # about the sites that wait there (api/sync.py).
-                            await self.publish_hint(None)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.is_leader = False
-                log.warning("event relay interrupted (%s); retrying", exc)
+                    return
                 await asyncio.sleep(retry_s)
+
+        def lost(_exc: BaseException) -> None:
+            self.is_leader = False
+
+        # The sync long polls' wake-ups (api/sync.py) ride the same relay: one listener
+        # on the database for all instances and all sites.
+        listener = Listener(
+            conninfo,
+            [EVENTS, OUTBOX],
+            RELAY_APP_NAME,
+            tick_s=POLL_S,
+            retry_initial_s=retry_s,
+            retry_max_s=max(retry_s, 10.0),
+            on_connect=lead,
+            on_lost=lost,
+        )
+        cursor: int | None = None
+        async with contextlib.aclosing(wakes(listener)) as heard:
+            async for w in heard:
+                try:
+                    if w.fresh or cursor is None:
+                        await self.publish_hint(None)  # hints may have gone unheard meanwhile
+                        cursor = await self._relay_cursor(pool)
+                    elif any(n.channel == OUTBOX for n in w.notes):
+                        # A hint names no site: each instance asks the outbox about the
+                        # sites that wait there (api/sync.py).
+                        await self.publish_hint(None)
+                    events = await events_after(pool, cursor, None, 10_000)
+                    for ev in events:
+                        await self.publish(ev)
+                        cursor = max(cursor, ev.id)
+                    if events:
+                        await self._advance(pool, cursor)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # The leader keeps its lock; the cursor in scsync_api_relay did not
+                    # move past what was published, so the next wake publishes the rest.
+                    log.warning("event relay: %s; again at the next wake", exc)
+                    cursor = None
 
     async def _relay_cursor(self, pool: store.Pool) -> int:
         async with store.transaction(pool, wake=False) as conn:

@@ -18,6 +18,7 @@ from sqlalchemy import BigInteger, Boolean, Date, DateTime, Integer, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from api.errors import Forbidden, ValidationFailed
+from schema.columns import ACCOUNT_COLUMNS, SECRET_COLUMNS, SERVER_COLUMNS
 from schema.tables import SYNCED_TABLES, Side, metadata_for
 
 INT64_MAX: Final = 2**63 - 1
@@ -26,32 +27,10 @@ ID_PATTERN: Final = r"^[0-9]{1,19}$"
 _ID_RE: Final = re.compile(ID_PATTERN)
 MAX_TEXT: Final = 100_000
 
-# Written by the server, the replicator or the capture triggers, never by a client.
-SERVER_COLUMNS: Final = frozenset(
-    {
-        "id",
-        "site_id",
-        "version_major",
-        "version_minor",
-        "revision",
-        "synced_revision",
-        "synced",
-        "last_synced_at",
-        "deleted",
-        "sync_enabled",
-        "in_conflict",
-        "created_at",
-        "updated_at",
-        "lifecycle",
-        "blob_state",
-        "local_path",
-    }
-)
-# Never leaves the server.
-SECRET_COLUMNS: Final = frozenset({"password_hash", "local_path"})
-# Credentials and privileges: changed only through the account endpoints (api/accounts.py),
-# in any table, never by a record write or an edit session.
-ACCOUNT_COLUMNS: Final = frozenset({"password_hash", "role"})
+# SERVER_COLUMNS: written by the server, the replicator or the capture triggers, never
+# by a client; SECRET_COLUMNS never leave the server; ACCOUNT_COLUMNS (credentials and
+# privileges) change only through the account endpoints (api/accounts.py), in any table,
+# never by a record write or an edit session. All from schema.columns.
 ACCOUNT_TABLES: Final = frozenset({"user_accounts"})
 # Tables whose rows are (about) a patient: their reads and changes are audited.
 PATIENT_TABLES: Final = frozenset({"patients", "images", "captures", "project_files", "reports"})

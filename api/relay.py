@@ -16,12 +16,18 @@ import aiohttp
 
 from api import store
 from api.events import SeenIds
+from schema.events import EventType
 
 log = logging.getLogger("scsync.api.relay")
 
-RELAYED: Final = ("lease.expired", "lease.idle_warning", "record.editing", "record.released")
+RELAYED: Final = (
+    EventType.LEASE_EXPIRED,
+    EventType.LEASE_IDLE_WARNING,
+    EventType.RECORD_EDITING,
+    EventType.RECORD_RELEASED,
+)
 # Published by this side's API itself when its own users open and close sessions.
-OWN: Final = frozenset({"record.editing", "record.released"})
+OWN: Final = frozenset({EventType.RECORD_EDITING, EventType.RECORD_RELEASED})
 
 
 async def follow_cloud(

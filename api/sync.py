@@ -45,9 +45,9 @@ from psycopg import errors as pg_errors
 from api.errors import ApiError, BadRequest, Conflict, Forbidden, ServiceUnavailable
 from api.jsonschema import HOLDER_PARAM
 from schema.auth import Principal, TokenCache
+from schema.columns import SIDE_ONLY_COLUMNS
 from schema.errors import ScsyncError
 from schema.lanes import (
-    SIDE_ONLY_COLUMNS,
     TRANSIENT,
     BatchRow,
     LaneDb,
@@ -56,6 +56,7 @@ from schema.lanes import (
     first_line,
     is_data_error,
 )
+from schema.notifications import Listener, wakes
 from schema.revocation import DEFAULT_CHECK_S, Revocations
 from schema.sql import query
 from schema.urls import libpq_url
@@ -77,6 +78,7 @@ HOLDER_HEADER: Final = "X-Scsync-Holder"
 HOLDER_RE: Final = re.compile(r"^[A-Za-z0-9._:/@+-]{1,200}$")
 CONNECT_TIMEOUT_S: Final = 10
 LISTENER_NAME: Final = "scsync-sync-listen"
+LISTENER_PROBE_S: Final = 10.0
 _CHUNK: Final = 1 << 16
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -274,29 +276,23 @@ async def _check_outbox(app: web.Application) -> None:
 
 async def _listen(app: web.Application) -> None:
     """The outbox hints of every site, on one connection of this instance (the API's,
-    not a site's); reconnected with backoff."""
+    not a site's); reconnected with backoff (schema/notifications.py)."""
     settings, hints = app[_SETTINGS], app[_HINTS]
-    delay = 0.5
-    while True:
-        try:
-            conn = await psycopg.AsyncConnection.connect(
-                libpq_url(settings.db_url),
-                autocommit=True,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                application_name=LISTENER_NAME,
-            )
-            try:
-                await conn.execute("LISTEN scsync_outbox")
+    listener = Listener(
+        settings.db_url,
+        ["scsync_outbox"],
+        LISTENER_NAME,
+        # The connection's liveness probe; the outbox itself is asked every
+        # hint_poll_s by _check_outbox.
+        tick_s=LISTENER_PROBE_S,
+        connect_timeout_s=CONNECT_TIMEOUT_S,
+    )
+    async with contextlib.aclosing(wakes(listener)) as heard:
+        async for w in heard:
+            if w.fresh:
                 hints.all()
-                delay = 0.5
-                async for note in conn.notifies():
-                    hints.hear(int(note.payload) if note.payload.isdigit() else None)
-            finally:
-                await conn.close()
-        except (psycopg.Error, OSError) as exc:
-            log.warning("sync: outbox listener: %s; reconnecting in %.1f s", first_line(exc), delay)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 30.0)
+            for note in w.notes:
+                hints.hear(int(note.payload) if note.payload.isdigit() else None)
 
 
 # -- errors and authentication ------------------------------------------------------------

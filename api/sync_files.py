@@ -32,7 +32,8 @@ from psycopg import sql
 from api.errors import BadRequest
 from api.jsonschema import HOLDER_PARAM, obj
 from api.sync import POOL, SITE, Conn, json_body, prelude
-from schema.lanes import SIDE_ONLY_COLUMNS
+from schema.columns import BATCH_KEY_COLUMNS, SIDE_ONLY_COLUMNS
+from schema.replicating import mark_replicating
 from schema.sql import query
 from schema.tables import SYNCED_TABLES, metadata_for
 from schema.web import Access, Handler, Route
@@ -84,7 +85,7 @@ def backfill_columns(table: str, given: str) -> list[str]:
         )
     if len(set(columns)) != len(columns):
         raise BadRequest("columns: a column is named twice", field="columns")
-    missing = [c for c in ("id", "site_id", "revision") if c not in columns]
+    missing = [c for c in BATCH_KEY_COLUMNS if c not in columns]
     if missing:
         raise BadRequest(f"columns: {', '.join(missing)} missing", field="columns")
     return columns
@@ -125,7 +126,7 @@ async def _backfill_apply(request: web.Request) -> web.Response:
                 # No per-row triggers (the rows are the site's, replicated): history is
                 # written by the apply itself, the references checked below.
                 await conn.execute(query("sync_backfill_bulk"))
-            await conn.execute(query("replicator_replicating"))
+            await mark_replicating(conn)
             await conn.execute(_q("sync_backfill_stage_create", stage=stage, table=ident))
             async with conn.cursor().copy(
                 _q("sync_backfill_stage_copy_in", stage=stage, columns=cols)
@@ -195,7 +196,7 @@ async def _changing(
     await conn.execute(
         query("sync_records_check_keys"), {"keys": json.dumps(keys), "site_id": site_id}
     )
-    await conn.execute(query("replicator_replicating"))
+    await mark_replicating(conn)
     return {"site_id": site_id}
 
 

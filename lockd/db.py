@@ -1,7 +1,7 @@
 """lockd's boundary with the driver: connection pools and error translation.
 
 Every psycopg error that leaves lockd passes through :func:`translate_error`, which maps
-lockd's own SQLSTATEs (``SCLnn``, raised by the functions of r0003_lockd_leases.sql) and
+lockd's own SQLSTATEs (``SCLnn``, raised by the functions of baseline_lockd_cloud.sql) and
 the data errors of a bad save to :mod:`lockd.errors`, and everything about reaching the
 server to :class:`~lockd.errors.LockdUnavailable`.
 """

@@ -1,6 +1,6 @@
 """Every lease operation, over psycopg 3 async (procrastinate's "manager").
 
-Each operation is one call of a function of ``r0003_lockd_leases.sql``: one statement,
+Each operation is one call of a function of ``baseline_lockd_cloud.sql``: one statement,
 one transaction, one round trip, timed only by the database's ``clock_timestamp()``.
 This process's clock is used for nothing but its own waiting (``monotonic``, which
 tests replace), so a client whose clock is off by an hour gets the same grants and
@@ -29,12 +29,13 @@ from lockd.db import Pool, translate_error
 from lockd.errors import BadRequest, LeaseBusy, LockdError, RecordNotFound
 from lockd.models import Lease, LeaseEvent, LeaseState, SaveGrant, SaveResult
 from lockd.records import PROTECTED, check_changes, check_table, content_of
+from schema.events import ENDING_LEASE_EVENTS
 from schema.sql import query
 
 log = logging.getLogger(__name__)
 
 # Lease events after which the record may be free.
-_ENDING = frozenset({"lease.released", "lease.expired", "lease.broken", "lease.idle_closed"})
+_ENDING = ENDING_LEASE_EVENTS
 
 # A holder names its site: usernames are unique only within one clinic, so
 # "cloud:alice" of two clinics would be one owner (site 0: the vendor's staff).
@@ -201,6 +202,10 @@ class LeaseManager:
                 queue.remove(fut)
             if not queue:
                 self._waiters.pop(key, None)
+
+    def queued(self, table: str, row_id: int) -> int:
+        """How many acquires of this process wait for the record (in arrival order)."""
+        return len(self._waiters.get((table, row_id), ()))
 
     def _hand_off(self, table: object, row_id: object) -> None:
         """Wake the longest-waiting acquire of this record (one, not all of them)."""

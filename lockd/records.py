@@ -18,38 +18,16 @@ from psycopg.types.json import Jsonb
 
 from lockd.db import translate_error
 from lockd.errors import BadRequest, InvalidChange, NotEditable, RecordNotFound
+from schema.columns import NOT_EDITABLE_COLUMNS
 from schema.sql import query
 from schema.tables import SYNCED_TABLES, metadata_for
 
 Bump = Literal["major", "minor"]
 
-# Columns no edit may set: identity, versioning and sync bookkeeping, file storage
-# (files change through new blobs, never through an edit of these columns).
-NOT_EDITABLE: frozenset[str] = frozenset(
-    {
-        "id",
-        "site_id",
-        "version_major",
-        "version_minor",
-        "revision",
-        "synced_revision",
-        "synced",
-        "last_synced_at",
-        "in_conflict",
-        "created_at",
-        "updated_at",
-        "lifecycle",
-        "sync_enabled",
-        "blob_sha256",
-        "blob_size",
-        "blob_state",
-        "local_path",
-        # Credentials and privileges: only the API's account endpoints change them
-        # (an admin of the record's site, never above the admin's own role).
-        "password_hash",
-        "role",
-    }
-)
+# Columns no edit may set: identity, versioning and sync bookkeeping, the sync switch,
+# file storage (files change through new blobs, never through an edit of these columns),
+# credentials and privileges (only the API's account endpoints change them).
+NOT_EDITABLE: frozenset[str] = NOT_EDITABLE_COLUMNS
 
 PROTECTED: list[str] = sorted(NOT_EDITABLE)
 

@@ -3,9 +3,10 @@ backoff, signals, systemd notifications and metrics.
 
 Each lane waits for whichever comes first, a hint, the poll interval or a stop request,
 then drains its outbox in batches (procrastinate's worker loop). The push lane's hints
-come from a LISTEN connection to the local database, probed with ``SELECT 1`` after a
-quiet period and reconnected on failure; after every (re)connect the lane is woken
-once, since hints sent while nobody listened are lost (the outbox is not). The pull
+come from a LISTEN connection to the local database (schema/notifications.py), which
+also looks at the outbox's head (or the WAL's end) every ``outbox_probe_s`` and is
+reconnected on failure; after every (re)connect the lane is woken once, since hints
+sent while nobody listened are lost (the outbox is not). The pull
 lane's hints come from the cloud API: one long poll (``pull/wait``) kept open, answered
 when a change of this site commits on the cloud; the site holds no session on the
 cloud database. Polling every ``poll_interval_s`` remains the fallback for both.
@@ -34,6 +35,7 @@ from replicator.lane import BlobGate, Lane, LaneName
 from replicator.metrics import Metrics
 from replicator.settings import Settings
 from replicator.wal import check_settings, lsn_int
+from schema.notifications import Listener, wakes
 from schema.sql import query
 
 if TYPE_CHECKING:
@@ -189,55 +191,43 @@ class Daemon:
 
     # -- wake-up hints ---------------------------------------------------------------
     async def _listen(self, url: str, lane: LaneName) -> None:
-        backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
         site = str(self.settings.site_id)
         wake = self._wake[lane]
         from_wal = self.settings.capture == "wal"
         probe = "capture_wal_position" if from_wal else "replicator_outbox_head"
         to_int: Callable[[str], int] = lsn_int if from_wal else int
-        while not self._stop.is_set():
-            conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
-            try:
-                conn = await self._timed(
-                    lambda: connect(
-                        url,
-                        self.settings.connect_timeout_s,
-                        f"scsync-listen-{lane}",
-                        autocommit=True,
-                    )
-                )
-                await conn.execute("LISTEN scsync_outbox")
-                wake.set()  # hints sent while nobody listened are lost; look once
-                backoff.reset()
-                head = 0
-                while not self._stop.is_set():
-                    async for note in conn.notifies(
-                        timeout=self.settings.outbox_probe_s, stop_after=1
-                    ):
-                        if note.channel == _CHANNEL and note.payload in ("", site):
-                            wake.set()
-                    # Also the connection's probe: a legacy writer wakes nobody. What moves
-                    # is the outbox's newest seq, or with the WAL capture the WAL's end.
+        listener = Listener(
+            url,
+            [_CHANNEL],
+            f"scsync-listen-{lane}",
+            tick_s=self.settings.outbox_probe_s,
+            connect_timeout_s=self.settings.connect_timeout_s,
+            retry_initial_s=self.settings.backoff_initial_s,
+            retry_max_s=self.settings.backoff_max_s,
+            # The lane finds out for itself whether the link is down.
+            on_lost=lambda _exc: wake.set(),
+        )
+        head = 0
+        async with contextlib.aclosing(wakes(listener)) as heard:
+            async for w in heard:
+                if self._stop.is_set():
+                    return
+                if w.fresh or any(n.payload in ("", site) for n in w.notes):
+                    wake.set()  # hints sent while nobody listened are lost: look once
+                # Also after every wake: a legacy writer wakes nobody. What moves is the
+                # outbox's newest seq, or with the WAL capture the WAL's end.
+                try:
                     cur = await asyncio.wait_for(
-                        conn.execute(query(probe)),
+                        w.conn.execute(query(probe)),
                         timeout=min(10.0, self.settings.op_timeout_s),
                     )
                     row = await cur.fetchone()
-                    newest = 0 if row is None else to_int(str(row[0]))
-                    if newest > head:
-                        head = newest
-                        wake.set()
-            except (psycopg.Error, OSError, TimeoutError, Unavailable) as exc:
-                delay = backoff.next()
-                log.warning(
-                    "listener (%s): %s; reconnecting in %.1f s", lane, first_line(exc), delay
-                )
-                wake.set()  # the lane finds out for itself whether the link is down
-                await self._sleep(delay)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.close(), timeout=2)
+                except (psycopg.Error, OSError, TimeoutError):
+                    continue  # the listener's next wait finds the connection gone
+                newest = 0 if row is None else to_int(str(row[0]))
+                if newest > head:
+                    head = newest
+                    wake.set()
 
     async def _cloud_hints(self) -> None:
         """The pull lane's wake-ups: a long poll to the cloud API, renewed as it answers."""

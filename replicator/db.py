@@ -11,23 +11,9 @@ import psycopg
 from replicator.errors import ReplicationFailed, Unavailable
 from schema.lanes import TRANSIENT as _TRANSIENT
 from schema.lanes import first_line, is_data_error
-from schema.urls import libpq_url
+from schema.notifications import keepalive_conninfo
 
-__all__ = ["connect", "conninfo", "first_line", "is_data_error", "wrap_errors"]
-
-
-def conninfo(url: str, connect_timeout_s: int, application_name: str) -> str:
-    """A libpq conninfo with a bounded connect time and TCP keepalives, so a dead peer
-    (cable pulled, traffic dropped) is noticed instead of waited on for ever."""
-    return psycopg.conninfo.make_conninfo(
-        libpq_url(url),
-        connect_timeout=connect_timeout_s,
-        keepalives=1,
-        keepalives_idle=5,
-        keepalives_interval=2,
-        keepalives_count=3,
-        application_name=application_name,
-    )
+__all__ = ["connect", "first_line", "is_data_error", "wrap_errors"]
 
 
 async def connect(
@@ -35,7 +21,7 @@ async def connect(
 ) -> psycopg.AsyncConnection[tuple[object, ...]]:
     try:
         return await psycopg.AsyncConnection.connect(
-            conninfo(url, connect_timeout_s, application_name), autocommit=autocommit
+            keepalive_conninfo(url, connect_timeout_s, application_name), autocommit=autocommit
         )
     except psycopg.OperationalError as exc:
         raise Unavailable(f"cannot connect ({application_name}): {first_line(exc)}") from exc

@@ -2,7 +2,7 @@
 
 ``push`` moves the site's local outbox to the cloud, ``pull`` moves the cloud outbox
 rows of this site to the local database. Both run the same steps (see
-``schema/sql/r0002_replicator.sql`` for the SQL side):
+``schema/sql/baseline_replicator.sql`` for the SQL side):
 
 1. *read* (source, REPEATABLE READ): committed outbox rows, oldest seq first, coalesced
    per record, each with the record's current content (a tombstone when it is gone);
@@ -39,13 +39,13 @@ import psycopg
 
 from replicator import metrics as m
 from replicator.cloud_client import CloudClient, CloudEnd, default_holder
-from replicator.db import connect, conninfo, first_line, is_data_error, wrap_errors
+from replicator.db import connect, first_line, is_data_error, wrap_errors
 from replicator.errors import ApplyFailed, LaneBusy, Unavailable
 from replicator.metrics import Metrics
 from replicator.settings import Settings
 from replicator.wal import WalCapture, origin_session
+from schema.columns import SIDE_ONLY_COLUMNS
 from schema.lanes import (
-    SIDE_ONLY_COLUMNS,
     Applied,
     BatchRow,
     LaneDb,
@@ -53,6 +53,7 @@ from schema.lanes import (
     Park,
     Side,
 )
+from schema.notifications import keepalive_conninfo
 from schema.sql import query
 
 __all__ = ["SIDE_ONLY_COLUMNS", "BatchResult", "BatchRow", "BlobGate", "Lane", "LaneName"]
@@ -230,7 +231,9 @@ class Lane:
 
     def _wal_capture(self) -> WalCapture:
         return WalCapture(
-            conninfo(self.settings.local_db_url, self.settings.connect_timeout_s, "scsync-capture"),
+            keepalive_conninfo(
+                self.settings.local_db_url, self.settings.connect_timeout_s, "scsync-capture"
+            ),
             self.settings.connect_timeout_s,
             self.settings.op_timeout_s,
         )

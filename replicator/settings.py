@@ -37,11 +37,12 @@ class Settings(BaseSettings):
     lanes: tuple[Literal["push", "pull"], ...] = ("push", "pull")
     batch_size: int = Field(default=1000, gt=0)
     poll_interval_s: float = Field(default=5.0, gt=0)
-    # Where the site's own changes come from: "triggers" (the statement-level triggers
-    # write history and outbox rows) or "wal" (the replicator reads the site's WAL from a
-    # logical replication slot and writes them, off the writer's path; needs
-    # wal_level = logical and a role with REPLICATION: docs/operations.md).
-    capture: Literal["triggers", "wal"] = "triggers"
+    # Where the site's own changes come from: "wal" (the replicator reads the site's WAL
+    # from a logical replication slot and writes history and outbox off the writer's
+    # path; needs wal_level = logical and a role with REPLICATION: docs/operations.md)
+    # or "triggers" (the statement-level triggers write them in the writer's
+    # transaction: for a server that cannot have wal_level = logical).
+    capture: Literal["triggers", "wal"] = "wal"
     # How often the site's outbox is looked at for changes nobody woke the lane for (a
     # legacy application's writes: the capture triggers notify no one).
     outbox_probe_s: float = Field(default=0.01, gt=0)

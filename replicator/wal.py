@@ -6,7 +6,7 @@ statement-level triggers of 0012 then write only the API events); the replicator
 the site's committed changes from a logical replication slot (built-in ``pgoutput``,
 the publication ``scsync_capture`` over the synced tables) on a streaming replication
 connection, and spools them, a batch of transactions at a time, into the history and
-the outbox the lanes read (``scsync_capture_spool``, schema/sql/r0013_wal_capture.sql),
+the outbox the lanes read (``scsync_capture_spool``, schema/sql/baseline_capture_local.sql),
 set-based, off the writer's path.
 
 Exactly once across crashes: the spool records the last spooled commit's LSN in
@@ -81,6 +81,7 @@ class CaptureStatus:
     wal_status: str | None  # reserved, extended, unreserved, lost
     retained_bytes: int | None
     spooled_lsn: str | None
+    unread_bytes: int | None  # the WAL past what the spool has read
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -90,13 +91,14 @@ class CaptureStatus:
             "wal_status": self.wal_status,
             "retained_bytes": self.retained_bytes,
             "spooled_lsn": self.spooled_lsn,
+            "unread_bytes": self.unread_bytes,
         }
 
 
 def capture_status_of(row: Any) -> CaptureStatus:
     """A ``capture_status`` row (schema/sql/queries_replicator.sql)."""
     if row is None:
-        return CaptureStatus("triggers", None, False, None, None, None)
+        return CaptureStatus("triggers", None, False, None, None, None, None)
     return CaptureStatus(
         str(row[0]),
         None if row[1] is None else str(row[1]),
@@ -104,6 +106,7 @@ def capture_status_of(row: Any) -> CaptureStatus:
         None if row[3] is None else str(row[3]),
         None if row[4] is None else int(str(row[4])),
         None if row[5] is None else str(row[5]),
+        None if row[1] is None or row[6] is None else int(str(row[6])),
     )
 
 

@@ -1,7 +1,7 @@
 """The apply rule and conflict resolution, shared by the replicator, the APIs and the CLI.
 
 The replicator applies whole batches set-based inside PostgreSQL
-(``scsync_replicator_apply`` in ``schema/sql/r0002_replicator.sql``); :func:`decide`
+(``scsync_replicator_apply`` in ``schema/sql/baseline_replicator.sql``); :func:`decide`
 is the same rule for one record, in Python, for callers that reason about a single
 record (and for tests that pin the rule down).
 

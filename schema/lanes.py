@@ -1,4 +1,4 @@
-"""The database end of a lane: the steps of ``schema/sql/r0002_replicator.sql`` on one
+"""The database end of a lane: the steps of ``schema/sql/baseline_replicator.sql`` on one
 psycopg (async) connection, used for a site's local database by the replicator and for
 the cloud database by the cloud API's sync endpoints (api/sync.py), which runs them as
 the app's own role for the site of the caller's token.
@@ -27,6 +27,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import errors as pg_errors
 
+from schema.replicating import mark_replicating
 from schema.sql import query
 
 LaneName = Literal["push", "pull"]
@@ -37,18 +38,6 @@ Key = tuple[str, int]
 # (ord, table, row_id, outcome, revision, conflict as JSON text or None)
 Outcome = tuple[int, str, int, str, int, str | None]
 
-# Columns that describe one side's own state of a record; they never cross.
-SIDE_ONLY_COLUMNS = frozenset(
-    {
-        "synced",
-        "synced_revision",
-        "last_synced_at",
-        "in_conflict",
-        "lifecycle",
-        "blob_state",
-        "local_path",
-    }
-)
 
 # Errors after which the same batch may simply be tried again later.
 TRANSIENT = (
@@ -263,7 +252,7 @@ class LaneDb:
     ) -> Applied:
         """Apply the batch, with the inbox entry and the cursor, in one transaction. The
         batch goes to the apply as one JSON argument and is staged inside that call, in a
-        temp table the call makes itself (r0002_replicator.sql). ``one_by_one``: a
+        temp table the call makes itself (baseline_replicator.sql). ``one_by_one``: a
         savepoint per record, those that fail are returned as failures (to be parked)
         instead of failing the batch."""
         rows = await _collect(batch)
@@ -298,7 +287,7 @@ class LaneDb:
                 result.outcomes = [_outcome(r) for r in out]
                 result.batch_id = int(out[0][6]) if out else None
                 return result
-            await conn.execute(query("replicator_replicating"))
+            await mark_replicating(conn)
             if forget:
                 await conn.execute(
                     query("replicator_inbox_forget"),

@@ -12,6 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, pool
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -68,6 +69,16 @@ def _run(side: str, url: str, fn: Any, *args: Any) -> None:
             fn(cfg, *args)
         except DBAPIError as exc:
             raise MigrationError(f"migration failed: {_first_line(exc)}") from exc
+        except CommandError as exc:
+            hint = ""
+            if "Can't locate revision" in str(exc):
+                # The development revisions 0002-0013 were squashed into the baseline.
+                hint = (
+                    f" (this release knows {side} revisions up to"
+                    f" {head_revision(side)}; a database made by a development build before"
+                    " the baseline is made afresh: docs/schema.md)"
+                )
+            raise MigrationError(f"migration failed: {exc}{hint}") from exc
         conn.commit()
 
 

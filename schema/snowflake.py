@@ -1,6 +1,6 @@
 """Snowflake ids: 41 bits ms since 2020-01-01 | 12 bits node | 10 bits sequence.
 
-Generated in PostgreSQL (scsync_snowflake(), schema/sql/r0001_functions.sql);
+Generated in PostgreSQL (scsync_snowflake(), schema/sql/baseline_capture.sql);
 this module only decodes and composes them.
 """
 

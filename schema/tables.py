@@ -174,7 +174,6 @@ def build_metadata(side: Side) -> MetaData:
         CheckConstraint("node_id BETWEEN 0 AND 4095", name="ck_scsync_node_node_id"),
         CheckConstraint(_in("side", SIDES), name="ck_scsync_node_side"),
     )
-    Sequence("scsync_snowflake_state", start=0, minvalue=0, metadata=md)
     Table(
         "scsync_synced_tables",
         md,

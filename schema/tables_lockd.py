@@ -28,16 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
+from schema.events import LEASE_EVENTS
 from schema.tables_types import Side
-
-LEASE_EVENTS = (
-    "lease.acquired",
-    "lease.released",
-    "lease.expired",
-    "lease.broken",
-    "lease.idle_warning",
-    "lease.idle_closed",
-)
 
 
 def _tz() -> DateTime:

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from scsync.commands import COMMANDS
+from scsync.commands.examples import HelpFormatter
 from scsync.errors import CliError, to_cli_error
 
 Handler = Callable[[argparse.Namespace], int]
@@ -25,7 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="scsync",
         description="Two-way sync between an SC Server (local) and SC Server Cloud.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Every command's --help (scsync db upgrade --help) states its options'\n"
+        "defaults and ends with examples.\n\n"
+        "examples:\n"
+        "  scsync init --side local --output /etc/scsync/local.toml\n"
+        "  scsync db upgrade --side local\n"
+        "  scsync status --config /etc/scsync/local.toml\n"
+        "  scsync demo --once",
+        formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 

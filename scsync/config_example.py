@@ -84,8 +84,9 @@ HELP: Final[dict[str, str]] = {
     "batch_size": "rows per replicated batch at most",
     "poll_interval_s": "poll the outboxes this often even without a hint (NOTIFY locally, "
     "the cloud API's long poll for the pull lane)",
-    "capture": "where the site's own changes come from: triggers, or wal (the replicator "
-    "reads the WAL; needs wal_level = logical, see docs/operations.md)",
+    "capture": "where the site's own changes come from: wal (the replicator reads the "
+    "WAL; needs wal_level = logical, see docs/operations.md) or triggers (written in "
+    "the writer's transaction, for a server without logical WAL)",
     "outbox_probe_s": "look at the site's outbox this often for unannounced changes",
     "op_timeout_s": "one database or cloud API operation may take this long before it is retried",
     "connect_timeout_s": "database and cloud API connect timeout",

@@ -105,6 +105,12 @@ class PgCluster:
     def _admin(self) -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(self.admin_url, autocommit=True)
 
+    def logical_wal(self) -> bool:
+        """Whether the server can have replication slots (wal_level = logical)."""
+        with self._admin() as conn:
+            row = conn.execute("SHOW wal_level").fetchone()
+        return row is not None and row[0] == "logical"
+
     def create_database(self, name: str, template: str | None = None) -> None:
         with self._admin() as conn:
             if template:

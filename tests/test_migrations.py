@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from schema import migrate
+from schema import dump, migrate
 from schema.errors import MigrationError
 from schema.tables import SYNCED_TABLES, metadata_for
 from tests.pg import TestDatabase
@@ -34,6 +34,7 @@ def _objects(tdb: TestDatabase) -> dict[str, list[str]]:
 @pytest.mark.parametrize("side", ["local", "cloud"])
 def test_up_down_up_equals_metadata(empty_db: TestDatabase, side: str, driver: str) -> None:
     url = empty_db.url_with(driver)
+    nothing = dump.dump_url(url)
     migrate.upgrade(url, side)
     assert migrate.current_revision(url, side) == migrate.head_revision(side)
     assert migrate.schema_diff(url, side) == []
@@ -43,11 +44,15 @@ def test_up_down_up_equals_metadata(empty_db: TestDatabase, side: str, driver: s
     assert expected_tables | {"alembic_version"} == set(created["tables"])
     assert "scsync_snowflake" in created["functions"]
 
+    schema = dump.dump_url(url)  # function and trigger definitions by body, not only names
+
     migrate.downgrade(url, side)
     assert _objects(empty_db) == {"tables": [], "functions": [], "sequences": []}
+    assert dump.dump_url(url) == nothing
 
     migrate.upgrade(url, side)
     assert _objects(empty_db) == created
+    assert not dump.diff(schema, dump.dump_url(url), "first upgrade", "up, down, up again")
     assert migrate.schema_diff(url, side) == []
 
 

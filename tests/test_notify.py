@@ -11,6 +11,7 @@ import pytest
 
 from schema.sql import query as query_text_of
 from tests.pg import TestDatabase
+from tests.polling import until_marker
 
 pytestmark = pytest.mark.dblevel
 
@@ -21,12 +22,12 @@ def _until_marker(listener: Any, db: TestDatabase) -> list[tuple[str, str]]:
     """Every notification up to the marker, which is sent now (after what was written)."""
     with db.connect(autocommit=True) as marker:
         marker.execute("NOTIFY scsync_test_marker")
-    heard: list[tuple[str, str]] = []
-    for n in listener.notifies(timeout=10.0):
-        if n.channel == "scsync_test_marker":
-            return heard
-        heard.append((n.channel, n.payload))
-    raise AssertionError(f"the marker never came; heard {heard}")
+    heard = until_marker(
+        listener.notifies(timeout=10.0),
+        lambda n: n.channel == "scsync_test_marker",
+        "the marker notification",
+    )
+    return [(n.channel, n.payload) for n in heard]
 
 
 def _listener(db: TestDatabase) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from psycopg import sql
 
-from api.sync import SyncSettings, make_sync_app
+from api.sync import SyncSettings, make_sync_app, sync_hints
 from replicator.lane import Lane
 from replicator.settings import Settings, load_settings
 from replicator.sites import SiteCredentials, register_site
@@ -34,7 +34,11 @@ class CloudApi:
     def __init__(
         self, db_url: str, lease_ttl_s: float = 30.0, jwt_secret: str = JWT_SECRET
     ) -> None:
-        self.settings = SyncSettings(db_url=db_url, jwt_secret=jwt_secret, lease_ttl_s=lease_ttl_s)
+        # Tests write the cloud's rows directly (no wake-up from an API transaction): a
+        # held long poll finds them at its next outbox check, sooner than production's 1 s.
+        self.settings = SyncSettings(
+            db_url=db_url, jwt_secret=jwt_secret, lease_ttl_s=lease_ttl_s, hint_poll_s=0.2
+        )
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -51,7 +55,8 @@ class CloudApi:
 
     async def _start(self) -> None:
         app = web.Application()
-        app.add_subapp("/v1/sync", make_sync_app(self.settings))
+        self.sync_app = make_sync_app(self.settings)
+        app.add_subapp("/v1/sync", self.sync_app)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -59,6 +64,10 @@ class CloudApi:
         server = site._server
         assert server is not None
         self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+
+    def long_poll_held(self, site_id: int) -> bool:
+        """A pull/wait of this site waits for a hint here (its wake-up is registered)."""
+        return site_id in sync_hints(self.sync_app).events
 
     def stop(self) -> None:
         """Idempotent: a test may stop the API itself before its fixture does."""

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from api.blobs.resources import STATE, Conn, _blob_row, _scalar
 from api.blobs.target import ROW_ID_RE, _bad, _json_body, _require_writer, _site_of, _target
+from schema.events import EventType
 from schema.sql import psycopg_statement
 
 FILE_TABLES: Final = ("images", "captures", "project_files")
@@ -48,7 +49,7 @@ async def _request_blob(request: web.Request) -> web.Response:
         await _publish(
             conn,
             t.site_id,
-            "blob.requested",
+            EventType.BLOB_REQUESTED,
             table,
             int(row_id) if row_id is not None else None,
             {"sha256": t.sha256, "request_id": str(req_id)},

@@ -34,6 +34,7 @@ from api.views.common import (
     _site_filter,
 )
 from schema import conflicts
+from schema.events import EventType
 
 # --- conflicts ----------------------------------------------------------------------
 
@@ -155,7 +156,7 @@ async def resolve_conflict(request: web.Request) -> web.Response:
         await store.publish(
             conn,
             site=row["site_id"],
-            type="record.conflict",
+            type=EventType.RECORD_CONFLICT,
             table=row["table_name"],
             row_id=row["row_id"],
             payload={"status": "resolved", "keep": keep, "by": who},

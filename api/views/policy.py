@@ -20,6 +20,7 @@ from api.records import (
     to_json_value,
 )
 from schema import scope_policy
+from schema.events import EventType
 
 # --- sync policy (local) -------------------------------------------------------------
 
@@ -80,7 +81,7 @@ async def put_policy(request: web.Request) -> web.Response:
         await store.publish(
             conn,
             site=request.app[state.NODE_SITE],
-            type="sync.policy",
+            type=EventType.SYNC_POLICY,
             payload={"by": actor(request, p), "mode": mode},
         )
     return ok(_policy_json(row))

@@ -43,6 +43,7 @@ from api.views.common import (
     _spec,
 )
 from schema.auth import Principal
+from schema.events import EventType
 from schema.sql import statement
 from schema.tables import metadata_for
 
@@ -345,7 +346,7 @@ async def fetch_record(request: web.Request) -> web.Response:
                 statement("files_publish"),
                 {
                     "site_id": site,
-                    "type": "blob.requested",
+                    "type": EventType.BLOB_REQUESTED,
                     "table_name": spec.name,
                     "row_id": row_id,
                     "payload": json.dumps({"sha256": sha, "request_id": str(req_id)}),

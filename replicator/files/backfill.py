@@ -47,16 +47,14 @@ from replicator.files.errors import BlobMissing, FilesError
 from replicator.files.localdb import AsyncConn, LocalDb, connect
 from replicator.files.ondemand import OnDemand
 from replicator.files.transfer import RateLimiter, Transfer
-from schema.lanes import SIDE_ONLY_COLUMNS
+from schema.columns import SIDE_ONLY_COLUMNS
+from schema.replicating import mark_replicating
 from schema.sql import query
 from schema.tables import SYNCED_TABLES, metadata_for
 
 log = logging.getLogger(__name__)
 
 MiB: Final = 1024 * 1024
-# Columns the cloud computes or that do not exist there: the generated flag and one
-# side's own bookkeeping (the cloud sets synced_revision, blob_state, ... itself).
-_NOT_COPIED: Final = frozenset({"synced"}) | SIDE_ONLY_COLUMNS
 # The request body is sent in pieces of about this size (COPY gives one row at a time).
 _CHUNK: Final = 1 << 16
 
@@ -139,8 +137,10 @@ class Progress:
 
 
 def _copied_columns(table: str) -> list[str]:
+    # Never one side's own bookkeeping, the generated flag among it: the cloud sets its
+    # own (synced_revision, blob_state, ...) or has no such column (local_path).
     local = metadata_for("local").tables[table]
-    return [c.name for c in local.columns if c.name not in _NOT_COPIED]
+    return [c.name for c in local.columns if c.name not in SIDE_ONLY_COLUMNS]
 
 
 def _q(name: str, **parts: sql.Composable) -> sql.Composed:
@@ -518,7 +518,7 @@ class Backfill:
                 mcur = self._marker.cursor()
                 if self._bulk:
                     await mcur.execute("SET LOCAL session_replication_role = replica")
-                await mcur.execute("SET LOCAL scsync.replicating = 'on'")
+                await mark_replicating(self._marker)
                 # Losing this commit in a crash only makes the next run re-send the batch
                 # (a duplicate on the cloud), so it need not wait for the WAL flush.
                 await mcur.execute("SET LOCAL synchronous_commit = off")

@@ -27,6 +27,7 @@ from replicator.files.errors import RecordNotFound
 from replicator.files.localdb import LocalDb
 from replicator.files.ondemand import OnDemand
 from replicator.files.transfer import Transfer, store_path
+from schema.replicating import replicating
 from schema.scope_policy import FILE_TABLES
 from schema.sql import query
 
@@ -80,8 +81,7 @@ class FileLane:
         if not dest.exists():
             await self.transfer.download(row.blob_sha256, dest, row.blob_size)
         conn = await self.local.conn()
-        async with conn.transaction(), conn.cursor() as cur:
-            await cur.execute("SET LOCAL scsync.replicating = 'on'")
+        async with replicating(conn), conn.cursor() as cur:
             await cur.execute(
                 psycopg.sql.SQL(query("files_lane_mark_present")).format(
                     table=psycopg.sql.Identifier(table)

@@ -3,7 +3,7 @@
 Scope decides which blobs go to S3; every enabled row's metadata crosses either way,
 and a row whose blob is out of scope arrives on the cloud with ``blob_state = remote``
 (a cloud client may request it on demand). The rule itself lives in SQL
-(``scsync_blob_in_scope`` over the view ``scsync_file_rows``, r0004_files_local.sql) so
+(``scsync_blob_in_scope`` over the view ``scsync_file_rows``, baseline_files_local.sql) so
 the backfill, the core's push and this module all evaluate the same thing.
 
 What leaves scope follows the policy's old-data option, applied to the cloud copy

@@ -97,7 +97,7 @@ SELECT scsync_api_publish(%(site)s, %(type)s, %(table)s, %(row_id)s, %(patient)s
                           %(payload)s::jsonb) AS id
 
 -- Everything after client event id `after`, batch rows fanned out per record, late
--- commits below it included (schema/sql/r0012_lean_capture.sql).
+-- commits below it included (schema/sql/baseline_capture.sql).
 -- name: api_events_after
 SELECT id, at, site_id, type, table_name, row_id, patient_id, payload
   FROM scsync_api_events_after(%(after)s, %(site)s, %(limit)s)

@@ -17,7 +17,7 @@ ON CONFLICT (site_id, sha256) DO UPDATE
 RETURNING state;
 
 -- A verified upload: the blob, the rows referencing it, its requests, the events
--- (schema/sql/r0009_blob_record.sql); the number of requests served.
+-- (schema/sql/baseline_files_cloud.sql); the number of requests served.
 -- name: files_blob_record_uploaded
 SELECT scsync_blob_record_uploaded(:site_id, :sha256, :size) AS served;
 

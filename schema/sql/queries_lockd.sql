@@ -1,6 +1,6 @@
 -- Named queries of lockd (lockd/manager.py, lockd/offline.py, lockd/events.py).
 -- Parameters are psycopg's %(name)s: lockd talks to PostgreSQL through psycopg 3 async.
--- The lease operations are functions (schema/sql/r0003_lockd_leases.sql), so each is one
+-- The lease operations are functions (schema/sql/baseline_lockd_cloud.sql), so each is one
 -- statement, one transaction and one round trip. Integer parameters are cast because
 -- psycopg sends a Python int as the smallest integer type that holds it.
 

@@ -135,7 +135,7 @@ SELECT site_id, max(seq) FROM scsync_outbox
 
 -- name: sync_begin
 -- First statement of every transaction the cloud API runs for a site (api/sync.py):
--- the acting site, the site enabled, the lane's lease (schema/sql/r0011_sync_api_cloud.sql).
+-- the acting site, the site enabled, the lane's lease (schema/sql/baseline_sync_api_cloud.sql).
 SELECT enabled, busy_holder, busy_until, busy_left_s
   FROM scsync_sync_begin(%(site_id)s, %(lane)s, %(holder)s, %(ttl_s)s)
 
@@ -146,7 +146,7 @@ DELETE FROM scsync_lane_leases
 -- name: sync_isolation_repeatable_read
 SET TRANSACTION ISOLATION LEVEL REPEATABLE READ
 
--- The WAL capture of a site (replicator/wal.py, schema/sql/r0013_wal_capture.sql).
+-- The WAL capture of a site (replicator/wal.py, schema/sql/baseline_capture_local.sql).
 -- name: capture_settings
 SELECT current_setting('wal_level'), current_setting('max_replication_slots')
 
@@ -173,12 +173,17 @@ SELECT lsn::text FROM pg_create_logical_replication_slot(%(slot)s, 'pgoutput')
 SELECT scsync_capture_resync(%(slot)s, %(lsn)s)
 
 -- The site's capture as status and metrics show it: the mode, and with "wal" its slot
--- (none: NULLs), the WAL it keeps, wal_status (reserved, extended, unreserved, lost).
+-- (none: NULLs), the WAL it keeps, wal_status (reserved, extended, unreserved, lost),
+-- and the WAL not yet read into the outbox (the whole cluster's: other databases'
+-- writes count too, so it says how far behind the reading is, not how many changes).
 -- name: capture_status
 SELECT n.capture, s.slot_name, s.active, s.wal_status,
        pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.restart_lsn)::bigint,
-       (SELECT c.spooled_lsn FROM scsync_capture_state c)
+       c.spooled_lsn,
+       pg_wal_lsn_diff(pg_current_wal_insert_lsn(),
+                       COALESCE(c.spooled_lsn::pg_lsn, s.confirmed_flush_lsn))::bigint
   FROM scsync_node n
+  LEFT JOIN scsync_capture_state c ON true
   LEFT JOIN pg_replication_slots s
     ON s.database = current_database() AND s.slot_name LIKE 'scsync\_%%' 
 

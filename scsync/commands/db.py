@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from schema import migrate
@@ -53,6 +54,19 @@ def _db_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_dump_schema(args: argparse.Namespace) -> int:
+    from schema import dump
+
+    side = migrate.check_side(args.side)
+    text = dump.dump_url(db_url(args), dump.side_title(side))
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _db_set_node(args: argparse.Namespace) -> int:
     from schema import db
     from schema.urls import create_engine
@@ -75,10 +89,12 @@ def register(sub: Any) -> None:
     """Add `db` to the top-level sub-parsers (argparse gives them no public type)."""
     db = sub.add_parser(
         "db",
-        help="database schema: upgrade, downgrade, current, check, set-node",
+        help="database schema: upgrade, downgrade, current, check, dump-schema, set-node",
         epilog="examples:\n"
         "  scsync db upgrade --side local --url postgresql://scsync@127.0.0.1/scsync\n"
-        "  SCSYNC_CLOUD_DB_URL=postgresql://... scsync db check --side cloud",
+        "  SCSYNC_CLOUD_DB_URL=postgresql://... scsync db check --side cloud\n"
+        "  scsync db dump-schema --side local --url postgresql://scsync@127.0.0.1/scsync"
+        " > local.sql  # compare with schema/sql/current_local.sql",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -91,12 +107,16 @@ def register(sub: Any) -> None:
 
     up = db_sub.add_parser("upgrade", help="apply migrations (default: to head)")
     side_and_url(up)
-    up.add_argument("--revision", default="head")
+    up.add_argument("--revision", default="head", help="the revision to reach")
     up.set_defaults(handler=_db_upgrade)
 
     down = db_sub.add_parser("downgrade", help="revert migrations (default: to base = empty)")
     side_and_url(down)
-    down.add_argument("--revision", default="base")
+    down.add_argument(
+        "--revision",
+        default="base",
+        help="the revision to go back to: an id, -1 for one step, base for an empty database",
+    )
     down.set_defaults(handler=_db_downgrade)
 
     cur = db_sub.add_parser("current", help="show the database's revision and the head")
@@ -106,6 +126,16 @@ def register(sub: Any) -> None:
     chk = db_sub.add_parser("check", help="fail unless at head and equal to the declared schema")
     side_and_url(chk)
     chk.set_defaults(handler=_db_check)
+
+    dump = db_sub.add_parser(
+        "dump-schema",
+        help="print the database's schema as schema/sql/current_<side>.sql shows it",
+        description="A normalised dump of the database's schema read from its catalogs "
+        "(schema/dump.py); `python -m schema.dump` regenerates the checked-in files.",
+    )
+    side_and_url(dump)
+    dump.add_argument("--output", help="write to this file (default: standard output)")
+    dump.set_defaults(handler=_db_dump_schema)
 
     node = db_sub.add_parser("set-node", help="set this database's Snowflake node id")
     side_and_url(node)

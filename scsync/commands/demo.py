@@ -8,7 +8,8 @@ from typing import Any
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from scsync.demo import DemoOptions, run_demo
+    from scsync.demo.run import run_demo
+    from scsync.demo.world import DemoOptions
 
     volume_mb = args.volume_mb if args.volume_mb is not None else (8 if args.once else 40)
     return run_demo(
@@ -35,7 +36,9 @@ def register(sub: Any) -> None:
     demo.add_argument("--once", action="store_true", help="exit after the checks")
     demo.add_argument("--workdir", help="keep databases, files and logs here")
     demo.add_argument("--keep", action="store_true", help="do not delete the temporary workdir")
-    demo.add_argument("--patients", type=int, default=60)
+    demo.add_argument(
+        "--patients", type=int, default=60, help="patients of the first clinic (the second: 1/6)"
+    )
     demo.add_argument("--images", type=int, help="2D images (default 18, 8 with --once)")
     demo.add_argument("--volume-mb", type=int, help="3D volume size (default 40, 8 with --once)")
     demo.set_defaults(handler=_demo)

@@ -608,10 +608,16 @@ def register(sub: Any) -> None:
     bf_sub = bf.add_subparsers(dest="backfill_command", required=True)
     start = bf_sub.add_parser("start", help="run the backfill in the foreground")
     _common(start, blobs=True)
-    start.add_argument("--rows-per-s", type=float, help="throttle: rows per second")
-    start.add_argument("--bytes-per-s", type=float, help="throttle: file bytes per second")
-    start.add_argument("--batch-rows", type=int, default=5000)
-    start.add_argument("--file-batch-rows", type=int, default=20)
+    start.add_argument(
+        "--rows-per-s", type=float, help="throttle: rows per second (default: no limit)"
+    )
+    start.add_argument(
+        "--bytes-per-s", type=float, help="throttle: file bytes per second (default: no limit)"
+    )
+    start.add_argument("--batch-rows", type=int, default=5000, help="rows per batch")
+    start.add_argument(
+        "--file-batch-rows", type=int, default=20, help="rows per batch of a table with files"
+    )
     start.add_argument(
         "--batches-in-flight",
         type=int,

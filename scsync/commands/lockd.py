@@ -114,7 +114,9 @@ def register(sub: Any) -> None:
         type=float,
         help="a revoked token is refused within this many seconds, at most 30 (default 10)",
     )
-    run.add_argument("--prefix", default="/v1/locks")
+    run.add_argument(
+        "--prefix", default="/v1/locks", help="the URL path the lease endpoints are under"
+    )
     run.add_argument(
         "--reuse-port",
         action="store_true",

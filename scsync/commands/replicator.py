@@ -320,7 +320,7 @@ def register(sub: Any) -> None:
 
     ls = con_sub.add_parser("list", help="open conflicts (--all: resolved ones too)")
     side_and_url(ls)
-    ls.add_argument("--site-id", type=int)
+    ls.add_argument("--site-id", type=int, help="one site's only (default: every site)")
     ls.add_argument("--all", action="store_true")
     ls.set_defaults(handler=_conflicts_list)
     show = con_sub.add_parser("show", help="both versions of one conflict")
@@ -331,7 +331,11 @@ def register(sub: Any) -> None:
     side_and_url(res)
     res.add_argument("id", type=int)
     res.add_argument("--keep", required=True, choices=("local", "cloud"))
-    res.add_argument("--by", default=os.environ.get("USER", "cli"), help="who resolves")
+    res.add_argument(
+        "--by",
+        default=os.environ.get("USER", "cli"),
+        help="who resolves (default: $USER, else cli)",
+    )
     res.set_defaults(handler=_conflicts_resolve)
 
     site = sub.add_parser(

@@ -253,7 +253,8 @@ def _capture_line(c: dict[str, Any]) -> str:
         return "capture         wal: NO SLOT (the replicator makes it again and resyncs)"
     return (
         f"capture         wal: slot {c['slot']} ({'active' if c['active'] else 'idle'}), "
-        f"keeps {_mib(c['retained_bytes'])} of WAL, wal_status {c['wal_status']}"
+        f"keeps {_mib(c['retained_bytes'])} of WAL, wal_status {c['wal_status']}, "
+        f"{_mib(c['unread_bytes'])} not yet read"
     )
 
 

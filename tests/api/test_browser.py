@@ -111,7 +111,8 @@ def test_everyone_signs_in_on_each_page_as_the_demo_says(
     page and on the cloud's (a clinic user names the clinic there; the vendor does not)."""
     from api.passwords import hash_password
     from replicator.sites import register_site
-    from scsync.demo import PASSWORDS, VENDOR, SiteInfo, World, sign_in_hints
+    from scsync.demo.data import PASSWORDS, VENDOR
+    from scsync.demo.world import SiteInfo, World, sign_in_hints
 
     with cloud_db.engine.begin() as conn:
         register_site(conn, "clinic-one")

@@ -169,7 +169,7 @@ async def test_replay_finds_an_event_that_committed_late_below_last_event_id(
         row = await cur.fetchone()
         assert row is not None
         # A client's id of an event row of its own is the row id << 20 (the low bits
-        # number the records of a batch row: r0012_lean_capture.sql).
+        # number the records of a batch row: baseline_capture.sql).
         late_id = int(row[0]) << 20
         async with c.ws_connect("/ws", params={"token": token("viewer")}) as ws:
             await recv(ws)

@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -27,6 +28,33 @@ class Records:
     db: TestDatabase
     site1: list[int] = field(default_factory=list)
     site2: list[int] = field(default_factory=list)
+
+
+def age_leases(db: TestDatabase, seconds: float) -> None:
+    """The database's clock moved ``seconds`` forward, as every lease sees it.
+
+    The lease functions read no clock but the database's ``clock_timestamp()`` and
+    compare it with these columns only; moving them back is that clock moving on, for
+    the leases held now, without a sleep.
+    """
+    with db.connect(autocommit=True) as conn:
+        conn.execute(
+            "UPDATE scsync_leases SET acquired_at = acquired_at - %(d)s,"
+            " renewed_at = renewed_at - %(d)s, expires_at = expires_at - %(d)s,"
+            " last_activity_at = last_activity_at - %(d)s,"
+            " idle_warned_at = idle_warned_at - %(d)s",
+            {"d": timedelta(seconds=seconds)},
+        )
+
+
+async def until_queued(manager: LeaseManager, row_id: int, n: int, timeout: float = 5.0) -> None:
+    """Until ``n`` acquires of patients/``row_id`` wait in ``manager``'s queue: the positive
+    signal that a waiter found the record taken and lined up (no sleep to order them)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while manager.queued("patients", row_id) < n:
+        assert loop.time() < deadline, f"{n} waiter(s) never queued for patients/{row_id}"
+        await asyncio.sleep(0.002)
 
 
 def add_patient(db: TestDatabase, site_id: int, code: str, name: str) -> int:

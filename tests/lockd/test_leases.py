@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -20,7 +21,7 @@ from lockd.errors import (
 )
 from lockd.manager import LeaseManager, LockdConfig, Owner
 from lockd.models import Lease
-from tests.lockd.conftest import EventListener, Records, lease_rows
+from tests.lockd.conftest import EventListener, Records, age_leases, lease_rows, until_queued
 
 pytestmark = pytest.mark.dblevel
 
@@ -97,12 +98,14 @@ async def test_scope_unknown_and_bad_input(manager: LeaseManager, records: Recor
 
 
 async def test_renew_extends_touch_resets_idle(manager: LeaseManager, records: Records) -> None:
-    lease = await manager.acquire("patients", records.site1[0], "cloud:1/bob", ttl_s=0.6)
-    await asyncio.sleep(0.3)
+    lease = await manager.acquire("patients", records.site1[0], "cloud:1/bob", ttl_s=60)
+    age_leases(records.db, 30)
     renewed = await manager.renew(lease.lease_id, lease.token)
     assert renewed.expires_at is not None and lease.expires_at is not None
     assert renewed.expires_at > lease.expires_at
-    assert renewed.last_activity_at == lease.last_activity_at  # a heartbeat is not activity
+    assert lease.last_activity_at is not None
+    # A heartbeat is not activity: the last activity stays 30 s (of the DB clock) ago.
+    assert renewed.last_activity_at == lease.last_activity_at - timedelta(seconds=30)
     touched = await manager.touch(lease.lease_id, lease.token)
     assert touched.last_activity_at is not None and lease.last_activity_at is not None
     assert touched.last_activity_at > lease.last_activity_at
@@ -112,8 +115,8 @@ async def test_expired_lease_refuses_renew_and_is_taken_over_with_a_greater_toke
     manager: LeaseManager, records: Records, events: EventListener
 ) -> None:
     rid = records.site1[0]
-    lease = await manager.acquire("patients", rid, "cloud:1/bob", ttl_s=0.2)
-    await asyncio.sleep(0.35)
+    lease = await manager.acquire("patients", rid, "cloud:1/bob", ttl_s=60)
+    age_leases(records.db, 61)
     with pytest.raises(LeaseExpired):
         await manager.renew(lease.lease_id, lease.token)
     nxt = await manager.acquire("patients", rid, "local:1/alice")
@@ -129,14 +132,10 @@ async def test_wait_acquire_gets_the_record_when_released(
 ) -> None:
     rid = records.site1[0]
     first = await manager.acquire("patients", rid, "cloud:1/bob", ttl_s=5)
-
-    async def release_soon() -> None:
-        await asyncio.sleep(0.2)
-        await manager.release(first.lease_id, first.token)
-
-    task = asyncio.create_task(release_soon())
-    second = await manager.acquire("patients", rid, "cloud:1/carol", wait_s=3)
-    await task
+    waiting = asyncio.create_task(manager.acquire("patients", rid, "cloud:1/carol", wait_s=3))
+    await until_queued(manager, rid, 1)
+    await manager.release(first.lease_id, first.token)
+    second = await waiting
     assert second.token > first.token and second.holder == "cloud:1/carol"
     with pytest.raises(LeaseBusy):
         await manager.acquire("patients", rid, "cloud:1/dave", wait_s=0.15)
@@ -145,9 +144,9 @@ async def test_wait_acquire_gets_the_record_when_released(
 async def test_sweeper_expires_and_publishes(
     manager: LeaseManager, records: Records, events: EventListener
 ) -> None:
-    lease = await manager.acquire("patients", records.site1[0], "cloud:1/bob", ttl_s=0.2)
+    lease = await manager.acquire("patients", records.site1[0], "cloud:1/bob", ttl_s=60)
     assert (await manager.sweep())["expired"] == 0
-    await asyncio.sleep(0.3)
+    age_leases(records.db, 61)
     counts = await manager.sweep()
     assert counts["expired"] == 1
     assert lease_rows(records.db) == []
@@ -161,21 +160,16 @@ async def test_sweeper_expires_and_publishes(
 async def test_idle_policy_warns_then_closes_despite_heartbeats(
     pool: Pool, records: Records, events: EventListener
 ) -> None:
-    mgr = LeaseManager(pool, LockdConfig(ttl_s=1.0, idle_warn_s=0.3, idle_close_s=0.3))
+    mgr = LeaseManager(pool, LockdConfig(ttl_s=60, idle_warn_s=30, idle_close_s=30))
     lease = await mgr.acquire("patients", records.site1[0], "local:1/alice")
-    warned = closed = False
-    for _ in range(40):
-        try:
-            await mgr.renew(lease.lease_id, lease.token)  # heartbeats, no user activity
-        except LeaseNotHeld:
-            break
-        counts = await mgr.sweep()
-        warned = warned or counts["idle_warned"] == 1
-        closed = closed or counts["idle_closed"] == 1
-        await asyncio.sleep(0.05)
-    assert warned and closed
+    counts = []
+    for _ in range(3):
+        await mgr.renew(lease.lease_id, lease.token)  # a heartbeat, no user activity
+        counts.append(await mgr.sweep())
+        age_leases(records.db, 31)
+    assert [(c["idle_warned"], c["idle_closed"]) for c in counts] == [(0, 0), (1, 0), (0, 1)]
     warning = await events.wait_for("lease.idle_warning")
-    assert warning["close_in_ms"] == 300
+    assert warning["close_in_ms"] == 30_000
     close = await events.wait_for("lease.idle_closed")
     assert close["close"] is True and close["token"] == lease.token
     assert events.names().index("lease.idle_warning") < events.names().index("lease.idle_closed")
@@ -184,13 +178,13 @@ async def test_idle_policy_warns_then_closes_despite_heartbeats(
 
 
 async def test_touch_keeps_an_active_editor(pool: Pool, records: Records) -> None:
-    mgr = LeaseManager(pool, LockdConfig(ttl_s=1.0, idle_warn_s=0.3, idle_close_s=0.3))
+    mgr = LeaseManager(pool, LockdConfig(ttl_s=60, idle_warn_s=30, idle_close_s=30))
     lease = await mgr.acquire("patients", records.site1[0], "local:1/alice")
-    for _ in range(12):
+    for _ in range(4):  # 80 s in all, never 30 s without activity
+        age_leases(records.db, 20)
         await mgr.touch(lease.lease_id, lease.token)
         counts = await mgr.sweep()
         assert counts["idle_warned"] == 0 and counts["idle_closed"] == 0
-        await asyncio.sleep(0.05)
 
 
 async def test_force_break_bumps_the_token(
@@ -243,7 +237,7 @@ async def test_client_clock_skew_moves_nothing(
     assert abs((lease.expires_at - db_now).total_seconds()) < 1.0  # type: ignore[operator]
     with pytest.raises(LeaseBusy):
         await mgr.acquire("patients", records.site1[0], "cloud:1/carol", wait_s=0.1)
-    await asyncio.sleep(0.6)
+    age_leases(records.db, 0.6)
     other = await mgr.acquire("patients", records.site1[0], "cloud:1/carol")
     assert other.token > lease.token
 
@@ -268,9 +262,9 @@ async def test_a_release_hands_the_record_to_the_first_waiter(pool: Pool, record
         return lease
 
     w1 = asyncio.create_task(wait_for_it("b"))
-    await asyncio.sleep(0.05)
+    await until_queued(mgr, rid, 1)
     w2 = asyncio.create_task(wait_for_it("c"))
-    await asyncio.sleep(0.05)
+    await until_queued(mgr, rid, 2)
     loop = asyncio.get_running_loop()
     released_at = loop.time()
     await mgr.release(first.lease_id, first.token)
@@ -301,8 +295,7 @@ async def test_a_release_elsewhere_wakes_a_waiter_through_notify(
             waiting = asyncio.create_task(
                 waiter_side.acquire("patients", rid, "cloud:1/b", wait_s=10)
             )
-            while not waiter_side._waiters:  # the waiter found it taken and queued
-                await asyncio.sleep(0.01)
+            await until_queued(waiter_side, rid, 1)  # the waiter found it taken and queued
             loop = asyncio.get_running_loop()
             released_at = loop.time()
             await holder_side.release(first.lease_id, first.token)

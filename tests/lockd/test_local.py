@@ -3,7 +3,6 @@ offline (unfenced) sessions when lockd is unreachable."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,7 +24,7 @@ from lockd.manager import LeaseManager, Owner
 from lockd.models import SaveGrant
 from lockd.offline import close_offline, open_offline, open_offline_sessions, save_offline
 from scsync.embedded_pg import free_port
-from tests.lockd.conftest import row_of
+from tests.lockd.conftest import age_leases, row_of
 from tests.pg import TestDatabase
 
 pytestmark = pytest.mark.dblevel
@@ -179,7 +178,7 @@ async def test_local_save_without_a_live_lease_writes_nothing(
             {"notes": "x"},
             margin_s=0.5,
         )
-    await asyncio.sleep(0.4)
+    age_leases(cloud_db, 0.4)  # the DB clock moves past the 0.3 s grant
     with pytest.raises(LeaseExpired):
         await save_locally(
             local_conn, fence, lease.lease_id, lease.token, "patients", rid, {"notes": "x"}

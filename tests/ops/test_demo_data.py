@@ -7,7 +7,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from scsync.demo_data import png_bytes, write_volume
+from scsync.demo.data import png_bytes, write_volume
 
 
 def test_png_is_a_valid_grayscale_png() -> None:

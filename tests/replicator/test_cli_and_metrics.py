@@ -81,11 +81,20 @@ async def test_daemon_metrics_after_a_sync(world: World) -> None:
         )
     daemon = Daemon(world.site1.settings(poll_interval_s=0.2, metrics_interval_s=0.1))
     task = asyncio.create_task(daemon.serve())
-    for _ in range(100):
-        if daemon.metrics.get(m.ROWS, lane="push", outcome="apply") == 30:
-            break
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(0.5)
+
+    def settled() -> bool:  # the rows applied, then a metrics refresh that saw it
+        return (
+            daemon.metrics.get(m.ROWS, lane="push", outcome="apply") == 30
+            and daemon.metrics.get(m.OUTBOX_DEPTH, lane="push") == 0
+            and daemon.metrics.get(m.LAG_SECONDS, lane="push") == 0
+            and daemon.metrics.get(m.CONFLICTS_OPEN) == 0
+        )
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not settled():
+        assert loop.time() < deadline, daemon.metrics.snapshot()
+        await asyncio.sleep(0.05)
     daemon.stop()
     assert await asyncio.wait_for(task, 10) == 0
     assert daemon.metrics.get(m.ROWS, lane="push", outcome="apply") == 30

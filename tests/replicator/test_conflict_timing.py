@@ -142,11 +142,3 @@ async def test_an_offline_deletion_resolved_early_on_the_cloud_converges(
         assert not cloud["deleted"]
     assert not cloud["in_conflict"]
     assert _open_conflicts(world) == {"local": [], "cloud": []}
-
-
-def test_decide_knows_a_deletion_a_resolution_decided_on() -> None:
-    assert conflicts.decide(op="D", revision=5, base=3, dest_revision=8) == "conflict"
-    assert (
-        conflicts.decide(op="D", revision=5, base=3, dest_revision=8, deletion_resolved=True)
-        == "duplicate"
-    )

@@ -168,17 +168,20 @@ async def test_redelivered_batch_is_a_duplicate_not_a_conflict(world: World) -> 
 
 
 @pytest.mark.parametrize(
-    ("op", "revision", "base", "dest", "in_history", "expected"),
+    ("op", "revision", "base", "dest", "in_history", "resolved", "expected"),
     [
-        ("U", 5, 3, 3, False, "apply"),
-        ("I", 5, None, None, False, "apply"),
-        ("U", 5, 3, 5, True, "duplicate"),
-        ("U", 5, 3, 7, True, "duplicate"),
-        ("U", 5, 3, 7, False, "conflict"),
-        ("U", 5, 3, None, False, "conflict"),
-        ("D", 5, 3, 3, False, "apply"),
-        ("D", 5, 3, None, False, "duplicate"),
-        ("D", 5, 3, 8, False, "conflict"),
+        ("U", 5, 3, 3, False, False, "apply"),
+        ("I", 5, None, None, False, False, "apply"),
+        ("U", 5, 3, 5, True, False, "duplicate"),
+        ("U", 5, 3, 7, True, False, "duplicate"),
+        ("U", 5, 3, 7, False, False, "conflict"),
+        ("U", 5, 3, None, False, False, "conflict"),
+        ("D", 5, 3, 3, False, False, "apply"),
+        ("D", 5, 3, None, False, False, "duplicate"),
+        ("D", 5, 3, 8, False, False, "conflict"),
+        # A deletion that a resolution at the destination already decided on, arriving
+        # late (its lane had not caught up when the user resolved): nothing to decide.
+        ("D", 5, 3, 8, False, True, "duplicate"),
     ],
 )
 def test_the_apply_rule_in_sql_follows_the_spec(
@@ -188,6 +191,7 @@ def test_the_apply_rule_in_sql_follows_the_spec(
     base: int | None,
     dest: int | None,
     in_history: bool,
+    resolved: bool,
     expected: str,
 ) -> None:
     """Each case of the SPEC's table through the apply that production runs
@@ -209,6 +213,14 @@ def test_the_apply_rule_in_sql_follows_the_spec(
                 " VALUES ('patients', %s, 1, %s, 1, 0, 'U', '{}', 'replicated')"
                 " ON CONFLICT DO NOTHING",
                 (row_id, revision),
+            )
+        if resolved:
+            c.execute(
+                "INSERT INTO scsync_conflicts (table_name, row_id, site_id, base_revision,"
+                " local_revision, cloud_revision, local_row, cloud_row, detected_on, status,"
+                " resolution, resolved_by, resolved_at) VALUES ('patients', %s, 1, %s, %s, %s,"
+                " NULL, '{}', 'cloud', 'resolved', 'cloud', 'test', clock_timestamp())",
+                (row_id, base, revision, dest),
             )
         content = {
             "id": row_id,
@@ -237,7 +249,12 @@ def test_the_apply_rule_in_sql_follows_the_spec(
     assert [r[0] for r in got] == [expected]
     assert (
         conflicts.decide(
-            op=op, revision=revision, base=base, dest_revision=dest, in_dest_history=in_history
+            op=op,
+            revision=revision,
+            base=base,
+            dest_revision=dest,
+            in_dest_history=in_history,
+            deletion_resolved=resolved,
         )
         == expected
     )

@@ -1,4 +1,4 @@
-"""SECURITY DEFINER functions and EXECUTE rights (revision 0010): no app function is
+"""SECURITY DEFINER functions and EXECUTE rights (baseline_privileges.sql): no app function is
 executable by PUBLIC or by any role but its owner, and no lane function runs the code of
 a temp table (with a trigger) planted under a name the function uses."""
 
@@ -96,7 +96,7 @@ def _stranger(world: World) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
             admin.execute(f"DROP ROLE {role}")
 
 
-# What the lane functions make their scratch tables of (r0002_replicator.sql): a planted
+# What the lane functions make their scratch tables of (baseline_replicator.sql): a planted
 # table of the very same type is told apart only by the code it carries.
 _STAGE_TYPE = "scsync_stage_row"
 _READ_TYPE = "scsync_read_key"

@@ -24,7 +24,11 @@ async def test_a_held_long_poll_answers_when_the_api_shuts_down(world: World) ->
                 return resp.status, await resp.json()
 
         held = asyncio.create_task(wait())
-        await asyncio.sleep(0.5)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while not world.api.long_poll_held(world.site1.creds.site_id) and not held.done():
+            assert loop.time() < deadline, "the long poll was never held"
+            await asyncio.sleep(0.01)
         assert not held.done(), "the long poll answered before any change or the shutdown"
         t0 = time.monotonic()
         await asyncio.to_thread(world.api.stop)

@@ -70,6 +70,16 @@ async def test_the_writer_writes_no_outbox_row_and_the_wal_carries_every_change(
         assert (status.mode, status.active, status.wal_status) == ("wal", True, "reserved")
         assert status.slot is not None and status.slot.startswith("scsync_")
         assert status.retained_bytes is not None and status.retained_bytes >= 0
+        # A change the spool has not read yet shows as WAL not yet read; reading it moves
+        # the spooled position past it.
+        with local.connect(autocommit=True) as c:
+            c.execute("INSERT INTO doctors (name) VALUES ('Dr. Unread')")
+        unread = await lane.capture.status(lane._conn)
+        assert status.unread_bytes is not None and unread.unread_bytes is not None
+        assert unread.unread_bytes > status.unread_bytes
+        assert await lane.spool() == 1
+        read = await lane.capture.status(lane._conn)
+        assert lsn_int(str(read.spooled_lsn)) > lsn_int(str(status.spooled_lsn))
         await lane.drain()
         await lane.refresh_metrics()
         assert lane.metrics.snapshot()["scsync_capture_wal_safe"] == [({}, 1.0)]
@@ -186,7 +196,8 @@ async def test_back_to_the_triggers_drops_the_slot_and_loses_nothing(world: Worl
     await sync(world.site1, capture="wal")
     with local.connect(autocommit=True) as c:
         c.execute("INSERT INTO doctors (name) VALUES ('Dr. Late')")  # in the WAL only
-    await sync(world.site1)  # capture = "triggers": the slot is spooled out and dropped
+    # capture = "triggers": the slot is spooled out and dropped
+    await sync(world.site1, capture="triggers")
     with local.connect(autocommit=True) as c:
         assert (
             _count(
@@ -196,7 +207,7 @@ async def test_back_to_the_triggers_drops_the_slot_and_loses_nothing(world: Worl
         )
         assert c.execute("SELECT capture FROM scsync_node").fetchone() == ("triggers",)
         c.execute("INSERT INTO doctors (name) VALUES ('Dr. Trigger')")
-    await sync(world.site1)
+    await sync(world.site1, capture="triggers")
     assert sorted(r["name"] for r in rows(world.cloud, "doctors").values()) == [
         "Dr. Late",
         "Dr. Trigger",
