@@ -32,6 +32,7 @@ from api.records import TableSpec, convert_value, row_to_json, table_spec
 from schema.auth import Principal
 from schema.columns import ACCOUNT_COLUMNS
 from schema.revocation import bump_account
+from schema.web import REVOCATIONS
 
 TABLE: Final = "user_accounts"
 VENDOR_SITE: Final = 0
@@ -215,7 +216,7 @@ async def update_account(request: web.Request) -> web.Response:
             # Tokens issued under the old password or role are refused from now.
             await bump_account(conn, int(row["id"]))
         await _audit(conn, request, p, "account_update", row, fields=sorted(body), role=row["role"])
-    request.app[state.REVOCATIONS].forget()  # this instance at once, others in the bound
+    request.app[REVOCATIONS].forget()  # this instance at once, others in the bound
     return ok(_account_json(spec, row))
 
 
@@ -240,7 +241,7 @@ async def _set_disabled(request: web.Request, disabled: bool) -> web.Response:
             token_version=version,
         )
     # This instance refuses the old tokens at once; others within revocation_check_s.
-    request.app[state.REVOCATIONS].forget()
+    request.app[REVOCATIONS].forget()
     return ok(_account_json(spec, current, disabled))
 
 
@@ -252,11 +253,3 @@ async def disable_account(request: web.Request) -> web.Response:
 async def enable_account(request: web.Request) -> web.Response:
     """The account signs in again, with new tokens only."""
     return await _set_disabled(request, False)
-
-
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/v1/accounts", list_accounts)
-    router.add_post("/v1/accounts", create_account)
-    router.add_patch("/v1/accounts/{id}", update_account)
-    router.add_post("/v1/accounts/{id}/disable", disable_account)
-    router.add_post("/v1/accounts/{id}/enable", enable_account)

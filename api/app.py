@@ -8,89 +8,45 @@ closes the WebSockets. Every error leaves as JSON ``{"error", "message", "field"
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from importlib import resources
 
+import psycopg
+import psycopg_pool
 from aiohttp import WSCloseCode, web
 
-from api import accounts, edit, metrics, state, store, views, ws
-from api.errors import ApiError, ConfigError, MethodNotAllowed, NotFound, PayloadTooLarge
+from api import edit, state, store
+from api.errors import ConfigError, DatabaseError
 from api.events import Hub, RabbitBus, listen
-from api.http import check_revoked
+from api.http import admit_this_site
 from api.openapi import document
 from api.relay import follow_cloud
+from api.routes import all_routes, app_routes
 from api.settings import Settings
 from api.sync import Hints
 from api.throttle import LoginThrottle
+from api.views import meta
 from lockd.client import LockClient
 from lockd.db import Pool as LockdPool
 from lockd.db import make_pool as make_lockd_pool
 from lockd.manager import LeaseManager, LockdConfig
-from schema.auth import AuthError, TokenCache, bearer
+from schema.auth import TokenCache
 from schema.revocation import Revocations
 from schema.urls import create_engine, libpq_url
+from schema.web import REVOCATIONS, TOKENS, Access, add_routes, bearer_auth, error_middleware
 
 log = logging.getLogger("scsync.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _error_response(exc: ApiError) -> web.Response:
-    response = web.json_response(exc.body(), status=exc.status)
-    retry_after = exc.extra.get("retry_after")
-    if isinstance(retry_after, int):
-        response.headers["Retry-After"] = str(retry_after)
-    return response
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return _error_response(exc)
-    except web.HTTPRequestEntityTooLarge:
-        return _error_response(PayloadTooLarge("the body exceeds the size limit"))
-    except web.HTTPNotFound:
-        return _error_response(NotFound(f"no such endpoint: {request.path}"))
-    except web.HTTPMethodNotAllowed:
-        return _error_response(MethodNotAllowed(f"{request.method} is not allowed here"))
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        body = {"error": exc.reason.lower().replace(" ", "_"), "message": exc.text, "field": None}
-        return web.json_response(body, status=exc.status)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return web.json_response(
-            {"error": "internal_error", "message": "internal error", "field": None}, status=500
-        )
-
-
-@web.middleware
-async def revocation(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A request with a valid but revoked bearer token is refused (401) before any
-    handler runs; a missing or invalid token is left to the handler's own 401. The
-    mounted apps (sync, lockd, blobs) check their own tokens, revocation included: not
-    checked here again (twice per request was the most of an idle site's re-poll)."""
-    if request.match_info.apps[-1] is not request.app:
-        return await handler(request)
-    header = request.headers.get("Authorization")
-    if header:
-        try:
-            p = request.app[state.TOKENS].principal(bearer(header))
-        except AuthError:
-            p = None
-        if p is not None:
-            await check_revoked(request, p)
-    return await handler(request)
+def _database_unavailable(exc: Exception) -> Exception | None:
+    """The revocation check could not reach the database: 503, as a handler's would."""
+    if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
+        return DatabaseError(f"the database is unavailable: {exc}")
+    return None
 
 
 @web.middleware
@@ -253,52 +209,29 @@ async def _close_websockets(app: web.Application) -> None:
             await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 
-async def openapi_json(request: web.Request) -> web.Response:
-    return web.Response(
-        text=request.app[OPENAPI_TEXT], content_type="application/json", charset="utf-8"
-    )
-
-
-def _status_page() -> tuple[str, str]:
-    """The page and its Content-Security-Policy: only its own inline script (by hash)
-    runs, and it talks only to this origin (REST and /ws)."""
-    html = resources.files("api").joinpath("static/status.html").read_text(encoding="utf-8")
-    script = html.split("<script>", 1)[1].split("</script>", 1)[0]
-    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-    csp = (
-        "default-src 'none'; "
-        f"script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
-        "connect-src 'self'; img-src 'self'; form-action 'none'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    )
-    return html, csp
-
-
-async def status_page(request: web.Request) -> web.Response:
-    html, csp = request.app[STATUS_PAGE]
-    return web.Response(
-        text=html,
-        content_type="text/html",
-        charset="utf-8",
-        headers={"Content-Security-Policy": csp},
-    )
-
-
-OPENAPI_TEXT = web.AppKey("openapi_text", str)
-STATUS_PAGE = web.AppKey("status_page", tuple[str, str])
-
-
 def make_app(side: str, settings: Settings) -> web.Application:
     """The API of one side; run it with ``web.run_app`` or aiohttp's test server."""
     if side != settings.side:
         raise ConfigError(f"side {side!r} does not match the settings' side {settings.side!r}")
+    own = app_routes(settings.side)
     app = web.Application(
-        middlewares=[error_middleware, security_headers, revocation],
+        middlewares=[
+            error_middleware(log),
+            security_headers,
+            # Each mounted app (sync, lockd, blobs) checks its own tokens.
+            bearer_auth(
+                own,
+                exempt=(Access.PUBLIC, Access.WEBSOCKET),
+                admit=admit_this_site,
+                unavailable=_database_unavailable,
+                unmatched_needs_token=False,
+            ),
+        ],
         client_max_size=settings.client_max_size,
     )
     app[state.SETTINGS] = settings
-    app[state.TOKENS] = TokenCache(settings.jwt_secret, settings.side)
-    app[state.REVOCATIONS] = Revocations(
+    app[TOKENS] = TokenCache(settings.jwt_secret, settings.side)
+    app[REVOCATIONS] = Revocations(
         lambda: app[state.POOL].connection(), settings.revocation_check_s
     )
     app[state.LOGINS] = LoginThrottle(
@@ -308,8 +241,13 @@ def make_app(side: str, settings: Settings) -> web.Application:
     )
     app[state.HUB] = Hub()
     app[state.WEBSOCKETS] = state.Sockets()
-    app[OPENAPI_TEXT] = json.dumps(document(settings.side))
-    app[STATUS_PAGE] = _status_page()
+    served = all_routes(
+        settings.side,
+        lockd=settings.mount_lockd,
+        blobs=settings.mount_blobs and bool(settings.s3_bucket),
+    )
+    app[meta.OPENAPI_TEXT] = json.dumps(document(settings.side, served))
+    app[meta.STATUS_PAGE] = meta.status_page_and_policy()
     app.cleanup_ctx.append(_db_ctx)
     app.cleanup_ctx.append(_events_ctx)
     if settings.side == "cloud":
@@ -317,39 +255,8 @@ def make_app(side: str, settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_lockd_ctx)
     app.on_shutdown.append(_close_websockets)
 
-    r = app.router
-    r.add_get("/", status_page)
-    r.add_get("/openapi.json", openapi_json)
-    r.add_get("/health", views.health)
-    r.add_get("/metrics", metrics.metrics)
-    r.add_get("/ws", ws.websocket)
-    r.add_post("/v1/auth/token", views.auth_token)
-    r.add_get("/v1/me", views.me)
-    r.add_get("/v1/status", views.sync_status)
-    r.add_get("/v1/conflicts", views.list_conflicts)
-    r.add_get("/v1/conflicts/{id}", views.get_conflict)
-    r.add_post("/v1/conflicts/{id}/resolve", views.resolve_conflict)
-    records = "/v1/records/{table}"
-    r.add_get(records, views.list_records)
-    r.add_post(records, views.create_record)
-    r.add_get(records + "/{id}", views.get_record)
-    r.add_patch(records + "/{id}", views.update_record)
-    r.add_delete(records + "/{id}", views.delete_record)
-    r.add_get(records + "/{id}/history", views.history)
-    r.add_post(records + "/{id}/rollback", views.rollback)
-    r.add_put(records + "/{id}/sync", views.set_sync)
-    r.add_post(records + "/{id}/edit", edit.open_edit)
-    r.add_post("/v1/edit-sessions/heartbeat", edit.heartbeat)
-    r.add_post("/v1/edit-sessions/activity", edit.activity)
-    r.add_post("/v1/edit-sessions/save", edit.save)
-    r.add_post("/v1/edit-sessions/close", edit.close)
-    accounts.add_routes(r)
-    if settings.side == "local":
-        r.add_get("/v1/sync/policy", views.get_policy)
-        r.add_put("/v1/sync/policy", views.put_policy)
+    add_routes(app, own)
     if settings.side == "cloud":
-        r.add_post(records + "/{id}/fetch", views.fetch_record)
-        r.add_post("/v1/sites/{site_id}/token", views.issue_site_token)
         _mount_cloud_subapps(app, settings)
     return app
 

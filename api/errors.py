@@ -3,24 +3,27 @@
 
 from __future__ import annotations
 
-from schema.errors import CodedError
+from schema.errors import Category, ScsyncError
 
 
-class ApiError(CodedError):
-    """Base of every error the API raises on purpose."""
+class ApiError(ScsyncError):
+    """Base of every error the API raises on purpose; each is an answer (``public``)."""
 
     status = 500
     code = "internal_error"
+    public = True
 
 
 class ConfigError(ApiError):
     """A setting is missing or malformed (raised at start-up, never to a client)."""
 
     code = "config_error"
+    category = Category.USAGE
 
 
 class BadRequest(ApiError):
     status = 400
+    category = Category.REFUSED
     code = "bad_request"
 
 
@@ -34,26 +37,31 @@ class ValidationFailed(BadRequest):
 
 class Unauthorized(ApiError):
     status = 401
+    category = Category.REFUSED
     code = "unauthorized"
 
 
 class Forbidden(ApiError):
     status = 403
+    category = Category.REFUSED
     code = "forbidden"
 
 
 class NotFound(ApiError):
     status = 404
+    category = Category.REFUSED
     code = "not_found"
 
 
 class MethodNotAllowed(ApiError):
     status = 405
+    category = Category.REFUSED
     code = "method_not_allowed"
 
 
 class Conflict(ApiError):
     status = 409
+    category = Category.REFUSED
     code = "conflict"
 
 
@@ -62,6 +70,7 @@ class Locked(ApiError):
 
     status = 409
     code = "record_locked"
+    category = Category.REFUSED
 
 
 class TooManyRequests(ApiError):
@@ -69,21 +78,25 @@ class TooManyRequests(ApiError):
 
     status = 429
     code = "too_many_requests"
+    category = Category.REFUSED
 
 
 class PayloadTooLarge(ApiError):
     status = 413
     code = "payload_too_large"
+    category = Category.REFUSED
 
 
 class UnsupportedMediaType(ApiError):
     status = 415
     code = "unsupported_media_type"
+    category = Category.REFUSED
 
 
 class ServiceUnavailable(ApiError):
     status = 503
     code = "service_unavailable"
+    category = Category.UNAVAILABLE
 
 
 class LockServiceUnreachable(ServiceUnavailable):

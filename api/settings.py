@@ -1,5 +1,6 @@
 """Settings of one API process: a TOML file, then ``SCSYNC_API_<KEY>`` environment
-variables on top. Every problem is reported naming the key it concerns.
+variables on top, read and type-checked by pydantic-settings; every problem is reported
+naming the key (or the variable) it concerns.
 
 The file holds the keys at top level or under ``[api]``::
 
@@ -10,12 +11,18 @@ The file holds the keys at top level or under ``[api]``::
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from api.errors import ConfigError
 from schema.config import (
@@ -34,11 +41,14 @@ DB_URL_ENV: Final[dict[str, str]] = {"local": "SCSYNC_LOCAL_DB_URL", "cloud": "S
 MIN_SECRET_BYTES: Final = 32
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
+    """Field ``x`` is key ``x`` of the file and variable ``SCSYNC_API_X``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
     side: Side
-    db_url: str
-    jwt_secret: str
+    db_url: str = ""  # required: load_settings names it when missing
+    jwt_secret: str = Field(default="", repr=False)  # required, likewise
     host: str = "127.0.0.1"
     port: int = 8080
     token_ttl_s: int = 3600
@@ -62,7 +72,7 @@ class Settings:
     login_window_s: float = 60.0
     # Where events come from on this instance: the DB's LISTEN/NOTIFY, or (cloud)
     # a RabbitMQ fanout exchange fed by one relay instance.
-    bus: Bus = "postgres"
+    bus: str = "postgres"  # Bus; validate() names a wrong one
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     amqp_exchange: str = "scsync.events"
     # Local side: the cloud's lockd (base URL of its HTTP API) and this site's token.
@@ -84,7 +94,7 @@ class Settings:
     s3_region: str = "us-east-1"
     s3_access_key: str = ""
     s3_secret_key: str = ""
-    # How the cloud proves an upload's bytes (api/blobs.py, docs/files.md).
+    # How the cloud proves an upload's bytes (api/blobs/verify.py, docs/files.md).
     s3_verify_by: str = "checksum"
     # The largest blob an upload plan is made for (bytes); above it: 400.
     blob_max_size: int = 64 * 1024**3
@@ -92,8 +102,15 @@ class Settings:
     # long after its replicator's last request.
     lane_lease_ttl_s: float = 30.0
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: Any) -> Any:
+        # TOML's true is no port number (pydantic would take it as 1).
+        if isinstance(value, bool) and info.field_name in _INT_KEYS:
+            raise ValueError("a boolean")
+        return value
 
-_FIELDS: Final = {f.name: f for f in dataclasses.fields(Settings)}
+
 _INT_KEYS: Final = {
     "port",
     "token_ttl_s",
@@ -120,80 +137,91 @@ _FLOAT_KEYS: Final = {
 _BOOL_KEYS: Final = {"mount_lockd", "mount_blobs"}
 
 
-def _coerce(key: str, value: Any, from_env: bool) -> Any:
-    where = f"{ENV_PREFIX}{key.upper()}" if from_env else key
-    if key in _INT_KEYS:
-        if isinstance(value, bool):
-            raise ConfigError(f"setting {where!r} must be an integer, got {value!r}", field=key)
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"setting {where!r} must be an integer, got {value!r}", field=key
-            ) from None
-    if key in _FLOAT_KEYS:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"setting {where!r} must be a number, got {value!r}", field=key
-            ) from None
-    if key in _BOOL_KEYS:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"setting {where!r} must be true or false, got {value!r}", field=key)
-    if not isinstance(value, str):
-        raise ConfigError(f"setting {where!r} must be a string, got {value!r}", field=key)
-    return value
-
-
 def load_settings(
     side: str,
     config_file: str | Path | None = None,
     env: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> Settings:
-    """Read the file, apply the environment and `overrides`, validate, return Settings."""
+    """Settings from (lowest first) ``SCSYNC_<SIDE>_DB_URL`` for db_url, the file, the
+    environment (the process's, or ``env``), ``overrides``; validated."""
     if side not in ("local", "cloud"):
         raise ConfigError(f"unknown side {side!r} (use 'local' or 'cloud')", field="side")
-    env = os.environ if env is None else env
-    raw: dict[str, Any] = {}
+    from_file: dict[str, Any] = {}
     if config_file is not None:
-        path = Path(config_file)
         try:
-            section = read_config_file(path, "api")
+            from_file = dict(read_config_file(Path(config_file), "api"))
         except SchemaConfigError as exc:
             raise ConfigError(str(exc)) from exc
-        for key, value in section.items():
-            if key == "side":
-                continue
-            if key not in _FIELDS:
-                raise ConfigError(f"unknown setting {key!r} in {str(path)!r}", field=key)
-            raw[key] = _coerce(key, value, from_env=False)
-    if "db_url" not in raw and env.get(DB_URL_ENV[side]):
-        raw["db_url"] = env[DB_URL_ENV[side]]
-    for name in _FIELDS:
-        env_value = env.get(f"{ENV_PREFIX}{name.upper()}")
-        if env_value is not None and name != "side":
-            raw[name] = _coerce(name, env_value, from_env=True)
-    for key, value in overrides.items():
-        if key not in _FIELDS:
-            raise ConfigError(f"unknown setting {key!r}", field=key)
-        raw[key] = value
+        from_file.pop("side", None)
+    environ: Mapping[str, str] = os.environ if env is None else env
+    fallback = {"db_url": environ[DB_URL_ENV[side]]} if environ.get(DB_URL_ENV[side]) else {}
+    # With ``env`` given, its SCSYNC_API_* variables stand in for the process's.
+    given_env = (
+        None
+        if env is None
+        else {
+            name: env[ENV_PREFIX + name.upper()]
+            for name in Settings.model_fields
+            if name != "side" and ENV_PREFIX + name.upper() in env
+        }
+    )
+
+    class _Sources(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources = [init_settings]
+            if given_env is None:
+                sources.append(env_settings)
+            else:
+                sources.append(InitSettingsSource(settings_cls, init_kwargs=given_env))
+            for values in (from_file, fallback):
+                if values:
+                    sources.append(InitSettingsSource(settings_cls, init_kwargs=values))
+            return tuple(sources)
+
+    try:
+        loaded = _Sources(**overrides, side="local" if side == "local" else "cloud")
+    except ValidationError as exc:
+        raise _problem(exc.errors()[0], environ, config_file, from_file) from None
+    settings = Settings.model_validate(loaded.model_dump())
     for required in ("db_url", "jwt_secret"):
-        if not raw.get(required):
+        if not getattr(settings, required):
             raise ConfigError(
                 f"setting {required!r} is required (config file or {ENV_PREFIX}{required.upper()})",
                 field=required,
             )
-    settings = Settings(side=side, **raw)  # type: ignore[arg-type]
     validate(settings)
     return settings
+
+
+def _problem(
+    error: Any, environ: Mapping[str, str], config_file: str | Path | None, file: dict[str, Any]
+) -> ConfigError:
+    """The first problem pydantic found, worded as the operator reads it: the key, or
+    the variable when the value came from the environment, and what it must be."""
+    key = str(error["loc"][0]) if error["loc"] else "settings"
+    if error["type"] == "extra_forbidden":
+        where = f" in {str(config_file)!r}" if key in file else ""
+        return ConfigError(f"unknown setting {key!r}{where}", field=key)
+    name = f"{ENV_PREFIX}{key.upper()}"
+    where = name if name in environ else key
+    if key in _INT_KEYS:
+        kind = "an integer"
+    elif key in _FLOAT_KEYS:
+        kind = "a number"
+    elif key in _BOOL_KEYS:
+        kind = "true or false"
+    else:
+        kind = "a string"
+    return ConfigError(f"setting {where!r} must be {kind}, got {error.get('input')!r}", field=key)
 
 
 def validate(s: Settings) -> None:
@@ -242,7 +270,7 @@ def validate(s: Settings) -> None:
         raise ConfigError("setting 'pool_max' must be >= 'pool_min'", field="pool_max")
     if s.ws_replay_limit < 0:
         raise ConfigError("setting 'ws_replay_limit' must be >= 0", field="ws_replay_limit")
-    from api.blobs import VERIFY_MODES
+    from api.blobs.settings import VERIFY_MODES
 
     if s.s3_verify_by not in VERIFY_MODES:
         raise ConfigError(

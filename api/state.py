@@ -13,14 +13,10 @@ from api.events import Hub, RabbitBus
 from api.settings import Settings
 from api.store import Pool
 from api.throttle import LoginThrottle
-from schema.auth import TokenCache
-from schema.revocation import Revocations
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 POOL: Final = web.AppKey("pool", Pool)
 HUB: Final = web.AppKey("hub", Hub)
-TOKENS: Final = web.AppKey("tokens", TokenCache)
-REVOCATIONS: Final = web.AppKey("revocations", Revocations)
 # The site this local API serves (from scsync_node); None on the cloud.
 NODE_SITE: Final = web.AppKey("node_site", int)
 

@@ -42,9 +42,11 @@ import psycopg_pool
 from aiohttp import web
 from psycopg import errors as pg_errors
 
-from api.errors import ApiError, BadRequest, Conflict, Forbidden, ServiceUnavailable, Unauthorized
-from schema.auth import AuthError, Principal, TokenCache, bearer
+from api.errors import ApiError, BadRequest, Conflict, Forbidden, ServiceUnavailable
+from api.jsonschema import HOLDER_PARAM
+from schema.auth import Principal, TokenCache
 from schema.columns import SIDE_ONLY_COLUMNS
+from schema.errors import ScsyncError
 from schema.lanes import (
     TRANSIENT,
     BatchRow,
@@ -58,6 +60,17 @@ from schema.notifications import Listener, wakes
 from schema.revocation import DEFAULT_CHECK_S, Revocations
 from schema.sql import query
 from schema.urls import libpq_url
+from schema.web import (
+    PRINCIPAL,
+    REVOCATIONS,
+    TOKENS,
+    Access,
+    Handler,
+    Route,
+    add_routes,
+    bearer_auth,
+    error_middleware,
+)
 
 log = logging.getLogger("scsync.api.sync")
 
@@ -70,7 +83,6 @@ _CHUNK: Final = 1 << 16
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 Pool = psycopg_pool.AsyncConnectionPool[Conn]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -109,9 +121,7 @@ class BatchError(BadRequest):
 
 
 _SETTINGS: Final = web.AppKey("sync_settings", SyncSettings)
-_TOKENS: Final = web.AppKey("sync_tokens", TokenCache)
 _POOL: Final = web.AppKey("sync_pool", Pool)
-_REVOCATIONS: Final = web.AppKey("sync_revocations", Revocations)
 
 
 class Hints:
@@ -168,33 +178,25 @@ def make_sync_app(settings: SyncSettings, pool: Pool | None = None) -> web.Appli
     or served alone). ``pool``: an autocommit pool of the cloud database its owner opens
     and closes (the cloud API shares its lockd pool: one pool fewer per process);
     without it the app keeps one of its own."""
-    app = web.Application(middlewares=[_errors, _auth])
+    app = web.Application(
+        middlewares=[
+            error_middleware(log, _database_error),
+            bearer_auth(ROUTES, admit=_site_token_only),
+            _holder,
+        ]
+    )
     app[_SETTINGS] = settings
     if pool is not None:
         app[_POOL] = pool
-    app[_TOKENS] = TokenCache(settings.jwt_secret, "cloud")
-    app[_REVOCATIONS] = Revocations(lambda: app[_POOL].connection(), settings.revocation_check_s)
+    app[TOKENS] = TokenCache(settings.jwt_secret, "cloud")
+    app[REVOCATIONS] = Revocations(lambda: app[_POOL].connection(), settings.revocation_check_s)
     app[_HINTS] = Hints()
     app.cleanup_ctx.append(_pool_ctx)
     if settings.outbox_hints == "listen":
         app.cleanup_ctx.append(_background(_listen, "sync-outbox-listen"))
     app.cleanup_ctx.append(_background(_check_outbox, "sync-outbox-check"))
     app.on_shutdown.append(_answer_waits)
-    r = app.router
-    for lane in ("push", "pull"):
-        r.add_post(f"/{lane}/lease", _lease)
-        r.add_post(f"/{lane}/release", _release)
-        r.add_post(f"/{lane}/schema", _schema)
-    r.add_post("/push/apply", _apply)
-    r.add_post("/push/forget", _forget)
-    r.add_post("/push/inbox", _inbox)
-    r.add_post("/push/recover-rows", _recover_rows)
-    r.add_post("/pull/read", _read)
-    r.add_post("/pull/ack", _ack)
-    r.add_post("/pull/outbox-keys", _outbox_keys)
-    r.add_post("/pull/depth", _depth)
-    r.add_post("/pull/wait", _wait)
-    r.add_post("/status", _status)
+    add_routes(app, ROUTES)
     from api import sync_files  # it builds on this module's helpers (the names below)
 
     sync_files.add_routes(app)
@@ -296,40 +298,29 @@ async def _listen(app: web.Application) -> None:
 # -- errors and authentication ------------------------------------------------------------
 
 
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return web.json_response(exc.body(), status=exc.status)
-    except pg_errors.InsufficientPrivilege as exc:
+def _database_error(request: web.Request, exc: Exception) -> ScsyncError | None:
+    """Driver errors of a request: the wall (403 naming what is not the site's), the
+    database unreachable (503), a value the batch carries that a column refuses (400)."""
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
         # The wall: the message names the row, seq or record that is not the site's.
         message = exc.diag.message_primary or first_line(exc)
         log.warning("sync: refused for %s: %s", request.get(_SITE), message)
-        return web.json_response(Forbidden(message).body(), status=403)
-    except (psycopg.OperationalError, psycopg_pool.PoolTimeout, *TRANSIENT) as exc:
-        body = ServiceUnavailable(f"the cloud database: {first_line(exc)}").body()
-        return web.json_response(body, status=503)
-    except psycopg.Error as exc:
-        if is_data_error(exc):
-            return web.json_response(BatchError(first_line(exc)).body(), status=400)
-        raise
+        return Forbidden(message)
+    if isinstance(exc, (psycopg.OperationalError, psycopg_pool.PoolTimeout, *TRANSIENT)):
+        return ServiceUnavailable(f"the cloud database: {first_line(exc)}")
+    if isinstance(exc, psycopg.Error) and is_data_error(exc):
+        return BatchError(first_line(exc))
+    return None
+
+
+def _site_token_only(request: web.Request, principal: Principal) -> None:
+    if not principal.is_site or principal.site_id is None:
+        raise Forbidden("the sync endpoints take a site token (POST /v1/sites/{id}/token)")
 
 
 @web.middleware
-async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        principal: Principal = request.app[_TOKENS].principal(
-            bearer(request.headers.get("Authorization"))
-        )
-    except AuthError as exc:
-        raise Unauthorized(str(exc)) from exc
-    if not principal.is_site or principal.site_id is None:
-        raise Forbidden("the sync endpoints take a site token (POST /v1/sites/{id}/token)")
-    try:
-        await request.app[_REVOCATIONS].check(principal)
-    except AuthError as exc:
-        raise Unauthorized(str(exc)) from exc
+async def _holder(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request names its lane lease holder; the acting site is the token's."""
     holder = request.headers.get(HOLDER_HEADER, "")
     if not HOLDER_RE.fullmatch(holder):
         raise BadRequest(
@@ -337,7 +328,9 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
             "(1-200 letters, digits and ._:/@+-)",
             field=HOLDER_HEADER,
         )
-    request[_SITE] = principal.site_id
+    site_id = request[PRINCIPAL].site_id
+    assert site_id is not None  # _site_token_only
+    request[_SITE] = site_id
     return await handler(request)
 
 
@@ -722,3 +715,77 @@ POOL: Final = _POOL
 SITE: Final = _SITE
 prelude: Final = _prelude
 json_body: Final = _body
+
+
+def _route(path: str, handler: Handler, op_id: str, summary: str) -> Route:
+    return Route(
+        "post",
+        f"/{path}",
+        handler,
+        op_id,
+        summary + " (site token)",
+        None if path == "pull/read" else {"type": "object"},
+        request={"type": "object"},
+        params=(HOLDER_PARAM,),
+        access=Access.SITE,
+        tags=("sync",),
+        content_type="application/x-ndjson" if path == "pull/read" else "application/json",
+    )
+
+
+# A site token only; the site is the token's. push/apply takes JSON lines (a header,
+# then rows) and pull/read answers JSON lines; every lane request names its lease holder
+# in X-Scsync-Holder. The file-area endpoints of this app: api/sync_files.py.
+ROUTES: Final = (
+    _route("push/lease", _lease, "sync_push_lease", "Take or renew the push lane's lease"),
+    _route("push/release", _release, "sync_push_release", "Give the push lane's lease back"),
+    _route(
+        "push/schema",
+        _schema,
+        "sync_push_schema",
+        "The cloud's synced columns and schema revision",
+    ),
+    _route(
+        "push/apply",
+        _apply,
+        "sync_push_apply",
+        "Apply a batch of the site's changes (JSON lines)",
+    ),
+    _route("push/forget", _forget, "sync_push_forget", "Forget acknowledged inbox entries"),
+    _route("push/inbox", _inbox, "sync_push_inbox", "Batches applied but not yet acknowledged"),
+    _route(
+        "push/recover-rows",
+        _recover_rows,
+        "sync_push_recover_rows",
+        "What the cloud holds of some records",
+    ),
+    _route("pull/lease", _lease, "sync_pull_lease", "Take or renew the pull lane's lease"),
+    _route("pull/release", _release, "sync_pull_release", "Give the pull lane's lease back"),
+    _route(
+        "pull/schema",
+        _schema,
+        "sync_pull_schema",
+        "The cloud's synced columns and schema revision",
+    ),
+    _route(
+        "pull/read",
+        _read,
+        "sync_pull_read",
+        "The next batch of the site's cloud changes (JSON lines)",
+    ),
+    _route("pull/ack", _ack, "sync_pull_ack", "Acknowledge a pulled batch, park what failed"),
+    _route(
+        "pull/outbox-keys",
+        _outbox_keys,
+        "sync_pull_outbox_keys",
+        "The records of some outbox seqs",
+    ),
+    _route("pull/depth", _depth, "sync_pull_depth", "The site's cloud outbox depth and lag"),
+    _route(
+        "pull/wait",
+        _wait,
+        "sync_pull_wait",
+        "Long poll: answered when a change of the site commits",
+    ),
+    _route("status", _status, "sync_site_status", "The site's sync figures on the cloud"),
+)

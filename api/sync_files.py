@@ -30,11 +30,14 @@ from aiohttp import web
 from psycopg import sql
 
 from api.errors import BadRequest
+from api.jsonschema import HOLDER_PARAM, obj
 from api.sync import POOL, SITE, Conn, json_body, prelude
 from schema.columns import BATCH_KEY_COLUMNS, SIDE_ONLY_COLUMNS
 from schema.replicating import mark_replicating
 from schema.sql import query
 from schema.tables import SYNCED_TABLES, metadata_for
+from schema.web import Access, Handler, Route
+from schema.web import add_routes as add_routes_to
 
 _CHUNK: Final = 1 << 16
 _MAX_ITEMS: Final = 10_000
@@ -46,13 +49,7 @@ _BULK: Final = web.AppKey("sync_files_bulk", dict[str, bool])
 
 def add_routes(app: web.Application) -> None:
     app[_BULK] = {}
-    r = app.router
-    r.add_post("/backfill/apply", _backfill_apply)
-    r.add_post("/backfill/has", _backfill_has)
-    r.add_post("/records/switch", _switch)
-    r.add_post("/records/restore", _restore)
-    r.add_post("/records/lifecycle", _lifecycle)
-    r.add_post("/records/blob-remote", _blob_remote)
+    add_routes_to(app, ROUTES)
 
 
 def _q(name: str, **parts: sql.Composable) -> sql.Composed:
@@ -258,3 +255,107 @@ async def _change(
             )
             changed += [{"t": table, "id": int(r[0])} for r in await cur.fetchall()]
     return web.json_response({"changed": changed})
+
+
+def _routes() -> tuple[Route, ...]:
+    """The site's file-area endpoints on the sync app: a site token, the site the
+    token's; a record or row of another site refuses the request (403)."""
+    ident = {"type": "string", "pattern": r"^[a-z_]+$"}
+    pair = {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2}
+    record = obj({"t": ident, "id": {"type": "integer"}}, additionalProperties=False)
+    records = {"type": "array", "items": record, "maxItems": 10_000}
+    changed = obj({"changed": records})
+
+    def op(
+        path: str,
+        handler: Handler,
+        op_id: str,
+        summary: str,
+        response: Any,
+        request: Any,
+        **kw: Any,
+    ) -> Route:
+        return Route(
+            "post",
+            f"/{path}",
+            handler,
+            op_id,
+            summary + " (site token)",
+            response,
+            request=request,
+            params=(HOLDER_PARAM, *kw.pop("params", ())),
+            access=Access.SITE,
+            tags=("sync",),
+            **kw,
+        )
+
+    return (
+        op(
+            "backfill/apply",
+            _backfill_apply,
+            "sync_backfill_apply",
+            "Apply a backfill batch: the body is binary COPY rows of the named columns, "
+            "streamed into the cloud's stage; every row must be the token's site's",
+            obj({"accepted": {"type": "array", "items": pair}}),
+            {"type": "string", "format": "binary"},
+            request_content_type="application/octet-stream",
+            params=(
+                {"name": "table", "in": "query", "required": True, "schema": ident},
+                {
+                    "name": "columns",
+                    "in": "query",
+                    "required": True,
+                    "description": "comma-separated, in the order of the COPY rows",
+                    "schema": {"type": "string"},
+                },
+            ),
+        ),
+        op(
+            "backfill/has",
+            _backfill_has,
+            "sync_backfill_has",
+            "Which of these blobs the cloud has verified for the site",
+            obj({"uploaded": {"type": "array", "items": {"type": "string"}}}),
+            obj({"shas": {"type": "array", "items": {"type": "string"}, "maxItems": 10_000}}),
+        ),
+        op(
+            "records/switch",
+            _switch,
+            "sync_records_switch",
+            "Mark the cloud copy of one record active (enabled) or deleted",
+            obj({"found": {"type": "boolean"}}),
+            obj({"table": ident, "id": {"type": "integer"}, "enabled": {"type": "boolean"}}),
+        ),
+        op(
+            "records/restore",
+            _restore,
+            "sync_records_restore",
+            "Make a backed-up cloud copy active again",
+            obj({"restored": {"type": "boolean"}}),
+            obj({"table": ident, "id": {"type": "integer"}}),
+        ),
+        op(
+            "records/lifecycle",
+            _lifecycle,
+            "sync_records_lifecycle",
+            "Mark active cloud copies deleted or backed_up (the old-data option)",
+            changed,
+            obj(
+                {
+                    "lifecycle": {"type": "string", "enum": ["deleted", "backed_up"]},
+                    "records": records,
+                }
+            ),
+        ),
+        op(
+            "records/blob-remote",
+            _blob_remote,
+            "sync_records_blob_remote",
+            "Mark cloud copies metadata only (their blob was deleted)",
+            changed,
+            obj({"records": records}),
+        ),
+    )
+
+
+ROUTES: Final = _routes()

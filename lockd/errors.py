@@ -8,14 +8,15 @@ exceptions. Driver errors become these at one boundary (:mod:`lockd.manager`).
 
 from __future__ import annotations
 
-from schema.errors import CodedError
+from schema.errors import Category, ScsyncError
 
 
-class LockdError(CodedError):
-    """Base of every error lockd raises on purpose."""
+class LockdError(ScsyncError):
+    """Base of every error lockd raises on purpose; each is an answer (``public``)."""
 
     status = 500
     code = "lockd_error"
+    public = True
 
 
 class BadRequest(LockdError):
@@ -23,6 +24,7 @@ class BadRequest(LockdError):
 
     status = 400
     code = "bad_request"
+    category = Category.REFUSED
 
 
 class InvalidChange(BadRequest):
@@ -36,6 +38,7 @@ class Unauthorized(LockdError):
 
     status = 401
     code = "unauthorized"
+    category = Category.REFUSED
 
 
 class Forbidden(LockdError):
@@ -43,6 +46,7 @@ class Forbidden(LockdError):
 
     status = 403
     code = "forbidden"
+    category = Category.REFUSED
 
 
 class NotEditable(Forbidden):
@@ -55,6 +59,7 @@ class NotEditable(Forbidden):
 class RecordNotFound(LockdError):
     status = 404
     code = "record_not_found"
+    category = Category.REFUSED
 
 
 class NoLease(LockdError):
@@ -62,11 +67,13 @@ class NoLease(LockdError):
 
     status = 404
     code = "no_lease"
+    category = Category.REFUSED
 
 
 class PayloadTooLarge(LockdError):
     status = 413
     code = "payload_too_large"
+    category = Category.REFUSED
 
 
 class LeaseBusy(LockdError):
@@ -74,6 +81,7 @@ class LeaseBusy(LockdError):
 
     status = 409
     code = "lease_busy"
+    category = Category.REFUSED
 
 
 class LeaseNotHeld(LockdError):
@@ -82,6 +90,7 @@ class LeaseNotHeld(LockdError):
 
     status = 409
     code = "lease_not_held"
+    category = Category.REFUSED
 
 
 class LeaseExpired(LeaseNotHeld):
@@ -96,6 +105,7 @@ class VersionConflict(LockdError):
 
     status = 409
     code = "version_conflict"
+    category = Category.REFUSED
 
 
 class LockdUnavailable(LockdError):
@@ -104,6 +114,7 @@ class LockdUnavailable(LockdError):
 
     status = 503
     code = "lockd_unavailable"
+    category = Category.UNAVAILABLE
 
 
 class LockServiceUnreachable(LockdError):
@@ -112,6 +123,7 @@ class LockServiceUnreachable(LockdError):
 
     status = 503
     code = "lock_service_unreachable"
+    category = Category.UNAVAILABLE
 
 
 class OfflineSessionError(LockdError):
@@ -119,6 +131,7 @@ class OfflineSessionError(LockdError):
 
     status = 409
     code = "offline_session_closed"
+    category = Category.REFUSED
 
 
 ERRORS_BY_CODE: dict[str, type[LockdError]] = {

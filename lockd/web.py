@@ -23,9 +23,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -33,14 +33,23 @@ from lockd.db import Pool, make_pool, translate_error
 from lockd.errors import (
     BadRequest,
     Forbidden,
-    LockdError,
     PayloadTooLarge,
-    Unauthorized,
 )
 from lockd.manager import LeaseManager, LockdConfig, Owner, check_holder
 from schema import jsonbody
-from schema.auth import AuthError, Principal, TokenCache, bearer
+from schema.auth import Principal, TokenCache
 from schema.revocation import DEFAULT_CHECK_S, Revocations
+from schema.web import (
+    PRINCIPAL,
+    REVOCATIONS,
+    TOKENS,
+    Access,
+    Handler,
+    Route,
+    add_routes,
+    bearer_auth,
+    error_middleware,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +66,7 @@ class WebSettings:
 
 MANAGER = web.AppKey("lockd_manager", LeaseManager)
 SETTINGS = web.AppKey("lockd_settings", WebSettings)
-TOKENS = web.AppKey("lockd_tokens", TokenCache)
-REVOCATIONS = web.AppKey("lockd_revocations", Revocations)
 POOL = web.AppKey("lockd_pool", Pool)
-PRINCIPAL = web.RequestKey("lockd_principal", Principal)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def make_app(
@@ -82,7 +86,9 @@ def make_app(
     while any instance is up."""
     if pool is None and db_url is None:
         raise ValueError("make_app needs a pool or a db_url")
-    app = web.Application(middlewares=[_errors, _auth])
+    app = web.Application(
+        middlewares=[error_middleware(log), bearer_auth(ROUTES, unavailable=translate_error)]
+    )
     app[SETTINGS] = WebSettings(jwt_secret, max_body, run_sweeper)
     # lockd is part of the cloud: it accepts the cloud's tokens (users' and sites').
     app[TOKENS] = TokenCache(jwt_secret, "cloud")
@@ -113,55 +119,8 @@ def make_app(
                 await p.close()
 
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_get("/health", _health)
-    app.router.add_post("/acquire", _acquire)
-    app.router.add_post("/renew", _renew)
-    app.router.add_post("/touch", _touch)
-    app.router.add_post("/release", _release)
-    app.router.add_post("/break", _break)
-    app.router.add_get("/leases/{table}/{row_id}", _get)
-    app.router.add_post("/save", _save)
-    app.router.add_post("/rollback", _rollback)
-    app.router.add_post("/begin_save", _begin_save)
-    app.router.add_post("/end_save", _end_save)
-    app.router.add_get("/events", _events)
+    add_routes(app, ROUTES)
     return app
-
-
-# --- middlewares ------------------------------------------------------------------
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except LockdError as exc:
-        return web.json_response(exc.body(), status=exc.status)
-    except web.HTTPException:
-        raise
-    except Exception:
-        log.exception("lockd request %s %s failed", request.method, request.path)
-        return web.json_response(
-            {"error": "internal_error", "message": "internal error", "field": None}, status=500
-        )
-
-
-@web.middleware
-async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.endswith("/health"):
-        return await handler(request)
-    try:
-        principal = request.app[TOKENS].principal(bearer(request.headers.get("Authorization")))
-    except AuthError as exc:
-        raise Unauthorized(str(exc)) from exc
-    try:
-        await request.app[REVOCATIONS].check(principal)
-    except AuthError as exc:
-        raise Unauthorized(str(exc)) from exc
-    except Exception as exc:
-        raise translate_error(exc) from exc
-    request[PRINCIPAL] = principal
-    return await handler(request)
 
 
 # --- request parsing ----------------------------------------------------------------
@@ -432,6 +391,85 @@ async def _events(request: web.Request) -> web.Response:
             ]
         }
     )
+
+
+def _post(path: str, handler: Handler, summary: str) -> Route:
+    """A lockd operation: a JSON object in, a JSON object out (docs/lockd.md)."""
+    return Route(
+        "post",
+        path,
+        handler,
+        "lockd_" + path.strip("/"),
+        summary,
+        {"type": "object"},
+        request={"type": "object"},
+        tags=("locks",),
+    )
+
+
+# The bodies' fields are described in docs/lockd.md.
+ROUTES: Final = (
+    Route(
+        "get",
+        "/health",
+        _health,
+        "lockd_health",
+        "lockd is up",
+        {"type": "object"},
+        access=Access.PUBLIC,
+        tags=("locks",),
+    ),
+    _post("/acquire", _acquire, "Take a record's lease (waiting up to wait_ms)"),
+    _post("/renew", _renew, "Renew a lease held"),
+    _post("/touch", _touch, "User activity on a lease held: resets its idle clock"),
+    _post("/release", _release, "Give a lease back"),
+    _post("/break", _break, "Force-break a record's lease (admins; audited)"),
+    Route(
+        "get",
+        "/leases/{table}/{row_id}",
+        _get,
+        "lockd_lease",
+        "A record's lease state and who is editing it",
+        {"type": "object"},
+        params=(
+            {"name": "table", "in": "path", "required": True, "schema": {"type": "string"}},
+            {
+                "name": "row_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": r"^[0-9]{1,19}$"},
+            },
+        ),
+        tags=("locks",),
+    ),
+    _post("/save", _save, "Save changes under the lease (fenced by its token)"),
+    _post("/rollback", _rollback, "Restore an older revision under the lease"),
+    _post("/begin_save", _begin_save, "Start a save made by the local API (A.B versions)"),
+    _post("/end_save", _end_save, "Record the outcome of a begun save"),
+    Route(
+        "get",
+        "/events",
+        _events,
+        "lockd_events",
+        "Lease events after a sequence number",
+        {"type": "object"},
+        params=(
+            {
+                "name": "after",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "pattern": r"^[0-9]{1,19}$"},
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+            },
+        ),
+        tags=("locks",),
+    ),
+)
 
 
 def run(

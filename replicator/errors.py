@@ -6,27 +6,37 @@ the original as ``__cause__``.
 
 from __future__ import annotations
 
+from schema.errors import Category, ScsyncError
 
-class ReplicatorError(Exception):
+
+class ReplicatorError(ScsyncError):
     """Base of every error raised by the replicator core."""
 
 
 class SettingsError(ReplicatorError):
     """The replicator's settings are missing or malformed."""
 
+    category = Category.USAGE
+
 
 class Unavailable(ReplicatorError):
     """A database or the cloud API could not be reached or the link broke: retry with
     backoff."""
 
+    category = Category.UNAVAILABLE
+
 
 class LaneBusy(ReplicatorError):
     """Another replicator already runs this lane for this site."""
+
+    category = Category.REFUSED
 
 
 class Refused(ReplicatorError):
     """The cloud API refused a request (token, wall, malformed): not weather, but the
     lane still retries with backoff, so a renewed token is picked up without a restart."""
+
+    category = Category.REFUSED
 
 
 class ApplyFailed(ReplicatorError):

@@ -25,7 +25,7 @@ from typing import Any, Final, Literal
 
 import jwt
 
-from schema.errors import SchemaError
+from schema.errors import Category, SchemaError
 
 ALGORITHM: Final = "HS256"
 MIN_SECRET_BYTES: Final = 32
@@ -39,6 +39,8 @@ ROLES: Final[tuple[str, ...]] = ("viewer", "editor", "admin", "vendor_admin", "s
 
 class AuthError(SchemaError):
     """A token is missing, malformed, forged, expired or not allowed."""
+
+    category = Category.REFUSED
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from schema.db import sqlstate_and_message
-from schema.errors import SchemaError
+from schema.errors import Category, SchemaError
 from schema.sql import statement
 
 Outcome = Literal["apply", "duplicate", "conflict"]
@@ -31,6 +31,8 @@ Keep = Literal["local", "cloud"]
 
 class ConflictError(SchemaError):
     """A conflict cannot be shown or resolved (unknown id, already resolved, bad keep)."""
+
+    category = Category.REFUSED
 
 
 class ConflictNotFound(ConflictError):

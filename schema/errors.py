@@ -1,20 +1,84 @@
-"""Errors of the schema package: the one hierarchy the CLI and APIs map to messages."""
+"""The one exception base of scsync and the schema package's errors.
+
+Every error scsync raises on purpose derives from :class:`ScsyncError`, which carries
+what each boundary needs: the HTTP ``status`` and stable ``code`` of the JSON error body
+``{"error": code, "message": ..., "field": ..., **extra}`` (the web apps' one error
+middleware, ``schema.web``), the CLI's exit code (``scsync.errors``), and a
+``category`` that says what a caller can do about it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from enum import StrEnum
+from typing import Any, Final
 
 
-class SchemaError(Exception):
+class Category(StrEnum):
+    """What the one who meets the error can do about it."""
+
+    USAGE = "usage"  # a setting or a command's argument is wrong: fix it
+    UNAVAILABLE = "unavailable"  # something needed cannot be reached: retry later
+    REFUSED = "refused"  # not allowed, malformed, or in conflict with the current state
+    FAILED = "failed"  # the operation failed (a broken schema, a bug)
+
+
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_UNAVAILABLE: Final = 3
+EXIT_CODES: Final = {
+    Category.USAGE: EXIT_USAGE,
+    Category.UNAVAILABLE: EXIT_UNAVAILABLE,
+    Category.REFUSED: EXIT_FAILED,
+    Category.FAILED: EXIT_FAILED,
+}
+
+
+class ScsyncError(Exception):
+    """Base of every error scsync raises on purpose.
+
+    A subclass names its ``category`` (its ``exit_code`` follows unless it sets one)
+    and, when it is an answer of a web app, its ``status`` and ``code`` and ``public =
+    True``: its message goes to the client. Any other error a handler lets through is
+    answered 500 ``internal_error`` without its message, and logged.
+    """
+
+    status = 500
+    code = "internal_error"
+    category: Category = Category.FAILED
+    exit_code: int = EXIT_FAILED
+    public = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "exit_code" not in cls.__dict__:
+            cls.exit_code = EXIT_CODES[cls.category]
+
+    def __init__(self, message: str = "", *, field: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.code, "message": self.message, "field": self.field}
+        out.update(self.extra)
+        return out
+
+
+class SchemaError(ScsyncError):
     """Base of every error raised by the schema package."""
 
 
 class ConfigError(SchemaError):
     """A setting (URL, side name, node id) is missing or malformed."""
 
+    category = Category.USAGE
+
 
 class DatabaseUnavailable(SchemaError):
     """The database could not be reached."""
+
+    category = Category.UNAVAILABLE
 
 
 class MigrationError(SchemaError):
@@ -27,25 +91,3 @@ class ClockMovedBackwards(SchemaError):
 
 class NodeNotConfigured(SchemaError):
     """The database has no node id yet (scsync db set-node)."""
-
-
-class CodedError(Exception):
-    """An error with an HTTP ``status``, a stable ``code`` and the ``field`` it is about.
-
-    The base of the HTTP-facing hierarchies (lockd's and the API's), which each map it
-    once to the JSON body ``{"error": code, "message": ..., "field": ..., **extra}``.
-    """
-
-    status = 500
-    code = "error"
-
-    def __init__(self, message: str, *, field: str | None = None, **extra: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.extra = extra
-
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"error": self.code, "message": self.message, "field": self.field}
-        out.update(self.extra)
-        return out

@@ -1,6 +1,6 @@
 """The site's file sync scope (which files cross): one description and one validation,
 used by `scsync policy set` (replicator/files/policy.py) and the local API's
-``PUT /v1/policy`` (api/views.py), so both accept and refuse the same policies."""
+``PUT /v1/policy`` (api/views/policy.py), so both accept and refuse the same policies."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from schema.errors import SchemaError
+from schema.errors import Category, SchemaError
 from schema.tables import SYNCED_TABLES
 
 FILE_TABLES: Final = tuple(t for t, col in SYNCED_TABLES.items() if col is not None)
@@ -20,6 +20,8 @@ FIELDS: Final = ("mode", "tables", "modalities", "since_date", "last_days", "old
 
 class PolicyInvalid(SchemaError):
     """A scope policy that cannot be stored; ``field`` names the setting."""
+
+    category = Category.REFUSED
 
     def __init__(self, message: str, field: str) -> None:
         super().__init__(message)

@@ -7,7 +7,6 @@ comments below explain each one to an operator, and a test fails when one is mis
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import secrets
 from collections.abc import Iterable
@@ -161,12 +160,11 @@ def api_items(side: str, secret: str) -> list[tuple[str, Any, str, bool]]:
         required.update(s3_bucket="scsync-files")
         required["port"] = 8443  # type: ignore[assignment]
     items = []
-    for f in dataclasses.fields(Settings):
-        if f.name == "side":
+    for name, f in Settings.model_fields.items():
+        if name == "side":
             continue
-        default = f.default if f.default is not dataclasses.MISSING else ""
-        active = f.name in required
-        items.append((f.name, required.get(f.name, default), HELP.get(f.name, f.name), active))
+        active = name in required
+        items.append((name, required.get(name, f.default), HELP.get(name, name), active))
     return items
 
 

@@ -18,12 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("api", "lockd", "replicator", "schema", "scsync")
 # Frozen migration steps keep their own copy of what they created; the enum itself.
 NOT_CODE = {"schema/events.py", "schema/migrations/steps.py"}
-# Being split in another branch: their literals are to be replaced by the enum there.
-# TODO(#17): empty this once api/views.py and api/blobs.py use EventType.
-LITERALS_LEFT = {
-    "api/views.py": {"blob.requested", "record.conflict", "sync.policy"},
-    "api/blobs.py": {"blob.requested"},
-}
+# Files still allowed to name an event type by a string literal: none.
+LITERALS_LEFT: dict[str, set[str]] = {}
 
 
 def _sql_texts() -> dict[str, str]:

@@ -8,23 +8,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from schema.errors import Category, ScsyncError
 
-class FilesError(Exception):
+
+class FilesError(ScsyncError):
     """Base of every error raised by replicator.files."""
 
 
 class ApiRefused(FilesError):
     """The cloud's blob endpoints answered with an error status."""
 
+    category = Category.REFUSED
+
     def __init__(self, status: int, body: Any) -> None:
         message = body.get("message") if isinstance(body, dict) else str(body)
         super().__init__(f"blob API answered {status}: {message}")
         self.status = status
-        self.body = body
+        self.answer = body  # the JSON error body (or text) it answered
 
 
 class DatabaseUnreachable(FilesError):
     """A database of the file lanes could not be reached (retry later)."""
+
+    category = Category.UNAVAILABLE
 
 
 class TransferFailed(FilesError):
@@ -42,9 +48,13 @@ class BlobMissing(FilesError):
 class PolicyError(FilesError):
     """A scope policy or selection that cannot be stored (unknown table, bad period...)."""
 
+    category = Category.USAGE
+
 
 class RecordNotFound(FilesError):
     """No such record in a synced table."""
+
+    category = Category.REFUSED
 
 
 class StoreRefusedBytes(TransferFailed):
@@ -55,7 +65,11 @@ class StoreRefusedBytes(TransferFailed):
 class CloudUnavailable(FilesError):
     """The cloud API could not be reached, or answered 5xx (retry later)."""
 
+    category = Category.UNAVAILABLE
+
 
 class CloudRefused(FilesError):
     """The cloud API refused a request: the token, the tenant wall (another site's row
     or record), or a malformed request; the message is the API's."""
+
+    category = Category.REFUSED

@@ -49,7 +49,7 @@ MiB = 1024 * 1024
 
 
 class BlobApi:
-    """HTTP client of api/blobs.py for one site (its JWT in every request)."""
+    """HTTP client of api/blobs/ for one site (its JWT in every request)."""
 
     def __init__(
         self, session: aiohttp.ClientSession, base_url: str, token: str, site_id: int

@@ -1,4 +1,4 @@
--- Queries of the files area (api/blobs.py, replicator/files/). SQLAlchemy binds (:name)
+-- Queries of the files area (api/blobs/, replicator/files/). SQLAlchemy binds (:name)
 -- unless a block says it is a psycopg template ({table} etc. filled with
 -- psycopg.sql.Identifier, %(name)s binds).
 

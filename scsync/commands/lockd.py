@@ -5,80 +5,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 from typing import Any
 
 from schema.errors import ConfigError
 
-SECRET_ENV = "SCSYNC_JWT_SECRET"
 URL_ENV = "SCSYNC_CLOUD_DB_URL"
 
 
-# Used when neither a flag nor the --config file gives a value.
-DEFAULTS: dict[str, float | int | str] = {
-    "ttl_s": 30.0,
-    "idle_warn_s": 600.0,
-    "idle_close_s": 300.0,
-    "sweep_interval_s": 1.0,
-    "host": "127.0.0.1",
-    "port": 8470,
-    "revocation_check_s": 10.0,
-}
+def _settings(args: argparse.Namespace) -> Any:
+    """Flags, then the environment and the --config file (lockd/settings.py)."""
+    from lockd.settings import load_lockd_settings
+
+    return load_lockd_settings(getattr(args, "config", None), vars(args))
 
 
-def _file(args: argparse.Namespace, section: str = "lockd") -> dict[str, Any]:
-    """A table of the --config file (schema/config.py); empty without --config."""
-    config = getattr(args, "config", None)
-    if not config:
-        return {}
-    from schema.config import read_config_file
-
-    return read_config_file(config, section)
-
-
-def _setting(args: argparse.Namespace, key: str) -> Any:
-    """A flag, else the [lockd] table of --config, else the default; type-checked."""
-    value = getattr(args, key, None)
-    if value is None:
-        value = _file(args).get(key, DEFAULTS[key])
-    default = DEFAULTS[key]
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise ConfigError(f"setting {key!r} of [lockd] must be a string, got {value!r}")
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        kind = "an integer" if isinstance(default, int) else "a number"
-        raise ConfigError(f"setting {key!r} of [lockd] must be {kind}, got {value!r}")
-    return type(default)(value)
-
-
-def _url(args: argparse.Namespace) -> str:
-    # The cloud config's [lockd] db_url, else its [api] one (lockd works on that database).
-    value = (
-        args.db_url
-        or os.environ.get(URL_ENV)
-        or _file(args).get("db_url")
-        or _file(args, "api").get("db_url")
-    )
-    if not value:
-        raise ConfigError(
-            f"no cloud database URL: pass --db-url, set {URL_ENV} or db_url in --config"
-        )
-    from schema.config import check_not_placeholder, check_postgres_url
-
-    check_not_placeholder("db_url", value)
-    return check_postgres_url("db_url", value)
-
-
-def _config(args: argparse.Namespace) -> Any:
+def _config(settings: Any) -> Any:
     from lockd.manager import LockdConfig
 
     try:
         return LockdConfig(
-            ttl_s=_setting(args, "ttl_s"),
-            idle_warn_s=_setting(args, "idle_warn_s") or None,
-            idle_close_s=_setting(args, "idle_close_s") or None,
-            sweep_interval_s=_setting(args, "sweep_interval_s"),
+            ttl_s=settings.ttl_s,
+            idle_warn_s=settings.idle_warn_s or None,
+            idle_close_s=settings.idle_close_s or None,
+            sweep_interval_s=settings.sweep_interval_s,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
@@ -89,34 +38,22 @@ def _run(args: argparse.Namespace) -> int:
     from schema.config import warn_if_readable
 
     warn_if_readable(args.config, "lockd")
-    secret = (
-        os.environ.get(SECRET_ENV)
-        or _file(args).get("jwt_secret")
-        or _file(args, "api").get("jwt_secret")
-        or ""
-    )
-    if not isinstance(secret, str) or len(secret.encode()) < 32:
-        raise ConfigError(
-            f"set {SECRET_ENV} (or jwt_secret in --config) to the JWT secret (at least 32 bytes)"
-        )
-    from schema.config import check_not_placeholder
-
-    check_not_placeholder("jwt_secret", secret)
-    host, port = _setting(args, "host"), _setting(args, "port")
-    db_url, config = _url(args), _config(args)
+    settings = _settings(args)
+    secret = settings.secret()
+    db_url, config = settings.database_url(), _config(settings)
     from schema.redact import install
 
     install("WARNING")  # aiohttp quotes a refused request's headers: redacted
-    print(f"lockd listening on http://{host}:{port}{args.prefix}", flush=True)
+    print(f"lockd listening on http://{settings.host}:{settings.port}{args.prefix}", flush=True)
     web.run(
-        host=host,
-        port=port,
+        host=settings.host,
+        port=settings.port,
         db_url=db_url,
         jwt_secret=secret,
         config=config,
         prefix=args.prefix,
         reuse_port=args.reuse_port,
-        revocation_check_s=_setting(args, "revocation_check_s"),
+        revocation_check_s=settings.revocation_check_s,
     )
     return 0
 
@@ -125,8 +62,9 @@ async def _with_manager(args: argparse.Namespace, op: str) -> Any:
     from lockd.db import make_pool
     from lockd.manager import LeaseManager
 
-    async with make_pool(_url(args), min_size=1, max_size=1) as pool:
-        manager = LeaseManager(pool, _config(args))
+    settings = _settings(args)
+    async with make_pool(settings.database_url(), min_size=1, max_size=1) as pool:
+        manager = LeaseManager(pool, _config(settings))
         if op == "sweep":
             return await manager.sweep()
         if op == "get":

@@ -18,10 +18,9 @@ from typing import Any
 
 import psycopg
 
-from schema.errors import ConfigError, DatabaseUnavailable
+from schema.errors import EXIT_UNAVAILABLE, ConfigError, DatabaseUnavailable
 from schema.sql import query
 from schema.urls import libpq_url
-from scsync.errors import EXIT_UNAVAILABLE
 
 
 def _connect(url: str, what: str) -> psycopg.Connection[Any]:

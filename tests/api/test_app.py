@@ -74,7 +74,7 @@ def test_blob_endpoints_verify_as_configured(mode: str | None) -> None:
     from aiohttp.web_urldispatcher import PrefixedSubAppResource
 
     from api.app import make_app
-    from api.blobs import _SETTINGS
+    from api.blobs.resources import _SETTINGS
 
     env = {"SCSYNC_API_S3_VERIFY_BY": mode} if mode else {}
     settings = load_settings(

@@ -13,6 +13,7 @@ import pytest
 import yarl
 
 import api.blobs
+import api.blobs.verify
 from api.blobs import BlobSettings
 from scsync.s3_server import S3Endpoint
 from tests.files.conftest import BlobServer, blob_settings, replace, start_blob_server
@@ -238,7 +239,7 @@ async def test_verify_by_read_and_over_the_copy_limit_reads_back(
 ) -> None:
     """verify_by=read reads the object back (one GET, no HEAD, no copy); so does copy
     mode for an object over CopyObject's limit."""
-    monkeypatch.setattr(api.blobs, "S3_COPY_LIMIT", 100_000)
+    monkeypatch.setattr(api.blobs.verify, "S3_COPY_LIMIT", 100_000)
     async with aiohttp.ClientSession() as s:
         for server in (read_blobs, copy_blobs):
             before = len(server.s3.request_log(include_query=True))
