@@ -112,9 +112,9 @@ def capture_status_of(row: Any) -> CaptureStatus:
 
 async def origin_session(conn: Conn, name: str) -> None:
     """Tag every later transaction of ``conn`` with the replication origin
-    ``scsync_<name>_<database oid>`` (made when missing): the capture skips it, so the replicator's own writes on the
-    site never go back out. Needs superuser or EXECUTE on the pg_replication_origin_*
-    functions (docs/operations.md)."""
+    ``scsync_<name>_<database oid>`` (made when missing): the capture skips it, so the
+    replicator's own writes on the site never go back out. Needs superuser or EXECUTE
+    on the pg_replication_origin_* functions (docs/operations.md)."""
     origin = ORIGIN_PREFIX + name
     try:
         cur = await conn.execute(query("capture_origin_setup"), {"origin": origin})
