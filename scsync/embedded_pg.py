@@ -73,6 +73,9 @@ _BASE_SETTINGS = {
     "wal_level": "logical",
     "max_wal_senders": "64",
     "max_replication_slots": "64",
+    # The replicator's lanes each use a replication origin (PostgreSQL 18 tracks 10 by
+    # default); a test cluster holds many site databases over a run.
+    "max_active_replication_origins": "64",
     "max_connections": "300",
     "max_locks_per_transaction": "256",
     "shared_buffers": "128MB",

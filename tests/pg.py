@@ -139,9 +139,32 @@ class PgCluster:
                     with suppress(psycopg.Error):
                         conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
                 time.sleep(0.05)
+            row = conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (name,)).fetchone()
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+            if row is not None:
+                self._drop_origins(conn, int(str(row[0])))
+
+    @staticmethod
+    def _drop_origins(conn: psycopg.Connection[tuple[object, ...]], oid: int) -> None:
+        """The lanes' replication origins of a dropped database (scsync_<lane>_<oid>):
+        origins are the cluster's and outlive it, and a server tracks few of them
+        (PostgreSQL 18: max_active_replication_origins)."""
+        for _ in range(50):
+            left = 0
+            names = conn.execute(
+                "SELECT roname FROM pg_replication_origin WHERE roname LIKE %s",
+                (f"scsync\\_%\\_{oid}",),
+            ).fetchall()
+            for (origin,) in names:
+                try:
+                    conn.execute("SELECT pg_replication_origin_drop(%s)", (origin,))
+                except psycopg.Error:
+                    left += 1  # still held by a session that is ending
+            if not left:
+                return
+            time.sleep(0.05)
 
     def template(self, side: Side) -> str:
         """The migrated template of a side, made on first use in the session."""
