@@ -19,8 +19,6 @@ from typing import Any, Final, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
-    InitSettingsSource,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
@@ -29,6 +27,7 @@ from schema.config import (
     check_http_url,
     check_not_placeholder,
     check_postgres_url,
+    layered_settings,
     read_config_file,
 )
 from schema.errors import ConfigError as SchemaConfigError
@@ -167,28 +166,14 @@ def load_settings(
         }
     )
 
-    class _Sources(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources = [init_settings]
-            if given_env is None:
-                sources.append(env_settings)
-            else:
-                sources.append(InitSettingsSource(settings_cls, init_kwargs=given_env))
-            for values in (from_file, fallback):
-                if values:
-                    sources.append(InitSettingsSource(settings_cls, init_kwargs=values))
-            return tuple(sources)
+    sources = (
+        layered_settings(Settings, from_file, fallback)
+        if given_env is None
+        else layered_settings(Settings, given_env, from_file, fallback, env=False)
+    )
 
     try:
-        loaded = _Sources(**overrides, side="local" if side == "local" else "cloud")
+        loaded = sources(**overrides, side="local" if side == "local" else "cloud")
     except ValidationError as exc:
         raise _problem(exc.errors()[0], environ, config_file, from_file) from None
     settings = Settings.model_validate(loaded.model_dump())

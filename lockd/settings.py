@@ -18,12 +18,15 @@ from typing import Any, Final
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
-    InitSettingsSource,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from schema.config import check_not_placeholder, check_postgres_url, read_config_file
+from schema.config import (
+    check_not_placeholder,
+    check_postgres_url,
+    layered_settings,
+    read_config_file,
+)
 from schema.errors import ConfigError
 
 SECRET_ENV: Final = "SCSYNC_JWT_SECRET"
@@ -111,27 +114,8 @@ def load_lockd_settings(
             if k in ("db_url", "jwt_secret")
         }
 
-    class _Sources(LockdSettings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (
-                init_settings,
-                *(
-                    InitSettingsSource(settings_cls, init_kwargs=values)
-                    for values in (from_env, table, api)
-                    if values
-                ),
-            )
-
     try:
-        loaded = _Sources(**given)
+        loaded = layered_settings(LockdSettings, from_env, table, api, env=False)(**given)
     except ValidationError as exc:
         error = exc.errors()[0]
         key = str(error["loc"][0]) if error["loc"] else "settings"

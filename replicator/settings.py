@@ -9,13 +9,16 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
-    InitSettingsSource,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
 from replicator.errors import SettingsError
-from schema.config import check_not_placeholder, check_postgres_url, read_config_file
+from schema.config import (
+    check_not_placeholder,
+    check_postgres_url,
+    layered_settings,
+    read_config_file,
+)
 from schema.errors import ConfigError
 
 
@@ -107,23 +110,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     except ConfigError as exc:
         raise SettingsError(str(exc)) from exc
 
-    class _FromFile(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-            if from_file:
-                sources.append(InitSettingsSource(settings_cls, init_kwargs=from_file))
-            return tuple(sources)
-
     try:
-        loaded = _FromFile(**overrides)
+        loaded = layered_settings(Settings, from_file)(**overrides)
     except ValidationError as exc:
         problems = "; ".join(_problem(e) for e in exc.errors())
         raise SettingsError(f"bad replicator settings: {problems}") from exc

@@ -13,9 +13,12 @@ import logging
 import os
 import stat
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
+
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
 
 from schema.errors import ConfigError
 
@@ -156,3 +159,33 @@ def check_not_placeholder(key: str, value: object) -> None:
             f"setting {key!r} still holds {found!r}, the placeholder written by scsync init:"
             " put in the real value (docs/operations.md, 3. Register a site)"
         )
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def layered_settings(
+    cls: type[SettingsT], *layers: Mapping[str, Any] | None, env: bool = True
+) -> type[SettingsT]:
+    """``cls`` reading, highest first: its keyword arguments, the process's environment
+    (when ``env``), then ``layers`` in order (a config file's table, a fallback...);
+    every service's settings are layered so (pydantic-settings sources)."""
+    given = [dict(values) for values in layers if values]
+
+    class Layered(cls):  # type: ignore[valid-type,misc]
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (
+                init_settings,
+                *((env_settings,) if env else ()),
+                *(InitSettingsSource(settings_cls, init_kwargs=values) for values in given),
+            )
+
+    return Layered
