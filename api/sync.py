@@ -717,18 +717,40 @@ prelude: Final = _prelude
 json_body: Final = _body
 
 
-def _route(path: str, handler: Handler, op_id: str, summary: str) -> Route:
+def site_route(
+    path: str,
+    handler: Handler,
+    op_id: str,
+    summary: str,
+    response: Any = None,
+    request: Any = None,
+    **kw: Any,
+) -> Route:
+    """A sync endpoint: POST, the site's token, the lane holder parameter (this app's
+    and api/sync_files.py's)."""
     return Route(
         "post",
         f"/{path}",
         handler,
         op_id,
         summary + " (site token)",
-        None if path == "pull/read" else {"type": "object"},
-        request={"type": "object"},
-        params=(HOLDER_PARAM,),
+        response,
+        request=request,
+        params=(HOLDER_PARAM, *kw.pop("params", ())),
         access=Access.SITE,
         tags=("sync",),
+        **kw,
+    )
+
+
+def _route(path: str, handler: Handler, op_id: str, summary: str) -> Route:
+    return site_route(
+        path,
+        handler,
+        op_id,
+        summary,
+        None if path == "pull/read" else {"type": "object"},
+        {"type": "object"},
         content_type="application/x-ndjson" if path == "pull/read" else "application/json",
     )
 

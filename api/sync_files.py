@@ -30,13 +30,13 @@ from aiohttp import web
 from psycopg import sql
 
 from api.errors import BadRequest
-from api.jsonschema import HOLDER_PARAM, obj
-from api.sync import POOL, SITE, Conn, json_body, prelude
+from api.jsonschema import obj
+from api.sync import POOL, SITE, Conn, json_body, prelude, site_route
 from schema.columns import BATCH_KEY_COLUMNS, SIDE_ONLY_COLUMNS
 from schema.replicating import mark_replicating
 from schema.sql import query
 from schema.tables import SYNCED_TABLES, metadata_for
-from schema.web import Access, Handler, Route
+from schema.web import Route
 from schema.web import add_routes as add_routes_to
 
 _CHUNK: Final = 1 << 16
@@ -266,31 +266,8 @@ def _routes() -> tuple[Route, ...]:
     records = {"type": "array", "items": record, "maxItems": 10_000}
     changed = obj({"changed": records})
 
-    def op(
-        path: str,
-        handler: Handler,
-        op_id: str,
-        summary: str,
-        response: Any,
-        request: Any,
-        **kw: Any,
-    ) -> Route:
-        return Route(
-            "post",
-            f"/{path}",
-            handler,
-            op_id,
-            summary + " (site token)",
-            response,
-            request=request,
-            params=(HOLDER_PARAM, *kw.pop("params", ())),
-            access=Access.SITE,
-            tags=("sync",),
-            **kw,
-        )
-
     return (
-        op(
+        site_route(
             "backfill/apply",
             _backfill_apply,
             "sync_backfill_apply",
@@ -310,7 +287,7 @@ def _routes() -> tuple[Route, ...]:
                 },
             ),
         ),
-        op(
+        site_route(
             "backfill/has",
             _backfill_has,
             "sync_backfill_has",
@@ -318,7 +295,7 @@ def _routes() -> tuple[Route, ...]:
             obj({"uploaded": {"type": "array", "items": {"type": "string"}}}),
             obj({"shas": {"type": "array", "items": {"type": "string"}, "maxItems": 10_000}}),
         ),
-        op(
+        site_route(
             "records/switch",
             _switch,
             "sync_records_switch",
@@ -326,7 +303,7 @@ def _routes() -> tuple[Route, ...]:
             obj({"found": {"type": "boolean"}}),
             obj({"table": ident, "id": {"type": "integer"}, "enabled": {"type": "boolean"}}),
         ),
-        op(
+        site_route(
             "records/restore",
             _restore,
             "sync_records_restore",
@@ -334,7 +311,7 @@ def _routes() -> tuple[Route, ...]:
             obj({"restored": {"type": "boolean"}}),
             obj({"table": ident, "id": {"type": "integer"}}),
         ),
-        op(
+        site_route(
             "records/lifecycle",
             _lifecycle,
             "sync_records_lifecycle",
@@ -347,7 +324,7 @@ def _routes() -> tuple[Route, ...]:
                 }
             ),
         ),
-        op(
+        site_route(
             "records/blob-remote",
             _blob_remote,
             "sync_records_blob_remote",

@@ -43,7 +43,11 @@ def _effective_part_size(settings: BlobSettings, size: int) -> int:
     return part
 
 
-async def _presign_upload(request: web.Request) -> web.Response:
+async def _writer_upload(
+    request: web.Request,
+) -> tuple[_Target, dict[str, Any], int, _State, BlobSettings]:
+    """An upload request's target (a writer's), body and size (within the largest
+    accepted), the app's state and settings."""
     t = _target(request)
     _require_writer(t.principal)
     body = await _json_body(request)
@@ -52,6 +56,11 @@ async def _presign_upload(request: web.Request) -> web.Response:
     settings = state.settings
     if size > settings.max_blob_size:
         raise _bad(f"size is over the largest blob accepted ({settings.max_blob_size} bytes)")
+    return t, body, size, state, settings
+
+
+async def _presign_upload(request: web.Request) -> web.Response:
+    t, body, size, state, settings = await _writer_upload(request)
     if size < settings.multipart_threshold:
         sends_headers = body.get("sends_headers", False)
         if not isinstance(sends_headers, bool):
@@ -177,14 +186,7 @@ async def _list_parts(state: _State, t: _Target, upload_id: str) -> list[dict[st
 
 
 async def _complete(request: web.Request) -> web.Response:
-    t = _target(request)
-    _require_writer(t.principal)
-    body = await _json_body(request)
-    size = _size_of(body)
-    state = request.app[STATE]
-    settings = state.settings
-    if size > settings.max_blob_size:
-        raise _bad(f"size is over the largest blob accepted ({settings.max_blob_size} bytes)")
+    t, body, size, state, settings = await _writer_upload(request)
     async with state.pool.connection() as conn:
         row = await _blob_row(conn, t)
     if row is not None and row.state == "uploaded":
