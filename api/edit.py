@@ -3,7 +3,7 @@ server asks lockd, and on success the record shows as Editing on every client.
 
 - cloud: the lease comes from the mounted lockd (``LeaseManager`` on the cloud DB);
   saves are fenced in the write transaction (``LeaseManager.save``). The lease events
-  lockd writes become API events by a trigger (schema/sql/r0005_api_cloud.sql).
+  lockd writes become API events by a trigger (schema/sql/baseline_api_cloud.sql).
 - local: the lease comes from the cloud's lockd over HTTP (``LockClient`` with the
   site's token); saves are ``lockd.local.save_locally`` on the local DB; the API
   publishes ``record.editing`` / ``record.saved`` / ``record.released`` in the local DB.

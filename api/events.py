@@ -1,7 +1,7 @@
 """Live events: a hub per API instance fed by the database (LISTEN/NOTIFY on
 ``scsync_api_events``) or, on the cloud, by a RabbitMQ fanout exchange.
 
-Every event is a row of ``scsync_api_events`` first (see schema/sql/r0005_api.sql), so
+Every event is a row of ``scsync_api_events`` first (see schema/sql/baseline_api.sql), so
 it has an id that grows across instances and can be replayed. With the RabbitMQ bus,
 one instance (whoever holds a PostgreSQL advisory lock) relays the database's events
 to the exchange; every instance consumes the exchange with its own queue and delivers
@@ -217,7 +217,7 @@ class Hub:
 
 async def events_after(pool: store.Pool, after: int, site: int | None, limit: int) -> list[Event]:
     """The events after client id ``after`` (a batch row fanned out per record, see
-    ``scsync_api_events_after`` in schema/sql/r0012_lean_capture.sql)."""
+    ``scsync_api_events_after`` in schema/sql/baseline_api.sql)."""
     async with store.db_errors(), pool.connection() as conn:
         rows = await store.fetch_all(
             conn, store.q("api_events_after"), {"after": after, "site": site, "limit": limit}

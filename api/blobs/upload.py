@@ -237,7 +237,7 @@ async def _complete(request: web.Request) -> web.Response:
 
 async def _record_uploaded(state: _State, t: _Target, size: int) -> int:
     """Blob uploaded, rows referencing it say so, open requests served, events out: one
-    call of scsync_blob_record_uploaded (r0009), its own transaction."""
+    call of scsync_blob_record_uploaded (baseline_files_cloud.sql), its own transaction."""
     async with state.pool.connection() as conn:
         cur = await conn.execute(
             psycopg_statement("files_blob_record_uploaded"),
