@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import time
+import types
 
 import jwt
 import pytest
 
+import schema.auth
 from schema.auth import (
     AuthError,
     TokenCache,
@@ -88,9 +91,30 @@ def test_short_secret_and_bad_headers() -> None:
             bearer(header)
 
 
-def test_token_cache_refuses_a_cached_token_once_it_expires() -> None:
+class _Clock:
+    """Wall-clock time moved forward by an offset, for schema.auth and PyJWT alike."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.offset = 0.0
+        clock = self
+
+        class ShiftedDatetime(dt.datetime):
+            @classmethod
+            def now(cls, tz: dt.tzinfo | None = None) -> ShiftedDatetime:
+                return super().now(tz) + dt.timedelta(seconds=clock.offset)
+
+        monkeypatch.setattr(jwt.api_jwt, "datetime", ShiftedDatetime)
+        monkeypatch.setattr(
+            schema.auth, "time", types.SimpleNamespace(time=lambda: time.time() + clock.offset)
+        )
+
+
+def test_token_cache_refuses_a_cached_token_once_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A token verified once is served from the cache, but only until its exp (plus the
     verifier's leeway): after that it is checked again and refused."""
+    clock = _Clock(monkeypatch)
     cache = TokenCache(SECRET, "cloud")
     token = site_token(SECRET, 4, ttl_s=1)
     assert cache.principal(token).site_id == 4
@@ -98,7 +122,9 @@ def test_token_cache_refuses_a_cached_token_once_it_expires() -> None:
     forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
     with pytest.raises(AuthError):
         cache.principal(forged)
-    time.sleep(1 + 5 + 0.5)  # exp, then verify_token's 5 s leeway
+    clock.offset = 5 - 0.5  # exp (iat + 1 s, iat truncated), within the 5 s leeway
+    assert cache.principal(token).site_id == 4
+    clock.offset = 1 + 5 + 0.5  # exp, then the leeway
     with pytest.raises(AuthError, match="expired"):
         cache.principal(token)
 

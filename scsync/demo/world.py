@@ -10,9 +10,11 @@ import os
 import re
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from scsync.demo.client import SignIn, answers, status_of
 from scsync.demo.data import PASSWORDS, VENDOR, MiB, Seeded, seed_history
@@ -161,14 +163,13 @@ def build(sup: Supervisor, w: World, opts: DemoOptions, n: Narrator) -> None:
     )
     w.cloud_api = _start_api(sup, w, "cloud-api", cloud_cfg, "cloud")
     n.say(f"cloud API: {w.cloud_api}")
-    lockd_env = {"SCSYNC_JWT_SECRET": w.secret}
-    if status_of(w.cloud_api + "/v1/locks/health") == 200:
-        w.cloud_lockd = w.cloud_api + "/v1/locks"
-        n.say("lockd: mounted by the cloud API at /v1/locks")
-    else:
-        port = free_port()
-        sup.start(
-            "lockd-cloud",
+    w.cloud_lockd = _mounted_or_own(
+        sup,
+        n,
+        what="lockd for cloud clients",
+        mounted=w.cloud_api + "/v1/locks",
+        answers_at=lambda base: status_of(base + "/health") == 200,
+        start=lambda port: (
             scsync_argv(
                 "lockd",
                 "run",
@@ -179,11 +180,11 @@ def build(sup: Supervisor, w: World, opts: DemoOptions, n: Narrator) -> None:
                 "--idle-warn-s",
                 "0",
             ),
-            env=lockd_env,
-        )
-        w.cloud_lockd = f"http://127.0.0.1:{port}/v1/locks"
-        sup.wait_for("lockd-cloud", lambda: answers(w.cloud_lockd + "/health"), 30, "health")
-        n.say(f"lockd for cloud clients: {w.cloud_lockd} (the cloud API does not mount it)")
+            {"SCSYNC_JWT_SECRET": w.secret},
+            f"http://127.0.0.1:{port}/v1/locks",
+        ),
+        process="lockd-cloud",
+    )
     w.lockd_port = free_port()
     w.site_lockd = f"http://127.0.0.1:{w.lockd_port}/v1/locks"
     start_site_lockd(sup, w)
@@ -191,15 +192,16 @@ def build(sup: Supervisor, w: World, opts: DemoOptions, n: Narrator) -> None:
         f"lockd the sites reach: {w.site_lockd} (a process of its own, so that the demo"
         " can stop it while the cloud API keeps serving)"
     )
-    if status_of(w.cloud_api + "/v1/blobs/sites/1/requests") == 401:
-        w.blobs_url = w.cloud_api + "/v1/blobs"
-        n.say("blob endpoints: mounted by the cloud API at /v1/blobs")
-    else:
-        port = free_port()
-        sup.start(
-            "blobs",
+    w.blobs_url = _mounted_or_own(
+        sup,
+        n,
+        what="blob endpoints",
+        mounted=w.cloud_api + "/v1/blobs",
+        # 401: the endpoint is there and wants a token.
+        answers_at=lambda base: status_of(base + "/sites/1/requests") == 401,
+        start=lambda port: (
             [sys.executable, "-m", "api.blobs", "--port", str(port)],
-            env={
+            {
                 "SCSYNC_CLOUD_DB_URL": w.cloud_admin_url,
                 "SCSYNC_JWT_SECRET": w.secret,
                 "SCSYNC_S3_BUCKET": w.bucket,
@@ -209,12 +211,10 @@ def build(sup: Supervisor, w: World, opts: DemoOptions, n: Narrator) -> None:
                 "SCSYNC_S3_MULTIPART_THRESHOLD": str(16 * MiB),
                 "SCSYNC_S3_PART_SIZE": str(8 * MiB),
             },
-        )
-        w.blobs_url = f"http://127.0.0.1:{port}/v1/blobs"
-        sup.wait_for(
-            "blobs", lambda: status_of(w.blobs_url + "/sites/1/requests") == 401, 30, "answer"
-        )
-        n.say(f"blob endpoints: {w.blobs_url} (the cloud API does not mount them)")
+            f"http://127.0.0.1:{port}/v1/blobs",
+        ),
+        process="blobs",
+    )
 
     n.step("Start two clinics: local PostgreSQL, schema, node ids, years of history")
     for i, site in enumerate(w.sites):
@@ -256,6 +256,29 @@ def build(sup: Supervisor, w: World, opts: DemoOptions, n: Narrator) -> None:
         site.api_url = _start_api(sup, w, f"{site.name}-api", cfg, "local")
         start_replicator(sup, w, site)
         n.say(f"{site.name}: local API {site.api_url}, replicator running ({cfg.name})")
+
+
+def _mounted_or_own(
+    sup: Supervisor,
+    n: Narrator,
+    *,
+    what: str,
+    mounted: str,
+    answers_at: Callable[[str], bool],
+    start: Callable[[int], tuple[list[str], dict[str, str], str]],
+    process: str,
+) -> str:
+    """Where the cloud's `what` answers: mounted by the cloud API at `mounted`, or else a
+    process of its own (``start(port)`` gives its argv, environment and base URL)."""
+    if answers_at(mounted):
+        n.say(f"{what}: mounted by the cloud API at {urlsplit(mounted).path}")
+        return mounted
+    port = free_port()
+    argv, env, base = start(port)
+    sup.start(process, argv, env=env)
+    sup.wait_for(process, lambda: answers_at(base), 30, "answer")
+    n.say(f"{what}: {base} (not mounted by the cloud API)")
+    return base
 
 
 def _add_vendor_account(w: World) -> None:

@@ -1,4 +1,4 @@
-"""`scsync demo --once` as an operator runs it: every check passes, nothing is left running."""
+"""`scsync demo` as an operator runs it: every check passes, nothing is left running."""
 
 from __future__ import annotations
 
@@ -26,17 +26,8 @@ def _leftovers(workdir: Path) -> list[str]:
     return found
 
 
-def test_demo_once_passes_every_check_and_stops_every_process(tmp_path: Path) -> None:
-    workdir = tmp_path / "demo"
-    done = subprocess.run(
-        [sys.executable, "-m", "scsync", "demo", "--once", "--workdir", str(workdir)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    out = done.stdout
-    assert done.returncode == 0, out[-6000:] + done.stderr[-3000:]
+def _check_the_scenario(out: str, workdir: Path) -> None:
+    """What the scenario's narration and the demo's files must show once the checks ran."""
     m = re.search(r"(\d+) checks passed, (\d+) failed", out)
     assert m is not None, out[-3000:]
     assert int(m.group(2)) == 0 and int(m.group(1)) >= 15, out[-3000:]
@@ -52,7 +43,6 @@ def test_demo_once_passes_every_check_and_stops_every_process(tmp_path: Path) ->
         assert step in out
     assert "100.0%" in out  # the backfill's progress bar reached its end
     assert "FAILED" not in out
-    assert _leftovers(workdir) == []
     # Every config file is 0600, and each clinic has a JWT secret of its own, not the
     # cloud's (a clinic could mint cloud tokens with it).
     configs = sorted(workdir.glob("*.toml"))
@@ -65,9 +55,13 @@ def test_demo_once_passes_every_check_and_stops_every_process(tmp_path: Path) ->
     assert len(set(secrets)) == len(configs), "a JWT secret is shared between sides"
 
 
-def test_demo_serves_until_ctrl_c_then_stops_everything(tmp_path: Path) -> None:
-    """Without --once the demo reaches "serving", the status pages answer, and Ctrl-C
-    (SIGINT) stops every process it started. Small data: the scenario is the same."""
+def test_demo_passes_every_check_serves_until_ctrl_c_then_stops_everything(
+    tmp_path: Path,
+) -> None:
+    """The operator's demo in one run (a second whole run cost CI ~50 s): every check of
+    the scenario passes, the demo reaches "serving", the status pages answer, and Ctrl-C
+    (SIGINT) stops every process it started. Small data: the scenario is the same.
+    ``--once`` (exit after the checks) is run by the failing-service test below."""
     workdir = tmp_path / "demo"
     proc = subprocess.Popen(
         [
@@ -96,7 +90,8 @@ def test_demo_serves_until_ctrl_c_then_stops_everything(tmp_path: Path) -> None:
             if line.startswith("Ctrl-C stops every process"):
                 break
         text = "".join(seen)
-        assert "serving" in text and "0 failed" in text, text[-4000:]
+        assert "serving" in text, text[-4000:]
+        _check_the_scenario(text, workdir)
         pages = re.findall(r"^   (?:cloud|clinic-\w+)\s+(http://127\.0\.0\.1:\d+)/ ", text, re.M)
         assert len(pages) == 3, text[-2000:]
         for page in pages:
