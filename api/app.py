@@ -221,7 +221,7 @@ def make_app(side: str, settings: Settings) -> web.Application:
             # Each mounted app (sync, lockd, blobs) checks its own tokens.
             bearer_auth(
                 own,
-                exempt=(Access.PUBLIC, Access.WEBSOCKET),
+                exempt=(Access.PUBLIC, Access.WEBSOCKET, Access.SCRAPE),
                 admit=admit_this_site,
                 unavailable=_database_unavailable,
                 unmatched_needs_token=False,

@@ -2,12 +2,14 @@
 
 WebSocket clients of this instance, and from its database at scrape time: outbox depth
 and lag per site, rows moved and apply lag per lane, open conflicts, parked rows, live
-leases (cloud) and backfill progress (local). Counts only, no record data, so the
-endpoint needs no token (scrape it from the monitoring network).
+leases (cloud) and backfill progress (local). Counts only, no record data; but the
+cloud's are per site, so the endpoint answers only the monitoring's own bearer token
+(setting ``metrics_token``) and is off without one.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +19,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from api import state, store
+from api.errors import NotFound, Unauthorized
+from api.settings import Settings
+from schema.auth import AuthError, bearer
 
 
 class _Snapshot(Collector):
@@ -38,8 +43,26 @@ async def _rows(conn: store.Conn, name: str) -> list[dict[str, Any]]:
     return [dict(r) for r in await store.fetch_all(conn, store.q(name), {})]
 
 
+def check_scrape_token(settings: Settings, header: str | None) -> None:
+    """The wall of ``/metrics``: the setting ``metrics_token`` as a bearer token, and
+    nothing else (a user's or a site's JWT opens no metrics). Unset: metrics are off."""
+    if not settings.metrics_token:
+        raise NotFound(
+            "metrics are off: set metrics_token in [api] (or SCSYNC_API_METRICS_TOKEN) and"
+            " give it to Prometheus as the scrape's bearer token",
+            field="metrics_token",
+        )
+    try:
+        given = bearer(header)
+    except AuthError as exc:
+        raise Unauthorized(f"/metrics wants the metrics token: {exc}") from exc
+    if not hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
+        raise Unauthorized("/metrics wants the metrics token (setting metrics_token)")
+
+
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
+    check_scrape_token(app[state.SETTINGS], request.headers.get("Authorization"))
     side = app[state.SETTINGS].side
     hub = app[state.HUB]
     fam: list[Metric] = [

@@ -10,7 +10,7 @@ from api.jsonschema import ERROR_REF, account_schemas, common_schemas, table_sch
 from api.records import table_specs
 from api.routes import all_routes
 from schema.tables import Side
-from schema.web import Route
+from schema.web import Access, Route
 
 
 def document(side: Side, routes: Sequence[Route] | None = None) -> dict[str, Any]:
@@ -44,7 +44,8 @@ def document(side: Side, routes: Sequence[Route] | None = None) -> dict[str, Any
                 "required": True,
                 "content": {op.request_content_type: {"schema": op.request}},
             }
-        item["security"] = [{"bearerAuth": []}] if op.auth else []
+        scheme = "scrapeToken" if op.access is Access.SCRAPE else "bearerAuth"
+        item["security"] = [{scheme: []}] if op.auth else []
         paths.setdefault(op.path, {})[op.method] = item
     schemas = common_schemas()
     for spec in table_specs(side).values():
@@ -67,6 +68,14 @@ def document(side: Side, routes: Sequence[Route] | None = None) -> dict[str, Any
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer"},
+                "scrapeToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the API's setting metrics_token (Prometheus' scrape"
+                    " credential), not a user's or a site's token",
+                },
+            },
         },
     }

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from api import accounts, edit, metrics, sync, sync_files, ws
 from api.blobs import app as blobs_app
-from api.jsonschema import CURSOR, ID_PARAM, ID_SCHEMA, LIMIT, SITE_Q, obj, qparam, ref
+from api.jsonschema import CURSOR, ERROR_REF, ID_PARAM, ID_SCHEMA, LIMIT, SITE_Q, obj, qparam, ref
 from api.records import ACCOUNT_TABLES, TableSpec, table_specs
 from api.views import conflicts as conflict_views
 from api.views import meta, policy, signin, status
@@ -18,6 +18,8 @@ from api.views import records as record_views
 from lockd import web as lockd_web
 from schema.tables import Side
 from schema.web import Access, Route, mounted
+
+_ERROR: Final = {"application/json": {"schema": ERROR_REF}}
 
 RECORDS: Final = "/v1/records/{table}"
 
@@ -53,9 +55,14 @@ def meta_routes() -> list[Route]:
             "/metrics",
             metrics.metrics,
             "metrics",
-            "Prometheus metrics of this side (docs/api.md)",
+            "Prometheus metrics of this side (docs/api.md): the bearer token is the"
+            " setting metrics_token; without it the endpoint is off (404)",
             None,
-            access=Access.PUBLIC,
+            access=Access.SCRAPE,
+            extra_responses={
+                "401": {"description": "no metrics token, or a wrong one", "content": _ERROR},
+                "404": {"description": "metrics are off (no metrics_token)", "content": _ERROR},
+            },
             tags=tags,
             content_type="text/plain",
         ),

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     port: int = 8080
     token_ttl_s: int = 3600
     log_level: str = "INFO"
+    # GET /metrics answers only this bearer token; unset: /metrics is off (the cloud's
+    # figures are per site, and no clinic or passer-by may read other clinics' activity).
+    metrics_token: str = Field(default="", repr=False)
     # A revoked token (account deleted or disabled, site disabled) is refused within this
     # many seconds (schema/revocation.py: the check's cache), at most 30.
     revocation_check_s: float = 10.0
@@ -100,6 +103,13 @@ class Settings(BaseSettings):
     # Cloud side: the sync endpoints (/v1/sync, api/sync.py); a lane's lease lapses this
     # long after its replicator's last request.
     lane_lease_ttl_s: float = 30.0
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token_long_enough(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError("at least 32 characters (a scrape credential, not a password)")
+        return value
 
     @field_validator("*", mode="before")
     @classmethod

@@ -45,6 +45,9 @@ class Access(StrEnum):
     BEARER = "bearer"  # a token of this side in ``Authorization: Bearer`` (user or site)
     SITE = "site"  # a site's token (the sync endpoints)
     WEBSOCKET = "websocket"  # a token in the query, the header or the first message
+    # The monitoring's own bearer token (api setting metrics_token), no user's or site's
+    # JWT: a scrape credential that opens nothing else. Checked by the handler.
+    SCRAPE = "scrape"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ HELP: Final[dict[str, str]] = {
     "jwt_secret": "HS256 secret of the tokens this side issues (>= 32 bytes), its own: a "
     "clinic's local API and the cloud never share one (the cloud's is also lockd's and the "
     "blob endpoints'); keep this file mode 0600",
+    "metrics_token": "bearer token Prometheus sends to GET /metrics (>= 32 characters; "
+    "its scrape config's authorization credentials); unset: /metrics is off",
     "host": "address to listen on",
     "port": "TCP port",
     "token_ttl_s": "lifetime of a user's token (seconds)",

@@ -86,6 +86,7 @@ def serve(sup: Supervisor, w: World) -> None:
             f"   {site.name:16} {site.api_url}/   (metrics {site.api_url}/metrics,"
             f" replicator http://127.0.0.1:{site.metrics_port}/metrics)"
         )
+    print(f"   metrics: Prometheus' bearer token (metrics_token) is {w.metrics_token}")
     print("   sign in (page: clinic field, user / password):")
     for hint in sign_in_hints(w):
         clinic = f"clinic {hint.clinic!r}" if hint.clinic else "no clinic"

@@ -387,17 +387,21 @@ def status_step(w: World, n: Narrator) -> None:
         f"outbox depth {f['outbox_depth']}, parked {f['parked']}, conflicts "
         f"{f['conflicts_open']}, leases {f['leases']['live']}",
     )
+    scrape = {"Authorization": f"Bearer {w.metrics_token}"}
     figures = {
-        "cloud API": (w.cloud_api + "/metrics", "scsync_websocket_clients"),
-        f"{site.name} API": (site.api_url + "/metrics", "scsync_outbox_depth"),
+        "cloud API": (w.cloud_api + "/metrics", "scsync_websocket_clients", scrape),
+        f"{site.name} API": (site.api_url + "/metrics", "scsync_outbox_depth", scrape),
+        # The replicator's exporter listens on the loopback only, with no token.
         f"{site.name} replicator": (
             f"http://127.0.0.1:{site.metrics_port}/metrics",
             "scsync_replication_rows_total",
+            {},
         ),
     }
-    for what, (url, name) in figures.items():
+    for what, (url, name, headers) in figures.items():
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
+            request = urllib.request.Request(url, headers=headers)
+            with urllib.request.urlopen(request, timeout=5) as resp:
                 text = resp.read().decode()
         except OSError as exc:
             text = str(exc)

@@ -51,6 +51,8 @@ class World:
     s3: Any = None
     bucket: str = "scsync-demo"
     sites: list[SiteInfo] = field(default_factory=list)
+    # Prometheus' bearer token for every API's /metrics (setting metrics_token).
+    metrics_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
 
 @dataclass
@@ -153,6 +155,7 @@ def build(sup: Supervisor, w: World, opts: DemoOptions, n: Narrator) -> None:
             {
                 "db_url": w.cloud_admin_url,
                 "jwt_secret": w.secret,
+                "metrics_token": w.metrics_token,
                 "port": free_port(),
                 "s3_bucket": w.bucket,
                 "s3_endpoint_url": w.s3.url,
@@ -335,6 +338,7 @@ def _write_site_config(w: World, site: SiteInfo) -> Path:
     api = {
         "db_url": site.admin_url,
         "jwt_secret": site.secret,
+        "metrics_token": w.metrics_token,
         "port": free_port(),
         "lockd_url": w.site_lockd,
         "lockd_token": site.site_token,

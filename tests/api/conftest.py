@@ -29,6 +29,8 @@ from tests.pg import TestDatabase
 SECRET = "test-secret-of-at-least-thirty-two-bytes!"
 LOCAL_SECRET = "local-test-secret-of-at-least-32-bytes!!"
 SECRETS = {"local": LOCAL_SECRET, "cloud": SECRET}
+# The API's scrape credential for GET /metrics (no user's or site's token).
+METRICS_TOKEN = "tests-metrics-scrape-token-0123456789abcdef"
 PASSWORD = "correct horse battery"
 _HASH = hash_password(PASSWORD)  # scrypt is slow on purpose: hash once per session
 
@@ -78,6 +80,7 @@ def auth(tok: str) -> dict[str, str]:
 
 def settings_for(tdb: TestDatabase, side: str, **over: Any) -> Settings:
     over.setdefault("jwt_secret", SECRETS[side])
+    over.setdefault("metrics_token", METRICS_TOKEN)
     return load_settings(side, None, env={}, db_url=tdb.libpq_url, **over)
 
 

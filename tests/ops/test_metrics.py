@@ -25,11 +25,15 @@ from tests.polling import wait_until
 from tests.world import CloudApi, replicator_toml
 
 SECRET = "ops-metrics-tests-secret-0123456789abcdef"
+METRICS_TOKEN = "ops-metrics-scrape-token-0123456789abcdef"
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
-def scrape(url: str) -> Samples:
-    with urllib.request.urlopen(url, timeout=5) as resp:
+def scrape(url: str, token: str | None = None) -> Samples:
+    """``token``: the API's metrics_token (the replicator's exporter, on its own
+    loopback port, takes none)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as resp:
         assert resp.headers["Content-Type"].startswith("text/plain")
         text = resp.read().decode()
     out: Samples = {}
@@ -151,7 +155,7 @@ def test_api_metrics(
         cfg = tmp_path / f"{side}.toml"
         cfg.write_text(
             f"[api]\ndb_url = {json.dumps(db.url)}\njwt_secret = {json.dumps(SECRET)}\n"
-            f"port = {ports[side]}\n",
+            f"port = {ports[side]}\nmetrics_token = {json.dumps(METRICS_TOKEN)}\n",
             encoding="utf-8",
         )
         procs("api", "run", "--side", side, "--config", str(cfg))
@@ -188,8 +192,8 @@ def test_api_metrics(
             _ws_client(f"http://127.0.0.1:{ports['cloud']}/ws", token, ready, stop)
         )
         await asyncio.wait_for(ready.wait(), 10)
-        cloud = await asyncio.to_thread(scrape, f"http://127.0.0.1:{ports['cloud']}/metrics")
-        local = await asyncio.to_thread(scrape, f"http://127.0.0.1:{ports['local']}/metrics")
+        cloud = await asyncio.to_thread(scrape, f"http://127.0.0.1:{ports['cloud']}/metrics", METRICS_TOKEN)
+        local = await asyncio.to_thread(scrape, f"http://127.0.0.1:{ports['local']}/metrics", METRICS_TOKEN)
         stop.set()
         await client
         return cloud, local
