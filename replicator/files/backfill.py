@@ -252,7 +252,7 @@ class Backfill:
                 self._lanes.put_nowait(lanes[-1])
             self._bulk = self.config.bulk and await self._may_bulk(local)
             if self.transfer is not None:
-                self._ondemand = OnDemand(self.transfer, LocalDb(self.local_url, local))
+                self._ondemand = OnDemand(self.transfer, LocalDb(local))
             await self._begin(local)
             for table in self.config.tables:
                 if not await self._table(local, table):

@@ -80,8 +80,7 @@ def test_replicator_metrics(
     tmp_path: Path,
     procs: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
-    with cloud_db.engine.begin() as conn:
-        creds = register_site(conn, "clinic-metrics")
+    creds = cloud_db.call(register_site, "clinic-metrics")
     port = free_port()
     config = tmp_path / "local.toml"
     config.write_text(
@@ -144,8 +143,7 @@ def test_api_metrics(
 ) -> None:
     from schema.auth import issue_token
 
-    with cloud_db.engine.begin() as conn:
-        creds = register_site(conn, "clinic-metrics")
+    creds = cloud_db.call(register_site, "clinic-metrics")
     ports = {"cloud": free_port(), "local": free_port()}
     for side, db in (("cloud", cloud_db), ("local", local_db)):
         cfg = tmp_path / f"{side}.toml"
