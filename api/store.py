@@ -223,8 +223,3 @@ async def publish(
     )
     assert row is not None
     return int(row["id"])
-
-
-def query_text(name: str) -> sql.SQL | sql.Composed:
-    """A named query with no identifiers to fill (read with tuple rows)."""
-    return database.named(name)

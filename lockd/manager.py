@@ -29,9 +29,9 @@ from lockd.db import Pool, translate_error
 from lockd.errors import BadRequest, LeaseBusy, LockdError, RecordNotFound
 from lockd.models import Lease, LeaseEvent, LeaseState, SaveGrant, SaveResult
 from lockd.records import PROTECTED, check_changes, check_table, content_of
+from schema.database import named
 from schema.events import ENDING_LEASE_EVENTS
 from schema.notifications import Listener, wakes
-from schema.sql import query
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class LeaseManager:
     async def _call(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         try:
             async with self.pool.connection() as conn:
-                cur = await conn.execute(query(name), params)
+                cur = await conn.execute(named(name), params)
                 row = await cur.fetchone()
         except psycopg.Error as exc:  # PoolTimeout is one too
             raise translate_error(exc) from exc
@@ -336,13 +336,13 @@ class LeaseManager:
                 if self._waiters:
                     idle_since = None
                     if not listening:
-                        await w.conn.execute(query("lockd_listen"))
+                        await w.conn.execute(named("lockd_listen"))
                         listening = True
                         self._wake_all()
                 elif listening:
                     idle_since = idle_since or loop.time()
                     if loop.time() - idle_since > 5.0:
-                        await w.conn.execute(query("lockd_unlisten"))
+                        await w.conn.execute(named("lockd_unlisten"))
                         listening = False
 
     def _wake_all(self) -> None:
@@ -433,7 +433,7 @@ class LeaseManager:
         """Restore the record's content of an older revision, as a new save."""
         try:
             async with self.pool.connection() as conn, conn.transaction():
-                cur = await conn.execute(query("lockd_lease_of"), {"lease_id": lease_id})
+                cur = await conn.execute(named("lockd_lease_of"), {"lease_id": lease_id})
                 lease_row = await cur.fetchone()
                 if lease_row is None:
                     # Let the save function name the reason (not held / expired).
@@ -441,7 +441,7 @@ class LeaseManager:
                 else:
                     table, row_id = str(lease_row[0]), int(lease_row[1])
                     cur = await conn.execute(
-                        query("lockd_history_row"),
+                        named("lockd_history_row"),
                         {"table": table, "row_id": row_id, "revision": to_revision},
                     )
                     hist = await cur.fetchone()
@@ -451,7 +451,7 @@ class LeaseManager:
                         )
                     changes = content_of(table, hist[0])
                 cur = await conn.execute(
-                    query("lockd_save"),
+                    named("lockd_save"),
                     {
                         **_hold_params(lease_id, token, owner),
                         "expected_revision": expected_revision,
@@ -509,7 +509,7 @@ class LeaseManager:
         try:
             async with self.pool.connection() as conn:
                 cur = await conn.execute(
-                    query("lockd_events_since"),
+                    named("lockd_events_since"),
                     {"after_seq": after_seq, "site_id": site_id, "limit": limit},
                 )
                 rows = await cur.fetchall()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import random
 from pathlib import Path
@@ -61,8 +60,11 @@ async def test_conflicts_cli_list_show_resolve(
         c.execute("UPDATE patients SET name = 'there'")
     await sync(world.site1)
     local_url = world.site1.local.url
+
     # The CLI runs its own event loop (one asyncio.run): from this test's, on a thread.
-    cli = functools.partial(asyncio.to_thread, main)
+    async def cli(argv: list[str]) -> int:
+        return await asyncio.to_thread(main, argv)
+
     assert await cli(["conflicts", "list", "--url", local_url]) == 0
     listed = capsys.readouterr().out
     conflict_id = listed.split()[0]
