@@ -1,7 +1,8 @@
 """``make_app(side, settings)``: the local (SC Server) and cloud (SC Server Cloud) APIs.
 
 One codebase, two sides. State lives under typed ``web.AppKey``s (api/state.py);
-``cleanup_ctx`` owns the connection pool and the event listeners; ``on_shutdown``
+``cleanup_ctx`` opens the process's one connection pool (schema.database; the cloud's
+mounted sync, lockd and blob apps share it) and owns the event listeners; ``on_shutdown``
 closes the WebSockets. Every error leaves as JSON ``{"error", "message", "field"}``.
 """
 
@@ -13,8 +14,6 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import psycopg
-import psycopg_pool
 from aiohttp import WSCloseCode, web
 
 from api import edit, state, store
@@ -29,12 +28,11 @@ from api.sync import Hints
 from api.throttle import LoginThrottle
 from api.views import meta
 from lockd.client import LockClient
-from lockd.db import Pool as LockdPool
-from lockd.db import make_pool as make_lockd_pool
 from lockd.manager import LeaseManager, LockdConfig
+from schema import database
 from schema.auth import TokenCache
 from schema.revocation import Revocations
-from schema.urls import create_engine, libpq_url
+from schema.urls import libpq_url
 from schema.web import REVOCATIONS, TOKENS, Access, add_routes, bearer_auth, error_middleware
 
 log = logging.getLogger("scsync.api")
@@ -44,9 +42,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _database_unavailable(exc: Exception) -> Exception | None:
     """The revocation check could not reach the database: 503, as a handler's would."""
-    if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
-        return DatabaseError(f"the database is unavailable: {exc}")
-    return None
+    out = store.ERRORS.maybe(exc)
+    return out if isinstance(out, DatabaseError) else None
 
 
 @web.middleware
@@ -58,32 +55,32 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def _db_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the process's one pool (made by make_app: the mounted apps share it)."""
     settings = app[state.SETTINGS]
-    pool = store.make_pool(libpq_url(settings.db_url), settings.pool_min, settings.pool_max)
+    pool = app[state.POOL]
     try:
         await pool.open(wait=True, timeout=15)
     except Exception as exc:
         await pool.close()
         raise ConfigError(f"cannot connect to the database of setting 'db_url': {exc}") from exc
-    app[state.POOL] = pool
-    async with store.db_errors(), pool.connection() as conn:
-        node = await store.node(conn)
-    if node is None or node["side"] != settings.side:
+    try:
+        async with store.db_errors(), pool.connection() as conn:
+            node = await store.node(conn)
+        if node is None or node["side"] != settings.side:
+            raise ConfigError(
+                f"the database of setting 'db_url' is not a configured {settings.side} database"
+                " (scsync db upgrade / set-node)",
+                field="db_url",
+            )
+    except BaseException:
         await pool.close()
-        raise ConfigError(
-            f"the database of setting 'db_url' is not a configured {settings.side} database"
-            " (scsync db upgrade / set-node)",
-            field="db_url",
-        )
+        raise
     if settings.side == "local":
         app[state.NODE_SITE] = int(node["site_id"])
-    engine = create_engine(settings.db_url, pool_size=2, max_overflow=2)
-    app[state.ENGINE] = engine
     try:
         yield
     finally:
         await pool.close()
-        engine.dispose()
 
 
 async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -157,23 +154,17 @@ def relay_missing(settings: Settings) -> str | None:
     return None
 
 
-LOCKD_POOL = web.AppKey("lockd_pool", LockdPool)
 # The sync endpoints' long-poll wake-ups, fed by the RabbitMQ bus when there is one.
 SYNC_HINTS = web.AppKey("sync_hints", Hints)
 
 
 async def _lockd_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Cloud: lockd's pool (autocommit, shared with the mounted /v1/locks app) and the
-    LeaseManager of the edit endpoints. Local: the LockClient to the cloud's lockd."""
+    """Cloud: the LeaseManager of the edit endpoints, on the process's pool (shared
+    with the mounted /v1/locks app). Local: the LockClient to the cloud's lockd."""
     settings = app[state.SETTINGS]
     if settings.side == "cloud":
-        pool = app[LOCKD_POOL]
-        await pool.open(wait=True, timeout=15)
-        app[edit.LEASES] = LeaseManager(pool, _lockd_config(settings))
-        try:
-            yield
-        finally:
-            await pool.close()
+        app[edit.LEASES] = LeaseManager(app[state.POOL], _lockd_config(settings))
+        yield
         return
     client: LockClient | None = None
     if settings.lockd_url:
@@ -248,10 +239,16 @@ def make_app(side: str, settings: Settings) -> web.Application:
     )
     app[meta.OPENAPI_TEXT] = json.dumps(document(settings.side, served))
     app[meta.STATUS_PAGE] = meta.status_page_and_policy()
+    # The process's one pool on its database: this app's, and on the cloud the mounted
+    # sync, lockd and blob apps' too (schema.database; opened by _db_ctx).
+    app[state.POOL] = database.make_pool(
+        settings.db_url,
+        name=f"scsync-api-{settings.side}",
+        min_size=settings.pool_min,
+        max_size=settings.pool_max,
+    )
     app.cleanup_ctx.append(_db_ctx)
     app.cleanup_ctx.append(_events_ctx)
-    if settings.side == "cloud":
-        app[LOCKD_POOL] = make_lockd_pool(settings.db_url, min_size=1, max_size=settings.pool_max)
     app.cleanup_ctx.append(_lockd_ctx)
     app.on_shutdown.append(_close_websockets)
 
@@ -273,7 +270,7 @@ def _mount_cloud_subapps(app: web.Application, settings: Settings) -> None:
             revocation_check_s=settings.revocation_check_s,
             outbox_hints="bus" if settings.bus == "rabbitmq" else "listen",
         ),
-        pool=app[LOCKD_POOL],
+        pool=app[state.POOL],
     )
     app[SYNC_HINTS] = sync_hints(sync_app)
     app.add_subapp("/v1/sync", sync_app)
@@ -284,7 +281,7 @@ def _mount_cloud_subapps(app: web.Application, settings: Settings) -> None:
             "/v1/locks",
             make_lockd_app(
                 jwt_secret=settings.jwt_secret,
-                pool=app[LOCKD_POOL],
+                pool=app[state.POOL],
                 config=_lockd_config(settings),
                 revocation_check_s=settings.revocation_check_s,
             ),
@@ -306,6 +303,7 @@ def _mount_cloud_subapps(app: web.Application, settings: Settings) -> None:
                     verify_by=settings.s3_verify_by,
                     revocation_check_s=settings.revocation_check_s,
                     max_blob_size=settings.blob_max_size,
-                )
+                ),
+                pool=app[state.POOL],
             ),
         )

@@ -28,7 +28,6 @@ from typing import Any, Final
 
 import psycopg
 from aiohttp import web
-from psycopg.rows import dict_row, tuple_row
 
 from api import state, store
 from api.errors import (
@@ -86,14 +85,10 @@ async def _lockd_errors() -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def _tuple_conn(pool: store.Pool) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    """A pool connection with tuple rows, as lockd's local functions expect."""
-    async with store.db_errors(), pool.connection() as conn:
-        plain: psycopg.AsyncConnection[Any] = conn
-        plain.row_factory = tuple_row
-        try:
-            yield plain
-        finally:
-            plain.row_factory = dict_row
+    """A pooled connection (tuple rows, as lockd's local functions expect) inside one
+    transaction: the row lock of ``local_record`` lasts until the block ends."""
+    async with store.db_errors(), pool.connection() as conn, conn.transaction():
+        yield conn
 
 
 def _sign(request: web.Request, claims: dict[str, Any]) -> str:

@@ -362,9 +362,7 @@ class RabbitBus:
 
         async def lead(conn: psycopg.AsyncConnection[Any]) -> None:
             while True:
-                cur = await conn.execute(
-                    store.query_text("api_try_leader"), {"key": RELAY_LOCK_KEY}
-                )
+                cur = await conn.execute(store.q("api_try_leader"), {"key": RELAY_LOCK_KEY})
                 row = await cur.fetchone()
                 if row is not None and row[0]:
                     self.is_leader = True

@@ -7,7 +7,6 @@ import weakref
 from typing import Final
 
 from aiohttp import web
-from sqlalchemy import Engine
 
 from api.events import Hub, RabbitBus
 from api.settings import Settings
@@ -26,8 +25,6 @@ class Sockets(weakref.WeakSet[web.WebSocketResponse]):
 
 
 WEBSOCKETS: Final = web.AppKey("websockets", Sockets)
-# A small SQLAlchemy engine for the shared synchronous helpers (schema.conflicts).
-ENGINE: Final = web.AppKey("engine", Engine)
 BUS: Final = web.AppKey("bus", RabbitBus)
 TASKS: Final = web.AppKey("tasks", list[asyncio.Task[None]])
 LOGINS: Final = web.AppKey("logins", LoginThrottle)

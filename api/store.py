@@ -1,8 +1,9 @@
-"""Every database operation of the API, on a psycopg_pool.AsyncConnectionPool.
+"""Every database operation of the API, on the process's one pool (schema.database).
 
 SQL comes from schema/sql/queries_api.sql by name; table and column names are
-composed with psycopg.sql.Identifier. Driver errors become api.errors at one
-boundary (:func:`db_errors`), the original kept as ``__cause__``.
+composed with psycopg.sql.Identifier. Rows are dicts (``fetch_one``/``fetch_all``).
+Driver errors become api.errors at one boundary (:func:`db_errors`, the table
+:data:`ERRORS`), the original kept as ``__cause__``.
 """
 
 from __future__ import annotations
@@ -12,80 +13,48 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import psycopg
-import psycopg_pool
-from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from api.errors import ApiError, Conflict, DatabaseError, NotFound, ValidationFailed
 from api.records import TableSpec
-from schema.sql import query
+from schema import database
+from schema.database import DbError, Translation
 
 Row = dict[str, Any]
-Conn = psycopg.AsyncConnection[Row]
+Conn = database.Conn  # tuple rows; fetch_one/fetch_all below give dicts
 
 
-def q(name: str, **identifiers: sql.Composable) -> sql.SQL | sql.Composed:
-    """A named query; `identifiers` fill its {placeholders}."""
-    text = query(name)  # the file's text, never built from input
-    if identifiers:
-        return sql.SQL(text).format(**identifiers)
-    return sql.SQL(text)
+q = database.named  # a named query; identifiers fill its {placeholders}
+
+
+# The API's table of driver errors (schema.database.Translation): constraint and data
+# errors are the client's (400/409, naming the column), an unreachable database 503.
+def _refused(e: DbError) -> ApiError:
+    return ValidationFailed(f"value refused by the database: {e.message}", field=e.field)
+
+
+ERRORS = Translation(
+    {
+        "23503": lambda e: ValidationFailed("a referenced record does not exist", field=e.field),
+        "23505": lambda e: Conflict("a record with the same unique values exists", field=e.field),
+        "23514": _refused,
+        "23502": _refused,
+        "22": lambda e: ValidationFailed(f"value refused by the database: {e.message}"),
+    },
+    unavailable=lambda message: DatabaseError(f"the database is unavailable: {message}"),
+)
 
 
 @asynccontextmanager
 async def db_errors() -> AsyncIterator[None]:
-    try:
+    """Driver errors of the block leave as api.errors (:data:`ERRORS`)."""
+    with ERRORS.errors():
         yield
-    except ApiError:
-        raise
-    except pg_errors.ForeignKeyViolation as exc:
-        raise ValidationFailed("a referenced record does not exist", field=_column_of(exc)) from exc
-    except pg_errors.UniqueViolation as exc:
-        raise Conflict(
-            "a record with the same unique values exists", field=_column_of(exc)
-        ) from exc
-    except (pg_errors.CheckViolation, pg_errors.NotNullViolation) as exc:
-        raise ValidationFailed(
-            f"value refused by the database: {exc.diag.message_primary}", field=_column_of(exc)
-        ) from exc
-    except pg_errors.DataError as exc:
-        raise ValidationFailed(
-            f"value refused by the database: {exc.diag.message_primary}", field=None
-        ) from exc
-    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-        raise DatabaseError(f"the database is unavailable: {exc}") from exc
 
 
-def _column_of(exc: psycopg.Error) -> str | None:
-    col = exc.diag.column_name
-    if col:
-        return col
-    constraint = exc.diag.constraint_name or ""
-    # fk names look like <table>_<column>_fkey
-    detail = exc.diag.message_detail or ""
-    if "Key (" in detail:
-        return detail.split("Key (", 1)[1].split(")", 1)[0]
-    return constraint or None
-
-
-def make_pool(
-    conninfo: str, min_size: int, max_size: int
-) -> psycopg_pool.AsyncConnectionPool[Conn]:
-    return psycopg_pool.AsyncConnectionPool(
-        conninfo,
-        min_size=min_size,
-        max_size=max_size,
-        open=False,
-        timeout=10.0,
-        kwargs={"row_factory": dict_row, "autocommit": False},
-        connection_class=psycopg.AsyncConnection[Row],
-    )
-
-
-Pool = psycopg_pool.AsyncConnectionPool[Conn]
+Pool = database.Pool
 
 
 @asynccontextmanager
@@ -102,17 +71,13 @@ async def transaction(pool: Pool, *, wake: bool = True) -> AsyncIterator[Conn]:
 async def fetch_one(
     conn: Conn, stmt: sql.SQL | sql.Composed, params: Mapping[str, Any]
 ) -> Row | None:
-    cur = await conn.execute(stmt, params)
-    row: Row | None = await cur.fetchone()
-    return row
+    return await database.fetch_one(conn, stmt, params, row=dict_row)
 
 
 async def fetch_all(
     conn: Conn, stmt: sql.SQL | sql.Composed, params: Mapping[str, Any]
 ) -> list[Row]:
-    cur = await conn.execute(stmt, params)
-    rows: list[Row] = await cur.fetchall()
-    return rows
+    return await database.fetch_all(conn, stmt, params, row=dict_row)
 
 
 def _table(spec: TableSpec) -> sql.Identifier:
@@ -258,8 +223,3 @@ async def publish(
     )
     assert row is not None
     return int(row["id"])
-
-
-def query_text(name: str) -> sql.SQL:
-    """A named query with no identifiers to fill, for plain (tuple-row) connections."""
-    return sql.SQL(query(name))

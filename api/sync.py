@@ -44,6 +44,7 @@ from psycopg import errors as pg_errors
 
 from api.errors import ApiError, BadRequest, Conflict, Forbidden, ServiceUnavailable
 from api.jsonschema import HOLDER_PARAM
+from schema import database
 from schema.auth import Principal, TokenCache
 from schema.columns import SIDE_ONLY_COLUMNS
 from schema.errors import ScsyncError
@@ -59,7 +60,6 @@ from schema.lanes import (
 from schema.notifications import Listener, wakes
 from schema.revocation import DEFAULT_CHECK_S, Revocations
 from schema.sql import query
-from schema.urls import libpq_url
 from schema.web import (
     PRINCIPAL,
     REVOCATIONS,
@@ -81,8 +81,8 @@ LISTENER_NAME: Final = "scsync-sync-listen"
 LISTENER_PROBE_S: Final = 10.0
 _CHUNK: Final = 1 << 16
 
-Conn = psycopg.AsyncConnection[tuple[Any, ...]]
-Pool = psycopg_pool.AsyncConnectionPool[Conn]
+Conn = database.Conn
+Pool = database.Pool
 
 
 @dataclass(frozen=True)
@@ -208,13 +208,12 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     settings = app[_SETTINGS]
-    pool: Pool = psycopg_pool.AsyncConnectionPool(
-        libpq_url(settings.db_url),
-        min_size=1,
+    pool = database.make_pool(
+        settings.db_url,
+        name="scsync-sync",
         max_size=settings.pool_size,
-        kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
-        open=False,
-        timeout=settings.db_timeout_s,
+        timeout_s=settings.db_timeout_s,
+        connect_timeout_s=CONNECT_TIMEOUT_S,
     )
     await pool.open()
     app[_POOL] = pool

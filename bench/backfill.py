@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from schema.urls import create_engine, libpq_url
+from schema.urls import libpq_url
 from scsync.devdb import admin_url, new_database
 
 if __package__ in (None, ""):  # run as a file: bench/ is on the path, the repository not
@@ -60,14 +60,9 @@ def seed(local_url: str, rows: int) -> None:
 
 
 def register(cloud_url: str) -> None:
-    from replicator.sites import register_site
+    from scsync.devdb import register_sites
 
-    engine = create_engine(cloud_url)
-    try:
-        with engine.begin() as conn:
-            register_site(conn, "bench-site")  # site 1
-    finally:
-        engine.dispose()
+    register_sites(cloud_url, ["bench-site"])  # site 1
 
 
 def run_scsync(local_url: str, api_url: str) -> tuple[float, float]:

@@ -49,9 +49,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from schema import db as schema_db
 from schema import migrate
-from schema.urls import create_engine, libpq_url
+from schema.urls import libpq_url
 
 if __package__ in (None, ""):  # run as a file: bench/ is on the path, the repository not
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -106,19 +105,16 @@ def create_db(server: Any, name: str) -> str:
 
 def setup_scsync(a: Any, b: Any) -> tuple[str, str]:
     """Migrated local (A) and cloud (B) databases, site 1 registered; their URLs."""
-    from replicator.sites import register_site
+    from scsync.devdb import register_sites, set_node
 
     local_url = create_db(a, "bench_local")
     cloud_url = create_db(b, "bench_cloud")
     migrate.upgrade(local_url, "local")
     migrate.upgrade(cloud_url, "cloud")
     for url, side, node, site in ((local_url, "local", 1, 1), (cloud_url, "cloud", 0, None)):
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            schema_db.set_node(conn, node, side, site)  # type: ignore[arg-type]
-            if side == "cloud":
-                register_site(conn, "bench-site")
-        engine.dispose()
+        set_node(url, node, side, site)  # type: ignore[arg-type]
+        if side == "cloud":
+            register_sites(url, ["bench-site"])
     with psycopg.connect(libpq_url(cloud_url), autocommit=True) as c:
         c.execute(STAMP)
         c.execute(

@@ -554,16 +554,10 @@ class Clients:
 
 def register(url: str, n: int) -> list[dict[str, Any]]:
     """N sites on the cloud, each with its node id and a site token."""
-    from replicator.sites import register_site
     from schema.auth import site_token
-    from schema.urls import create_engine
+    from scsync.devdb import register_sites
 
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            creds = [register_site(conn, f"bench-site-{i}") for i in range(n)]
-    finally:
-        engine.dispose()
+    creds = register_sites(url, [f"bench-site-{i}" for i in range(n)])
     return [
         {
             "id": c.site_id,

@@ -37,7 +37,7 @@ from lockd.db import translate_error
 from lockd.errors import LeaseExpired, LockdError, RecordNotFound
 from lockd.models import SaveGrant
 from lockd.records import Applied, apply_changes, check_changes, check_table
-from schema.sql import query
+from schema.database import named
 
 
 class SaveFence(Protocol):
@@ -70,7 +70,7 @@ class LocalSaveResult:
 
 async def local_record(conn: psycopg.AsyncConnection[Any], table: str, row_id: int) -> LocalRecord:
     """The record's identity on this database, row-locked for the caller's transaction."""
-    stmt = sql.SQL(query("lockd_local_record")).format(table=sql.Identifier(check_table(table)))
+    stmt = named("lockd_local_record", table=sql.Identifier(check_table(table)))
     try:
         cur = await conn.execute(stmt, {"row_id": row_id})
         row = await cur.fetchone()

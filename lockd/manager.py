@@ -29,8 +29,9 @@ from lockd.db import Pool, translate_error
 from lockd.errors import BadRequest, LeaseBusy, LockdError, RecordNotFound
 from lockd.models import Lease, LeaseEvent, LeaseState, SaveGrant, SaveResult
 from lockd.records import PROTECTED, check_changes, check_table, content_of
+from schema.database import named
 from schema.events import ENDING_LEASE_EVENTS
-from schema.sql import query
+from schema.notifications import Listener, wakes
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class LeaseManager:
     async def _call(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         try:
             async with self.pool.connection() as conn:
-                cur = await conn.execute(query(name), params)
+                cur = await conn.execute(named(name), params)
                 row = await cur.fetchone()
         except psycopg.Error as exc:  # PoolTimeout is one too
             raise translate_error(exc) from exc
@@ -301,37 +302,48 @@ class LeaseManager:
         after): a listening backend is woken for every lease event of the database,
         which costs both sides CPU that nobody needs when nobody waits. When it starts
         listening it wakes every waiter once, to re-check what was released before."""
-        delay = 0.5
+        listener = Listener(
+            conninfo,
+            channels=(),  # LISTEN only while acquires wait: _follow
+            name="scsync-lockd-listen",
+            tick_s=0.2,  # a first waiter is seen within 0.2 s
+            retry_max_s=10.0,
+            probe_after_s=30.0,
+        )
+        follow = asyncio.ensure_future(self._follow(listener, ready))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({follow, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (follow, stopped):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _follow(self, listener: Listener, ready: asyncio.Event | None) -> None:
         loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            try:
-                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
-                    if ready is not None:
-                        ready.set()
-                    delay = 0.5
-                    listening = False
-                    idle_since: float | None = None
-                    while not stop.is_set():
-                        if self._waiters:
-                            idle_since = None
-                            if not listening:
-                                await conn.execute(query("lockd_listen"))
-                                listening = True
-                                self._wake_all()
-                        elif listening:
-                            idle_since = idle_since or loop.time()
-                            if loop.time() - idle_since > 5.0:
-                                await conn.execute(query("lockd_unlisten"))
-                                listening = False
-                        # Bounded waits, so that a stop request or a first waiter is
-                        # seen within 0.2 s; notifications in between are buffered.
-                        async for note in conn.notifies(timeout=0.2):
-                            self._on_notify(note.payload)
-            except (psycopg.Error, OSError) as exc:
-                log.warning("lease listener lost its connection: %s", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(delay * 2, 10.0)
+        listening = False
+        idle_since: float | None = None
+        async for w in wakes(listener):
+            if w.fresh:
+                listening, idle_since = False, None
+                if ready is not None:
+                    ready.set()
+            for note in w.notes:
+                self._on_notify(note.payload)
+            # A failed (UN)LISTEN is the connection's: the next wake reconnects.
+            with contextlib.suppress(psycopg.Error, OSError):
+                if self._waiters:
+                    idle_since = None
+                    if not listening:
+                        await w.conn.execute(named("lockd_listen"))
+                        listening = True
+                        self._wake_all()
+                elif listening:
+                    idle_since = idle_since or loop.time()
+                    if loop.time() - idle_since > 5.0:
+                        await w.conn.execute(named("lockd_unlisten"))
+                        listening = False
 
     def _wake_all(self) -> None:
         for queue in list(self._waiters.values()):
@@ -421,7 +433,7 @@ class LeaseManager:
         """Restore the record's content of an older revision, as a new save."""
         try:
             async with self.pool.connection() as conn, conn.transaction():
-                cur = await conn.execute(query("lockd_lease_of"), {"lease_id": lease_id})
+                cur = await conn.execute(named("lockd_lease_of"), {"lease_id": lease_id})
                 lease_row = await cur.fetchone()
                 if lease_row is None:
                     # Let the save function name the reason (not held / expired).
@@ -429,7 +441,7 @@ class LeaseManager:
                 else:
                     table, row_id = str(lease_row[0]), int(lease_row[1])
                     cur = await conn.execute(
-                        query("lockd_history_row"),
+                        named("lockd_history_row"),
                         {"table": table, "row_id": row_id, "revision": to_revision},
                     )
                     hist = await cur.fetchone()
@@ -439,7 +451,7 @@ class LeaseManager:
                         )
                     changes = content_of(table, hist[0])
                 cur = await conn.execute(
-                    query("lockd_save"),
+                    named("lockd_save"),
                     {
                         **_hold_params(lease_id, token, owner),
                         "expected_revision": expected_revision,
@@ -497,7 +509,7 @@ class LeaseManager:
         try:
             async with self.pool.connection() as conn:
                 cur = await conn.execute(
-                    query("lockd_events_since"),
+                    named("lockd_events_since"),
                     {"after_seq": after_seq, "site_id": site_id, "limit": limit},
                 )
                 rows = await cur.fetchall()

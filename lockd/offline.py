@@ -25,7 +25,7 @@ from lockd.errors import BadRequest, Forbidden, OfflineSessionError
 from lockd.local import local_record
 from lockd.manager import check_holder, check_row_id
 from lockd.records import Applied, apply_changes, check_changes, check_table
-from schema.sql import query
+from schema.database import named
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ async def open_offline(
             if not holder.startswith(f"local:{record.site_id}/"):
                 raise Forbidden(f"record {table}/{row_id} belongs to site {record.site_id}")
             cur = await conn.execute(
-                query("lockd_offline_open"),
+                named("lockd_offline_open"),
                 {
                     "table": table,
                     "row_id": row_id,
@@ -121,7 +121,7 @@ async def save_offline(
             )
             if applied.changed:
                 await conn.execute(
-                    query("lockd_offline_saved"),
+                    named("lockd_offline_saved"),
                     {"session_id": session_id, "revision": applied.revision},
                 )
     except psycopg.Error as exc:
@@ -133,7 +133,7 @@ async def close_offline(conn: psycopg.AsyncConnection[Any], session_id: uuid.UUI
     try:
         async with conn.transaction():
             await _get(conn, session_id)
-            await conn.execute(query("lockd_offline_close"), {"session_id": session_id})
+            await conn.execute(named("lockd_offline_close"), {"session_id": session_id})
     except psycopg.Error as exc:
         raise translate_error(exc) from exc
 
@@ -141,13 +141,13 @@ async def close_offline(conn: psycopg.AsyncConnection[Any], session_id: uuid.UUI
 async def get_offline(
     conn: psycopg.AsyncConnection[Any], session_id: uuid.UUID
 ) -> OfflineSession | None:
-    cur = await conn.execute(query("lockd_offline_get"), {"session_id": session_id})
+    cur = await conn.execute(named("lockd_offline_get"), {"session_id": session_id})
     row = await cur.fetchone()
     return None if row is None else OfflineSession.from_row(row)
 
 
 async def open_offline_sessions(conn: psycopg.AsyncConnection[Any]) -> list[OfflineSession]:
-    cur = await conn.execute(query("lockd_offline_open_sessions"))
+    cur = await conn.execute(named("lockd_offline_open_sessions"))
     return [OfflineSession.from_row(r) for r in await cur.fetchall()]
 
 

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 from lockd.db import translate_error
 from lockd.errors import BadRequest, InvalidChange, NotEditable, RecordNotFound
 from schema.columns import NOT_EDITABLE_COLUMNS
-from schema.sql import query
+from schema.database import named
 from schema.tables import SYNCED_TABLES, metadata_for
 
 Bump = Literal["major", "minor"]
@@ -100,7 +100,7 @@ async def apply_changes(
     checked = check_changes(check_table(table), changes)
     try:
         cur = await conn.execute(
-            query("lockd_apply"),
+            named("lockd_apply"),
             {
                 "table": table,
                 "row_id": row_id,

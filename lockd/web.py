@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from lockd.db import Pool, make_pool, translate_error
+from lockd.db import ERRORS, Pool, make_pool
 from lockd.errors import (
     BadRequest,
     Forbidden,
@@ -87,7 +87,7 @@ def make_app(
     if pool is None and db_url is None:
         raise ValueError("make_app needs a pool or a db_url")
     app = web.Application(
-        middlewares=[error_middleware(log), bearer_auth(ROUTES, unavailable=translate_error)]
+        middlewares=[error_middleware(log), bearer_auth(ROUTES, unavailable=ERRORS.maybe)]
     )
     app[SETTINGS] = WebSettings(jwt_secret, max_body, run_sweeper)
     # lockd is part of the cloud: it accepts the cloud's tokens (users' and sites').

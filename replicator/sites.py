@@ -6,12 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
-
 from replicator.errors import ReplicatorError
-from schema.db import sqlstate_and_message
-from schema.sql import statement
+from schema.database import Conn, Translation, fetch_one
 
 
 @dataclass(frozen=True)
@@ -21,16 +17,18 @@ class SiteCredentials:
     name: str
 
 
-def register_site(conn: Connection, name: str, node_id: int | None = None) -> SiteCredentials:
-    """Create the site and its node id (the next free one unless given). The caller
-    commits."""
-    try:
-        row = conn.execute(
-            statement("replicator_site_register"), {"name": name, "node_id": node_id}
-        ).one()
-    except DBAPIError as exc:
-        code, message = sqlstate_and_message(exc)
-        if code == "23505":
-            raise ReplicatorError(f"site {name!r} or node id {node_id} exists already") from exc
-        raise ReplicatorError(f"cannot register site {name!r}: {message}") from exc
-    return SiteCredentials(site_id=int(row.site_id), node_id=int(row.node_id), name=name)
+async def register_site(conn: Conn, name: str, node_id: int | None = None) -> SiteCredentials:
+    """Create the site and its node id (the next free one unless given), in one
+    transaction (a savepoint inside the caller's)."""
+    errors = Translation(
+        {"23505": lambda _e: ReplicatorError(f"site {name!r} or node id {node_id} exists already")},
+        other=lambda e: ReplicatorError(f"cannot register site {name!r}: {e.message}"),
+    )
+    with errors.errors():
+        async with conn.transaction():
+            row = await fetch_one(
+                conn, "replicator_site_register", {"name": name, "node_id": node_id}
+            )
+    if row is None:
+        raise ReplicatorError(f"cannot register site {name!r}: no row returned")
+    return SiteCredentials(site_id=int(row[0]), node_id=int(row[1]), name=name)

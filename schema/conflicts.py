@@ -6,7 +6,8 @@ is the same rule for one record, in Python, for callers that reason about a sing
 record (and for tests that pin the rule down).
 
 Conflicts live in ``scsync_conflicts`` on both sides under the same id. They are
-listed, shown and resolved here with a SQLAlchemy connection of *either* side: a
+listed, shown and resolved here (async, on schema.database) with a connection of
+*either* side: a
 resolution saves the kept version on that side as a new revision whose base is the
 revision the other side holds, so replication fast-forwards the other side (no
 connection to both databases is needed, and no two-phase commit).
@@ -18,12 +19,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
+from psycopg.rows import class_row
 
-from schema.db import sqlstate_and_message
+from schema.database import Conn, Translation, fetch_all, fetch_one, fetch_value, to
 from schema.errors import Category, SchemaError
-from schema.sql import statement
 
 Outcome = Literal["apply", "duplicate", "conflict"]
 Keep = Literal["local", "cloud"]
@@ -100,26 +99,35 @@ class Conflict:
     cloud_row: dict[str, Any] | None = None
 
 
-def list_conflicts(
-    conn: Connection, site_id: int | None = None, status: str | None = "open"
+# SC210: no such open conflict here; any other SCxxx of the resolution refuses it.
+ERRORS = Translation({"SC210": to(ConflictNotFound), "SC": to(ConflictError)})
+
+
+async def list_conflicts(
+    conn: Conn, site_id: int | None = None, status: str | None = "open"
 ) -> list[Conflict]:
     """Conflicts of this side, oldest first; ``status=None`` lists resolved ones too."""
-    rows = conn.execute(
-        statement("replicator_conflicts_list"), {"site_id": site_id, "status": status}
+    return await fetch_all(
+        conn,
+        "replicator_conflicts_list",
+        {"site_id": site_id, "status": status},
+        row=class_row(Conflict),
     )
-    return [Conflict(**r._asdict()) for r in rows]
 
 
-def get_conflict(conn: Connection, conflict_id: int) -> Conflict:
+async def get_conflict(conn: Conn, conflict_id: int) -> Conflict:
     """One conflict with both versions; ConflictNotFound when this side has no such id."""
-    row = conn.execute(statement("replicator_conflicts_get"), {"id": conflict_id}).first()
-    if row is None:
+    found = await fetch_one(
+        conn, "replicator_conflicts_get", {"id": conflict_id}, row=class_row(Conflict)
+    )
+    if found is None:
         raise ConflictNotFound(f"no conflict {conflict_id}")
-    return Conflict(**row._asdict())
+    return found
 
 
-def resolve_conflict(conn: Connection, conflict_id: int, keep: Keep, by: str) -> int | None:
-    """Resolve an open conflict on the side ``conn`` belongs to; the caller commits.
+async def resolve_conflict(conn: Conn, conflict_id: int, keep: Keep, by: str) -> int | None:
+    """Resolve an open conflict on the side ``conn`` belongs to, in one transaction
+    (a savepoint when the caller has one open).
 
     ``keep='local'`` or ``'cloud'`` names the version that wins. It is saved here as a
     new revision (returned; None when the kept version is a deletion on the local side)
@@ -128,16 +136,9 @@ def resolve_conflict(conn: Connection, conflict_id: int, keep: Keep, by: str) ->
     """
     if keep not in ("local", "cloud"):
         raise ConflictError(f"keep must be 'local' or 'cloud', not {keep!r}")
-    try:
-        value = conn.execute(
-            statement("replicator_conflicts_resolve"),
-            {"id": conflict_id, "keep": keep, "by": by},
-        ).scalar_one()
-    except DBAPIError as exc:
-        code, message = sqlstate_and_message(exc)
-        if code == "SC210":
-            raise ConflictNotFound(message) from exc
-        if code is not None and code.startswith("SC"):
-            raise ConflictError(message) from exc
-        raise
+    with ERRORS.errors():
+        async with conn.transaction():
+            value = await fetch_value(
+                conn, "replicator_conflicts_resolve", {"id": conflict_id, "keep": keep, "by": by}
+            )
     return None if value is None else int(value)

@@ -10,8 +10,9 @@ notifications are hints without content; a listener never trusts them to be comp
 the first wake after a (re)connect is ``fresh``, meaning that whatever was sent while
 nobody listened is lost and the listener should look at everything once.
 
-Used by the replicator's push-lane listener, the API's event listener and relay, and
-the sync API's outbox listener.
+Used by the replicator's push-lane listener, the API's event listener and relay, the
+sync API's outbox listener and lockd's listener for released leases. Pooled connections
+(schema.database) get the same keepalives from :func:`keepalive_conninfo`.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ WAKE_BATCH = 500
 
 def keepalive_conninfo(url: str, connect_timeout_s: int, application_name: str) -> str:
     """A libpq conninfo with a bounded connect time and TCP keepalives, so a dead peer
-    (cable pulled, traffic dropped) is noticed instead of waited on for ever."""
+    (cable pulled, traffic dropped) is noticed instead of waited on for ever. ``url``: a
+    database URL, or a libpq conninfo already (a pool's, whose settings are kept)."""
     return psycopg.conninfo.make_conninfo(
-        libpq_url(url),
+        libpq_url(url) if "://" in url else url,
         connect_timeout=connect_timeout_s,
         keepalives=1,
         keepalives_idle=5,
@@ -76,6 +78,9 @@ class Listener:
     # Told of each lost connection (a listener may want its readers to look for
     # themselves while it reconnects).
     on_lost: Callable[[BaseException], None] | None = None
+    # The liveness probe runs on a quiet tick once nothing was heard for this long (0:
+    # on every quiet tick); a listener with a short tick probes less often than it wakes.
+    probe_after_s: float = 0.0
 
 
 async def _next_notes(conn: Conn, timeout: float) -> list[psycopg.Notify]:
@@ -103,12 +108,17 @@ async def wakes(listener: Listener) -> AsyncGenerator[Wake, None]:
             for channel in listener.channels:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             delay = listener.retry_initial_s
+            loop = asyncio.get_running_loop()
+            heard = loop.time()
             yield Wake(conn, [], fresh=True)
             while True:
                 notes = await _next_notes(conn, listener.tick_s)
-                if not notes:
+                if notes:
+                    heard = loop.time()
+                elif loop.time() - heard >= listener.probe_after_s:
                     # Liveness: a connection that cannot answer is reconnected.
                     await asyncio.wait_for(conn.execute("SELECT 1"), timeout=10.0)
+                    heard = loop.time()
                 yield Wake(conn, notes)
         except (psycopg.Error, OSError, TimeoutError) as exc:
             log.warning(

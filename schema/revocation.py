@@ -33,7 +33,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from schema.auth import AuthError, Principal
-from schema.sql import query
+from schema.database import named
 
 MAX_CHECK_S: Final = 30.0
 DEFAULT_CHECK_S: Final = 10.0
@@ -92,12 +92,12 @@ class Revocations:
         async with self.connect() as conn, conn.transaction():
             cur = conn.cursor(row_factory=tuple_row)
             if key[0] == "site":
-                await cur.execute(query("auth_site_state"), {"site_id": key[1]})
+                await cur.execute(named("auth_site_state"), {"site_id": key[1]})
                 row = await cur.fetchone()
                 assert row is not None
                 disabled, version = bool(row[0]), int(row[1])
                 return ("the site is disabled" if disabled else None), version, None
-            await cur.execute(query("auth_account_state"), {"site_id": key[1], "username": key[2]})
+            await cur.execute(named("auth_account_state"), {"site_id": key[1], "username": key[2]})
             found = await cur.fetchone()
         if found is None:
             return None, 0, None
@@ -119,7 +119,7 @@ async def bump_account(
     """Revoke an account's tokens (and set its disabled flag unless None); the new
     version."""
     cur = conn.cursor(row_factory=tuple_row)
-    await cur.execute(query("auth_account_bump"), {"id": account_id, "disabled": disabled})
+    await cur.execute(named("auth_account_bump"), {"id": account_id, "disabled": disabled})
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])

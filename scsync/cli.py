@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
+from schema import database
 from scsync.commands import COMMANDS
 from scsync.commands.examples import HelpFormatter
 from scsync.errors import CliError, to_cli_error
 
-Handler = Callable[[argparse.Namespace], int]
+# A command either returns its exit code or is a coroutine function: the CLI then runs
+# it with the one asyncio.run of the process (the runtime database layer is async).
+Handler = Callable[[argparse.Namespace], int | Coroutine[Any, Any, int]]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler: Handler = args.handler
-        return handler(args)
+        result = handler(args)
+        return result if isinstance(result, int) else database.run(lambda: result)
     except KeyboardInterrupt:
         print("scsync: interrupted", file=sys.stderr)
         return 130

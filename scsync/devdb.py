@@ -7,16 +7,22 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from schema import database, migrate
 from schema import db as schema_db
-from schema import migrate
-from schema.urls import create_engine, libpq_url
+from schema.tables import Side
+from schema.urls import libpq_url
+
+if TYPE_CHECKING:
+    from replicator.sites import SiteCredentials
 
 
 def admin_url(stack: ExitStack, prefix: str = "scsync-bench-") -> str:
@@ -51,13 +57,29 @@ def new_database(
     stack.callback(_drop, admin, name)
     url = make_url(libpq_url(admin)).set(database=name).render_as_string(hide_password=False)
     migrate.upgrade(url, side)
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            schema_db.set_node(conn, node_id, migrate.check_side(side), site_id)
-    finally:
-        engine.dispose()
+    set_node(url, node_id, migrate.check_side(side), site_id)
     return url
+
+
+def set_node(url: str, node_id: int, side: Side, site_id: int | None) -> None:
+    """``scsync db set-node`` for a bench's database."""
+
+    async def go() -> None:
+        async with database.connect(url, database.SCHEMA, name="scsync-devdb") as conn:
+            await schema_db.set_node(conn, node_id, side, site_id)
+
+    database.run(go)
+
+
+def register_sites(url: str, names: Sequence[str]) -> list[SiteCredentials]:
+    """``scsync site register`` for each name, on a bench's cloud database."""
+    from replicator.sites import register_site
+
+    async def go() -> list[SiteCredentials]:
+        async with database.connect(url, database.SCHEMA, name="scsync-devdb") as conn:
+            return [await register_site(conn, name) for name in names]
+
+    return database.run(go)
 
 
 def percentile(values: list[float], q: float) -> float:

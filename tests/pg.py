@@ -10,25 +10,31 @@ used: NOTIFY fires only on commit.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Concatenate, Literal, ParamSpec, TypeVar
 
 import psycopg
 from psycopg import sql
 from sqlalchemy import Engine
 
+from schema import database, migrate
 from schema import db as schema_db
-from schema import migrate
+from schema.database import Conn
 from schema.tables import Side
 from schema.urls import create_engine, libpq_url, sqlalchemy_url
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 Backend = Literal["embedded", "url", "testcontainers"]
 
@@ -80,6 +86,31 @@ class TestDatabase:
     def connect(self, **kwargs: object) -> psycopg.Connection[tuple[object, ...]]:
         """A plain psycopg connection (for LISTEN, COPY, concurrency tests)."""
         return psycopg.connect(self.libpq_url, **kwargs)  # type: ignore[arg-type]
+
+    def aconnect(self) -> AbstractAsyncContextManager[Conn]:
+        """An autocommit connection of the runtime layer (schema.database)."""
+        return database.connect(self.url, database.SCHEMA, name="scsync-tests")
+
+    async def acall(
+        self, fn: Callable[Concatenate[Conn, P], Awaitable[T]], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        """Await one helper of the runtime layer (schema.database) on a fresh autocommit
+        connection to this database."""
+        async with self.aconnect() as conn:
+            return await fn(conn, *args, **kw)
+
+    def call(
+        self, fn: Callable[Concatenate[Conn, P], Awaitable[T]], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        """:meth:`acall` from synchronous code: a fixture, a sync helper of an async test
+        (a loop already running in this thread: the call gets a thread and loop of its
+        own)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.acall(fn, *args, **kw))
+        with ThreadPoolExecutor(1) as one:
+            return one.submit(asyncio.run, self.acall(fn, *args, **kw)).result()
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -185,8 +216,7 @@ class PgCluster:
             name=name, url=self.url_for(name), side=side, site_id=site_id, node_id=node_id
         )
         if migrated:
-            with tdb.engine.begin() as conn:
-                schema_db.set_node(conn, node_id, side, site_id)
+            tdb.call(schema_db.set_node, node_id, side, site_id)
         return tdb
 
     def remove(self, tdb: TestDatabase) -> None:

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from sqlalchemy import text
 
 from schema import db as schema_db
 from schema import snowflake
@@ -75,19 +74,18 @@ def test_ids_within_one_millisecond_use_the_sequence_bits(local_db: TestDatabase
     assert len(set(ids)) == len(ids)
 
 
-def test_clock_step_back_raises_instead_of_repeating(local_db: TestDatabase) -> None:
-    with local_db.engine.connect() as conn:
-        before = schema_db.next_id(conn)
-        conn.execute(text("SET scsync.clock_offset_ms = '-60000'"))
+async def test_clock_step_back_raises_instead_of_repeating(local_db: TestDatabase) -> None:
+    async with local_db.aconnect() as conn:
+        before = await schema_db.next_id(conn)
+        await conn.execute("SET scsync.clock_offset_ms = '-60000'")
         with pytest.raises(ClockMovedBackwards, match="clock moved backwards"):
-            schema_db.next_id(conn)
-        conn.rollback()
-        conn.execute(text("RESET scsync.clock_offset_ms"))
-        after = schema_db.next_id(conn)
+            await schema_db.next_id(conn)
+        await conn.execute("RESET scsync.clock_offset_ms")
+        after = await schema_db.next_id(conn)
         assert after > before
         # The failed attempt left no lock behind.
-        locks = conn.execute(text(ADVISORY_LOCKS_HERE))
-        assert locks.scalar_one() == 0
+        locks = await conn.execute(ADVISORY_LOCKS_HERE)
+        assert await locks.fetchone() == (0,)
 
 
 def test_clock_step_back_also_refuses_inserts(local_db: TestDatabase) -> None:
@@ -111,11 +109,11 @@ def test_rolled_back_ids_are_not_reissued(local_db: TestDatabase) -> None:
     assert second[0] > first[0]  # type: ignore[operator]
 
 
-def test_unconfigured_node_is_a_clear_error(local_db: TestDatabase) -> None:
-    with local_db.engine.connect() as conn:
-        conn.execute(text("DELETE FROM scsync_node"))
+async def test_unconfigured_node_is_a_clear_error(local_db: TestDatabase) -> None:
+    async with local_db.aconnect() as conn, conn.transaction(force_rollback=True):
+        await conn.execute("DELETE FROM scsync_node")
         with pytest.raises(NodeNotConfigured, match="scsync db set-node"):
-            schema_db.next_id(conn)
+            await schema_db.next_id(conn)
 
 
 def test_decode_compose_roundtrip() -> None:

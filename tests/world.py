@@ -171,9 +171,8 @@ def make_world(
     cloud_db: TestDatabase, local_db: TestDatabase, local_db2: TestDatabase
 ) -> Iterator[World]:
     """Register both sites on the cloud (their node ids) and serve the sync API."""
-    with cloud_db.engine.begin() as conn:
-        c1 = register_site(conn, "clinic-one")
-        c2 = register_site(conn, "clinic-two")
+    c1 = cloud_db.call(register_site, "clinic-one")
+    c2 = cloud_db.call(register_site, "clinic-two")
     assert (c1.site_id, c2.site_id) == (local_db.site_id, local_db2.site_id)
     with cloud_api(cloud_db) as api:
         yield World(

@@ -5,16 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-import psycopg
-import psycopg_pool
 from aiohttp import web
 
 from api.blobs.objects import _blob_info, _delete_blob, _presign_download
 from api.blobs.on_demand import _open_requests, _request_blob
-from api.blobs.resources import _SETTINGS, STATE, _resources
+from api.blobs.resources import _POOL, _SETTINGS, STATE, Pool, _resources
 from api.blobs.settings import BlobSettings
 from api.blobs.upload import _complete, _presign_upload
 from schema.auth import TokenCache
+from schema.database import Translation
 from schema.errors import ScsyncError
 from schema.revocation import Revocations
 from schema.web import (
@@ -32,17 +31,28 @@ from schema.web import (
 log = logging.getLogger("api.blobs")
 
 
+# The blob app's table of driver errors (schema.database): the cloud database
+# unreachable, in a handler or the revocation check, is a 503.
+ERRORS = Translation(
+    unavailable=lambda message: HttpError(
+        503, "database_unavailable", f"the cloud database: {message}"
+    )
+)
+
+
 def _database_error(request: web.Request, exc: Exception) -> ScsyncError | None:
-    """The cloud database unreachable, in a handler or the revocation check: 503."""
-    if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
-        return HttpError(503, "database_unavailable", f"the cloud database: {exc}")
-    return None
+    out = ERRORS.maybe(exc)
+    return out if isinstance(out, ScsyncError) else None
 
 
-def make_blobs_app(settings: BlobSettings) -> web.Application:
-    """The blob endpoints as an aiohttp application (mount it at ``/v1/blobs``)."""
+def make_blobs_app(settings: BlobSettings, *, pool: Pool | None = None) -> web.Application:
+    """The blob endpoints as an aiohttp application (mount it at ``/v1/blobs``). The
+    cloud API gives its own ``pool`` (opened and closed by it); without one the app
+    keeps one of its own."""
     app = web.Application(middlewares=[error_middleware(log, _database_error), bearer_auth(ROUTES)])
     app[_SETTINGS] = settings
+    if pool is not None:
+        app[_POOL] = pool
     # The blob endpoints are the cloud's: they accept the cloud's tokens only.
     app[TOKENS] = TokenCache(settings.jwt_secret, "cloud")
     app[REVOCATIONS] = Revocations(

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from api.blobs.resources import STATE, _blob_row, _scalar
 from api.blobs.target import _not_found, _require_writer, _target
-from schema.sql import psycopg_statement
+from schema.database import named
 from schema.web import HttpError
 
 
@@ -46,9 +46,9 @@ async def _delete_blob(request: web.Request) -> web.Response:
     state = request.app[STATE]
     params = {"site_id": t.site_id, "sha256": t.sha256}
     async with state.pool.connection() as conn, conn.transaction():
-        referenced = await conn.execute(psycopg_statement("files_blob_referenced"), params)
+        referenced = await conn.execute(named("files_blob_referenced"), params)
         if await _scalar(referenced):
             raise HttpError(409, "in_use", "an active record still references this blob")
-        await conn.execute(psycopg_statement("files_blob_deleted"), params)
+        await conn.execute(named("files_blob_deleted"), params)
     await state.s3_call(state.s3.delete_object, Bucket=state.settings.bucket, Key=t.key)
     return web.json_response({"status": "deleted", "key": t.key})

@@ -7,11 +7,12 @@ import json
 from typing import Any, Final
 
 from aiohttp import web
+from psycopg.rows import namedtuple_row
 
 from api.blobs.resources import STATE, Conn, _blob_row, _scalar
 from api.blobs.target import ROW_ID_RE, _bad, _json_body, _require_writer, _site_of, _target
+from schema.database import fetch_all, named
 from schema.events import EventType
-from schema.sql import psycopg_statement
 
 FILE_TABLES: Final = ("images", "captures", "project_files")
 
@@ -36,7 +37,7 @@ async def _request_blob(request: web.Request) -> web.Response:
         if row is not None and row.state == "uploaded":
             return web.json_response({"status": "uploaded", "key": t.key})
         added = await conn.execute(
-            psycopg_statement("files_request_add"),
+            named("files_request_add"),
             {
                 "site_id": t.site_id,
                 "sha256": t.sha256,
@@ -62,10 +63,9 @@ async def _open_requests(request: web.Request) -> web.Response:
     _require_writer(principal)
     state = request.app[STATE]
     async with state.pool.connection() as conn:
-        cur = await conn.execute(
-            psycopg_statement("files_requests_open"), {"site_id": site_id, "limit": 100}
+        rows: list[Any] = await fetch_all(
+            conn, "files_requests_open", {"site_id": site_id, "limit": 100}, row=namedtuple_row
         )
-        rows = await cur.fetchall()
     return web.json_response(
         {
             "requests": [
@@ -91,7 +91,7 @@ async def _publish(
     payload: dict[str, Any],
 ) -> None:
     await conn.execute(
-        psycopg_statement("files_publish"),
+        named("files_publish"),
         {
             "site_id": site_id,
             "type": kind,

@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import aiohttp
 import psycopg
-import psycopg_pool
 from aiohttp import web
 from psycopg.rows import namedtuple_row
 
 from api.errors import ConfigError
 from api.presign import Presigner
-from schema.sql import psycopg_statement
-from schema.urls import CONNECT_TIMEOUT_S, libpq_url
+from schema import database
+from schema.database import fetch_one
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -31,16 +30,16 @@ from api.blobs.verify import PROBE_RETRY_S, _probe_sha256_check
 T = TypeVar("T")
 
 
-Conn = psycopg.AsyncConnection[Any]  # rows are named tuples (namedtuple_row)
-Pool = psycopg_pool.AsyncConnectionPool[Conn]
+Conn = database.Conn
+Pool = database.Pool
 
 
 @dataclass
 class _State:
     settings: BlobSettings
-    # Autocommit connections: a single statement is one round trip (no BEGIN/COMMIT);
-    # the few multi-statement steps open a transaction themselves. psycopg's pool, not
-    # SQLAlchemy's async engine: a third of the CPU per statement (185 vs 600 µs).
+    # schema.database's pool (autocommit: a single statement is one round trip; the few
+    # multi-statement steps open a transaction themselves). The cloud API's own pool
+    # when mounted there.
     pool: Pool
     s3: S3Client
     presign: Presigner
@@ -77,6 +76,8 @@ STATE: Final = web.AppKey("blobs_state", _State)
 
 
 _SETTINGS: Final = web.AppKey("blobs_settings", BlobSettings)
+# The pool of the process when the app is mounted (the cloud API's), else unset.
+_POOL: Final = web.AppKey("blobs_pool", Pool)
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -86,22 +87,19 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     from botocore.config import Config
 
     settings = app[_SETTINGS]
-    pool: Pool = psycopg_pool.AsyncConnectionPool(
-        libpq_url(settings.db_url),
-        # Sized for 20 uploads overlapping (a smaller pool showed backend starts in this
-        # process's profile); opened lazily beyond min_size.
-        min_size=2,
-        max_size=settings.db_pool_size,
-        kwargs={
-            "autocommit": True,
-            "row_factory": namedtuple_row,
-            "connect_timeout": CONNECT_TIMEOUT_S,
-        },
-        connection_class=Conn,
-        open=False,
-        timeout=settings.db_timeout_s,
-    )
-    await pool.open()
+    own = _POOL not in app  # served alone: a pool of its own; mounted: the API's
+    if own:
+        pool = database.make_pool(
+            settings.db_url,
+            name="scsync-blobs",
+            # Sized for 20 uploads overlapping; opened lazily beyond min_size.
+            min_size=2,
+            max_size=settings.db_pool_size,
+            timeout_s=settings.db_timeout_s,
+        )
+        await pool.open()
+    else:
+        pool = app[_POOL]
     session = boto3.session.Session(
         aws_access_key_id=settings.s3_access_key,
         aws_secret_access_key=settings.s3_secret_key,
@@ -109,7 +107,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     )
     credentials = session.get_credentials()
     if credentials is None:
-        await pool.close()
+        if own:
+            await pool.close()
         raise ConfigError(
             "no S3 credentials: set the S3 access key and secret key, "
             "or run where AWS's own credential chain finds some"
@@ -144,7 +143,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     finally:
         await http.close()
         executor.shutdown(wait=False, cancel_futures=True)
-        await pool.close()
+        if own:
+            await pool.close()
 
 
 # -- database -----------------------------------------------------------------------------
@@ -159,7 +159,7 @@ async def _scalar(cur: psycopg.AsyncCursor[Any]) -> Any:
 
 
 async def _blob_row(conn: Conn, t: _Target) -> Any:
-    cur = await conn.execute(
-        psycopg_statement("files_blob_get"), {"site_id": t.site_id, "sha256": t.sha256}
+    """The blob's row (attributes: state, size, upload_id), None when unknown."""
+    return await fetch_one(
+        conn, "files_blob_get", {"site_id": t.site_id, "sha256": t.sha256}, row=namedtuple_row
     )
-    return await cur.fetchone()

@@ -22,7 +22,7 @@ from api.blobs.target import (
     _target,
 )
 from api.blobs.verify import _b64_sha256, _verify
-from schema.sql import psycopg_statement
+from schema.database import named
 from schema.web import HttpError
 
 S3_MIN_PART: Final = 5 * MiB
@@ -73,7 +73,7 @@ async def _presign_upload(request: web.Request) -> web.Response:
         part_size = _effective_part_size(settings, size)
         upload_id, done = await _resumable_upload(state, t, row, size, body)
         await conn.execute(
-            psycopg_statement("files_blob_pending"),
+            named("files_blob_pending"),
             {"site_id": t.site_id, "sha256": t.sha256, "size": size, "upload_id": upload_id},
         )
     count = _part_count(size, part_size)
@@ -115,7 +115,7 @@ async def _presign_single(
     async with state.pool.connection() as conn:
         # One statement: pending, unless already uploaded (then it returns no row).
         claimed = await conn.execute(
-            psycopg_statement("files_blob_pending"),
+            named("files_blob_pending"),
             {"site_id": t.site_id, "sha256": t.sha256, "size": size, "upload_id": None},
         )
         if await claimed.fetchone() is None:
@@ -225,7 +225,7 @@ async def _complete(request: web.Request) -> web.Response:
         await state.s3_call(state.s3.delete_object, Bucket=settings.bucket, Key=t.key)
         async with state.pool.connection() as conn:
             await conn.execute(
-                psycopg_statement("files_blob_forget"),
+                named("files_blob_forget"),
                 {"site_id": t.site_id, "sha256": t.sha256},
             )
         raise HttpError(422, "verification_failed", why)
@@ -240,7 +240,7 @@ async def _record_uploaded(state: _State, t: _Target, size: int) -> int:
     call of scsync_blob_record_uploaded (baseline_files_cloud.sql), its own transaction."""
     async with state.pool.connection() as conn:
         cur = await conn.execute(
-            psycopg_statement("files_blob_record_uploaded"),
+            named("files_blob_record_uploaded"),
             {"site_id": t.site_id, "sha256": t.sha256, "size": size},
         )
         return int(await _scalar(cur))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -128,14 +127,9 @@ async def resolve_conflict(request: web.Request) -> web.Response:
         # Either version sets a password hash and a role: an account change.
         require_admin(p)
     who = actor(request, p)
-    engine = request.app[state.ENGINE]
-
-    def resolve() -> int | None:
-        with engine.begin() as sa_conn:
-            return conflicts.resolve_conflict(sa_conn, conflict_id, keep, who)
-
     try:
-        revision = await asyncio.to_thread(resolve)
+        async with store.db_errors(), pool.connection() as conn:
+            revision = await conflicts.resolve_conflict(conn, conflict_id, keep, who)
     except conflicts.ConflictNotFound as exc:
         raise NotFound(str(exc)) from exc
     except conflicts.ConflictError as exc:

@@ -3,7 +3,6 @@ sync switch, history, rollback, and the cloud's on-demand file fetch."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 from typing import Any
@@ -43,8 +42,8 @@ from api.views.common import (
     _spec,
 )
 from schema.auth import Principal
+from schema.database import execute, fetch_value
 from schema.events import EventType
-from schema.sql import statement
 from schema.tables import metadata_for
 
 # --- records ------------------------------------------------------------------------
@@ -325,34 +324,30 @@ async def fetch_record(request: web.Request) -> web.Response:
         raise Conflict(f"{spec.name} record {row_id} has no file", field="blob_sha256")
     if row["blob_state"] == "uploaded":
         return ok({"status": "uploaded", "sha256": sha, "request_id": None})
-    engine = request.app[state.ENGINE]
     site = int(row["site_id"])
-
-    def add_request() -> int:
-        with engine.begin() as sa_conn:
-            req_id = int(
-                sa_conn.execute(
-                    statement("files_request_add"),
-                    {
-                        "site_id": site,
-                        "sha256": sha,
-                        "table_name": spec.name,
-                        "row_id": row_id,
-                        "requested_by": p.subject,
-                    },
-                ).scalar_one()
-            )
-            sa_conn.execute(
-                statement("files_publish"),
+    async with store.transaction(pool, wake=False) as conn:
+        req_id = int(
+            await fetch_value(
+                conn,
+                "files_request_add",
                 {
                     "site_id": site,
-                    "type": EventType.BLOB_REQUESTED,
+                    "sha256": sha,
                     "table_name": spec.name,
                     "row_id": row_id,
-                    "payload": json.dumps({"sha256": sha, "request_id": str(req_id)}),
+                    "requested_by": p.subject,
                 },
             )
-        return req_id
-
-    req_id = await asyncio.to_thread(add_request)
+        )
+        await execute(
+            conn,
+            "files_publish",
+            {
+                "site_id": site,
+                "type": EventType.BLOB_REQUESTED,
+                "table_name": spec.name,
+                "row_id": row_id,
+                "payload": json.dumps({"sha256": sha, "request_id": str(req_id)}),
+            },
+        )
     return ok({"status": "requested", "sha256": sha, "request_id": str(req_id)}, status=202)

@@ -48,8 +48,8 @@ from replicator.files.localdb import AsyncConn, LocalDb, connect
 from replicator.files.ondemand import OnDemand
 from replicator.files.transfer import RateLimiter, Transfer
 from schema.columns import SIDE_ONLY_COLUMNS
+from schema.database import named
 from schema.replicating import mark_replicating
-from schema.sql import query
 from schema.tables import SYNCED_TABLES, metadata_for
 
 log = logging.getLogger(__name__)
@@ -143,21 +143,17 @@ def _copied_columns(table: str) -> list[str]:
     return [c.name for c in local.columns if c.name not in SIDE_ONLY_COLUMNS]
 
 
-def _q(name: str, **parts: sql.Composable) -> sql.Composed:
-    return sql.SQL(query(name)).format(**parts)
-
-
 async def remaining(local: AsyncConn, site_id: int, tables: Sequence[str]) -> tuple[int, int]:
     """Rows that never crossed and in-scope bytes they carry (the backfill's left-over)."""
     rows = 0
     async with local.cursor() as cur:
         for table in tables:
             await cur.execute(
-                _q("files_backfill_remaining_rows", table=sql.Identifier(table)),
+                named("files_backfill_remaining_rows", table=sql.Identifier(table)),
                 {"site_id": site_id},
             )
             rows += int((await cur.fetchone() or (0,))[0])
-        await cur.execute(query("files_backfill_remaining_bytes"), {"site_id": site_id})
+        await cur.execute(named("files_backfill_remaining_bytes"), {"site_id": site_id})
         nbytes = int((await cur.fetchone() or (0,))[0])
     return rows, nbytes
 
@@ -165,7 +161,7 @@ async def remaining(local: AsyncConn, site_id: int, tables: Sequence[str]) -> tu
 async def read_progress(local: AsyncConn, site_id: int) -> Progress:
     """What `scsync backfill status` shows: stored totals, done derived from the data."""
     async with local.cursor(row_factory=namedtuple_row) as cur:
-        await cur.execute(query("files_backfill_get"))
+        await cur.execute(named("files_backfill_get"))
         row: Any = await cur.fetchone()
     left_rows, left_bytes = await remaining(local, site_id, tuple(SYNCED_TABLES))
     if row is None:
@@ -188,7 +184,7 @@ async def read_progress(local: AsyncConn, site_id: int) -> Progress:
 
 async def set_state(local: AsyncConn, state: str) -> None:
     async with local.cursor() as cur:
-        await cur.execute(query("files_backfill_set_state"), {"state": state})
+        await cur.execute(named("files_backfill_set_state"), {"state": state})
 
 
 @dataclass
@@ -252,7 +248,7 @@ class Backfill:
                 self._lanes.put_nowait(lanes[-1])
             self._bulk = self.config.bulk and await self._may_bulk(local)
             if self.transfer is not None:
-                self._ondemand = OnDemand(self.transfer, LocalDb(self.local_url, local))
+                self._ondemand = OnDemand(self.transfer, LocalDb(local))
             await self._begin(local)
             for table in self.config.tables:
                 if not await self._table(local, table):
@@ -280,13 +276,13 @@ class Backfill:
 
     async def _may_bulk(self, local: AsyncConn) -> bool:
         async with local.cursor() as cur:
-            await cur.execute(query("files_backfill_may_bulk"))
+            await cur.execute(named("files_backfill_may_bulk"))
             row: Any = await cur.fetchone()
         return bool(row and row[0])
 
     async def _begin(self, local: AsyncConn) -> None:
         async with local.cursor(row_factory=namedtuple_row) as cur:
-            await cur.execute(query("files_backfill_get"))
+            await cur.execute(named("files_backfill_get"))
             row: Any = await cur.fetchone()
         left_rows, left_bytes = await remaining(local, self.site_id, self.config.tables)
         resuming = row is not None and row.state in ("running", "paused")
@@ -301,7 +297,7 @@ class Backfill:
         )
         async with local.cursor() as cur:
             await cur.execute(
-                query("files_backfill_start"),
+                named("files_backfill_start"),
                 {
                     "rows_per_s": self.config.rows_per_s,
                     "bytes_per_s": self.config.bytes_per_s,
@@ -315,7 +311,7 @@ class Backfill:
 
     async def _paused(self, local: AsyncConn) -> bool:
         async with local.cursor() as cur:
-            await cur.execute(query("files_backfill_get"))
+            await cur.execute(named("files_backfill_get"))
             row: Any = await cur.fetchone()
         return row is not None and row[0] == "paused"
 
@@ -392,7 +388,7 @@ class Backfill:
         """The next batch: ids of rows that never crossed, newest first, below `before`."""
         async with local.cursor() as cur:
             await cur.execute(
-                _q("files_backfill_next_ids", table=sql.Identifier(table)),
+                named("files_backfill_next_ids", table=sql.Identifier(table)),
                 {"site_id": self.site_id, "before": before, "limit": self.config.batch_rows},
             )
             return [int(r[0]) for r in await cur.fetchall()]
@@ -400,7 +396,7 @@ class Backfill:
     async def _file_rows(self, local: AsyncConn, table: str, before: int) -> list[Any]:
         async with local.cursor(row_factory=namedtuple_row) as cur:
             await cur.execute(
-                query("files_backfill_file_rows"),
+                named("files_backfill_file_rows"),
                 {
                     "table_name": table,
                     "site_id": self.site_id,
@@ -420,7 +416,7 @@ class Backfill:
                 return False
             async with local.cursor(row_factory=namedtuple_row) as cur:
                 await cur.execute(
-                    query("files_backfill_crossed_in_scope"),
+                    named("files_backfill_crossed_in_scope"),
                     {
                         "table_name": table,
                         "site_id": self.site_id,
@@ -475,7 +471,7 @@ class Backfill:
 
     async def _copy_and_apply(self, local: AsyncConn, table: str, ids: list[int]) -> list[Any]:
         columns = _copied_columns(table)
-        copy_out = _q(
+        copy_out = named(
             "files_backfill_copy_out_ids",
             columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
             table=sql.Identifier(table),
@@ -523,7 +519,7 @@ class Backfill:
                 # (a duplicate on the cloud), so it need not wait for the WAL flush.
                 await mcur.execute("SET LOCAL synchronous_commit = off")
                 await mcur.execute(
-                    _q("files_backfill_mark_synced", table=sql.Identifier(table)),
+                    named("files_backfill_mark_synced", table=sql.Identifier(table)),
                     {"ids": [a[0] for a in accepted], "revs": [a[1] for a in accepted]},
                 )
         except psycopg.Error as exc:
@@ -547,7 +543,7 @@ class Backfill:
         payload = self.progress.as_dict()
         async with local.cursor() as cur:
             await cur.execute(
-                query("files_backfill_progress"),
+                named("files_backfill_progress"),
                 {
                     "rows_done": self.progress.rows_done,
                     "bytes_done": self.progress.bytes_done,
@@ -556,7 +552,7 @@ class Backfill:
                 },
             )
             await cur.execute(
-                query("files_backfill_publish"),
+                named("files_backfill_publish"),
                 {"site_id": self.site_id, "payload": json.dumps(payload)},
             )
         if self.config.metrics_path is not None:

@@ -20,16 +20,16 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-import psycopg
+from psycopg import sql
 from psycopg.rows import namedtuple_row
 
 from replicator.files.errors import RecordNotFound
 from replicator.files.localdb import LocalDb
 from replicator.files.ondemand import OnDemand
 from replicator.files.transfer import Transfer, store_path
+from schema.database import execute, fetch_all, fetch_one, named
 from schema.replicating import replicating
 from schema.scope_policy import FILE_TABLES
-from schema.sql import query
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,10 @@ class FileLane:
     async def _row(self, table: str, row_id: int) -> Any:
         if table not in FILE_TABLES:
             raise RecordNotFound(f"{table!r} holds no files")
-        conn = await self.local.conn()
-        async with conn.cursor(row_factory=namedtuple_row) as cur:
-            await cur.execute(query("files_lane_row"), {"table_name": table, "row_id": row_id})
-            row: Any = await cur.fetchone()
+        async with self.local.connection() as conn:
+            row: Any = await fetch_one(
+                conn, "files_lane_row", {"table_name": table, "row_id": row_id}, row=namedtuple_row
+            )
         if row is None:
             raise RecordNotFound(f"no {table} record {row_id}")
         return row
@@ -80,22 +80,20 @@ class FileLane:
         dest = store_path(self.store_root, row.blob_sha256)
         if not dest.exists():
             await self.transfer.download(row.blob_sha256, dest, row.blob_size)
-        conn = await self.local.conn()
-        async with replicating(conn), conn.cursor() as cur:
-            await cur.execute(
-                psycopg.sql.SQL(query("files_lane_mark_present")).format(
-                    table=psycopg.sql.Identifier(table)
-                ),
+        async with self.local.connection() as conn, replicating(conn):
+            await execute(
+                conn,
+                named("files_lane_mark_present", table=sql.Identifier(table)),
                 {"row_id": row_id, "local_path": str(dest), "sha256": row.blob_sha256},
             )
         return dest
 
     async def fetch_pending(self, limit: int = 100) -> int:
         """Download every pending blob (e.g. after a restart); how many rows were served."""
-        conn = await self.local.conn()
-        async with conn.cursor(row_factory=namedtuple_row) as cur:
-            await cur.execute(query("files_lane_pending"), {"limit": limit})
-            rows: list[Any] = await cur.fetchall()
+        async with self.local.connection() as conn:
+            rows: list[Any] = await fetch_all(
+                conn, "files_lane_pending", {"limit": limit}, row=namedtuple_row
+            )
         for r in rows:
             await self.after_pull(r.table_name, r.id)
         return len(rows)

@@ -1,59 +1,86 @@
-"""The file lanes' connection to the site's local database, reopened after it broke.
+"""The file lanes' way to the site's local database, on :mod:`schema.database`.
 
-A psycopg connection whose server went away (a database restart, a terminated backend)
-stays broken for good. The file lanes live as long as the daemon, so they never keep a
-connection object: each operation asks :meth:`LocalDb.conn`, which hands out the open
-one or, when it is closed or broken, a new one. The operation that met the failure
-fails (its caller retries later); the next one runs on a fresh connection.
+The file lanes and the journal of the daemon share one pool of the local database
+(:func:`make_pool`, ``application_name`` ``scsync-files``); the pool hands out a live
+connection per operation and drops one whose server went away (a database restart, a
+terminated backend), so an operation that met such a failure fails (its caller retries
+later) and the next one runs on a fresh connection. A pool opened while the database is
+down keeps trying in the background: the file lanes wait, the daemon does not stop.
+
+The backfill holds connections of its own for its whole run (:func:`connect`); the same
+translation makes an unreachable database a :class:`DatabaseUnreachable` everywhere.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
 
 from replicator.files.errors import DatabaseUnreachable
-from schema.urls import libpq_url
+from schema import database
 
 AsyncConn = psycopg.AsyncConnection[Any]
 # application_name of the file lanes' and the backfill's sessions (pg_stat_activity).
 APP_NAME = "scsync-files"
 
+# The files package's table: an unreachable local database is a FilesError.
+ERRORS = database.Translation(
+    unavailable=lambda message: DatabaseUnreachable(f"database unreachable: {message}")
+)
+
 
 async def connect(url: str) -> AsyncConn:
-    """An autocommit connection; DatabaseUnreachable (a FilesError) when it cannot be made."""
-    try:
-        return await psycopg.AsyncConnection.connect(
-            libpq_url(url), autocommit=True, connect_timeout=10, application_name=APP_NAME
-        )
-    except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise DatabaseUnreachable(f"database unreachable: {first}") from exc
+    """An autocommit connection of its own (the backfill's); DatabaseUnreachable (a
+    FilesError) when it cannot be made."""
+    return await database.open_connection(url, ERRORS, name=APP_NAME)
+
+
+def make_pool(url: str, max_size: int = 8) -> database.Pool:
+    """The file lanes' pool of the local database (not opened)."""
+    return database.make_pool(url, name=APP_NAME, min_size=1, max_size=max_size)
 
 
 class LocalDb:
-    def __init__(self, url: str, conn: AsyncConn | None = None) -> None:
-        self.url = url
-        self._conn = conn
-        self._lock = asyncio.Lock()
+    """Connections to the local database for the file lanes: from a pool, or always
+    the one connection given (the backfill's own)."""
 
-    async def conn(self) -> AsyncConn:
-        """The open autocommit connection; raises DatabaseUnreachable when none can be made."""
-        current = self._conn
-        if current is not None and not current.closed and not current.broken:
-            return current
-        async with self._lock:
-            current = self._conn
-            if current is not None and not current.closed and not current.broken:
-                return current
-            if current is not None:
-                await current.close()
-            self._conn = await connect(self.url)
-            return self._conn
+    def __init__(self, source: database.Pool | AsyncConn) -> None:
+        self.source = source
+        self._owns_pool = False
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConn]:
+        """A live connection for one operation; DatabaseUnreachable when there is none."""
+        with ERRORS.errors():
+            if isinstance(self.source, psycopg.AsyncConnection):
+                yield self.source
+            else:
+                async with self.source.connection() as conn:
+                    yield conn
+
+    @classmethod
+    async def open(cls, url: str, max_size: int = 8) -> LocalDb:
+        """A LocalDb on a pool of its own (closed by :meth:`close`), opened in the
+        background: a database that is down makes its operations wait, then fail."""
+        pool = make_pool(url, max_size)
+        await pool.open(wait=False)
+        db = cls(pool)
+        db._owns_pool = True
+        return db
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        if self._owns_pool and not isinstance(self.source, psycopg.AsyncConnection):
+            await self.source.close()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def opened(cls, url: str, max_size: int = 8) -> AsyncIterator[LocalDb]:
+        """:meth:`open` for the block."""
+        db = await cls.open(url, max_size)
+        try:
+            yield db
+        finally:
+            await db.close()

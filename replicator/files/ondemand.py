@@ -19,7 +19,7 @@ from psycopg.rows import namedtuple_row
 from replicator.files.errors import BlobMissing, FilesError
 from replicator.files.localdb import LocalDb
 from replicator.files.transfer import Transfer
-from schema.sql import query
+from schema.database import fetch_one
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +41,13 @@ class OnDemand:
             sha = req["sha256"]
             if sha in self.unservable:
                 continue
-            conn = await self.local.conn()
-            async with conn.cursor(row_factory=namedtuple_row) as cur:
-                await cur.execute(
-                    query("files_local_blob_file"),
+            async with self.local.connection() as conn:
+                row: Any = await fetch_one(
+                    conn,
+                    "files_local_blob_file",
                     {"site_id": self.transfer.api.site_id, "sha256": sha},
+                    row=namedtuple_row,
                 )
-                row: Any = await cur.fetchone()
             if row is None:
                 log.warning("blob %s requested by the cloud is not in this site's store", sha)
                 self.unservable.add(sha)

@@ -27,13 +27,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table, update
+from psycopg import sql
+from psycopg.rows import namedtuple_row
 
 from replicator.files.errors import PolicyError, RecordNotFound
 from schema import scope_policy
+from schema.database import Conn, execute, fetch_all, fetch_one, fetch_value, named
 from schema.scope_policy import FILE_TABLES, OldData, ScopePolicy
-from schema.sql import statement
-from schema.tables import SYNCED_TABLES, metadata_for
+from schema.tables import SYNCED_TABLES
 
 if TYPE_CHECKING:
     from replicator.files.cloud import FilesCloud
@@ -47,8 +48,8 @@ def validate(policy: ScopePolicy) -> ScopePolicy:
         raise PolicyError(str(exc)) from exc
 
 
-def get_policy(conn: Connection) -> ScopePolicy:
-    row = conn.execute(statement("files_policy_get")).first()
+async def get_policy(conn: Conn) -> ScopePolicy:
+    row: Any = await fetch_one(conn, "files_policy_get", row=namedtuple_row)
     if row is None:
         return ScopePolicy()
     return ScopePolicy(
@@ -61,11 +62,12 @@ def get_policy(conn: Connection) -> ScopePolicy:
     )
 
 
-def set_policy(conn: Connection, policy: ScopePolicy) -> ScopePolicy:
-    """Store the policy (the caller commits); then run :func:`apply_old_data`."""
+async def set_policy(conn: Conn, policy: ScopePolicy) -> ScopePolicy:
+    """Store the policy; then run :func:`apply_old_data`."""
     validate(policy)
-    conn.execute(
-        statement("files_policy_set"),
+    await execute(
+        conn,
+        "files_policy_set",
         {
             "mode": policy.mode,
             "tables": json.dumps(list(policy.tables)),
@@ -78,28 +80,26 @@ def set_policy(conn: Connection, policy: ScopePolicy) -> ScopePolicy:
     return policy
 
 
-def select(conn: Connection, table: str, row_ids: Sequence[int]) -> None:
+async def select(conn: Conn, table: str, row_ids: Sequence[int]) -> None:
     """Put records in scope explicitly (the user's selection)."""
     _file_table(table)
     for rid in row_ids:
-        conn.execute(statement("files_select"), {"table_name": table, "row_id": rid})
+        await execute(conn, "files_select", {"table_name": table, "row_id": rid})
 
 
-def unselect(conn: Connection, table: str, row_ids: Sequence[int]) -> None:
+async def unselect(conn: Conn, table: str, row_ids: Sequence[int]) -> None:
     _file_table(table)
     for rid in row_ids:
-        conn.execute(statement("files_unselect"), {"table_name": table, "row_id": rid})
+        await execute(conn, "files_unselect", {"table_name": table, "row_id": rid})
 
 
-def in_scope(conn: Connection, table: str, row_id: int) -> bool:
+async def in_scope(conn: Conn, table: str, row_id: int) -> bool:
     """Whether this record's blob belongs in the cloud under the current policy."""
     _file_table(table)
-    row = conn.execute(
-        statement("files_row_in_scope"), {"table_name": table, "row_id": row_id}
-    ).first()
+    row = await fetch_one(conn, "files_row_in_scope", {"table_name": table, "row_id": row_id})
     if row is None:
         raise RecordNotFound(f"no {table} record {row_id}")
-    return bool(row.in_scope)
+    return bool(row[0])
 
 
 def _file_table(table: str) -> None:
@@ -107,23 +107,20 @@ def _file_table(table: str) -> None:
         raise PolicyError(f"{table!r} holds no files; use one of {', '.join(FILE_TABLES)}")
 
 
-def _synced_table(table: str) -> Table:
+def _synced_table(table: str) -> str:
     if table not in SYNCED_TABLES:
         raise PolicyError(f"{table!r} is not a synced table")
-    return metadata_for("local").tables[table]
+    return table
 
 
 # -- per-record switch --------------------------------------------------------------------
 
 
-def set_sync_enabled(conn: Connection, table: str, row_id: int, enabled: bool) -> int:
+async def set_sync_enabled(conn: Conn, table: str, row_id: int, enabled: bool) -> int:
     """Turn sync on or off for one local record (a content change: it goes out as a
     normal change, and on arrival the cloud marks its copy deleted/active)."""
-    t = _synced_table(table)
-    result = conn.execute(
-        update(t).where(t.c.id == row_id).values(sync_enabled=enabled).returning(t.c.site_id)
-    )
-    site = result.scalar_one_or_none()
+    stmt = named("files_sync_enabled_set", table=sql.Identifier(_synced_table(table)))
+    site = await fetch_value(conn, stmt, {"row_id": row_id, "enabled": enabled})
     if site is None:
         raise RecordNotFound(f"no {table} record {row_id}")
     return int(site)
@@ -149,13 +146,15 @@ class OldDataReport:
 DeleteBlob = Callable[[str], Awaitable[bool]]
 
 
-def out_of_scope_crossed(local: Connection, site_id: int) -> list[Any]:
+async def out_of_scope_crossed(local: Conn, site_id: int) -> list[Any]:
     """Records that crossed but whose blob is now outside the scope."""
-    return list(local.execute(statement("files_out_of_scope_crossed"), {"site_id": site_id}))
+    return await fetch_all(
+        local, "files_out_of_scope_crossed", {"site_id": site_id}, row=namedtuple_row
+    )
 
 
 async def apply_old_data(
-    local: Connection,
+    local: Conn,
     cloud: FilesCloud,
     site_id: int,
     delete_blob: DeleteBlob | None = None,
@@ -166,12 +165,12 @@ async def apply_old_data(
     ``delete_blob(sha256)`` removes a blob through the cloud's blob API (True when it
     was deleted). Idempotent: only active copies change.
     """
-    chosen: OldData = option or get_policy(local).old_data
+    chosen: OldData = option or (await get_policy(local)).old_data
     report = OldDataReport(chosen)
     if chosen == "keep":
         return report
     lifecycle = "deleted" if chosen == "delete" else "backed_up"
-    leaving = out_of_scope_crossed(local, site_id)
+    leaving = await out_of_scope_crossed(local, site_id)
     if not leaving:
         return report
     # One request (one cloud transaction): the lifecycle change is committed, and so
@@ -195,11 +194,9 @@ async def apply_old_data(
     return report
 
 
-async def restore(
-    local: Connection, cloud: FilesCloud, table: str, row_id: int, site_id: int
-) -> None:
+async def restore(local: Conn, cloud: FilesCloud, table: str, row_id: int, site_id: int) -> None:
     """Bring a backed-up record back: active on the cloud, pinned in scope locally."""
     _file_table(table)
     if not await cloud.restore(table, row_id):
         raise RecordNotFound(f"no backed-up {table} record {row_id} of site {site_id}")
-    select(local, table, [row_id])
+    await select(local, table, [row_id])

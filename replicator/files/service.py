@@ -25,18 +25,16 @@ from typing import Any
 
 import aiohttp
 import psycopg
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from replicator.backoff import Backoff
 from replicator.files.backfill import Backfill, BackfillConfig
 from replicator.files.cloud import FilesCloud
 from replicator.files.errors import FilesError, RecordNotFound
 from replicator.files.lane import FileLane
-from replicator.files.localdb import LocalDb
+from replicator.files.localdb import LocalDb, make_pool
 from replicator.files.transfer import BlobApi, DbJournal, Transfer, TransferConfig
+from schema.database import fetch_value
 from schema.scope_policy import FILE_TABLES
-from schema.sql import query
-from schema.urls import sqlalchemy_url
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +86,9 @@ def outbox_gate(
     async def gate() -> None:
         deadline = time.monotonic() + max_wait_s
         while True:
-            conn = await local.conn()
-            async with conn.cursor() as cur:
-                await cur.execute(query("files_outbox_pending"), {"site_id": site_id})
-                row = await cur.fetchone()
-            if not (row and row[0]):
+            async with local.connection() as conn:
+                pending = await fetch_value(conn, "files_outbox_pending", {"site_id": site_id})
+            if not pending:
                 return
             if time.monotonic() > deadline:
                 log.warning("live lane has not drained its outbox in %.0f s", max_wait_s)
@@ -121,20 +117,19 @@ async def serve(settings: Any, files: FilesSettings, stop: asyncio.Event | None 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    engine = create_async_engine(sqlalchemy_url(settings.local_db_url, "psycopg"))
-    # Opened on first use and reopened after a failure: a local database that is down
-    # at start or restarts later delays the file lanes, it does not stop the daemon.
-    local = LocalDb(settings.local_db_url)
-    gate_db = LocalDb(settings.local_db_url)
+    # One pool of the local database for the file lanes, the journal and the backfill's
+    # gate, opened in the background: a local database that is down at start or
+    # restarts later delays the file lanes, it does not stop the daemon.
+    pool = make_pool(settings.local_db_url, max_size=files.concurrency + 4)
+    await pool.open(wait=False)
+    local = LocalDb(pool)
     # The backfill reaches the cloud as the lanes do: the cloud API, the site's token.
     cloud = FilesCloud(settings)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             api = BlobApi(session, files.blobs_url, files.token, settings.site_id)
-            transfer = Transfer(
-                api, DbJournal(engine), TransferConfig(concurrency=files.concurrency)
-            )
+            transfer = Transfer(api, DbJournal(pool), TransferConfig(concurrency=files.concurrency))
             lane = FileLane(transfer, local, files.store_root)
             daemon = Daemon(settings)
             if "push" in daemon.lanes:
@@ -150,7 +145,7 @@ async def serve(settings: Any, files: FilesSettings, stop: asyncio.Event | None 
                     settings.site_id,
                     transfer=transfer,
                     config=files.backfill_config,
-                    live_gate=outbox_gate(gate_db, settings.site_id),
+                    live_gate=outbox_gate(local, settings.site_id),
                 )
                 tasks.append(asyncio.create_task(_backfill_loop(backfill, stop), name="backfill"))
             await stop.wait()
@@ -159,10 +154,8 @@ async def serve(settings: Any, files: FilesSettings, stop: asyncio.Event | None 
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        await local.close()
-        await gate_db.close()
+        await pool.close()
         await cloud.close()
-        await engine.dispose()
     return 0
 
 

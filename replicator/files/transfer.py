@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 import aiohttp
-from sqlalchemy.ext.asyncio import AsyncEngine
+from psycopg.rows import namedtuple_row
 
 from replicator.files.errors import (
     ApiRefused,
@@ -36,7 +36,7 @@ from replicator.files.errors import (
     StoreRefusedBytes,
     TransferFailed,
 )
-from schema.sql import statement
+from schema import database
 
 T = TypeVar("T")
 
@@ -157,40 +157,47 @@ class MemoryJournal:
 
 
 class DbJournal:
-    """The journal in the local database (tables of migration 0004_files)."""
+    """The journal in the local database (tables of migration 0004_files), on the
+    process's pool of it (schema.database)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, pool: database.Pool) -> None:
+        self.pool = pool
 
     async def load(self, sha256: str) -> JournalEntry | None:
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(statement("files_journal_get"), {"sha256": sha256})).all()
+        async with self.pool.connection() as conn:
+            rows = await database.fetch_all(
+                conn, "files_journal_get", {"sha256": sha256}, row=namedtuple_row
+            )
         if not rows:
             return None
-        entry = JournalEntry(rows[0].upload_id, rows[0].size, rows[0].part_size)
+        first: Any = rows[0]
+        entry = JournalEntry(first.upload_id, first.size, first.part_size)
         for r in rows:
-            if r.part_number is not None:
-                entry.parts[r.part_number] = r.etag
+            part: Any = r
+            if part.part_number is not None:
+                entry.parts[part.part_number] = part.etag
         return entry
 
     async def begin(self, sha256: str, upload_id: str, size: int, part_size: int) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(statement("files_journal_finish"), {"sha256": sha256})
-            await conn.execute(
-                statement("files_journal_begin"),
+        async with database.transaction(self.pool) as conn:
+            await database.execute(conn, "files_journal_finish", {"sha256": sha256})
+            await database.execute(
+                conn,
+                "files_journal_begin",
                 {"sha256": sha256, "upload_id": upload_id, "size": size, "part_size": part_size},
             )
 
     async def part_done(self, sha256: str, part_number: int, etag: str, size: int) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                statement("files_journal_part"),
+        async with self.pool.connection() as conn:
+            await database.execute(
+                conn,
+                "files_journal_part",
                 {"sha256": sha256, "part_number": part_number, "etag": etag, "size": size},
             )
 
     async def finish(self, sha256: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(statement("files_journal_finish"), {"sha256": sha256})
+        async with self.pool.connection() as conn:
+            await database.execute(conn, "files_journal_finish", {"sha256": sha256})
 
 
 # -- throttling ---------------------------------------------------------------------------------

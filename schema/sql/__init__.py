@@ -4,7 +4,8 @@ named queries of ``queries.sql`` that the typed access layer runs.
 ``queries.sql`` and ``queries_<package>.sql`` (one file per package: replicator,
 lockd, api, ...) hold blocks introduced by ``-- name: <query_name>`` lines, in the
 manner of procrastinate's ``queries.sql``; :func:`query` returns one by name. A name
-defined twice is an error at load time.
+defined twice is an error at load time. Every named query takes psycopg's ``%(name)s``
+placeholders (one style); ``schema.database.named`` runs them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import re
 from importlib import resources
 
 import sqlparse
-from sqlalchemy import TextClause, text
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
@@ -114,19 +114,3 @@ def query(name: str) -> str:
         return _queries()[name]
     except KeyError:
         raise KeyError(f"no query named {name!r} in schema/sql/queries.sql") from None
-
-
-@functools.cache
-def statement(name: str) -> TextClause:
-    """The named query as a SQLAlchemy text clause, built once: ``text()`` parses the
-    bind parameters of the string on every call (3% of the blob API's CPU per file)."""
-    return text(query(name))
-
-
-@functools.cache
-def psycopg_statement(name: str) -> str:
-    """The named query for psycopg 3 itself (``%(name)s`` placeholders): the text clause
-    compiled by SQLAlchemy's psycopg dialect, so the SQL stays written once."""
-    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
-
-    return str(statement(name).compile(dialect=PGDialect_psycopg()))  # type: ignore[no-untyped-call]

@@ -6,7 +6,7 @@ SELECT node_id, side, site_id FROM scsync_node
 
 -- name: node_set
 INSERT INTO scsync_node (singleton, node_id, side, site_id)
-VALUES (true, :node_id, :side, :site_id)
+VALUES (true, %(node_id)s, %(side)s, %(site_id)s)
 ON CONFLICT (singleton) DO UPDATE
    SET node_id = EXCLUDED.node_id, side = EXCLUDED.side, site_id = EXCLUDED.site_id,
        configured_at = now()

@@ -5,12 +5,12 @@
 -- ==== cloud: blobs ========================================================================
 
 -- name: files_blob_get
-SELECT size, state, upload_id FROM scsync_blobs WHERE site_id = :site_id AND sha256 = :sha256;
+SELECT size, state, upload_id FROM scsync_blobs WHERE site_id = %(site_id)s AND sha256 = %(sha256)s;
 
 -- No row returned: the blob is already uploaded (and stays so).
 -- name: files_blob_pending
 INSERT INTO scsync_blobs (site_id, sha256, size, state, upload_id)
-VALUES (:site_id, :sha256, :size, 'pending', :upload_id)
+VALUES (%(site_id)s, %(sha256)s, %(size)s, 'pending', %(upload_id)s)
 ON CONFLICT (site_id, sha256) DO UPDATE
    SET size = EXCLUDED.size, upload_id = EXCLUDED.upload_id, state = 'pending'
  WHERE scsync_blobs.state <> 'uploaded'
@@ -19,59 +19,59 @@ RETURNING state;
 -- A verified upload: the blob, the rows referencing it, its requests, the events
 -- (schema/sql/baseline_files_cloud.sql); the number of requests served.
 -- name: files_blob_record_uploaded
-SELECT scsync_blob_record_uploaded(:site_id, :sha256, :size) AS served;
+SELECT scsync_blob_record_uploaded(%(site_id)s, %(sha256)s, %(size)s) AS served;
 
 -- name: files_blob_forget
-DELETE FROM scsync_blobs WHERE site_id = :site_id AND sha256 = :sha256 AND state <> 'uploaded';
+DELETE FROM scsync_blobs WHERE site_id = %(site_id)s AND sha256 = %(sha256)s AND state <> 'uploaded';
 
 -- name: files_blob_deleted
 UPDATE scsync_blobs SET state = 'deleted', upload_id = NULL
- WHERE site_id = :site_id AND sha256 = :sha256;
+ WHERE site_id = %(site_id)s AND sha256 = %(sha256)s;
 
 -- name: files_blob_referenced
-SELECT EXISTS (SELECT 1 FROM images WHERE site_id = :site_id AND blob_sha256 = :sha256
+SELECT EXISTS (SELECT 1 FROM images WHERE site_id = %(site_id)s AND blob_sha256 = %(sha256)s
                                        AND lifecycle = 'active' AND blob_state = 'uploaded')
-    OR EXISTS (SELECT 1 FROM captures WHERE site_id = :site_id AND blob_sha256 = :sha256
+    OR EXISTS (SELECT 1 FROM captures WHERE site_id = %(site_id)s AND blob_sha256 = %(sha256)s
                                          AND lifecycle = 'active' AND blob_state = 'uploaded')
-    OR EXISTS (SELECT 1 FROM project_files WHERE site_id = :site_id AND blob_sha256 = :sha256
+    OR EXISTS (SELECT 1 FROM project_files WHERE site_id = %(site_id)s AND blob_sha256 = %(sha256)s
                                               AND lifecycle = 'active'
                                               AND blob_state = 'uploaded');
 
 -- name: files_request_add
 INSERT INTO scsync_blob_requests (site_id, sha256, table_name, row_id, requested_by)
-VALUES (:site_id, :sha256, :table_name, :row_id, :requested_by)
+VALUES (%(site_id)s, %(sha256)s, %(table_name)s, %(row_id)s, %(requested_by)s)
 RETURNING id;
 
 -- name: files_requests_open
 SELECT id, sha256, table_name, row_id, requested_at FROM scsync_blob_requests
- WHERE site_id = :site_id AND state = 'open'
+ WHERE site_id = %(site_id)s AND state = 'open'
  ORDER BY id
- LIMIT :limit;
+ LIMIT %(limit)s;
 
 -- Events go through the API's event log (schema 0005), which also NOTIFYs listeners.
 -- name: files_publish
-SELECT scsync_api_publish(:site_id, :type, :table_name, :row_id, NULL,
-                          CAST(:payload AS jsonb));
+SELECT scsync_api_publish(%(site_id)s, %(type)s, %(table_name)s, %(row_id)s, NULL,
+                          CAST(%(payload)s AS jsonb));
 
 -- ==== local: upload journal ==============================================================
 
 -- name: files_journal_get
 SELECT u.upload_id, u.size, u.part_size, p.part_number, p.etag
   FROM scsync_uploads u LEFT JOIN scsync_upload_parts p ON p.sha256 = u.sha256
- WHERE u.sha256 = :sha256
+ WHERE u.sha256 = %(sha256)s
  ORDER BY p.part_number;
 
 -- name: files_journal_begin
 INSERT INTO scsync_uploads (sha256, upload_id, size, part_size)
-VALUES (:sha256, :upload_id, :size, :part_size);
+VALUES (%(sha256)s, %(upload_id)s, %(size)s, %(part_size)s);
 
 -- name: files_journal_part
 INSERT INTO scsync_upload_parts (sha256, part_number, etag, size)
-VALUES (:sha256, :part_number, :etag, :size)
+VALUES (%(sha256)s, %(part_number)s, %(etag)s, %(size)s)
 ON CONFLICT (sha256, part_number) DO UPDATE SET etag = EXCLUDED.etag, size = EXCLUDED.size;
 
 -- name: files_journal_finish
-DELETE FROM scsync_uploads WHERE sha256 = :sha256;
+DELETE FROM scsync_uploads WHERE sha256 = %(sha256)s;
 
 -- ==== local: scope policy ================================================================
 
@@ -81,28 +81,32 @@ SELECT mode, tables, modalities, since_date, last_days, old_data FROM scsync_fil
 -- name: files_policy_set
 INSERT INTO scsync_file_policy (singleton, mode, tables, modalities, since_date, last_days,
                                 old_data, updated_at)
-VALUES (true, :mode, CAST(:tables AS jsonb), CAST(:modalities AS jsonb), :since_date,
-        :last_days, :old_data, now())
+VALUES (true, %(mode)s, CAST(%(tables)s AS jsonb), CAST(%(modalities)s AS jsonb), %(since_date)s,
+        %(last_days)s, %(old_data)s, now())
 ON CONFLICT (singleton) DO UPDATE
    SET mode = EXCLUDED.mode, tables = EXCLUDED.tables, modalities = EXCLUDED.modalities,
        since_date = EXCLUDED.since_date, last_days = EXCLUDED.last_days,
        old_data = EXCLUDED.old_data, updated_at = now();
 
 -- name: files_select
-INSERT INTO scsync_file_selection (table_name, row_id) VALUES (:table_name, :row_id)
+INSERT INTO scsync_file_selection (table_name, row_id) VALUES (%(table_name)s, %(row_id)s)
 ON CONFLICT DO NOTHING;
 
 -- name: files_unselect
-DELETE FROM scsync_file_selection WHERE table_name = :table_name AND row_id = :row_id;
+DELETE FROM scsync_file_selection WHERE table_name = %(table_name)s AND row_id = %(row_id)s;
 
 -- name: files_row_in_scope
 SELECT scsync_blob_in_scope(table_name, id, modality, record_date) AS in_scope
   FROM scsync_file_rows
- WHERE table_name = :table_name AND id = :row_id;
+ WHERE table_name = %(table_name)s AND id = %(row_id)s;
+
+-- The per-record switch of a local record (a content change: it goes out as one).
+-- name: files_sync_enabled_set
+UPDATE {table} SET sync_enabled = %(enabled)s WHERE id = %(row_id)s RETURNING site_id;
 
 -- name: files_out_of_scope_crossed
 SELECT table_name, id, blob_sha256 FROM scsync_file_rows
- WHERE site_id = :site_id AND synced_revision IS NOT NULL AND sync_enabled
+ WHERE site_id = %(site_id)s AND synced_revision IS NOT NULL AND sync_enabled
    AND blob_sha256 IS NOT NULL
    AND NOT scsync_blob_in_scope(table_name, id, modality, record_date)
  ORDER BY id DESC;

@@ -7,8 +7,8 @@
 SELECT id, table_name, row_id, site_id, base_revision, local_revision, cloud_revision,
        detected_on, detected_at, status, resolution, resolved_by, resolved_at
   FROM scsync_conflicts
- WHERE (CAST(:site_id AS int) IS NULL OR site_id = :site_id)
-   AND (CAST(:status AS text) IS NULL OR status = :status)
+ WHERE (CAST(%(site_id)s AS int) IS NULL OR site_id = %(site_id)s)
+   AND (CAST(%(status)s AS text) IS NULL OR status = %(status)s)
  ORDER BY detected_at, id
 
 -- name: replicator_conflicts_get
@@ -16,13 +16,13 @@ SELECT id, table_name, row_id, site_id, base_revision, local_revision, cloud_rev
        local_row, cloud_row, detected_on, detected_at, status, resolution, resolved_by,
        resolved_at
   FROM scsync_conflicts
- WHERE id = :id
+ WHERE id = %(id)s
 
 -- name: replicator_conflicts_resolve
-SELECT scsync_resolve_conflict(:id, :keep, :by) AS revision
+SELECT scsync_resolve_conflict(%(id)s, %(keep)s, %(by)s) AS revision
 
 -- name: replicator_site_register
-SELECT site_id, node_id FROM scsync_register_site(:name, :node_id)
+SELECT site_id, node_id FROM scsync_register_site(%(name)s, %(node_id)s)
 
 -- name: replicator_columns
 SELECT st.table_name, a.attname::text AS column_name

@@ -67,17 +67,12 @@ def _db_dump_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _db_set_node(args: argparse.Namespace) -> int:
-    from schema import db
-    from schema.urls import create_engine
+async def _db_set_node(args: argparse.Namespace) -> int:
+    from schema import database, db
 
     side = migrate.check_side(args.side)
-    engine = create_engine(db_url(args))
-    try:
-        with engine.begin() as conn:
-            node = db.set_node(conn, args.node_id, side, args.site_id)
-    finally:
-        engine.dispose()
+    async with database.connect(db_url(args), database.SCHEMA) as conn:
+        node = await db.set_node(conn, args.node_id, side, args.site_id)
     print(
         f"{side} database is node {node.node_id}"
         + (f" of site {node.site_id}" if node.site_id else "")

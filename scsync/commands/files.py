@@ -13,17 +13,18 @@ naming what replaced it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
+import inspect
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from schema.errors import ConfigError
+from schema.database import DbError, Translation
+from schema.errors import ConfigError, DatabaseUnavailable
 from scsync.commands import file_lanes
 from scsync.commands.replicator import run_daemon
 
@@ -44,6 +45,19 @@ CONFIG_KEYS = {
 }
 
 CLOUD_DB_URL_ENV = "SCSYNC_CLOUD_DB_URL"
+
+
+def _database_error(e: DbError) -> Exception:
+    from replicator.files.errors import FilesError
+
+    return FilesError(f"database error: {e.message}")
+
+
+# The file commands' table of driver errors (schema.database): unreachable is exit 3.
+ERRORS = Translation(
+    unavailable=lambda message: DatabaseUnavailable(f"database unreachable: {message}"),
+    other=_database_error,
+)
 CLOUD_DB_URL_GONE = (
     "a site command takes no cloud database URL any more: a site reaches the cloud only "
     "through the cloud API. Remove {what} and give cloud_api_url (the cloud API's https:// "
@@ -107,7 +121,7 @@ def _has_cloud_api(args: argparse.Namespace) -> bool:
     return bool(_opt(args, "cloud_api_url", required=False))
 
 
-def _site_settings(args: argparse.Namespace, local_url: str) -> Any:
+async def _site_settings(args: argparse.Namespace, local_url: str) -> Any:
     """The replicator's settings of this site (its config file's [replicator] table and
     SCSYNC_* variables, the flags winning), checked against the local database's site."""
     from replicator.settings import load_settings
@@ -119,7 +133,7 @@ def _site_settings(args: argparse.Namespace, local_url: str) -> Any:
         overrides["site_token"] = args.token
     config = getattr(args, "config", None)
     settings = load_settings(Path(config) if config else None, **overrides)
-    site_id = _site_id(local_url)
+    site_id = await _site_id(local_url)
     if settings.site_id != site_id:
         raise ConfigError(
             f"site_id {settings.site_id} of the settings is not the local database's site "
@@ -128,16 +142,11 @@ def _site_settings(args: argparse.Namespace, local_url: str) -> Any:
     return settings
 
 
-def _site_id(local_url: str) -> int:
+async def _site_id(local_url: str) -> int:
     from schema import db
-    from schema.urls import create_engine
 
-    engine = create_engine(local_url)
-    try:
-        with engine.connect() as conn:
-            node = db.get_node(conn)
-    finally:
-        engine.dispose()
+    async with _local(local_url) as conn:
+        node = await db.get_node(conn)
     if node is None or node.site_id is None:
         raise ConfigError("the local database has no site id (scsync db set-node)")
     return node.site_id
@@ -147,23 +156,28 @@ def _site_id(local_url: str) -> int:
 async def _transfer(args: argparse.Namespace, site_id: int) -> AsyncIterator[Any]:
     """A Transfer bound to the cloud's blob API, journaling into the local DB."""
     import aiohttp
-    from sqlalchemy.ext.asyncio import create_async_engine
 
+    from replicator.files.localdb import make_pool
     from replicator.files.transfer import BlobApi, DbJournal, Transfer, TransferConfig
-    from schema.urls import sqlalchemy_url
 
-    engine = create_async_engine(sqlalchemy_url(_need(args, "local_url"), "psycopg"))
+    concurrency = getattr(args, "concurrency", 4)
+    pool = make_pool(_need(args, "local_url"), max_size=concurrency + 1)
+    await pool.open(wait=False)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             api = BlobApi(session, _need(args, "blobs_url"), _need(args, "token"), site_id)
-            yield Transfer(
-                api,
-                DbJournal(engine),
-                TransferConfig(concurrency=getattr(args, "concurrency", 4)),
-            )
+            yield Transfer(api, DbJournal(pool), TransferConfig(concurrency=concurrency))
     finally:
-        await engine.dispose()
+        await pool.close()
+
+
+def _local(url: str) -> AbstractAsyncContextManager[Any]:
+    """One connection to the local database for a command (schema.database)."""
+    from replicator.files.localdb import APP_NAME
+    from schema import database
+
+    return database.connect(url, ERRORS, name=APP_NAME)
 
 
 # -- policy -----------------------------------------------------------------------------------
@@ -176,65 +190,55 @@ def _parse_ref(text: str) -> tuple[str, int]:
     return table, int(rid)
 
 
-def _policy_show(args: argparse.Namespace) -> int:
+async def _policy_show(args: argparse.Namespace) -> int:
     from replicator.files import policy
-    from schema.urls import create_engine
 
-    engine = create_engine(_need(args, "local_url"))
-    try:
-        with engine.connect() as conn:
-            p = policy.get_policy(conn)
-    finally:
-        engine.dispose()
+    async with _local(_need(args, "local_url")) as conn:
+        p = await policy.get_policy(conn)
     print(json.dumps(p.describe(), indent=2))
     return 0
 
 
-def _policy_set(args: argparse.Namespace) -> int:
+async def _policy_set(args: argparse.Namespace) -> int:
     from replicator.files import policy
     from schema.scope_policy import ScopePolicy
-    from schema.urls import create_engine
 
     local_url = _need(args, "local_url")
     # Checked first: the cloud's settings wrong or missing changes nothing locally.
     apply = _has_cloud_api(args) and not args.no_apply
-    settings = _site_settings(args, local_url) if apply else None
-    engine = create_engine(local_url)
-    try:
-        with engine.begin() as conn:
-            current = policy.get_policy(conn)
-            new = ScopePolicy(
-                mode=args.mode or current.mode,
-                tables=_split(args.tables, current.tables),
-                modalities=_split(args.modalities, current.modalities),
-                since_date=(
-                    None
-                    if args.since == "none"
-                    else dt.date.fromisoformat(args.since)
-                    if args.since
-                    else current.since_date
-                ),
-                last_days=(
-                    None
-                    if args.last_days == 0
-                    else args.last_days
-                    if args.last_days is not None
-                    else current.last_days
-                ),
-                old_data=args.old_data or current.old_data,
-            )
-            policy.set_policy(conn, new)
-            for ref in args.select or ():
-                table, rid = _parse_ref(ref)
-                policy.select(conn, table, [rid])
-            for ref in args.unselect or ():
-                table, rid = _parse_ref(ref)
-                policy.unselect(conn, table, [rid])
-    finally:
-        engine.dispose()
+    settings = await _site_settings(args, local_url) if apply else None
+    async with _local(local_url) as conn, conn.transaction():
+        current = await policy.get_policy(conn)
+        new = ScopePolicy(
+            mode=args.mode or current.mode,
+            tables=_split(args.tables, current.tables),
+            modalities=_split(args.modalities, current.modalities),
+            since_date=(
+                None
+                if args.since == "none"
+                else dt.date.fromisoformat(args.since)
+                if args.since
+                else current.since_date
+            ),
+            last_days=(
+                None
+                if args.last_days == 0
+                else args.last_days
+                if args.last_days is not None
+                else current.last_days
+            ),
+            old_data=args.old_data or current.old_data,
+        )
+        await policy.set_policy(conn, new)
+        for ref in args.select or ():
+            table, rid = _parse_ref(ref)
+            await policy.select(conn, table, [rid])
+        for ref in args.unselect or ():
+            table, rid = _parse_ref(ref)
+            await policy.unselect(conn, table, [rid])
     print(json.dumps(new.describe(), indent=2))
     if settings is not None:
-        report = asyncio.run(_apply_old_data(args, local_url, settings))
+        report = await _apply_old_data(args, local_url, settings)
         print(
             f"old data ({report.option}): {len(report.records)} cloud record(s) changed, "
             f"{len(report.blobs_deleted)} blob(s) deleted"
@@ -252,57 +256,42 @@ async def _apply_old_data(args: argparse.Namespace, local_url: str, settings: An
     from replicator.files import policy
     from replicator.files.cloud import FilesCloud
     from replicator.files.errors import ApiRefused
-    from schema.urls import create_engine
 
-    local = create_engine(local_url)
-    try:
-        with local.connect() as lconn:
-            async with FilesCloud(settings) as cloud:
-                if not _opt(args, "blobs_url", required=False):
-                    return await policy.apply_old_data(lconn, cloud, settings.site_id)
-                async with _transfer(args, settings.site_id) as transfer:
+    async with _local(local_url) as lconn, FilesCloud(settings) as cloud:
+        if not _opt(args, "blobs_url", required=False):
+            return await policy.apply_old_data(lconn, cloud, settings.site_id)
+        async with _transfer(args, settings.site_id) as transfer:
 
-                    async def delete_blob(sha: str) -> bool:
-                        try:
-                            await transfer.api.delete(sha)
-                        except ApiRefused as exc:
-                            if exc.status == 409:
-                                return False
-                            raise
-                        return True
+            async def delete_blob(sha: str) -> bool:
+                try:
+                    await transfer.api.delete(sha)
+                except ApiRefused as exc:
+                    if exc.status == 409:
+                        return False
+                    raise
+                return True
 
-                    return await policy.apply_old_data(lconn, cloud, settings.site_id, delete_blob)
-    finally:
-        local.dispose()
+            return await policy.apply_old_data(lconn, cloud, settings.site_id, delete_blob)
 
 
 # -- per-record switch and restore ----------------------------------------------------------
 
 
-def _sync_switch(enabled: bool) -> Callable[[argparse.Namespace], int]:
-    def handler(args: argparse.Namespace) -> int:
+def _sync_switch(enabled: bool) -> Callable[[argparse.Namespace], Awaitable[int]]:
+    async def handler(args: argparse.Namespace) -> int:
         from replicator.files import policy
         from replicator.files.cloud import FilesCloud
-        from schema.urls import create_engine
 
         local_url = _need(args, "local_url")
         # Checked first: nothing changes locally when the cloud part cannot run.
-        settings = _site_settings(args, local_url) if _has_cloud_api(args) else None
-        local = create_engine(local_url)
-        try:
-            with local.begin() as conn:
-                policy.set_sync_enabled(conn, args.table, args.id, enabled)
-        finally:
-            local.dispose()
+        settings = await _site_settings(args, local_url) if _has_cloud_api(args) else None
+        async with _local(local_url) as conn:
+            await policy.set_sync_enabled(conn, args.table, args.id, enabled)
         word = "enabled" if enabled else "disabled"
         print(f"sync {word} for {args.table} {args.id}")
         if settings is not None:
-
-            async def mark() -> bool:
-                async with FilesCloud(settings) as cloud:
-                    return await policy.mark_cloud_copy(cloud, args.table, args.id, enabled)
-
-            found = asyncio.run(mark())
+            async with FilesCloud(settings) as cloud:
+                found = await policy.mark_cloud_copy(cloud, args.table, args.id, enabled)
             state = "active" if enabled else "deleted"
             print(f"cloud copy marked {state}" if found else "no cloud copy yet")
         return 0
@@ -310,24 +299,14 @@ def _sync_switch(enabled: bool) -> Callable[[argparse.Namespace], int]:
     return handler
 
 
-def _restore(args: argparse.Namespace) -> int:
+async def _restore(args: argparse.Namespace) -> int:
     from replicator.files import policy
     from replicator.files.cloud import FilesCloud
-    from schema.urls import create_engine
 
     local_url = _need(args, "local_url")
-    settings = _site_settings(args, local_url)
-    local = create_engine(local_url)
-
-    async def run() -> None:
-        with local.begin() as lconn:
-            async with FilesCloud(settings) as cloud:
-                await policy.restore(lconn, cloud, args.table, args.id, settings.site_id)
-
-    try:
-        asyncio.run(run())
-    finally:
-        local.dispose()
+    settings = await _site_settings(args, local_url)
+    async with _local(local_url) as lconn, FilesCloud(settings) as cloud:
+        await policy.restore(lconn, cloud, args.table, args.id, settings.site_id)
     print(f"{args.table} {args.id} restored: active on the cloud, pinned in scope")
     return 0
 
@@ -358,16 +337,12 @@ def _describe(p: Any) -> str:
     )
 
 
-def _backfill_start(args: argparse.Namespace) -> int:
-    return asyncio.run(_backfill_run(args))
-
-
-async def _backfill_run(args: argparse.Namespace) -> int:
+async def _backfill_start(args: argparse.Namespace) -> int:
     from replicator.files.backfill import Backfill, BackfillConfig, Progress
     from replicator.files.cloud import FilesCloud
 
     local_url = _need(args, "local_url")
-    settings = _site_settings(args, local_url)
+    settings = await _site_settings(args, local_url)
     site_id = settings.site_id
     config = BackfillConfig(
         batch_rows=args.batch_rows,
@@ -389,22 +364,21 @@ async def _backfill_run(args: argparse.Namespace) -> int:
         from replicator.files.localdb import LocalDb
         from replicator.files.service import outbox_gate
 
-        gate_db = LocalDb(local_url)
         cloud = FilesCloud(settings)
         try:
-            lane = Backfill(
-                local_url,
-                cloud,
-                site_id,
-                transfer=transfer,
-                config=config,
-                on_progress=on_progress,
-                live_gate=None if args.no_yield_to_live else outbox_gate(gate_db, site_id),
-            )
-            return await lane.run()
+            async with LocalDb.opened(local_url, max_size=1) as gate_db:
+                lane = Backfill(
+                    local_url,
+                    cloud,
+                    site_id,
+                    transfer=transfer,
+                    config=config,
+                    on_progress=on_progress,
+                    live_gate=None if args.no_yield_to_live else outbox_gate(gate_db, site_id),
+                )
+                return await lane.run()
         finally:
             await cloud.close()
-            await gate_db.close()
 
     try:
         if _opt(args, "blobs_url", required=False):
@@ -449,21 +423,13 @@ class _RichBar:
         self.progress.stop()
 
 
-def _backfill_status(args: argparse.Namespace) -> int:
-    return asyncio.run(_backfill_status_async(args))
-
-
-async def _backfill_status_async(args: argparse.Namespace) -> int:
+async def _backfill_status(args: argparse.Namespace) -> int:
     from replicator.files.backfill import read_progress
-    from replicator.files.localdb import connect
 
     local_url = _need(args, "local_url")
-    site_id = _site_id(local_url)
-    conn = await connect(local_url)
-    try:
+    site_id = await _site_id(local_url)
+    async with _local(local_url) as conn:
         p = await read_progress(conn, site_id)
-    finally:
-        await conn.close()
     if args.json:
         print(json.dumps(p.as_dict()))
     elif args.metrics:
@@ -473,19 +439,11 @@ async def _backfill_status_async(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backfill_pause(args: argparse.Namespace) -> int:
-    return asyncio.run(_backfill_pause_async(args))
-
-
-async def _backfill_pause_async(args: argparse.Namespace) -> int:
+async def _backfill_pause(args: argparse.Namespace) -> int:
     from replicator.files.backfill import set_state
-    from replicator.files.localdb import connect
 
-    conn = await connect(_need(args, "local_url"))
-    try:
+    async with _local(_need(args, "local_url")) as conn:
         await set_state(conn, "paused")
-    finally:
-        await conn.close()
     print("backfill paused (the running lane stops after its current batch)")
     return 0
 
@@ -501,28 +459,26 @@ def _files_run(args: argparse.Namespace) -> int:
 # -- registration -----------------------------------------------------------------------------
 
 
-def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Database errors become the CLI's one-line errors (exit 3 when unreachable); a
-    leftover cloud database URL is refused before anything runs."""
+Handler = Callable[[argparse.Namespace], int]
+AsyncHandler = Callable[[argparse.Namespace], Awaitable[int]]
+
+
+def _guarded(handler: Handler | AsyncHandler) -> Callable[[argparse.Namespace], Any]:
+    """Database errors become the CLI's one-line errors (:data:`ERRORS`: exit 3 when
+    unreachable); a leftover cloud database URL is refused before anything runs."""
+    if inspect.iscoroutinefunction(handler):
+
+        async def run_async(args: argparse.Namespace) -> int:
+            _no_cloud_db_url(args)
+            with ERRORS.errors():
+                return int(await handler(args))
+
+        return run_async
 
     def run(args: argparse.Namespace) -> int:
-        import psycopg
-        from sqlalchemy.exc import DBAPIError
-
-        from replicator.files.errors import FilesError
-        from schema.errors import DatabaseUnavailable
-
         _no_cloud_db_url(args)
-        try:
-            return handler(args)
-        except (psycopg.OperationalError, DBAPIError) as exc:
-            text = str(getattr(exc, "orig", None) or exc).strip()
-            first = text.splitlines()[0] if text else repr(exc)
-            if isinstance(exc, psycopg.OperationalError) or (
-                isinstance(exc, DBAPIError) and isinstance(exc.orig, psycopg.OperationalError)
-            ):
-                raise DatabaseUnavailable(f"database unreachable: {first}") from exc
-            raise FilesError(f"database error: {first}") from exc
+        with ERRORS.errors():
+            return int(handler(args))  # type: ignore[arg-type]
 
     return run
 

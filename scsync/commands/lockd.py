@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from typing import Any
 
@@ -75,8 +74,8 @@ async def _with_manager(args: argparse.Namespace, op: str) -> Any:
 
 
 def _op(op: str) -> Any:
-    def handler(args: argparse.Namespace) -> int:
-        print(json.dumps(asyncio.run(_with_manager(args, op)), default=str))
+    async def handler(args: argparse.Namespace) -> int:
+        print(json.dumps(await _with_manager(args, op), default=str))
         return 0
 
     return handler

@@ -9,12 +9,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
+from schema import database
+from schema.database import SCHEMA, fetch_all, fetch_one, fetch_value
 from schema.errors import ConfigError, DatabaseUnavailable
-from schema.sql import query
-from schema.urls import libpq_url
 from scsync.commands import file_lanes
+
+# The cloud database of the site commands, unreachable: one line, exit 3.
+CLOUD = SCHEMA.extend(
+    {},
+    unavailable=lambda message: DatabaseUnavailable(f"cannot reach the cloud database: {message}"),
+)
 
 URL_ENV = {"local": "SCSYNC_LOCAL_DB_URL", "cloud": "SCSYNC_CLOUD_DB_URL"}
 
@@ -37,11 +41,9 @@ def run_daemon(args: argparse.Namespace, files_required: bool = False) -> int:
     return daemon.run(settings, files)
 
 
-def _status(args: argparse.Namespace) -> int:
+async def _status(args: argparse.Namespace) -> int:
     """The site's figures: the local database's directly, the cloud's through the cloud
     API (the site has no other way there)."""
-    import asyncio
-
     import aiohttp
 
     from replicator.cloud_client import cloud_status
@@ -51,16 +53,11 @@ def _status(args: argparse.Namespace) -> int:
     site = {"site_id": settings.site_id}
     out: dict[str, Any] = {"site_id": settings.site_id}
     try:
-        with psycopg.connect(libpq_url(settings.local_db_url), connect_timeout=5) as conn:
-            depth, age = conn.execute(query("replicator_outbox_depth"), site).fetchone() or (
-                0,
-                None,
-            )
-            (open_conflicts,) = conn.execute(
-                query("replicator_conflicts_open"), site
-            ).fetchone() or (0,)
-            cursors = conn.execute(query("replicator_cursors"), site).fetchall()
-            parked = conn.execute(query("replicator_dead_letters"), site).fetchall()
+        async with database.connect(settings.local_db_url, SCHEMA) as conn:
+            depth, age = await fetch_one(conn, "replicator_outbox_depth", site) or (0, None)
+            open_conflicts = await fetch_value(conn, "replicator_conflicts_open", site) or 0
+            cursors = await fetch_all(conn, "replicator_cursors", site)
+            parked = await fetch_all(conn, "replicator_dead_letters", site)
         out["local"] = {
             "outbox_depth": depth,
             "oldest_change_age_s": None if age is None else round(float(age), 1),
@@ -87,10 +84,10 @@ def _status(args: argparse.Namespace) -> int:
                 for p in parked
             ],
         }
-    except psycopg.OperationalError as exc:
+    except DatabaseUnavailable as exc:
         out["local"] = {"error": str(exc).strip().splitlines()[0]}
     try:
-        cloud = asyncio.run(cloud_status(settings))
+        cloud = await cloud_status(settings)
         age = cloud["oldest_change_age_s"]
         out["cloud"] = {
             "outbox_depth": cloud["outbox_depth"],
@@ -115,23 +112,13 @@ def _db_url(args: argparse.Namespace) -> str:
     return value
 
 
-def _engine(args: argparse.Namespace) -> Any:
-    from schema.urls import create_engine
-
-    return create_engine(_db_url(args))
-
-
-def _conflicts_list(args: argparse.Namespace) -> int:
+async def _conflicts_list(args: argparse.Namespace) -> int:
     from schema import conflicts
 
-    engine = _engine(args)
-    try:
-        with engine.connect() as conn:
-            found = conflicts.list_conflicts(
-                conn, site_id=args.site_id, status=None if args.all else "open"
-            )
-    finally:
-        engine.dispose()
+    async with database.connect(_db_url(args), SCHEMA) as conn:
+        found = await conflicts.list_conflicts(
+            conn, site_id=args.site_id, status=None if args.all else "open"
+        )
     if not found:
         print("no conflicts")
     for c in found:
@@ -144,15 +131,11 @@ def _conflicts_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _conflicts_show(args: argparse.Namespace) -> int:
+async def _conflicts_show(args: argparse.Namespace) -> int:
     from schema import conflicts
 
-    engine = _engine(args)
-    try:
-        with engine.connect() as conn:
-            c = conflicts.get_conflict(conn, args.id)
-    finally:
-        engine.dispose()
+    async with database.connect(_db_url(args), SCHEMA) as conn:
+        c = await conflicts.get_conflict(conn, args.id)
     print(
         json.dumps(
             {
@@ -173,15 +156,11 @@ def _conflicts_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _conflicts_resolve(args: argparse.Namespace) -> int:
+async def _conflicts_resolve(args: argparse.Namespace) -> int:
     from schema import conflicts
 
-    engine = _engine(args)
-    try:
-        with engine.begin() as conn:
-            revision = conflicts.resolve_conflict(conn, args.id, keep=args.keep, by=args.by)
-    finally:
-        engine.dispose()
+    async with database.connect(_db_url(args), SCHEMA) as conn:
+        revision = await conflicts.resolve_conflict(conn, args.id, keep=args.keep, by=args.by)
     print(
         f"conflict {args.id} resolved on the {args.side} side keeping the {args.keep} version"
         + (f" (new revision {revision})" if revision else "")
@@ -190,21 +169,14 @@ def _conflicts_resolve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _site_register(args: argparse.Namespace) -> int:
+async def _site_register(args: argparse.Namespace) -> int:
     from replicator.sites import register_site
-    from schema.urls import create_engine
 
     url = args.url or os.environ.get(URL_ENV["cloud"])
     if not url:
         raise ConfigError(f"no cloud database URL: pass --url or set {URL_ENV['cloud']}")
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            creds = register_site(conn, args.name, args.node_id)
-    except OSError as exc:
-        raise DatabaseUnavailable(f"cannot reach the cloud database: {exc}") from exc
-    finally:
-        engine.dispose()
+    async with database.connect(url, CLOUD) as conn:
+        creds = await register_site(conn, args.name, args.node_id)
     print(
         f"# site {creds.name!r} registered: site id {creds.site_id}, node id {creds.node_id}"
         " (no database role: the site reaches the cloud only through the cloud API)"
@@ -242,15 +214,12 @@ def site_token_steps(site_id: int, api_url: str | None) -> list[str]:
     return steps
 
 
-def _site_list(args: argparse.Namespace) -> int:
+async def _site_list(args: argparse.Namespace) -> int:
     url = args.url or os.environ.get(URL_ENV["cloud"])
     if not url:
         raise ConfigError(f"no cloud database URL: pass --url or set {URL_ENV['cloud']}")
-    try:
-        with psycopg.connect(libpq_url(url), connect_timeout=5) as conn:
-            sites = conn.execute(query("ops_sites")).fetchall()
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"cannot reach the cloud database: {exc}") from exc
+    async with database.connect(url, CLOUD) as conn:
+        sites = await fetch_all(conn, "ops_sites")
     if not sites:
         print("no sites")
     for site_id, name, node_id, disabled in sites:
@@ -258,20 +227,17 @@ def _site_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _site_disable(args: argparse.Namespace, disabled: bool = True) -> int:
+async def _site_disable(args: argparse.Namespace, disabled: bool = True) -> int:
     """Disable (or enable) a site: its site tokens are refused from now on by the cloud
     API, lockd and the blob endpoints (within their revocation_check_s); enabling it
     again needs a new site token."""
     url = args.url or os.environ.get(URL_ENV["cloud"])
     if not url:
         raise ConfigError(f"no cloud database URL: pass --url or set {URL_ENV['cloud']}")
-    try:
-        with psycopg.connect(libpq_url(url), connect_timeout=5) as conn:
-            row = conn.execute(
-                query("auth_site_disable"), {"site_id": args.site_id, "disabled": disabled}
-            ).fetchone()
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"cannot reach the cloud database: {exc}") from exc
+    async with database.connect(url, CLOUD) as conn:
+        row = await fetch_one(
+            conn, "auth_site_disable", {"site_id": args.site_id, "disabled": disabled}
+        )
     if row is None:
         raise ConfigError(f"no site {args.site_id}")
     word = "disabled: its tokens are refused" if disabled else "enabled: issue it a new token"
@@ -279,8 +245,8 @@ def _site_disable(args: argparse.Namespace, disabled: bool = True) -> int:
     return 0
 
 
-def _site_enable(args: argparse.Namespace) -> int:
-    return _site_disable(args, disabled=False)
+async def _site_enable(args: argparse.Namespace) -> int:
+    return await _site_disable(args, disabled=False)
 
 
 def register(sub: Any) -> None:

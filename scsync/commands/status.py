@@ -9,74 +9,76 @@ replicator is down, which is when it is needed most.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import os
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from schema import database
+from schema.database import Conn, Translation, fetch_all, fetch_one
 from schema.errors import EXIT_UNAVAILABLE, ConfigError, DatabaseUnavailable
-from schema.sql import query
-from schema.urls import libpq_url
 
 
-def _connect(url: str, what: str) -> psycopg.Connection[Any]:
+def _errors(what: str) -> Translation:
+    """This command's table: unreachable, or a status query refused, is exit 3."""
+    return Translation(
+        unavailable=lambda message: DatabaseUnavailable(
+            f"cannot reach the {what} database: {message}"
+        ),
+        other=lambda e: DatabaseUnavailable(f"status query failed: {e.message}"),
+    )
+
+
+def _connect(url: str, what: str) -> AbstractAsyncContextManager[Conn]:
+    return database.connect(url, _errors(what), name="scsync-status")
+
+
+async def _one(conn: Conn, name: str, params: dict[str, Any]) -> Any:
+    return await fetch_one(conn, name, params)
+
+
+async def _leases(conn: Conn, site_id: int | None) -> dict[str, Any]:
     try:
-        return psycopg.connect(libpq_url(url), connect_timeout=5, autocommit=True)
-    except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise DatabaseUnavailable(f"cannot reach the {what} database: {first}") from exc
-
-
-def _one(conn: psycopg.Connection[Any], name: str, params: dict[str, Any]) -> Any:
-    return conn.execute(query(name), params).fetchone()
-
-
-def _leases(conn: psycopg.Connection[Any], site_id: int | None) -> dict[str, Any]:
-    try:
-        live, by_local, by_cloud = _one(conn, "ops_leases_live", {"site_id": site_id})
+        live, by_local, by_cloud = await _one(conn, "ops_leases_live", {"site_id": site_id})
     except psycopg.errors.InsufficientPrivilege:
         # A site's own role may not read the lease table; an operator's URL may.
         return {"error": "this database role cannot read leases (pass --cloud-url)"}
     return {"live": live, "by_local": by_local, "by_cloud": by_cloud}
 
 
-def _waiting(source: psycopg.Connection[Any], site: dict[str, int]) -> dict[str, Any]:
+async def _waiting(source: Conn, site: dict[str, int]) -> dict[str, Any]:
     """A lane's backlog at its source: changes waiting and the age of the oldest (= lag)."""
-    waiting, age = _one(source, "replicator_outbox_depth", site) or (0, None)
+    waiting, age = await _one(source, "replicator_outbox_depth", site) or (0, None)
     return {"waiting": int(waiting), "lag_s": 0.0 if age is None else round(float(age), 1)}
 
 
-def _cloud_from_db(url: str, site: dict[str, int]) -> dict[str, Any]:
+async def _cloud_from_db(url: str, site: dict[str, int]) -> dict[str, Any]:
     """The site's cloud figures read with an operator's database URL (--cloud-url), in
     the shape of the cloud API's /v1/sync/status."""
-    conn = _connect(url, "cloud")
-    try:
-        with conn:
-            depth, age = _one(conn, "replicator_outbox_depth", site) or (0, None)
-            return {
-                "outbox_depth": int(depth),
-                "oldest_change_age_s": None if age is None else float(age),
-                "conflicts_open": int(_one(conn, "replicator_conflicts_open", site)[0]),
-                "cursors": [
-                    {
-                        "lane": r[0],
-                        "last_applied_at": None if r[3] is None else r[3].isoformat(),
-                        "rows_applied": int(r[5] or 0),
-                    }
-                    for r in conn.execute(query("replicator_cursors"), site)
-                ],
-                "parked": conn.execute(query("replicator_dead_letters"), site).fetchall(),
-                "leases": _leases(conn, site["site_id"]),
-            }
-    except psycopg.Error as exc:
-        raise DatabaseUnavailable(f"status query failed: {exc}") from exc
+    async with _connect(url, "cloud") as conn:
+        depth, age = await _one(conn, "replicator_outbox_depth", site) or (0, None)
+        return {
+            "outbox_depth": int(depth),
+            "oldest_change_age_s": None if age is None else float(age),
+            "conflicts_open": int((await _one(conn, "replicator_conflicts_open", site))[0]),
+            "cursors": [
+                {
+                    "lane": r[0],
+                    "last_applied_at": None if r[3] is None else r[3].isoformat(),
+                    "rows_applied": int(r[5] or 0),
+                }
+                for r in await fetch_all(conn, "replicator_cursors", site)
+            ],
+            "parked": await fetch_all(conn, "replicator_dead_letters", site),
+            "leases": await _leases(conn, site["site_id"]),
+        }
 
 
-def _cloud_from_api(settings: Any) -> dict[str, Any]:
+async def _cloud_from_api(settings: Any) -> dict[str, Any]:
     """The site's cloud figures from the cloud API (the site's only way there)."""
     import aiohttp
 
@@ -84,130 +86,112 @@ def _cloud_from_api(settings: Any) -> dict[str, Any]:
     from replicator.errors import ReplicatorError
 
     try:
-        return asyncio.run(cloud_status(settings))
+        return await cloud_status(settings)
     except (ReplicatorError, aiohttp.ClientError) as exc:
         raise DatabaseUnavailable(f"cannot reach the cloud API: {exc}") from exc
 
 
-def site_status(settings: Any, cloud_url: str | None = None) -> dict[str, Any]:
+async def site_status(settings: Any, cloud_url: str | None = None) -> dict[str, Any]:
     """Every figure of one site, as a JSON-able dict. With the cloud unreachable (a long
     outage, when status matters most) the local figures are still given, the cloud's
     are None and ``cloud_error`` says why. The cloud's figures come from the cloud API
     (``/v1/sync/status``, the site's token), or with ``cloud_url`` (an operator's
     database URL) from the cloud database."""
     from replicator.files.backfill import read_progress
-    from replicator.files.localdb import connect
     from replicator.wal import capture_status_of
 
     site = {"site_id": int(settings.site_id)}
-    local = _connect(settings.local_db_url, "local")
-    cloud: dict[str, Any] | None = None
-    cloud_error = None
-    try:
-        cloud = _cloud_from_db(cloud_url, site) if cloud_url else _cloud_from_api(settings)
-    except DatabaseUnavailable as exc:
-        cloud_error = str(exc)
-
-    def from_cloud(what: Any) -> Any:
-        return None if cloud is None else what(cloud)
-
-    try:
-        with local:
-            local_cursors = [tuple(r) for r in local.execute(query("replicator_cursors"), site)]
-            pull_rows = [r for r in local_cursors if r[0] == "pull"]
-            push_rows = from_cloud(lambda c: [r for r in c["cursors"] if r["lane"] == "push"])
-            local_waiting = _waiting(local, site)
-            cloud_waiting = from_cloud(
-                lambda c: {
-                    "waiting": int(c["outbox_depth"]),
-                    "lag_s": 0.0
-                    if c["oldest_change_age_s"] is None
-                    else round(float(c["oldest_change_age_s"]), 1),
-                }
-            ) or {"waiting": None, "lag_s": None}
-            lanes = {
-                "push": {
-                    **local_waiting,
-                    "rows_moved": from_cloud(
-                        lambda c: sum(int(r["rows_applied"]) for r in push_rows)
-                    ),
-                    "last_applied_at": from_cloud(
-                        lambda c: next(
-                            (r["last_applied_at"] for r in push_rows if r["last_applied_at"]),
-                            None,
-                        )
-                    ),
-                },
-                "pull": {
-                    **cloud_waiting,
-                    "rows_moved": sum(int(r[5] or 0) for r in pull_rows),
-                    "last_applied_at": next(
-                        (r[3].isoformat() for r in pull_rows if r[3] is not None), None
-                    ),
-                },
-            }
-            figures: dict[str, Any] = {
-                "site_id": site["site_id"],
-                "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "cloud_error": cloud_error,
-                "lanes": lanes,
-                "outbox_depth": {
-                    "local": lanes["push"]["waiting"],
-                    "cloud": lanes["pull"]["waiting"],
-                },
-                "parked": {
-                    "local": len(local.execute(query("replicator_dead_letters"), site).fetchall()),
-                    "cloud": from_cloud(lambda c: len(c["parked"])),
-                },
-                "conflicts_open": {
-                    "local": int(_one(local, "replicator_conflicts_open", site)[0]),
-                    "cloud": from_cloud(lambda c: int(c["conflicts_open"])),
-                },
-                "leases": from_cloud(lambda c: c["leases"])
-                or {"error": "the cloud is unreachable"},
-                "capture": capture_status_of(
-                    local.execute(query("capture_status")).fetchone()
-                ).as_dict(),
-            }
-    except psycopg.Error as exc:
-        raise DatabaseUnavailable(f"status query failed: {exc}") from exc
-
-    async def backfill() -> dict[str, Any]:
-        conn = await connect(settings.local_db_url)
+    async with _connect(settings.local_db_url, "local") as local:
+        cloud: dict[str, Any] | None = None
+        cloud_error = None
         try:
-            return (await read_progress(conn, site["site_id"])).as_dict()
-        finally:
-            await conn.close()
+            cloud = (
+                await _cloud_from_db(cloud_url, site)
+                if cloud_url
+                else await _cloud_from_api(settings)
+            )
+        except DatabaseUnavailable as exc:
+            cloud_error = str(exc)
 
-    figures["backfill"] = asyncio.run(backfill())
+        def from_cloud(what: Any) -> Any:
+            return None if cloud is None else what(cloud)
+
+        local_cursors = [tuple(r) for r in await fetch_all(local, "replicator_cursors", site)]
+        pull_rows = [r for r in local_cursors if r[0] == "pull"]
+        push_rows = from_cloud(lambda c: [r for r in c["cursors"] if r["lane"] == "push"])
+        local_waiting = await _waiting(local, site)
+        cloud_waiting = from_cloud(
+            lambda c: {
+                "waiting": int(c["outbox_depth"]),
+                "lag_s": 0.0
+                if c["oldest_change_age_s"] is None
+                else round(float(c["oldest_change_age_s"]), 1),
+            }
+        ) or {"waiting": None, "lag_s": None}
+        lanes = {
+            "push": {
+                **local_waiting,
+                "rows_moved": from_cloud(lambda c: sum(int(r["rows_applied"]) for r in push_rows)),
+                "last_applied_at": from_cloud(
+                    lambda c: next(
+                        (r["last_applied_at"] for r in push_rows if r["last_applied_at"]),
+                        None,
+                    )
+                ),
+            },
+            "pull": {
+                **cloud_waiting,
+                "rows_moved": sum(int(r[5] or 0) for r in pull_rows),
+                "last_applied_at": next(
+                    (r[3].isoformat() for r in pull_rows if r[3] is not None), None
+                ),
+            },
+        }
+        figures: dict[str, Any] = {
+            "site_id": site["site_id"],
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "cloud_error": cloud_error,
+            "lanes": lanes,
+            "outbox_depth": {
+                "local": lanes["push"]["waiting"],
+                "cloud": lanes["pull"]["waiting"],
+            },
+            "parked": {
+                "local": len(await fetch_all(local, "replicator_dead_letters", site)),
+                "cloud": from_cloud(lambda c: len(c["parked"])),
+            },
+            "conflicts_open": {
+                "local": int((await _one(local, "replicator_conflicts_open", site))[0]),
+                "cloud": from_cloud(lambda c: int(c["conflicts_open"])),
+            },
+            "leases": from_cloud(lambda c: c["leases"]) or {"error": "the cloud is unreachable"},
+            "capture": capture_status_of(await fetch_one(local, "capture_status")).as_dict(),
+            "backfill": (await read_progress(local, site["site_id"])).as_dict(),
+        }
     return figures
 
 
-def cloud_status(url: str) -> dict[str, Any]:
+async def cloud_status(url: str) -> dict[str, Any]:
     """Per-site figures of the whole cloud (an operator's database URL)."""
-    conn = _connect(url, "cloud")
-    try:
-        with conn:
-            return _cloud_figures(conn)
-    except psycopg.Error as exc:
-        raise DatabaseUnavailable(f"status query failed: {exc}") from exc
+    async with _connect(url, "cloud") as conn:
+        return await _cloud_figures(conn)
 
 
-def _cloud_figures(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+async def _cloud_figures(conn: Conn) -> dict[str, Any]:
     outbox = {
-        r[0]: (int(r[1]), float(r[2] or 0)) for r in conn.execute(query("ops_outbox_by_site"))
+        r[0]: (int(r[1]), float(r[2] or 0)) for r in await fetch_all(conn, "ops_outbox_by_site")
     }
-    conflicts = {r[0]: int(r[1]) for r in conn.execute(query("ops_conflicts_by_site"))}
-    parked = {r[0]: int(r[1]) for r in conn.execute(query("ops_parked_by_site"))}
+    conflicts = {r[0]: int(r[1]) for r in await fetch_all(conn, "ops_conflicts_by_site")}
+    parked = {r[0]: int(r[1]) for r in await fetch_all(conn, "ops_parked_by_site")}
     cursors: dict[int, dict[str, Any]] = {}
-    for lane, sid, last, _src, rows, since in conn.execute(query("ops_cursors_all")):
+    for lane, sid, last, _src, rows, since in await fetch_all(conn, "ops_cursors_all"):
         cursors.setdefault(sid, {})[lane] = {
             "rows_moved": int(rows or 0),
             "last_applied_at": None if last is None else last.isoformat(),
             "since_s": None if since is None else round(float(since), 1),
         }
     sites = []
-    for sid, name, node, disabled in conn.execute(query("ops_sites")):
+    for sid, name, node, disabled in await fetch_all(conn, "ops_sites"):
         depth, age = outbox.get(sid, (0, 0.0))
         sites.append(
             {
@@ -220,13 +204,13 @@ def _cloud_figures(conn: psycopg.Connection[Any]) -> dict[str, Any]:
                 "push": cursors.get(sid, {}).get("push"),
                 "conflicts_open": conflicts.get(sid, 0),
                 "parked": parked.get(sid, 0),
-                "leases": _leases(conn, sid),
+                "leases": await _leases(conn, sid),
             }
         )
     return {
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "sites": sites,
-        "leases": _leases(conn, None),
+        "leases": await _leases(conn, None),
     }
 
 
@@ -317,18 +301,18 @@ def render_cloud(f: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _status(args: argparse.Namespace) -> int:
+async def _status(args: argparse.Namespace) -> int:
     if args.side == "cloud":
         url = args.url or os.environ.get("SCSYNC_CLOUD_DB_URL")
         if not url:
             raise ConfigError("no cloud database URL: pass --url or set SCSYNC_CLOUD_DB_URL")
-        figures = cloud_status(url)
+        figures = await cloud_status(url)
         print(json.dumps(figures, indent=2) if args.json else render_cloud(figures))
         return 0
     from replicator.settings import load_settings
 
     settings = load_settings(Path(args.config) if args.config else None)
-    figures = site_status(settings, args.cloud_url)
+    figures = await site_status(settings, args.cloud_url)
     print(json.dumps(figures, indent=2) if args.json else render_site(figures))
     # The figures are printed either way; the exit code tells a script the cloud is down.
     return EXIT_UNAVAILABLE if figures["cloud_error"] else 0

@@ -242,8 +242,7 @@ async def test_vendor_admin_sees_every_site_and_issues_site_tokens(cloud_api: Ap
     resp = await c.post("/v1/records/doctors", json={"name": "d"}, headers=auth(vendor))
     assert resp.status == 400 and (await resp.json())["field"] == "site_id"
     # Site tokens, for registered sites, by vendor admins only.
-    with cloud_api.db.engine.begin() as conn:
-        creds = register_site(conn, "clinic-one")
+    creds = await cloud_api.db.acall(register_site, "clinic-one")
     resp = await c.post(f"/v1/sites/{creds.site_id}/token", json={}, headers=auth(vendor))
     issued = await resp.json()
     assert resp.status == 200, issued

@@ -114,8 +114,7 @@ def test_everyone_signs_in_on_each_page_as_the_demo_says(
     from scsync.demo.data import PASSWORDS, VENDOR
     from scsync.demo.world import SiteInfo, World, sign_in_hints
 
-    with cloud_db.engine.begin() as conn:
-        register_site(conn, "clinic-one")
+    cloud_db.call(register_site, "clinic-one")
     accounts = [(local_db, 1, u, p, "editor") for u, p in PASSWORDS.items()]
     accounts += [(cloud_db, 1, u, p, "editor") for u, p in PASSWORDS.items()]
     accounts.append((cloud_db, 0, VENDOR[0], VENDOR[1], "vendor_admin"))

@@ -103,8 +103,10 @@ async def test_edit_flow_across_cloud_and_sites(
     local_db2: TestDatabase,
     processes: list[ApiProcess],
 ) -> None:
-    with cloud_db.engine.begin() as conn:
-        creds = [register_site(conn, "clinic-one"), register_site(conn, "clinic-two")]
+    creds = [
+        await cloud_db.acall(register_site, "clinic-one"),
+        await cloud_db.acall(register_site, "clinic-two"),
+    ]
     cloud = start_api("cloud", write_config(tmp_path / "cloud.toml", cloud_db, free_port()))
     processes.append(cloud)
     apis = []

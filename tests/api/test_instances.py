@@ -151,8 +151,7 @@ async def test_a_cloud_change_wakes_the_sites_long_poll_held_at_another_instance
     from schema.auth import site_token
     from tests.api.conftest import SECRET
 
-    with cloud_db.engine.begin() as sa_conn:
-        site = register_site(sa_conn, "clinic-one").site_id
+    site = (await cloud_db.acall(register_site, "clinic-one")).site_id
     extra: dict[str, Any] = {"bus": bus, "amqp_exchange": f"scsync.test.{uuid.uuid4().hex[:8]}"}
     a = start_api("cloud", write_config(tmp_path / "a.toml", cloud_db, free_port(), **extra))
     processes.append(a)

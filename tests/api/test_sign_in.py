@@ -15,9 +15,8 @@ async def _sign_in(api: Api, **body: Any) -> tuple[int, Any]:
 
 
 async def test_clinic_user_signs_in_to_the_cloud_by_clinic_name(cloud_api: Api) -> None:
-    with cloud_api.db.engine.begin() as conn:
-        register_site(conn, "clinic-north")
-        register_site(conn, "clinic-south")
+    await cloud_api.db.acall(register_site, "clinic-north")
+    await cloud_api.db.acall(register_site, "clinic-south")
     add_user(cloud_api.db, "bob", "editor", site_id=1)
     add_user(cloud_api.db, "bob", "viewer", site_id=2)
     add_user(cloud_api.db, "vendor", "vendor_admin", site_id=0)

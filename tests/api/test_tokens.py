@@ -189,8 +189,7 @@ async def cloud_all(
 
     bucket = f"scsync-{uuid.uuid4().hex[:12]}"
     s3_endpoint.client().create_bucket(Bucket=bucket)
-    with cloud_db.engine.begin() as conn:
-        site_id = register_site(conn, f"clinic-{uuid.uuid4().hex[:6]}").site_id
+    site_id = (await cloud_db.acall(register_site, f"clinic-{uuid.uuid4().hex[:6]}")).site_id
     settings = settings_for(
         cloud_db,
         "cloud",
@@ -375,8 +374,7 @@ async def _status(c: TestClient[Any, Any], tok: str) -> int:
 async def test_lockd_alone_refuses_a_disabled_sites_token(cloud_db: TestDatabase) -> None:
     from replicator.sites import register_site
 
-    with cloud_db.engine.begin() as conn:
-        site = register_site(conn, "clinic-alone").site_id
+    site = (await cloud_db.acall(register_site, "clinic-alone")).site_id
     tok = site_token(lockd_procs.SECRET, site)
     with lockd_procs.lockd_process(cloud_db.url, "--revocation-check-s", str(CHECK_S)) as server:
         url = f"{server.url}/leases/patients/1"

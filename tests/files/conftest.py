@@ -175,7 +175,6 @@ async def files_cloud(
 ) -> AsyncIterator[FilesCloud]:
     """Site 1 registered on the cloud, and its way there: the cloud API's site endpoints
     with its token (no cloud database URL on the site)."""
-    with cloud_db.engine.begin() as conn:
-        register_site(conn, "clinic-one")
+    await cloud_db.acall(register_site, "clinic-one")
     async with FilesCloud(site_settings(local_db, sync_api)) as cloud:
         yield cloud

@@ -225,8 +225,7 @@ def test_backfill_survives_two_kills_newest_first_and_live_edits_pass(
     files: int,
     rows_per_s: int,
 ) -> None:
-    with cloud_db.engine.begin() as conn:
-        register_site(conn, "clinic-one")
+    cloud_db.call(register_site, "clinic-one")
     images = seed_legacy(local_db, tmp_path, patients, files)
     env = _env(local_db, sync_api, cloud_db, blobs, tmp_path)
     live = procs.start("files", "run", env=env)
@@ -320,8 +319,7 @@ def test_kill_during_multipart_then_resume_without_resending_parts(
     tmp_path: Path,
     size: int,
 ) -> None:
-    with cloud_db.engine.begin() as conn:
-        register_site(conn, "clinic-one")
+    cloud_db.call(register_site, "clinic-one")
     src = tmp_path / "ct-volume.raw"
     sha = urandom_file(src, size)
     with local_db.engine.begin() as conn:
@@ -412,8 +410,7 @@ def test_on_demand_request_is_served_and_a_live_file_row_crosses_with_its_blob(
     runs (as a database restart does); the file lanes must reopen theirs."""
     import urllib.request
 
-    with cloud_db.engine.begin() as conn:
-        register_site(conn, "clinic-one")
+    cloud_db.call(register_site, "clinic-one")
     images = seed_legacy(local_db, tmp_path, 5, 2)
     with local_db.engine.begin() as conn:
         conn.execute(text("INSERT INTO scsync_file_policy (mode) VALUES ('selective')"))
@@ -523,8 +520,7 @@ def test_replicator_without_file_settings_warns_and_sends_rows_as_metadata_only(
 ) -> None:
     """What the start-up warning says: the row lanes run, a file-bearing row crosses as
     metadata only and its file is not uploaded until a backfill with the blob settings."""
-    with cloud_db.engine.begin() as conn:
-        register_site(conn, "clinic-one")
+    cloud_db.call(register_site, "clinic-one")
     env = {**_env(local_db, sync_api, cloud_db, blobs, tmp_path), **NO_FILE_ENV}
     # The site's token for the cloud API in [replicator] (SCSYNC_SITE_TOKEN alone would
     # count as a partial file setting): no [files] table, so the file lanes are off.
@@ -561,8 +557,7 @@ def test_replicator_without_file_settings_warns_and_sends_rows_as_metadata_only(
 def test_backfill_cli_status_metrics_pause_and_throttle(
     local_db: TestDatabase, cloud_db: TestDatabase, sync_api: CloudApi, procs: Procs, tmp_path: Path
 ) -> None:
-    with cloud_db.engine.begin() as conn:
-        register_site(conn, "clinic-one")
+    cloud_db.call(register_site, "clinic-one")
     seed_legacy(local_db, tmp_path, 3000, 0)
     # The site's settings only: the cloud API and the site's token.
     env = {
@@ -630,8 +625,7 @@ def test_on_demand_is_served_ahead_of_a_running_backfill(
 ) -> None:
     import urllib.request
 
-    with cloud_db.engine.begin() as conn:
-        register_site(conn, "clinic-one")
+    cloud_db.call(register_site, "clinic-one")
     images = seed_legacy(local_db, tmp_path, 3000, 3)
     with local_db.engine.begin() as conn:
         conn.execute(text("INSERT INTO scsync_file_policy (mode) VALUES ('selective')"))

@@ -9,13 +9,13 @@ import aiohttp
 import psycopg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from replicator.files.backfill import Backfill, BackfillConfig, Progress, read_progress
 from replicator.files.cloud import FilesCloud
 from replicator.files.errors import FilesError
-from replicator.files.localdb import connect
+from replicator.files.localdb import connect, make_pool
 from replicator.files.transfer import BlobApi, DbJournal, Transfer
+from schema.database import Pool
 from tests.files.conftest import BlobServer
 from tests.files.helpers import add_image, add_patient, fetch, sha256_of, urandom_file
 from tests.pg import TestDatabase
@@ -34,10 +34,11 @@ def seed_patients(tdb: TestDatabase, n: int) -> list[int]:
 
 
 @pytest.fixture
-async def local_engine(local_db: TestDatabase) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(local_db.url)
-    yield engine
-    await engine.dispose()
+async def local_pool(local_db: TestDatabase) -> AsyncIterator[Pool]:
+    pool = make_pool(local_db.url)
+    await pool.open()
+    yield pool
+    await pool.close()
 
 
 def _pause(tdb: TestDatabase) -> None:
@@ -157,7 +158,7 @@ async def test_files_in_scope_uploaded_others_metadata_only(
     cloud_db: TestDatabase,
     blobs: BlobServer,
     files_cloud: FilesCloud,
-    local_engine: AsyncEngine,
+    local_pool: Pool,
     tmp_path: Path,
 ) -> None:
     patient = add_patient(local_db, 1)
@@ -176,7 +177,7 @@ async def test_files_in_scope_uploaded_others_metadata_only(
         )
     async with aiohttp.ClientSession() as session:
         transfer = Transfer(
-            BlobApi(session, blobs.base_url, blobs.token(1), 1), DbJournal(local_engine)
+            BlobApi(session, blobs.base_url, blobs.token(1), 1), DbJournal(local_pool)
         )
         done = await Backfill(local_db.url, files_cloud, 1, transfer=transfer).run()
     assert done.state == "done" and done.bytes_done == done.bytes_total == 100_002
@@ -193,7 +194,7 @@ async def test_files_in_scope_uploaded_others_metadata_only(
         conn.execute(text("UPDATE scsync_file_policy SET mode = 'all'"))
     async with aiohttp.ClientSession() as session:
         transfer = Transfer(
-            BlobApi(session, blobs.base_url, blobs.token(1), 1), DbJournal(local_engine)
+            BlobApi(session, blobs.base_url, blobs.token(1), 1), DbJournal(local_pool)
         )
         again = await Backfill(local_db.url, files_cloud, 1, transfer=transfer).run()
     assert again.state == "done" and again.rows_done == again.rows_total

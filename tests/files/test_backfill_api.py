@@ -67,10 +67,9 @@ def cloud_snapshot(cloud_db: TestDatabase) -> dict[str, Any]:
     return out
 
 
-def _two_sites(cloud_db: TestDatabase) -> None:
-    with cloud_db.engine.begin() as conn:
-        register_site(conn, "clinic-one")
-        register_site(conn, "clinic-two")
+async def _two_sites(cloud_db: TestDatabase) -> None:
+    await cloud_db.acall(register_site, "clinic-one")
+    await cloud_db.acall(register_site, "clinic-two")
 
 
 def _insert_raw(tdb: TestDatabase, table: str, values: dict[str, Any]) -> None:
@@ -113,8 +112,7 @@ async def test_backfill_cli_end_to_end_through_the_api(
     """`scsync backfill start` with the site's settings only (the cloud API, its token):
     every row crosses, recorded in history, and is marked synced with the revision the
     cloud holds."""
-    with cloud_db.engine.begin() as conn:
-        register_site(conn, "clinic-one")
+    await cloud_db.acall(register_site, "clinic-one")
     patient = add_patient(local_db, 1)
     with local_db.engine.begin() as conn:
         conn.execute(
@@ -158,7 +156,7 @@ async def test_a_backfill_batch_naming_site_2_is_refused_whole(
     """Site 1's token, a batch of its own rows plus one of site 2 (a row of site 2, a
     row under an id the cloud holds for site 2, a row referring to site 2's patient):
     403 naming that row, and neither site 2's data nor any row of the batch lands."""
-    _two_sites(cloud_db)
+    await _two_sites(cloud_db)
     theirs = 900_000_001
     _insert_raw(cloud_db, "patients", {**_patient(theirs, 2, "Theirs"), "synced_revision": 1})
     own = [add_patient(local_db, 1, f"OWN{i}") for i in range(3)]
@@ -211,7 +209,7 @@ async def test_a_backfill_batch_naming_site_2_is_refused_whole(
 async def test_a_backfill_batch_with_bad_columns_is_a_clear_400(
     local_db: TestDatabase, cloud_db: TestDatabase, sync_api: CloudApi
 ) -> None:
-    _two_sites(cloud_db)
+    await _two_sites(cloud_db)
     before = cloud_snapshot(cloud_db)
     headers = {"Authorization": f"Bearer {site_token(SECRET, 1)}", "X-Scsync-Holder": "t"}
     async with aiohttp.ClientSession() as session:
@@ -247,7 +245,7 @@ async def test_sync_switch_and_restore_through_the_api_and_site_2_records_refuse
     """`scsync sync disable|enable` and `scsync restore` change site 1's cloud copies
     through the API; site 1's token naming a record of site 2 (switch, restore, old-data
     lifecycle, blob state) is refused with 403 naming it, and nothing changes."""
-    _two_sites(cloud_db)
+    await _two_sites(cloud_db)
     mine = add_patient(local_db, 1)
     _insert_raw(cloud_db, "patients", {**_patient(mine, 1), "revision": 1, "synced_revision": 1})
     env = site_env(local_db, sync_api)

@@ -37,8 +37,7 @@ async def test_push_waits_for_blob_and_pull_downloads(
     blobs: BlobServer,
     tmp_path: Path,
 ) -> None:
-    with cloud_db.engine.begin() as conn:
-        register_site(conn, "clinic-one")
+    await cloud_db.acall(register_site, "clinic-one")
     settings = load_settings(
         None,
         local_db_url=local_db.url,
@@ -61,7 +60,7 @@ async def test_push_waits_for_blob_and_pull_downloads(
                 "INSERT INTO scsync_file_policy (mode, modalities) VALUES ('selective', '[\"CT\"]')"
             )
         )
-    local = LocalDb(local_db.url)
+    local = await LocalDb.open(local_db.url)
     try:
         async with aiohttp.ClientSession() as session:
             transfer = Transfer(BlobApi(session, blobs.base_url, blobs.token(1), 1))
@@ -90,7 +89,7 @@ async def test_push_waits_for_blob_and_pull_downloads(
     await _drain("pull", settings)
     row = fetch(local_db, "SELECT blob_state, local_path FROM project_files WHERE id = :i", i=pf)[0]
     assert (row.blob_state, row.local_path) == ("remote", None)
-    local = LocalDb(local_db.url)
+    local = await LocalDb.open(local_db.url)
     try:
         async with aiohttp.ClientSession() as session:
             transfer = Transfer(BlobApi(session, blobs.base_url, blobs.token(1), 1))

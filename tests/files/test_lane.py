@@ -29,7 +29,7 @@ async def test_push_hook_then_pull_hook_byte_identical(
                 "INSERT INTO scsync_file_policy (mode, modalities) VALUES ('selective', '[\"CT\"]')"
             )
         )
-    local = LocalDb(local_db.url)
+    local = await LocalDb.open(local_db.url)
     try:
         async with aiohttp.ClientSession() as session:
             transfer = Transfer(BlobApi(session, blobs.base_url, blobs.token(1), 1))
@@ -45,7 +45,7 @@ async def test_push_hook_then_pull_hook_byte_identical(
     with local_db2.engine.begin() as conn:
         conn.execute(text("UPDATE images SET blob_state = 'remote' WHERE id = :i"), {"i": pulled})
     before = fetch(local_db2, "SELECT revision FROM images WHERE id = :i", i=pulled)[0].revision
-    local2 = LocalDb(local_db2.url)
+    local2 = await LocalDb.open(local_db2.url)
     try:
         async with aiohttp.ClientSession() as session:
             transfer = Transfer(BlobApi(session, blobs.base_url, blobs.token(1), 1))
@@ -71,7 +71,7 @@ async def test_a_record_with_sync_off_sends_no_file(
     image = add_image(local_db, 1, p, sha=sha, size=MiB, path=src, modality="CT")
     with local_db.engine.begin() as conn:
         conn.execute(text("UPDATE images SET sync_enabled = false WHERE id = :i"), {"i": image})
-    local = LocalDb(local_db.url)
+    local = await LocalDb.open(local_db.url)
     try:
         async with aiohttp.ClientSession() as session:
             transfer = Transfer(BlobApi(session, blobs.base_url, blobs.token(1), 1))

@@ -13,12 +13,12 @@ from typing import Any
 import aiohttp
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from replicator.files import policy
 from replicator.files.backfill import Backfill
 from replicator.files.cloud import FilesCloud
 from replicator.files.errors import PolicyError
+from replicator.files.localdb import make_pool
 from replicator.files.transfer import BlobApi, DbJournal, Transfer
 from schema.auth import site_token
 from schema.scope_policy import ScopePolicy
@@ -50,13 +50,11 @@ def site_env(local_db: TestDatabase, api: CloudApi, site_id: int = 1) -> dict[st
 
 
 def _scope(tdb: TestDatabase, table: str, rid: int) -> bool:
-    with tdb.engine.connect() as conn:
-        return policy.in_scope(conn, table, rid)
+    return tdb.call(policy.in_scope, table, rid)
 
 
 def _set(tdb: TestDatabase, **kw: Any) -> None:
-    with tdb.engine.begin() as conn:
-        policy.set_policy(conn, ScopePolicy(**kw))
+    tdb.call(policy.set_policy, ScopePolicy(**kw))
 
 
 def test_each_selector(local_db: TestDatabase) -> None:
@@ -92,13 +90,12 @@ def test_each_selector(local_db: TestDatabase) -> None:
     assert scoped() == {("images", ct_new), ("images", pano)}
     _set(local_db, mode="selective", last_days=30, modalities=("CT",))
     assert scoped() == {("images", ct_new)}
-    with local_db.engine.begin() as conn:
-        policy.select(conn, "images", [pano])
+    local_db.call(policy.select, "images", [pano])
     assert scoped() == {("images", ct_new), ("images", pano)}
     _set(local_db, mode="all")
     assert scoped() == everything
-    with pytest.raises(PolicyError), local_db.engine.begin() as conn:
-        policy.set_policy(conn, ScopePolicy(mode="selective", tables=("patients",)))
+    with pytest.raises(PolicyError):
+        local_db.call(policy.set_policy, ScopePolicy(mode="selective", tables=("patients",)))
 
 
 def test_policy_cli_show_and_set(local_db: TestDatabase) -> None:
@@ -139,13 +136,14 @@ async def _backfill_with_files(
         path = tmp_path / f"{name}.dcm"
         sha = urandom_file(path, 40_000)
         ids[name] = add_image(local_db, 1, p, sha=sha, size=40_000, path=path, modality=modality)
-    engine = create_async_engine(local_db.url)
+    pool = make_pool(local_db.url)
+    await pool.open()
     try:
         async with aiohttp.ClientSession() as session:
             api = BlobApi(session, blobs.base_url, blobs.token(1), 1)
-            await Backfill(local_db.url, cloud, 1, transfer=Transfer(api, DbJournal(engine))).run()
+            await Backfill(local_db.url, cloud, 1, transfer=Transfer(api, DbJournal(pool))).run()
     finally:
-        await engine.dispose()
+        await pool.close()
     return ids
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from replicator.files.errors import BlobCorrupt, BlobMissing
+from replicator.files.localdb import make_pool
 from replicator.files.transfer import (
     BlobApi,
     DbJournal,
@@ -18,16 +18,18 @@ from replicator.files.transfer import (
     TransferConfig,
     store_path,
 )
+from schema.database import Pool
 from tests.files.conftest import BlobServer
 from tests.files.helpers import MiB, fetch, sha256_file, urandom_file
 from tests.pg import TestDatabase
 
 
 @pytest.fixture
-async def local_engine(local_db: TestDatabase) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(local_db.url)
-    yield engine
-    await engine.dispose()
+async def local_pool(local_db: TestDatabase) -> AsyncIterator[Pool]:
+    pool = make_pool(local_db.url)
+    await pool.open()
+    yield pool
+    await pool.close()
 
 
 def _parts_put(blobs: BlobServer, sha: str) -> list[str]:
@@ -38,12 +40,12 @@ def _parts_put(blobs: BlobServer, sha: str) -> list[str]:
 
 
 async def test_upload_download_byte_identical_and_dedupe(
-    blobs: BlobServer, tmp_path: Path, local_engine: AsyncEngine
+    blobs: BlobServer, tmp_path: Path, local_pool: Pool
 ) -> None:
     src = tmp_path / "small.bin"
     sha = urandom_file(src, 700_000)
     async with aiohttp.ClientSession() as session:
-        t = Transfer(BlobApi(session, blobs.base_url, blobs.token(1), 1), DbJournal(local_engine))
+        t = Transfer(BlobApi(session, blobs.base_url, blobs.token(1), 1), DbJournal(local_pool))
         first = await t.upload(src, sha, src.stat().st_size)
         assert (first.status, first.bytes_sent) == ("uploaded", 700_000)
         puts = len(_parts_put(blobs, sha))
@@ -57,13 +59,13 @@ async def test_upload_download_byte_identical_and_dedupe(
 
 
 async def test_multipart_round_trip_with_bounded_chunks(
-    blobs: BlobServer, tmp_path: Path, local_engine: AsyncEngine, local_db: TestDatabase
+    blobs: BlobServer, tmp_path: Path, local_pool: Pool, local_db: TestDatabase
 ) -> None:
     src = tmp_path / "ct.vol"
     sha = urandom_file(src, 17 * MiB)  # parts 5+5+5+2
     async with aiohttp.ClientSession() as session:
         api = BlobApi(session, blobs.base_url, blobs.token(1), 1)
-        t = Transfer(api, DbJournal(local_engine), TransferConfig(concurrency=2))
+        t = Transfer(api, DbJournal(local_pool), TransferConfig(concurrency=2))
         out = await t.upload(src, sha, 17 * MiB)
         assert (out.status, out.parts_sent) == ("uploaded", 4)
         dest = tmp_path / "back" / "ct.vol"
@@ -74,13 +76,13 @@ async def test_multipart_round_trip_with_bounded_chunks(
 
 
 async def test_multipart_resume_after_crash_sends_only_missing_parts(
-    blobs: BlobServer, tmp_path: Path, local_engine: AsyncEngine, local_db: TestDatabase
+    blobs: BlobServer, tmp_path: Path, local_pool: Pool, local_db: TestDatabase
 ) -> None:
     src = tmp_path / "big.vol"
     sha = urandom_file(src, 21 * MiB)  # 5 parts
     async with aiohttp.ClientSession() as session:
         api = BlobApi(session, blobs.base_url, blobs.token(1), 1)
-        t = Transfer(api, DbJournal(local_engine), TransferConfig(concurrency=1))
+        t = Transfer(api, DbJournal(local_pool), TransferConfig(concurrency=1))
         task = asyncio.create_task(t.upload(src, sha, 21 * MiB))
         # "Crash" once two parts are recorded in the journal.
         for _ in range(400):
@@ -96,7 +98,7 @@ async def test_multipart_resume_after_crash_sends_only_missing_parts(
         }
         assert len(finished) >= 2
         before = len(_parts_put(blobs, sha))
-        t2 = Transfer(api, DbJournal(local_engine))
+        t2 = Transfer(api, DbJournal(local_pool))
         out = await t2.upload(src, sha, 21 * MiB)
         assert out.status == "uploaded"
         after = _parts_put(blobs, sha)[before:]

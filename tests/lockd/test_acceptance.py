@@ -277,8 +277,7 @@ def test_postgres_restart_keeps_leases_and_tokens_grow() -> None:
         tdb = TestDatabase(
             "lockd_restart", url.replace("postgresql://", "postgresql+psycopg://"), "cloud", None, 0
         )
-        with tdb.engine.begin() as conn2:
-            schema_db.set_node(conn2, 0, "cloud", None)
+        tdb.call(schema_db.set_node, 0, "cloud", None)
         tdb.dispose()
         a = add_patient(tdb, 1, "R1", "Restart one")
         b = add_patient(tdb, 1, "R2", "Restart two")

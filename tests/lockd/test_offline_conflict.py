@@ -65,8 +65,7 @@ async def test_offline_edit_and_cloud_edit_become_a_conflict(world: World) -> No
     assert local_row["notes"] == "offline edit" and local_row["revision"] == offline.revision
     assert cloud_row["notes"] == "cloud edit" and cloud_row["revision"] == cloud.revision
     assert local_row["in_conflict"] and cloud_row["in_conflict"]
-    with world.cloud.engine.connect() as cc:
-        [conflict] = conflicts.list_conflicts(cc, site_id=1)
-        full = conflicts.get_conflict(cc, conflict.id)
+    [conflict] = await world.cloud.acall(conflicts.list_conflicts, site_id=1)
+    full = await world.cloud.acall(conflicts.get_conflict, conflict.id)
     assert full.local_row is not None and full.local_row["notes"] == "offline edit"
     assert full.cloud_row is not None and full.cloud_row["notes"] == "cloud edit"

@@ -47,8 +47,7 @@ def _exec_start(unit: str) -> list[str]:
 def test_replicator_with_file_lanes_notifies_ready_watchdog_and_stopping(
     local_db: TestDatabase, cloud_db: TestDatabase, tmp_path: Path, command: list[str]
 ) -> None:
-    with cloud_db.engine.begin() as conn:
-        creds = register_site(conn, "clinic-notify")
+    creds = cloud_db.call(register_site, "clinic-notify")
     config = tmp_path / "local.toml"
     config.write_text(
         "[replicator]\n"

@@ -84,8 +84,7 @@ def test_replicator_metrics(
     tmp_path: Path,
     procs: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
-    with cloud_db.engine.begin() as conn:
-        creds = register_site(conn, "clinic-metrics")
+    creds = cloud_db.call(register_site, "clinic-metrics")
     port = free_port()
     config = tmp_path / "local.toml"
     config.write_text(
@@ -148,8 +147,7 @@ def test_api_metrics(
 ) -> None:
     from schema.auth import issue_token
 
-    with cloud_db.engine.begin() as conn:
-        creds = register_site(conn, "clinic-metrics")
+    creds = cloud_db.call(register_site, "clinic-metrics")
     ports = {"cloud": free_port(), "local": free_port()}
     for side, db in (("cloud", cloud_db), ("local", local_db)):
         cfg = tmp_path / f"{side}.toml"
@@ -192,8 +190,12 @@ def test_api_metrics(
             _ws_client(f"http://127.0.0.1:{ports['cloud']}/ws", token, ready, stop)
         )
         await asyncio.wait_for(ready.wait(), 10)
-        cloud = await asyncio.to_thread(scrape, f"http://127.0.0.1:{ports['cloud']}/metrics", METRICS_TOKEN)
-        local = await asyncio.to_thread(scrape, f"http://127.0.0.1:{ports['local']}/metrics", METRICS_TOKEN)
+        cloud = await asyncio.to_thread(
+            scrape, f"http://127.0.0.1:{ports['cloud']}/metrics", METRICS_TOKEN
+        )
+        local = await asyncio.to_thread(
+            scrape, f"http://127.0.0.1:{ports['local']}/metrics", METRICS_TOKEN
+        )
         stop.set()
         await client
         return cloud, local

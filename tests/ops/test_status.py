@@ -37,8 +37,7 @@ async def _take_lease(cloud_url: str, row_id: int) -> None:
 def test_status_prints_every_figure(
     local_db: TestDatabase, cloud_db: TestDatabase, tmp_path: Path
 ) -> None:
-    with cloud_db.engine.begin() as conn:
-        creds = register_site(conn, "clinic-status")
+    creds = cloud_db.call(register_site, "clinic-status")
     with cloud_api(cloud_db) as api:
         _every_figure(local_db, cloud_db, tmp_path, creds.site_id, api.url)
 

@@ -60,17 +60,24 @@ async def test_conflicts_cli_list_show_resolve(
         c.execute("UPDATE patients SET name = 'there'")
     await sync(world.site1)
     local_url = world.site1.local.url
-    assert main(["conflicts", "list", "--url", local_url]) == 0
+
+    # The CLI runs its own event loop (one asyncio.run): from this test's, on a thread.
+    async def cli(argv: list[str]) -> int:
+        return await asyncio.to_thread(main, argv)
+
+    assert await cli(["conflicts", "list", "--url", local_url]) == 0
     listed = capsys.readouterr().out
     conflict_id = listed.split()[0]
     assert "patients/" in listed
-    assert main(["conflicts", "show", conflict_id, "--url", local_url]) == 0
+    assert await cli(["conflicts", "show", conflict_id, "--url", local_url]) == 0
     shown = capsys.readouterr().out
     assert '"name": "here"' in shown and '"name": "there"' in shown
-    assert main(["conflicts", "resolve", conflict_id, "--keep", "local", "--url", local_url]) == 0
+    assert (
+        await cli(["conflicts", "resolve", conflict_id, "--keep", "local", "--url", local_url]) == 0
+    )
     await sync(world.site1)
     assert {r["name"] for r in rows(world.cloud, "patients").values()} == {"here"}
-    assert main(["conflicts", "resolve", "12345", "--keep", "local", "--url", local_url]) == 1
+    assert await cli(["conflicts", "resolve", "12345", "--keep", "local", "--url", local_url]) == 1
 
 
 async def test_daemon_metrics_after_a_sync(world: World) -> None:

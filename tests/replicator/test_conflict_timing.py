@@ -39,19 +39,17 @@ async def _lane_drain(world: World, name: LaneName) -> None:
         await lane.close()
 
 
-def _open_conflicts(world: World) -> dict[str, list[conflicts.Conflict]]:
+async def _open_conflicts(world: World) -> dict[str, list[conflicts.Conflict]]:
     out = {}
     for side, db in (("local", world.site1.local), ("cloud", world.cloud)):
-        with db.engine.connect() as conn:
-            out[side] = conflicts.list_conflicts(conn, site_id=1, status="open")
+        out[side] = await db.acall(conflicts.list_conflicts, site_id=1, status="open")
     return out
 
 
-def _resolve(world: World, on: str, keep: Literal["local", "cloud"]) -> None:
+async def _resolve(world: World, on: str, keep: Literal["local", "cloud"]) -> None:
     db = world.cloud if on == "cloud" else world.site1.local
-    with db.engine.begin() as conn:
-        (found,) = conflicts.list_conflicts(conn, site_id=1, status="open")
-        conflicts.resolve_conflict(conn, found.id, keep=keep, by="dr.lee")
+    (found,) = await db.acall(conflicts.list_conflicts, site_id=1, status="open")
+    await db.acall(conflicts.resolve_conflict, found.id, keep=keep, by="dr.lee")
 
 
 @pytest.mark.parametrize("moment", ["before", "between_apply_and_ack", "after"])
@@ -71,10 +69,10 @@ async def test_an_early_resolution_converges_with_no_conflict_left_open(
     first: LaneName = "pull" if resolved_on == "cloud" else "push"
     late: LaneName = "push" if resolved_on == "cloud" else "pull"
     await _lane_drain(world, first)
-    assert len(_open_conflicts(world)[resolved_on]) == 1
+    assert len((await _open_conflicts(world))[resolved_on]) == 1
 
     if moment == "before":
-        _resolve(world, resolved_on, keep)
+        await _resolve(world, resolved_on, keep)
         await _lane_drain(world, late)
     elif moment == "between_apply_and_ack":
         lane = Lane(late, world.site1.settings())
@@ -82,13 +80,13 @@ async def test_an_early_resolution_converges_with_no_conflict_left_open(
         try:
             batch = await lane.read()
             result, failures = await lane._apply(batch)
-            _resolve(world, resolved_on, keep)
+            await _resolve(world, resolved_on, keep)
             await lane._ack(batch, result, failures)
         finally:
             await lane.close()
     else:
         await _lane_drain(world, late)
-        _resolve(world, resolved_on, keep)
+        await _resolve(world, resolved_on, keep)
 
     await sync(world.site1, rounds=3)
     local, cloud = rows(world.site1.local, "patients")[pid], rows(world.cloud, "patients")[pid]
@@ -97,7 +95,7 @@ async def test_an_early_resolution_converges_with_no_conflict_left_open(
     assert local["revision"] == cloud["revision"]
     assert not local["in_conflict"] and not cloud["in_conflict"]
     assert local["synced"] and cloud["synced"]
-    assert _open_conflicts(world) == {"local": [], "cloud": []}
+    assert await _open_conflicts(world) == {"local": [], "cloud": []}
 
 
 @pytest.mark.parametrize("moment", ["before", "between_apply_and_ack", "after"])
@@ -112,9 +110,9 @@ async def test_an_offline_deletion_resolved_early_on_the_cloud_converges(
     with world.cloud.connect(autocommit=True) as c:
         c.execute("UPDATE patients SET name = 'cloud version' WHERE id = %s", (pid,))
     await _lane_drain(world, "pull")
-    assert len(_open_conflicts(world)["cloud"]) == 1
+    assert len((await _open_conflicts(world))["cloud"]) == 1
     if moment == "before":
-        _resolve(world, "cloud", keep)
+        await _resolve(world, "cloud", keep)
         await _lane_drain(world, "push")
     elif moment == "between_apply_and_ack":
         lane = Lane("push", world.site1.settings())
@@ -122,13 +120,13 @@ async def test_an_offline_deletion_resolved_early_on_the_cloud_converges(
         try:
             batch = await lane.read()
             result, failures = await lane._apply(batch)
-            _resolve(world, "cloud", keep)
+            await _resolve(world, "cloud", keep)
             await lane._ack(batch, result, failures)
         finally:
             await lane.close()
     else:
         await _lane_drain(world, "push")
-        _resolve(world, "cloud", keep)
+        await _resolve(world, "cloud", keep)
     await sync(world.site1, rounds=3)
     local = rows(world.site1.local, "patients").get(pid)
     cloud = rows(world.cloud, "patients")[pid]
@@ -141,4 +139,4 @@ async def test_an_offline_deletion_resolved_early_on_the_cloud_converges(
         assert local["revision"] == cloud["revision"] and local["synced"]
         assert not cloud["deleted"]
     assert not cloud["in_conflict"]
-    assert _open_conflicts(world) == {"local": [], "cloud": []}
+    assert await _open_conflicts(world) == {"local": [], "cloud": []}

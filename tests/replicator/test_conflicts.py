@@ -10,7 +10,7 @@ import pytest
 
 from replicator.lane import Lane
 from schema import conflicts
-from schema.urls import create_engine
+from schema.database import SCHEMA, connect
 from tests.pg import TestDatabase
 from tests.world import World, rows, sync
 
@@ -48,12 +48,12 @@ async def test_concurrent_edit_is_kept_on_both_sides_and_resolved_by_keep_cloud(
     assert (cloud["name"], cloud["revision"]) == ("cloud version", cloud_before["revision"])
     assert local["in_conflict"] and cloud["in_conflict"]
     # One conflict record on each side, the same id, both versions retrievable.
-    with world.site1.local.engine.connect() as lc, world.cloud.engine.connect() as cc:
-        on_local = conflicts.list_conflicts(lc, site_id=1)
-        on_cloud = conflicts.list_conflicts(cc, site_id=1)
+    async with world.site1.local.aconnect() as lc, world.cloud.aconnect() as cc:
+        on_local = await conflicts.list_conflicts(lc, site_id=1)
+        on_cloud = await conflicts.list_conflicts(cc, site_id=1)
         assert len(on_local) == 1 and len(on_cloud) == 1
         assert on_local[0].id == on_cloud[0].id
-        full = conflicts.get_conflict(lc, on_local[0].id)
+        full = await conflicts.get_conflict(lc, on_local[0].id)
     assert full.local_row is not None and full.local_row["name"] == "local version"
     assert full.cloud_row is not None and full.cloud_row["name"] == "cloud version"
     assert full.local_revision == local_before["revision"]
@@ -65,24 +65,24 @@ async def test_concurrent_edit_is_kept_on_both_sides_and_resolved_by_keep_cloud(
     assert rows(world.site1.local, "patients")[pid]["name"] == "local version"
 
     # Resolved at the site, keeping the cloud's version: both sides converge.
-    with world.site1.local.engine.begin() as lc:
-        new_rev = conflicts.resolve_conflict(lc, full.id, keep="cloud", by="dr.kim")
+    async with world.site1.local.aconnect() as lc:
+        new_rev = await conflicts.resolve_conflict(lc, full.id, keep="cloud", by="dr.kim")
     await sync(world.site1)
     local, cloud = rows(world.site1.local, "patients")[pid], rows(world.cloud, "patients")[pid]
     assert local["name"] == cloud["name"] == "cloud version"
     assert local["revision"] == cloud["revision"] == new_rev
     assert not local["in_conflict"] and not cloud["in_conflict"]
     assert local["synced"] and cloud["synced"]
-    with world.site1.local.engine.connect() as lc, world.cloud.engine.connect() as cc:
+    async with world.site1.local.aconnect() as lc, world.cloud.aconnect() as cc:
         for conn in (lc, cc):
-            done = conflicts.get_conflict(conn, full.id)
+            done = await conflicts.get_conflict(conn, full.id)
             assert (done.status, done.resolution, done.resolved_by) == (
                 "resolved",
                 "cloud",
                 "dr.kim",
             )
         with pytest.raises(conflicts.ConflictError):
-            conflicts.resolve_conflict(cc, full.id, keep="local", by="x")
+            await conflicts.resolve_conflict(cc, full.id, keep="local", by="x")
     # Later edits flow normally again.
     with world.cloud.connect(autocommit=True) as c:
         c.execute("UPDATE patients SET notes = 'after' WHERE id = %s", (pid,))
@@ -92,22 +92,18 @@ async def test_concurrent_edit_is_kept_on_both_sides_and_resolved_by_keep_cloud(
 
 async def test_keep_local_resolved_on_the_cloud(world: World) -> None:
     pid, _, _ = await _offline_edits(world)
-    # Through pg8000 this time: the library call works with either driver.
-    engine = create_engine(world.cloud.url_with("pg8000"))
-    try:
-        with engine.begin() as cc:
-            (found,) = conflicts.list_conflicts(cc, site_id=1)
-            assert conflicts.get_conflict(cc, found.id).cloud_row is not None
-            conflicts.resolve_conflict(cc, found.id, keep="local", by="cloud-admin")
-    finally:
-        engine.dispose()
+    # Given a pg8000 URL this time: the runtime layer reaches the same database (libpq).
+    async with connect(world.cloud.url_with("pg8000"), SCHEMA) as cc:
+        (found,) = await conflicts.list_conflicts(cc, site_id=1)
+        assert (await conflicts.get_conflict(cc, found.id)).cloud_row is not None
+        await conflicts.resolve_conflict(cc, found.id, keep="local", by="cloud-admin")
     await sync(world.site1)
     local, cloud = rows(world.site1.local, "patients")[pid], rows(world.cloud, "patients")[pid]
     assert local["name"] == cloud["name"] == "local version"
     assert local["revision"] == cloud["revision"]
     assert not local["in_conflict"] and not cloud["in_conflict"]
-    with world.site1.local.engine.connect() as lc:
-        assert conflicts.list_conflicts(lc) == []
+    async with world.site1.local.aconnect() as lc:
+        assert await conflicts.list_conflicts(lc) == []
 
 
 async def test_local_delete_against_cloud_edit_conflicts_and_keep_cloud_restores(
@@ -123,11 +119,11 @@ async def test_local_delete_against_cloud_edit_conflicts_and_keep_cloud_restores
     cloud = rows(world.cloud, "patients")[pid]
     assert cloud["name"] == "edited in cloud" and not cloud["deleted"] and cloud["in_conflict"]
     assert pid not in rows(world.site1.local, "patients")
-    with world.site1.local.engine.begin() as lc:
-        (found,) = conflicts.list_conflicts(lc)
+    async with world.site1.local.aconnect() as lc:
+        (found,) = await conflicts.list_conflicts(lc)
         assert found.local_revision is not None
-        assert conflicts.get_conflict(lc, found.id).local_row is None  # the deletion
-        conflicts.resolve_conflict(lc, found.id, keep="cloud", by="dr.kim")
+        assert (await conflicts.get_conflict(lc, found.id)).local_row is None  # the deletion
+        await conflicts.resolve_conflict(lc, found.id, keep="cloud", by="dr.kim")
     await sync(world.site1)
     local, cloud = rows(world.site1.local, "patients")[pid], rows(world.cloud, "patients")[pid]
     assert local["name"] == cloud["name"] == "edited in cloud"
@@ -295,11 +291,11 @@ async def test_a_clash_met_by_both_lanes_at_once_is_one_conflict(world: World) -
         assert len(on_local) == 1 and on_local == on_cloud, (attempt, on_local, on_cloud)
         await sync(world.site1)  # more rounds change nothing
         assert _conflict_ids(world, pid) == (on_local, on_cloud)
-        with world.site1.local.engine.connect() as lc, world.cloud.engine.connect() as cc:
-            (shown,) = [x for x in conflicts.list_conflicts(lc, site_id=1) if x.row_id == pid]
-            assert [x.id for x in conflicts.list_conflicts(cc, site_id=1) if x.row_id == pid] == [
-                shown.id
-            ]
-            full = conflicts.get_conflict(lc, shown.id)
+        async with world.site1.local.aconnect() as lc, world.cloud.aconnect() as cc:
+            (shown,) = [x for x in await conflicts.list_conflicts(lc, site_id=1) if x.row_id == pid]
+            assert [
+                x.id for x in await conflicts.list_conflicts(cc, site_id=1) if x.row_id == pid
+            ] == [shown.id]
+            full = await conflicts.get_conflict(lc, shown.id)
         assert full.local_row is not None and full.local_row["name"] == f"local {attempt}"
         assert full.cloud_row is not None and full.cloud_row["name"] == f"cloud {attempt}"

@@ -296,8 +296,7 @@ async def test_a_lane_lease_has_one_holder_and_lapses_with_it(world: World) -> N
 
 
 def test_registering_a_site_creates_no_database_role(cloud_db: TestDatabase) -> None:
-    with cloud_db.engine.begin() as conn:
-        creds = register_site(conn, "clinic-norole")
+    creds = cloud_db.call(register_site, "clinic-norole")
     with cloud_db.connect() as c:
         roles = c.execute(
             "SELECT rolname FROM pg_roles WHERE rolname LIKE %s OR rolname = 'scsync_site'",
