@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     revocation_check_s: float = 10.0
     client_max_size: int = 1024 * 1024
     pool_min: int = 1
-    pool_max: int = 10
+    # One pool serves the whole process (the cloud's mounted sync, lockd and blob apps
+    # too): sized for about 20 uploads overlapping, as the blob app's own pool was.
+    pool_max: int = 20
     # WebSocket: per-client queue bound (then disconnect), replay bound, ping period.
     ws_queue_size: int = 256
     ws_replay_limit: int = 1000

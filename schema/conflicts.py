@@ -1,14 +1,12 @@
-"""The apply rule and conflict resolution, shared by the replicator, the APIs and the CLI.
+"""Conflict resolution, shared by the APIs and the CLI.
 
-The replicator applies whole batches set-based inside PostgreSQL
-(``scsync_replicator_apply`` in ``schema/sql/baseline_replicator.sql``); :func:`decide`
-is the same rule for one record, in Python, for callers that reason about a single
-record (and for tests that pin the rule down).
+The apply rule itself has one statement: ``scsync_replicator_apply`` in
+``schema/sql/baseline_replicator.sql``, which applies whole batches set-based inside
+PostgreSQL (tests/replicator/test_conflicts.py runs the SPEC's table through it).
 
 Conflicts live in ``scsync_conflicts`` on both sides under the same id. They are
 listed, shown and resolved here (async, on schema.database) with a connection of
-*either* side: a
-resolution saves the kept version on that side as a new revision whose base is the
+*either* side: a resolution saves the kept version on that side as a new revision whose base is the
 revision the other side holds, so replication fast-forwards the other side (no
 connection to both databases is needed, and no two-phase commit).
 """
@@ -24,7 +22,6 @@ from psycopg.rows import class_row
 from schema.database import Conn, Translation, fetch_all, fetch_one, fetch_value, to
 from schema.errors import Category, SchemaError
 
-Outcome = Literal["apply", "duplicate", "conflict"]
 Keep = Literal["local", "cloud"]
 
 
@@ -36,47 +33,6 @@ class ConflictError(SchemaError):
 
 class ConflictNotFound(ConflictError):
     """No conflict with that id on this side."""
-
-
-def decide(
-    *,
-    op: Literal["I", "U", "D"],
-    revision: int,
-    base: int | None,
-    dest_revision: int | None,
-    dest_deleted: bool = False,
-    dest_side: Literal["local", "cloud"] = "cloud",
-    in_dest_history: bool = False,
-    deletion_resolved: bool = False,
-) -> Outcome:
-    """The SPEC's apply rule for one incoming record.
-
-    ``revision``/``base``: the incoming revision and the sender's synced_revision;
-    ``dest_revision``: the destination's revision (None when the record is absent);
-    ``in_dest_history``: ``revision`` is already in the destination's history (a
-    resolution puts the other side's version it decided on there too);
-    ``deletion_resolved``: (tombstones) a resolved conflict at the destination already
-    decided on this deletion (same base, or the sender's revision in it).
-    """
-    if op == "D":
-        if dest_revision is None or (dest_side == "cloud" and dest_deleted):
-            return "duplicate"  # already gone here
-        if dest_revision in (base, revision):
-            return "apply"
-        return "duplicate" if deletion_resolved else "conflict"
-    if dest_revision is None:
-        if base is None:
-            return "apply"
-        # The destination held the record and deleted it; an old change arriving
-        # again is a duplicate, a newer one conflicts with the deletion.
-        return "duplicate" if in_dest_history else "conflict"
-    if dest_revision == revision:
-        return "duplicate"
-    if dest_revision == base:
-        return "apply"
-    if in_dest_history:
-        return "duplicate"
-    return "conflict"
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ HELP: Final[dict[str, str]] = {
     "client_max_size": "largest request body accepted (bytes); larger gets 413",
     "pool_min": "database connections kept open",
     "pool_max": (
-        "connections per pool at most (cloud: two pools, the app's and lockd's,"
-        " which the sync endpoints share)"
+        "database connections at most: the process's one pool (the cloud's mounted sync,"
+        " lockd and blob endpoints share it)"
     ),
     "ws_queue_size": "events queued per WebSocket client before it is disconnected as slow",
     "ws_replay_limit": "events replayed to a reconnecting client (last_event_id) at most",
