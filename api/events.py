@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ LISTENER_NAME: Final = "scsync-api-listen"
 RELAY_APP_NAME: Final = "scsync-api-relay"
 # How often the log is read when nobody woke the listener (a site's legacy writes).
 POLL_S: Final = 0.25
+# While reading the event log fails, the warning is repeated this often (seconds).
+FAILURE_REPEAT_S: Final = 60.0
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,10 @@ async def listen(
         retry_max_s=max(retry_s, 10.0),
     )
     last_id: int | None = None
+    # A failing read is said once, then once a minute while it lasts (every wake-up
+    # tick would say it again: four lines a second), and its end is said too.
+    failing_since: float | None = None
+    said_at = 0.0
     async with contextlib.aclosing(wakes(listener)) as heard:
         async for w in heard:
             if w.fresh and ready is not None:
@@ -277,7 +284,23 @@ async def listen(
                 raise
             except Exception as exc:
                 # The log is read again from last_id at the next wake: nothing is lost.
-                log.warning("event listener: reading the log failed (%s)", exc)
+                now = time.monotonic()
+                if failing_since is None or now - said_at >= FAILURE_REPEAT_S:
+                    failing_since = failing_since or now
+                    said_at = now
+                    log.warning(
+                        "event listener: reading the log failed for %.0f s (%s); trying at"
+                        " every wake-up",
+                        now - failing_since,
+                        exc,
+                    )
+            else:
+                if failing_since is not None:
+                    log.warning(
+                        "event listener: reading the log works again after %.0f s",
+                        time.monotonic() - failing_since,
+                    )
+                    failing_since = None
 
 
 async def _maybe_await(value: Awaitable[None] | None) -> None:
