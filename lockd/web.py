@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from lockd import schemas
 from lockd.db import ERRORS, Pool, make_pool
 from lockd.errors import (
     BadRequest,
@@ -393,7 +394,9 @@ async def _events(request: web.Request) -> web.Response:
     )
 
 
-def _post(path: str, handler: Handler, summary: str) -> Route:
+def _post(
+    path: str, handler: Handler, summary: str, request: dict[str, Any], response: dict[str, Any]
+) -> Route:
     """A lockd operation: a JSON object in, a JSON object out (docs/lockd.md)."""
     return Route(
         "post",
@@ -401,13 +404,13 @@ def _post(path: str, handler: Handler, summary: str) -> Route:
         handler,
         "lockd_" + path.strip("/"),
         summary,
-        {"type": "object"},
-        request={"type": "object"},
+        response,
+        request=request,
         tags=("locks",),
     )
 
 
-# The bodies' fields are described in docs/lockd.md.
+# The bodies' fields: lockd/schemas.py, described in docs/lockd.md.
 ROUTES: Final = (
     Route(
         "get",
@@ -415,22 +418,40 @@ ROUTES: Final = (
         _health,
         "lockd_health",
         "lockd is up",
-        {"type": "object"},
+        schemas.HEALTH,
         access=Access.PUBLIC,
         tags=("locks",),
     ),
-    _post("/acquire", _acquire, "Take a record's lease (waiting up to wait_ms)"),
-    _post("/renew", _renew, "Renew a lease held"),
-    _post("/touch", _touch, "User activity on a lease held: resets its idle clock"),
-    _post("/release", _release, "Give a lease back"),
-    _post("/break", _break, "Force-break a record's lease (admins; audited)"),
+    _post(
+        "/acquire",
+        _acquire,
+        "Take a record's lease (waiting up to wait_ms)",
+        schemas.ACQUIRE,
+        schemas.LEASE,
+    ),
+    _post("/renew", _renew, "Renew a lease held", schemas.RENEW, schemas.LEASE),
+    _post(
+        "/touch",
+        _touch,
+        "User activity on a lease held: resets its idle clock",
+        schemas.LEASE_REF,
+        schemas.LEASE,
+    ),
+    _post("/release", _release, "Give a lease back", schemas.LEASE_REF, schemas.RELEASED),
+    _post(
+        "/break",
+        _break,
+        "Force-break a record's lease (admins; audited)",
+        schemas.BREAK,
+        schemas.BROKEN,
+    ),
     Route(
         "get",
         "/leases/{table}/{row_id}",
         _get,
         "lockd_lease",
         "A record's lease state and who is editing it",
-        {"type": "object"},
+        schemas.LEASE_STATE,
         params=(
             {"name": "table", "in": "path", "required": True, "schema": {"type": "string"}},
             {
@@ -442,17 +463,41 @@ ROUTES: Final = (
         ),
         tags=("locks",),
     ),
-    _post("/save", _save, "Save changes under the lease (fenced by its token)"),
-    _post("/rollback", _rollback, "Restore an older revision under the lease"),
-    _post("/begin_save", _begin_save, "Start a save made by the local API (A.B versions)"),
-    _post("/end_save", _end_save, "Record the outcome of a begun save"),
+    _post(
+        "/save",
+        _save,
+        "Save changes under the lease (fenced by its token)",
+        schemas.SAVE,
+        schemas.SAVE_RESULT,
+    ),
+    _post(
+        "/rollback",
+        _rollback,
+        "Restore an older revision under the lease",
+        schemas.ROLLBACK,
+        schemas.SAVE_RESULT,
+    ),
+    _post(
+        "/begin_save",
+        _begin_save,
+        "Start a save made by the local API (A.B versions)",
+        schemas.BEGIN_SAVE,
+        schemas.SAVE_GRANT,
+    ),
+    _post(
+        "/end_save",
+        _end_save,
+        "Record the outcome of a begun save",
+        schemas.END_SAVE,
+        schemas.RECORDED,
+    ),
     Route(
         "get",
         "/events",
         _events,
         "lockd_events",
         "Lease events after a sequence number",
-        {"type": "object"},
+        schemas.EVENTS,
         params=(
             {
                 "name": "after",
