@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
+from api.blobs import schemas
 from api.blobs.objects import _blob_info, _delete_blob, _presign_download
 from api.blobs.on_demand import _open_requests, _request_blob
 from api.blobs.resources import _POOL, _SETTINGS, STATE, Pool, _resources
@@ -78,40 +79,88 @@ _SHA256: Final = {
 _BLOB: Final = "/sites/{site_id}/blobs/{sha256}"
 
 
-def _blob_route(method: str, suffix: str, handler: Handler, op_id: str, summary: str) -> Route:
-    """An endpoint of one blob of one site (the token's site; docs/files.md)."""
+def _blob_route(
+    method: str,
+    suffix: str,
+    handler: Handler,
+    op_id: str,
+    summary: str,
+    response: dict[str, Any],
+    request: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Route:
+    """An endpoint of one blob of one site (the token's site; docs/files.md); bodies:
+    api/blobs/schemas.py."""
     return Route(
         method,
         _BLOB + suffix,
         handler,
         op_id,
         summary,
-        {"type": "object"},
-        request={"type": "object"} if method == "post" else None,
+        response,
+        request=request,
         params=(_SITE, _SHA256),
         access=Access.BEARER,
         tags=("blobs",),
+        **extra,
     )
 
 
 ROUTES: Final = (
-    _blob_route("get", "", _blob_info, "blob_info", "A blob's size and state"),
-    _blob_route("post", "/upload", _presign_upload, "blob_upload", "An upload plan"),
+    _blob_route("get", "", _blob_info, "blob_info", "A blob's size and state", schemas.INFO),
     _blob_route(
-        "post", "/complete", _complete, "blob_complete", "Verify the bytes, record the blob"
+        "post",
+        "/upload",
+        _presign_upload,
+        "blob_upload",
+        "An upload plan",
+        schemas.UPLOAD_PLAN,
+        schemas.UPLOAD,
     ),
-    _blob_route("post", "/download", _presign_download, "blob_download", "A download URL"),
     _blob_route(
-        "post", "/request", _request_blob, "blob_request", "Ask the site for a blob (on demand)"
+        "post",
+        "/complete",
+        _complete,
+        "blob_complete",
+        "Verify the bytes, record the blob",
+        schemas.COMPLETED,
+        schemas.COMPLETE,
     ),
-    _blob_route("delete", "", _delete_blob, "blob_delete", "Delete a blob no record needs"),
+    _blob_route(
+        "post",
+        "/download",
+        _presign_download,
+        "blob_download",
+        "A download URL",
+        schemas.DOWNLOAD,
+        {"type": "object", "description": "empty: the blob is named by the path"},
+    ),
+    _blob_route(
+        "post",
+        "/request",
+        _request_blob,
+        "blob_request",
+        "Ask the site for a blob (on demand)",
+        schemas.REQUESTED,
+        schemas.REQUEST,
+        status=202,
+        extra_responses={
+            "200": {
+                "description": "the blob is already uploaded",
+                "content": {"application/json": {"schema": schemas.ALREADY_UPLOADED}},
+            }
+        },
+    ),
+    _blob_route(
+        "delete", "", _delete_blob, "blob_delete", "Delete a blob no record needs", schemas.DELETED
+    ),
     Route(
         "get",
         "/sites/{site_id}/requests",
         _open_requests,
         "blob_requests",
         "The site's open on-demand requests",
-        {"type": "object"},
+        schemas.OPEN_REQUESTS,
         params=(_SITE,),
         tags=("blobs",),
     ),
