@@ -33,8 +33,8 @@ from api.errors import BadRequest
 from api.jsonschema import obj
 from api.sync import POOL, SITE, Conn, json_body, prelude, site_route
 from schema.columns import BATCH_KEY_COLUMNS, SIDE_ONLY_COLUMNS
+from schema.database import named
 from schema.replicating import mark_replicating
-from schema.sql import query
 from schema.tables import SYNCED_TABLES, metadata_for
 from schema.web import Route
 from schema.web import add_routes as add_routes_to
@@ -50,10 +50,6 @@ _BULK: Final = web.AppKey("sync_files_bulk", dict[str, bool])
 def add_routes(app: web.Application) -> None:
     app[_BULK] = {}
     add_routes_to(app, ROUTES)
-
-
-def _q(name: str, **parts: sql.Composable) -> sql.Composed:
-    return sql.SQL(query(name)).format(**parts)
 
 
 def _table(value: Any, tables: Sequence[str], field: str = "table") -> str:
@@ -100,7 +96,7 @@ async def _begin(request: web.Request, conn: Conn) -> int:
 async def _bulk(request: web.Request, conn: Conn) -> bool:
     cache = request.app[_BULK]
     if "bulk" not in cache:
-        cur = await conn.execute(query("sync_backfill_may_bulk"))
+        cur = await conn.execute(named("sync_backfill_may_bulk"))
         row = await cur.fetchone()
         cache["bulk"] = bool(row and row[0])
     return cache["bulk"]
@@ -125,22 +121,24 @@ async def _backfill_apply(request: web.Request) -> web.Response:
             if bulk:
                 # No per-row triggers (the rows are the site's, replicated): history is
                 # written by the apply itself, the references checked below.
-                await conn.execute(query("sync_backfill_bulk"))
+                await conn.execute(named("sync_backfill_bulk"))
             await mark_replicating(conn)
-            await conn.execute(_q("sync_backfill_stage_create", stage=stage, table=ident))
+            await conn.execute(named("sync_backfill_stage_create", stage=stage, table=ident))
             async with conn.cursor().copy(
-                _q("sync_backfill_stage_copy_in", stage=stage, columns=cols)
+                named("sync_backfill_stage_copy_in", stage=stage, columns=cols)
             ) as copy:
                 async for chunk in request.content.iter_chunked(_CHUNK):
                     await copy.write(chunk)
             params = {"site_id": site_id, "table_name": table}
             await conn.execute(
-                query("sync_backfill_check_refs"), {**params, "stage": f"pg_temp.{stage_name}"}
+                named("sync_backfill_check_refs"), {**params, "stage": f"pg_temp.{stage_name}"}
             )
             await conn.execute(
-                _q(apply, table=ident, stage=stage, columns=cols, values=values), params
+                named(apply, table=ident, stage=stage, columns=cols, values=values), params
             )
-            cur = await conn.execute(_q("sync_backfill_accepted", stage=stage, table=ident), params)
+            cur = await conn.execute(
+                named("sync_backfill_accepted", stage=stage, table=ident), params
+            )
             accepted = [[int(i), int(rev)] for i, rev in await cur.fetchall()]
     return web.json_response({"accepted": accepted})
 
@@ -158,7 +156,7 @@ async def _backfill_has(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn, conn.transaction():
         site_id = await _begin(request, conn)
         cur = await conn.execute(
-            query("sync_backfill_cloud_has"), {"site_id": site_id, "shas": shas}
+            named("sync_backfill_cloud_has"), {"site_id": site_id, "shas": shas}
         )
         uploaded = sorted(str(r[0]) for r in await cur.fetchall())
     return web.json_response({"uploaded": uploaded})
@@ -194,7 +192,7 @@ async def _changing(
     site_id = await _begin(request, conn)
     keys = [{"t": t, "id": i} for t, ids in per_table.items() for i in ids]
     await conn.execute(
-        query("sync_records_check_keys"), {"keys": json.dumps(keys), "site_id": site_id}
+        named("sync_records_check_keys"), {"keys": json.dumps(keys), "site_id": site_id}
     )
     await mark_replicating(conn)
     return {"site_id": site_id}
@@ -210,7 +208,7 @@ async def _switch(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn, conn.transaction():
         params = await _changing(request, conn, {table: [row_id]})
         cur = await conn.execute(
-            _q("sync_records_switch", table=sql.Identifier(table)),
+            named("sync_records_switch", table=sql.Identifier(table)),
             {**params, "row_id": row_id, "enabled": enabled},
         )
         found = await cur.fetchone() is not None
@@ -224,7 +222,7 @@ async def _restore(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn, conn.transaction():
         params = await _changing(request, conn, {table: [row_id]})
         cur = await conn.execute(
-            _q("sync_records_restore", table=sql.Identifier(table)), {**params, "row_id": row_id}
+            named("sync_records_restore", table=sql.Identifier(table)), {**params, "row_id": row_id}
         )
         restored = await cur.fetchone() is not None
     return web.json_response({"restored": restored})
@@ -251,7 +249,7 @@ async def _change(
         params = await _changing(request, conn, per_table)
         for table, ids in per_table.items():
             cur = await conn.execute(
-                _q(name, table=sql.Identifier(table)), {**params, **extra, "ids": ids}
+                named(name, table=sql.Identifier(table)), {**params, **extra, "ids": ids}
             )
             changed += [{"t": table, "id": int(r[0])} for r in await cur.fetchall()]
     return web.json_response({"changed": changed})

@@ -1,42 +1,59 @@
-"""psycopg (async) connections of the lanes and the one boundary where driver errors
-become replicator errors."""
+"""The lanes' connections, and the replicator's table in the one translation of driver
+errors (:class:`schema.database.Translation`): a lane keeps one connection of its own
+(its advisory lock and replication origin live in that session), not a pooled one."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-
-import psycopg
+from collections.abc import AsyncIterator, Iterator
 
 from replicator.errors import ReplicationFailed, Unavailable
-from schema.lanes import TRANSIENT as _TRANSIENT
-from schema.lanes import first_line, is_data_error
-from schema.notifications import keepalive_conninfo
+from schema.database import Conn, DbError, Translation, open_connection
+from schema.lanes import TRANSIENT, first_line, is_data_error
 
-__all__ = ["connect", "first_line", "is_data_error", "wrap_errors"]
+__all__ = ["connect", "first_line", "is_data_error", "translation", "wrap_errors"]
+
+
+def translation(what: str) -> Translation:
+    """Driver errors of ``what``: the server out of reach or a transient refusal (a
+    deadlock, a lock timeout, a shutdown) -> :class:`Unavailable` (the lane retries
+    later); any other -> :class:`ReplicationFailed` (a bug or a broken schema)."""
+
+    def unavailable(err: DbError) -> Exception:
+        return Unavailable(f"{what}: {err.message}")
+
+    return Translation(
+        {cls.sqlstate: unavailable for cls in TRANSIENT if cls.sqlstate},
+        unavailable=lambda message: Unavailable(f"{what}: {message}"),
+        other=lambda err: ReplicationFailed(f"{what}: {err.message}"),
+    )
 
 
 async def connect(
     url: str, connect_timeout_s: int, application_name: str, autocommit: bool = False
-) -> psycopg.AsyncConnection[tuple[object, ...]]:
+) -> Conn:
     try:
-        return await psycopg.AsyncConnection.connect(
-            keepalive_conninfo(url, connect_timeout_s, application_name), autocommit=autocommit
+        return await open_connection(
+            url,
+            translation(f"cannot connect ({application_name})"),
+            name=application_name,
+            connect_timeout_s=connect_timeout_s,
+            autocommit=autocommit,
         )
-    except psycopg.OperationalError as exc:
-        raise Unavailable(f"cannot connect ({application_name}): {first_line(exc)}") from exc
-    except OSError as exc:
+    except OSError as exc:  # a socket error psycopg did not wrap
         raise Unavailable(f"cannot connect ({application_name}): {exc}") from exc
+
+
+@contextlib.contextmanager
+def _socket_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise Unavailable(f"{what}: {exc}") from exc
 
 
 @contextlib.asynccontextmanager
 async def wrap_errors(what: str) -> AsyncIterator[None]:
-    """Driver errors -> Unavailable (retry later) or ReplicationFailed (a bug/broken schema)."""
-    try:
+    """Driver errors of the block leave as replicator errors (:func:`translation`)."""
+    with translation(what).errors(), _socket_errors(what):
         yield
-    except (psycopg.OperationalError, OSError, *_TRANSIENT) as exc:
-        raise Unavailable(f"{what}: {first_line(exc)}") from exc
-    except psycopg.Error as exc:
-        if isinstance(exc, psycopg.InterfaceError):
-            raise Unavailable(f"{what}: {first_line(exc)}") from exc
-        raise ReplicationFailed(f"{what}: {first_line(exc)}") from exc

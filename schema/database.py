@@ -112,12 +112,20 @@ async def open_pool(pool: Pool, translation: Translation, *, timeout_s: float = 
         raise translation.translate(exc) from exc
 
 
-async def open_connection(url: str, translation: Translation, *, name: str) -> Conn:
-    """One autocommit connection outside any pool, with the pool's keepalives and
-    connect timeout (the caller closes it); errors translated."""
+async def open_connection(
+    url: str,
+    translation: Translation,
+    *,
+    name: str,
+    connect_timeout_s: int = CONNECT_TIMEOUT_S,
+    autocommit: bool = True,
+) -> Conn:
+    """One connection outside any pool (autocommit unless told), with the pool's
+    keepalives and a bounded connect time (the caller closes it); errors translated.
+    For a session that must stay one backend: an advisory lock, a replication origin."""
     with translation.errors():
         return await psycopg.AsyncConnection.connect(
-            keepalive_conninfo(url, CONNECT_TIMEOUT_S, name), autocommit=True
+            keepalive_conninfo(url, connect_timeout_s, name), autocommit=autocommit
         )
 
 
