@@ -214,7 +214,7 @@ class WalCapture:
     async def _state(self, conn: Conn) -> tuple[str | None, str | None]:
         cur = await conn.execute(query("capture_state"))
         row = await cur.fetchone()
-        assert row is not None, "scsync_capture_state has no row (migration 0013)"
+        assert row is not None, "scsync_capture_state has no row (the baseline migration)"
         return (None if row[0] is None else str(row[0]), None if row[1] is None else str(row[1]))
 
     async def _make_slot(self, conn: Conn, *, lost: bool, known: bool) -> None:

@@ -2,7 +2,7 @@
 
 A token carries the token version (``ver``) of its account or site when it was issued.
 The version lives in ``scsync_token_versions`` (a table of each database, not synced:
-migration 0005), next to an account's ``disabled`` flag; a site's flag is
+the baseline migration), next to an account's ``disabled`` flag; a site's flag is
 ``scsync_sites.disabled`` (cloud). Disabling or deleting an account, changing its
 password or disabling a site moves the version on (``bump_*`` below), and then every
 token issued before is refused.

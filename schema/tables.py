@@ -166,7 +166,7 @@ def build_metadata(side: Side) -> MetaData:
         Column("side", Text, nullable=False),
         Column("site_id", Integer),
         Column("configured_at", _tz(), nullable=False, server_default=NOW),
-        # Revision 0013: where this database's own changes are captured from: the
+        # where this database's own changes are captured from: the
         # statement-level triggers, or (a site) the WAL, read by the replicator.
         Column("capture", Text, nullable=False, server_default=text("'triggers'")),
         CheckConstraint("singleton", name="ck_scsync_node_singleton"),

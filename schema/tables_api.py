@@ -1,9 +1,9 @@
-"""Tables added by the API work (migration 0005_api on each side).
+"""The API's tables (part of the baseline migration on each side).
 
 ``scsync_api_events`` is the event log behind the WebSocket ``/ws``: every event gets
 a bigint id from an identity column, so ids increase across every API instance that
 shares the database, and a client that reconnects with ``last_event_id`` is replayed
-what it missed. The cloud already has ``scsync_audit`` (0001); the local side gets the
+what it missed. The cloud has ``scsync_audit``; the local side gets the
 same table here. ``scsync_api_relay`` keeps the RabbitMQ relay's cursor (cloud only).
 ``scsync_token_versions`` (both sides, not synced) holds the token version of each
 account and site and an account's disabled flag (schema/revocation.py).
@@ -31,7 +31,7 @@ from schema.tables_types import Side
 
 
 def add_tables(md: MetaData, side: Side) -> None:
-    """Declare this area's tables on `md` for `side`; migration 0005 builds them."""
+    """Declare this area's tables on `md` for `side`; the baseline migration builds them."""
     Table(
         "scsync_api_events",
         md,
@@ -78,7 +78,7 @@ def add_tables(md: MetaData, side: Side) -> None:
         CheckConstraint("kind IN ('account', 'site')", name="ck_scsync_token_versions_kind"),
     )
     if side == "local":
-        # Same shape as the cloud's scsync_audit (0001), so both sides audit alike.
+        # Same shape as the cloud's scsync_audit, so both sides audit alike.
         Table(
             "scsync_audit",
             md,

@@ -1,4 +1,4 @@
-"""Tables added by the files work (migration 0004_files on each side).
+"""The files tables (part of the baseline migration on each side).
 
 Local: the site's scope policy and explicit selection, the journal of multipart
 uploads in flight (so a restarted replicator resumes without re-sending finished

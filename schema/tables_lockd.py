@@ -1,6 +1,6 @@
-"""Tables added by the lockd work (migration 0003_lockd on each side).
+"""The lockd tables (part of the baseline migration on each side).
 
-Cloud: the lease table of 0001 gains the edit-session state (TTL, saves made in the
+Cloud: the lease table carries the edit-session state (TTL, saves made in the
 session, the revision of its last save, the id of its last save request for retries),
 and an append-only event log that backs every ``pg_notify('scsync_lease', ...)`` so a
 relay that missed a notification can catch up by ``seq``.

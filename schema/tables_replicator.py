@@ -1,4 +1,4 @@
-"""Tables added by the replicator work (migration 0002_replicator on each side)."""
+"""The replicator's tables (part of the baseline migration on each side)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def add_tables(md: MetaData, side: Side) -> None:
         Index("ix_scsync_dead_letters_site", "site_id"),
     )
     if side == "local":
-        # Revision 0013: the WAL capture's state (replicator/wal.py), one row: the slot it
+        # the WAL capture's state (replicator/wal.py), one row: the slot it
         # reads, the LSN up to which the site's changes are in the outbox (written in the
         # spool's own transaction), and when capture began (a resync after a lost slot
         # takes the unsynced rows changed since then).

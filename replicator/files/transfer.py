@@ -157,7 +157,7 @@ class MemoryJournal:
 
 
 class DbJournal:
-    """The journal in the local database (tables of migration 0004_files), on the
+    """The journal in the local database (the files tables of the baseline), on the
     process's pool of it (schema.database)."""
 
     def __init__(self, pool: database.Pool) -> None:

@@ -1,5 +1,6 @@
--- Named queries of the typed access layer (schema/db.py and the packages above it).
--- Each block starts with "-- name: <query_name>"; parameters are SQLAlchemy binds (:name).
+-- Named queries every package needs (schema/db.py), run through the one runtime layer
+-- (schema/database.py). Each block starts with "-- name: <query_name>"; parameters are
+-- psycopg placeholders (%(name)s), as in every queries*.sql.
 
 -- name: node_get
 SELECT node_id, side, site_id FROM scsync_node

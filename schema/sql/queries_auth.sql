@@ -1,6 +1,6 @@
 -- Named queries of token revocation (schema/revocation.py), run by every service that
 -- accepts tokens (both APIs, lockd, the blob endpoints) on psycopg 3: parameters are
--- psycopg placeholders (%(name)s). scsync_token_versions is created by migration 0005
+-- psycopg placeholders (%(name)s). scsync_token_versions is created by the baseline
 -- on both sides (not synced: each side revokes the tokens it issued).
 
 -- name: auth_account_state

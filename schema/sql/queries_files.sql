@@ -1,6 +1,6 @@
--- Queries of the files area (api/blobs/, replicator/files/). SQLAlchemy binds (:name)
--- unless a block says it is a psycopg template ({table} etc. filled with
--- psycopg.sql.Identifier, %(name)s binds).
+-- Queries of the files area (api/blobs/, replicator/files/, api/sync_files.py):
+-- psycopg placeholders (%(name)s); {table}, {stage}, ... are psycopg.sql.Identifier
+-- slots filled by schema.database.named.
 
 -- ==== cloud: blobs ========================================================================
 

@@ -1,7 +1,6 @@
--- Named queries of the replicator and of schema.conflicts.
--- Blocks named replicator_conflicts_* / replicator_site_* run through SQLAlchemy and take
--- :name binds (either driver). All other replicator_* blocks run on psycopg's async
--- connections of the lanes and take %(name)s placeholders.
+-- Named queries of the replicator and of schema.conflicts, run through the one runtime
+-- layer (schema/database.py) or the lanes' own connections: psycopg placeholders
+-- (%(name)s).
 
 -- name: replicator_conflicts_list
 SELECT id, table_name, row_id, site_id, base_revision, local_revision, cloud_revision,
