@@ -40,7 +40,6 @@ from typing import Any, Final
 import psycopg
 import psycopg_pool
 from aiohttp import web
-from psycopg import errors as pg_errors
 
 from api.errors import ApiError, BadRequest, Conflict, Forbidden, ServiceUnavailable
 from api.jsonschema import HOLDER_PARAM
@@ -49,7 +48,7 @@ from schema.auth import Principal, TokenCache
 from schema.columns import SIDE_ONLY_COLUMNS
 from schema.errors import ScsyncError
 from schema.lanes import (
-    TRANSIENT,
+    TRANSIENT_CODES,
     BatchRow,
     LaneDb,
     LaneName,
@@ -297,19 +296,28 @@ async def _listen(app: web.Application) -> None:
 # -- errors and authentication ------------------------------------------------------------
 
 
+def _unavailable(message: str) -> ScsyncError:
+    return ServiceUnavailable(f"the cloud database: {message}")
+
+
+# Driver errors of a request: the wall (403; its message names the row, seq or record
+# that is not the site's), the database unreachable or a transient refusal (503: the
+# replicator retries), a value the batch carries that a column refuses (400).
+ERRORS: Final = database.Translation(
+    {
+        "42501": lambda e: Forbidden(e.message),
+        **{code: (lambda e: _unavailable(e.message)) for code in TRANSIENT_CODES},
+    },
+    unavailable=_unavailable,
+    other=lambda e: BatchError(e.message),
+)
+
+
 def _database_error(request: web.Request, exc: Exception) -> ScsyncError | None:
-    """Driver errors of a request: the wall (403 naming what is not the site's), the
-    database unreachable (503), a value the batch carries that a column refuses (400)."""
-    if isinstance(exc, pg_errors.InsufficientPrivilege):
-        # The wall: the message names the row, seq or record that is not the site's.
-        message = exc.diag.message_primary or first_line(exc)
-        log.warning("sync: refused for %s: %s", request.get(_SITE), message)
-        return Forbidden(message)
-    if isinstance(exc, (psycopg.OperationalError, psycopg_pool.PoolTimeout, *TRANSIENT)):
-        return ServiceUnavailable(f"the cloud database: {first_line(exc)}")
-    if isinstance(exc, psycopg.Error) and is_data_error(exc):
-        return BatchError(first_line(exc))
-    return None
+    out = ERRORS.maybe(exc)
+    if isinstance(out, Forbidden):
+        log.warning("sync: refused for %s: %s", request.get(_SITE), out)
+    return out if isinstance(out, ScsyncError) else None
 
 
 def _site_token_only(request: web.Request, principal: Principal) -> None:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 from replicator.errors import ReplicationFailed, Unavailable
 from schema.database import Conn, DbError, Translation, open_connection
-from schema.lanes import TRANSIENT, first_line, is_data_error
+from schema.lanes import TRANSIENT_CODES, first_line, is_data_error
 
 __all__ = ["connect", "first_line", "is_data_error", "translation", "wrap_errors"]
 
@@ -23,7 +23,7 @@ def translation(what: str) -> Translation:
         return Unavailable(f"{what}: {err.message}")
 
     return Translation(
-        {cls.sqlstate: unavailable for cls in TRANSIENT if cls.sqlstate},
+        dict.fromkeys(TRANSIENT_CODES, unavailable),
         unavailable=lambda message: Unavailable(f"{what}: {message}"),
         other=lambda err: ReplicationFailed(f"{what}: {err.message}"),
     )

@@ -48,6 +48,8 @@ TRANSIENT = (
     pg_errors.AdminShutdown,
     pg_errors.CannotConnectNow,
 )
+# Their SQLSTATEs, for the translation tables (schema.database.Translation).
+TRANSIENT_CODES: tuple[str, ...] = tuple(c.sqlstate for c in TRANSIENT if c.sqlstate)
 
 
 def is_data_error(exc: BaseException) -> bool:
