@@ -24,7 +24,6 @@ from api.openapi import document
 from api.relay import follow_cloud
 from api.routes import all_routes, app_routes
 from api.settings import Settings
-from api.sync import Hints
 from api.throttle import LoginThrottle
 from api.views import meta
 from lockd.client import LockClient
@@ -100,8 +99,10 @@ async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
                 f"cannot reach RabbitMQ at setting 'amqp_url': {exc}", field="amqp_url"
             ) from exc
         app[state.BUS] = bus
-        if SYNC_HINTS in app:
-            bus.hint_handlers.append(app[SYNC_HINTS].hear)
+        if state.SYNC_HINTS in app:
+            hints = app[state.SYNC_HINTS]
+            bus.hint_handlers.append(hints.hear)
+            hints.live = True
         hub.last_id = await _max_id(pool)
         tasks.append(asyncio.create_task(bus.relay(conninfo, pool), name="api-event-relay"))
         ready.set()
@@ -152,10 +153,6 @@ def relay_missing(settings: Settings) -> str | None:
         if not getattr(settings, key):
             return key
     return None
-
-
-# The sync endpoints' long-poll wake-ups, fed by the RabbitMQ bus when there is one.
-SYNC_HINTS = web.AppKey("sync_hints", Hints)
 
 
 async def _lockd_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -272,7 +269,7 @@ def _mount_cloud_subapps(app: web.Application, settings: Settings) -> None:
         ),
         pool=app[state.POOL],
     )
-    app[SYNC_HINTS] = sync_hints(sync_app)
+    app[state.SYNC_HINTS] = sync_hints(sync_app)
     app.add_subapp("/v1/sync", sync_app)
     if settings.mount_lockd:
         from lockd.web import make_app as make_lockd_app

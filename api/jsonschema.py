@@ -164,6 +164,17 @@ def common_schemas() -> dict[str, Any]:
                 "websocket_clients": {"type": "integer"},
                 "bus": {"type": "string"},
                 "relay_leader": {"anyOf": [{"type": "boolean"}, {"type": "null"}]},
+                "sync_long_polls": {
+                    "anyOf": [
+                        obj(
+                            {
+                                "hints_live": {"type": "boolean"},
+                                "sites_waiting": {"type": "integer"},
+                            }
+                        ),
+                        {"type": "null"},
+                    ]
+                },
             }
         ),
         "EditRequest": obj({"offline": {"type": "boolean"}}, [], additionalProperties=False),

@@ -11,6 +11,7 @@ from aiohttp import web
 from api.events import Hub, RabbitBus
 from api.settings import Settings
 from api.store import Pool
+from api.sync import Hints
 from api.throttle import LoginThrottle
 
 SETTINGS: Final = web.AppKey("settings", Settings)
@@ -28,3 +29,6 @@ WEBSOCKETS: Final = web.AppKey("websockets", Sockets)
 BUS: Final = web.AppKey("bus", RabbitBus)
 TASKS: Final = web.AppKey("tasks", list[asyncio.Task[None]])
 LOGINS: Final = web.AppKey("logins", LoginThrottle)
+# The sync endpoints' long-poll wake-ups (cloud), fed by the RabbitMQ bus when there is
+# one; /v1/status shows them.
+SYNC_HINTS: Final = web.AppKey("sync_hints", Hints)

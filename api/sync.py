@@ -133,6 +133,9 @@ class Hints:
         # The newest outbox seq seen per site, and a wake-up without a site to check.
         self.heads: dict[int, int] = {}
         self.asked = asyncio.Event()
+        # Whether hints reach this instance yet (its listener has connected once, or the
+        # bus feeds it): a long poll held before then is answered at the connect.
+        self.live = False
 
     def mark(self, site_id: int) -> str:
         return f"{self.instance}:{self.count.get(site_id, 0)}"
@@ -289,6 +292,7 @@ async def _listen(app: web.Application) -> None:
         async for w in heard:
             if w.fresh:
                 hints.all()
+                hints.live = True
             for note in w.notes:
                 hints.hear(int(note.payload) if note.payload.isdigit() else None)
 

@@ -38,6 +38,18 @@ def wait_until(
         time.sleep(interval)
 
 
+async def until_async(
+    predicate: Callable[[], Awaitable[bool]], timeout: float, what: str, *, interval: float = 0.05
+) -> None:
+    """:func:`wait_until` for an async ``predicate`` (asked again every ``interval``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
 def until_marker(messages: Iterable[T], is_marker: Callable[[T], bool], what: str) -> list[T]:
     """Every message before the first marker, read from one ordered channel.
 

@@ -36,6 +36,7 @@ async def sync_status(request: web.Request) -> web.Response:
     oldest = outbox["oldest"]
     hub = request.app[state.HUB]
     bus = request.app.get(state.BUS)
+    hints = request.app.get(state.SYNC_HINTS)
     return ok(
         {
             "side": request.app[state.SETTINGS].side,
@@ -59,5 +60,10 @@ async def sync_status(request: web.Request) -> web.Response:
             "websocket_clients": len(hub.subscribers),
             "bus": request.app[state.SETTINGS].bus,
             "relay_leader": None if bus is None else bus.is_leader,
+            # The cloud's sync long polls at this instance: whether change hints reach
+            # it yet, and how many sites' replicators wait here for one.
+            "sync_long_polls": None
+            if hints is None
+            else {"hints_live": hints.live, "sites_waiting": len(hints.events)},
         }
     )

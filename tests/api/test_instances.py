@@ -18,7 +18,7 @@ import pytest
 from scsync.embedded_pg import free_port
 from tests.api.conftest import ApiProcess, auth, ctoken, start_api, write_config
 from tests.pg import TestDatabase
-from tests.polling import until_marker_async
+from tests.polling import until_async, until_marker_async
 
 
 def _rabbit_answers() -> bool:
@@ -169,16 +169,26 @@ async def test_a_cloud_change_wakes_the_sites_long_poll_held_at_another_instance
                 got: dict[str, Any] = await resp.json()
                 return got
 
-        # Settle: the first answers may be the "hints may have been missed" wake-ups of
-        # listeners (re)connecting; then a poll is held.
-        mark = None
-        for _ in range(5):
-            held = asyncio.create_task(wait(mark))
-            await asyncio.sleep(1.0)
-            if not held.done():
-                break
-            mark = held.result()["mark"]
-        assert not held.done(), "the long poll never settled"
+        async def long_polls() -> dict[str, Any]:
+            async with http.get(b.url + "/v1/status", headers=auth(status_tok)) as resp:
+                assert resp.status == 200, await resp.text()
+                got: dict[str, Any] = (await resp.json())["sync_long_polls"]
+                return got
+
+        async def hints_live() -> bool:
+            return bool((await long_polls())["hints_live"])
+
+        async def poll_held() -> bool:
+            return int((await long_polls())["sites_waiting"]) == 1
+
+        # Positive markers instead of a settling sleep: hints reach B (its listener's
+        # connect, which answers every poll held before it, is behind us), then B holds
+        # this site's poll.
+        status_tok = ctoken("editor", site=site)
+        await until_async(hints_live, 15, "hints to reach instance B")
+        held = asyncio.create_task(wait(None))
+        await until_async(poll_held, 10, "instance B to hold the long poll")
+        assert not held.done(), "the long poll answered before any change"
         tok = ctoken("editor", site=site)
         t0 = loop.time()
         async with http.post(
