@@ -68,13 +68,15 @@ def test_sigkill_during_a_stream_loses_and_doubles_nothing(
 
         def drained() -> bool:
             # An empty outbox alone is no proof: with the WAL capture a change is in
-            # the outbox only once the replicator has read it from the slot.
-            with world.site1.local.connect() as c:
+            # the outbox only once the replicator has read it from the slot; and the
+            # cloud forgets a batch's inbox entry only after the site's ack.
+            with world.site1.local.connect() as c, world.cloud.connect() as cc:
                 row = c.execute(
                     "SELECT (SELECT count(*) FROM scsync_outbox),"
                     " (SELECT count(*) FROM patients WHERE NOT synced)"
                 ).fetchone()
-                return row == (0, 0)
+                inbox = cc.execute("SELECT count(*) FROM scsync_inbox").fetchone()
+                return row == (0, 0) and inbox == (0,)
 
         wait_until(drained, 60, "the outbox to drain")
         wait_until(lambda: "running lanes" in replicators.log_of(KILLS), 20, "the daemon")
