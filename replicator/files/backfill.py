@@ -33,7 +33,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -134,6 +134,13 @@ class Progress:
             lines.append(f"# TYPE {name} gauge")
             lines.append(f"{name} {value}")
         return "\n".join(lines) + "\n"
+
+
+def _bigint_array(values: Iterable[int]) -> str:
+    """An array literal of these integers for a ``%(x)s::bigint[]`` parameter. psycopg
+    dumps a list element by element (about 2 us each: of a 5,000-row batch's ids, revisions
+    and ids again, ~30 ms of the site process's CPU); ints put in a literal are safe."""
+    return "{" + ",".join(str(int(v)) for v in values) + "}"
 
 
 def _copied_columns(table: str) -> list[str]:
@@ -482,7 +489,7 @@ class Backfill:
             # _CHUNK bytes: the request body streams, the batch is never held whole.
             buf = bytearray()
             async with local.cursor().copy(
-                copy_out, {"ids": ids, "site_id": self.site_id}
+                copy_out, {"ids": _bigint_array(ids), "site_id": self.site_id}
             ) as source:
                 async for data in source:
                     buf += data
@@ -520,7 +527,10 @@ class Backfill:
                 await mcur.execute("SET LOCAL synchronous_commit = off")
                 await mcur.execute(
                     named("files_backfill_mark_synced", table=sql.Identifier(table)),
-                    {"ids": [a[0] for a in accepted], "revs": [a[1] for a in accepted]},
+                    {
+                        "ids": _bigint_array(a[0] for a in accepted),
+                        "revs": _bigint_array(a[1] for a in accepted),
+                    },
                 )
         except psycopg.Error as exc:
             raise FilesError(f"backfill of {table}: marking rows synced failed: {exc}") from exc

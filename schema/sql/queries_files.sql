@@ -245,7 +245,7 @@ SELECT id FROM {table}
 -- read is left out (the live lanes have it).
 -- name: files_backfill_copy_out_ids
 COPY (SELECT {columns} FROM {table}
-       WHERE id = ANY(%(ids)s) AND site_id = %(site_id)s
+       WHERE id = ANY(%(ids)s::bigint[]) AND site_id = %(site_id)s
          AND synced_revision IS NULL AND sync_enabled
        ORDER BY id DESC) TO STDOUT (FORMAT BINARY);
 

@@ -12,7 +12,13 @@ import pytest
 from psycopg import sql
 from sqlalchemy import text
 
-from replicator.files.backfill import Backfill, BackfillConfig, Progress, read_progress
+from replicator.files.backfill import (
+    Backfill,
+    BackfillConfig,
+    Progress,
+    _bigint_array,
+    read_progress,
+)
 from replicator.files.cloud import FilesCloud
 from replicator.files.errors import FilesError
 from replicator.files.localdb import connect, make_pool
@@ -222,3 +228,12 @@ def test_marking_a_batch_synced_reads_only_its_rows(local_db: TestDatabase) -> N
     assert "Seq Scan" not in text_plan
     marked = fetch(local_db, "SELECT id FROM patients WHERE synced_revision = 7 ORDER BY id")
     assert [r.id for r in marked] == batch
+
+
+def test_id_arrays_go_as_one_literal_of_integers() -> None:
+    """Ids and revisions reach PostgreSQL as one array literal (psycopg's element-by-
+    element dump of a list was the site process's largest cost); only integers get in."""
+    assert _bigint_array([3, -1, 2**62]) == "{3,-1,4611686018427387904}"
+    assert _bigint_array([]) == "{}"
+    with pytest.raises(ValueError):
+        _bigint_array(["1},{2"])  # type: ignore[list-item]
