@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -237,3 +239,43 @@ def test_id_arrays_go_as_one_literal_of_integers() -> None:
     assert _bigint_array([]) == "{}"
     with pytest.raises(ValueError):
         _bigint_array(["1},{2"])  # type: ignore[list-item]
+
+
+async def test_marks_carry_the_backfill_origin_so_the_wal_capture_drops_them(
+    local_db: TestDatabase, cloud_db: TestDatabase, files_cloud: FilesCloud
+) -> None:
+    """A site capturing from the WAL decodes every row the backfill marks synced unless
+    the marks carry a replication origin: with one, pgoutput's ``origin none`` (what the
+    replicator asks for) sends none of them."""
+    seed_patients(local_db, 30)
+    slot = f"bf_marks_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(local_db.libpq_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    try:
+        config = BackfillConfig(batch_rows=10, tables=("patients",))
+        assert (await Backfill(local_db.url, files_cloud, 1, config=config).run()).state == "done"
+
+        with psycopg.connect(local_db.libpq_url, autocommit=True) as conn:
+            # Decoding reads flushed WAL only, and the marks commit asynchronously.
+            end = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+            for _ in range(100):
+                row = conn.execute("SELECT pg_current_wal_flush_lsn() >= %s", end).fetchone()
+                if row and row[0]:
+                    break
+                time.sleep(0.05)
+
+        def updates(origin: str) -> int:
+            with psycopg.connect(local_db.libpq_url, autocommit=True) as conn:
+                rows = conn.execute(
+                    "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, NULL, NULL,"
+                    " 'proto_version', '1', 'publication_names', 'scsync_capture',"
+                    " 'origin', %s)",
+                    (slot, origin),
+                ).fetchall()
+            return sum(1 for (data,) in rows if bytes(data[:1]) == b"U")
+
+        assert updates("any") == 30  # the marks are in the WAL ...
+        assert updates("none") == 0  # ... and the capture's decoding leaves them out
+    finally:
+        with psycopg.connect(local_db.libpq_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
