@@ -160,7 +160,9 @@ SELECT scsync_sync_check_refs(%(site_id)s, %(table_name)s, %(stage)s::regclass);
 -- there is left alone (duplicate when its revision matches, else the core's conflict).
 -- The wall is in the same statement: a staged row of any site but the token's refuses
 -- the whole statement, naming the row (the function runs for such a row only). Every
--- inserted revision is recorded in history, as the capture trigger would.
+-- inserted revision is recorded in history: here when the triggers are off (bulk), by the
+-- capture trigger itself otherwise (history false: a second to_jsonb of every row
+-- that then met the trigger's history row in ON CONFLICT was pure cost).
 -- name: sync_backfill_apply
 WITH ins AS (
     INSERT INTO {table} ({columns}, synced_revision, last_synced_at)
@@ -177,10 +179,12 @@ INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major
 SELECT %(table_name)s, ins.id, ins.site_id, ins.revision, ins.version_major,
        ins.version_minor, 'I', to_jsonb(ins), 'replicated'
   FROM ins
+ WHERE %(history)s
 ON CONFLICT (table_name, row_id, revision) DO NOTHING;
 
 -- The same for a file-bearing table: blob_state is 'uploaded' only for a blob the cloud
--- has verified for the site (whatever the site says), else 'remote' (metadata only).
+-- has verified for the site (whatever the site says), else 'remote' (metadata only);
+-- history as above.
 -- name: sync_backfill_apply_files
 WITH ins AS (
     INSERT INTO {table} ({columns}, synced_revision, last_synced_at, blob_state)
@@ -202,6 +206,7 @@ INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major
 SELECT %(table_name)s, ins.id, ins.site_id, ins.revision, ins.version_major,
        ins.version_minor, 'I', to_jsonb(ins), 'replicated'
   FROM ins
+ WHERE %(history)s
 ON CONFLICT (table_name, row_id, revision) DO NOTHING;
 
 -- The rows the cloud now holds as sent (id, revision). An id the cloud holds for

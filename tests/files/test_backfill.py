@@ -14,6 +14,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy import text
 
+from api.sync_files import _BULK
 from replicator.files.backfill import (
     Backfill,
     BackfillConfig,
@@ -29,6 +30,7 @@ from schema.database import Pool, named
 from tests.files.conftest import BlobServer
 from tests.files.helpers import add_image, add_patient, fetch, sha256_of, urandom_file
 from tests.pg import TestDatabase
+from tests.world import CloudApi
 
 
 def seed_patients(tdb: TestDatabase, n: int) -> list[int]:
@@ -279,3 +281,31 @@ async def test_marks_carry_the_backfill_origin_so_the_wal_capture_drops_them(
     finally:
         with psycopg.connect(local_db.libpq_url, autocommit=True) as conn:
             conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+async def test_with_the_triggers_on_the_cloud_history_is_the_capture_triggers(
+    local_db: TestDatabase, cloud_db: TestDatabase, sync_api: CloudApi, files_cloud: FilesCloud
+) -> None:
+    """A cloud API whose role may not apply without triggers leaves each row's history
+    to the capture trigger (the apply writes none of its own): one history row per row,
+    the replicated revision, and the trigger's batch event."""
+    ids = seed_patients(local_db, 25)
+    sync_api.sync_app[_BULK]["bulk"] = False  # as for a role without the privilege
+    config = BackfillConfig(batch_rows=10, tables=("patients",))
+    assert (await Backfill(local_db.url, files_cloud, 1, config=config).run()).state == "done"
+    history = fetch(
+        cloud_db,
+        "SELECT row_id, revision, origin, row_data->>'name' AS name FROM scsync_history"
+        " WHERE table_name = 'patients' ORDER BY row_id",
+    )
+    local = fetch(local_db, "SELECT id, revision, name FROM patients ORDER BY id")
+    assert [(h.row_id, h.revision, h.name) for h in history] == [
+        (r.id, r.revision, r.name) for r in local
+    ]
+    assert {h.origin for h in history} == {"replicated"}
+    events = fetch(
+        cloud_db,
+        "SELECT payload FROM scsync_api_events WHERE type = 'batch.changed'"
+        " AND table_name = 'patients'",
+    )
+    assert sorted(int(i) for e in events for i in e.payload["ids"]) == ids
