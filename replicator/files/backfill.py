@@ -202,10 +202,20 @@ async def _tag_marks(conn: AsyncConn) -> None:
     filter) instead of decoding and spooling a bookkeeping change per row marked. Without
     the privilege (or with the origin busy in another backfill) the marks go untagged:
     still correct, the capture finds no new revision in them, only slower."""
-    try:
-        await origin_session(conn, "backfill")
-    except (SettingsError, psycopg.Error) as exc:
-        log.warning("backfill: marks go without a replication origin: %s", exc)
+    for attempt in range(6):
+        try:
+            await origin_session(conn, "backfill")
+            return
+        except psycopg.errors.ObjectInUse as exc:
+            # The previous run's marking session (a lane started again at once) may hold
+            # the origin until its server process has exited: a moment.
+            if attempt == 5:
+                log.warning("backfill: marks go without a replication origin: %s", exc)
+            else:
+                await asyncio.sleep(0.1)
+        except (SettingsError, psycopg.Error) as exc:
+            log.warning("backfill: marks go without a replication origin: %s", exc)
+            return
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -26,6 +27,7 @@ from replicator.files.cloud import FilesCloud
 from replicator.files.errors import FilesError
 from replicator.files.localdb import connect, make_pool
 from replicator.files.transfer import BlobApi, DbJournal, Transfer
+from replicator.wal import origin_session
 from schema.database import Pool, named
 from tests.files.conftest import BlobServer
 from tests.files.helpers import add_image, add_patient, fetch, sha256_of, urandom_file
@@ -243,19 +245,28 @@ def test_id_arrays_go_as_one_literal_of_integers() -> None:
         _bigint_array(["1},{2"])  # type: ignore[list-item]
 
 
+@pytest.mark.parametrize("busy_s", [0.0, 0.3])
 async def test_marks_carry_the_backfill_origin_so_the_wal_capture_drops_them(
-    local_db: TestDatabase, cloud_db: TestDatabase, files_cloud: FilesCloud
+    busy_s: float, local_db: TestDatabase, cloud_db: TestDatabase, files_cloud: FilesCloud
 ) -> None:
     """A site capturing from the WAL decodes every row the backfill marks synced unless
     the marks carry a replication origin: with one, pgoutput's ``origin none`` (what the
-    replicator asks for) sends none of them."""
+    replicator asks for) sends none of them. An origin still held for a moment by an
+    earlier session (a lane started again at once) is waited for."""
     seed_patients(local_db, 30)
     slot = f"bf_marks_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(local_db.libpq_url, autocommit=True) as conn:
         conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    holder = await connect(local_db.url)
     try:
+        if busy_s:
+            await origin_session(holder, "backfill")
+        release = asyncio.get_running_loop().call_later(
+            busy_s, lambda: asyncio.ensure_future(holder.close())
+        )
         config = BackfillConfig(batch_rows=10, tables=("patients",))
         assert (await Backfill(local_db.url, files_cloud, 1, config=config).run()).state == "done"
+        release.cancel()
 
         with psycopg.connect(local_db.libpq_url, autocommit=True) as conn:
             # Decoding reads flushed WAL only, and the marks commit asynchronously.
@@ -279,6 +290,7 @@ async def test_marks_carry_the_backfill_origin_so_the_wal_capture_drops_them(
         assert updates("any") == 30  # the marks are in the WAL ...
         assert updates("none") == 0  # ... and the capture's decoding leaves them out
     finally:
+        await holder.close()
         with psycopg.connect(local_db.libpq_url, autocommit=True) as conn:
             conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
 
