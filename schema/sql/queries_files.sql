@@ -163,6 +163,12 @@ SELECT scsync_sync_check_refs(%(site_id)s, %(table_name)s, %(stage)s::regclass);
 -- inserted revision is recorded in history: here when the triggers are off (bulk), by the
 -- capture trigger itself otherwise (history false: a second to_jsonb of every row
 -- that then met the trigger's history row in ON CONFLICT was pure cost).
+-- It answers the rows the cloud holds as sent (id, revision): those it inserted, and of
+-- the others those already there with the same revision (duplicates). An id the cloud
+-- holds for another site refuses the whole batch (nothing applied). The statement's
+-- snapshot does not show a row another transaction committed meanwhile: such a row is
+-- left out (not marked at the site; the next run finds it a duplicate). One statement
+-- instead of a second join of the whole stage after the apply.
 -- name: sync_backfill_apply
 WITH ins AS (
     INSERT INTO {table} ({columns}, synced_revision, last_synced_at)
@@ -173,18 +179,26 @@ WITH ins AS (
                                         || coalesce(s.site_id::text, 'none')) END
     ON CONFLICT (id) DO NOTHING
     RETURNING *
+), hist AS (
+    INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major,
+                                version_minor, op, row_data, origin)
+    SELECT %(table_name)s, ins.id, ins.site_id, ins.revision, ins.version_major,
+           ins.version_minor, 'I', to_jsonb(ins), 'replicated'
+      FROM ins
+     WHERE %(history)s
+    ON CONFLICT (table_name, row_id, revision) DO NOTHING
 )
-INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major,
-                            version_minor, op, row_data, origin)
-SELECT %(table_name)s, ins.id, ins.site_id, ins.revision, ins.version_major,
-       ins.version_minor, 'I', to_jsonb(ins), 'replicated'
-  FROM ins
- WHERE %(history)s
-ON CONFLICT (table_name, row_id, revision) DO NOTHING;
+SELECT ins.id, ins.revision FROM ins
+UNION ALL
+SELECT s.id, s.revision FROM {stage} s JOIN {table} c ON c.id = s.id
+ WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = s.id)
+   AND CASE WHEN c.site_id = s.site_id THEN c.revision = s.revision
+            ELSE scsync_sync_refuse(%(site_id)s, %(table_name)s, s.id,
+                                    'the cloud holds that id for another site') END;
 
 -- The same for a file-bearing table: blob_state is 'uploaded' only for a blob the cloud
 -- has verified for the site (whatever the site says), else 'remote' (metadata only);
--- history as above.
+-- history and answer as above.
 -- name: sync_backfill_apply_files
 WITH ins AS (
     INSERT INTO {table} ({columns}, synced_revision, last_synced_at, blob_state)
@@ -200,20 +214,20 @@ WITH ins AS (
                                         || coalesce(s.site_id::text, 'none')) END
     ON CONFLICT (id) DO NOTHING
     RETURNING *
+), hist AS (
+    INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major,
+                                version_minor, op, row_data, origin)
+    SELECT %(table_name)s, ins.id, ins.site_id, ins.revision, ins.version_major,
+           ins.version_minor, 'I', to_jsonb(ins), 'replicated'
+      FROM ins
+     WHERE %(history)s
+    ON CONFLICT (table_name, row_id, revision) DO NOTHING
 )
-INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major,
-                            version_minor, op, row_data, origin)
-SELECT %(table_name)s, ins.id, ins.site_id, ins.revision, ins.version_major,
-       ins.version_minor, 'I', to_jsonb(ins), 'replicated'
-  FROM ins
- WHERE %(history)s
-ON CONFLICT (table_name, row_id, revision) DO NOTHING;
-
--- The rows the cloud now holds as sent (id, revision). An id the cloud holds for
--- another site refuses the whole batch (same transaction: nothing applied).
--- name: sync_backfill_accepted
+SELECT ins.id, ins.revision FROM ins
+UNION ALL
 SELECT s.id, s.revision FROM {stage} s JOIN {table} c ON c.id = s.id
- WHERE CASE WHEN c.site_id = s.site_id THEN c.revision = s.revision
+ WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = s.id)
+   AND CASE WHEN c.site_id = s.site_id THEN c.revision = s.revision
             ELSE scsync_sync_refuse(%(site_id)s, %(table_name)s, s.id,
                                     'the cloud holds that id for another site') END;
 
