@@ -133,11 +133,11 @@ async def _backfill_apply(request: web.Request) -> web.Response:
             await conn.execute(
                 named("sync_backfill_check_refs"), {**params, "stage": f"pg_temp.{stage_name}"}
             )
-            await conn.execute(
-                named(apply, table=ident, stage=stage, columns=cols, values=values), params
-            )
+            # With the triggers on, the capture trigger writes the rows' history. The
+            # answer: the rows the cloud holds as sent.
             cur = await conn.execute(
-                named("sync_backfill_accepted", stage=stage, table=ident), params
+                named(apply, table=ident, stage=stage, columns=cols, values=values),
+                {**params, "history": bulk},
             )
             accepted = [[int(i), int(rev)] for i, rev in await cur.fetchall()]
     return web.json_response({"accepted": accepted})

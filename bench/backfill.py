@@ -13,7 +13,8 @@ the local database and a subscription (with
 ``copy_data``) from a second cloud database; timed from enabling the subscription until
 its table is ``ready`` in ``pg_subscription_rel``.
 
-Full run: 1,000,000 rows. ``--quick``: 100,000 rows.
+Full run: 1,000,000 rows. ``--quick``: 100,000 rows. ``--batch-rows`` and
+``--batches-in-flight`` are passed on to ``scsync backfill start`` (its defaults otherwise).
 Prints a table, then one JSON line: scsync_rows_per_s, native_copy_rows_per_s, ratio,
 peak_rss_mb.
 """
@@ -65,8 +66,9 @@ def register(cloud_url: str) -> None:
     register_sites(cloud_url, ["bench-site"])  # site 1
 
 
-def run_scsync(local_url: str, api_url: str) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of `scsync backfill start` as a child process."""
+def run_scsync(local_url: str, api_url: str, flags: list[str]) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of `scsync backfill start` (with ``flags``) as a child
+    process."""
     from schema.auth import site_token
 
     env = {
@@ -87,6 +89,7 @@ def run_scsync(local_url: str, api_url: str) -> tuple[float, float]:
             "start",
             "--no-progress",
             "--no-yield-to-live",
+            *flags,
         ],
         env=env,
         capture_output=True,
@@ -153,7 +156,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100,000 rows (< 60 s)")
     parser.add_argument("--rows", type=int)
+    # The backfill's own defaults unless given (to measure other batch shapes).
+    parser.add_argument("--batch-rows", type=int)
+    parser.add_argument("--batches-in-flight", type=int)
     args = parser.parse_args()
+    flags = [
+        f"--{name.replace('_', '-')}={value}"
+        for name in ("batch_rows", "batches_in_flight")
+        if (value := getattr(args, name)) is not None
+    ]
     rows = args.rows or (100_000 if args.quick else 1_000_000)
     pid = os.getpid()
     with ExitStack() as stack:
@@ -166,7 +177,7 @@ def main() -> None:
         api_url = CloudApi(stack, cloud, workdir, log_level="WARNING").url
         seed(local, rows)
         native_s = run_native(local, native_target, rows)
-        scsync_s, peak_mb = run_scsync(local, api_url)
+        scsync_s, peak_mb = run_scsync(local, api_url, flags)
         with psycopg.connect(libpq_url(cloud)) as conn:
             got = conn.execute("SELECT count(*) FROM patients").fetchone()
         with psycopg.connect(libpq_url(local)) as conn:
@@ -191,6 +202,7 @@ def main() -> None:
                 "native_copy_rows_per_s": round(native_rate),
                 "ratio": round(scsync_rate / native_rate, 3),
                 "peak_rss_mb": round(peak_mb, 1),
+                "flags": flags,
             }
         )
     )

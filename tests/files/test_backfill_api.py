@@ -363,3 +363,24 @@ def test_cloud_settings_are_checked_before_anything_changes_locally(
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert fetch(local_db, "SELECT count(*) AS n FROM scsync_file_policy")[0].n == 0
     assert fetch(local_db, "SELECT sync_enabled FROM patients")[0].sync_enabled is True
+
+
+async def test_the_apply_answers_inserted_rows_and_duplicates_not_differing_ones(
+    local_db: TestDatabase, cloud_db: TestDatabase, sync_api: CloudApi
+) -> None:
+    """One statement applies a batch and answers what the cloud holds as sent: the rows
+    it inserted and the duplicates (same id and revision already there), never a row the
+    cloud holds at another revision (a conflict, left to the core)."""
+    await _two_sites(cloud_db)
+    for pid in (101, 102, 103, 104):
+        _insert_raw(local_db, "patients", _patient(pid, 1))
+    _insert_raw(cloud_db, "patients", _patient(102, 1))  # a duplicate
+    _insert_raw(cloud_db, "patients", {**_patient(103, 1), "revision": 999})  # differs
+    async with FilesCloud(site_settings(local_db, sync_api)) as cloud:
+        batch = _copy_rows(local_db, "patients", [101, 102, 103, 104])
+        accepted = await cloud.apply("patients", _copied_columns("patients"), batch)
+    assert sorted(accepted) == [(101, 108), (102, 109), (104, 111)]
+    rows = {r.id: r.revision for r in fetch(cloud_db, "SELECT id, revision FROM patients")}
+    assert rows == {101: 108, 102: 109, 103: 999, 104: 111}
+    history = fetch(cloud_db, "SELECT row_id FROM scsync_history ORDER BY row_id")
+    assert [h.row_id for h in history] == [101, 104]
