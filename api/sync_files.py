@@ -113,7 +113,12 @@ async def _backfill_apply(request: web.Request) -> web.Response:
     stage = sql.Identifier(stage_name)
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
     values = sql.SQL(", ").join(sql.Identifier("s", c) for c in columns)
-    apply = "sync_backfill_apply" if SYNCED_TABLES[table] is None else "sync_backfill_apply_files"
+    if SYNCED_TABLES[table] is None:
+        file_column: sql.Composable = sql.SQL("")
+        file_value: sql.Composable = sql.SQL("")
+    else:
+        file_column = sql.SQL(", blob_state")
+        file_value = sql.SQL(", ") + named("sync_backfill_blob_state")
     async with request.app[POOL].connection() as conn:
         bulk = await _bulk(request, conn)
         async with conn.transaction():
@@ -136,7 +141,15 @@ async def _backfill_apply(request: web.Request) -> web.Response:
             # With the triggers on, the capture trigger writes the rows' history. The
             # answer: the rows the cloud holds as sent.
             cur = await conn.execute(
-                named(apply, table=ident, stage=stage, columns=cols, values=values),
+                named(
+                    "sync_backfill_apply",
+                    table=ident,
+                    stage=stage,
+                    columns=cols,
+                    values=values,
+                    file_column=file_column,
+                    file_value=file_value,
+                ),
                 {**params, "history": bulk},
             )
             accepted = [[int(i), int(rev)] for i, rev in await cur.fetchall()]

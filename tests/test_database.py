@@ -154,3 +154,13 @@ def test_every_named_query_takes_psycopg_placeholders_only() -> None:
     for name, text in _queries().items():
         code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
         assert not colon_bind.search(code), name
+
+
+def test_a_named_query_ends_at_its_statement() -> None:
+    """The comment lines after a block introduce the next one: they are not part of it,
+    so a block can stand as a fragment inside another statement."""
+    for name, text in _queries().items():
+        last = text.rstrip().splitlines()[-1].lstrip()
+        assert not last.startswith("--"), name
+    # A fragment whose file goes on with the next block's header comment.
+    assert database.named("sync_backfill_blob_state").as_string(None).endswith("END")

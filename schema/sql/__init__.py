@@ -104,8 +104,17 @@ def _queries() -> dict[str, str]:
         for name, body in zip(parts[1::2], parts[2::2], strict=True):
             if name in found:
                 raise ValueError(f"query {name!r} is defined twice (second time in {filename})")
-            found[name] = body.strip().rstrip(";")
+            found[name] = _without_trailing_comments(body).rstrip(";")
     return found
+
+
+def _without_trailing_comments(body: str) -> str:
+    """A block's statement without the comment lines after it: they introduce the next
+    block, and a block used as a fragment of another statement must not end in one."""
+    lines = body.strip().splitlines()
+    while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith("--")):
+        lines.pop()
+    return "\n".join(lines).strip()
 
 
 def query(name: str) -> str:

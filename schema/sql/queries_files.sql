@@ -169,10 +169,14 @@ SELECT scsync_sync_check_refs(%(site_id)s, %(table_name)s, %(stage)s::regclass);
 -- snapshot does not show a row another transaction committed meanwhile: such a row is
 -- left out (not marked at the site; the next run finds it a duplicate). One statement
 -- instead of a second join of the whole stage after the apply.
+-- {file_column} / {file_value}: empty for a table without files; for a file-bearing table
+-- ", blob_state" and the blob_state it takes: 'uploaded' only for a blob the cloud has
+-- verified for the site (whatever the site says), else 'remote' (metadata only)
+-- (api/sync_files.py composes them from sync_backfill_blob_state).
 -- name: sync_backfill_apply
 WITH ins AS (
-    INSERT INTO {table} ({columns}, synced_revision, last_synced_at)
-    SELECT {values}, s.revision, now() FROM {stage} s
+    INSERT INTO {table} ({columns}, synced_revision, last_synced_at{file_column})
+    SELECT {values}, s.revision, now(){file_value} FROM {stage} s
      WHERE CASE WHEN s.site_id = %(site_id)s THEN true
                 ELSE scsync_sync_refuse(%(site_id)s, %(table_name)s, s.id,
                                         'it is a row of site '
@@ -196,40 +200,11 @@ SELECT s.id, s.revision FROM {stage} s JOIN {table} c ON c.id = s.id
             ELSE scsync_sync_refuse(%(site_id)s, %(table_name)s, s.id,
                                     'the cloud holds that id for another site') END;
 
--- The same for a file-bearing table: blob_state is 'uploaded' only for a blob the cloud
--- has verified for the site (whatever the site says), else 'remote' (metadata only);
--- history and answer as above.
--- name: sync_backfill_apply_files
-WITH ins AS (
-    INSERT INTO {table} ({columns}, synced_revision, last_synced_at, blob_state)
-    SELECT {values}, s.revision, now(),
-           CASE WHEN EXISTS (SELECT 1 FROM scsync_blobs b
-                              WHERE b.site_id = s.site_id AND b.sha256 = s.blob_sha256
-                                AND b.state = 'uploaded')
-                THEN 'uploaded' ELSE 'remote' END
-      FROM {stage} s
-     WHERE CASE WHEN s.site_id = %(site_id)s THEN true
-                ELSE scsync_sync_refuse(%(site_id)s, %(table_name)s, s.id,
-                                        'it is a row of site '
-                                        || coalesce(s.site_id::text, 'none')) END
-    ON CONFLICT (id) DO NOTHING
-    RETURNING *
-), hist AS (
-    INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major,
-                                version_minor, op, row_data, origin)
-    SELECT %(table_name)s, ins.id, ins.site_id, ins.revision, ins.version_major,
-           ins.version_minor, 'I', to_jsonb(ins), 'replicated'
-      FROM ins
-     WHERE %(history)s
-    ON CONFLICT (table_name, row_id, revision) DO NOTHING
-)
-SELECT ins.id, ins.revision FROM ins
-UNION ALL
-SELECT s.id, s.revision FROM {stage} s JOIN {table} c ON c.id = s.id
- WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = s.id)
-   AND CASE WHEN c.site_id = s.site_id THEN c.revision = s.revision
-            ELSE scsync_sync_refuse(%(site_id)s, %(table_name)s, s.id,
-                                    'the cloud holds that id for another site') END;
+-- name: sync_backfill_blob_state
+CASE WHEN EXISTS (SELECT 1 FROM scsync_blobs b
+                   WHERE b.site_id = s.site_id AND b.sha256 = s.blob_sha256
+                     AND b.state = 'uploaded')
+     THEN 'uploaded' ELSE 'remote' END
 
 -- Whether this role may apply without triggers (as logical replication's apply does).
 -- name: sync_backfill_may_bulk
