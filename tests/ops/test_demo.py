@@ -108,8 +108,15 @@ def test_demo_passes_every_check_serves_until_ctrl_c_then_stops_everything(
         assert _leftovers(workdir) == []
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            # A failed check: Ctrl-C first, so the demo stops what it started (a SIGKILL
+            # of the demo alone left its replicators and APIs running for the rest of
+            # the suite); killed only if it does not stop.
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def test_demo_stops_every_process_when_a_service_fails(tmp_path: Path) -> None:
