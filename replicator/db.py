@@ -32,20 +32,20 @@ def translation(what: str) -> Translation:
 async def connect(
     url: str, connect_timeout_s: int, application_name: str, autocommit: bool = False
 ) -> Conn:
-    try:
+    what = f"cannot connect ({application_name})"
+    with _socket_errors(what):
         return await open_connection(
             url,
-            translation(f"cannot connect ({application_name})"),
+            translation(what),
             name=application_name,
             connect_timeout_s=connect_timeout_s,
             autocommit=autocommit,
         )
-    except OSError as exc:  # a socket error psycopg did not wrap
-        raise Unavailable(f"cannot connect ({application_name}): {exc}") from exc
 
 
 @contextlib.contextmanager
 def _socket_errors(what: str) -> Iterator[None]:
+    """A socket error psycopg did not wrap: the server out of reach, as for the driver's."""
     try:
         yield
     except OSError as exc:

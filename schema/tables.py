@@ -166,8 +166,8 @@ def build_metadata(side: Side) -> MetaData:
         Column("side", Text, nullable=False),
         Column("site_id", Integer),
         Column("configured_at", _tz(), nullable=False, server_default=NOW),
-        # where this database's own changes are captured from: the
-        # statement-level triggers, or (a site) the WAL, read by the replicator.
+        # Where this database's own changes are captured from: the statement-level
+        # triggers, or (a site) the WAL, read by the replicator.
         Column("capture", Text, nullable=False, server_default=text("'triggers'")),
         CheckConstraint("singleton", name="ck_scsync_node_singleton"),
         CheckConstraint("capture IN ('triggers', 'wal')", name="ck_scsync_node_capture"),
