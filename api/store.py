@@ -138,7 +138,14 @@ async def insert_record(
     )
     row = await fetch_one(conn, stmt, _adapt(values, json_columns))
     assert row is not None
+    await save_history(conn, spec, int(row["id"]), "I")
     return row
+
+
+async def save_history(conn: Conn, spec: TableSpec, row_id: int, op: str) -> None:
+    """The save's own history row, in its transaction: on a WAL site no trigger writes
+    it (SPEC, "History"), and the record's history must show the save at once."""
+    await conn.execute(q("api_history_save"), {"table": spec.name, "id": row_id, "op": op})
 
 
 async def update_record(
@@ -164,6 +171,7 @@ async def update_record(
     row = await fetch_one(conn, stmt, params)
     if row is None:
         raise NotFound(f"no {spec.name} record {row_id}")
+    await save_history(conn, spec, row_id, "U")
     return row
 
 
@@ -171,6 +179,7 @@ async def simple_update(conn: Conn, name: str, spec: TableSpec, params: Mapping[
     row = await fetch_one(conn, q(name, table=_table(spec)), params)
     if row is None:
         raise NotFound(f"no {spec.name} record {params['id']}")
+    await save_history(conn, spec, int(params["id"]), "U")
     return row
 
 

@@ -79,6 +79,8 @@ CONNECT_TIMEOUT_S: Final = 10
 LISTENER_NAME: Final = "scsync-sync-listen"
 LISTENER_PROBE_S: Final = 10.0
 _CHUNK: Final = 1 << 16
+# A WAL position as PostgreSQL writes it (pg_lsn's text form).
+_LSN: Final = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
 
 Conn = database.Conn
 Pool = database.Pool
@@ -496,6 +498,13 @@ async def _apply(request: web.Request) -> web.Response:
     except (TypeError, ValueError) as exc:
         raise BatchError("source_commit_at must be an ISO timestamp") from exc
     expected = head.get("rows")
+    source_lsn = head.get("source_lsn")
+    if source_lsn is not None and (
+        not isinstance(source_lsn, str) or not _LSN.fullmatch(source_lsn)
+    ):
+        raise BatchError(
+            "source_lsn must be a WAL position such as '0/16B3748'", field="source_lsn"
+        )
 
     async def rows() -> AsyncIterator[BatchRow]:
         n = 0
@@ -523,6 +532,7 @@ async def _apply(request: web.Request) -> web.Response:
             source_commit_at,
             None if peer_revision is None else str(peer_revision),
             mode == "each",
+            source_lsn,
         )
 
     try:
@@ -536,8 +546,15 @@ async def _apply(request: web.Request) -> web.Response:
             "batch_id": applied.batch_id,
             "outcomes": applied.outcomes,
             "failures": [[t, i, why] for (t, i), why in applied.failures.items()],
+            "skipped": applied.skipped,
         }
     )
+
+
+async def _position(request: web.Request) -> web.Response:
+    """The calling site's source position on the cloud: where its WAL stream resumes."""
+    lsn = await _with_db(request, "push", lambda db: db.source_lsn("push"))
+    return web.json_response({"lane": "push", "site_id": request[_SITE], "source_lsn": lsn})
 
 
 async def _forget(request: web.Request) -> web.Response:
@@ -783,6 +800,12 @@ ROUTES: Final = (
         _apply,
         "sync_push_apply",
         "Apply a batch of the site's changes (JSON lines)",
+    ),
+    _route(
+        "push/position",
+        _position,
+        "sync_push_position",
+        "The site's source position (WAL LSN) the cloud holds",
     ),
     _route("push/forget", _forget, "sync_push_forget", "Forget acknowledged inbox entries"),
     _route("push/inbox", _inbox, "sync_push_inbox", "Batches applied but not yet acknowledged"),

@@ -110,7 +110,11 @@ async def apply_changes(
             },
         )
         row = await cur.fetchone()
+        assert row is not None  # the function always returns one row
+        if row[0]:
+            # The save's own history row (SPEC, "History"): on a WAL site no trigger
+            # writes it.
+            await conn.execute(named("lockd_history_save"), {"table": table, "row_id": row_id})
     except psycopg.Error as exc:
         raise translate_error(exc) from exc
-    assert row is not None  # the function always returns one row
     return Applied(bool(row[0]), int(row[1]), int(row[2]), int(row[3]))

@@ -180,9 +180,11 @@ class CloudEnd:
         source_commit_at: dt.datetime | None,
         peer_schema_revision: str | None,
         one_by_one: bool,
+        source_lsn: str | None = None,
     ) -> Applied:
         head = {
             "mode": "each" if one_by_one else "batch",
+            "source_lsn": source_lsn,
             "columns": columns,
             "forget": list(forget),
             "source_commit_at": None if source_commit_at is None else source_commit_at.isoformat(),
@@ -208,10 +210,27 @@ class CloudEnd:
         ]
         failures = {(str(t), int(i)): str(why) for t, i, why in got["failures"]}
         batch_id = got.get("batch_id")
-        return Applied(outcomes, None if batch_id is None else int(batch_id), failures)
+        return Applied(
+            outcomes,
+            None if batch_id is None else int(batch_id),
+            failures,
+            skipped=bool(got.get("skipped")),
+        )
+
+    async def position(self) -> str | None:
+        """The source LSN the cloud holds for this lane of the site (the end of the last
+        WAL batch it applied), None before the first."""
+        got = await self._json("position")
+        lsn = got.get("source_lsn")
+        return None if lsn is None else str(lsn)
 
     async def ack(
-        self, lane: LaneName, seqs: Sequence[int], rows: str, parks: Sequence[Park] = ()
+        self,
+        lane: LaneName,
+        seqs: Sequence[int],
+        rows: str,
+        parks: Sequence[Park] = (),
+        requeue: bool = False,
     ) -> None:
         body = {
             "seqs": list(seqs),

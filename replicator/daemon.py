@@ -148,6 +148,9 @@ class Daemon:
             try:
                 if not lane.connected:
                     await self._timed(lane.open)
+                    # The lane's gauges from its start, not only after its first drain
+                    # (a WAL drain ends with a read of the stream, which takes a moment).
+                    await self._timed(lane.refresh_metrics)
                 wake.clear()
                 await lane.drain(
                     should_stop=self._stop.is_set, op_timeout=self.settings.op_timeout_s

@@ -26,7 +26,6 @@ cloud, the lane's lease, renewed by each request and lapsing ttl seconds after t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -43,7 +42,7 @@ from replicator.db import connect, first_line, is_data_error, wrap_errors
 from replicator.errors import ApplyFailed, LaneBusy, Unavailable
 from replicator.metrics import Metrics
 from replicator.settings import Settings
-from replicator.wal import WalCapture, origin_session
+from replicator.wal import WalCapture, lsn_int, lsn_text, origin_session
 from schema.columns import SIDE_ONLY_COLUMNS
 from schema.lanes import (
     Applied,
@@ -84,10 +83,16 @@ class End(Protocol):
         source_commit_at: dt.datetime | None,
         peer_schema_revision: str | None,
         one_by_one: bool,
+        source_lsn: str | None = None,
     ) -> Applied: ...
 
     async def ack(
-        self, lane: LaneName, seqs: Sequence[int], rows: str, parks: Sequence[Park] = ()
+        self,
+        lane: LaneName,
+        seqs: Sequence[int],
+        rows: str,
+        parks: Sequence[Park] = (),
+        requeue: bool = False,
     ) -> None: ...
 
     async def forget(self, lane: LaneName, batch_ids: Sequence[int]) -> None: ...
@@ -109,6 +114,8 @@ class BatchResult:
     conflicts: int = 0
     parked: int = 0
     batch_id: int | None = None
+    # a WAL batch the cloud held already (a replay after a crash): nothing applied
+    skipped: bool = False
     outcomes: dict[tuple[str, int], str] = field(default_factory=dict)
     # (ord, table, row_id, outcome, revision, conflict JSON) as the apply returned them
     raw: list[tuple[Any, ...]] = field(default_factory=list)
@@ -160,8 +167,11 @@ class Lane:
         self._schema_stale = False
         self._forget: list[int] = []
         self.last_metrics_at = 0.0
-        # The push lane's source: the site's WAL, spooled into its outbox before a read.
+        # The push lane's source with capture = "wal": the site's WAL, read into batches.
         self.capture: WalCapture | None = None
+        # The end LSN of the WAL batch last read and not yet acknowledged (None: the
+        # batch came from the outbox, or there is none).
+        self._wal_end: int | None = None
 
     # -- connections ---------------------------------------------------------------
     @property
@@ -187,16 +197,9 @@ class Lane:
                     "lane's advisory lock there; it ends with that process)"
                 )
             await self._open_capture(self._conn)
-        try:
-            await self.cloud.lease()
-        except Exception:
-            # The cloud is out of reach: what the site's WAL holds still goes to the
-            # outbox (each retry of the lane), so the slot does not keep the site's WAL
-            # for the length of the outage.
-            if self.capture is not None:
-                with contextlib.suppress(Exception):
-                    await self.spool()
-            raise
+        await self.cloud.lease()
+        if self.capture is not None:
+            await self._resume()
         self._schema = None
         await self.recover()
         await self._schema_now()
@@ -295,19 +298,52 @@ class Lane:
         self._schema = _Schema(write, exclude, revision, now)
         return self._schema
 
-    # -- the steps ---------------------------------------------------------------------
-    async def spool(self) -> int:
-        """Push lane: what the site committed so far goes from its WAL to its outbox."""
-        if self.capture is None or self._conn is None:
-            return 0
-        async with wrap_errors(f"{self.name}: capture"):
-            return await self.capture.spool(self._conn)
+    async def _resume(self) -> None:
+        """Ask the cloud where it stands: ahead of the slot after a crash between the
+        cloud's commit and the slot's confirmation. The stream still starts at the
+        slot's position, not the cloud's: the replay, read as one batch ending at the
+        cloud's position (answered ``skipped``, see :meth:`_ack`), is what finishes the
+        site's acknowledgement of those records before any later change of theirs is
+        read; started at the cloud's position, the server would skip it."""
+        assert self.capture is not None
+        cloud = await self.cloud.position()
+        self.capture.replay_until = 0 if cloud is None else lsn_int(cloud)
+        if cloud is not None and lsn_int(cloud) > self.capture.confirmed_lsn:
+            log.info(
+                "%s: the cloud holds the site's WAL up to %s, the slot up to %s: "
+                "replaying the difference (skipped there) to finish the site's ack",
+                self.name,
+                cloud,
+                lsn_text(self.capture.confirmed_lsn),
+            )
 
+    # -- the steps ---------------------------------------------------------------------
     async def read(self, limit: int | None = None, skip: Sequence[int] = ()) -> list[BatchRow]:
+        """The next batch at the source. Push lane with capture = "wal": what the
+        outbox holds first (a resync's rows, records parked for a retry), then the WAL
+        decoded straight into a batch (its end LSN kept for the apply and the slot)."""
         src, _ = self._ends()
-        await self.spool()
         schema = self._schema or await self._load_schema()
-        return await src.read(self.name, limit or self.settings.batch_size, schema.exclude, skip)
+        limit = limit or self.settings.batch_size
+        self._wal_end = None
+        if self.capture is None or self._local is None or self._conn is None:
+            return await src.read(self.name, limit, schema.exclude, skip)
+        if await self._local.outbox_waiting():
+            batch = await src.read(self.name, limit, schema.exclude, skip)
+            if batch:
+                return batch
+        async with wrap_errors(f"{self.name}: capture"):
+            batch, end = await self.capture.read(
+                self._conn, self.name, self.site_id, schema.exclude, limit
+            )
+            if batch:
+                self._wal_end = end
+            else:
+                # Decoded, but nothing to send (bookkeeping, held by the sync switch,
+                # parked, other databases' WAL): the slot moves on. Not read on here:
+                # that would chase the WAL the reads themselves write.
+                await self.capture.confirm(end)
+            return batch
 
     async def step(self) -> BatchResult | None:
         """Move one batch, read-apply-ack in sequence; None when there was nothing."""
@@ -373,8 +409,9 @@ class Lane:
             commit_at,
             schema.source_revision,
             one_by_one,
+            None if self._wal_end is None else lsn_text(self._wal_end),
         )
-        result = BatchResult(rows=len(batch), batch_id=applied.batch_id)
+        result = BatchResult(rows=len(batch), batch_id=applied.batch_id, skipped=applied.skipped)
         return self._applied(result, list(applied.outcomes), forgetting), dict(applied.failures)
 
     def _applied(
@@ -431,8 +468,28 @@ class Lane:
             )
             for key, reason in failures.items()
         ]
+        wal_end, self._wal_end = self._wal_end, None
         async with wrap_errors(f"{self.name}: ack"):
-            await src.ack(self.name, seqs, json.dumps(ack_rows), parks)
+            if result.skipped:
+                # A replay: the cloud committed this batch before a crash and the site
+                # never heard. What the cloud holds of its records now finishes the
+                # site's acknowledgement (nothing was applied twice).
+                keys = json.dumps([{"t": r.table_name, "id": r.row_id} for r in batch])
+                ack_text = await self._ends()[1].recover_rows(keys)
+                await src.ack(self.name, seqs, ack_text)
+                log.info(
+                    "%s: %d records the cloud held already (a replay): acknowledged",
+                    self.name,
+                    len(batch),
+                )
+            else:
+                await src.ack(
+                    self.name, seqs, json.dumps(ack_rows), parks, requeue=wal_end is not None
+                )
+            if wal_end is not None and self.capture is not None:
+                # Last: the slot moves only once the cloud committed and the site
+                # acknowledged; a crash before re-reads, and the cloud skips it.
+                await self.capture.confirm(wal_end)
         result.parked = len(failures)
         if result.batch_id is not None:
             self._forget.append(result.batch_id)
@@ -481,6 +538,18 @@ class Lane:
                 raise Unavailable(f"{self.name}: no answer within {op_timeout} s") from exc
 
         moved = 0
+        if self.capture is not None:
+            # From the WAL: one batch after another. A read ahead would build batch N+1
+            # from the site's rows before N's ack, with their stale base (synced
+            # revision): a false conflict for a record in both.
+            while not should_stop():
+                result = await timed(self.step())
+                if result is None:
+                    break
+                moved += result.rows
+            if self._forget and not should_stop():
+                await timed(self._forget_now())
+            return moved
         await timed(self._schema_now())
         batch = await timed(self._read_ahead(()))
         unacked: _Unacked | None = None
@@ -541,6 +610,9 @@ class Lane:
             async with wrap_errors(f"{self.name}: metrics"):
                 slot = await self.capture.status(self._conn)
             self.metrics.set(m.CAPTURE_RETAINED, float(slot.retained_bytes or 0))
+            if slot.confirmed_lsn is not None:
+                self.metrics.set(m.CAPTURE_CONFIRMED_LSN, float(lsn_int(slot.confirmed_lsn)))
+            self.metrics.set(m.CAPTURE_UNCONFIRMED, float(slot.unconfirmed_bytes or 0))
             self.metrics.set(
                 m.CAPTURE_SAFE, 1.0 if slot.wal_status in ("reserved", "extended") else 0.0
             )

@@ -64,3 +64,7 @@ RECONNECTS = "scsync_replication_reconnects_total"  # counter, lane
 # unreserved or lost: past max_slot_wal_keep_size, a resync follows).
 CAPTURE_RETAINED = "scsync_capture_retained_wal_bytes"  # gauge
 CAPTURE_SAFE = "scsync_capture_wal_safe"  # gauge
+# Its confirmed position (the cloud committed and the site acknowledged everything
+# before it; the LSN as a number) and the WAL written past it (the whole cluster's).
+CAPTURE_CONFIRMED_LSN = "scsync_capture_confirmed_lsn"  # gauge
+CAPTURE_UNCONFIRMED = "scsync_capture_unconfirmed_wal_bytes"  # gauge

@@ -1,24 +1,28 @@
 """The site's change capture from its WAL (the replicator's setting ``capture = "wal"``).
 
-SPEC, "Change capture and replication": the history and outbox rows of the site's own
-changes are not written on the writer's path (``scsync_node.capture = 'wal'``: the
-statement-level triggers of 0012 then write only the API events); the replicator reads
-the site's committed changes from a logical replication slot (built-in ``pgoutput``,
-the publication ``scsync_capture`` over the synced tables) on a streaming replication
-connection, and spools them, a batch of transactions at a time, into the history and
-the outbox the lanes read (``scsync_capture_spool``, schema/sql/baseline_capture_local.sql),
-set-based, off the writer's path.
+SPEC, "Change capture and replication": the site's own changes are not written twice on
+the writer's path (``scsync_node.capture = 'wal'``: the statement-level triggers write
+only the API events); the push lane reads the site's committed changes from a logical
+replication slot (built-in ``pgoutput``, the publication ``scsync_capture`` over the
+synced tables) on a streaming replication connection and turns each run of decoded
+transactions straight into a push batch (``scsync_capture_read``,
+schema/sql/r0003_wal_direct_local.sql: the outbox read's rows and rules over keys taken
+from the WAL, the site's history rows of those revisions written set-based): no spool,
+no outbox row per change.
 
-Exactly once across crashes: the spool records the last spooled commit's LSN in
-``scsync_capture_state`` in its own transaction; the slot is told (standby status
-update) only after that commit, and a restart streams from the recorded LSN, skipping
-what it holds. The replicator's own writes on the site (pull applies, acks, the spool)
-run under a replication origin named ``scsync_*`` and are skipped.
+Exactly once across crashes: the batch carries the end LSN of its last transaction; the
+cloud stores it in the apply's own transaction and answers a batch at or before it
+``skipped`` (a replay). The site's acknowledgement follows the cloud's commit, and only
+then is the slot told (standby status update), so a crash at any step re-reads from the
+slot, the cloud skips what it holds, and the lane finishes the site's acknowledgement
+from what the cloud holds (replicator/lane.py). The replicator's own writes on the site
+(pull applies, acks) run under a replication origin named ``scsync_*`` and are skipped.
 
 Slot health: startup refuses a database without ``wal_level = logical`` (one line
 saying what to set); a slot that is gone or lost (``wal_status = 'lost'``) is made
-again and the rows whose ``synced`` is false since capture began are spooled from the
-tables themselves, with a warning: never a silent gap.
+again and the rows whose ``synced`` is false since capture began go to the outbox from
+the tables themselves (the lane reads it before the stream), with a warning: never a
+silent gap.
 
 Streaming rather than ``pg_logical_slot_peek_changes``: the SQL functions decode again
 from the slot's ``restart_lsn`` on every call (it moves only every ~15 s), so a backlog
@@ -43,6 +47,7 @@ from psycopg import pq, sql
 
 from replicator.errors import SettingsError, Unavailable
 from replicator.pgoutput import JSON_TYPES, Reader, Transaction
+from schema.lanes import BatchRow
 from schema.sql import query
 
 log = logging.getLogger(__name__)
@@ -50,9 +55,9 @@ log = logging.getLogger(__name__)
 PUBLICATION = "scsync_capture"
 ORIGIN_PREFIX = "scsync_"
 _PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-# Changes spooled in one transaction at most (whole source transactions are kept
-# together, so one may exceed it).
-SPOOL_MAX = 5_000
+# Changes decoded into one batch at most (whole source transactions are kept together,
+# so one may exceed it).
+READ_MAX = 5_000
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
@@ -80,8 +85,8 @@ class CaptureStatus:
     active: bool
     wal_status: str | None  # reserved, extended, unreserved, lost
     retained_bytes: int | None
-    spooled_lsn: str | None
-    unread_bytes: int | None  # the WAL past what the spool has read
+    confirmed_lsn: str | None  # the slot's: the cloud committed and the site acked up to it
+    unconfirmed_bytes: int | None  # the WAL past it (the whole cluster's)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -90,8 +95,8 @@ class CaptureStatus:
             "active": self.active,
             "wal_status": self.wal_status,
             "retained_bytes": self.retained_bytes,
-            "spooled_lsn": self.spooled_lsn,
-            "unread_bytes": self.unread_bytes,
+            "confirmed_lsn": self.confirmed_lsn,
+            "unconfirmed_bytes": self.unconfirmed_bytes,
         }
 
 
@@ -145,52 +150,55 @@ async def check_settings(conn: Conn) -> None:
 
 
 class WalCapture:
-    """The push lane's source of changes: the slot, streamed, spooled into the outbox."""
+    """The push lane's source of changes: the slot, streamed, read into push batches."""
 
     def __init__(self, conninfo: str, connect_timeout: int, op_timeout: float) -> None:
         self.conninfo = conninfo
         self.connect_timeout = connect_timeout
         self.op_timeout = op_timeout
         self.slot = ""
-        self.spooled_lsn = 0
+        # The slot's confirmed position: what the cloud committed and the site acked.
+        self.confirmed_lsn = 0
+        # The cloud's position when it is ahead of the slot (a crash after the cloud's
+        # commit): the stream's first batches end exactly there (see read).
+        self.replay_until = 0
         self._stream: Conn | None = None
         self._reader = Reader()
-        self._pending: list[Transaction] = []
         self._status_at = 0.0
+        self._carry: list[Transaction] = []  # decoded, for the next batch
 
     # -- the slot -----------------------------------------------------------------
     async def open(self, conn: Conn) -> None:
         """Check the database, make the slot if it is missing (resync what it would
-        have missed), start streaming from what the outbox already holds."""
+        have missed), start streaming from the slot's confirmed position."""
         await check_settings(conn)
-        wal_status = await self._find_slot(conn)
-        state = await self._state(conn)
-        if wal_status is None or wal_status == "lost":
-            await self._make_slot(conn, lost=wal_status is not None, known=state[0] is not None)
-            state = await self._state(conn)
-        self.spooled_lsn = lsn_int(state[1]) if state[1] else 0
+        found = await self._find_slot(conn)
+        if found is None or found[0] == "lost":
+            known = (await self._state(conn)) is not None
+            await self._make_slot(conn, lost=found is not None, known=known)
+            found = await self._find_slot(conn)
+            assert found is not None
+        self.confirmed_lsn = lsn_int(found[1]) if found[1] else 0
         await self._start_stream()
 
     async def retire(self, conn: Conn) -> None:
         """Back to the triggers (``capture = "triggers"`` after ``"wal"``): the triggers
-        write the outbox again from now on, what the slot still holds is spooled, and
-        the slot goes (it would keep the site's WAL for ever)."""
+        write the outbox again from now on, the rows not synced yet go to the outbox
+        from the tables (what the slot still holds of them: the resync's path), and the
+        slot goes (it would keep the site's WAL for ever)."""
         await conn.execute(query("capture_mode_set"), {"mode": "triggers"})
-        wal_status = await self._find_slot(conn)
-        if wal_status is not None and wal_status != "lost":
-            state = await self._state(conn)
-            self.spooled_lsn = lsn_int(state[1]) if state[1] else 0
-            await self._start_stream()
-            while await self.spool(conn):
-                pass
-            await self.close()
-        if wal_status is not None:
+        found = await self._find_slot(conn)
+        if found is not None:
+            cur = await conn.execute(
+                query("capture_resync"), {"slot": self.slot, "lsn": found[1] or "0/0"}
+            )
+            await cur.fetchall()
             await self._drop_slot(conn)
         await conn.execute(query("capture_forget"))
         log.info("capture: back to the triggers; slot %s dropped", self.slot)
 
     async def _drop_slot(self, conn: Conn) -> None:
-        """Drop the slot; our stream, just closed, may keep it active for a moment until
+        """Drop the slot; a stream just closed may keep it active for a moment until
         its walsender has exited: a few tries over two seconds."""
         for attempt in range(20):
             try:
@@ -201,21 +209,25 @@ class WalCapture:
                     raise
                 await asyncio.sleep(0.1)
 
-    async def _find_slot(self, conn: Conn) -> str | None:
-        """This database's slot name (kept), and its wal_status; None: no slot."""
+    async def _find_slot(self, conn: Conn) -> tuple[str, str | None] | None:
+        """This database's slot name (kept), its wal_status and confirmed position;
+        None: no slot."""
         cur = await conn.execute("SELECT current_database()")
         row = await cur.fetchone()
         assert row is not None
         self.slot = slot_name(str(row[0]))
         cur = await conn.execute(query("capture_slot"), {"slot": self.slot})
         slot = await cur.fetchone()
-        return None if slot is None else str(slot[0])
+        if slot is None:
+            return None
+        return str(slot[0]), None if slot[1] is None else str(slot[1])
 
-    async def _state(self, conn: Conn) -> tuple[str | None, str | None]:
+    async def _state(self, conn: Conn) -> str | None:
+        """The slot the capture state names (None: capture never began here)."""
         cur = await conn.execute(query("capture_state"))
         row = await cur.fetchone()
-        assert row is not None, "scsync_capture_state has no row (the baseline migration)"
-        return (None if row[0] is None else str(row[0]), None if row[1] is None else str(row[1]))
+        assert row is not None, "scsync_capture_state has no row (baseline)"
+        return None if row[0] is None else str(row[0])
 
     async def _make_slot(self, conn: Conn, *, lost: bool, known: bool) -> None:
         if lost:
@@ -232,7 +244,8 @@ class WalCapture:
                 self.slot,
             )
         # The slot first, then the triggers stop writing the outbox, then the resync: a
-        # change made in between is in both, and the spool's history check keeps one.
+        # change made in between is in both, and crosses twice (the cloud answers the
+        # second as a duplicate).
         cur = await conn.execute(query("capture_slot_create"), {"slot": self.slot})
         row = await cur.fetchone()
         assert row is not None
@@ -242,7 +255,7 @@ class WalCapture:
         resynced = await cur.fetchone()
         n = int(str(resynced[0])) if resynced is not None else 0
         if n:
-            log.warning("capture: %d unsynced rows spooled from the tables (resync)", n)
+            log.warning("capture: %d unsynced rows queued from the tables (resync)", n)
 
     async def status(self, conn: Conn) -> CaptureStatus:
         cur = await conn.execute(query("capture_status"))
@@ -261,10 +274,10 @@ class WalCapture:
         )
         self._stream = conn
         self._reader = Reader()
-        self._pending = []
+        self._carry = []
         command = (
             f"START_REPLICATION SLOT {sql.Identifier(self.slot).as_string(conn)} LOGICAL "
-            f"{lsn_text(self.spooled_lsn)} (proto_version '1', "
+            f"{lsn_text(self.confirmed_lsn)} (proto_version '1', "
             f"publication_names '{PUBLICATION}')"
         )
         pgconn = conn.pgconn
@@ -349,11 +362,20 @@ class WalCapture:
                 return None
             pgconn.consume_input()
 
-    # -- spooling -----------------------------------------------------------------
-    async def spool(self, conn: Conn, max_changes: int = SPOOL_MAX) -> int:
-        """Spool what committed before this call (up to ``max_changes``, whole
-        transactions) into the outbox; the number of changes spooled. ``conn``: the
-        lane's own connection to the site database, tagged with its origin."""
+    # -- reading -------------------------------------------------------------------
+    async def read(
+        self,
+        conn: Conn,
+        lane: str,
+        site_id: int,
+        exclude: dict[str, list[str]],
+        max_changes: int = READ_MAX,
+    ) -> tuple[list[BatchRow], int]:
+        """The next push batch of what committed before this call (up to
+        ``max_changes``, whole transactions), and the LSN it reaches (the end of the
+        last transaction read; ``confirmed_lsn`` when there was nothing new). ``conn``:
+        the lane's own connection to the site database, tagged with its origin. Nothing
+        is confirmed here: :meth:`confirm` does that once the batch is done."""
         cur = await conn.execute(query("capture_wal_position"))
         row = await cur.fetchone()
         assert row is not None
@@ -364,9 +386,10 @@ class WalCapture:
             # of our own flushes everything before it.
             async with conn.transaction():
                 await conn.execute(query("capture_flush"))
-        await self._send_status(self.spooled_lsn, reply=True)
-        changes = sum(len(t.changes) for t in self._pending)
-        seen = self.spooled_lsn
+        await self._send_status(self.confirmed_lsn, reply=True)
+        pending, self._carry = self._carry, []
+        changes = sum(len(t.changes) for t in pending)
+        seen = max([self.confirmed_lsn, *(t.end_lsn for t in pending)])
         while changes < max_changes:
             msg = await self._message(self.op_timeout)
             if msg is None:
@@ -374,49 +397,59 @@ class WalCapture:
             if msg[:1] == b"k":
                 wal_end, _ts, reply = struct.unpack_from("!qqb", msg, 1)
                 if self._reader_idle() and wal_end >= target:
-                    seen = max(seen, wal_end)
+                    if not pending:
+                        # Only other WAL (another database, our own writes): nothing to
+                        # send, the slot may move on to it.
+                        seen = max(seen, wal_end)
                     break
                 # Not there yet: ask again, at most every 10 ms (data comes meanwhile).
                 if reply or time.monotonic() - self._status_at > 0.01:
-                    await self._send_status(self.spooled_lsn, reply=True)
+                    await self._send_status(self.confirmed_lsn, reply=True)
                 continue
             if msg[:1] != b"w":
                 continue
             txn = self._reader.feed(memoryview(msg)[25:])
             if txn is None:
                 continue
+            if txn.end_lsn <= self.confirmed_lsn:
+                continue  # confirmed before a restart
+            replaying = self.replay_until > max(seen, self.confirmed_lsn)
+            if replaying and txn.end_lsn > self.replay_until and txn.changes:
+                # A replay ends exactly where the cloud's position is: the cloud answers
+                # it skipped and the site's ack of it is finished before any later
+                # change of its records is read (their base is that ack's revision).
+                self._carry.append(txn)
+                break
             seen = max(seen, txn.end_lsn)
-            if txn.end_lsn <= self.spooled_lsn:
-                continue  # spooled before a restart
             if txn.origin is not None and txn.origin.startswith(ORIGIN_PREFIX):
                 continue  # the replicator's own writes
             if txn.changes:
-                self._pending.append(txn)
+                pending.append(txn)
                 changes += len(txn.changes)
-        spooled = await self._write(conn, seen)
-        return spooled
+            if replaying and txn.end_lsn >= self.replay_until:
+                break
+        if not pending:
+            return [], seen
+        cur = await conn.execute(
+            query("capture_read"),
+            {
+                "lane": lane,
+                "site_id": site_id,
+                "changes": changes_json(pending),
+                "exclude": json.dumps(exclude),
+            },
+        )
+        return [BatchRow(*r) for r in await cur.fetchall()], seen
 
     def _reader_idle(self) -> bool:
         return self._reader.open_transaction is None
 
-    async def _write(self, conn: Conn, upto: int) -> int:
-        """One transaction: the pending changes into history, outbox and events, and
-        the LSN they reach; then the slot may move on to it."""
-        pending, self._pending = self._pending, []
-        n = sum(len(t.changes) for t in pending)
-        if upto <= self.spooled_lsn and not pending:
-            return 0
-        # Without changes (only other WAL: another database, the replicator's own
-        # writes) the slot moves on with no write here.
-        if pending:
-            async with conn.transaction():
-                await conn.execute(
-                    query("capture_spool"),
-                    {"lsn": lsn_text(upto), "changes": changes_json(pending)},
-                )
-        self.spooled_lsn = upto
-        await self._send_status(upto)
-        return n
+    async def confirm(self, lsn: int) -> None:
+        """Tell the slot that everything up to ``lsn`` is done with (committed at the
+        cloud and acknowledged on the site): it may free that WAL."""
+        if lsn > self.confirmed_lsn:
+            self.confirmed_lsn = lsn
+            await self._send_status(lsn)
 
 
 def _settle(future: asyncio.Future[None]) -> None:
@@ -425,11 +458,12 @@ def _settle(future: asyncio.Future[None]) -> None:
 
 
 def changes_json(txns: list[Transaction]) -> str:
-    """The changes as the spool takes them: a JSON array of {"t", "op", "id", "row"} in
-    commit order; a row's values are JSON strings (the type's text form), raw JSON for
-    json/jsonb columns, absent for an unchanged out-of-line value."""
+    """The changes as ``scsync_capture_read`` takes them: a JSON array of {"t", "op",
+    "id", "at", "row"} in commit order; a row's values are JSON strings (the type's text
+    form), raw JSON for json/jsonb columns, absent for an unchanged out-of-line value."""
     parts: list[str] = []
     for txn in txns:
+        at = json.dumps(txn.commit_time.isoformat())
         for ch in txn.changes:
             fields = []
             types = {c.name: c.type_oid for c in ch.relation.columns}
@@ -443,6 +477,7 @@ def changes_json(txns: list[Transaction]) -> str:
                 fields.append(f"{json.dumps(name)}: {text}")
             parts.append(
                 f'{{"t": {json.dumps(ch.relation.name)}, "op": "{ch.op}",'
-                f' "id": {json.dumps(ch.values.get("id"))}, "row": {{{", ".join(fields)}}}}}'
+                f' "id": {json.dumps(ch.values.get("id"))}, "at": {at},'
+                f' "row": {{{", ".join(fields)}}}}}'
             )
     return "[" + ",".join(parts) + "]"

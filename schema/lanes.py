@@ -140,6 +140,8 @@ class Applied:
     batch_id: int | None = None
     # records that could not be applied (one-by-one mode): key -> first line of the error
     failures: dict[Key, str] = field(default_factory=dict)
+    # a WAL batch whose end LSN the destination already held (a replay): nothing applied
+    skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -251,18 +253,30 @@ class LaneDb:
         source_commit_at: dt.datetime | None,
         peer_schema_revision: str | None,
         one_by_one: bool,
+        source_lsn: str | None = None,
     ) -> Applied:
         """Apply the batch, with the inbox entry and the cursor, in one transaction. The
         batch goes to the apply as one JSON argument and is staged inside that call, in a
         temp table the call makes itself (baseline_replicator.sql). ``one_by_one``: a
         savepoint per record, those that fail are returned as failures (to be parked)
-        instead of failing the batch."""
+        instead of failing the batch. ``source_lsn``: a WAL batch's end LSN, stored in
+        this transaction; a batch at or before the stored one is a replay, answered
+        ``skipped`` with nothing applied (r0003_wal_direct.sql)."""
         rows = await _collect(batch)
         conn = self.conn
         params = {"side": self.side, "columns": json.dumps(columns)}
         result = Applied()
         async with conn.transaction():
             await self._start()
+            if source_lsn is not None and rows:
+                cur = await conn.execute(
+                    query("replicator_claim_lsn"),
+                    {"lane": lane, "site_id": self.site_id, "lsn": source_lsn},
+                )
+                claimed = await cur.fetchone()
+                if not (claimed and claimed[0]):
+                    result.skipped = True
+                    return result
             if not one_by_one:
                 if not rows:
                     # Nothing to apply: only forgetting (no inbox entry for an empty batch).
@@ -337,10 +351,17 @@ class LaneDb:
         return result
 
     async def ack(
-        self, lane: LaneName, seqs: Sequence[int], rows: str, parks: Sequence[Park] = ()
+        self,
+        lane: LaneName,
+        seqs: Sequence[int],
+        rows: str,
+        parks: Sequence[Park] = (),
+        requeue: bool = False,
     ) -> None:
         """Acknowledge a batch at its source (``rows``: the JSON scsync_replicator_ack
-        takes) and park what could not be applied, in one transaction."""
+        takes) and park what could not be applied, in one transaction. ``requeue``: the
+        batch came from the WAL, so a parked record also goes to the outbox, where its
+        retry finds it (the stream does not come back for it)."""
         params = {"lane": lane, "seqs": list(seqs), "rows": rows}
         if not parks and self.prelude is None:
             # One statement is one transaction on this autocommit connection.
@@ -363,6 +384,28 @@ class LaneDb:
                         "max_s": p.max_s,
                     },
                 )
+            if requeue and parks:
+                keys = [{"t": p.table_name, "id": p.row_id, "revision": p.revision} for p in parks]
+                await self.conn.execute(
+                    query("capture_requeue"), {"site_id": self.site_id, "keys": json.dumps(keys)}
+                )
+
+    async def outbox_waiting(self) -> bool:
+        """Whether this site's outbox holds anything (with the WAL capture: a resync's
+        rows, records parked for a retry, rows an earlier version left)."""
+        cur = await self.conn.execute(query("capture_outbox_waiting"), {"site_id": self.site_id})
+        row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def source_lsn(self, lane: LaneName) -> str | None:
+        """The source position this destination holds for ``lane`` of the site."""
+        async with self.conn.transaction():
+            await self._start()
+            cur = await self.conn.execute(
+                query("replicator_source_lsn"), {"lane": lane, "site_id": self.site_id}
+            )
+            row = await cur.fetchone()
+        return None if row is None or row[0] is None else str(row[0])
 
     async def forget(self, lane: LaneName, batch_ids: Sequence[int]) -> None:
         async with self.conn.transaction():

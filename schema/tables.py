@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from schema import tables_api, tables_files, tables_lockd, tables_replicator
-from schema.tables_types import SIDES, Side
+from schema.tables_types import SIDES, PgLsn, Side
 
 __all__ = ["SIDES", "SYNCED_TABLES", "Side", "build_metadata", "metadata_for"]
 
@@ -226,6 +226,9 @@ def build_metadata(side: Side) -> MetaData:
         Column("last_source_commit_at", _tz()),
         Column("rows_applied", BigInteger, nullable=False, server_default=text("0")),
         Column("peer_schema_revision", Text),
+        # Revision 0003: the source's position (a WAL batch's end LSN), stored by the
+        # apply in its own transaction; a batch at or before it is a replay.
+        Column("source_lsn", PgLsn()),
         CheckConstraint(_in("lane", ("push", "pull")), name="ck_scsync_cursor_lane"),
     )
     Table(

@@ -52,16 +52,15 @@ def add_tables(md: MetaData, side: Side) -> None:
         Index("ix_scsync_dead_letters_site", "site_id"),
     )
     if side == "local":
-        # the WAL capture's state (replicator/wal.py), one row: the slot it
-        # reads, the LSN up to which the site's changes are in the outbox (written in the
-        # spool's own transaction), and when capture began (a resync after a lost slot
-        # takes the unsynced rows changed since then).
+        # The WAL capture's state (replicator/wal.py), one row: the slot it reads and
+        # when capture began (a resync after a lost slot takes the unsynced rows changed
+        # since then). Its position is the slot's (moved after the cloud's commit) and
+        # the cloud's cursor (revision 0003: no spool, no spooled_lsn).
         Table(
             "scsync_capture_state",
             md,
             Column("singleton", Boolean, primary_key=True, server_default=text("true")),
             Column("slot_name", Text),
-            Column("spooled_lsn", Text),
             Column(
                 "capture_since",
                 DateTime(timezone=True),

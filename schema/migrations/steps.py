@@ -486,3 +486,32 @@ def read_busy_records() -> tuple[Callable[..., None], Callable[..., None]]:
         restore_functions("baseline_replicator.sql", "scsync_replicator_read")
 
     return upgrade, downgrade
+
+
+def wal_direct(side: Side) -> tuple[Callable[..., None], Callable[..., None]]:
+    """0003: the site's WAL goes straight to the cloud. Both sides: the cursor keeps the
+    source LSN (claimed in the apply's transaction), the outbox read's switch and rows as
+    functions of their own; a site's part: the WAL read, no spool
+    (schema/sql/r0003_wal_direct*.sql)."""
+
+    def upgrade(**kw: Any) -> None:
+        run_sql_file("r0003_wal_direct.sql")
+        if side == "local":
+            run_sql_file("r0003_wal_direct_local.sql")
+
+    def downgrade(**kw: Any) -> None:
+        if side == "local":
+            op.execute("DROP FUNCTION scsync_capture_read(text, int, jsonb, jsonb)")
+            op.execute("DROP FUNCTION scsync_capture_requeue(int, jsonb)")
+            op.execute("ALTER TABLE scsync_capture_state ADD COLUMN spooled_lsn text")
+            restore_functions(
+                "baseline_capture_local.sql", "scsync_capture_spool", "scsync_capture_resync"
+            )
+        restore_functions("r0002_read_busy_records.sql", "scsync_replicator_read")
+        op.execute("DROP FUNCTION scsync_history_save(regclass, bigint, text)")
+        op.execute("DROP FUNCTION scsync_read_keys_rows(jsonb)")
+        op.execute("DROP FUNCTION scsync_read_keys_switch()")
+        op.execute("DROP FUNCTION scsync_replicator_claim_lsn(text, int, pg_lsn)")
+        op.execute("ALTER TABLE scsync_replication_cursor DROP COLUMN source_lsn")
+
+    return upgrade, downgrade

@@ -462,6 +462,7 @@ CREATE TABLE scsync_replication_cursor (
     last_source_commit_at timestamp with time zone,
     rows_applied bigint DEFAULT 0 NOT NULL,
     peer_schema_revision text,
+    source_lsn pg_lsn,
     CONSTRAINT ck_scsync_cursor_lane CHECK ((lane = ANY (ARRAY['push'::text, 'pull'::text]))),
     CONSTRAINT scsync_replication_cursor_pkey PRIMARY KEY (lane, site_id)
 );
@@ -1077,6 +1078,24 @@ BEGIN
 END
 $function$;
 
+CREATE OR REPLACE FUNCTION public.scsync_history_save(tbl regclass, p_row_id bigint, p_op text)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    tname text := (SELECT c.relname FROM pg_class c WHERE c.oid = tbl);
+BEGIN
+    EXECUTE format(
+        'INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major,
+                                     version_minor, op, row_data, origin)
+         SELECT $1, t.id, t.site_id, t.revision, t.version_major, t.version_minor, $3,
+                to_jsonb(t), ''direct''
+           FROM %s t WHERE t.id = $2
+         ON CONFLICT (table_name, row_id, revision) DO NOTHING', tbl)
+    USING tname, p_row_id, p_op;
+END
+$function$;
+
 CREATE OR REPLACE FUNCTION public.scsync_is_replicating()
  RETURNS boolean
  LANGUAGE sql
@@ -1571,6 +1590,88 @@ CREATE OR REPLACE FUNCTION public.scsync_node_site()
  STABLE
 AS $function$
     SELECT n.site_id FROM scsync_node n WHERE n.side = 'local'
+$function$;
+
+CREATE OR REPLACE FUNCTION public.scsync_read_keys_rows(p_exclude jsonb)
+ RETURNS TABLE(ord bigint, seqs bigint[], table_name text, row_id bigint, op text, revision bigint, base bigint, row_data text, source_commit_at timestamp with time zone, resolution jsonb)
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    tname text;
+    excl text[];
+BEGIN
+    FOR tname IN SELECT DISTINCT k.table_name FROM pg_temp.scsync_read_keys k LOOP
+        excl := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_exclude -> tname, '[]')));
+        RETURN QUERY EXECUTE format(
+            'SELECT k.ord, k.seqs, k.table_name, k.row_id,
+                    CASE WHEN k.off OR t.id IS NOT NULL THEN ''U'' ELSE ''D'' END,
+                    CASE WHEN k.off THEN h.revision
+                         ELSE coalesce(t.revision, k.last_revision) END,
+                    CASE WHEN k.off THEN k.synced_rev
+                         WHEN t.id IS NULL THEN k.last_base ELSE t.synced_revision END,
+                    CASE WHEN k.off THEN (h.row_data - $2)::text
+                         WHEN t.id IS NULL THEN NULL
+                         ELSE (to_jsonb(t) - $2)::text
+                    END,
+                    k.source_commit_at,
+                    CASE WHEN t.id IS NOT NULL AND NOT k.off AND NOT t.in_conflict THEN (
+                        SELECT jsonb_build_object(''id'', c.id, ''resolution'', c.resolution,
+                                                  ''resolved_by'', c.resolved_by)
+                          FROM scsync_conflicts c
+                         WHERE c.table_name = k.table_name AND c.row_id = k.row_id
+                           AND c.status = ''resolved''
+                         ORDER BY c.resolved_at DESC LIMIT 1)
+                    END
+               FROM pg_temp.scsync_read_keys k LEFT JOIN %I t ON t.id = k.row_id
+               LEFT JOIN scsync_history h ON k.off AND h.seq = k.off_seq
+              WHERE k.table_name = $1', tname)
+        USING tname, excl;
+    END LOOP;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.scsync_read_keys_switch()
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    tname text;
+BEGIN
+    -- The switch: off now? (a gone record: as its last revision had it)
+    FOR tname IN SELECT DISTINCT k.table_name FROM pg_temp.scsync_read_keys k LOOP
+        EXECUTE format('UPDATE pg_temp.scsync_read_keys k
+                           SET present = true, off = NOT t.sync_enabled,
+                               synced_rev = t.synced_revision
+                          FROM %I t WHERE k.table_name = $1 AND t.id = k.row_id', tname)
+        USING tname;
+    END LOOP;
+    UPDATE pg_temp.scsync_read_keys k
+       SET present = false, synced_rev = k.last_base,
+           off = NOT coalesce((SELECT (h.row_data ->> 'sync_enabled')::boolean
+                                 FROM scsync_history h
+                                WHERE h.table_name = k.table_name AND h.row_id = k.row_id
+                                ORDER BY h.seq DESC LIMIT 1), true)
+     WHERE k.present IS NULL;
+    -- Where sync went off last: the first revision after the last one with sync on.
+    UPDATE pg_temp.scsync_read_keys k
+       SET off_seq = (SELECT min(h.seq) FROM scsync_history h
+                       WHERE h.table_name = k.table_name AND h.row_id = k.row_id
+                         AND h.seq > coalesce((
+                             SELECT max(h2.seq) FROM scsync_history h2
+                              WHERE h2.table_name = k.table_name
+                                AND h2.row_id = k.row_id
+                                AND (h2.row_data ->> 'sync_enabled')::boolean), -1))
+     WHERE k.off;
+    -- Held back: the record never crossed, or the destination already holds a
+    -- revision saved with sync off (or there is no saved revision to tell it by).
+    UPDATE pg_temp.scsync_read_keys k
+       SET held = k.synced_rev IS NULL OR k.off_seq IS NULL
+                  OR k.off_seq <= coalesce((SELECT h.seq FROM scsync_history h
+                                             WHERE h.table_name = k.table_name
+                                               AND h.row_id = k.row_id
+                                               AND h.revision = k.synced_rev), -1)
+     WHERE k.off;
+END
 $function$;
 
 CREATE OR REPLACE FUNCTION public.scsync_register_site(p_name text, p_node_id integer DEFAULT NULL::integer)
@@ -2081,6 +2182,23 @@ BEGIN
 END
 $function$;
 
+CREATE OR REPLACE FUNCTION public.scsync_replicator_claim_lsn(p_lane text, p_site_id integer, p_lsn pg_lsn)
+ RETURNS boolean
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    claimed boolean;
+BEGIN
+    PERFORM scsync_replicator_guard(p_site_id);
+    INSERT INTO scsync_replication_cursor AS c (lane, site_id, source_lsn)
+    VALUES (p_lane, p_site_id, p_lsn)
+    ON CONFLICT (lane, site_id) DO UPDATE SET source_lsn = EXCLUDED.source_lsn
+     WHERE c.source_lsn IS NULL OR c.source_lsn < EXCLUDED.source_lsn
+    RETURNING true INTO claimed;
+    RETURN coalesce(claimed, false);
+END
+$function$;
+
 CREATE OR REPLACE FUNCTION public.scsync_replicator_guard(p_site_id integer)
  RETURNS integer
  LANGUAGE plpgsql
@@ -2147,9 +2265,6 @@ CREATE OR REPLACE FUNCTION public.scsync_replicator_read(p_lane text, p_site_id 
  RETURNS TABLE(ord bigint, seqs bigint[], table_name text, row_id bigint, op text, revision bigint, base bigint, row_data text, source_commit_at timestamp with time zone, resolution jsonb)
  LANGUAGE plpgsql
 AS $function$
-DECLARE
-    tname text;
-    excl text[];
 BEGIN
     PERFORM scsync_replicator_guard(p_site_id);
     -- The scratch table: this session's own, or made now (scsync_scratch_ok).
@@ -2185,40 +2300,7 @@ BEGIN
                  LIMIT p_limit) o
          GROUP BY o.table_name, o.row_id;
 
-        -- The switch: off now? (a gone record: as its last revision had it)
-        FOR tname IN SELECT DISTINCT k.table_name FROM pg_temp.scsync_read_keys k LOOP
-            EXECUTE format('UPDATE pg_temp.scsync_read_keys k
-                               SET present = true, off = NOT t.sync_enabled,
-                                   synced_rev = t.synced_revision
-                              FROM %I t WHERE k.table_name = $1 AND t.id = k.row_id', tname)
-            USING tname;
-        END LOOP;
-        UPDATE pg_temp.scsync_read_keys k
-           SET present = false, synced_rev = k.last_base,
-               off = NOT coalesce((SELECT (h.row_data ->> 'sync_enabled')::boolean
-                                     FROM scsync_history h
-                                    WHERE h.table_name = k.table_name AND h.row_id = k.row_id
-                                    ORDER BY h.seq DESC LIMIT 1), true)
-         WHERE k.present IS NULL;
-        -- Where sync went off last: the first revision after the last one with sync on.
-        UPDATE pg_temp.scsync_read_keys k
-           SET off_seq = (SELECT min(h.seq) FROM scsync_history h
-                           WHERE h.table_name = k.table_name AND h.row_id = k.row_id
-                             AND h.seq > coalesce((
-                                 SELECT max(h2.seq) FROM scsync_history h2
-                                  WHERE h2.table_name = k.table_name
-                                    AND h2.row_id = k.row_id
-                                    AND (h2.row_data ->> 'sync_enabled')::boolean), -1))
-         WHERE k.off;
-        -- Held back: the record never crossed, or the destination already holds a
-        -- revision saved with sync off (or there is no saved revision to tell it by).
-        UPDATE pg_temp.scsync_read_keys k
-           SET held = k.synced_rev IS NULL OR k.off_seq IS NULL
-                      OR k.off_seq <= coalesce((SELECT h.seq FROM scsync_history h
-                                                 WHERE h.table_name = k.table_name
-                                                   AND h.row_id = k.row_id
-                                                   AND h.revision = k.synced_rev), -1)
-         WHERE k.off;
+        PERFORM scsync_read_keys_switch();
         EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_temp.scsync_read_keys k WHERE k.held);
         DELETE FROM scsync_outbox o USING pg_temp.scsync_read_keys k
          WHERE k.held AND o.seq = ANY(k.seqs);
@@ -2227,33 +2309,7 @@ BEGIN
         EXIT WHEN EXISTS (SELECT 1 FROM pg_temp.scsync_read_keys);
     END LOOP;
 
-    FOR tname IN SELECT DISTINCT k.table_name FROM pg_temp.scsync_read_keys k LOOP
-        excl := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_exclude -> tname, '[]')));
-        RETURN QUERY EXECUTE format(
-            'SELECT k.ord, k.seqs, k.table_name, k.row_id,
-                    CASE WHEN k.off OR t.id IS NOT NULL THEN ''U'' ELSE ''D'' END,
-                    CASE WHEN k.off THEN h.revision
-                         ELSE coalesce(t.revision, k.last_revision) END,
-                    CASE WHEN k.off THEN k.synced_rev
-                         WHEN t.id IS NULL THEN k.last_base ELSE t.synced_revision END,
-                    CASE WHEN k.off THEN (h.row_data - $2)::text
-                         WHEN t.id IS NULL THEN NULL
-                         ELSE (to_jsonb(t) - $2)::text
-                    END,
-                    k.source_commit_at,
-                    CASE WHEN t.id IS NOT NULL AND NOT k.off AND NOT t.in_conflict THEN (
-                        SELECT jsonb_build_object(''id'', c.id, ''resolution'', c.resolution,
-                                                  ''resolved_by'', c.resolved_by)
-                          FROM scsync_conflicts c
-                         WHERE c.table_name = k.table_name AND c.row_id = k.row_id
-                           AND c.status = ''resolved''
-                         ORDER BY c.resolved_at DESC LIMIT 1)
-                    END
-               FROM pg_temp.scsync_read_keys k LEFT JOIN %I t ON t.id = k.row_id
-               LEFT JOIN scsync_history h ON k.off AND h.seq = k.off_seq
-              WHERE k.table_name = $1', tname)
-        USING tname, excl;
-    END LOOP;
+    RETURN QUERY SELECT * FROM scsync_read_keys_rows(p_exclude);
 END
 $function$;
 
@@ -2732,6 +2788,7 @@ CREATE TRIGGER scsync_stamp BEFORE UPDATE ON user_accounts FOR EACH ROW WHEN (NO
 -- ON FUNCTION scsync_clock_ms(): EXECUTE TO <owner>
 -- ON FUNCTION scsync_files_blob_state(): EXECUTE TO <owner>
 -- ON FUNCTION scsync_files_lifecycle(): EXECUTE TO <owner>
+-- ON FUNCTION scsync_history_save(tbl regclass, p_row_id bigint, p_op text): EXECUTE TO <owner>
 -- ON FUNCTION scsync_is_replicating(): EXECUTE TO <owner>
 -- ON FUNCTION scsync_lockd_acquire(p_table text, p_row_id bigint, p_scope_site integer, p_holder text, p_ttl_ms integer): EXECUTE TO <owner>
 -- ON FUNCTION scsync_lockd_apply(tbl regclass, p_row_id bigint, p_changes jsonb, p_bump text, p_protected text[], OUT changed boolean, OUT new_major integer, OUT new_minor integer, OUT new_revision bigint): EXECUTE TO <owner>
@@ -2750,12 +2807,15 @@ CREATE TRIGGER scsync_stamp BEFORE UPDATE ON user_accounts FOR EACH ROW WHEN (NO
 -- ON FUNCTION scsync_lockd_sweep(p_idle_warn_ms bigint, p_idle_close_ms bigint, p_event_retention_ms bigint): EXECUTE TO <owner>
 -- ON FUNCTION scsync_node_sequences(): EXECUTE TO <owner>
 -- ON FUNCTION scsync_node_site(): EXECUTE TO <owner>
+-- ON FUNCTION scsync_read_keys_rows(p_exclude jsonb): EXECUTE TO <owner>
+-- ON FUNCTION scsync_read_keys_switch(): EXECUTE TO <owner>
 -- ON FUNCTION scsync_register_site(p_name text, p_node_id integer): EXECUTE TO <owner>
 -- ON FUNCTION scsync_register_table(tbl regclass, file_column text): EXECUTE TO <owner>
 -- ON FUNCTION scsync_replicator_ack(p_lane text, p_seqs bigint[], p_rows jsonb): EXECUTE TO <owner>
 -- ON FUNCTION scsync_replicator_apply(p_side text, p_columns jsonb, p_batch jsonb, p_only_ord bigint): EXECUTE TO <owner>
 -- ON FUNCTION scsync_replicator_apply_batch(p_lane text, p_site_id integer, p_side text, p_columns jsonb, p_seqs jsonb, p_forget bigint[], p_source_commit_at timestamp with time zone, p_peer_schema_revision text, p_batch jsonb): EXECUTE TO <owner>
 -- ON FUNCTION scsync_replicator_check_keys(p_keys jsonb, p_site integer): EXECUTE TO <owner>
+-- ON FUNCTION scsync_replicator_claim_lsn(p_lane text, p_site_id integer, p_lsn pg_lsn): EXECUTE TO <owner>
 -- ON FUNCTION scsync_replicator_guard(p_site_id integer): EXECUTE TO <owner>
 -- ON FUNCTION scsync_replicator_outbox_keys(p_seqs bigint[]): EXECUTE TO <owner>
 -- ON FUNCTION scsync_replicator_park(p_lane text, p_table text, p_row_id bigint, p_site_id integer, p_revision bigint, p_reason text, p_initial_s double precision, p_max_s double precision): EXECUTE TO <owner>

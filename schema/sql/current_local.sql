@@ -283,7 +283,6 @@ CREATE TABLE scsync_backfill (
 CREATE TABLE scsync_capture_state (
     singleton boolean DEFAULT true NOT NULL,
     slot_name text,
-    spooled_lsn text,
     capture_since timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     updated_at timestamp with time zone,
     CONSTRAINT ck_scsync_capture_state_singleton CHECK (singleton),
@@ -435,6 +434,7 @@ CREATE TABLE scsync_replication_cursor (
     last_source_commit_at timestamp with time zone,
     rows_applied bigint DEFAULT 0 NOT NULL,
     peer_schema_revision text,
+    source_lsn pg_lsn,
     CONSTRAINT ck_scsync_cursor_lane CHECK ((lane = ANY (ARRAY['push'::text, 'pull'::text]))),
     CONSTRAINT scsync_replication_cursor_pkey PRIMARY KEY (lane, site_id)
 );
@@ -890,6 +890,116 @@ BEGIN
 END
 $function$;
 
+CREATE OR REPLACE FUNCTION public.scsync_capture_read(p_lane text, p_site_id integer, p_changes jsonb, p_exclude jsonb)
+ RETURNS TABLE(ord bigint, seqs bigint[], table_name text, row_id bigint, op text, revision bigint, base bigint, row_data text, source_commit_at timestamp with time zone, resolution jsonb)
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    tname text;
+BEGIN
+    PERFORM scsync_replicator_guard(p_site_id);
+    IF NOT scsync_scratch_ok('scsync_read_keys', 'scsync_read_key') THEN
+        DROP TABLE IF EXISTS pg_temp.scsync_read_keys;
+        CREATE TEMP TABLE pg_temp.scsync_read_keys OF scsync_read_key ON COMMIT DELETE ROWS;
+    END IF;
+    DELETE FROM pg_temp.scsync_read_keys;
+    FOR tname IN SELECT DISTINCT x ->> 't' FROM jsonb_array_elements(p_changes) x LOOP
+        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM scsync_synced_tables s
+                                   WHERE s.table_name = tname);
+        EXECUTE format($q$
+            WITH c AS MATERIALIZED (
+                SELECT x.n, x.v ->> 'op' AS op, (x.v ->> 'id')::bigint AS id,
+                       (x.v ->> 'at')::timestamptz AS at,
+                       CASE WHEN x.v ->> 'op' <> 'D'
+                            THEN jsonb_populate_record(cur, x.v -> 'row') END AS r
+                  FROM jsonb_array_elements($1) WITH ORDINALITY x(v, n)
+                  LEFT JOIN %1$I cur ON cur.id = (x.v ->> 'id')::bigint
+                 WHERE x.v ->> 't' = $2
+            ), h AS (
+                INSERT INTO scsync_history (table_name, row_id, site_id, revision,
+                                            version_major, version_minor, op, row_data,
+                                            origin)
+                SELECT $2, (c.r).id, (c.r).site_id, (c.r).revision, (c.r).version_major,
+                       (c.r).version_minor, c.op, to_jsonb(c.r), 'direct'
+                  FROM c
+                 WHERE c.op <> 'D'
+                   AND NOT EXISTS (SELECT 1 FROM scsync_history hh
+                                    WHERE hh.table_name = $2 AND hh.row_id = c.id
+                                      AND hh.revision = (c.r).revision)
+                 ORDER BY c.n
+                ON CONFLICT (table_name, row_id, revision) DO NOTHING
+            )
+            INSERT INTO pg_temp.scsync_read_keys (ord, seqs, table_name, row_id, last_op,
+                                                  last_revision, last_base,
+                                                  source_commit_at)
+            SELECT min(c.n), '{}', $2, c.id, (array_agg(c.op ORDER BY c.n DESC))[1],
+                   (array_agg((c.r).revision ORDER BY c.n DESC))[1],
+                   (array_agg((c.r).synced_revision ORDER BY c.n DESC))[1], max(c.at)
+              FROM c
+             WHERE c.op = 'D' OR (c.r).revision IS DISTINCT FROM (c.r).synced_revision
+             GROUP BY c.id$q$,
+            tname)
+        USING p_changes, tname;
+    END LOOP;
+    -- The record's current revision, which is what crosses, into the history too (when
+    -- a later change, decoded in a later batch, made it): an acknowledgement, after a
+    -- crash above all, matches the revisions the cloud holds against this history, and
+    -- would not find one sent ahead of its own change.
+    FOR tname IN SELECT DISTINCT k.table_name FROM pg_temp.scsync_read_keys k LOOP
+        EXECUTE format($q$
+            INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major,
+                                        version_minor, op, row_data, origin)
+            SELECT $1, t.id, t.site_id, t.revision, t.version_major, t.version_minor, 'U',
+                   to_jsonb(t), 'direct'
+              FROM pg_temp.scsync_read_keys k JOIN %1$I t ON t.id = k.row_id
+             WHERE k.table_name = $1
+               AND NOT EXISTS (SELECT 1 FROM scsync_history hh
+                                WHERE hh.table_name = $1 AND hh.row_id = t.id
+                                  AND hh.revision = t.revision)
+             ORDER BY k.ord
+            ON CONFLICT (table_name, row_id, revision) DO NOTHING$q$, tname)
+        USING tname;
+    END LOOP;
+    -- Tombstones: the last revision history holds (the history rows of this batch's
+    -- own changes are written above, so they count).
+    UPDATE pg_temp.scsync_read_keys k
+       SET last_revision = coalesce(h.revision, 0), last_base = coalesce(h.revision, 0)
+      FROM (SELECT k2.table_name, k2.row_id,
+                   (SELECT hh.revision FROM scsync_history hh
+                     WHERE hh.table_name = k2.table_name AND hh.row_id = k2.row_id
+                     ORDER BY hh.seq DESC LIMIT 1) AS revision
+              FROM pg_temp.scsync_read_keys k2 WHERE k2.last_op = 'D') h
+     WHERE k.last_op = 'D' AND h.table_name = k.table_name AND h.row_id = k.row_id;
+    -- Parked, not yet due: to the outbox, for the retry.
+    WITH parked AS (
+        DELETE FROM pg_temp.scsync_read_keys k
+         USING scsync_dead_letters d
+         WHERE d.lane = p_lane AND d.table_name = k.table_name AND d.row_id = k.row_id
+           AND d.next_retry_at > clock_timestamp()
+        RETURNING k.*
+    )
+    INSERT INTO scsync_outbox (table_name, row_id, site_id, op, origin, revision,
+                               synced_revision)
+    SELECT p.table_name, p.row_id, p_site_id, CASE p.last_op WHEN 'D' THEN 'D' ELSE 'U' END,
+           'local', p.last_revision, p.last_base
+      FROM parked p;
+    PERFORM scsync_read_keys_switch();
+    DELETE FROM pg_temp.scsync_read_keys k WHERE k.held;
+    RETURN QUERY SELECT * FROM scsync_read_keys_rows(p_exclude);
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.scsync_capture_requeue(p_site_id integer, p_keys jsonb)
+ RETURNS void
+ LANGUAGE sql
+AS $function$
+    INSERT INTO scsync_outbox (table_name, row_id, site_id, op, origin, revision,
+                               synced_revision)
+    SELECT k ->> 't', (k ->> 'id')::bigint, p_site_id, 'U', 'local',
+           (k ->> 'revision')::bigint, (k ->> 'revision')::bigint
+      FROM jsonb_array_elements(p_keys) k
+$function$;
+
 CREATE OR REPLACE FUNCTION public.scsync_capture_resync(p_slot text, p_lsn text)
  RETURNS integer
  LANGUAGE plpgsql
@@ -924,8 +1034,7 @@ BEGIN
         GET DIAGNOSTICS k = ROW_COUNT;
         n := n + k;
     END LOOP;
-    UPDATE scsync_capture_state
-       SET slot_name = p_slot, spooled_lsn = p_lsn, updated_at = clock_timestamp();
+    UPDATE scsync_capture_state SET slot_name = p_slot, updated_at = clock_timestamp();
     RETURN n;
 END
 $function$;
@@ -1042,68 +1151,6 @@ BEGIN
 END
 $function$;
 
-CREATE OR REPLACE FUNCTION public.scsync_capture_spool(p_lsn text, p_changes jsonb)
- RETURNS integer
- LANGUAGE plpgsql
-AS $function$
-DECLARE
-    tname text;
-    seqs bigint[];
-    n int := jsonb_array_length(p_changes);
-BEGIN
-    -- Outbox seqs in commit order, whatever order the tables are written in below,
-    -- zipped with the changes (ROWS FROM): a subscript per row of the array, or a join
-    -- by ordinal, made a 10,000-change spool quadratic. A change whose revision history
-    -- holds is filtered by the unique index, not by joining the history insert's rows.
-    seqs := ARRAY(SELECT nextval(pg_get_serial_sequence('scsync_outbox', 'seq'))
-                    FROM generate_series(1, n));
-    FOR tname IN SELECT DISTINCT x ->> 't' FROM jsonb_array_elements(p_changes) x LOOP
-        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM scsync_synced_tables s
-                                   WHERE s.table_name = tname);
-        EXECUTE format($q$
-            WITH c AS MATERIALIZED (
-                SELECT p.seq, p.op, p.r
-                  FROM (SELECT x.seq, x.v ->> 'op' AS op,
-                               jsonb_populate_record(cur, x.v -> 'row') AS r
-                          FROM ROWS FROM (jsonb_array_elements($1), unnest($3)) x(v, seq)
-                          LEFT JOIN %1$I cur ON cur.id = (x.v ->> 'id')::bigint
-                         WHERE x.v ->> 't' = $2 AND x.v ->> 'op' <> 'D') p
-                 WHERE NOT EXISTS (SELECT 1 FROM scsync_history hh
-                                    WHERE hh.table_name = $2 AND hh.row_id = (p.r).id
-                                      AND hh.revision = (p.r).revision)
-            ), h AS (
-                INSERT INTO scsync_history (table_name, row_id, site_id, revision,
-                                            version_major, version_minor, op, row_data,
-                                            origin)
-                SELECT $2, (c.r).id, (c.r).site_id, (c.r).revision, (c.r).version_major,
-                       (c.r).version_minor, c.op, to_jsonb(c.r), 'direct'
-                  FROM c ORDER BY c.seq
-                ON CONFLICT (table_name, row_id, revision) DO NOTHING
-            )
-            INSERT INTO scsync_outbox (seq, table_name, row_id, site_id, op, origin,
-                                       revision, synced_revision)
-            SELECT c.seq, $2, (c.r).id, (c.r).site_id, c.op, 'local',
-                   (c.r).revision, (c.r).synced_revision
-              FROM c$q$,
-            tname)
-        USING p_changes, tname, seqs;
-        INSERT INTO scsync_outbox (seq, table_name, row_id, site_id, op, origin,
-                                   revision, synced_revision)
-            SELECT x.seq, tname, (x.v ->> 'id')::bigint,
-                   coalesce(h.site_id, scsync_node_site()), 'D', 'local',
-                   coalesce(h.revision, 0), coalesce(h.revision, 0)
-              FROM ROWS FROM (jsonb_array_elements(p_changes), unnest(seqs)) x(v, seq)
-              LEFT JOIN LATERAL (
-                  SELECT hh.revision, hh.site_id FROM scsync_history hh
-                   WHERE hh.table_name = tname AND hh.row_id = (x.v ->> 'id')::bigint
-                   ORDER BY hh.seq DESC LIMIT 1) h ON true
-             WHERE x.v ->> 't' = tname AND x.v ->> 'op' = 'D';
-    END LOOP;
-    UPDATE scsync_capture_state SET spooled_lsn = p_lsn, updated_at = clock_timestamp();
-    RETURN n;
-END
-$function$;
-
 CREATE OR REPLACE FUNCTION public.scsync_clock_ms()
  RETURNS bigint
  LANGUAGE sql
@@ -1111,6 +1158,24 @@ AS $function$
     SELECT (floor(extract(epoch FROM clock_timestamp()) * 1000))::bigint
          - 1577836800000  -- 2020-01-01T00:00:00Z in ms since the Unix epoch
          + coalesce(nullif(current_setting('scsync.clock_offset_ms', true), ''), '0')::bigint
+$function$;
+
+CREATE OR REPLACE FUNCTION public.scsync_history_save(tbl regclass, p_row_id bigint, p_op text)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    tname text := (SELECT c.relname FROM pg_class c WHERE c.oid = tbl);
+BEGIN
+    EXECUTE format(
+        'INSERT INTO scsync_history (table_name, row_id, site_id, revision, version_major,
+                                     version_minor, op, row_data, origin)
+         SELECT $1, t.id, t.site_id, t.revision, t.version_major, t.version_minor, $3,
+                to_jsonb(t), ''direct''
+           FROM %s t WHERE t.id = $2
+         ON CONFLICT (table_name, row_id, revision) DO NOTHING', tbl)
+    USING tname, p_row_id, p_op;
+END
 $function$;
 
 CREATE OR REPLACE FUNCTION public.scsync_is_replicating()
@@ -1224,6 +1289,88 @@ CREATE OR REPLACE FUNCTION public.scsync_node_site()
  STABLE
 AS $function$
     SELECT n.site_id FROM scsync_node n WHERE n.side = 'local'
+$function$;
+
+CREATE OR REPLACE FUNCTION public.scsync_read_keys_rows(p_exclude jsonb)
+ RETURNS TABLE(ord bigint, seqs bigint[], table_name text, row_id bigint, op text, revision bigint, base bigint, row_data text, source_commit_at timestamp with time zone, resolution jsonb)
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    tname text;
+    excl text[];
+BEGIN
+    FOR tname IN SELECT DISTINCT k.table_name FROM pg_temp.scsync_read_keys k LOOP
+        excl := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_exclude -> tname, '[]')));
+        RETURN QUERY EXECUTE format(
+            'SELECT k.ord, k.seqs, k.table_name, k.row_id,
+                    CASE WHEN k.off OR t.id IS NOT NULL THEN ''U'' ELSE ''D'' END,
+                    CASE WHEN k.off THEN h.revision
+                         ELSE coalesce(t.revision, k.last_revision) END,
+                    CASE WHEN k.off THEN k.synced_rev
+                         WHEN t.id IS NULL THEN k.last_base ELSE t.synced_revision END,
+                    CASE WHEN k.off THEN (h.row_data - $2)::text
+                         WHEN t.id IS NULL THEN NULL
+                         ELSE (to_jsonb(t) - $2)::text
+                    END,
+                    k.source_commit_at,
+                    CASE WHEN t.id IS NOT NULL AND NOT k.off AND NOT t.in_conflict THEN (
+                        SELECT jsonb_build_object(''id'', c.id, ''resolution'', c.resolution,
+                                                  ''resolved_by'', c.resolved_by)
+                          FROM scsync_conflicts c
+                         WHERE c.table_name = k.table_name AND c.row_id = k.row_id
+                           AND c.status = ''resolved''
+                         ORDER BY c.resolved_at DESC LIMIT 1)
+                    END
+               FROM pg_temp.scsync_read_keys k LEFT JOIN %I t ON t.id = k.row_id
+               LEFT JOIN scsync_history h ON k.off AND h.seq = k.off_seq
+              WHERE k.table_name = $1', tname)
+        USING tname, excl;
+    END LOOP;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.scsync_read_keys_switch()
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    tname text;
+BEGIN
+    -- The switch: off now? (a gone record: as its last revision had it)
+    FOR tname IN SELECT DISTINCT k.table_name FROM pg_temp.scsync_read_keys k LOOP
+        EXECUTE format('UPDATE pg_temp.scsync_read_keys k
+                           SET present = true, off = NOT t.sync_enabled,
+                               synced_rev = t.synced_revision
+                          FROM %I t WHERE k.table_name = $1 AND t.id = k.row_id', tname)
+        USING tname;
+    END LOOP;
+    UPDATE pg_temp.scsync_read_keys k
+       SET present = false, synced_rev = k.last_base,
+           off = NOT coalesce((SELECT (h.row_data ->> 'sync_enabled')::boolean
+                                 FROM scsync_history h
+                                WHERE h.table_name = k.table_name AND h.row_id = k.row_id
+                                ORDER BY h.seq DESC LIMIT 1), true)
+     WHERE k.present IS NULL;
+    -- Where sync went off last: the first revision after the last one with sync on.
+    UPDATE pg_temp.scsync_read_keys k
+       SET off_seq = (SELECT min(h.seq) FROM scsync_history h
+                       WHERE h.table_name = k.table_name AND h.row_id = k.row_id
+                         AND h.seq > coalesce((
+                             SELECT max(h2.seq) FROM scsync_history h2
+                              WHERE h2.table_name = k.table_name
+                                AND h2.row_id = k.row_id
+                                AND (h2.row_data ->> 'sync_enabled')::boolean), -1))
+     WHERE k.off;
+    -- Held back: the record never crossed, or the destination already holds a
+    -- revision saved with sync off (or there is no saved revision to tell it by).
+    UPDATE pg_temp.scsync_read_keys k
+       SET held = k.synced_rev IS NULL OR k.off_seq IS NULL
+                  OR k.off_seq <= coalesce((SELECT h.seq FROM scsync_history h
+                                             WHERE h.table_name = k.table_name
+                                               AND h.row_id = k.row_id
+                                               AND h.revision = k.synced_rev), -1)
+     WHERE k.off;
+END
 $function$;
 
 CREATE OR REPLACE FUNCTION public.scsync_register_table(tbl regclass, file_column text DEFAULT NULL::text)
@@ -1714,6 +1861,23 @@ BEGIN
 END
 $function$;
 
+CREATE OR REPLACE FUNCTION public.scsync_replicator_claim_lsn(p_lane text, p_site_id integer, p_lsn pg_lsn)
+ RETURNS boolean
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    claimed boolean;
+BEGIN
+    PERFORM scsync_replicator_guard(p_site_id);
+    INSERT INTO scsync_replication_cursor AS c (lane, site_id, source_lsn)
+    VALUES (p_lane, p_site_id, p_lsn)
+    ON CONFLICT (lane, site_id) DO UPDATE SET source_lsn = EXCLUDED.source_lsn
+     WHERE c.source_lsn IS NULL OR c.source_lsn < EXCLUDED.source_lsn
+    RETURNING true INTO claimed;
+    RETURN coalesce(claimed, false);
+END
+$function$;
+
 CREATE OR REPLACE FUNCTION public.scsync_replicator_guard(p_site_id integer)
  RETURNS integer
  LANGUAGE sql
@@ -1770,9 +1934,6 @@ CREATE OR REPLACE FUNCTION public.scsync_replicator_read(p_lane text, p_site_id 
  RETURNS TABLE(ord bigint, seqs bigint[], table_name text, row_id bigint, op text, revision bigint, base bigint, row_data text, source_commit_at timestamp with time zone, resolution jsonb)
  LANGUAGE plpgsql
 AS $function$
-DECLARE
-    tname text;
-    excl text[];
 BEGIN
     PERFORM scsync_replicator_guard(p_site_id);
     -- The scratch table: this session's own, or made now (scsync_scratch_ok).
@@ -1808,40 +1969,7 @@ BEGIN
                  LIMIT p_limit) o
          GROUP BY o.table_name, o.row_id;
 
-        -- The switch: off now? (a gone record: as its last revision had it)
-        FOR tname IN SELECT DISTINCT k.table_name FROM pg_temp.scsync_read_keys k LOOP
-            EXECUTE format('UPDATE pg_temp.scsync_read_keys k
-                               SET present = true, off = NOT t.sync_enabled,
-                                   synced_rev = t.synced_revision
-                              FROM %I t WHERE k.table_name = $1 AND t.id = k.row_id', tname)
-            USING tname;
-        END LOOP;
-        UPDATE pg_temp.scsync_read_keys k
-           SET present = false, synced_rev = k.last_base,
-               off = NOT coalesce((SELECT (h.row_data ->> 'sync_enabled')::boolean
-                                     FROM scsync_history h
-                                    WHERE h.table_name = k.table_name AND h.row_id = k.row_id
-                                    ORDER BY h.seq DESC LIMIT 1), true)
-         WHERE k.present IS NULL;
-        -- Where sync went off last: the first revision after the last one with sync on.
-        UPDATE pg_temp.scsync_read_keys k
-           SET off_seq = (SELECT min(h.seq) FROM scsync_history h
-                           WHERE h.table_name = k.table_name AND h.row_id = k.row_id
-                             AND h.seq > coalesce((
-                                 SELECT max(h2.seq) FROM scsync_history h2
-                                  WHERE h2.table_name = k.table_name
-                                    AND h2.row_id = k.row_id
-                                    AND (h2.row_data ->> 'sync_enabled')::boolean), -1))
-         WHERE k.off;
-        -- Held back: the record never crossed, or the destination already holds a
-        -- revision saved with sync off (or there is no saved revision to tell it by).
-        UPDATE pg_temp.scsync_read_keys k
-           SET held = k.synced_rev IS NULL OR k.off_seq IS NULL
-                      OR k.off_seq <= coalesce((SELECT h.seq FROM scsync_history h
-                                                 WHERE h.table_name = k.table_name
-                                                   AND h.row_id = k.row_id
-                                                   AND h.revision = k.synced_rev), -1)
-         WHERE k.off;
+        PERFORM scsync_read_keys_switch();
         EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_temp.scsync_read_keys k WHERE k.held);
         DELETE FROM scsync_outbox o USING pg_temp.scsync_read_keys k
          WHERE k.held AND o.seq = ANY(k.seqs);
@@ -1850,33 +1978,7 @@ BEGIN
         EXIT WHEN EXISTS (SELECT 1 FROM pg_temp.scsync_read_keys);
     END LOOP;
 
-    FOR tname IN SELECT DISTINCT k.table_name FROM pg_temp.scsync_read_keys k LOOP
-        excl := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_exclude -> tname, '[]')));
-        RETURN QUERY EXECUTE format(
-            'SELECT k.ord, k.seqs, k.table_name, k.row_id,
-                    CASE WHEN k.off OR t.id IS NOT NULL THEN ''U'' ELSE ''D'' END,
-                    CASE WHEN k.off THEN h.revision
-                         ELSE coalesce(t.revision, k.last_revision) END,
-                    CASE WHEN k.off THEN k.synced_rev
-                         WHEN t.id IS NULL THEN k.last_base ELSE t.synced_revision END,
-                    CASE WHEN k.off THEN (h.row_data - $2)::text
-                         WHEN t.id IS NULL THEN NULL
-                         ELSE (to_jsonb(t) - $2)::text
-                    END,
-                    k.source_commit_at,
-                    CASE WHEN t.id IS NOT NULL AND NOT k.off AND NOT t.in_conflict THEN (
-                        SELECT jsonb_build_object(''id'', c.id, ''resolution'', c.resolution,
-                                                  ''resolved_by'', c.resolved_by)
-                          FROM scsync_conflicts c
-                         WHERE c.table_name = k.table_name AND c.row_id = k.row_id
-                           AND c.status = ''resolved''
-                         ORDER BY c.resolved_at DESC LIMIT 1)
-                    END
-               FROM pg_temp.scsync_read_keys k LEFT JOIN %I t ON t.id = k.row_id
-               LEFT JOIN scsync_history h ON k.off AND h.seq = k.off_seq
-              WHERE k.table_name = $1', tname)
-        USING tname, excl;
-    END LOOP;
+    RETURN QUERY SELECT * FROM scsync_read_keys_rows(p_exclude);
 END
 $function$;
 
@@ -2264,19 +2366,24 @@ ALTER PUBLICATION scsync_capture ADD TABLE user_accounts;
 -- ON FUNCTION scsync_bookkeeping_columns(): EXECUTE TO <owner>
 -- ON FUNCTION scsync_capture_attach(tbl regclass): EXECUTE TO <owner>
 -- ON FUNCTION scsync_capture_publish(tbl regclass): EXECUTE TO <owner>
+-- ON FUNCTION scsync_capture_read(p_lane text, p_site_id integer, p_changes jsonb, p_exclude jsonb): EXECUTE TO <owner>
+-- ON FUNCTION scsync_capture_requeue(p_site_id integer, p_keys jsonb): EXECUTE TO <owner>
 -- ON FUNCTION scsync_capture_resync(p_slot text, p_lsn text): EXECUTE TO <owner>
 -- ON FUNCTION scsync_capture_rows(): EXECUTE TO <owner>
--- ON FUNCTION scsync_capture_spool(p_lsn text, p_changes jsonb): EXECUTE TO <owner>
 -- ON FUNCTION scsync_clock_ms(): EXECUTE TO <owner>
+-- ON FUNCTION scsync_history_save(tbl regclass, p_row_id bigint, p_op text): EXECUTE TO <owner>
 -- ON FUNCTION scsync_is_replicating(): EXECUTE TO <owner>
 -- ON FUNCTION scsync_lockd_apply(tbl regclass, p_row_id bigint, p_changes jsonb, p_bump text, p_protected text[], OUT changed boolean, OUT new_major integer, OUT new_minor integer, OUT new_revision bigint): EXECUTE TO <owner>
 -- ON FUNCTION scsync_node_sequences(): EXECUTE TO <owner>
 -- ON FUNCTION scsync_node_site(): EXECUTE TO <owner>
+-- ON FUNCTION scsync_read_keys_rows(p_exclude jsonb): EXECUTE TO <owner>
+-- ON FUNCTION scsync_read_keys_switch(): EXECUTE TO <owner>
 -- ON FUNCTION scsync_register_table(tbl regclass, file_column text): EXECUTE TO <owner>
 -- ON FUNCTION scsync_replicator_ack(p_lane text, p_seqs bigint[], p_rows jsonb): EXECUTE TO <owner>
 -- ON FUNCTION scsync_replicator_apply(p_side text, p_columns jsonb, p_batch jsonb, p_only_ord bigint): EXECUTE TO <owner>
 -- ON FUNCTION scsync_replicator_apply_batch(p_lane text, p_site_id integer, p_side text, p_columns jsonb, p_seqs jsonb, p_forget bigint[], p_source_commit_at timestamp with time zone, p_peer_schema_revision text, p_batch jsonb): EXECUTE TO <owner>
 -- ON FUNCTION scsync_replicator_check_keys(p_keys jsonb, p_site integer): EXECUTE TO <owner>
+-- ON FUNCTION scsync_replicator_claim_lsn(p_lane text, p_site_id integer, p_lsn pg_lsn): EXECUTE TO <owner>
 -- ON FUNCTION scsync_replicator_guard(p_site_id integer): EXECUTE TO <owner>
 -- ON FUNCTION scsync_replicator_outbox_keys(p_seqs bigint[]): EXECUTE TO <owner>
 -- ON FUNCTION scsync_replicator_park(p_lane text, p_table text, p_row_id bigint, p_site_id integer, p_revision bigint, p_reason text, p_initial_s double precision, p_max_s double precision): EXECUTE TO <owner>

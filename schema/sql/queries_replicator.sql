@@ -160,11 +160,11 @@ SELECT pg_replication_origin_session_setup(o.name)
                             THEN pg_replication_origin_create(o.name) END) made
 
 -- name: capture_slot
-SELECT wal_status FROM pg_replication_slots
+SELECT wal_status, confirmed_flush_lsn::text FROM pg_replication_slots
  WHERE slot_name = %(slot)s AND database = current_database()
 
 -- name: capture_state
-SELECT slot_name, spooled_lsn FROM scsync_capture_state
+SELECT slot_name FROM scsync_capture_state
 
 -- name: capture_slot_drop
 SELECT pg_drop_replication_slot(%(slot)s)
@@ -177,16 +177,15 @@ SELECT scsync_capture_resync(%(slot)s, %(lsn)s)
 
 -- The site's capture as status and metrics show it: the mode, and with "wal" its slot
 -- (none: NULLs), the WAL it keeps, wal_status (reserved, extended, unreserved, lost),
--- and the WAL not yet read into the outbox (the whole cluster's: other databases'
--- writes count too, so it says how far behind the reading is, not how many changes).
+-- the confirmed position (moved only after the cloud committed what came before it and
+-- the site acknowledged it) and the WAL past it (the whole cluster's: other databases'
+-- writes count too, so it says how far behind the cloud is, not how many changes).
 -- name: capture_status
 SELECT n.capture, s.slot_name, s.active, s.wal_status,
        pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.restart_lsn)::bigint,
-       c.spooled_lsn,
-       pg_wal_lsn_diff(pg_current_wal_insert_lsn(),
-                       COALESCE(c.spooled_lsn::pg_lsn, s.confirmed_flush_lsn))::bigint
+       s.confirmed_flush_lsn::text,
+       pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.confirmed_flush_lsn)::bigint
   FROM scsync_node n
-  LEFT JOIN scsync_capture_state c ON true
   LEFT JOIN pg_replication_slots s
     ON s.database = current_database() AND s.slot_name LIKE 'scsync\_%%' 
 
@@ -198,9 +197,32 @@ SELECT pg_current_wal_insert_lsn()::text,
 -- name: capture_flush
 SELECT set_config('synchronous_commit', 'on', true), pg_current_xact_id()
 
+-- Decoded changes as one push batch (schema/sql/r0003_wal_direct_local.sql).
+-- name: capture_read
+SELECT ord, seqs, table_name, row_id, op, revision, base, row_data,
+       source_commit_at, resolution::text
+  FROM scsync_capture_read(%(lane)s, %(site_id)s, %(changes)s::jsonb, %(exclude)s::jsonb)
+ ORDER BY ord
 
--- name: capture_spool
-SELECT scsync_capture_spool(%(lsn)s, %(changes)s::jsonb)
+-- Records of a WAL batch parked by the ack: to the outbox, for their retry.
+-- name: capture_requeue
+SELECT scsync_capture_requeue(%(site_id)s, %(keys)s::jsonb)
+
+-- Whether the outbox holds anything for the push lane of a WAL site (a resync's rows,
+-- parked records, rows an earlier version left): read before the stream.
+-- name: capture_outbox_waiting
+SELECT EXISTS (SELECT 1 FROM scsync_outbox WHERE site_id = %(site_id)s)
+
+-- A WAL batch's end LSN claimed at the destination, in the apply's transaction
+-- (r0003_wal_direct.sql): false for a replay, which then applies nothing.
+-- name: replicator_claim_lsn
+SELECT scsync_replicator_claim_lsn(%(lane)s, %(site_id)s, %(lsn)s::pg_lsn)
+
+-- The source position the destination holds for a lane of a site (api/sync.py's
+-- push/position).
+-- name: replicator_source_lsn
+SELECT source_lsn::text FROM scsync_replication_cursor
+ WHERE lane = %(lane)s AND site_id = %(site_id)s
 
 -- name: capture_mode
 SELECT capture FROM scsync_node
@@ -214,4 +236,4 @@ UPDATE scsync_node SET capture = %(mode)s
 UPDATE scsync_capture_state SET capture_since = clock_timestamp() WHERE slot_name IS NULL
 
 -- name: capture_forget
-UPDATE scsync_capture_state SET slot_name = NULL, spooled_lsn = NULL, updated_at = clock_timestamp()
+UPDATE scsync_capture_state SET slot_name = NULL, updated_at = clock_timestamp()

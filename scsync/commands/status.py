@@ -238,7 +238,8 @@ def _capture_line(c: dict[str, Any]) -> str:
     return (
         f"capture         wal: slot {c['slot']} ({'active' if c['active'] else 'idle'}), "
         f"keeps {_mib(c['retained_bytes'])} of WAL, wal_status {c['wal_status']}, "
-        f"{_mib(c['unread_bytes'])} not yet read"
+        f"confirmed at {c['confirmed_lsn']} (cloud committed, site acked), "
+        f"{_mib(c['unconfirmed_bytes'])} past it"
     )
 
 

@@ -141,6 +141,24 @@ async def test_history_rollback_and_sync_switch(local_api: Api) -> None:
     assert [i["id"] for i in off["items"]] == [p["id"]]
 
 
+async def test_saves_on_a_wal_site_write_their_own_history(local_api: Api) -> None:
+    """With the WAL capture no trigger writes history: the API's saves write theirs in
+    the save's transaction, so the record's history shows them at once (no replicator
+    has read the WAL here)."""
+    with local_api.db.connect(autocommit=True) as conn:
+        conn.execute("UPDATE scsync_node SET capture = 'wal'")
+    c, tok = local_api.client, token("editor")
+    p = await local_api.create("patients", {"patient_code": "P1", "name": "First"}, tok)
+    await c.patch(f"/v1/records/patients/{p['id']}", json={"name": "Second"}, headers=auth(tok))
+    hist = await (await c.get(f"/v1/records/patients/{p['id']}/history", headers=auth(tok))).json()
+    assert [h["data"]["name"] for h in hist["items"]] == ["Second", "First"]
+    with local_api.db.connect() as conn:
+        ops = conn.execute(
+            "SELECT op FROM scsync_history WHERE row_id = %s ORDER BY seq", (int(p["id"]),)
+        ).fetchall()
+    assert ops == [("I",), ("U",)]
+
+
 async def test_viewer_reads_but_cannot_write_and_accounts_need_admin(local_api: Api) -> None:
     c = local_api.client
     p = await local_api.create("patients", {"patient_code": "P1", "name": "A"}, token("editor"))

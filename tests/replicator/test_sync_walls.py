@@ -65,9 +65,10 @@ def _row(ord_: int, table: str, row_id: int, data: dict[str, Any], revision: int
     return [ord_, [ord_], table, row_id, "U", revision, None, json.dumps(data), now, None]
 
 
-def _batch(rows: list[list[Any]], mode: str = "batch") -> bytes:
+def _batch(rows: list[list[Any]], mode: str = "batch", source_lsn: str | None = None) -> bytes:
     head: dict[str, Any] = {
         "mode": mode,
+        "source_lsn": source_lsn,
         "columns": {
             "patients": ["id", "site_id", "name", "patient_code", "revision"],
             "images": ["id", "site_id", "patient_id", "revision"],
@@ -271,6 +272,79 @@ async def test_the_token_is_the_site_and_only_a_site_token_will_do(world: World)
     )
     status, body = await _post(world, "push/inbox", token=forged, body={})
     assert status == 401
+
+
+async def test_the_source_position_is_the_calling_sites_own(world: World) -> None:
+    """push/position answers the position the cloud holds for the token's site, never
+    another's (whatever the body names), and only to a site token."""
+    with world.cloud.connect(autocommit=True) as c:
+        c.execute(
+            "INSERT INTO scsync_replication_cursor (lane, site_id, source_lsn)"
+            " VALUES ('push', 1, '0/1A0'), ('push', 2, '0/2B0')"
+        )
+    status, body = await _post(world, "push/position", token=world.site1.token, body={})
+    assert status == 200 and body["source_lsn"] == "0/1A0" and body["site_id"] == 1
+    status, body = await _post(world, "push/position", token=world.site2.token, body={"site_id": 1})
+    assert status == 200 and body["source_lsn"] == "0/2B0" and body["site_id"] == 2
+    user = issue_token(
+        JWT_SECRET, subject="user:admin", kind="user", role="admin", site_id=1, side="cloud"
+    )
+    status, body = await _post(world, "push/position", token=user, body={})
+    assert status == 403 and "site token" in body["message"]
+    status, body = await _post(world, "push/position", body={})
+    assert status == 401
+
+
+async def test_a_batch_at_or_before_the_stored_position_is_skipped(world: World) -> None:
+    """A WAL batch whose end LSN the cloud holds (a replay after a crash) is answered
+    skipped and changes nothing; a later one is applied and moves the position, in the
+    apply's transaction; a position that is no LSN is refused."""
+    row = _row(
+        1,
+        "patients",
+        9_001,
+        {"id": 9_001, "site_id": 1, "name": "n", "patient_code": "W-1", "revision": 77},
+    )
+    status, body = await _post(
+        world, "push/apply", token=world.site1.token, data=_batch([row], source_lsn="0/5000")
+    )
+    assert status == 200 and body["skipped"] is False and len(body["outcomes"]) == 1
+    again = _row(
+        1,
+        "patients",
+        9_001,
+        {"id": 9_001, "site_id": 1, "name": "replayed", "patient_code": "W-1", "revision": 78},
+        revision=78,
+    )
+    for lsn in ("0/5000", "0/4FFF"):
+        status, body = await _post(
+            world, "push/apply", token=world.site1.token, data=_batch([again], source_lsn=lsn)
+        )
+        assert status == 200 and body == {
+            "batch_id": None,
+            "outcomes": [],
+            "failures": [],
+            "skipped": True,
+        }
+    with world.cloud.connect() as c:
+        assert c.execute("SELECT name, revision FROM patients WHERE id = 9001").fetchone() == (
+            "n",
+            77,
+        )
+        assert c.execute(
+            "SELECT source_lsn::text FROM scsync_replication_cursor"
+            " WHERE lane = 'push' AND site_id = 1"
+        ).fetchone() == ("0/5000",)
+    status, body = await _post(
+        world, "push/apply", token=world.site1.token, data=_batch([again], source_lsn="0/5001")
+    )
+    assert status == 200 and body["skipped"] is False
+    status, body = await _post(world, "push/position", token=world.site1.token, body={})
+    assert body["source_lsn"] == "0/5001"
+    status, body = await _post(
+        world, "push/apply", token=world.site1.token, data=_batch([again], source_lsn="x; --")
+    )
+    assert status == 400 and "source_lsn" in body["message"]
 
 
 async def test_a_lane_lease_has_one_holder_and_lapses_with_it(world: World) -> None:

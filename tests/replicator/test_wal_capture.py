@@ -1,11 +1,13 @@
 """The site's capture from its WAL (``capture = "wal"``, replicator/wal.py): the writer
-writes no history or outbox row, the replicator spools them from the slot, exactly once
-across an interrupted spool, never its own writes, through a lost slot, and back to the
-triggers on request."""
+writes no history or outbox row, the replicator turns the slot's changes straight into
+push batches (no outbox row on the way), exactly once across an interruption between
+the cloud's commit and the slot's confirmation, never its own writes, through a lost
+slot, and back to the triggers on request."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -53,33 +55,47 @@ async def test_the_writer_writes_no_outbox_row_and_the_wal_carries_every_change(
             assert _count(c, "SELECT count(*) FROM scsync_outbox") == 0
             assert _count(c, "SELECT count(*) FROM scsync_history") == 0
             assert _count(c, "SELECT count(*) FROM scsync_api_events") > 0
-        spooled = await lane.spool()
-        assert spooled == 52
-        with local.connect() as c:
-            # The insert, the update (a new revision) and the tombstone, in commit order.
-            ops = c.execute(
-                "SELECT op FROM scsync_outbox o JOIN patients p ON p.id = o.row_id"
-                " WHERE p.patient_code = 'W7' ORDER BY o.seq"
-            ).fetchall()
-            assert [o[0] for o in ops] == ["I", "U"]
-            assert _count(c, "SELECT count(*) FROM scsync_outbox WHERE op = 'D'") == 1
-            assert _count(c, "SELECT count(*) FROM scsync_history") == 51
-        assert await lane.spool() == 0  # nothing new: nothing twice
         assert lane.capture is not None and lane._conn is not None
         status = await lane.capture.status(lane._conn)
         assert (status.mode, status.active, status.wal_status) == ("wal", True, "reserved")
         assert status.slot is not None and status.slot.startswith("scsync_")
         assert status.retained_bytes is not None and status.retained_bytes >= 0
-        # A change the spool has not read yet shows as WAL not yet read; reading it moves
-        # the spooled position past it.
+        # Written, not pushed yet: WAL past the confirmed position.
+        assert status.unconfirmed_bytes is not None and status.unconfirmed_bytes > 0
+        batch = await lane.read()
+        # One batch straight from the WAL: no outbox row on the way, each record once
+        # (W7's insert and update coalesced), W9 made and deleted before it crossed: a
+        # tombstone carrying the revision the site's history holds.
+        by_code = {json.loads(r.row_data)["patient_code"]: r for r in batch if r.row_data}
+        assert len(batch) == 50 and len(by_code) == 49 and "W9" not in by_code
+        assert [r.op for r in batch if r.row_data is None] == ["D"]
+        assert all(r.seqs == [] for r in batch)
+        with local.connect() as c:
+            assert _count(c, "SELECT count(*) FROM scsync_outbox") == 0
+            # The site's history: each revision once (W7 twice: insert and update).
+            assert _count(c, "SELECT count(*) FROM scsync_history") == 51
+        result, failures = await lane._apply(batch)
+        await lane._ack(batch, result, failures)
+        assert status.confirmed_lsn is not None
+        assert lane.capture.confirmed_lsn > lsn_int(status.confirmed_lsn)
+        # The slot hears it asynchronously (a standby status update).
+        for _ in range(100):
+            read = await lane.capture.status(lane._conn)
+            assert read.confirmed_lsn is not None
+            if lsn_int(read.confirmed_lsn) == lane.capture.confirmed_lsn:
+                break
+            await asyncio.sleep(0.05)
+        assert read.confirmed_lsn is not None
+        assert lsn_int(read.confirmed_lsn) == lane.capture.confirmed_lsn
+        assert await lane.read() == []  # nothing new: nothing twice
+        # A change not pushed yet shows as WAL past the confirmed position.
         with local.connect(autocommit=True) as c:
             c.execute("INSERT INTO doctors (name) VALUES ('Dr. Unread')")
+        confirmed = lane.capture.confirmed_lsn
         unread = await lane.capture.status(lane._conn)
-        assert status.unread_bytes is not None and unread.unread_bytes is not None
-        assert unread.unread_bytes > status.unread_bytes
-        assert await lane.spool() == 1
-        read = await lane.capture.status(lane._conn)
-        assert lsn_int(str(read.spooled_lsn)) > lsn_int(str(status.spooled_lsn))
+        assert unread.unconfirmed_bytes is not None and unread.unconfirmed_bytes > 0
+        assert (await lane.read())[0].table_name == "doctors"
+        assert lane.capture.confirmed_lsn == confirmed  # not before the cloud has it
         await lane.drain()
         await lane.refresh_metrics()
         assert lane.metrics.snapshot()["scsync_capture_wal_safe"] == [({}, 1.0)]
@@ -97,41 +113,81 @@ async def test_the_writer_writes_no_outbox_row_and_the_wal_carries_every_change(
     }
 
 
-async def test_an_interrupted_spool_is_neither_lost_nor_doubled(world: World) -> None:
+async def test_a_batch_the_cloud_committed_before_the_slot_heard_is_skipped_then_acked(
+    world: World,
+) -> None:
     local = world.site1.local
     lane = await _open(world)
     await lane.close()
     with local.connect(autocommit=True) as c:
         c.execute("INSERT INTO doctors (name) SELECT 'Dr. ' || g FROM generate_series(1, 20) g")
     lane = await _open(world)
-    capture = lane.capture
-    assert capture is not None
-    calls = 0
-    original = capture._send_status
-
-    async def confirm_fails(flushed: int, reply: bool = False) -> None:
-        nonlocal calls
-        if not reply:  # the confirmation after the spool's commit: the process dies
-            calls += 1
-            raise ConnectionError("killed after the spool committed, before the slot heard")
-        await original(flushed, reply)
-
-    capture._send_status = confirm_fails  # type: ignore[method-assign]
-    with pytest.raises(Exception, match="killed after the spool"):
-        await lane.spool()
-    assert calls == 1
-    await lane.close()
+    try:
+        batch = await lane.read()
+        assert len(batch) == 20
+        result, _ = await lane._apply(batch)  # committed at the cloud, with its end LSN
+        assert result.applied == 20 and not result.skipped
+    finally:
+        await lane.close()  # ... and the process dies: no site ack, the slot not told
     with local.connect() as c:
-        assert _count(c, "SELECT count(*) FROM scsync_outbox") == 20
-    # The slot sends them again; the recorded LSN says they are here already.
+        assert _count(c, "SELECT count(*) FROM doctors WHERE synced") == 0
+    with world.cloud.connect(autocommit=True) as c:
+        c.execute("UPDATE doctors SET name = name || ' (cloud)' WHERE name = 'Dr. 1'")
+        cloud_before = c.execute("SELECT id, revision FROM doctors ORDER BY id").fetchall()
     lane = await _open(world)
     try:
-        assert await lane.spool() == 0
+        replay = await lane.read()  # the slot sends the batch again
+        assert sorted(r.row_id for r in replay) == sorted(r.row_id for r in batch)
+        result, failures = await lane._apply(replay)
+        assert result.skipped and result.applied == 0 and not result.raw
+        await lane._ack(replay, result, failures)
+        assert await lane.read() == []
     finally:
         await lane.close()
+    with world.cloud.connect() as c:
+        # Nothing applied twice: the cloud's edit made after the commit is still there.
+        assert c.execute("SELECT id, revision FROM doctors ORDER BY id").fetchall() == cloud_before
     with local.connect() as c:
-        assert _count(c, "SELECT count(*) FROM scsync_outbox") == 20
-        assert _count(c, "SELECT count(DISTINCT row_id) FROM scsync_outbox") == 20
+        # The site's ack finished from what the cloud holds: each of its revisions
+        # reached the cloud (one was edited there since: the pull brings that).
+        assert _count(c, "SELECT count(*) FROM doctors WHERE synced") == 20
+    await sync(world.site1, capture="wal")
+    names = sorted(r["name"] for r in rows(local, "doctors").values())
+    assert "Dr. 1 (cloud)" in names and len(names) == 20
+
+
+async def test_a_deletion_crosses_by_the_wal(world: World) -> None:
+    local = world.site1.local
+    await sync(world.site1, capture="wal")
+    with local.connect(autocommit=True) as c:
+        c.execute("INSERT INTO doctors (name) VALUES ('Dr. Stays'), ('Dr. Goes')")
+    await sync(world.site1, capture="wal")
+    assert len(rows(world.cloud, "doctors")) == 2
+    with local.connect(autocommit=True) as c:
+        c.execute("DELETE FROM doctors WHERE name = 'Dr. Goes'")
+    lane = await _open(world)
+    try:
+        batch = await lane.read()
+        (tomb,) = batch
+        with local.connect() as c:
+            last = c.execute(
+                "SELECT revision FROM scsync_history WHERE row_id = %s ORDER BY seq DESC LIMIT 1",
+                (tomb.row_id,),
+            ).fetchone()
+        # The tombstone: only the id came in the WAL, the revision is history's last.
+        assert (tomb.op, tomb.row_data, tomb.seqs) == ("D", None, [])
+        assert last is not None and tomb.revision == tomb.base == last[0]
+        result, failures = await lane._apply(batch)
+        assert result.applied == 1
+        await lane._ack(batch, result, failures)
+    finally:
+        await lane.close()
+    # The cloud never hard-deletes: the row stays, marked deleted.
+    cloud = {r["name"]: r for r in rows(world.cloud, "doctors").values()}
+    assert cloud["Dr. Goes"]["deleted"] and cloud["Dr. Goes"]["lifecycle"] == "deleted"
+    assert not cloud["Dr. Stays"]["deleted"]
+    with local.connect() as c:
+        assert _count(c, "SELECT count(*) FROM scsync_outbox") == 0
 
 
 async def test_the_replicators_own_writes_are_not_captured_back(world: World) -> None:
@@ -142,7 +198,7 @@ async def test_the_replicators_own_writes_are_not_captured_back(world: World) ->
     assert [r["name"] for r in rows(world.site1.local, "doctors").values()] == ["from the cloud"]
     lane = await _open(world)
     try:
-        assert await lane.spool() == 0  # the pull's apply and the acks: not the site's
+        assert await lane.read() == []  # the pull's apply and the acks: not the site's
     finally:
         await lane.close()
     with world.site1.local.connect() as c:
@@ -238,52 +294,29 @@ async def test_a_database_without_logical_wal_is_refused_in_one_line(tmp_path: P
     assert "\n" not in message
 
 
-async def test_the_wal_goes_to_the_outbox_while_the_cloud_is_out_of_reach(world: World) -> None:
+async def test_the_wal_waits_in_the_slot_while_the_cloud_is_out_of_reach(
+    world: World,
+) -> None:
     local = world.site1.local
     await sync(world.site1, capture="wal")
     with local.connect(autocommit=True) as c:
         c.execute("INSERT INTO doctors (name) SELECT 'Dr. ' || g FROM generate_series(1, 5) g")
+        before = c.execute(
+            "SELECT confirmed_flush_lsn FROM pg_replication_slots"
+            " WHERE database = current_database()"
+        ).fetchone()
     lane = Lane("push", world.site1.settings(capture="wal", cloud_api_url="http://127.0.0.1:9"))
     with pytest.raises(Unavailable):
         await lane.open()
     await lane.close()
     with local.connect() as c:
-        assert _count(c, "SELECT count(*) FROM scsync_outbox") == 5
-        # ...and the slot was told: it keeps no WAL of them.
-        state = c.execute("SELECT spooled_lsn FROM scsync_capture_state").fetchone()
-        slot = c.execute(
-            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots"
+        # No spool: nothing went to the outbox, and the slot was not moved (it keeps the
+        # WAL until the cloud has committed it).
+        assert _count(c, "SELECT count(*) FROM scsync_outbox") == 0
+        after = c.execute(
+            "SELECT confirmed_flush_lsn FROM pg_replication_slots"
             " WHERE database = current_database()"
         ).fetchone()
-    assert state is not None and slot is not None and state[0] is not None
-    assert lsn_int(str(slot[0])) >= lsn_int(str(state[0]))
+    assert before == after
     await sync(world.site1, capture="wal")
     assert len(rows(world.cloud, "doctors")) == 5
-
-
-async def test_two_site_databases_of_one_server_capture_at_once(world: World) -> None:
-    """Replication origins are the cluster's and active in one session at a time: each
-    site database's lanes have their own, or the second site's lanes never open."""
-    lanes = [
-        Lane(name, site.settings(capture="wal"))
-        for site in (world.site1, world.site2)
-        for name in ("push", "pull")
-    ]
-    try:
-        for lane in lanes:
-            await asyncio.wait_for(lane.open(), 30)
-        for site, code in ((world.site1, "S1"), (world.site2, "S2")):
-            with site.local.connect(autocommit=True) as c:
-                c.execute(
-                    "INSERT INTO patients (site_id, patient_code, name) VALUES (%s, %s, 'x')",
-                    (site.creds.site_id, code),
-                )
-        for lane in lanes[0::2]:
-            await lane.drain()
-    finally:
-        for lane in lanes:
-            await lane.close()
-    assert sorted(r["patient_code"] for r in rows(world.cloud, "patients").values()) == [
-        "S1",
-        "S2",
-    ]
