@@ -145,7 +145,7 @@ async def insert_record(
 async def save_history(conn: Conn, spec: TableSpec, row_id: int, op: str) -> None:
     """The save's own history row, in its transaction: on a WAL site no trigger writes
     it (SPEC, "History"), and the record's history must show the save at once."""
-    await conn.execute(q("api_history_save"), {"table": spec.name, "id": row_id, "op": op})
+    await conn.execute(q("history_save"), {"table": spec.name, "row_id": row_id, "op": op})
 
 
 async def update_record(

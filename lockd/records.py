@@ -114,7 +114,7 @@ async def apply_changes(
         if row[0]:
             # The save's own history row (SPEC, "History"): on a WAL site no trigger
             # writes it.
-            await conn.execute(named("lockd_history_save"), {"table": table, "row_id": row_id})
+            await conn.execute(named("history_save"), {"table": table, "row_id": row_id, "op": "U"})
     except psycopg.Error as exc:
         raise translate_error(exc) from exc
     return Applied(bool(row[0]), int(row[1]), int(row[2]), int(row[3]))

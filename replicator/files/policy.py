@@ -119,10 +119,14 @@ def _synced_table(table: str) -> str:
 async def set_sync_enabled(conn: Conn, table: str, row_id: int, enabled: bool) -> int:
     """Turn sync on or off for one local record (a content change: it goes out as a
     normal change, and on arrival the cloud marks its copy deleted/active)."""
-    stmt = named("files_sync_enabled_set", table=sql.Identifier(_synced_table(table)))
-    site = await fetch_value(conn, stmt, {"row_id": row_id, "enabled": enabled})
-    if site is None:
-        raise RecordNotFound(f"no {table} record {row_id}")
+    name = _synced_table(table)
+    stmt = named("files_sync_enabled_set", table=sql.Identifier(name))
+    async with conn.transaction():
+        site = await fetch_value(conn, stmt, {"row_id": row_id, "enabled": enabled})
+        if site is None:
+            raise RecordNotFound(f"no {table} record {row_id}")
+        # A save of scsync's own: its history row now (queries.sql, history_save).
+        await execute(conn, "history_save", {"table": name, "row_id": row_id, "op": "U"})
     return int(site)
 
 

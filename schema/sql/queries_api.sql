@@ -75,10 +75,6 @@ UPDATE {table} SET sync_enabled = %(enabled)s
  WHERE id = %(id)s AND (%(site)s::int IS NULL OR site_id = %(site)s::int)
 RETURNING *
 
--- A save's own history row, in the save's transaction (r0003_wal_direct.sql).
--- name: api_history_save
-SELECT scsync_history_save(%(table)s::regclass, %(id)s::bigint, %(op)s)
-
 -- name: api_history_list
 SELECT seq, revision, version_major, version_minor, op, origin, saved_at, row_data
   FROM scsync_history

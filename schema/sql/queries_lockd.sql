@@ -69,10 +69,6 @@ SELECT changed, new_major, new_minor, new_revision
   FROM scsync_lockd_apply(%(table)s::regclass, %(row_id)s::bigint, %(changes)s::jsonb, %(bump)s,
                         %(protected)s::text[])
 
--- An edit session's save writes its own history row (r0003_wal_direct.sql).
--- name: lockd_history_save
-SELECT scsync_history_save(%(table)s::regclass, %(row_id)s::bigint, 'U')
-
 -- The table of lockd_local_record is filled in with psycopg.sql.Identifier.
 -- name: lockd_local_record
 SELECT site_id, version_major, version_minor, revision, deleted
