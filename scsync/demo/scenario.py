@@ -312,8 +312,15 @@ def outage(
     conflicts: list[dict[str, Any]] = []
 
     def has_conflict() -> bool:
-        items = http("GET", w.cloud_api + "/v1/conflicts", token=bob.token)["items"]
-        conflicts[:] = [c for c in items if str(c.get("record_id")) == str(rid)]
+        # Both lanes may meet the clash at once and record it under an id each; the
+        # lower id then stays on both sides (docs/replicator.md): a conflict is settled
+        # once both APIs list it under the same id.
+        def listed(api: str, token: str) -> set[str]:
+            items = http("GET", api + "/v1/conflicts", token=token)["items"]
+            return {str(c["id"]) for c in items if str(c.get("record_id")) == str(rid)}
+
+        both = listed(w.cloud_api, bob.token) & listed(site.api_url, alice.token)
+        conflicts[:] = [{"id": i} for i in sorted(both)]
         return bool(conflicts)
 
     ok = wait_until(has_conflict, 60, 0.3)
