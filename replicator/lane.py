@@ -30,7 +30,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -55,7 +55,15 @@ from schema.lanes import (
 from schema.notifications import keepalive_conninfo
 from schema.sql import query
 
-__all__ = ["SIDE_ONLY_COLUMNS", "BatchResult", "BatchRow", "BlobGate", "Lane", "LaneName"]
+__all__ = [
+    "SIDE_ONLY_COLUMNS",
+    "Batch",
+    "BatchResult",
+    "BatchRow",
+    "BlobGate",
+    "Lane",
+    "LaneName",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -128,7 +136,17 @@ class BatchResult:
 BlobGate = Callable[[Sequence[BatchRow]], Awaitable[dict[tuple[str, int], str]]]
 
 
-_Unacked = tuple[list[BatchRow], BatchResult, dict[tuple[str, int], str]]
+class Batch(list[BatchRow]):
+    """A batch's rows in order and, read from the WAL, the position it reaches
+    (``wal_end``: the end LSN of its last source transaction; for an empty read, how far
+    the stream was read, which the slot may be told once nothing is in flight)."""
+
+    def __init__(self, rows: Iterable[BatchRow] = (), wal_end: int | None = None) -> None:
+        super().__init__(rows)
+        self.wal_end = wal_end
+
+
+_Unacked = tuple[Batch, BatchResult, dict[tuple[str, int], str]]
 
 
 @dataclass(frozen=True)
@@ -169,9 +187,6 @@ class Lane:
         self.last_metrics_at = 0.0
         # The push lane's source with capture = "wal": the site's WAL, read into batches.
         self.capture: WalCapture | None = None
-        # The end LSN of the WAL batch last read and not yet acknowledged (None: the
-        # batch came from the outbox, or there is none).
-        self._wal_end: int | None = None
 
     # -- connections ---------------------------------------------------------------
     @property
@@ -318,32 +333,39 @@ class Lane:
             )
 
     # -- the steps ---------------------------------------------------------------------
-    async def read(self, limit: int | None = None, skip: Sequence[int] = ()) -> list[BatchRow]:
-        """The next batch at the source. Push lane with capture = "wal": what the
-        outbox holds first (a resync's rows, records parked for a retry), then the WAL
-        decoded straight into a batch (its end LSN kept for the apply and the slot)."""
+    async def read(self, limit: int | None = None, busy: Sequence[BatchRow] = ()) -> Batch:
+        """The next batch at the source, without the records of ``busy`` (the batch in
+        flight: a later change of theirs needs that batch's ack first, or it would carry
+        a stale base and make a false conflict). Push lane with capture = "wal": what
+        the outbox holds first (a resync's rows, records parked for a retry or held back
+        as busy), then the WAL decoded straight into a batch."""
         src, _ = self._ends()
         schema = self._schema or await self._load_schema()
         limit = limit or self.settings.batch_size
-        self._wal_end = None
+        skip = [seq for r in busy for seq in r.seqs]
         if self.capture is None or self._local is None or self._conn is None:
-            return await src.read(self.name, limit, schema.exclude, skip)
+            return Batch(await src.read(self.name, limit, schema.exclude, skip))
+        busy_keys = {(r.table_name, r.row_id) for r in busy}
         if await self._local.outbox_waiting():
-            batch = await src.read(self.name, limit, schema.exclude, skip)
-            if batch:
-                return batch
+            rows = await src.read(self.name, limit, schema.exclude, skip)
+            # A record of a WAL batch has no outbox seq to be skipped by: its outbox
+            # row stays for a read after that batch's ack.
+            free = [r for r in rows if (r.table_name, r.row_id) not in busy_keys]
+            if free or rows:
+                return Batch(free)
         async with wrap_errors(f"{self.name}: capture"):
-            batch, end = await self.capture.read(
-                self._conn, self.name, self.site_id, schema.exclude, limit
+            rows, end = await self.capture.read(
+                self._conn, self.name, self.site_id, schema.exclude, limit, busy_keys
             )
-            if batch:
-                self._wal_end = end
-            else:
-                # Decoded, but nothing to send (bookkeeping, held by the sync switch,
-                # parked, other databases' WAL): the slot moves on. Not read on here:
-                # that would chase the WAL the reads themselves write.
-                await self.capture.confirm(end)
-            return batch
+        return Batch(rows, end)
+
+    async def _confirm_read(self, batch: Batch) -> None:
+        """An empty WAL read, once nothing is in flight: the slot moves past what it
+        decoded (bookkeeping, held by the sync switch, deferred to the outbox, other
+        databases' WAL)."""
+        if not batch and batch.wal_end is not None and self.capture is not None:
+            async with wrap_errors(f"{self.name}: capture"):
+                await self.capture.confirm(batch.wal_end)
 
     async def step(self) -> BatchResult | None:
         """Move one batch, read-apply-ack in sequence; None when there was nothing."""
@@ -351,6 +373,7 @@ class Lane:
             await self._load_schema()
             batch = await self.read()
         if not batch:
+            await self._confirm_read(batch)
             if self._forget:
                 await self._forget_now()
             return None
@@ -362,22 +385,20 @@ class Lane:
         async with wrap_errors(f"{self.name}: schema"):
             await self._load_schema()
 
-    async def _read_ahead(self, skip: Sequence[int]) -> list[BatchRow]:
+    async def _read_ahead(self, busy: Sequence[BatchRow]) -> Batch:
         async with wrap_errors(f"{self.name}: read"):
-            return await self.read(skip=skip)
+            return await self.read(busy=busy)
 
-    async def _apply_gated(
-        self, batch: list[BatchRow]
-    ) -> tuple[BatchResult, dict[tuple[str, int], str]]:
+    async def _apply_gated(self, batch: Batch) -> tuple[BatchResult, dict[tuple[str, int], str]]:
         held: dict[tuple[str, int], str] = {}
         if self.blob_gate is not None:
             held = await self.blob_gate(batch)
-        to_apply = [r for r in batch if (r.table_name, r.row_id) not in held]
+        to_apply = Batch((r for r in batch if (r.table_name, r.row_id) not in held), batch.wal_end)
         result, failures = await self._apply(to_apply)
         failures.update({key: f"waiting: {why}" for key, why in held.items()})
         return result, failures
 
-    async def _apply(self, batch: list[BatchRow]) -> tuple[BatchResult, dict[tuple[str, int], str]]:
+    async def _apply(self, batch: Batch) -> tuple[BatchResult, dict[tuple[str, int], str]]:
         async with wrap_errors(f"{self.name}: apply"):
             try:
                 return await self._apply_batch(batch, one_by_one=False)
@@ -394,7 +415,7 @@ class Lane:
             return await self._apply_batch(batch, one_by_one=True)
 
     async def _apply_batch(
-        self, batch: list[BatchRow], one_by_one: bool
+        self, batch: Batch, one_by_one: bool
     ) -> tuple[BatchResult, dict[tuple[str, int], str]]:
         _, dst = self._ends()
         schema = self._schema
@@ -409,7 +430,7 @@ class Lane:
             commit_at,
             schema.source_revision,
             one_by_one,
-            None if self._wal_end is None else lsn_text(self._wal_end),
+            None if batch.wal_end is None else lsn_text(batch.wal_end),
         )
         result = BatchResult(rows=len(batch), batch_id=applied.batch_id, skipped=applied.skipped)
         return self._applied(result, list(applied.outcomes), forgetting), dict(applied.failures)
@@ -433,7 +454,7 @@ class Lane:
 
     async def _ack(
         self,
-        batch: list[BatchRow],
+        batch: Batch,
         result: BatchResult,
         failures: dict[tuple[str, int], str],
     ) -> None:
@@ -468,7 +489,7 @@ class Lane:
             )
             for key, reason in failures.items()
         ]
-        wal_end, self._wal_end = self._wal_end, None
+        wal_end = batch.wal_end
         async with wrap_errors(f"{self.name}: ack"):
             if result.skipped:
                 # A replay: the cloud committed this batch before a crash and the site
@@ -523,10 +544,14 @@ class Lane:
         """Move batches until the source has nothing visible left; rows moved.
 
         Pipelined: while batch N is applied at the destination, the source acknowledges
-        batch N-1 and reads batch N+1 (skipping N's seqs, which stay in the outbox until
-        their ack). The destination still applies one batch after another, each acked
-        only after its apply committed, so the crash reasoning is unchanged; a crash
-        leaves at most two inbox entries for :meth:`recover`.
+        batch N-1 and reads batch N+1 without N's records (an outbox read skips their
+        seqs, a WAL read sends their changes to the outbox, where a read after N's ack
+        finds them). The destination still applies one batch after another, each acked
+        only after its apply committed, and the slot is told only after the ack, so the
+        crash reasoning is unchanged; a crash leaves at most two inbox entries for
+        :meth:`recover` (or, from the WAL, two batches the cloud answers skipped).
+        A round ends at an empty read; another runs while the last one moved anything
+        (what it held back as busy is read then).
         """
 
         async def timed(what: Awaitable[T]) -> T:
@@ -538,33 +563,36 @@ class Lane:
                 raise Unavailable(f"{self.name}: no answer within {op_timeout} s") from exc
 
         moved = 0
-        if self.capture is not None:
-            # From the WAL: one batch after another. A read ahead would build batch N+1
-            # from the site's rows before N's ack, with their stale base (synced
-            # revision): a false conflict for a record in both.
-            while not should_stop():
-                result = await timed(self.step())
-                if result is None:
-                    break
-                moved += result.rows
-            if self._forget and not should_stop():
-                await timed(self._forget_now())
-            return moved
+        while not should_stop():
+            moved_now = await self._drain_round(should_stop, timed)
+            moved += moved_now
+            if not moved_now:
+                break
+        if self._forget and not should_stop():
+            await timed(self._forget_now())
+        return moved
+
+    async def _drain_round(
+        self,
+        should_stop: Callable[[], bool],
+        timed: Callable[[Awaitable[Any]], Awaitable[Any]],
+    ) -> int:
+        moved = 0
         await timed(self._schema_now())
-        batch = await timed(self._read_ahead(()))
+        batch: Batch = await timed(self._read_ahead(()))
         unacked: _Unacked | None = None
         while batch and not should_stop():
-            in_flight = [seq for r in batch for seq in r.seqs]
             await timed(self._schema_now())  # nothing else runs on the ends now
 
             async def source_side(
-                previous: _Unacked | None = unacked, in_flight: list[int] = in_flight
-            ) -> list[BatchRow]:
+                previous: _Unacked | None = unacked, busy: Batch = batch
+            ) -> Batch:
                 if previous is not None:
                     await timed(self._ack(*previous))
                 if should_stop():
-                    return []
-                return await timed(self._read_ahead(in_flight))
+                    return Batch()
+                result: Batch = await timed(self._read_ahead(busy))
+                return result
 
             apply_task = asyncio.ensure_future(timed(self._apply_gated(batch)))
             source_task = asyncio.ensure_future(source_side())
@@ -580,8 +608,13 @@ class Lane:
             batch = ahead
         if unacked is not None:
             await timed(self._ack(*unacked))
-        if self._forget and not should_stop():
-            await timed(self._forget_now())
+        if batch and batch.wal_end is not None and self.capture is not None:
+            # Read from the WAL and not applied (a stop): the stream goes back to the
+            # slot's position, or a later confirmation would pass over it.
+            async with wrap_errors(f"{self.name}: capture"):
+                await timed(self.capture.rewind())
+        else:
+            await timed(self._confirm_read(batch))
         return moved
 
     # -- metrics -------------------------------------------------------------------

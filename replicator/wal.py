@@ -39,6 +39,7 @@ import logging
 import re
 import struct
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,6 +163,9 @@ class WalCapture:
         # The cloud's position when it is ahead of the slot (a crash after the cloud's
         # commit): the stream's first batches end exactly there (see read).
         self.replay_until = 0
+        # How far the stream has been read into batches: ahead of the confirmed
+        # position while batches are in flight (the pipelined drain).
+        self.read_lsn = 0
         self._stream: Conn | None = None
         self._reader = Reader()
         self._status_at = 0.0
@@ -275,6 +279,7 @@ class WalCapture:
         self._stream = conn
         self._reader = Reader()
         self._carry = []
+        self.read_lsn = self.confirmed_lsn
         command = (
             f"START_REPLICATION SLOT {sql.Identifier(self.slot).as_string(conn)} LOGICAL "
             f"{lsn_text(self.confirmed_lsn)} (proto_version '1', "
@@ -295,6 +300,12 @@ class WalCapture:
                 return
             message = (res.error_message or b"").decode(errors="replace").strip()
             raise Unavailable(f"capture: START_REPLICATION failed: {message}")
+
+    async def rewind(self) -> None:
+        """Stream again from the confirmed position: a batch was read and will not be
+        applied (a stop between the read-ahead and its apply); read on past it, the
+        next confirmation would pass over changes that never crossed."""
+        await self._start_stream()
 
     async def close(self) -> None:
         conn, self._stream = self._stream, None
@@ -370,12 +381,15 @@ class WalCapture:
         site_id: int,
         exclude: dict[str, list[str]],
         max_changes: int = READ_MAX,
+        busy: Collection[tuple[str, int]] = (),
     ) -> tuple[list[BatchRow], int]:
         """The next push batch of what committed before this call (up to
         ``max_changes``, whole transactions), and the LSN it reaches (the end of the
-        last transaction read; ``confirmed_lsn`` when there was nothing new). ``conn``:
-        the lane's own connection to the site database, tagged with its origin. Nothing
-        is confirmed here: :meth:`confirm` does that once the batch is done."""
+        last transaction read; where the last read ended when there was nothing new).
+        ``conn``: the lane's own connection to the site database, tagged with its
+        origin. ``busy``: the records of the batch in flight, whose changes here go to
+        the outbox instead (``scsync_capture_read``). Nothing is confirmed here:
+        :meth:`confirm` does that once the batch is done."""
         cur = await conn.execute(query("capture_wal_position"))
         row = await cur.fetchone()
         assert row is not None
@@ -389,7 +403,8 @@ class WalCapture:
         await self._send_status(self.confirmed_lsn, reply=True)
         pending, self._carry = self._carry, []
         changes = sum(len(t.changes) for t in pending)
-        seen = max([self.confirmed_lsn, *(t.end_lsn for t in pending)])
+        start = max(self.confirmed_lsn, self.read_lsn)
+        seen = max([start, *(t.end_lsn for t in pending)])
         while changes < max_changes:
             msg = await self._message(self.op_timeout)
             if msg is None:
@@ -411,23 +426,28 @@ class WalCapture:
             txn = self._reader.feed(memoryview(msg)[25:])
             if txn is None:
                 continue
-            if txn.end_lsn <= self.confirmed_lsn:
+            if txn.end_lsn <= start:
                 continue  # confirmed before a restart
-            replaying = self.replay_until > max(seen, self.confirmed_lsn)
-            if replaying and txn.end_lsn > self.replay_until and txn.changes:
+            own = txn.origin is not None and txn.origin.startswith(ORIGIN_PREFIX)
+            replaying = self.replay_until > seen
+            if replaying and txn.end_lsn > self.replay_until:
                 # A replay ends exactly where the cloud's position is: the cloud answers
                 # it skipped and the site's ack of it is finished before any later
                 # change of its records is read (their base is that ack's revision).
-                self._carry.append(txn)
+                # Everything before this transaction is read: the replay is over.
+                if txn.changes and not own:
+                    self._carry.append(txn)
+                seen = self.replay_until
                 break
             seen = max(seen, txn.end_lsn)
-            if txn.origin is not None and txn.origin.startswith(ORIGIN_PREFIX):
+            if own:
                 continue  # the replicator's own writes
             if txn.changes:
                 pending.append(txn)
                 changes += len(txn.changes)
             if replaying and txn.end_lsn >= self.replay_until:
                 break
+        self.read_lsn = seen
         if not pending:
             return [], seen
         cur = await conn.execute(
@@ -437,6 +457,8 @@ class WalCapture:
                 "site_id": site_id,
                 "changes": changes_json(pending),
                 "exclude": json.dumps(exclude),
+                "busy": json.dumps([{"t": t, "id": i} for t, i in busy]),
+                "xids": sorted({t.xid for t in pending}),
             },
         )
         return [BatchRow(*r) for r in await cur.fetchall()], seen

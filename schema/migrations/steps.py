@@ -501,7 +501,10 @@ def wal_direct(side: Side) -> tuple[Callable[..., None], Callable[..., None]]:
 
     def downgrade(**kw: Any) -> None:
         if side == "local":
-            op.execute("DROP FUNCTION scsync_capture_read(text, int, jsonb, jsonb)")
+            op.execute(
+                "DROP FUNCTION scsync_capture_read(text, int, jsonb, jsonb, jsonb, bigint[])"
+            )
+            op.execute("DROP FUNCTION scsync_capture_wait_visible(bigint[], double precision)")
             op.execute("DROP FUNCTION scsync_capture_requeue(int, jsonb)")
             op.execute("ALTER TABLE scsync_capture_state ADD COLUMN spooled_lsn text")
             restore_functions(

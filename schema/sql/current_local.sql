@@ -890,7 +890,7 @@ BEGIN
 END
 $function$;
 
-CREATE OR REPLACE FUNCTION public.scsync_capture_read(p_lane text, p_site_id integer, p_changes jsonb, p_exclude jsonb)
+CREATE OR REPLACE FUNCTION public.scsync_capture_read(p_lane text, p_site_id integer, p_changes jsonb, p_exclude jsonb, p_busy jsonb, p_xids bigint[])
  RETURNS TABLE(ord bigint, seqs bigint[], table_name text, row_id bigint, op text, revision bigint, base bigint, row_data text, source_commit_at timestamp with time zone, resolution jsonb)
  LANGUAGE plpgsql
 AS $function$
@@ -898,6 +898,7 @@ DECLARE
     tname text;
 BEGIN
     PERFORM scsync_replicator_guard(p_site_id);
+    PERFORM scsync_capture_wait_visible(p_xids, 10);
     IF NOT scsync_scratch_ok('scsync_read_keys', 'scsync_read_key') THEN
         DROP TABLE IF EXISTS pg_temp.scsync_read_keys;
         CREATE TEMP TABLE pg_temp.scsync_read_keys OF scsync_read_key ON COMMIT DELETE ROWS;
@@ -970,12 +971,14 @@ BEGIN
                      ORDER BY hh.seq DESC LIMIT 1) AS revision
               FROM pg_temp.scsync_read_keys k2 WHERE k2.last_op = 'D') h
      WHERE k.last_op = 'D' AND h.table_name = k.table_name AND h.row_id = k.row_id;
-    -- Parked, not yet due: to the outbox, for the retry.
+    -- Parked and not yet due, or in the batch in flight: to the outbox, for later.
     WITH parked AS (
         DELETE FROM pg_temp.scsync_read_keys k
-         USING scsync_dead_letters d
-         WHERE d.lane = p_lane AND d.table_name = k.table_name AND d.row_id = k.row_id
-           AND d.next_retry_at > clock_timestamp()
+         WHERE EXISTS (SELECT 1 FROM scsync_dead_letters d
+                        WHERE d.lane = p_lane AND d.table_name = k.table_name
+                          AND d.row_id = k.row_id AND d.next_retry_at > clock_timestamp())
+            OR (k.table_name, k.row_id) IN (SELECT b ->> 't', (b ->> 'id')::bigint
+                                              FROM jsonb_array_elements(p_busy) b)
         RETURNING k.*
     )
     INSERT INTO scsync_outbox (table_name, row_id, site_id, op, origin, revision,
@@ -1148,6 +1151,35 @@ BEGIN
          ORDER BY min(g.n);
     END IF;
     RETURN NULL;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.scsync_capture_wait_visible(p_xids bigint[], p_wait_s double precision)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    deadline timestamptz := clock_timestamp() + make_interval(secs => p_wait_s);
+    late bigint;
+BEGIN
+    LOOP
+        -- The 64-bit id of a 32-bit one: the epoch of the snapshot's xmax, or the one
+        -- before for an id above xmax's low half (it wrapped around since).
+        SELECT x INTO late
+          FROM unnest(p_xids) x,
+               LATERAL (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax) s
+         WHERE NOT pg_visible_in_snapshot(
+                   ((((s.xmax >> 32) - (x > (s.xmax & 4294967295))::int) << 32) | x)
+                       ::text::xid8,
+                   pg_current_snapshot())
+         LIMIT 1;
+        EXIT WHEN NOT FOUND;
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'transaction % is committed in the WAL but not visible after % s',
+                late, p_wait_s USING ERRCODE = '55000';
+        END IF;
+        PERFORM pg_sleep(0.001);
+    END LOOP;
 END
 $function$;
 
@@ -2366,10 +2398,11 @@ ALTER PUBLICATION scsync_capture ADD TABLE user_accounts;
 -- ON FUNCTION scsync_bookkeeping_columns(): EXECUTE TO <owner>
 -- ON FUNCTION scsync_capture_attach(tbl regclass): EXECUTE TO <owner>
 -- ON FUNCTION scsync_capture_publish(tbl regclass): EXECUTE TO <owner>
--- ON FUNCTION scsync_capture_read(p_lane text, p_site_id integer, p_changes jsonb, p_exclude jsonb): EXECUTE TO <owner>
+-- ON FUNCTION scsync_capture_read(p_lane text, p_site_id integer, p_changes jsonb, p_exclude jsonb, p_busy jsonb, p_xids bigint[]): EXECUTE TO <owner>
 -- ON FUNCTION scsync_capture_requeue(p_site_id integer, p_keys jsonb): EXECUTE TO <owner>
 -- ON FUNCTION scsync_capture_resync(p_slot text, p_lsn text): EXECUTE TO <owner>
 -- ON FUNCTION scsync_capture_rows(): EXECUTE TO <owner>
+-- ON FUNCTION scsync_capture_wait_visible(p_xids bigint[], p_wait_s double precision): EXECUTE TO <owner>
 -- ON FUNCTION scsync_clock_ms(): EXECUTE TO <owner>
 -- ON FUNCTION scsync_history_save(tbl regclass, p_row_id bigint, p_op text): EXECUTE TO <owner>
 -- ON FUNCTION scsync_is_replicating(): EXECUTE TO <owner>

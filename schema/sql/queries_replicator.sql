@@ -201,7 +201,8 @@ SELECT set_config('synchronous_commit', 'on', true), pg_current_xact_id()
 -- name: capture_read
 SELECT ord, seqs, table_name, row_id, op, revision, base, row_data,
        source_commit_at, resolution::text
-  FROM scsync_capture_read(%(lane)s, %(site_id)s, %(changes)s::jsonb, %(exclude)s::jsonb)
+  FROM scsync_capture_read(%(lane)s, %(site_id)s, %(changes)s::jsonb, %(exclude)s::jsonb,
+                           %(busy)s::jsonb, %(xids)s::bigint[])
  ORDER BY ord
 
 -- Records of a WAL batch parked by the ack: to the outbox, for their retry.

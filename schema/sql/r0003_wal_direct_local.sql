@@ -53,6 +53,43 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------
+-- Wait until every transaction of p_xids (32-bit ids, as the WAL's BEGIN carries them)
+-- is visible to a new snapshot. The walsender may send a transaction as soon as its
+-- commit record is flushed, and the committing backend leaves the shared state that
+-- snapshots read (ProcArrayEndTransaction) only a moment later: on a busy machine,
+-- long enough for the read after it to see the record as it was before the change.
+-- Sent as it was, that is the revision the cloud holds already (a duplicate), and the
+-- change is lost once the slot moves past it. Each test below takes a new snapshot (a
+-- volatile function in READ COMMITTED); gives up after p_wait_s with 55000.
+CREATE FUNCTION scsync_capture_wait_visible(p_xids bigint[], p_wait_s double precision)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + make_interval(secs => p_wait_s);
+    late bigint;
+BEGIN
+    LOOP
+        -- The 64-bit id of a 32-bit one: the epoch of the snapshot's xmax, or the one
+        -- before for an id above xmax's low half (it wrapped around since).
+        SELECT x INTO late
+          FROM unnest(p_xids) x,
+               LATERAL (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax) s
+         WHERE NOT pg_visible_in_snapshot(
+                   ((((s.xmax >> 32) - (x > (s.xmax & 4294967295))::int) << 32) | x)
+                       ::text::xid8,
+                   pg_current_snapshot())
+         LIMIT 1;
+        EXIT WHEN NOT FOUND;
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'transaction % is committed in the WAL but not visible after % s',
+                late, p_wait_s USING ERRCODE = '55000';
+        END IF;
+        PERFORM pg_sleep(0.001);
+    END LOOP;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
 -- Decoded changes as one push batch, the outbox read's rows and rules (the sync switch,
 -- a resolution's note, tombstones) over keys taken from the WAL instead of the outbox.
 -- p_changes: [{"t": table, "op": "I"|"U"|"D", "id": "<id>", "at": commit time,
@@ -66,9 +103,13 @@ $$;
 -- change. Skipped: a change whose revision is the synced one (a bookkeeping-only
 -- update: the cloud holds it). A deletion carries only the id: its tombstone takes
 -- the last revision history holds. A record parked for a retry (a dead letter not yet
--- due) is not sent: its change goes to the outbox, where the retry finds it.
+-- due) is not sent: its change goes to the outbox, where the retry finds it. So is a
+-- record of p_busy ([{"t", "id"}]: the batch still in flight, whose apply this read
+-- runs beside): sent now, it would carry the base (synced_revision) from before that
+-- batch's ack and make a false conflict; the outbox read finds it after the ack.
+-- p_xids: the decoded transactions' ids, waited for first (scsync_capture_wait_visible).
 CREATE FUNCTION scsync_capture_read(p_lane text, p_site_id int, p_changes jsonb,
-                                    p_exclude jsonb)
+                                    p_exclude jsonb, p_busy jsonb, p_xids bigint[])
 RETURNS TABLE (ord bigint, seqs bigint[], table_name text, row_id bigint, op text,
                revision bigint, base bigint, row_data text, source_commit_at timestamptz,
                resolution jsonb)
@@ -77,6 +118,7 @@ DECLARE
     tname text;
 BEGIN
     PERFORM scsync_replicator_guard(p_site_id);
+    PERFORM scsync_capture_wait_visible(p_xids, 10);
     IF NOT scsync_scratch_ok('scsync_read_keys', 'scsync_read_key') THEN
         DROP TABLE IF EXISTS pg_temp.scsync_read_keys;
         CREATE TEMP TABLE pg_temp.scsync_read_keys OF scsync_read_key ON COMMIT DELETE ROWS;
@@ -149,12 +191,14 @@ BEGIN
                      ORDER BY hh.seq DESC LIMIT 1) AS revision
               FROM pg_temp.scsync_read_keys k2 WHERE k2.last_op = 'D') h
      WHERE k.last_op = 'D' AND h.table_name = k.table_name AND h.row_id = k.row_id;
-    -- Parked, not yet due: to the outbox, for the retry.
+    -- Parked and not yet due, or in the batch in flight: to the outbox, for later.
     WITH parked AS (
         DELETE FROM pg_temp.scsync_read_keys k
-         USING scsync_dead_letters d
-         WHERE d.lane = p_lane AND d.table_name = k.table_name AND d.row_id = k.row_id
-           AND d.next_retry_at > clock_timestamp()
+         WHERE EXISTS (SELECT 1 FROM scsync_dead_letters d
+                        WHERE d.lane = p_lane AND d.table_name = k.table_name
+                          AND d.row_id = k.row_id AND d.next_retry_at > clock_timestamp())
+            OR (k.table_name, k.row_id) IN (SELECT b ->> 't', (b ->> 'id')::bigint
+                                              FROM jsonb_array_elements(p_busy) b)
         RETURNING k.*
     )
     INSERT INTO scsync_outbox (table_name, row_id, site_id, op, origin, revision,

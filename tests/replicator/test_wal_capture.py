@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +190,62 @@ async def test_a_deletion_crosses_by_the_wal(world: World) -> None:
     assert not cloud["Dr. Stays"]["deleted"]
     with local.connect() as c:
         assert _count(c, "SELECT count(*) FROM scsync_outbox") == 0
+
+
+async def test_a_change_of_a_record_in_flight_waits_for_that_batchs_ack(world: World) -> None:
+    """The drain reads batch N+1 while N is applied at the cloud: a later change of a
+    record of N goes to the outbox and crosses after N's ack, on N's revision (sent at
+    once, it would carry the base from before that ack: a false conflict)."""
+    local = world.site1.local
+    await (await _open(world)).close()
+    with local.connect(autocommit=True) as c:
+        c.execute("INSERT INTO doctors (name) SELECT 'Dr. ' || g FROM generate_series(1, 5) g")
+    lane = await _open(world)
+    try:
+        first = await lane.read()
+        assert len(first) == 5
+        with local.connect(autocommit=True) as c:
+            c.execute("UPDATE doctors SET name = 'Dr. 1 again' WHERE name = 'Dr. 1'")
+            c.execute("INSERT INTO doctors (name) VALUES ('Dr. 6')")
+        ahead = await lane.read(busy=first)
+        assert [json.loads(r.row_data or "{}").get("name") for r in ahead] == ["Dr. 6"]
+        with local.connect() as c:
+            assert _count(c, "SELECT count(*) FROM scsync_outbox") == 1
+        for batch in (first, ahead):
+            result, failures = await lane._apply(batch)
+            assert result.applied == len(batch)
+            await lane._ack(batch, result, failures)
+        assert await lane.drain() == 1  # the outbox's row, now on first's revision
+    finally:
+        await lane.close()
+    names = sorted(r["name"] for r in rows(world.cloud, "doctors").values())
+    assert names == ["Dr. 1 again", "Dr. 2", "Dr. 3", "Dr. 4", "Dr. 5", "Dr. 6"]
+    for db in (local, world.cloud):
+        with db.connect() as c:
+            assert _count(c, "SELECT count(*) FROM scsync_conflicts") == 0
+    with local.connect() as c:
+        assert _count(c, "SELECT count(*) FROM doctors WHERE NOT synced") == 0
+        assert _count(c, "SELECT count(*) FROM scsync_outbox") == 0
+
+
+def test_the_read_waits_until_a_decoded_transaction_is_visible(world: World) -> None:
+    """The walsender may send a transaction before its backend has left the state a new
+    snapshot reads: the read waits for it (read at once, the record's content would
+    be the version before the change, sent as a duplicate and lost)."""
+    wait = "SELECT scsync_capture_wait_visible(%s, %s)"
+    with world.site1.local.connect() as open_txn, world.site1.local.connect(autocommit=True) as c:
+        xid = _count(open_txn, "SELECT pg_current_xact_id()::text::bigint & 4294967295")
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="not visible"):
+            c.execute(wait, ([xid], 0.2))
+        timer = threading.Timer(0.5, open_txn.commit)
+        timer.start()
+        started = time.monotonic()
+        c.execute(wait, ([xid], 10))
+        assert time.monotonic() - started >= 0.4  # it waited for the commit
+        timer.join()
+        started = time.monotonic()
+        c.execute(wait, ([xid], 10))
+        assert time.monotonic() - started < 0.2  # visible: no wait
 
 
 async def test_the_replicators_own_writes_are_not_captured_back(world: World) -> None:
