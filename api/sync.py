@@ -58,7 +58,6 @@ from schema.lanes import (
 )
 from schema.notifications import Listener, wakes
 from schema.revocation import DEFAULT_CHECK_S, Revocations
-from schema.sql import query
 from schema.web import (
     PRINCIPAL,
     REVOCATIONS,
@@ -271,7 +270,7 @@ async def _check_outbox(app: web.Application) -> None:
             continue
         try:
             async with app[_POOL].connection() as conn:
-                cur = await conn.execute(query("sync_outbox_heads"), {"sites": waiting})
+                cur = await conn.execute(database.named("sync_outbox_heads"), {"sites": waiting})
                 hints.moved((int(r[0]), int(r[1])) for r in await cur.fetchall())
         except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
             log.warning("sync: outbox check: %s", first_line(exc))
@@ -363,7 +362,7 @@ def _prelude(request: web.Request, lane: LaneName | None) -> Callable[[Conn], Aw
 
     async def start(conn: Conn) -> None:
         cur = await conn.execute(
-            query("sync_begin"),
+            database.named("sync_begin"),
             {"site_id": site_id, "lane": lane, "holder": holder, "ttl_s": ttl},
         )
         row = await cur.fetchone()
@@ -439,7 +438,7 @@ async def _release(request: web.Request) -> web.Response:
     lane = _lane(request)
     async with request.app[_POOL].connection() as conn:
         await conn.execute(
-            query("sync_lease_release"),
+            database.named("sync_lease_release"),
             {"site_id": request[_SITE], "lane": lane, "holder": request.headers[HOLDER_HEADER]},
         )
     return web.json_response({"lane": lane, "released": True})
@@ -660,7 +659,7 @@ async def _status(request: web.Request) -> web.Response:
     site = {"site_id": request[_SITE]}
 
     async def fetch(conn: Conn, name: str) -> list[tuple[Any, ...]]:
-        cur = await conn.execute(query(name), site)
+        cur = await conn.execute(database.named(name), site)
         return await cur.fetchall()
 
     async with request.app[_POOL].connection() as conn, conn.transaction():
@@ -726,7 +725,7 @@ async def _wait(request: web.Request) -> web.Response:
         # The outbox as it is now is what the caller has read (it waits only after
         # draining): the checks wake it for rows beyond this, not for these.
         async with request.app[_POOL].connection() as conn:
-            cur = await conn.execute(query("sync_outbox_heads"), {"sites": [site]})
+            cur = await conn.execute(database.named("sync_outbox_heads"), {"sites": [site]})
             hints.heads[site] = max((int(r[1]) for r in await cur.fetchall()), default=0)
     event = hints.event(site)
     try:

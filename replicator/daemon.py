@@ -35,8 +35,8 @@ from replicator.lane import BlobGate, Lane, LaneName
 from replicator.metrics import Metrics
 from replicator.settings import Settings
 from replicator.wal import check_settings, lsn_int
+from schema.database import named
 from schema.notifications import Listener, wakes
-from schema.sql import query
 
 if TYPE_CHECKING:
     from replicator.files.service import FilesSettings
@@ -221,7 +221,7 @@ class Daemon:
                 # outbox's newest seq, or with the WAL capture the WAL's end.
                 try:
                     cur = await asyncio.wait_for(
-                        w.conn.execute(query(probe)),
+                        w.conn.execute(named(probe)),
                         timeout=min(10.0, self.settings.op_timeout_s),
                     )
                     row = await cur.fetchone()

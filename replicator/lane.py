@@ -44,6 +44,7 @@ from replicator.metrics import Metrics
 from replicator.settings import Settings
 from replicator.wal import WalCapture, lsn_int, lsn_text, origin_session
 from schema.columns import SIDE_ONLY_COLUMNS
+from schema.database import named
 from schema.lanes import (
     Applied,
     BatchRow,
@@ -53,7 +54,6 @@ from schema.lanes import (
     Side,
 )
 from schema.notifications import keepalive_conninfo
-from schema.sql import query
 
 __all__ = [
     "SIDE_ONLY_COLUMNS",
@@ -241,7 +241,7 @@ class Lane:
                 await self.capture.open(conn)
             return
         if self.name == "push":
-            cur = await conn.execute(query("capture_mode"))
+            cur = await conn.execute(named("capture_mode"))
             row = await cur.fetchone()
             if row is not None and row[0] == "wal":
                 await origin_session(conn, self.name)

@@ -48,8 +48,8 @@ from psycopg import pq, sql
 
 from replicator.errors import SettingsError, Unavailable
 from replicator.pgoutput import JSON_TYPES, Reader, Transaction
+from schema.database import named
 from schema.lanes import BatchRow
-from schema.sql import query
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ async def origin_session(conn: Conn, name: str) -> None:
     on the pg_replication_origin_* functions (docs/operations.md)."""
     origin = ORIGIN_PREFIX + name
     try:
-        cur = await conn.execute(query("capture_origin_setup"), {"origin": origin})
+        cur = await conn.execute(named("capture_origin_setup"), {"origin": origin})
         await cur.fetchall()
     except psycopg.errors.InsufficientPrivilege as exc:
         raise SettingsError(
@@ -136,7 +136,7 @@ async def origin_session(conn: Conn, name: str) -> None:
 
 async def check_settings(conn: Conn) -> None:
     """Refuse a database that cannot decode its WAL, in one line saying what to set."""
-    cur = await conn.execute(query("capture_settings"))
+    cur = await conn.execute(named("capture_settings"))
     row = await cur.fetchone()
     assert row is not None
     wal_level, slots = str(row[0]), int(str(row[1]))
@@ -190,15 +190,15 @@ class WalCapture:
         write the outbox again from now on, the rows not synced yet go to the outbox
         from the tables (what the slot still holds of them: the resync's path), and the
         slot goes (it would keep the site's WAL for ever)."""
-        await conn.execute(query("capture_mode_set"), {"mode": "triggers"})
+        await conn.execute(named("capture_mode_set"), {"mode": "triggers"})
         found = await self._find_slot(conn)
         if found is not None:
             cur = await conn.execute(
-                query("capture_resync"), {"slot": self.slot, "lsn": found[1] or "0/0"}
+                named("capture_resync"), {"slot": self.slot, "lsn": found[1] or "0/0"}
             )
             await cur.fetchall()
             await self._drop_slot(conn)
-        await conn.execute(query("capture_forget"))
+        await conn.execute(named("capture_forget"))
         log.info("capture: back to the triggers; slot %s dropped", self.slot)
 
     async def _drop_slot(self, conn: Conn) -> None:
@@ -206,7 +206,7 @@ class WalCapture:
         its walsender has exited: a few tries over two seconds."""
         for attempt in range(20):
             try:
-                await conn.execute(query("capture_slot_drop"), {"slot": self.slot})
+                await conn.execute(named("capture_slot_drop"), {"slot": self.slot})
                 return
             except psycopg.errors.ObjectInUse:
                 if attempt == 19:
@@ -220,7 +220,7 @@ class WalCapture:
         row = await cur.fetchone()
         assert row is not None
         self.slot = slot_name(str(row[0]))
-        cur = await conn.execute(query("capture_slot"), {"slot": self.slot})
+        cur = await conn.execute(named("capture_slot"), {"slot": self.slot})
         slot = await cur.fetchone()
         if slot is None:
             return None
@@ -228,7 +228,7 @@ class WalCapture:
 
     async def _state(self, conn: Conn) -> str | None:
         """The slot the capture state names (None: capture never began here)."""
-        cur = await conn.execute(query("capture_state"))
+        cur = await conn.execute(named("capture_state"))
         row = await cur.fetchone()
         assert row is not None, "scsync_capture_state has no row (baseline)"
         return None if row[0] is None else str(row[0])
@@ -240,7 +240,7 @@ class WalCapture:
                 "max_slot_wal_keep_size); making it again and resyncing the unsynced rows",
                 self.slot,
             )
-            await conn.execute(query("capture_slot_drop"), {"slot": self.slot})
+            await conn.execute(named("capture_slot_drop"), {"slot": self.slot})
         elif known:
             log.warning(
                 "capture: slot %s is gone (dropped by hand?); making it again and "
@@ -250,19 +250,19 @@ class WalCapture:
         # The slot first, then the triggers stop writing the outbox, then the resync: a
         # change made in between is in both, and crosses twice (the cloud answers the
         # second as a duplicate).
-        cur = await conn.execute(query("capture_slot_create"), {"slot": self.slot})
+        cur = await conn.execute(named("capture_slot_create"), {"slot": self.slot})
         row = await cur.fetchone()
         assert row is not None
-        await conn.execute(query("capture_begin"))
-        await conn.execute(query("capture_mode_set"), {"mode": "wal"})
-        cur = await conn.execute(query("capture_resync"), {"slot": self.slot, "lsn": str(row[0])})
+        await conn.execute(named("capture_begin"))
+        await conn.execute(named("capture_mode_set"), {"mode": "wal"})
+        cur = await conn.execute(named("capture_resync"), {"slot": self.slot, "lsn": str(row[0])})
         resynced = await cur.fetchone()
         n = int(str(resynced[0])) if resynced is not None else 0
         if n:
             log.warning("capture: %d unsynced rows queued from the tables (resync)", n)
 
     async def status(self, conn: Conn) -> CaptureStatus:
-        cur = await conn.execute(query("capture_status"))
+        cur = await conn.execute(named("capture_status"))
         return capture_status_of(await cur.fetchone())
 
     # -- the stream ---------------------------------------------------------------
@@ -390,7 +390,7 @@ class WalCapture:
         origin. ``busy``: the records of the batch in flight, whose changes here go to
         the outbox instead (``scsync_capture_read``). Nothing is confirmed here:
         :meth:`confirm` does that once the batch is done."""
-        cur = await conn.execute(query("capture_wal_position"))
+        cur = await conn.execute(named("capture_wal_position"))
         row = await cur.fetchone()
         assert row is not None
         target = lsn_int(str(row[0]))
@@ -399,7 +399,7 @@ class WalCapture:
             # wait for the WAL writer (up to wal_writer_delay). One synchronous commit
             # of our own flushes everything before it.
             async with conn.transaction():
-                await conn.execute(query("capture_flush"))
+                await conn.execute(named("capture_flush"))
         await self._send_status(self.confirmed_lsn, reply=True)
         pending, self._carry = self._carry, []
         changes = sum(len(t.changes) for t in pending)
@@ -451,7 +451,7 @@ class WalCapture:
         if not pending:
             return [], seen
         cur = await conn.execute(
-            query("capture_read"),
+            named("capture_read"),
             {
                 "lane": lane,
                 "site_id": site_id,

@@ -27,8 +27,8 @@ from typing import Any, Literal
 import psycopg
 from psycopg import errors as pg_errors
 
+from schema.database import named
 from schema.replicating import mark_replicating
-from schema.sql import query
 
 LaneName = Literal["push", "pull"]
 Side = Literal["local", "cloud"]
@@ -202,7 +202,7 @@ class LaneDb:
     async def lock(self, key: int) -> bool:
         """A session advisory lock (local database only: it dies with the process)."""
         cur = await self.conn.execute(
-            query("replicator_lock"), {"key": key, "site_id": self.site_id}
+            named("replicator_lock"), {"key": key, "site_id": self.site_id}
         )
         row = await cur.fetchone()
         return bool(row and row[0])
@@ -211,11 +211,11 @@ class LaneDb:
         """Per synced table its columns, and this database's schema revision."""
         async with self.conn.transaction():
             await self._start()
-            cur = await self.conn.execute(query("replicator_columns"))
+            cur = await self.conn.execute(named("replicator_columns"))
             per_table: dict[str, list[str]] = {}
             for table, column in await cur.fetchall():
                 per_table.setdefault(str(table), []).append(str(column))
-            cur = await self.conn.execute(query("replicator_schema_revision"))
+            cur = await self.conn.execute(named("replicator_schema_revision"))
             rev = await cur.fetchone()
         return per_table, None if rev is None else str(rev[0])
 
@@ -224,11 +224,11 @@ class LaneDb:
     ) -> AsyncGenerator[BatchRow, None]:
         """The next batch, one consistent snapshot (REPEATABLE READ), streamed."""
         async with self.conn.transaction():
-            await self.conn.execute(query("sync_isolation_repeatable_read"))
+            await self.conn.execute(named("sync_isolation_repeatable_read"))
             await self._start()
             async with self.conn.cursor() as cur:
                 async for r in cur.stream(
-                    query("replicator_read"),
+                    named("replicator_read"),
                     {
                         "lane": lane,
                         "site_id": self.site_id,
@@ -270,7 +270,7 @@ class LaneDb:
             await self._start()
             if source_lsn is not None and rows:
                 cur = await conn.execute(
-                    query("replicator_claim_lsn"),
+                    named("replicator_claim_lsn"),
                     {"lane": lane, "site_id": self.site_id, "lsn": source_lsn},
                 )
                 claimed = await cur.fetchone()
@@ -282,12 +282,12 @@ class LaneDb:
                     # Nothing to apply: only forgetting (no inbox entry for an empty batch).
                     if forget:
                         await conn.execute(
-                            query("replicator_inbox_forget"),
+                            named("replicator_inbox_forget"),
                             {"lane": lane, "site_id": self.site_id, "batch_ids": list(forget)},
                         )
                     return result
                 cur = await conn.execute(
-                    query("replicator_apply_batch"),
+                    named("replicator_apply_batch"),
                     {
                         **params,
                         "lane": lane,
@@ -306,15 +306,15 @@ class LaneDb:
             await mark_replicating(conn)
             if forget:
                 await conn.execute(
-                    query("replicator_inbox_forget"),
+                    named("replicator_inbox_forget"),
                     {"lane": lane, "site_id": self.site_id, "batch_ids": list(forget)},
                 )
-            await conn.execute(query("replicator_constraints_immediate"))
+            await conn.execute(named("replicator_constraints_immediate"))
             for r in rows:
                 try:
                     async with conn.transaction():  # a savepoint per record
                         cur = await conn.execute(
-                            query("replicator_apply"),
+                            named("replicator_apply"),
                             {**params, "batch": batch_json([r]), "only_ord": r.ord},
                         )
                         result.outcomes.extend(_outcome(o) for o in await cur.fetchall())
@@ -325,7 +325,7 @@ class LaneDb:
             done = {(o[1], o[2]) for o in result.outcomes}
             seqs = [s for r in rows if (r.table_name, r.row_id) in done for s in r.seqs]
             cur = await conn.execute(
-                query("replicator_inbox_add"),
+                named("replicator_inbox_add"),
                 {
                     "lane": lane,
                     "site_id": self.site_id,
@@ -336,9 +336,9 @@ class LaneDb:
             row = await cur.fetchone()
             assert row is not None
             result.batch_id = int(row[0])
-            await conn.execute(query("replicator_wake"))
+            await conn.execute(named("replicator_wake"))
             await conn.execute(
-                query("replicator_cursor_advance"),
+                named("replicator_cursor_advance"),
                 {
                     "lane": lane,
                     "site_id": self.site_id,
@@ -365,14 +365,14 @@ class LaneDb:
         params = {"lane": lane, "seqs": list(seqs), "rows": rows}
         if not parks and self.prelude is None:
             # One statement is one transaction on this autocommit connection.
-            await self.conn.execute(query("replicator_ack"), params)
+            await self.conn.execute(named("replicator_ack"), params)
             return
         async with self.conn.transaction():
             await self._start()
-            await self.conn.execute(query("replicator_ack"), params)
+            await self.conn.execute(named("replicator_ack"), params)
             for p in parks:
                 await self.conn.execute(
-                    query("replicator_park"),
+                    named("replicator_park"),
                     {
                         "lane": lane,
                         "table_name": p.table_name,
@@ -387,13 +387,13 @@ class LaneDb:
             if requeue and parks:
                 keys = [{"t": p.table_name, "id": p.row_id, "revision": p.revision} for p in parks]
                 await self.conn.execute(
-                    query("capture_requeue"), {"site_id": self.site_id, "keys": json.dumps(keys)}
+                    named("capture_requeue"), {"site_id": self.site_id, "keys": json.dumps(keys)}
                 )
 
     async def outbox_waiting(self) -> bool:
         """Whether this site's outbox holds anything (with the WAL capture: a resync's
         rows, records parked for a retry, rows an earlier version left)."""
-        cur = await self.conn.execute(query("capture_outbox_waiting"), {"site_id": self.site_id})
+        cur = await self.conn.execute(named("capture_outbox_waiting"), {"site_id": self.site_id})
         row = await cur.fetchone()
         return bool(row and row[0])
 
@@ -402,7 +402,7 @@ class LaneDb:
         async with self.conn.transaction():
             await self._start()
             cur = await self.conn.execute(
-                query("replicator_source_lsn"), {"lane": lane, "site_id": self.site_id}
+                named("replicator_source_lsn"), {"lane": lane, "site_id": self.site_id}
             )
             row = await cur.fetchone()
         return None if row is None or row[0] is None else str(row[0])
@@ -411,7 +411,7 @@ class LaneDb:
         async with self.conn.transaction():
             await self._start()
             await self.conn.execute(
-                query("replicator_inbox_forget"),
+                named("replicator_inbox_forget"),
                 {"lane": lane, "site_id": self.site_id, "batch_ids": list(batch_ids)},
             )
 
@@ -419,7 +419,7 @@ class LaneDb:
         async with self.conn.transaction():
             await self._start()
             cur = await self.conn.execute(
-                query("replicator_inbox_pending"), {"lane": lane, "site_id": self.site_id}
+                named("replicator_inbox_pending"), {"lane": lane, "site_id": self.site_id}
             )
             pending = await cur.fetchall()
         return [(int(b), [int(s) for s in json.loads(seqs)]) for b, seqs in pending]
@@ -427,13 +427,13 @@ class LaneDb:
     async def outbox_keys(self, seqs: Sequence[int]) -> list[dict[str, Any]]:
         async with self.conn.transaction():
             await self._start()
-            cur = await self.conn.execute(query("replicator_outbox_keys"), {"seqs": list(seqs)})
+            cur = await self.conn.execute(named("replicator_outbox_keys"), {"seqs": list(seqs)})
             return [{"t": str(t), "id": int(i)} for t, i in await cur.fetchall()]
 
     async def recover_rows(self, keys: str) -> str:
         async with self.conn.transaction():
             await self._start()
-            cur = await self.conn.execute(query("replicator_recover_rows"), {"keys": keys})
+            cur = await self.conn.execute(named("replicator_recover_rows"), {"keys": keys})
             got = await cur.fetchone()
         return "[]" if got is None or got[0] is None else str(got[0])
 
@@ -441,7 +441,7 @@ class LaneDb:
         async with self.conn.transaction():
             await self._start()
             cur = await self.conn.execute(
-                query("replicator_outbox_depth"), {"site_id": self.site_id}
+                named("replicator_outbox_depth"), {"site_id": self.site_id}
             )
             row = await cur.fetchone()
         if row is None:
@@ -452,7 +452,7 @@ class LaneDb:
         async with self.conn.transaction():
             await self._start()
             cur = await self.conn.execute(
-                query("replicator_conflicts_open"), {"site_id": self.site_id}
+                named("replicator_conflicts_open"), {"site_id": self.site_id}
             )
             row = await cur.fetchone()
         return int(row[0]) if row else 0

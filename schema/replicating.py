@@ -16,12 +16,12 @@ from typing import Any
 
 import psycopg
 
-from schema.sql import query
+from schema.database import named
 
 
 async def mark_replicating(conn: psycopg.AsyncConnection[Any]) -> None:
     """Mark the transaction ``conn`` is in (the marker ends with it)."""
-    await conn.execute(query("replicator_replicating"))
+    await conn.execute(named("replicator_replicating"))
 
 
 @asynccontextmanager
@@ -36,5 +36,5 @@ async def replicating(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]
 def replicating_sync(conn: psycopg.Connection[Any]) -> Iterator[None]:
     """``replicating`` for a blocking connection (the demo's seeding)."""
     with conn.transaction():
-        conn.execute(query("replicator_replicating"))
+        conn.execute(named("replicator_replicating"))
         yield
