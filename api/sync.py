@@ -46,14 +46,13 @@ from api.jsonschema import HOLDER_PARAM
 from schema import database
 from schema.auth import Principal, TokenCache
 from schema.columns import SIDE_ONLY_COLUMNS
-from schema.errors import ScsyncError
+from schema.errors import ScsyncError, first_line
 from schema.lanes import (
     TRANSIENT_CODES,
     BatchRow,
     LaneDb,
     LaneName,
     Park,
-    first_line,
     is_data_error,
 )
 from schema.notifications import Listener, wakes

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 
 from replicator.errors import ReplicationFailed, Unavailable
 from schema.database import Conn, DbError, Translation, open_connection
-from schema.lanes import TRANSIENT_CODES, first_line, is_data_error
+from schema.errors import first_line
+from schema.lanes import TRANSIENT_CODES, is_data_error
 
 __all__ = ["connect", "first_line", "is_data_error", "translation", "wrap_errors"]
 

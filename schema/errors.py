@@ -91,3 +91,9 @@ class ClockMovedBackwards(SchemaError):
 
 class NodeNotConfigured(SchemaError):
     """The database has no node id yet (scsync db set-node)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's first line (a driver's message goes on with DETAIL and HINT lines)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -28,6 +28,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from schema.database import named
+from schema.errors import first_line
 from schema.replicating import mark_replicating
 
 LaneName = Literal["push", "pull"]
@@ -60,11 +61,6 @@ def is_data_error(exc: BaseException) -> bool:
         and not isinstance(exc, (psycopg.OperationalError, *TRANSIENT))
         and not isinstance(exc, pg_errors.InsufficientPrivilege)
     )
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)

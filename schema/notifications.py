@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from schema.lanes import first_line
+from schema.errors import first_line
 from schema.urls import libpq_url
 
 log = logging.getLogger(__name__)
