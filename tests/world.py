@@ -65,6 +65,11 @@ class CloudApi:
         assert server is not None
         self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
 
+    def hints_live(self) -> bool:
+        """Change hints reach this API (its listener is connected: that connect answers
+        every long poll held before it)."""
+        return sync_hints(self.sync_app).live
+
     def long_poll_held(self, site_id: int) -> bool:
         """A pull/wait of this site waits for a hint here (its wake-up is registered)."""
         return site_id in sync_hints(self.sync_app).events

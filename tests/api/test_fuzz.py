@@ -82,4 +82,9 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
         cwd=tmp_path,
     )
     print(result.stdout[-3000:])  # the summary, shown with -s
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    # What failed comes before the long summary of warnings: shown first.
+    errors_at = result.stdout.find("= ERRORS =")
+    failures_at = result.stdout.find("= FAILURES =")
+    starts = [i for i in (errors_at, failures_at) if i >= 0]
+    detail = result.stdout[min(starts) : min(starts) + 6000] if starts else ""
+    assert result.returncode == 0, detail + result.stdout[-3000:] + result.stderr[-2000:]

@@ -7,6 +7,7 @@ import time
 
 import aiohttp
 
+from tests.polling import until_async
 from tests.world import World
 
 
@@ -23,6 +24,11 @@ async def test_a_held_long_poll_answers_when_the_api_shuts_down(world: World) ->
             ) as resp:
                 return resp.status, await resp.json()
 
+        async def hints_live() -> bool:
+            return world.api.hints_live()
+
+        # The listener's first connect answers every poll held before it: after it.
+        await until_async(hints_live, 15, "the API's change hints")
         held = asyncio.create_task(wait())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5
